@@ -1,0 +1,413 @@
+"""The device's SQLite store: catalog (with pinyin search), policy, roster, accumulators.
+
+One file, WAL, `synchronous=FULL`; the schema grows by migrations that commit together
+with the record of having run. Money is INTEGER fen, prices and ratios TEXT decimals.
+"""
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from itertools import islice
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from edge.documents import (
+    InsuredPerson,
+    chronic_cert_from_json,
+    policy_from_json,
+    roster_from_json,
+)
+from edge.pinyin import pinyin_keys, search_key
+from edge.rules import Accumulators, CatalogItem, ChronicCert, Person, Policy
+
+DATABASE_FILE = "clinic.db"
+SEARCH_LIMIT = 20
+_IMPORT_BATCH = 2000
+
+# Search key kinds, in rank order: a code match beats a name match beats a pinyin match.
+KEY_CODE, KEY_NAME, KEY_INITIALS, KEY_PINYIN = range(4)
+
+migrations = Migrations("clinic-device")
+
+
+@migrations()
+def m001_catalog_policy_roster(db: sqlite_utils.Database) -> None:
+    statements = [
+        """CREATE TABLE catalog_version (
+            version TEXT PRIMARY KEY, source TEXT NOT NULL, item_count INTEGER NOT NULL,
+            installed_at TEXT NOT NULL) STRICT""",
+        """CREATE TABLE catalog_item (
+            code TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL, unit TEXT NOT NULL,
+            kind TEXT NOT NULL, class TEXT NOT NULL, price TEXT NOT NULL,
+            payment_standard TEXT, self_prepay_ratio TEXT, gender TEXT,
+            min_age INTEGER, max_age INTEGER, max_qty TEXT, chronic_only TEXT NOT NULL,
+            valid_from TEXT, valid_to TEXT, pinyin TEXT NOT NULL, initials TEXT NOT NULL
+        ) STRICT""",
+        """CREATE TABLE catalog_search (
+            kind INTEGER NOT NULL, key TEXT NOT NULL, code TEXT NOT NULL,
+            PRIMARY KEY (kind, key, code)) STRICT, WITHOUT ROWID""",
+        """CREATE TABLE policy_version (
+            version TEXT PRIMARY KEY, document TEXT NOT NULL, installed_at TEXT NOT NULL
+        ) STRICT""",
+        """CREATE TABLE roster_version (
+            version TEXT PRIMARY KEY, person_count INTEGER NOT NULL, installed_at TEXT NOT NULL
+        ) STRICT""",
+        """CREATE TABLE person (
+            insured_id TEXT PRIMARY KEY, card_no TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+            id_number_masked TEXT NOT NULL, region TEXT NOT NULL, card_expiry TEXT,
+            insurance_type TEXT NOT NULL, gender TEXT NOT NULL, birth_date TEXT NOT NULL,
+            status TEXT NOT NULL, waiting_until TEXT, categories TEXT NOT NULL,
+            chronic_certs TEXT NOT NULL, account_balance INTEGER NOT NULL
+                CHECK (account_balance >= 0)) STRICT""",
+        """CREATE TABLE accumulator (
+            insured_id TEXT NOT NULL REFERENCES person(insured_id), year INTEGER NOT NULL,
+            visit_type TEXT NOT NULL, deductible_used INTEGER NOT NULL CHECK (deductible_used >= 0),
+            fund_paid INTEGER NOT NULL CHECK (fund_paid >= 0),
+            PRIMARY KEY (insured_id, year, visit_type)) STRICT, WITHOUT ROWID""",
+        """CREATE TABLE assistance_accumulator (
+            insured_id TEXT NOT NULL REFERENCES person(insured_id), year INTEGER NOT NULL,
+            assistance_paid INTEGER NOT NULL CHECK (assistance_paid >= 0),
+            PRIMARY KEY (insured_id, year)) STRICT, WITHOUT ROWID""",
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
+class StoreError(Exception):
+    """A refused store operation; the message is for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    code: str
+    name: str
+    spec: str
+    unit: str
+    kind: str
+    item_class: str
+    price: str
+    matched: str  # "code" | "name" | "initials" | "pinyin"
+
+
+def version_order(version: str) -> tuple:
+    """Dotted versions compare part by part, numbers as numbers: 2026.10 > 2026.9."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in version.split("."))
+
+
+def prefix_range(prefix: str) -> tuple[str, str]:
+    """Bounds of every string starting with `prefix`, for an index range scan."""
+    return prefix, prefix + "\U0010ffff"
+
+
+_SEARCH_SQL = (
+    "SELECT m.kind, i.code, i.name, i.spec, i.unit, i.kind, i.class, i.price FROM ("
+    + " UNION ALL ".join(
+        f"SELECT * FROM (SELECT kind, key, code FROM catalog_search WHERE kind = {kind}"
+        " AND key >= :low AND key < :high ORDER BY key LIMIT :limit)"
+        for kind in (KEY_CODE, KEY_NAME, KEY_INITIALS, KEY_PINYIN)
+    )
+    + ") AS m JOIN catalog_item AS i ON i.code = m.code"
+    " ORDER BY m.kind, length(m.key), m.key"
+)
+_MATCHED = ("code", "name", "initials", "pinyin")
+
+
+def connect(path: Path) -> sqlite_utils.Database:
+    """A connection with the durability settings every money-recording write needs."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return sqlite_utils.Database(conn)
+
+
+class SqliteDeviceStore:
+    def __init__(self, db: sqlite_utils.Database):
+        self.db = db
+
+    @classmethod
+    def open(cls, data_dir: Path, *, create: bool = False) -> "SqliteDeviceStore":
+        path = Path(data_dir) / DATABASE_FILE
+        if not path.exists() and not create:
+            raise StoreError(
+                f"no device data in {data_dir}: run 'clinic init --data-dir {data_dir}' first"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = cls(connect(path))
+        migrations.apply(store.db)
+        return store
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---- catalog -------------------------------------------------------------------
+
+    def catalog_version(self) -> str | None:
+        return self._latest("catalog_version")
+
+    def import_catalog(self, items: Iterable[CatalogItem], version: str, source: str) -> int:
+        """Replace the catalog with a newer version in one transaction; returns the count.
+
+        `items` may be a lazy iterator: a bad item raises and nothing is changed.
+        """
+        self._refuse_rollback("catalog", self.catalog_version(), version)
+        count = 0
+        with self.db.atomic():
+            self.db.execute("DELETE FROM catalog_search")
+            self.db.execute("DELETE FROM catalog_item")
+            iterator = iter(items)
+            while batch := list(islice(iterator, _IMPORT_BATCH)):
+                self._insert_items(batch)
+                count += len(batch)
+            self.db.execute(
+                "INSERT INTO catalog_version VALUES (?, ?, ?, datetime('now'))",
+                [version, source, count],
+            )
+        return count
+
+    def _insert_items(self, items: list[CatalogItem]) -> None:
+        rows, keys = [], []
+        for item in items:
+            pinyin, initials = pinyin_keys(item.name)
+            rows.append(
+                (
+                    item.code, item.name, item.spec, item.unit, item.kind, item.item_class,
+                    str(item.price), _text(item.payment_standard), _text(item.self_prepay_ratio),
+                    item.gender, item.min_age, item.max_age, _text(item.max_qty),
+                    json.dumps(item.chronic_only), _text(item.valid_from), _text(item.valid_to),
+                    pinyin, initials,
+                )
+            )  # fmt: skip
+            keys.append((KEY_CODE, search_key(item.code), item.code))
+            keys.append((KEY_NAME, search_key(item.name), item.code))
+            keys.append((KEY_INITIALS, initials, item.code))
+            keys.append((KEY_PINYIN, pinyin, item.code))
+        try:
+            self.db.conn.executemany(
+                f"INSERT INTO catalog_item VALUES ({', '.join('?' * 18)})", rows
+            )
+        except sqlite3.IntegrityError as error:
+            raise StoreError(f"the catalog repeats an item code ({error})") from None
+        self.db.conn.executemany("INSERT OR IGNORE INTO catalog_search VALUES (?, ?, ?)", keys)
+
+    def search_catalog(self, query: str, limit: int = SEARCH_LIMIT) -> list[SearchHit]:
+        """Items whose code, name, pinyin initials or full pinyin start with `query`."""
+        key = search_key(query)
+        if not key:
+            return []
+        low, high = prefix_range(key)
+        hits, seen = [], set()
+        for kind, *fields in self.db.execute(
+            _SEARCH_SQL, {"low": low, "high": high, "limit": limit}
+        ):
+            if fields[0] not in seen:
+                seen.add(fields[0])
+                hits.append(SearchHit(*fields, matched=_MATCHED[kind]))
+        return hits[:limit]
+
+    def catalog_items(self, codes: Iterable[str]) -> dict[str, CatalogItem]:
+        """The named items that exist, by code (the engine reports the missing ones)."""
+        wanted = sorted(set(codes))
+        if not wanted:
+            return {}
+        rows = self.db.execute(
+            f"SELECT * FROM catalog_item WHERE code IN ({', '.join('?' * len(wanted))})",
+            wanted,
+        )
+        columns = [d[0] for d in rows.description]
+        return {row[0]: _item_from_row(dict(zip(columns, row, strict=True))) for row in rows}
+
+    # ---- policy ----------------------------------------------------------------------
+
+    def policy_version(self) -> str | None:
+        return self._latest("policy_version")
+
+    def import_policy(self, document: dict) -> Policy:
+        policy = policy_from_json(document)
+        self._refuse_rollback("policy", self.policy_version(), policy.version)
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT INTO policy_version VALUES (?, ?, datetime('now'))",
+                [policy.version, json.dumps(document, ensure_ascii=False, sort_keys=True)],
+            )
+        return policy
+
+    def current_policy(self) -> Policy:
+        row = self.db.execute(
+            "SELECT document FROM policy_version ORDER BY rowid DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            raise StoreError("no policy installed: import the county's policy first")
+        return policy_from_json(json.loads(row[0]))
+
+    # ---- roster ----------------------------------------------------------------------
+
+    def roster_version(self) -> str | None:
+        return self._latest("roster_version")
+
+    def import_roster(self, document: dict) -> int:
+        """Install a roster version: persons are upserted, accumulators it carries are set."""
+        version, persons = roster_from_json(document)
+        self._refuse_rollback("roster", self.roster_version(), version)
+        with self.db.atomic():
+            for entry in persons:
+                self._upsert_person(entry)
+            self.db.execute(
+                "INSERT INTO roster_version VALUES (?, ?, datetime('now'))",
+                [version, len(persons)],
+            )
+        return len(persons)
+
+    def _upsert_person(self, entry: InsuredPerson) -> None:
+        p = entry.person
+        self.db.execute(
+            """INSERT INTO person VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            ON CONFLICT (insured_id) DO UPDATE SET card_no = excluded.card_no,
+              name = excluded.name, id_number_masked = excluded.id_number_masked,
+              region = excluded.region, card_expiry = excluded.card_expiry,
+              insurance_type = excluded.insurance_type, gender = excluded.gender,
+              birth_date = excluded.birth_date, status = excluded.status,
+              waiting_until = excluded.waiting_until, categories = excluded.categories,
+              chronic_certs = excluded.chronic_certs, account_balance = excluded.account_balance
+            """,
+            [
+                entry.insured_id, entry.card_no, entry.name, entry.id_number_masked,
+                entry.region, _text(entry.card_expiry), p.insurance_type, p.gender,
+                p.birth_date.isoformat(), p.status, _text(p.waiting_until),
+                json.dumps(p.categories),
+                json.dumps([_cert_to_json(c) for c in p.chronic_certs]),
+                p.account_balance,
+            ],
+        )  # fmt: skip
+        for (year, scope), values in entry.accumulators.items():
+            if scope == "assistance":
+                self.db.execute(
+                    "INSERT OR REPLACE INTO assistance_accumulator VALUES (?, ?, ?)",
+                    [entry.insured_id, year, values.assistance_paid],
+                )
+            else:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO accumulator VALUES (?, ?, ?, ?, ?)",
+                    [entry.insured_id, year, scope, values.deductible_used, values.fund_paid],
+                )
+
+    def insured_person(self, insured_id: str) -> InsuredPerson | None:
+        row = self.db.execute("SELECT * FROM person WHERE insured_id = ?", [insured_id])
+        columns = [d[0] for d in row.description]
+        values = row.fetchone()
+        if values is None:
+            return None
+        record = dict(zip(columns, values, strict=True))
+        return InsuredPerson(
+            insured_id=record["insured_id"],
+            card_no=record["card_no"],
+            name=record["name"],
+            id_number_masked=record["id_number_masked"],
+            region=record["region"],
+            card_expiry=_date(record["card_expiry"]),
+            person=Person(
+                insurance_type=record["insurance_type"],
+                gender=record["gender"],
+                birth_date=date.fromisoformat(record["birth_date"]),
+                status=record["status"],
+                waiting_until=_date(record["waiting_until"]),
+                categories=tuple(json.loads(record["categories"])),
+                chronic_certs=tuple(
+                    chronic_cert_from_json(c, "chronic_certs")
+                    for c in json.loads(record["chronic_certs"])
+                ),
+                account_balance=record["account_balance"],
+            ),
+            accumulators=self._all_accumulators(insured_id),
+        )
+
+    def accumulators(self, insured_id: str, year: int, visit_type: str) -> Accumulators:
+        """The year so far for one visit type, with the year's assistance."""
+        row = self.db.execute(
+            "SELECT deductible_used, fund_paid FROM accumulator"
+            " WHERE insured_id = ? AND year = ? AND visit_type = ?",
+            [insured_id, year, visit_type],
+        ).fetchone() or (0, 0)
+        assistance = self.db.execute(
+            "SELECT assistance_paid FROM assistance_accumulator"
+            " WHERE insured_id = ? AND year = ?",
+            [insured_id, year],
+        ).fetchone() or (0,)
+        return Accumulators(row[0], row[1], assistance[0])
+
+    def _all_accumulators(self, insured_id: str) -> dict[tuple[int, str], Accumulators]:
+        result = {}
+        for year, visit_type, deductible_used, fund_paid in self.db.execute(
+            "SELECT year, visit_type, deductible_used, fund_paid FROM accumulator"
+            " WHERE insured_id = ? ORDER BY year, visit_type",
+            [insured_id],
+        ):
+            result[(year, visit_type)] = Accumulators(deductible_used, fund_paid)
+        for year, assistance_paid in self.db.execute(
+            "SELECT year, assistance_paid FROM assistance_accumulator WHERE insured_id = ?",
+            [insured_id],
+        ):
+            result[(year, "assistance")] = Accumulators(assistance_paid=assistance_paid)
+        return result
+
+    # ---- shared ------------------------------------------------------------------------
+
+    def _latest(self, table: str) -> str | None:
+        row = self.db.execute(f"SELECT version FROM {table} ORDER BY rowid DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def _refuse_rollback(what: str, installed: str | None, offered: str) -> None:
+        if installed is not None and version_order(offered) <= version_order(installed):
+            raise StoreError(
+                f"{what} version {offered} is not newer than the installed {installed};"
+                " refusing to roll back"
+            )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _date(value: str | None) -> date | None:
+    return None if value is None else date.fromisoformat(value)
+
+
+def _cert_to_json(cert: ChronicCert) -> dict:
+    return {
+        "disease_code": cert.disease_code,
+        "valid_from": _text(cert.valid_from),
+        "valid_to": _text(cert.valid_to),
+    }
+
+
+def _item_from_row(row: dict) -> CatalogItem:
+    return CatalogItem(
+        code=row["code"],
+        name=row["name"],
+        kind=row["kind"],
+        item_class=row["class"],
+        price=Decimal(row["price"]),
+        payment_standard=_decimal(row["payment_standard"]),
+        self_prepay_ratio=_decimal(row["self_prepay_ratio"]),
+        gender=row["gender"],
+        min_age=row["min_age"],
+        max_age=row["max_age"],
+        max_qty=_decimal(row["max_qty"]),
+        chronic_only=tuple(json.loads(row["chronic_only"])),
+        valid_from=_date(row["valid_from"]),
+        valid_to=_date(row["valid_to"]),
+        spec=row["spec"],
+        unit=row["unit"],
+    )
+
+
+def _decimal(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
