@@ -49,7 +49,8 @@ def _json_catalog(path: Path, encoding: str) -> CatalogFile:
         version = field(document, "version", "", text, None)
         document = field(document, "items", "", a_list)
     items = (
-        catalog_item_from_json(entry, f"items[{i}]") for i, entry in enumerate(a_list(document, "items"))
+        catalog_item_from_json(entry, f"items[{i}]")
+        for i, entry in enumerate(a_list(document, "items"))
     )
     return CatalogFile(version, items)
 

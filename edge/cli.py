@@ -215,7 +215,9 @@ def roster_show(data_dir: Path, insured_id: str, as_json: bool) -> None:
     if as_json:
         print_json(document)
         return
-    click.echo(f"{entry.name}  {entry.insured_id}  card {entry.card_no}  ID {entry.id_number_masked}")
+    click.echo(
+        f"{entry.name}  {entry.insured_id}  card {entry.card_no}  ID {entry.id_number_masked}"
+    )
     click.echo(
         f"{person.insurance_type}, {person.gender}, born {person.birth_date}, {person.status}"
         + (f", waiting until {person.waiting_until}" if person.waiting_until else "")
@@ -227,7 +229,9 @@ def roster_show(data_dir: Path, insured_id: str, as_json: bool) -> None:
     if person.insurance_type == "employee":
         click.echo(f"personal account: {format_yuan(person.account_balance)}")
     for row in accumulators:
-        amounts = ", ".join(f"{k} {format_yuan(v)}" for k, v in row.items() if k not in ("year", "scope"))
+        amounts = ", ".join(
+            f"{k} {format_yuan(v)}" for k, v in row.items() if k not in ("year", "scope")
+        )
         click.echo(f"{row['year']} {row['scope']}: {amounts}")
 
 

@@ -42,4 +42,3 @@ def quote_text(text: str) -> dict:
     except (ValueError, RecursionError) as error:
         return bad("document", f"is not valid JSON: {error}").to_dict()
     return quote_document(document)
-

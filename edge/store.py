@@ -335,8 +335,7 @@ class SqliteDeviceStore:
             [insured_id, year, visit_type],
         ).fetchone() or (0, 0)
         assistance = self.db.execute(
-            "SELECT assistance_paid FROM assistance_accumulator"
-            " WHERE insured_id = ? AND year = ?",
+            "SELECT assistance_paid FROM assistance_accumulator WHERE insured_id = ? AND year = ?",
             [insured_id, year],
         ).fetchone() or (0,)
         return Accumulators(row[0], row[1], assistance[0])
@@ -410,4 +409,3 @@ def _item_from_row(row: dict) -> CatalogItem:
 
 def _decimal(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
-

@@ -149,7 +149,9 @@ class TestCoveredLines:
         assert line_parts(result) == (1005, 0, 0, 101, 904, [])
 
     def test_class_b_uses_the_items_own_prepay_ratio_when_it_has_one(self):
-        result = settled(quote_doc([("B1", "1")], [item("B1", "10", "B", self_prepay_ratio="0.05")]))
+        result = settled(
+            quote_doc([("B1", "1")], [item("B1", "10", "B", self_prepay_ratio="0.05")])
+        )
         assert line_parts(result) == (1000, 0, 0, 50, 950, [])
 
     def test_limits_standards_and_prepay_combine_on_one_line(self):
@@ -206,8 +208,11 @@ class TestAssistance:
         assert split(result) == (2500, 1375, 1125, 0, 0)
 
     def test_the_category_with_the_highest_ratio_is_used(self):
-        doc = quote_doc([("A1", "2")], [item("A1", "12.50")],
-                        person={"categories": ["low_income_guarantee", "extreme_poverty"]})
+        doc = quote_doc(
+            [("A1", "2")],
+            [item("A1", "12.50")],
+            person={"categories": ["low_income_guarantee", "extreme_poverty"]},
+        )
         assert settled(doc)["assistance"] == 1125
 
     def test_a_ratio_tie_goes_to_the_higher_cap_then_the_first_name(self):
@@ -252,8 +257,14 @@ class TestPersonalAccount:
         assert result["personal_account"] == 0
 
     def test_a_resident_has_no_personal_account(self):
-        result = settled(quote_doc([("A1", "1")], [item("A1", "10")],
-                                   person={"account_balance": 5000}, use_personal_account=True))
+        result = settled(
+            quote_doc(
+                [("A1", "1")],
+                [item("A1", "10")],
+                person={"account_balance": 5000},
+                use_personal_account=True,
+            )
+        )
         assert result["personal_account"] == 0
 
 
@@ -399,7 +410,9 @@ class TestMalformedDocuments:
 
     def test_a_fractional_json_number_is_never_read_as_a_float(self):
         doc = quote_doc([("A1", "1")], [item("A1", "1")])
-        text = __import__("json").dumps(doc).replace('"deductible_used": 0', '"deductible_used": 0.5')
+        text = (
+            __import__("json").dumps(doc).replace('"deductible_used": 0', '"deductible_used": 0.5')
+        )
         error = quote_text(text)["error"]
         assert error["code"] == "BAD_INPUT"
         assert "accumulators.deductible_used" in error["message"]

@@ -38,3 +38,49 @@ def install(store: SqliteDeviceStore) -> Iterator[str]:
     if store.roster_version() is None:
         count = store.import_roster(load_json("roster.json"))
         yield f"roster: {count} insured persons installed"
+
+
+# (insured_id, visit type, diagnoses, [(code, quantity)], use personal account)
+SAMPLE_VISITS = [
+    ("32011500000001", "general", ["J06.900"],
+     [("110200005000000", "1"), ("XJ01CAA040A001", "2"), ("XR05XAA202A001", "1")], False),
+    ("32011500000005", "general", ["J06.900"],
+     [("110200005000000", "1"), ("XJ01CAA040A001", "2"), ("XR05XAA202A001", "1")], False),
+    ("32011500000502", "general", ["J06.900"],
+     [("110200005000000", "1"), ("XJ01CAA040A001", "2")], True),
+    ("32011500000002", "chronic", ["I10.x00"],
+     [("XC08CAB128A001", "2"), ("XC08CAB129A001", "1"), ("250302002000000", "1")], False),
+    ("32011500000017", "general", ["J06.900"], [("110200005000000", "1")], False),
+    ("32011500000022", "chronic", ["I10.x00"], [("XC08CAB128A001", "1")], False),
+]  # fmt: skip
+
+
+def walkthrough(store: SqliteDeviceStore, today: date) -> Iterator[str]:
+    """Search the catalog and quote sample visits, the way a village doctor would."""
+    yield ""
+    yield "catalog search 'amxl' (pinyin initials of 阿莫西林):"
+    for hit in store.search_catalog("amxl", limit=5):
+        yield f"  {hit.code}  {hit.name} {hit.spec}  ¥{hit.price}/{hit.unit}"
+    for insured_id, visit_type, diagnoses, lines, use_account in SAMPLE_VISITS:
+        entry = store.insured_person(insured_id)
+        visit = Visit(today, visit_type, tuple(diagnoses),
+                      tuple(VisitLine(code, qty) for code, qty in lines), use_account)  # fmt: skip
+        yield ""
+        yield f"{entry.name} ({insured_id}, {entry.person.insurance_type}), {visit_type} visit:"
+        try:
+            result = quote_visit(store, insured_id, visit)
+        except Rejection as rejection:
+            yield f"  refused: {rejection.code}: {rejection.message}"
+            continue
+        yield (
+            f"  total {format_yuan(result.total)} = fund {format_yuan(result.fund)}"
+            f" + assistance {format_yuan(result.assistance)}"
+            f" + account {format_yuan(result.personal_account)} + cash {format_yuan(result.cash)}"
+        )
+        for line in result.lines:
+            if line.reasons:
+                yield f"  {line.code}: {', '.join(line.reasons)}"
+        for warning in result.warnings:
+            yield f"  {warning.code}: {warning.message}"
+    yield ""
+    yield "(recording settlements in the signed ledger, the card reader and the UI come next)"

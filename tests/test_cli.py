@@ -1,0 +1,158 @@
+"""The `clinic` command line, run as a real process where stdin/stdout/exit codes matter."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import item, quote_doc, write_json
+
+from edge.cli import main
+
+CLINIC = Path(sys.executable).with_name("clinic")
+
+
+def clinic(*args: str, stdin: str = "", env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(CLINIC), *args], input=stdin.encode(), capture_output=True, timeout=60,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def run(*args: str, stdin: str | None = None):
+    return CliRunner().invoke(main, list(args), input=stdin, catch_exceptions=False)
+
+
+GOOD = quote_doc([("A1", "2")], [item("A1", "12.50")])
+UNKNOWN = quote_doc([("NOPE", "1")], [item("A1", "1")])
+
+
+class TestQuote:
+    def test_a_document_in_gives_the_settlement_out(self):
+        done = clinic("quote", stdin=json.dumps(GOOD))
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["fund"] == 1375
+        assert done.stderr == b""
+
+    def test_a_rejection_exits_2_with_only_the_error_on_stdout(self):
+        done = clinic("quote", stdin=json.dumps(UNKNOWN))
+        assert done.returncode == 2
+        assert json.loads(done.stdout) == {
+            "error": {"code": "UNKNOWN_ITEM", "message": "item 'NOPE' is not in the catalog",
+                      "line": 0}
+        }  # fmt: skip
+
+    @pytest.mark.parametrize("stdin", ["", "not json", "\xff\xfe"])
+    def test_garbage_is_bad_input_never_a_traceback(self, stdin):
+        done = clinic("quote", stdin=stdin)
+        assert done.returncode == 2
+        assert json.loads(done.stdout)["error"]["code"] == "BAD_INPUT"
+        assert b"Traceback" not in done.stderr
+
+    def test_invalid_utf8_is_bad_input(self):
+        done = subprocess.run([str(CLINIC), "quote"], input=b'{"policy": "\xff"}',
+                              capture_output=True, timeout=60)  # fmt: skip
+        assert done.returncode == 2
+        assert json.loads(done.stdout)["error"]["code"] == "BAD_INPUT"
+
+    def test_jsonl_answers_every_line_in_order_and_exits_0(self):
+        lines = [json.dumps(GOOD), "{", json.dumps(UNKNOWN), json.dumps(GOOD)]
+        done = clinic("quote", "--jsonl", stdin="\n".join(lines) + "\n")
+        assert done.returncode == 0
+        results = [json.loads(line) for line in done.stdout.decode().splitlines()]
+        assert [r.get("error", {}).get("code", r.get("fund")) for r in results] == [
+            1375, "BAD_INPUT", "UNKNOWN_ITEM", 1375,
+        ]  # fmt: skip
+
+    def test_chinese_stays_readable_in_the_output(self):
+        doc = quote_doc([("A1", "1")], [item("A1", "1")], person={"status": "suspended"})
+        done = clinic("quote", stdin=json.dumps(doc, ensure_ascii=False))
+        assert json.loads(done.stdout)["warnings"][0]["code"] == "NOT_ELIGIBLE"
+
+
+class TestInitAndLookups:
+    def test_init_demo_then_search_and_show(self, tmp_path):
+        data_dir = tmp_path / "device"
+        done = clinic("init", "--demo", env={"CLINIC_DATA_DIR": str(data_dir)})
+        assert done.returncode == 0, done.stderr
+        assert (data_dir / "clinic.db").exists()
+        assert oct(data_dir.stat().st_mode & 0o777) == "0o700"
+
+        hits = json.loads(run("catalog", "search", "amxl", "--json", "--data-dir",
+                              str(data_dir)).output)  # fmt: skip
+        assert hits[0]["name"] == "阿莫西林胶囊"
+        assert hits[0]["matched"] == "initials"
+
+        shown = run("roster", "show", "32011600000504", "--json", "--data-dir", str(data_dir))
+        person = json.loads(shown.output)
+        assert person["insurance_type"] == "employee"
+        assert {"year": 2026, "scope": "general", "deductible_used": 12000, "fund_paid": 0} in (
+            person["accumulators"]
+        )
+        assert "*" in person["id_number_masked"]
+
+    def test_init_twice_changes_nothing(self, tmp_path):
+        data_dir = str(tmp_path / "device")
+        assert run("init", "--demo", "--data-dir", data_dir).exit_code == 0
+        again = run("init", "--demo", "--data-dir", data_dir)
+        assert again.exit_code == 0
+        assert "installed" not in again.output
+
+    def test_commands_on_a_missing_device_say_to_init(self, tmp_path):
+        done = clinic("catalog", "search", "amxl", "--data-dir", str(tmp_path / "none"))
+        assert done.returncode == 1
+        assert b"clinic init" in done.stderr
+        assert not (tmp_path / "none").exists()
+
+    def test_an_unknown_person_is_a_clear_error(self, tmp_path):
+        data_dir = str(tmp_path / "device")
+        run("init", "--demo", "--data-dir", data_dir)
+        done = clinic("roster", "show", "nobody", "--data-dir", data_dir)
+        assert done.returncode == 1
+        assert b"not in the roster" in done.stderr
+
+    def test_a_human_search_prints_one_line_per_item(self, tmp_path):
+        data_dir = str(tmp_path / "device")
+        run("init", "--demo", "--data-dir", data_dir)
+        output = run("catalog", "search", "yiban", "--data-dir", data_dir).output
+        assert "一般诊疗费" in output
+
+
+class TestCatalogImport:
+    def test_a_json_catalog_imports_and_a_bad_one_changes_nothing(self, tmp_path):
+        data_dir = str(tmp_path / "device")
+        run("init", "--data-dir", data_dir)
+        good = write_json(tmp_path / "c.json", {"version": "2027.1", "items": [item("A1", "1")]})
+        assert "1 items installed" in run("catalog", "import", str(good), "--data-dir",
+                                          data_dir).output  # fmt: skip
+
+        bad = write_json(
+            tmp_path / "b.json", {"version": "2027.2", "items": [item("B1", "1", kind="food")]}
+        )
+        done = clinic("catalog", "import", str(bad), "--data-dir", data_dir)
+        assert done.returncode == 1
+        assert b"items[0].kind" in done.stderr and b"nothing changed" in done.stderr
+        hits = json.loads(run("catalog", "search", "A1", "--json", "--data-dir", data_dir).output)
+        assert [h["code"] for h in hits] == ["A1"]
+
+    def test_a_csv_catalog_needs_a_version(self, tmp_path):
+        data_dir = str(tmp_path / "device")
+        run("init", "--data-dir", data_dir)
+        path = tmp_path / "c.csv"
+        path.write_text("code,name,kind,class,price\nA1,阿司匹林肠溶片,drug,A,0.12\n", "utf-8")
+        done = clinic("catalog", "import", str(path), "--data-dir", data_dir)
+        assert done.returncode == 2
+        assert b"--version" in done.stderr
+        ok = clinic("catalog", "import", str(path), "--version", "1", "--data-dir", data_dir)
+        assert ok.returncode == 0, ok.stderr
+
+
+def test_demo_installs_the_county_and_quotes_sample_visits(tmp_path):
+    done = clinic("demo", "--data-dir", str(tmp_path / "demo"))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode()
+    assert "阿莫西林胶囊" in out
+    assert "NOT_ELIGIBLE" in out and "CHRONIC_NOT_CERTIFIED" in out
