@@ -7,17 +7,30 @@ command that prints data has `--json`.
 import json
 import os
 import sys
-from datetime import date
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
 from pathlib import Path
 
 import click
 
 from edge import demo as demo_data
+from edge import services
 from edge.catalog_files import open_catalog_file
+from edge.documents import field, obj, text, visit_from_json
+from edge.identity import IdentityError
 from edge.money import format_yuan
 from edge.quote import quote_text
 from edge.rules import Rejection
 from edge.store import SqliteDeviceStore, StoreError
+
+# Errors an operator can act on: printed as one line, nothing changed.
+OPERATOR_ERRORS = (StoreError, IdentityError, Rejection)
+
+
+def now() -> datetime:
+    """The one place the CLI reads the clock."""
+    return datetime.now(services.CLINIC_TZ)
 
 
 def default_data_dir() -> Path:
@@ -95,10 +108,13 @@ def init(data_dir: Path, demo: bool) -> None:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = SqliteDeviceStore.open(data_dir, create=True)
     try:
+        if store.device() is None:
+            identity = services.init_device(store, data_dir, now())
+            click.echo(f"device identity {identity.device_id} created")
         if demo:
             for line in demo_data.install(store):
                 click.echo(line)
-    except (StoreError, Rejection) as error:
+    except OPERATOR_ERRORS as error:
         raise click.ClickException(str(error)) from None
     finally:
         store.close()
@@ -267,3 +283,212 @@ def demo(data_dir: Path) -> None:
             click.echo(line)
     finally:
         store.close()
+
+
+# ---- device, operators -------------------------------------------------------------------
+
+
+@main.group()
+def device() -> None:
+    """The device's identity and public key."""
+
+
+@device.command("init")
+@data_dir_option
+def device_init(data_dir: Path) -> None:
+    """Make the device's Ed25519 key pair (the private key file is mode 0600)."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with device_store(data_dir, create=True) as store:
+        identity = services.init_device(store, data_dir, now())
+    click.echo(f"device {identity.device_id}, public key {identity.public_key_b64}")
+
+
+@device.command("show")
+@data_dir_option
+@json_option
+def device_show(data_dir: Path, as_json: bool) -> None:
+    """The device id and public key (base64url of the raw 32 bytes)."""
+    with device_store(data_dir) as store:
+        row = store.device()
+        if row is None:
+            raise IdentityError("this device has no identity yet: run 'clinic device init'")
+        waiting = store.outbox_count()
+    info = {"device_id": row.device_id, "public_key": row.public_key, "created_at": row.created_at,
+            "last_sync_at": row.last_sync_at, "records_waiting": waiting}  # fmt: skip
+    if as_json:
+        print_json(info)
+    else:
+        for key, value in info.items():
+            click.echo(f"{key}: {value}")
+
+
+@main.group()
+def operator() -> None:
+    """The people who may work on this device."""
+
+
+@operator.command("add")
+@data_dir_option
+@click.argument("operator_id")
+@click.option("--name", required=True)
+@click.option(
+    "--role", type=click.Choice(["doctor", "coordinator", "admin", "tester"]), default="doctor"
+)
+def operator_add(data_dir: Path, operator_id: str, name: str, role: str) -> None:
+    """Add an operator."""
+    with device_store(data_dir) as store:
+        store.add_operator(operator_id, name, role)
+    click.echo(f"operator {operator_id} ({name}, {role})")
+
+
+# ---- settle, reverse, close-day -------------------------------------------------------------
+
+
+def read_json_stdin() -> dict:
+    try:
+        document = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise Rejection("BAD_INPUT", f"standard input is not a JSON document: {error}") from None
+    return obj(document, "input")
+
+
+@main.command("settle")
+@data_dir_option
+def settle_command(data_dir: Path) -> None:
+    """Settle and record a visit: {"insured_id", "visit", "operator"} as JSON on stdin.
+
+    `visit.date` defaults to today. Prints the settlement with its seq, tx_id and hash.
+    """
+    with device_store(data_dir) as store:
+        request = read_json_stdin()
+        moment = now()
+        visit_doc = {"date": moment.date().isoformat(), **field(request, "visit", "", obj)}
+        recorded = services.settle_visit(
+            store,
+            services.load_identity(store, data_dir),
+            insured_id=field(request, "insured_id", "", text),
+            visit=visit_from_json(visit_doc),
+            operator=field(request, "operator", "", text),
+            now=moment,
+        )
+    record = recorded.record
+    print_json({"seq": record["seq"], "tx_id": record["tx_id"], "hash": record["hash"],
+                "created_at": record["created_at"], "needs_review": recorded.needs_review,
+                "settlement": recorded.settlement.to_dict()})  # fmt: skip
+    for reason in recorded.needs_review:
+        click.echo(f"needs county review: {reason}", err=True)
+
+
+@main.command("reverse")
+@data_dir_option
+@click.argument("tx_id")
+@click.option("--reason", required=True, help="Why the settlement is cancelled.")
+@click.option("--operator", "operator_id", required=True)
+def reverse_command(data_dir: Path, tx_id: str, reason: str, operator_id: str) -> None:
+    """Cancel a settlement by its tx_id with a signed reversal."""
+    with device_store(data_dir) as store:
+        recorded = services.reverse_settlement(
+            store, services.load_identity(store, data_dir),
+            tx_id=tx_id, reason=reason, operator=operator_id, now=now(),
+        )  # fmt: skip
+    record = recorded.record
+    print_json({"seq": record["seq"], "tx_id": record["tx_id"], "hash": record["hash"],
+                "reverses": tx_id, "amounts": record["body"]["amounts"]})  # fmt: skip
+
+
+@main.command("close-day")
+@data_dir_option
+@click.option("--operator", "operator_id", required=True)
+@json_option
+def close_day_command(data_dir: Path, operator_id: str, as_json: bool) -> None:
+    """Sign the daily close (日结): totals since the previous close, reversals netted."""
+    with device_store(data_dir) as store:
+        recorded = services.close_day(
+            store, services.load_identity(store, data_dir), operator=operator_id, now=now()
+        )
+    record = recorded.record
+    if as_json:
+        print_json({"seq": record["seq"], "tx_id": record["tx_id"], "hash": record["hash"],
+                    **record["body"]})  # fmt: skip
+        return
+    click.echo(daily_close_report(record))
+
+
+def daily_close_report(record: dict) -> str:
+    """The printable 日结 report."""
+    body = record["body"]
+    rows = [("结算 settlements", body["settlements"]), ("冲销 reversals", body["reversals"])]
+    lines = [
+        f"日结报表 Daily close  {body['business_day']}",
+        f"设备 {record['device_id']}  操作员 {body['operator']}  记录 #{record['seq']}",
+        f"范围 records {body['from_seq']} .. {body['to_seq']}",
+        "",
+        f"{'':<18}{'笔数':>6}{'总额':>14}{'统筹':>14}{'救助':>14}{'个账':>14}{'现金':>14}",
+    ]
+    for label, t in [*rows, ("净额 net", {"count": "", **body["net"]})]:
+        amounts = "".join(f"{format_yuan(t[k]):>14}" for k in
+                          ("total", "fund", "assistance", "personal_account", "cash"))  # fmt: skip
+        lines.append(f"{label:<18}{t['count']!s:>6}{amounts}")
+    if body["needs_review"]:
+        lines.append(f"待县级复核 needs county review: {body['needs_review']}")
+    lines.append(f"签名哈希 hash {record['hash'][:16]}")
+    return "\n".join(lines)
+
+
+# ---- ledger ----------------------------------------------------------------------------------
+
+
+@main.group()
+def ledger() -> None:
+    """Check and export the signed ledger (ledger.md)."""
+
+
+@ledger.command("verify")
+@data_dir_option
+@json_option
+def ledger_verify(data_dir: Path, as_json: bool) -> None:
+    """Check the whole chain; exit 1 naming the first broken seq."""
+    with device_store(data_dir) as store:
+        result = services.verify_ledger(store)
+    summary = {"ok": result.ok, "records": result.count, "first_bad_seq": result.first_bad_seq,
+               "reason": result.reason}  # fmt: skip
+    if as_json:
+        print_json(summary)
+    elif result.ok:
+        click.echo(f"ledger intact: {result.count} records, last hash {result.last_hash}")
+    else:
+        click.echo(f"ledger BROKEN at seq {result.first_bad_seq}: {result.reason}", err=True)
+    if not result.ok:
+        sys.exit(1)
+
+
+@ledger.command("export")
+@data_dir_option
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-")
+def ledger_export(data_dir: Path, output) -> None:
+    """Write every record as JSON Lines, in seq order, with hash and sig."""
+    with device_store(data_dir) as store:
+        for record in store.records():
+            output.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+@contextmanager
+def device_store(data_dir: Path, create: bool = False) -> Iterator[SqliteDeviceStore]:
+    """The store for a command; operator errors become one clear line and exit 1."""
+    try:
+        store = SqliteDeviceStore.open(data_dir, create=create)
+    except StoreError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        yield store
+    except OPERATOR_ERRORS as error:
+        raise click.ClickException(_describe(error)) from None
+    finally:
+        store.close()
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, Rejection):
+        line = f" (line {error.line})" if error.line is not None else ""
+        return f"{error.code}: {error.message}{line}"
+    return str(error)

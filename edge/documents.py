@@ -27,6 +27,7 @@ from edge.rules import (
     Benefit,
     CatalogItem,
     ChronicCert,
+    OfflineLimits,
     Person,
     Policy,
     Rejection,
@@ -88,6 +89,12 @@ def fen(value: Any, path: str) -> int:
         raise bad(path, f"must be a whole number of fen (got {value!r})")
     if not 0 <= value <= MAX_FEN:
         raise bad(path, f"must be between 0 and {MAX_FEN} fen (got {value})")
+    return value
+
+
+def count(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 10**9:
+        raise bad(path, f"must be a positive whole number (got {value!r})")
     return value
 
 
@@ -186,11 +193,20 @@ def policy_from_json(value: Any, path: str = "policy") -> Policy:
         assistance[name] = AssistanceScheme(
             name, field(scheme, "ratio", where, ratio), field(scheme, "annual_cap", where, fen)
         )
+    limits = field(doc, "offline_limits", path, obj, {})
+    where = f"{path}.offline_limits"
     return Policy(
         version=field(doc, "version", path, text),
         class_b_prepay_ratio=field(doc, "class_b_prepay_ratio", path, ratio),
         benefits=benefits,
         assistance=assistance,
+        offline_limits=OfflineLimits(
+            max_hours_since_sync=field(limits, "max_hours_since_sync", where, count, None),
+            max_fund_since_sync=field(limits, "max_fund_since_sync", where, fen, None),
+            max_visits_per_person_per_day=field(
+                limits, "max_visits_per_person_per_day", where, count, None
+            ),
+        ),
     )
 
 

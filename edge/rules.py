@@ -52,11 +52,21 @@ class AssistanceScheme:
 
 
 @dataclass(frozen=True, slots=True)
+class OfflineLimits:
+    """Past any of these the device still settles, but marks the record for county review."""
+
+    max_hours_since_sync: int | None = None
+    max_fund_since_sync: int | None = None  # fen
+    max_visits_per_person_per_day: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     version: str
     class_b_prepay_ratio: Decimal
     benefits: dict[tuple[str, str], Benefit]  # (insurance_type, visit_type) -> Benefit
     assistance: dict[str, AssistanceScheme]
+    offline_limits: OfflineLimits = OfflineLimits()
 
 
 @dataclass(frozen=True, slots=True)

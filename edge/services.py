@@ -1,8 +1,41 @@
-"""Use cases on the device: gather inputs from the store, call the pure engine."""
+"""Use cases on the device: gather inputs from the store, call pure code, apply outputs.
 
+Each money-moving use case is one `write_transaction`: the signed record, the
+accumulators and the outbox row commit together or not at all. `now` is always an
+argument (an aware datetime); only the shell reads the clock.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge import records as rec
 from edge.engine import settle
+from edge.identity import (
+    DeviceIdentity,
+    IdentityError,
+    create_key_file,
+    device_id_for,
+    load_private_key,
+)
+from edge.ledger import (
+    Verification,
+    b64url,
+    b64url_decode,
+    genesis_hash,
+    new_record,
+    raw_public_key,
+    verify_chain,
+)
 from edge.rules import Rejection, Settlement, Visit
 from edge.store import SqliteDeviceStore
+
+CLINIC_TZ = ZoneInfo("Asia/Shanghai")
+MAX_VISIT_TOTAL = 100_000_000  # fen: ¥1,000,000, far above any village visit
 
 
 def quote_visit(store: SqliteDeviceStore, insured_id: str, visit: Visit) -> Settlement:
@@ -17,3 +50,235 @@ def quote_visit(store: SqliteDeviceStore, insured_id: str, visit: Visit) -> Sett
         store.accumulators(insured_id, visit.date.year, visit.visit_type),
         visit,
     )
+
+
+# ---- identity ------------------------------------------------------------------------------
+
+
+def init_device(store: SqliteDeviceStore, data_dir: Path, now: datetime) -> DeviceIdentity:
+    """Make the device's key pair; the private key goes to a 0600 file, never the database."""
+    if store.device() is not None:
+        raise IdentityError("this device already has an identity ('clinic device show')")
+    key = create_key_file(data_dir)
+    identity = DeviceIdentity(device_id_for(key.public_key()), key)
+    store.create_device(identity.device_id, identity.public_key_b64, _stamp(now))
+    return identity
+
+
+def load_identity(store: SqliteDeviceStore, data_dir: Path) -> DeviceIdentity:
+    """The identity to sign with; refuses a key that is not the one the ledger began with."""
+    device = store.device()
+    if device is None:
+        raise IdentityError("this device has no identity yet: run 'clinic device init'")
+    key = load_private_key(data_dir)
+    if b64url(raw_public_key(key.public_key())) != device.public_key:
+        raise IdentityError(
+            "the device key file does not belong to this device's ledger: settlement is"
+            " stopped; restore the original key file"
+        )
+    return DeviceIdentity(device.device_id, key)
+
+
+def public_key_of(store: SqliteDeviceStore) -> Ed25519PublicKey:
+    device = store.device()
+    if device is None:
+        raise IdentityError("this device has no identity yet: run 'clinic device init'")
+    return Ed25519PublicKey.from_public_bytes(b64url_decode(device.public_key))
+
+
+# ---- settle / reverse / close ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recorded:
+    record: dict
+    settlement: Settlement | None = None
+
+    @property
+    def needs_review(self) -> list[str]:
+        return self.record["body"].get("needs_review", [])
+
+
+def settle_visit(
+    store: SqliteDeviceStore,
+    identity: DeviceIdentity,
+    *,
+    insured_id: str,
+    visit: Visit,
+    operator: str,
+    now: datetime,
+) -> Recorded:
+    """Settle and record one visit, or raise `Rejection` with nothing written."""
+    with store.write_transaction():
+        _require_operator(store, operator)
+        timing = _timing(store, identity, now, operator)
+        today = timing.created_at.date()
+        if visit.date > today:
+            raise Rejection("BAD_INPUT", f"visit.date {visit.date} is after today ({today})")
+        entry = store.insured_person(insured_id)
+        if entry is None:
+            raise Rejection("UNKNOWN_PERSON", f"insured person {insured_id!r} is not in the roster")
+        policy = store.current_policy()
+        catalog = store.catalog_items(line.code for line in visit.lines)
+        before = store.accumulators(insured_id, visit.date.year, visit.visit_type)
+        result = settle(policy, catalog, entry.person, before, visit)
+        if result.total > MAX_VISIT_TOTAL:
+            raise Rejection(
+                "AMOUNT_TOO_LARGE", f"a visit of {result.total} fen is beyond what a clinic settles"
+            )
+
+        device = store.device()
+        needs_review = rec.review_reasons(
+            policy.offline_limits,
+            now=timing.created_at,
+            last_sync=datetime.fromisoformat(device.last_sync_at or device.created_at),
+            fund_since_sync=store.fund_settled_after(device.synced_seq) + result.fund,
+            visits_today=store.settlements_on(insured_id, today.isoformat()) + 1,
+        )
+        lines = [
+            {"code": item.code, "name": item.name, "price": str(item.price), "unit": item.unit,
+             "quantity": str(line.quantity)}
+            for line in result.lines
+            for item in [catalog[line.code]]
+        ]  # fmt: skip
+        body = rec.settlement_body(
+            insured_id=insured_id,
+            operator=operator,
+            visit=rec.visit_to_json(visit, lines),
+            catalog_version=store.catalog_version(),
+            policy_version=policy.version,
+            accumulators_before=rec.accumulators_to_json(before, entry.person.account_balance),
+            result=result,
+            needs_review=needs_review,
+        )
+        record = _append(store, identity, "settlement", body, timing.created_at,
+                         insured_id=insured_id, fund=result.fund)  # fmt: skip
+        after = result.accumulators_after
+        store.set_accumulators(
+            insured_id, visit.date.year, visit.visit_type, after.deductible_used,
+            after.fund_paid, after.assistance_paid, after.account_balance,
+        )  # fmt: skip
+    return Recorded(record, result)
+
+
+def reverse_settlement(
+    store: SqliteDeviceStore,
+    identity: DeviceIdentity,
+    *,
+    tx_id: str,
+    reason: str,
+    operator: str,
+    now: datetime,
+) -> Recorded:
+    """Cancel a settlement with a signed reversal that gives its accumulators back."""
+    if not reason.strip():
+        raise Rejection("BAD_INPUT", "a reversal needs a reason")
+    with store.write_transaction():
+        _require_operator(store, operator)
+        original = store.record_by_tx(tx_id)
+        if original is None or original["kind"] != "settlement":
+            raise Rejection("UNKNOWN_SETTLEMENT", f"no settlement {tx_id!r} on this device")
+        already = store.reversal_of(tx_id)
+        if already is not None:
+            raise Rejection(
+                "ALREADY_REVERSED", f"settlement {tx_id} was reversed by record {already}"
+            )
+        timing = _timing(store, identity, now, operator)
+        body = original["body"]
+        insured_id = body["insured_id"]
+        visit_date = date.fromisoformat(body["visit"]["date"])
+        visit_type = body["visit"]["visit_type"]
+        current = store.accumulators(insured_id, visit_date.year, visit_type)
+        entry = store.insured_person(insured_id)
+        balance = entry.person.account_balance if entry else 0
+        after = rec.restored_accumulators(body, rec.accumulators_to_json(current, balance))
+        record = _append(
+            store, identity, "reversal",
+            rec.reversal_body(original, reason=reason, operator=operator, accumulators_after=after),
+            timing.created_at, insured_id=insured_id, fund=body["result"]["fund"], reverses=tx_id,
+        )  # fmt: skip
+        if entry is not None:
+            store.set_accumulators(insured_id, visit_date.year, visit_type, **after)
+    return Recorded(record)
+
+
+def close_day(
+    store: SqliteDeviceStore, identity: DeviceIdentity, *, operator: str, now: datetime
+) -> Recorded:
+    """The Z report: totals of everything since the previous daily close, signed."""
+    with store.write_transaction():
+        _require_operator(store, operator)
+        timing = _timing(store, identity, now, operator)
+        since = list(store.records(after_seq=store.last_seq_of_kind("daily_close")))
+        body = rec.daily_close_body(
+            since, business_day=timing.created_at.date().isoformat(), operator=operator
+        )
+        return Recorded(_append(store, identity, "daily_close", body, timing.created_at))
+
+
+def record_event(
+    store: SqliteDeviceStore, identity: DeviceIdentity, event: dict, now: datetime
+) -> Recorded:
+    """A signed audit event (catalog applied, operator locked out, enrollment …)."""
+    with store.write_transaction():
+        timing = _timing(store, identity, now, event.get("operator", ""))
+        return Recorded(_append(store, identity, "event", event, timing.created_at))
+
+
+def verify_ledger(
+    store: SqliteDeviceStore, public_key: Ed25519PublicKey | None = None
+) -> Verification:
+    return verify_chain(store.records(), public_key or public_key_of(store))
+
+
+# ---- inside a write transaction --------------------------------------------------------
+
+
+def _require_operator(store: SqliteDeviceStore, operator: str) -> None:
+    if store.active_operator(operator) is None:
+        raise Rejection("UNKNOWN_OPERATOR", f"operator {operator!r} is unknown or disabled")
+
+
+def _timing(
+    store: SqliteDeviceStore, identity: DeviceIdentity, now: datetime, operator: str
+) -> rec.Timing:
+    """The time for the next record; a clock found behind the ledger is signed as an event."""
+    head = store.ledger_head()
+    last = datetime.fromisoformat(head.created_at) if head else None
+    timing = rec.record_time(now.astimezone(CLINIC_TZ), last)
+    device = store.device()
+    if timing.clock_behind and device.clock_behind_since is None:
+        event = {
+            "event": "clock_behind",
+            "device_clock": _stamp(now),
+            "last_record_at": head.created_at,
+            "operator": operator,
+        }
+        _append(store, identity, "event", event, timing.created_at)
+        store.set_clock_behind_since(head.created_at)
+    elif not timing.clock_behind and device.clock_behind_since is not None:
+        store.set_clock_behind_since(None)
+    return timing
+
+
+def _append(
+    store: SqliteDeviceStore, identity: DeviceIdentity, kind: str, body: dict,
+    created_at: datetime, **index,
+) -> dict:  # fmt: skip
+    head = store.ledger_head()
+    record = new_record(
+        device_id=identity.device_id,
+        seq=head.seq + 1 if head else 1,
+        kind=kind,
+        tx_id=str(uuid.uuid4()),
+        created_at=created_at.isoformat(),
+        prev_hash=head.hash if head else genesis_hash(identity.public_key),
+        body=body,
+        private_key=identity.private_key,
+    )
+    store.append_record(record, day=created_at.date().isoformat(), **index)
+    return record
+
+
+def _stamp(now: datetime) -> str:
+    return now.astimezone(CLINIC_TZ).replace(microsecond=0).isoformat()

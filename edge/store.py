@@ -6,7 +6,9 @@ with the record of having run. Money is INTEGER fen, prices and ratios TEXT deci
 
 import json
 import sqlite3
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -78,6 +80,36 @@ def m001_catalog_policy_roster(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@migrations()
+def m002_device_ledger_outbox(db: sqlite_utils.Database) -> None:
+    statements = [
+        """CREATE TABLE device (
+            id INTEGER PRIMARY KEY CHECK (id = 1), device_id TEXT NOT NULL,
+            public_key TEXT NOT NULL, created_at TEXT NOT NULL,
+            last_sync_at TEXT, synced_seq INTEGER NOT NULL DEFAULT 0,
+            clock_behind_since TEXT) STRICT""",
+        """CREATE TABLE operator (
+            operator_id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL
+                CHECK (role IN ('doctor', 'coordinator', 'admin', 'tester')),
+            active INTEGER NOT NULL DEFAULT 1) STRICT""",
+        # `record` is the signed record as JSON; the other columns index it.
+        """CREATE TABLE ledger (
+            seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, tx_id TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL, day TEXT NOT NULL, insured_id TEXT, fund INTEGER,
+            reverses TEXT UNIQUE, record TEXT NOT NULL) STRICT""",
+        "CREATE INDEX ledger_by_day ON ledger (day)",
+        "CREATE INDEX ledger_by_person_day ON ledger (insured_id, day)",
+        """CREATE TRIGGER ledger_is_append_only_update BEFORE UPDATE ON ledger
+            BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END""",
+        """CREATE TRIGGER ledger_is_append_only_delete BEFORE DELETE ON ledger
+            BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END""",
+        """CREATE TABLE outbox (
+            seq INTEGER PRIMARY KEY REFERENCES ledger(seq), queued_at TEXT NOT NULL) STRICT""",
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
 class StoreError(Exception):
     """A refused store operation; the message is for the operator."""
 
@@ -127,9 +159,47 @@ def connect(path: Path) -> sqlite_utils.Database:
     return sqlite_utils.Database(conn)
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerHead:
+    seq: int
+    hash: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    device_id: str
+    public_key: str
+    created_at: str
+    last_sync_at: str | None
+    synced_seq: int
+    clock_behind_since: str | None
+
+
 class SqliteDeviceStore:
     def __init__(self, db: sqlite_utils.Database):
         self.db = db
+        self._write_lock = threading.RLock()
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[None]:
+        """One unit of work that writes: serialised across threads (a lock) and processes
+        (BEGIN IMMEDIATE takes SQLite's write lock up front, so the reads inside see
+        exactly what the writes build on). Rolls back on any exception."""
+        with self._write_lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if self.db.conn.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+            try:
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.conn.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
 
     @classmethod
     def open(cls, data_dir: Path, *, create: bool = False) -> "SqliteDeviceStore":
@@ -158,7 +228,7 @@ class SqliteDeviceStore:
         """
         self._refuse_rollback("catalog", self.catalog_version(), version)
         count = 0
-        with self.db.atomic():
+        with self.write_transaction():
             self.db.execute("DELETE FROM catalog_search")
             self.db.execute("DELETE FROM catalog_item")
             iterator = iter(items)
@@ -231,7 +301,7 @@ class SqliteDeviceStore:
     def import_policy(self, document: dict) -> Policy:
         policy = policy_from_json(document)
         self._refuse_rollback("policy", self.policy_version(), policy.version)
-        with self.db.atomic():
+        with self.write_transaction():
             self.db.execute(
                 "INSERT INTO policy_version VALUES (?, ?, datetime('now'))",
                 [policy.version, json.dumps(document, ensure_ascii=False, sort_keys=True)],
@@ -255,7 +325,7 @@ class SqliteDeviceStore:
         """Install a roster version: persons are upserted, accumulators it carries are set."""
         version, persons = roster_from_json(document)
         self._refuse_rollback("roster", self.roster_version(), version)
-        with self.db.atomic():
+        with self.write_transaction():
             for entry in persons:
                 self._upsert_person(entry)
             self.db.execute(
@@ -354,6 +424,122 @@ class SqliteDeviceStore:
         ):
             result[(year, "assistance")] = Accumulators(assistance_paid=assistance_paid)
         return result
+
+    # ---- device, operators --------------------------------------------------------------
+
+    def device(self) -> DeviceRow | None:
+        row = self.db.execute(
+            "SELECT device_id, public_key, created_at, last_sync_at, synced_seq,"
+            " clock_behind_since FROM device"
+        ).fetchone()
+        return None if row is None else DeviceRow(*row)
+
+    def create_device(self, device_id: str, public_key: str, created_at: str) -> None:
+        with self.write_transaction():
+            if self.device() is not None:
+                raise StoreError("this data directory already has a device identity")
+            self.db.execute(
+                "INSERT INTO device (id, device_id, public_key, created_at) VALUES (1, ?, ?, ?)",
+                [device_id, public_key, created_at],
+            )
+
+    def set_clock_behind_since(self, created_at: str | None) -> None:
+        self.db.execute("UPDATE device SET clock_behind_since = ?", [created_at])
+
+    def add_operator(self, operator_id: str, name: str, role: str) -> None:
+        with self.write_transaction():
+            self.db.execute(
+                "INSERT OR IGNORE INTO operator (operator_id, name, role) VALUES (?, ?, ?)",
+                [operator_id, name, role],
+            )
+
+    def active_operator(self, operator_id: str) -> tuple[str, str] | None:
+        """(name, role) of an operator who may work, else None."""
+        return self.db.execute(
+            "SELECT name, role FROM operator WHERE operator_id = ? AND active = 1", [operator_id]
+        ).fetchone()
+
+    # ---- ledger --------------------------------------------------------------------------
+
+    def ledger_head(self) -> LedgerHead | None:
+        row = self.db.execute(
+            "SELECT seq, json_extract(record, '$.hash'), created_at FROM ledger"
+            " ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else LedgerHead(*row)
+
+    def append_record(
+        self, record: dict, *, day: str, insured_id: str | None = None,
+        fund: int | None = None, reverses: str | None = None,
+    ) -> None:  # fmt: skip
+        """Add a sealed record and queue it for upload (inside `write_transaction`)."""
+        self.db.execute(
+            "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                record["seq"], record["kind"], record["tx_id"], record["created_at"], day,
+                insured_id, fund, reverses,
+                json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
+            ],
+        )  # fmt: skip
+        self.db.execute("INSERT INTO outbox VALUES (?, ?)", [record["seq"], record["created_at"]])
+
+    def records(self, after_seq: int = 0) -> Iterator[dict]:
+        """Stored records in `seq` order, as stored (not verified)."""
+        for (text,) in self.db.execute(
+            "SELECT record FROM ledger WHERE seq > ? ORDER BY seq", [after_seq]
+        ):
+            yield json.loads(text)
+
+    def record_by_tx(self, tx_id: str) -> dict | None:
+        row = self.db.execute("SELECT record FROM ledger WHERE tx_id = ?", [tx_id]).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def reversal_of(self, tx_id: str) -> int | None:
+        row = self.db.execute("SELECT seq FROM ledger WHERE reverses = ?", [tx_id]).fetchone()
+        return None if row is None else row[0]
+
+    def last_seq_of_kind(self, kind: str) -> int:
+        row = self.db.execute("SELECT max(seq) FROM ledger WHERE kind = ?", [kind]).fetchone()
+        return row[0] or 0
+
+    def fund_settled_after(self, seq: int) -> int:
+        """Fund paid by settlements after `seq`, net of their reversals."""
+        row = self.db.execute(
+            "SELECT coalesce(sum(CASE kind WHEN 'reversal' THEN -fund ELSE fund END), 0)"
+            " FROM ledger WHERE seq > ? AND kind IN ('settlement', 'reversal')",
+            [seq],
+        ).fetchone()
+        return row[0]
+
+    def settlements_on(self, insured_id: str, day: str) -> int:
+        row = self.db.execute(
+            "SELECT count(*) FROM ledger WHERE insured_id = ? AND day = ? AND kind = 'settlement'",
+            [insured_id, day],
+        ).fetchone()
+        return row[0]
+
+    def outbox_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    def set_accumulators(
+        self, insured_id: str, year: int, visit_type: str, deductible_used: int,
+        fund_paid: int, assistance_paid: int, account_balance: int,
+    ) -> None:  # fmt: skip
+        """Write one person's accumulators after a settlement or reversal."""
+        self.db.execute(
+            "INSERT INTO accumulator VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+            " deductible_used = excluded.deductible_used, fund_paid = excluded.fund_paid",
+            [insured_id, year, visit_type, deductible_used, fund_paid],
+        )
+        self.db.execute(
+            "INSERT INTO assistance_accumulator VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET"
+            " assistance_paid = excluded.assistance_paid",
+            [insured_id, year, assistance_paid],
+        )
+        self.db.execute(
+            "UPDATE person SET account_balance = ? WHERE insured_id = ?",
+            [account_balance, insured_id],
+        )
 
     # ---- shared ------------------------------------------------------------------------
 

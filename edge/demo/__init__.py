@@ -15,6 +15,12 @@ from edge.services import quote_visit
 from edge.store import SqliteDeviceStore
 
 DEMO_CATALOG_VERSION = "2026.11.1"
+DEMO_OPERATORS = [
+    ("doc01", "王医生", "doctor"),
+    ("coord01", "李协管员", "coordinator"),
+    ("admin01", "县医保管理员", "admin"),
+    ("test01", "测试员", "tester"),
+]
 
 
 def _data(name: str):
@@ -38,6 +44,8 @@ def install(store: SqliteDeviceStore) -> Iterator[str]:
     if store.roster_version() is None:
         count = store.import_roster(load_json("roster.json"))
         yield f"roster: {count} insured persons installed"
+    for operator_id, name, role in DEMO_OPERATORS:
+        store.add_operator(operator_id, name, role)
 
 
 # (insured_id, visit type, diagnoses, [(code, quantity)], use personal account)

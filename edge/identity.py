@@ -1,0 +1,88 @@
+"""The device's Ed25519 identity: a private key file (0600) outside the database.
+
+Settlement never falls back to unsigned records: a missing, unreadable, loose or
+mismatched key stops it with a message that says what to do.
+"""
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
+)
+
+from edge.ledger import b64url, raw_public_key
+
+KEY_FILE = "device.key"
+
+
+class IdentityError(Exception):
+    """The device cannot sign; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    device_id: str
+    private_key: Ed25519PrivateKey
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self.private_key.public_key()
+
+    @property
+    def public_key_b64(self) -> str:
+        return b64url(raw_public_key(self.public_key))
+
+
+def device_id_for(public_key: Ed25519PublicKey) -> str:
+    """A stable, unique id derived from the key, until a county assigns one."""
+    return "dev-" + hashlib.sha256(raw_public_key(public_key)).hexdigest()[:12]
+
+
+def create_key_file(data_dir: Path) -> Ed25519PrivateKey:
+    """Write a new private key readable only by its owner; never overwrite one."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    path = data_dir / KEY_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise IdentityError(f"{path} already exists; a device keeps its key for life") from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return key
+
+
+def load_private_key(data_dir: Path) -> Ed25519PrivateKey:
+    path = data_dir / KEY_FILE
+    try:
+        mode = path.stat().st_mode
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise IdentityError(
+            f"the device key {path} is missing: settlement is stopped. Restore it from the"
+            " device's backup, or run 'clinic device init' on a new device"
+        ) from None
+    except OSError as error:
+        raise IdentityError(f"the device key {path} cannot be read: {error.strerror}") from None
+    if stat.S_IMODE(mode) & 0o077:
+        raise IdentityError(
+            f"the device key {path} is readable by others (mode {stat.S_IMODE(mode):o});"
+            f" run 'chmod 600 {path}'"
+        )
+    try:
+        key = load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise IdentityError(f"the device key {path} is damaged") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise IdentityError(f"the device key {path} is not an Ed25519 key")
+    return key

@@ -1,0 +1,146 @@
+"""The signed, hash-chained ledger of `ledger.md`, version 1: building and verifying records.
+
+Pure functions over dicts and keys; the store decides where records live. Anyone with
+the device's public key can run `verify_chain` over an export.
+"""
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+RECORD_VERSION = 1
+KINDS = ("settlement", "reversal", "daily_close", "event")
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def raw_public_key(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def genesis_hash(public_key: Ed25519PublicKey) -> str:
+    """`prev_hash` of record 1: SHA-256 of the device's raw public key."""
+    return hashlib.sha256(raw_public_key(public_key)).hexdigest()
+
+
+def canonical(record: dict) -> bytes:
+    """The signed bytes: the record without `hash` and `sig`, sorted compact UTF-8 JSON."""
+    unsigned = {k: v for k, v in record.items() if k not in ("hash", "sig")}
+    return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def seal(record: dict, private_key: Ed25519PrivateKey) -> dict:
+    """The record with its `hash` and `sig`."""
+    data = canonical(record)
+    return {
+        **record,
+        "hash": hashlib.sha256(data).hexdigest(),
+        "sig": b64url(private_key.sign(data)),
+    }
+
+
+def new_record(
+    *,
+    device_id: str,
+    seq: int,
+    kind: str,
+    tx_id: str,
+    created_at: str,
+    prev_hash: str,
+    body: dict,
+    private_key: Ed25519PrivateKey,
+) -> dict:
+    return seal(
+        {
+            "v": RECORD_VERSION,
+            "device_id": device_id,
+            "seq": seq,
+            "kind": kind,
+            "tx_id": tx_id,
+            "created_at": created_at,
+            "prev_hash": prev_hash,
+            "body": body,
+        },
+        private_key,
+    )
+
+
+@dataclass(frozen=True)
+class Verification:
+    count: int
+    first_bad_seq: int | None = None
+    reason: str | None = None
+    last_hash: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad_seq is None
+
+
+def verify_chain(records: Iterable[dict], public_key: Ed25519PublicKey) -> Verification:
+    """Check records in `seq` order; report the first that breaks the chain, and why."""
+    expected_seq = 1
+    prev_hash = genesis_hash(public_key)
+    settlements: set[str] = set()
+    reversed_tx: set[str] = set()
+    for record in records:
+        problem = _record_problem(record, expected_seq, prev_hash, public_key)
+        if problem is None and record["kind"] == "reversal":
+            problem = _reversal_problem(record["body"], settlements, reversed_tx)
+        if problem is not None:
+            # The first seq whose record is not what it must be (missing, moved, altered).
+            return Verification(expected_seq - 1, expected_seq, problem, prev_hash)
+        if record["kind"] == "settlement":
+            settlements.add(record["tx_id"])
+        prev_hash = record["hash"]
+        expected_seq += 1
+    return Verification(expected_seq - 1, last_hash=prev_hash)
+
+
+def _record_problem(
+    record: object, expected_seq: int, prev_hash: str, public_key: Ed25519PublicKey
+) -> str | None:
+    if not isinstance(record, dict):
+        return "not a record"
+    seq = record.get("seq")
+    if seq != expected_seq:
+        return f"seq is {seq!r}, expected {expected_seq} (a record is missing, repeated or moved)"
+    if record.get("prev_hash") != prev_hash:
+        return "prev_hash does not match the previous record's hash"
+    try:
+        data = canonical(record)
+    except (TypeError, ValueError):
+        return "cannot be serialised canonically"
+    if record.get("hash") != hashlib.sha256(data).hexdigest():
+        return "hash does not match the record's content (altered)"
+    try:
+        public_key.verify(b64url_decode(str(record.get("sig", ""))), data)
+    except (InvalidSignature, ValueError):
+        return "signature does not verify with the device's public key"
+    if not isinstance(record.get("kind"), str):  # unknown kinds are chained like any other
+        return "kind is not a string"
+    if not isinstance(record.get("body"), dict):
+        return "body is not an object"
+    return None
+
+
+def _reversal_problem(body: dict, settlements: set[str], reversed_tx: set[str]) -> str | None:
+    target = body.get("reverses")
+    if target not in settlements:
+        return f"reversal names {target!r}, not an earlier settlement"
+    if target in reversed_tx:
+        return f"settlement {target} is reversed twice"
+    reversed_tx.add(target)
+    return None

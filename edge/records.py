@@ -1,0 +1,155 @@
+"""What goes into ledger record bodies, and the bookkeeping rules around them. Pure.
+
+Settlement bodies carry everything needed to recompute them later (visit, versions,
+accumulators before, full result); reversals carry what they undo; a daily close sums
+everything since the previous close, like a cash register's Z report.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from edge.rules import Accumulators, OfflineLimits, Settlement, Visit
+
+MONEY_FIELDS = ("total", "fund", "assistance", "personal_account", "cash")
+
+# Needs-review reasons (offline risk control, DESIGN.md).
+OFFLINE_TOO_LONG = "OFFLINE_TOO_LONG"
+OFFLINE_FUND_LIMIT = "OFFLINE_FUND_LIMIT"
+VISITS_PER_DAY_LIMIT = "VISITS_PER_DAY_LIMIT"
+
+
+@dataclass(frozen=True)
+class Timing:
+    created_at: datetime  # what the record will say: never before the previous record
+    clock_behind: bool  # the device clock reads earlier than the last record
+
+
+def record_time(now: datetime, last_created_at: datetime | None) -> Timing:
+    """Keep record times monotonic when the clock jumps back."""
+    now = now.replace(microsecond=0)
+    if last_created_at is not None and now < last_created_at:
+        return Timing(last_created_at, True)
+    return Timing(now, False)
+
+
+def review_reasons(
+    limits: OfflineLimits,
+    *,
+    now: datetime,
+    last_sync: datetime,
+    fund_since_sync: int,
+    visits_today: int,
+) -> list[str]:
+    """Offline limits this settlement passes (it is settled anyway, and flagged)."""
+    reasons = []
+    if limits.max_hours_since_sync is not None and now - last_sync > timedelta(
+        hours=limits.max_hours_since_sync
+    ):
+        reasons.append(OFFLINE_TOO_LONG)
+    if limits.max_fund_since_sync is not None and fund_since_sync > limits.max_fund_since_sync:
+        reasons.append(OFFLINE_FUND_LIMIT)
+    if (
+        limits.max_visits_per_person_per_day is not None
+        and visits_today > limits.max_visits_per_person_per_day
+    ):
+        reasons.append(VISITS_PER_DAY_LIMIT)
+    return reasons
+
+
+def visit_to_json(visit: Visit, catalog_lines: list[dict]) -> dict:
+    return {
+        "date": visit.date.isoformat(),
+        "visit_type": visit.visit_type,
+        "diagnoses": list(visit.diagnoses),
+        "lines": catalog_lines,
+        "use_personal_account": visit.use_personal_account,
+    }
+
+
+def accumulators_to_json(accumulators: Accumulators, account_balance: int) -> dict:
+    return {
+        "deductible_used": accumulators.deductible_used,
+        "fund_paid": accumulators.fund_paid,
+        "assistance_paid": accumulators.assistance_paid,
+        "account_balance": account_balance,
+    }
+
+
+def settlement_body(
+    *,
+    insured_id: str,
+    operator: str,
+    visit: dict,
+    catalog_version: str,
+    policy_version: str,
+    accumulators_before: dict,
+    result: Settlement,
+    needs_review: list[str],
+) -> dict:
+    return {
+        "insured_id": insured_id,
+        "operator": operator,
+        "visit": visit,
+        "catalog_version": catalog_version,
+        "policy_version": policy_version,
+        "rules_version": 1,
+        "accumulators_before": accumulators_before,
+        "result": result.to_dict(),
+        "needs_review": needs_review,
+    }
+
+
+def reversal_body(original: dict, *, reason: str, operator: str, accumulators_after: dict) -> dict:
+    result = original["body"]["result"]
+    return {
+        "reverses": original["tx_id"],
+        "reverses_seq": original["seq"],
+        "insured_id": original["body"]["insured_id"],
+        "operator": operator,
+        "reason": reason,
+        "amounts": {name: result[name] for name in MONEY_FIELDS},
+        "accumulators_after": accumulators_after,
+    }
+
+
+def restored_accumulators(original_body: dict, current: dict) -> dict:
+    """Accumulators with a settlement's effect taken back (never below zero)."""
+    result = original_body["result"]
+    return {
+        "deductible_used": max(0, current["deductible_used"] - result["deductible_applied"]),
+        "fund_paid": max(0, current["fund_paid"] - result["fund"]),
+        "assistance_paid": max(0, current["assistance_paid"] - result["assistance"]),
+        "account_balance": current["account_balance"] + result["personal_account"],
+    }
+
+
+def _zero_totals() -> dict:
+    return {"count": 0, **dict.fromkeys(MONEY_FIELDS, 0)}
+
+
+def daily_close_body(records: list[dict], *, business_day: str, operator: str) -> dict:
+    """Counts and totals of the settlements and reversals in `records`, reversals netted."""
+    settlements, reversals = _zero_totals(), _zero_totals()
+    needs_review = 0
+    for record in records:
+        if record["kind"] == "settlement":
+            amounts, bucket = record["body"]["result"], settlements
+            needs_review += bool(record["body"]["needs_review"])
+        elif record["kind"] == "reversal":
+            amounts, bucket = record["body"]["amounts"], reversals
+        else:
+            continue
+        bucket["count"] += 1
+        for name in MONEY_FIELDS:
+            bucket[name] += amounts[name]
+    net = {name: settlements[name] - reversals[name] for name in MONEY_FIELDS}
+    return {
+        "business_day": business_day,
+        "operator": operator,
+        "from_seq": records[0]["seq"] if records else None,
+        "to_seq": records[-1]["seq"] if records else None,
+        "settlements": settlements,
+        "reversals": reversals,
+        "net": net,
+        "needs_review": needs_review,
+    }
