@@ -27,8 +27,14 @@ EXAMPLE_POLICY = {
 
 
 def item(code: str, price: str, item_class: str = "A", **extra) -> dict:
-    return {"code": code, "name": f"药品{code}", "kind": "drug", "class": item_class,
-            "price": price, **extra}  # fmt: skip
+    return {
+        "code": code,
+        "name": f"药品{code}",
+        "kind": "drug",
+        "class": item_class,
+        "price": price,
+        **extra,
+    }
 
 
 def quote_doc(lines, catalog, person=None, accumulators=None, **visit) -> dict:
@@ -37,15 +43,29 @@ def quote_doc(lines, catalog, person=None, accumulators=None, **visit) -> dict:
         "policy": copy.deepcopy(EXAMPLE_POLICY),
         "catalog": catalog,
         "person": {
-            "insurance_type": "resident", "gender": "M", "birth_date": "1980-05-01",
-            "status": "active", "categories": [], "chronic_certs": [], **(person or {}),
+            "insurance_type": "resident",
+            "gender": "M",
+            "birth_date": "1980-05-01",
+            "status": "active",
+            "categories": [],
+            "chronic_certs": [],
+            **(person or {}),
         },
-        "accumulators": {"deductible_used": 0, "fund_paid": 0, "assistance_paid": 0,
-                         **(accumulators or {})},
-        "visit": {"date": "2026-11-22", "visit_type": "general", "diagnoses": ["J06.900"],
-                  "lines": [{"code": c, "quantity": q} for c, q in lines],
-                  "use_personal_account": False, **visit},
-    }  # fmt: skip
+        "accumulators": {
+            "deductible_used": 0,
+            "fund_paid": 0,
+            "assistance_paid": 0,
+            **(accumulators or {}),
+        },
+        "visit": {
+            "date": "2026-11-22",
+            "visit_type": "general",
+            "diagnoses": ["J06.900"],
+            "lines": [{"code": c, "quantity": q} for c, q in lines],
+            "use_personal_account": False,
+            **visit,
+        },
+    }
 
 
 @pytest.fixture

@@ -17,9 +17,12 @@ CLINIC = Path(sys.executable).with_name("clinic")
 
 def clinic(*args: str, stdin: str = "", env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(CLINIC), *args], input=stdin.encode(), capture_output=True, timeout=60,
+        [str(CLINIC), *args],
+        input=stdin.encode(),
+        capture_output=True,
+        timeout=60,
         env={**os.environ, **(env or {})},
-    )  # fmt: skip
+    )
 
 
 def run(*args: str, stdin: str | None = None):
@@ -41,9 +44,12 @@ class TestQuote:
         done = clinic("quote", stdin=json.dumps(UNKNOWN))
         assert done.returncode == 2
         assert json.loads(done.stdout) == {
-            "error": {"code": "UNKNOWN_ITEM", "message": "item 'NOPE' is not in the catalog",
-                      "line": 0}
-        }  # fmt: skip
+            "error": {
+                "code": "UNKNOWN_ITEM",
+                "message": "item 'NOPE' is not in the catalog",
+                "line": 0,
+            }
+        }
 
     @pytest.mark.parametrize("stdin", ["", "not json", "\xff\xfe"])
     def test_garbage_is_bad_input_never_a_traceback(self, stdin):
@@ -53,8 +59,9 @@ class TestQuote:
         assert b"Traceback" not in done.stderr
 
     def test_invalid_utf8_is_bad_input(self):
-        done = subprocess.run([str(CLINIC), "quote"], input=b'{"policy": "\xff"}',
-                              capture_output=True, timeout=60)  # fmt: skip
+        done = subprocess.run(
+            [str(CLINIC), "quote"], input=b'{"policy": "\xff"}', capture_output=True, timeout=60
+        )
         assert done.returncode == 2
         assert json.loads(done.stdout)["error"]["code"] == "BAD_INPUT"
 
@@ -64,8 +71,11 @@ class TestQuote:
         assert done.returncode == 0
         results = [json.loads(line) for line in done.stdout.decode().splitlines()]
         assert [r.get("error", {}).get("code", r.get("fund")) for r in results] == [
-            1375, "BAD_INPUT", "UNKNOWN_ITEM", 1375,
-        ]  # fmt: skip
+            1375,
+            "BAD_INPUT",
+            "UNKNOWN_ITEM",
+            1375,
+        ]
 
     def test_chinese_stays_readable_in_the_output(self):
         doc = quote_doc([("A1", "1")], [item("A1", "1")], person={"status": "suspended"})
@@ -81,8 +91,9 @@ class TestInitAndLookups:
         assert (data_dir / "clinic.db").exists()
         assert oct(data_dir.stat().st_mode & 0o777) == "0o700"
 
-        hits = json.loads(run("catalog", "search", "amxl", "--json", "--data-dir",
-                              str(data_dir)).output)  # fmt: skip
+        hits = json.loads(
+            run("catalog", "search", "amxl", "--json", "--data-dir", str(data_dir)).output
+        )
         assert hits[0]["name"] == "阿莫西林胶囊"
         assert hits[0]["matched"] == "initials"
 
@@ -126,8 +137,10 @@ class TestCatalogImport:
         data_dir = str(tmp_path / "device")
         run("init", "--data-dir", data_dir)
         good = write_json(tmp_path / "c.json", {"version": "2027.1", "items": [item("A1", "1")]})
-        assert "1 items installed" in run("catalog", "import", str(good), "--data-dir",
-                                          data_dir).output  # fmt: skip
+        assert (
+            "1 items installed"
+            in run("catalog", "import", str(good), "--data-dir", data_dir).output
+        )
 
         bad = write_json(
             tmp_path / "b.json", {"version": "2027.2", "items": [item("B1", "1", kind="food")]}

@@ -23,16 +23,26 @@ def test_the_catalog_is_a_real_village_clinic_catalog():
     assert min(kinds.values()) >= 20
     assert {r["class"] for r in rows} == {"A", "B", "C"}
     assert any(r["name"] == "阿莫西林胶囊" for r in rows)
-    for column in ("payment_standard", "gender", "max_age", "min_age", "max_qty", "chronic_only",
-                   "valid_to", "valid_from", "self_prepay_ratio"):  # fmt: skip
+    for column in (
+        "payment_standard",
+        "gender",
+        "max_age",
+        "min_age",
+        "max_qty",
+        "chronic_only",
+        "valid_to",
+        "valid_from",
+        "self_prepay_ratio",
+    ):
         assert any(r[column] for r in rows), column
 
 
 def test_every_chronic_only_code_is_a_known_diagnosis():
     diagnoses = {r["code"] for r in demo_rows("diagnoses.csv")}
     restricted = {c for r in demo_rows("catalog.csv") for c in r["chronic_only"].split(";") if c}
-    certified = {c["disease_code"] for p in load_json("roster.json")["persons"]
-                 for c in p["chronic_certs"]}  # fmt: skip
+    certified = {
+        c["disease_code"] for p in load_json("roster.json")["persons"] for c in p["chronic_certs"]
+    }
     assert restricted | certified <= diagnoses
 
 
@@ -45,8 +55,11 @@ def test_the_roster_covers_every_case(demo_store):
     assert {p.insurance_type for p in people} == {"resident", "employee"}
     assert {p.status for p in people} == {"active", "suspended", "terminated"}
     assert {c for p in people for c in p.categories} >= {
-        "extreme_poverty", "low_income_guarantee", "low_income", "severe_disability",
-    }  # fmt: skip
+        "extreme_poverty",
+        "low_income_guarantee",
+        "low_income",
+        "severe_disability",
+    }
     assert any(len(p.categories) > 1 for p in people)
     assert any(p.waiting_until and p.waiting_until >= TODAY for p in people)
     assert {c.disease_code for p in people for c in p.chronic_certs} == {"I10.x00", "E11.900"}
@@ -65,8 +78,13 @@ def test_every_demo_person_can_be_settled_for_a_consultation(demo_store):
 def test_the_sample_visits_show_each_outcome(demo_store):
     outcomes = []
     for insured_id, visit_type, diagnoses, lines, use_account in SAMPLE_VISITS:
-        visit = Visit(TODAY, visit_type, tuple(diagnoses),
-                      tuple(VisitLine(c, q) for c, q in lines), use_account)  # fmt: skip
+        visit = Visit(
+            TODAY,
+            visit_type,
+            tuple(diagnoses),
+            tuple(VisitLine(c, q) for c, q in lines),
+            use_account,
+        )
         try:
             result = quote_visit(demo_store, insured_id, visit)
             outcomes.append((result.eligible, result.assistance > 0, result.personal_account > 0))

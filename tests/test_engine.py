@@ -19,14 +19,25 @@ def rejected(doc: dict) -> dict:
 
 
 def split(result: dict) -> tuple[int, int, int, int, int]:
-    return (result["total"], result["fund"], result["assistance"],
-            result["personal_account"], result["cash"])  # fmt: skip
+    return (
+        result["total"],
+        result["fund"],
+        result["assistance"],
+        result["personal_account"],
+        result["cash"],
+    )
 
 
 def line_parts(result: dict, index: int = 0) -> tuple:
     line = result["lines"][index]
-    return (line["amount"], line["fulamt_ownpay"], line["overlmt_selfpay"], line["preselfpay"],
-            line["inscp"], line["reasons"])  # fmt: skip
+    return (
+        line["amount"],
+        line["fulamt_ownpay"],
+        line["overlmt_selfpay"],
+        line["preselfpay"],
+        line["inscp"],
+        line["reasons"],
+    )
 
 
 # ---- per line ----------------------------------------------------------------------------
@@ -66,8 +77,9 @@ class TestWholeLineSelfPaid:
         assert line_parts(result) == (2000, 2000, 0, 0, 0, ["GENDER_RESTRICTED"])
 
     def test_an_item_for_the_same_gender_is_covered(self):
-        result = settled(quote_doc([("F1", "1")], [item("F1", "20", gender="F")],
-                                   person={"gender": "F"}))  # fmt: skip
+        result = settled(
+            quote_doc([("F1", "1")], [item("F1", "20", gender="F")], person={"gender": "F"})
+        )
         assert result["lines"][0]["reasons"] == []
 
     def test_age_limits_are_inclusive_and_count_completed_years(self):
@@ -85,10 +97,12 @@ class TestWholeLineSelfPaid:
 
     def test_a_29_february_birthday_completes_on_1_march(self):
         catalog = [item("K1", "10", min_age=18)]
-        before = quote_doc([("K1", "1")], catalog, person={"birth_date": "2008-02-29"},
-                           date="2026-02-28")  # fmt: skip
-        after = quote_doc([("K1", "1")], catalog, person={"birth_date": "2008-02-29"},
-                          date="2026-03-01")  # fmt: skip
+        before = quote_doc(
+            [("K1", "1")], catalog, person={"birth_date": "2008-02-29"}, date="2026-02-28"
+        )
+        after = quote_doc(
+            [("K1", "1")], catalog, person={"birth_date": "2008-02-29"}, date="2026-03-01"
+        )
         assert settled(before)["lines"][0]["reasons"] == ["AGE_RESTRICTED"]
         assert settled(after)["lines"][0]["reasons"] == []
 
@@ -98,11 +112,20 @@ class TestWholeLineSelfPaid:
 
     def test_a_chronic_only_item_is_covered_for_a_certified_diagnosis(self):
         doc = quote_doc(
-            [("H1", "1")], [item("H1", "10", chronic_only=["I10.x00"])],
-            person={"chronic_certs": [{"disease_code": "I10.x00", "valid_from": "2026-01-01",
-                                       "valid_to": "2027-12-31"}]},
-            visit_type="chronic", diagnoses=["I10.x00"],
-        )  # fmt: skip
+            [("H1", "1")],
+            [item("H1", "10", chronic_only=["I10.x00"])],
+            person={
+                "chronic_certs": [
+                    {
+                        "disease_code": "I10.x00",
+                        "valid_from": "2026-01-01",
+                        "valid_to": "2027-12-31",
+                    }
+                ]
+            },
+            visit_type="chronic",
+            diagnoses=["I10.x00"],
+        )
         result = settled(doc)
         assert result["lines"][0]["reasons"] == []
         # resident chronic: 1000 × 0.70 = 700
@@ -110,19 +133,31 @@ class TestWholeLineSelfPaid:
 
     def test_a_chronic_only_item_needs_its_own_diagnosis_certified(self):
         doc = quote_doc(
-            [("D1", "1")], [item("D1", "10", chronic_only=["E11.900"])],
-            person={"chronic_certs": [{"disease_code": "I10.x00", "valid_from": "2026-01-01",
-                                       "valid_to": "2027-12-31"}]},
-            visit_type="chronic", diagnoses=["I10.x00", "E11.900"],
-        )  # fmt: skip
+            [("D1", "1")],
+            [item("D1", "10", chronic_only=["E11.900"])],
+            person={
+                "chronic_certs": [
+                    {
+                        "disease_code": "I10.x00",
+                        "valid_from": "2026-01-01",
+                        "valid_to": "2027-12-31",
+                    }
+                ]
+            },
+            visit_type="chronic",
+            diagnoses=["I10.x00", "E11.900"],
+        )
         assert settled(doc)["lines"][0]["reasons"] == ["CHRONIC_ONLY"]
 
     def test_every_reason_that_holds_is_listed_in_the_rules_order(self):
         catalog = [item("X1", "10", "C", gender="F", max_age=10, chronic_only=["I10.x00"])]
         result = settled(quote_doc([("X1", "1")], catalog))
         assert result["lines"][0]["reasons"] == [
-            "NOT_COVERED", "GENDER_RESTRICTED", "AGE_RESTRICTED", "CHRONIC_ONLY",
-        ]  # fmt: skip
+            "NOT_COVERED",
+            "GENDER_RESTRICTED",
+            "AGE_RESTRICTED",
+            "CHRONIC_ONLY",
+        ]
 
 
 class TestCoveredLines:
@@ -155,13 +190,19 @@ class TestCoveredLines:
         assert line_parts(result) == (1000, 0, 0, 50, 950, [])
 
     def test_limits_standards_and_prepay_combine_on_one_line(self):
-        catalog = [item("B2", "3.00", "B", payment_standard="2.50", max_qty=4,
-                        self_prepay_ratio="0.20")]  # fmt: skip
+        catalog = [
+            item("B2", "3.00", "B", payment_standard="2.50", max_qty=4, self_prepay_ratio="0.20")
+        ]
         result = settled(quote_doc([("B2", "6")], catalog))
         # amount 1800; covered 4 × 3.00 = 1200; eligible 4 × 2.50 = 1000; prepay 200
         assert line_parts(result) == (
-            1800, 600, 200, 200, 800, ["QTY_OVER_LIMIT", "OVER_PAYMENT_STANDARD"],
-        )  # fmt: skip
+            1800,
+            600,
+            200,
+            200,
+            800,
+            ["QTY_OVER_LIMIT", "OVER_PAYMENT_STANDARD"],
+        )
 
 
 # ---- per visit ---------------------------------------------------------------------------
@@ -172,39 +213,58 @@ EMPLOYEE = {"insurance_type": "employee", "account_balance": 1550}
 
 class TestFund:
     def test_the_deductible_is_taken_from_what_is_left_of_it(self):
-        result = settled(quote_doc([("E1", "1")], [item("E1", "250")], person=EMPLOYEE,
-                                   accumulators={"deductible_used": 12000}))  # fmt: skip
+        result = settled(
+            quote_doc(
+                [("E1", "1")],
+                [item("E1", "250")],
+                person=EMPLOYEE,
+                accumulators={"deductible_used": 12000},
+            )
+        )
         assert result["deductible_applied"] == 18000
         assert result["fund"] == 3500  # (25000 - 18000) × 0.50
         assert result["policy_selfpay"] == 21500
         assert result["accumulators_after"] == {
-            "deductible_used": 30000, "fund_paid": 3500, "assistance_paid": 0,
+            "deductible_used": 30000,
+            "fund_paid": 3500,
+            "assistance_paid": 0,
             "account_balance": 1550,
-        }  # fmt: skip
+        }
 
     def test_a_met_deductible_applies_nothing(self):
-        result = settled(quote_doc([("E1", "1")], [item("E1", "250")], person=EMPLOYEE,
-                                   accumulators={"deductible_used": 45000}))  # fmt: skip
+        result = settled(
+            quote_doc(
+                [("E1", "1")],
+                [item("E1", "250")],
+                person=EMPLOYEE,
+                accumulators={"deductible_used": 45000},
+            )
+        )
         assert result["deductible_applied"] == 0
         assert result["fund"] == 12500
 
     def test_the_fund_stops_at_the_annual_cap(self):
-        result = settled(quote_doc([("A1", "1")], [item("A1", "50")],
-                                   accumulators={"fund_paid": 39000}))  # fmt: skip
+        result = settled(
+            quote_doc([("A1", "1")], [item("A1", "50")], accumulators={"fund_paid": 39000})
+        )
         assert result["fund"] == 1000  # 2750 by ratio, 1000 left under the 40000 cap
         assert result["accumulators_after"]["fund_paid"] == 40000
 
     def test_a_cap_already_passed_pays_nothing_more(self):
-        result = settled(quote_doc([("A1", "1")], [item("A1", "50")],
-                                   accumulators={"fund_paid": 41000}))  # fmt: skip
+        result = settled(
+            quote_doc([("A1", "1")], [item("A1", "50")], accumulators={"fund_paid": 41000})
+        )
         assert result["fund"] == 0
         assert result["cash"] == 5000
 
 
 class TestAssistance:
     def test_extreme_poverty_pays_the_whole_policy_self_pay(self):
-        result = settled(quote_doc([("A1", "2")], [item("A1", "12.50")],
-                                   person={"categories": ["extreme_poverty"]}))  # fmt: skip
+        result = settled(
+            quote_doc(
+                [("A1", "2")], [item("A1", "12.50")], person={"categories": ["extreme_poverty"]}
+            )
+        )
         assert split(result) == (2500, 1375, 1125, 0, 0)
 
     def test_the_category_with_the_highest_ratio_is_used(self):
@@ -216,9 +276,12 @@ class TestAssistance:
         assert settled(doc)["assistance"] == 1125
 
     def test_a_ratio_tie_goes_to_the_higher_cap_then_the_first_name(self):
-        doc = quote_doc([("A1", "2")], [item("A1", "12.50")],
-                        person={"categories": ["zz_small", "yy_large", "aa_large"]},
-                        accumulators={"assistance_paid": 100})  # fmt: skip
+        doc = quote_doc(
+            [("A1", "2")],
+            [item("A1", "12.50")],
+            person={"categories": ["zz_small", "yy_large", "aa_large"]},
+            accumulators={"assistance_paid": 100},
+        )
         doc["policy"]["assistance"] = {
             "zz_small": {"ratio": "0.50", "annual_cap": 200},
             "yy_large": {"ratio": "0.50", "annual_cap": 500},
@@ -232,9 +295,12 @@ class TestAssistance:
         assert settled(doc)["assistance"] == 0
 
     def test_assistance_stops_at_its_annual_cap(self):
-        doc = quote_doc([("A1", "2")], [item("A1", "12.50")],
-                        person={"categories": ["low_income_guarantee"]},
-                        accumulators={"assistance_paid": 499900})  # fmt: skip
+        doc = quote_doc(
+            [("A1", "2")],
+            [item("A1", "12.50")],
+            person={"categories": ["low_income_guarantee"]},
+            accumulators={"assistance_paid": 499900},
+        )
         result = settled(doc)
         assert result["assistance"] == 100  # 788 by ratio, 100 left
         assert result["accumulators_after"]["assistance_paid"] == 500000
@@ -242,14 +308,20 @@ class TestAssistance:
 
 class TestPersonalAccount:
     def test_an_employee_pays_from_the_account_up_to_its_balance(self):
-        result = settled(quote_doc([("E1", "1")], [item("E1", "250")], person=EMPLOYEE,
-                                   use_personal_account=True))  # fmt: skip
+        result = settled(
+            quote_doc(
+                [("E1", "1")], [item("E1", "250")], person=EMPLOYEE, use_personal_account=True
+            )
+        )
         assert split(result) == (25000, 0, 0, 1550, 23450)
         assert result["accumulators_after"]["account_balance"] == 0
 
     def test_the_account_pays_self_paid_lines_too(self):
-        result = settled(quote_doc([("C1", "1")], [item("C1", "5", "C")], person=EMPLOYEE,
-                                   use_personal_account=True))  # fmt: skip
+        result = settled(
+            quote_doc(
+                [("C1", "1")], [item("C1", "5", "C")], person=EMPLOYEE, use_personal_account=True
+            )
+        )
         assert split(result) == (500, 0, 0, 500, 0)
 
     def test_the_account_is_not_used_unless_asked(self):
@@ -271,9 +343,12 @@ class TestPersonalAccount:
 class TestEligibility:
     @pytest.mark.parametrize("status", ["suspended", "terminated"])
     def test_a_person_not_active_pays_everything_in_cash(self, status):
-        doc = quote_doc([("A1", "2"), ("C1", "1")], [item("A1", "12.50"), item("C1", "3", "C")],
-                        person={"status": status, "categories": ["extreme_poverty"]},
-                        accumulators={"fund_paid": 100})  # fmt: skip
+        doc = quote_doc(
+            [("A1", "2"), ("C1", "1")],
+            [item("A1", "12.50"), item("C1", "3", "C")],
+            person={"status": status, "categories": ["extreme_poverty"]},
+            accumulators={"fund_paid": 100},
+        )
         result = settled(doc)
         assert result["eligible"] is False
         assert split(result) == (2800, 0, 0, 0, 2800)
@@ -295,8 +370,11 @@ class TestEligibility:
 # ---- rejections ----------------------------------------------------------------------------
 
 
-CERT_EXPIRED = {"chronic_certs": [{"disease_code": "I10.x00", "valid_from": "2020-01-01",
-                                   "valid_to": "2025-12-31"}]}  # fmt: skip
+CERT_EXPIRED = {
+    "chronic_certs": [
+        {"disease_code": "I10.x00", "valid_from": "2020-01-01", "valid_to": "2025-12-31"}
+    ]
+}
 
 
 class TestRejections:
@@ -311,8 +389,13 @@ class TestRejections:
         )
 
     def test_a_chronic_visit_needs_a_certificate_valid_that_day(self):
-        doc = quote_doc([("A1", "1")], [item("A1", "1")], person=CERT_EXPIRED,
-                        visit_type="chronic", diagnoses=["I10.x00"])  # fmt: skip
+        doc = quote_doc(
+            [("A1", "1")],
+            [item("A1", "1")],
+            person=CERT_EXPIRED,
+            visit_type="chronic",
+            diagnoses=["I10.x00"],
+        )
         error = rejected(doc)
         assert error["code"] == "CHRONIC_NOT_CERTIFIED"
         assert "line" not in error
@@ -322,15 +405,20 @@ class TestRejections:
         assert (error["code"], error["line"]) == ("UNKNOWN_ITEM", 1)
 
     def test_an_item_outside_its_validity_is_refused(self):
-        catalog = [item("A1", "1"), item("OLD", "1", valid_to="2025-12-31"),
-                   item("NEW", "1", valid_from="2027-01-01")]  # fmt: skip
+        catalog = [
+            item("A1", "1"),
+            item("OLD", "1", valid_to="2025-12-31"),
+            item("NEW", "1", valid_from="2027-01-01"),
+        ]
         assert rejected(quote_doc([("OLD", "1")], catalog))["code"] == "ITEM_NOT_VALID"
         assert rejected(quote_doc([("A1", "1"), ("NEW", "1")], catalog))["line"] == 1
         edge = [item("E", "1", valid_from="2026-11-22", valid_to="2026-11-22")]
         assert settled(quote_doc([("E", "1")], edge))["total"] == 100
 
-    @pytest.mark.parametrize("quantity", ["0", "0.000", "-1", "1.2345", "100000.001", "1e3",
-                                          " 1", "", "１", 2, 1.5, None, True])  # fmt: skip
+    @pytest.mark.parametrize(
+        "quantity",
+        ["0", "0.000", "-1", "1.2345", "100000.001", "1e3", " 1", "", "１", 2, 1.5, None, True],
+    )
     def test_a_bad_quantity_is_refused(self, quantity):
         doc = quote_doc([("A1", "1")], [item("A1", "1")])
         doc["visit"]["lines"][0]["quantity"] = quantity
@@ -343,8 +431,13 @@ class TestRejections:
     def test_the_first_rejection_found_wins(self):
         catalog = [item("A1", "1")]
         # visit-level checks come before line checks
-        doc = quote_doc([("NOPE", "1")], catalog, person=CERT_EXPIRED, visit_type="chronic",
-                        diagnoses=["I10.x00"])  # fmt: skip
+        doc = quote_doc(
+            [("NOPE", "1")],
+            catalog,
+            person=CERT_EXPIRED,
+            visit_type="chronic",
+            diagnoses=["I10.x00"],
+        )
         assert rejected(doc)["code"] == "CHRONIC_NOT_CERTIFIED"
         # lines in order: a bad quantity on line 0 beats an unknown item on line 1
         error = rejected(quote_doc([("A1", "0"), ("NOPE", "1")], catalog))
@@ -380,9 +473,17 @@ class TestMalformedDocuments:
 
     @pytest.mark.parametrize(
         ("field", "value"),
-        [("price", 12.5), ("price", "12.34567"), ("price", "-1"), ("class", "D"),
-         ("kind", "food"), ("gender", "X"), ("max_qty", "0"), ("chronic_only", "I10.x00")],
-    )  # fmt: skip
+        [
+            ("price", 12.5),
+            ("price", "12.34567"),
+            ("price", "-1"),
+            ("class", "D"),
+            ("kind", "food"),
+            ("gender", "X"),
+            ("max_qty", "0"),
+            ("chronic_only", "I10.x00"),
+        ],
+    )
     def test_a_malformed_catalog_item_is_bad_input(self, field, value):
         bad_item = {**item("A2", "1"), field: value}
         error = rejected(quote_doc([("A1", "1")], [item("A1", "1"), bad_item]))

@@ -1,0 +1,245 @@
+"""Sections `catalog_import` (the real CLI, in a child process) and `catalog_search`."""
+
+import random
+import sqlite3
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from benchmarks.catalog_data import GeneratedCatalog, write_catalog_csv
+from benchmarks.context import BenchContext
+from benchmarks.measure import ChildRun, run_child, summarize_ns, target
+from edge.pinyin import pinyin_keys, search_key
+from edge.store import _SEARCH_SQL, DATABASE_FILE, SEARCH_LIMIT, SqliteDeviceStore, prefix_range
+
+CATALOG_VERSION = "2026.1"
+IMPORT_TARGET_S = 60.0
+IMPORT_RSS_TARGET_MB = 200.0
+SEARCH_P99_TARGET_MS = 10.0
+SEARCH_FLOOR_RATIO_TARGET = 2.0
+
+# Queries per kind in the search mix (200 in all).
+QUERY_MIX = {"initials": 50, "pinyin": 40, "code": 30, "name": 50, "miss": 30}
+
+
+def catalog_csv(ctx: BenchContext) -> GeneratedCatalog:
+    """The generated catalog file for this run, written on first use."""
+    if "catalog_csv" not in ctx.shared:
+        path = ctx.workdir / f"catalog-{ctx.items}.csv"
+        ctx.shared["catalog_csv"] = write_catalog_csv(path, ctx.items, ctx.seed)
+    return ctx.shared["catalog_csv"]
+
+
+def imported_data_dir(ctx: BenchContext) -> Path:
+    """A device data directory holding the generated catalog, imported on first use."""
+    if "catalog_data_dir" not in ctx.shared:
+        _import_with_cli(ctx)
+    return ctx.shared["catalog_data_dir"]
+
+
+def _import_with_cli(ctx: BenchContext) -> tuple[ChildRun, ChildRun]:
+    generated = catalog_csv(ctx)
+    data_dir = ctx.workdir / "device"
+    clinic = ctx.clinic_command()
+    init = run_child([*clinic, "init", "--data-dir", str(data_dir)]).check()
+    run = run_child(
+        [*clinic, "catalog", "import", str(generated.path), "--version", CATALOG_VERSION,
+         "--data-dir", str(data_dir)]
+    ).check()  # fmt: skip
+    expected = f"catalog {CATALOG_VERSION}: {generated.count} items installed"
+    if expected not in run.stdout:
+        raise RuntimeError(f"unexpected import output: {run.stdout!r}")
+    ctx.shared["catalog_data_dir"] = data_dir
+    return init, run
+
+
+def bench_catalog_import(ctx: BenchContext) -> dict:
+    """`clinic catalog import FILE` of the generated CSV: wall clock and its own peak RSS."""
+    generated = catalog_csv(ctx)
+    init, run = _import_with_cli(ctx)
+    database = ctx.shared["catalog_data_dir"] / DATABASE_FILE
+    size_mb = sum(p.stat().st_size for p in database.parent.glob(DATABASE_FILE + "*")) / 2**20
+    return {
+        "items": generated.count,
+        "csv_mb": round(generated.size_bytes / 2**20, 1),
+        "csv_generation_s": round(generated.seconds, 2),
+        "import_wall_s": round(run.wall_seconds, 2),
+        "import_user_s": round(run.user_seconds, 2),
+        "import_system_s": round(run.system_seconds, 2),
+        "import_items_per_s": round(generated.count / run.wall_seconds),
+        "import_peak_rss_mb": round(run.max_rss_mb, 1),
+        "init_wall_s": round(init.wall_seconds, 2),
+        "init_peak_rss_mb": round(init.max_rss_mb, 1),  # the CLI's baseline footprint
+        "database_mb": round(size_mb, 1),
+        "targets": {
+            "import_wall_s": target(
+                run.wall_seconds, IMPORT_TARGET_S, "s", "clinic catalog import wall clock"
+            ),
+            "import_peak_rss_mb": target(
+                run.max_rss_mb, IMPORT_RSS_TARGET_MB, "MB", "clinic catalog import peak RSS"
+            ),
+        },
+        "summary": [
+            f"{generated.count:,} items ({generated.size_bytes / 2**20:.1f} MB CSV, "
+            f"generated in {generated.seconds:.1f} s)",
+            f"clinic catalog import: {run.wall_seconds:.1f} s wall "
+            f"({run.user_seconds:.1f} s user, {run.system_seconds:.1f} s sys), "
+            f"{generated.count / run.wall_seconds:,.0f} items/s, "
+            f"peak RSS {run.max_rss_mb:.0f} MB (clinic init: {init.max_rss_mb:.0f} MB), "
+            f"database {size_mb:.0f} MB",
+        ],
+    }
+
+
+def search_queries(sample: tuple[tuple[str, str], ...], seed: int) -> list[tuple[str, str]]:
+    """(kind, query) pairs as a clerk types them, drawn from real catalog rows."""
+    rng = random.Random(seed)
+    rows = [(code, name, *pinyin_keys(name)) for code, name in sample]
+
+    def initials() -> str:
+        _, _, _, keys = rng.choice(rows)
+        return keys[: rng.randint(1, 6)]
+
+    def pinyin() -> str:
+        _, _, full, _ = rng.choice(rows)
+        return full[: rng.randint(2, 12)]
+
+    def code() -> str:
+        text = rng.choice(rows)[0][: rng.randint(1, 8)]
+        return text if rng.random() < 0.5 else text.lower()
+
+    def name() -> str:
+        return rng.choice(rows)[1][: rng.randint(1, 3)]
+
+    def miss() -> str:
+        # No pinyin syllable starts with i, u or v; codes start with X; 龘 is in no name.
+        return rng.choice(
+            (
+                rng.choice("iuv") + "".join(rng.choices("abcdefghz", k=rng.randint(1, 6))),
+                "Y" + "".join(rng.choices("0123456789", k=rng.randint(2, 6))),
+                "龘" + rng.choice("药片丸"),
+            )
+        )
+
+    makers = {"initials": initials, "pinyin": pinyin, "code": code, "name": name, "miss": miss}
+    queries: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for kind, wanted in QUERY_MIX.items():
+        found = 0
+        for _ in range(wanted * 20):
+            query = makers[kind]()
+            if query and query not in seen:
+                seen.add(query)
+                queries.append((kind, query))
+                found += 1
+                if found == wanted:
+                    break
+    return queries
+
+
+def _floor_search(conn: sqlite3.Connection, params: dict) -> list:
+    return conn.execute(_SEARCH_SQL, params).fetchall()
+
+
+def bench_catalog_search(ctx: BenchContext) -> dict:
+    """`store.search_catalog` against the same SQL on a bare sqlite3 connection (the floor)."""
+    data_dir = imported_data_dir(ctx)
+    queries = search_queries(catalog_csv(ctx).sample, ctx.seed)
+    rounds = ctx.scale(5, 2)
+    store = SqliteDeviceStore.open(data_dir)
+    conn = sqlite3.connect(data_dir / DATABASE_FILE)
+    try:
+        params = []
+        for _, query in queries:
+            low, high = prefix_range(search_key(query))
+            params.append({"low": low, "high": high, "limit": SEARCH_LIMIT})
+        hits = _check_same_results(store, conn, queries, params)
+        store_ns: dict[str, list[int]] = defaultdict(list)
+        floor_ns: dict[str, list[int]] = defaultdict(list)
+        rng = random.Random(ctx.seed)
+        clock = time.perf_counter_ns
+        order = list(range(len(queries)))
+        for round_number in range(rounds):
+            rng.shuffle(order)
+            for position, index in enumerate(order):
+                kind, query = queries[index]
+                # Interleaved, and which one runs first alternates, so neither side is
+                # favoured by a warm cache or by the other's leftovers.
+                for side in (0, 1) if (position + round_number) % 2 else (1, 0):
+                    start = clock()
+                    if side == 0:
+                        store.search_catalog(query)
+                        store_ns[kind].append(clock() - start)
+                    else:
+                        _floor_search(conn, params[index])
+                        floor_ns[kind].append(clock() - start)
+    finally:
+        conn.close()
+        store.close()
+
+    all_store = summarize_ns([ns for samples in store_ns.values() for ns in samples])
+    all_floor = summarize_ns([ns for samples in floor_ns.values() for ns in samples])
+    ratio_p50 = all_store["p50_us"] / all_floor["p50_us"]
+    ratio_p99 = all_store["p99_us"] / all_floor["p99_us"]
+    by_kind = {
+        kind: {
+            "queries": QUERY_MIX[kind],
+            "mean_hits": round(sum(hits[kind]) / len(hits[kind]), 1),
+            "store": summarize_ns(store_ns[kind]),
+            "floor": summarize_ns(floor_ns[kind]),
+        }
+        for kind in store_ns
+    }
+    summary = [
+        f"{len(queries)} queries x {rounds} rounds, limit {SEARCH_LIMIT}",
+        f"search_catalog  p50 {all_store['p50_us']:7.1f} us  p99 {all_store['p99_us']:7.1f} us",
+        f"raw SQL floor   p50 {all_floor['p50_us']:7.1f} us  p99 {all_floor['p99_us']:7.1f} us",
+        f"ratio to floor  p50 {ratio_p50:.2f}x  p99 {ratio_p99:.2f}x",
+    ]
+    summary += [
+        f"  {kind:<8} hits {row['mean_hits']:5.1f}  store p50/p99 {row['store']['p50_us']:.0f}"
+        f"/{row['store']['p99_us']:.0f} us  floor {row['floor']['p50_us']:.0f}"
+        f"/{row['floor']['p99_us']:.0f} us"
+        for kind, row in by_kind.items()
+    ]
+    return {
+        "queries": len(queries),
+        "rounds": rounds,
+        "limit": SEARCH_LIMIT,
+        "store": all_store,
+        "floor": all_floor,
+        "ratio_p50": round(ratio_p50, 3),
+        "ratio_p99": round(ratio_p99, 3),
+        "by_kind": by_kind,
+        "targets": {
+            "search_p99_ms": target(
+                all_store["p99_us"] / 1000, SEARCH_P99_TARGET_MS, "ms", "search_catalog p99"
+            ),
+            "search_p99_ratio_to_floor": target(
+                ratio_p99, SEARCH_FLOOR_RATIO_TARGET, "x", "search_catalog p99 / raw SQL p99"
+            ),
+        },
+        "summary": summary,
+    }
+
+
+def _check_same_results(
+    store: SqliteDeviceStore,
+    conn: sqlite3.Connection,
+    queries: list[tuple[str, str]],
+    params: list[dict],
+) -> dict[str, list[int]]:
+    """Hit counts per query kind; fails when the store and the floor disagree (also warms up)."""
+    hits: dict[str, list[int]] = defaultdict(list)
+    for (kind, query), query_params in zip(queries, params, strict=True):
+        found = [hit.code for hit in store.search_catalog(query)]
+        floor_codes: list[str] = []
+        for row in _floor_search(conn, query_params):
+            if row[1] not in floor_codes:
+                floor_codes.append(row[1])
+        if found != floor_codes[:SEARCH_LIMIT]:
+            raise RuntimeError(f"search {query!r}: the store and the raw SQL disagree")
+        if kind == "miss" and found:
+            raise RuntimeError(f"search {query!r} was meant to miss but found {found[:3]}")
+        hits[kind].append(len(found))
+    return hits
