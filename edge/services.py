@@ -181,7 +181,7 @@ def reverse_settlement(
         already = store.reversal_of(tx_id)
         if already is not None:
             raise Rejection(
-                "ALREADY_REVERSED", f"settlement {tx_id} was reversed by record {already}"
+                "ALREADY_REVERSED", f"settlement {tx_id} was already reversed by record {already}"
             )
         timing = _timing(store, identity, now, operator)
         body = original["body"]
