@@ -273,16 +273,16 @@ def _iso(value: date | None) -> str | None:
     help="Where the demo device keeps its data.",
 )
 def demo(data_dir: Path) -> None:
-    """The embedded default: demo county data, settled visits for demo insured persons."""
+    """The embedded default: demo county data, visits settled into the signed ledger."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    store = SqliteDeviceStore.open(data_dir, create=True)
-    try:
+    with device_store(data_dir, create=True) as store:
+        if store.device() is None:
+            services.init_device(store, data_dir, now())
         for line in demo_data.install(store):
             click.echo(line)
-        for line in demo_data.walkthrough(store, today=date.today()):
+        identity = services.load_identity(store, data_dir)
+        for line in demo_data.walkthrough(store, identity, now()):
             click.echo(line)
-    finally:
-        store.close()
 
 
 # ---- device, operators -------------------------------------------------------------------

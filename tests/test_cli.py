@@ -163,9 +163,13 @@ class TestCatalogImport:
         assert ok.returncode == 0, ok.stderr
 
 
-def test_demo_installs_the_county_and_quotes_sample_visits(tmp_path):
+def test_demo_settles_sample_visits_into_a_ledger_that_verifies(tmp_path):
     done = clinic("demo", "--data-dir", str(tmp_path / "demo"))
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode()
     assert "阿莫西林胶囊" in out
     assert "NOT_ELIGIBLE" in out and "CHRONIC_NOT_CERTIFIED" in out
+    assert "intact: True" in out and "daily close" in out
+    again = clinic("demo", "--data-dir", str(tmp_path / "demo"))
+    assert again.returncode == 0, again.stderr
+    assert "ledger verified: 11 records, intact: True" in again.stdout.decode()

@@ -5,13 +5,14 @@
 
 import json
 from collections.abc import Iterator
-from datetime import date
+from datetime import datetime
 from importlib import resources
 
+from edge import services
 from edge.catalog_files import open_catalog_file
+from edge.identity import DeviceIdentity
 from edge.money import format_yuan
 from edge.rules import Rejection, Visit, VisitLine
-from edge.services import quote_visit
 from edge.store import SqliteDeviceStore
 
 DEMO_CATALOG_VERSION = "2026.11.1"
@@ -63,23 +64,26 @@ SAMPLE_VISITS = [
 ]  # fmt: skip
 
 
-def walkthrough(store: SqliteDeviceStore, today: date) -> Iterator[str]:
-    """Search the catalog and quote sample visits, the way a village doctor would."""
+def walkthrough(store: SqliteDeviceStore, identity: DeviceIdentity, now: datetime) -> Iterator[str]:
+    """Search the catalog, settle sample visits, verify the ledger, close the day."""
     yield ""
     yield "catalog search 'amxl' (pinyin initials of 阿莫西林):"
     for hit in store.search_catalog("amxl", limit=5):
         yield f"  {hit.code}  {hit.name} {hit.spec}  ¥{hit.price}/{hit.unit}"
+    operator = DEMO_OPERATORS[0][0]
     for insured_id, visit_type, diagnoses, lines, use_account in SAMPLE_VISITS:
         entry = store.insured_person(insured_id)
-        visit = Visit(today, visit_type, tuple(diagnoses),
+        visit = Visit(now.date(), visit_type, tuple(diagnoses),
                       tuple(VisitLine(code, qty) for code, qty in lines), use_account)  # fmt: skip
         yield ""
         yield f"{entry.name} ({insured_id}, {entry.person.insurance_type}), {visit_type} visit:"
         try:
-            result = quote_visit(store, insured_id, visit)
+            recorded = services.settle_visit(store, identity, insured_id=insured_id,
+                                             visit=visit, operator=operator, now=now)  # fmt: skip
         except Rejection as rejection:
-            yield f"  refused: {rejection.code}: {rejection.message}"
+            yield f"  refused, nothing recorded: {rejection.code}: {rejection.message}"
             continue
+        result = recorded.settlement
         yield (
             f"  total {format_yuan(result.total)} = fund {format_yuan(result.fund)}"
             f" + assistance {format_yuan(result.assistance)}"
@@ -90,5 +94,16 @@ def walkthrough(store: SqliteDeviceStore, today: date) -> Iterator[str]:
                 yield f"  {line.code}: {', '.join(line.reasons)}"
         for warning in result.warnings:
             yield f"  {warning.code}: {warning.message}"
+        for reason in recorded.needs_review:
+            yield f"  needs county review: {reason}"
+        yield f"  recorded as seq {recorded.record['seq']}, hash {recorded.record['hash'][:16]}…"
+    verification = services.verify_ledger(store)
     yield ""
-    yield "(recording settlements in the signed ledger, the card reader and the UI come next)"
+    yield f"ledger verified: {verification.count} records, intact: {verification.ok}"
+    close = services.close_day(store, identity, operator=operator, now=now).record
+    net = close["body"]["net"]
+    yield (
+        f"daily close #{close['seq']}: {close['body']['settlements']['count']} settlements,"
+        f" net {format_yuan(net['total'])} (fund {format_yuan(net['fund'])},"
+        f" cash {format_yuan(net['cash'])})"
+    )
