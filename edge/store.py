@@ -226,9 +226,9 @@ class SqliteDeviceStore:
 
         `items` may be a lazy iterator: a bad item raises and nothing is changed.
         """
-        self._refuse_rollback("catalog", self.catalog_version(), version)
         count = 0
         with self.write_transaction():
+            self._refuse_rollback("catalog", self.catalog_version(), version)
             self.db.execute("DELETE FROM catalog_search")
             self.db.execute("DELETE FROM catalog_item")
             iterator = iter(items)
@@ -300,8 +300,8 @@ class SqliteDeviceStore:
 
     def import_policy(self, document: dict) -> Policy:
         policy = policy_from_json(document)
-        self._refuse_rollback("policy", self.policy_version(), policy.version)
         with self.write_transaction():
+            self._refuse_rollback("policy", self.policy_version(), policy.version)
             self.db.execute(
                 "INSERT INTO policy_version VALUES (?, ?, datetime('now'))",
                 [policy.version, json.dumps(document, ensure_ascii=False, sort_keys=True)],
@@ -324,8 +324,8 @@ class SqliteDeviceStore:
     def import_roster(self, document: dict) -> int:
         """Install a roster version: persons are upserted, accumulators it carries are set."""
         version, persons = roster_from_json(document)
-        self._refuse_rollback("roster", self.roster_version(), version)
         with self.write_transaction():
+            self._refuse_rollback("roster", self.roster_version(), version)
             for entry in persons:
                 self._upsert_person(entry)
             self.db.execute(
