@@ -32,7 +32,7 @@ from edge.ledger import (
     verify_chain,
 )
 from edge.rules import Rejection, Settlement, Visit
-from edge.store import SqliteDeviceStore
+from edge.store import DeviceRow, LedgerHead, SqliteDeviceStore
 
 CLINIC_TZ = ZoneInfo("Asia/Shanghai")
 MAX_VISIT_TOTAL = 100_000_000  # fen: ¥1,000,000, far above any village visit
@@ -111,11 +111,11 @@ def settle_visit(
     """Settle and record one visit, or raise `Rejection` with nothing written."""
     with store.write_transaction():
         _require_operator(store, operator)
-        timing = _timing(store, identity, now, operator)
-        today = timing.created_at.date()
+        position = _next_position(store, identity, now, operator)
+        today = position.created_at.date()
         if visit.date > today:
             raise Rejection("BAD_INPUT", f"visit.date {visit.date} is after today ({today})")
-        entry = store.insured_person(insured_id)
+        entry = store.insured_person(insured_id, with_accumulators=False)
         if entry is None:
             raise Rejection("UNKNOWN_PERSON", f"insured person {insured_id!r} is not in the roster")
         policy = store.current_policy()
@@ -127,12 +127,12 @@ def settle_visit(
                 "AMOUNT_TOO_LARGE", f"a visit of {result.total} fen is beyond what a clinic settles"
             )
 
-        device = store.device()
+        device = position.device
         needs_review = rec.review_reasons(
             policy.offline_limits,
-            now=timing.created_at,
+            now=position.created_at,
             last_sync=datetime.fromisoformat(device.last_sync_at or device.created_at),
-            fund_since_sync=store.fund_settled_after(device.synced_seq) + result.fund,
+            fund_since_sync=device.unsynced_fund + result.fund,
             visits_today=store.settlements_on(insured_id, today.isoformat()) + 1,
         )
         lines = [
@@ -151,7 +151,7 @@ def settle_visit(
             result=result,
             needs_review=needs_review,
         )
-        record = _append(store, identity, "settlement", body, timing.created_at,
+        record = _append(store, identity, position, "settlement", body,
                          insured_id=insured_id, fund=result.fund)  # fmt: skip
         after = result.accumulators_after
         store.set_accumulators(
@@ -183,19 +183,19 @@ def reverse_settlement(
             raise Rejection(
                 "ALREADY_REVERSED", f"settlement {tx_id} was already reversed by record {already}"
             )
-        timing = _timing(store, identity, now, operator)
+        position = _next_position(store, identity, now, operator)
         body = original["body"]
         insured_id = body["insured_id"]
         visit_date = date.fromisoformat(body["visit"]["date"])
         visit_type = body["visit"]["visit_type"]
         current = store.accumulators(insured_id, visit_date.year, visit_type)
-        entry = store.insured_person(insured_id)
+        entry = store.insured_person(insured_id, with_accumulators=False)
         balance = entry.person.account_balance if entry else 0
         after = rec.restored_accumulators(body, rec.accumulators_to_json(current, balance))
         record = _append(
-            store, identity, "reversal",
+            store, identity, position, "reversal",
             rec.reversal_body(original, reason=reason, operator=operator, accumulators_after=after),
-            timing.created_at, insured_id=insured_id, fund=body["result"]["fund"], reverses=tx_id,
+            insured_id=insured_id, fund=body["result"]["fund"], reverses=tx_id,
         )  # fmt: skip
         if entry is not None:
             store.set_accumulators(insured_id, visit_date.year, visit_type, **after)
@@ -208,12 +208,12 @@ def close_day(
     """The Z report: totals of everything since the previous daily close, signed."""
     with store.write_transaction():
         _require_operator(store, operator)
-        timing = _timing(store, identity, now, operator)
+        position = _next_position(store, identity, now, operator)
         since = list(store.records(after_seq=store.last_seq_of_kind("daily_close")))
         body = rec.daily_close_body(
-            since, business_day=timing.created_at.date().isoformat(), operator=operator
+            since, business_day=position.created_at.date().isoformat(), operator=operator
         )
-        return Recorded(_append(store, identity, "daily_close", body, timing.created_at))
+        return Recorded(_append(store, identity, position, "daily_close", body))
 
 
 def record_event(
@@ -221,8 +221,8 @@ def record_event(
 ) -> Recorded:
     """A signed audit event (catalog applied, operator locked out, enrollment …)."""
     with store.write_transaction():
-        timing = _timing(store, identity, now, event.get("operator", ""))
-        return Recorded(_append(store, identity, "event", event, timing.created_at))
+        position = _next_position(store, identity, now, event.get("operator", ""))
+        return Recorded(_append(store, identity, position, "event", event))
 
 
 def verify_ledger(
@@ -239,14 +239,22 @@ def _require_operator(store: SqliteDeviceStore, operator: str) -> None:
         raise Rejection("UNKNOWN_OPERATOR", f"operator {operator!r} is unknown or disabled")
 
 
-def _timing(
+@dataclass(frozen=True)
+class _Position:
+    """Where the next record goes: its time, the chain's head and the device, read once."""
+
+    created_at: datetime
+    head: LedgerHead | None
+    device: DeviceRow
+
+
+def _next_position(
     store: SqliteDeviceStore, identity: DeviceIdentity, now: datetime, operator: str
-) -> rec.Timing:
-    """The time for the next record; a clock found behind the ledger is signed as an event."""
-    head = store.ledger_head()
+) -> _Position:
+    """A clock found behind the ledger is signed as an event; record times stay monotonic."""
+    head, device = store.ledger_head(), store.device()
     last = datetime.fromisoformat(head.created_at) if head else None
     timing = rec.record_time(now.astimezone(CLINIC_TZ), last)
-    device = store.device()
     if timing.clock_behind and device.clock_behind_since is None:
         event = {
             "event": "clock_behind",
@@ -254,29 +262,31 @@ def _timing(
             "last_record_at": head.created_at,
             "operator": operator,
         }
-        _append(store, identity, "event", event, timing.created_at)
+        position = _Position(timing.created_at, head, device)
+        record = _append(store, identity, position, "event", event)
         store.set_clock_behind_since(head.created_at)
+        head = LedgerHead(record["seq"], record["hash"], record["created_at"])
     elif not timing.clock_behind and device.clock_behind_since is not None:
         store.set_clock_behind_since(None)
-    return timing
+    return _Position(timing.created_at, head, device)
 
 
 def _append(
-    store: SqliteDeviceStore, identity: DeviceIdentity, kind: str, body: dict,
-    created_at: datetime, **index,
+    store: SqliteDeviceStore, identity: DeviceIdentity, position: _Position, kind: str,
+    body: dict, **index,
 ) -> dict:  # fmt: skip
-    head = store.ledger_head()
+    head = position.head
     record = new_record(
         device_id=identity.device_id,
         seq=head.seq + 1 if head else 1,
         kind=kind,
         tx_id=str(uuid.uuid4()),
-        created_at=created_at.isoformat(),
+        created_at=position.created_at.isoformat(),
         prev_hash=head.hash if head else genesis_hash(identity.public_key),
         body=body,
         private_key=identity.private_key,
     )
-    store.append_record(record, day=created_at.date().isoformat(), **index)
+    store.append_record(record, day=position.created_at.date().isoformat(), **index)
     return record
 
 

@@ -87,7 +87,7 @@ def m002_device_ledger_outbox(db: sqlite_utils.Database) -> None:
             id INTEGER PRIMARY KEY CHECK (id = 1), device_id TEXT NOT NULL,
             public_key TEXT NOT NULL, created_at TEXT NOT NULL,
             last_sync_at TEXT, synced_seq INTEGER NOT NULL DEFAULT 0,
-            clock_behind_since TEXT) STRICT""",
+            unsynced_fund INTEGER NOT NULL DEFAULT 0, clock_behind_since TEXT) STRICT""",
         """CREATE TABLE operator (
             operator_id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL
                 CHECK (role IN ('doctor', 'coordinator', 'admin', 'tester')),
@@ -96,9 +96,11 @@ def m002_device_ledger_outbox(db: sqlite_utils.Database) -> None:
         """CREATE TABLE ledger (
             seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, tx_id TEXT NOT NULL UNIQUE,
             created_at TEXT NOT NULL, day TEXT NOT NULL, insured_id TEXT, fund INTEGER,
-            reverses TEXT UNIQUE, record TEXT NOT NULL) STRICT""",
-        "CREATE INDEX ledger_by_day ON ledger (day)",
-        "CREATE INDEX ledger_by_person_day ON ledger (insured_id, day)",
+            reverses TEXT, record TEXT NOT NULL) STRICT""",
+        # Partial indexes: each settlement commit writes as few index pages as it can.
+        "CREATE UNIQUE INDEX ledger_reversal ON ledger (reverses) WHERE reverses IS NOT NULL",
+        """CREATE INDEX ledger_settlements_by_person_day ON ledger (insured_id, day)
+            WHERE kind = 'settlement'""",
         """CREATE TRIGGER ledger_is_append_only_update BEFORE UPDATE ON ledger
             BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END""",
         """CREATE TRIGGER ledger_is_append_only_delete BEFORE DELETE ON ledger
@@ -173,6 +175,7 @@ class DeviceRow:
     created_at: str
     last_sync_at: str | None
     synced_seq: int
+    unsynced_fund: int  # fen settled since `synced_seq`, net of reversals (offline limit)
     clock_behind_since: str | None
 
 
@@ -180,6 +183,7 @@ class SqliteDeviceStore:
     def __init__(self, db: sqlite_utils.Database):
         self.db = db
         self._write_lock = threading.RLock()
+        self._policy: Policy | None = None  # parsed once per installed version
 
     @contextmanager
     def write_transaction(self) -> Iterator[None]:
@@ -309,12 +313,15 @@ class SqliteDeviceStore:
         return policy
 
     def current_policy(self) -> Policy:
-        row = self.db.execute(
-            "SELECT document FROM policy_version ORDER BY rowid DESC LIMIT 1"
-        ).fetchone()
-        if row is None:
+        version = self.policy_version()
+        if version is None:
             raise StoreError("no policy installed: import the county's policy first")
-        return policy_from_json(json.loads(row[0]))
+        if self._policy is None or self._policy.version != version:
+            (document,) = self.db.execute(
+                "SELECT document FROM policy_version WHERE version = ?", [version]
+            ).fetchone()
+            self._policy = policy_from_json(json.loads(document))
+        return self._policy
 
     # ---- roster ----------------------------------------------------------------------
 
@@ -367,7 +374,10 @@ class SqliteDeviceStore:
                     [entry.insured_id, year, scope, values.deductible_used, values.fund_paid],
                 )
 
-    def insured_person(self, insured_id: str) -> InsuredPerson | None:
+    def insured_person(
+        self, insured_id: str, with_accumulators: bool = True
+    ) -> InsuredPerson | None:
+        """A roster entry; `with_accumulators=False` skips reading every year's figures."""
         row = self.db.execute("SELECT * FROM person WHERE insured_id = ?", [insured_id])
         columns = [d[0] for d in row.description]
         values = row.fetchone()
@@ -394,7 +404,7 @@ class SqliteDeviceStore:
                 ),
                 account_balance=record["account_balance"],
             ),
-            accumulators=self._all_accumulators(insured_id),
+            accumulators=self._all_accumulators(insured_id) if with_accumulators else {},
         )
 
     def accumulators(self, insured_id: str, year: int, visit_type: str) -> Accumulators:
@@ -430,7 +440,7 @@ class SqliteDeviceStore:
     def device(self) -> DeviceRow | None:
         row = self.db.execute(
             "SELECT device_id, public_key, created_at, last_sync_at, synced_seq,"
-            " clock_behind_since FROM device"
+            " unsynced_fund, clock_behind_since FROM device"
         ).fetchone()
         return None if row is None else DeviceRow(*row)
 
@@ -482,6 +492,9 @@ class SqliteDeviceStore:
             ],
         )  # fmt: skip
         self.db.execute("INSERT INTO outbox VALUES (?, ?)", [record["seq"], record["created_at"]])
+        if fund:
+            delta = -fund if record["kind"] == "reversal" else fund
+            self.db.execute("UPDATE device SET unsynced_fund = unsynced_fund + ?", [delta])
 
     def records(self, after_seq: int = 0) -> Iterator[dict]:
         """Stored records in `seq` order, as stored (not verified)."""
@@ -503,7 +516,8 @@ class SqliteDeviceStore:
         return row[0] or 0
 
     def fund_settled_after(self, seq: int) -> int:
-        """Fund paid by settlements after `seq`, net of their reversals."""
+        """Fund paid by settlements after `seq`, net of reversals (a scan: for sync, not
+        the settle path, which reads the running `device.unsynced_fund`)."""
         row = self.db.execute(
             "SELECT coalesce(sum(CASE kind WHEN 'reversal' THEN -fund ELSE fund END), 0)"
             " FROM ledger WHERE seq > ? AND kind IN ('settlement', 'reversal')",

@@ -298,6 +298,18 @@ class TestOfflineLimits:
         assert second.record["body"]["needs_review"] == ["OFFLINE_FUND_LIMIT"]
 
 
+    def test_the_running_offline_fund_total_nets_reversals(self, device):
+        store, identity = device
+        first = settle(device, POOR)
+        second = settle(device, RESIDENT)
+        assert store.device().unsynced_fund == first.settlement.fund + second.settlement.fund
+        services.reverse_settlement(
+            store, identity, tx_id=first.record["tx_id"], reason="x", operator="doc01", now=NOW
+        )
+        assert store.device().unsynced_fund == second.settlement.fund
+        assert store.device().unsynced_fund == store.fund_settled_after(0)
+
+
 class TestClock:
     def test_a_clock_jumping_back_is_signed_and_time_stays_monotonic(self, device):
         store, _ = device
