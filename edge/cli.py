@@ -492,3 +492,15 @@ def _describe(error: Exception) -> str:
         line = f" (line {error.line})" if error.line is not None else ""
         return f"{error.code}: {error.message}{line}"
     return str(error)
+
+
+def _register_commands_of_other_packages() -> None:
+    # Imported here, after `main` exists: those packages build on edge.
+    from sync.cli import COMMANDS as SYNC_COMMANDS
+    from web_ui.cli import COMMANDS as UI_COMMANDS
+
+    for command in [*UI_COMMANDS, *SYNC_COMMANDS]:
+        main.add_command(command)
+
+
+_register_commands_of_other_packages()
