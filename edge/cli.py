@@ -504,3 +504,9 @@ def _register_commands_of_other_packages() -> None:
 
 
 _register_commands_of_other_packages()
+
+
+from drivers.cli import card, receipt  # noqa: E402
+
+main.add_command(card)
+main.add_command(receipt)

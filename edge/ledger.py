@@ -41,6 +41,11 @@ def canonical(record: dict) -> bytes:
     return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def record_hash(record: dict) -> str:
+    """Lowercase hex SHA-256 of the canonical bytes."""
+    return hashlib.sha256(canonical(record)).hexdigest()
+
+
 def seal(record: dict, private_key: Ed25519PrivateKey) -> dict:
     """The record with its `hash` and `sig`."""
     data = canonical(record)

@@ -24,6 +24,7 @@ from edge.documents import (
     policy_from_json,
     roster_from_json,
 )
+from edge.ledger import record_hash
 from edge.pinyin import pinyin_keys, search_key
 from edge.rules import Accumulators, CatalogItem, ChronicCert, Person, Policy
 
@@ -101,6 +102,7 @@ def m002_device_ledger_outbox(db: sqlite_utils.Database) -> None:
         "CREATE UNIQUE INDEX ledger_reversal ON ledger (reverses) WHERE reverses IS NOT NULL",
         """CREATE INDEX ledger_settlements_by_person_day ON ledger (insured_id, day)
             WHERE kind = 'settlement'""",
+        "CREATE INDEX ledger_reversals ON ledger (seq) WHERE kind = 'reversal'",
         """CREATE TRIGGER ledger_is_append_only_update BEFORE UPDATE ON ledger
             BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END""",
         """CREATE TRIGGER ledger_is_append_only_delete BEFORE DELETE ON ledger
@@ -472,11 +474,18 @@ class SqliteDeviceStore:
     # ---- ledger --------------------------------------------------------------------------
 
     def ledger_head(self) -> LedgerHead | None:
-        row = self.db.execute(
-            "SELECT seq, json_extract(record, '$.hash'), created_at FROM ledger"
-            " ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-        return None if row is None else LedgerHead(*row)
+        """The last record, read from its signed content: the next record chains onto it,
+        so an index column edited behind the device's back stops settlement instead."""
+        row = self.db.execute("SELECT seq, record FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        record = json.loads(row[1])
+        if record.get("seq") != row[0] or record.get("hash") != record_hash(record):
+            raise StoreError(
+                f"the ledger's last record (seq {row[0]}) does not match its content: settlement"
+                " is stopped; run 'clinic ledger verify' and call the county"
+            )
+        return LedgerHead(record["seq"], record["hash"], record["created_at"])
 
     def append_record(
         self, record: dict, *, day: str, insured_id: str | None = None,
@@ -508,7 +517,12 @@ class SqliteDeviceStore:
         return None if row is None else json.loads(row[0])
 
     def reversal_of(self, tx_id: str) -> int | None:
-        row = self.db.execute("SELECT seq FROM ledger WHERE reverses = ?", [tx_id]).fetchone()
+        """The seq of the reversal of `tx_id`, by its index column or its signed body."""
+        row = self.db.execute(
+            "SELECT seq FROM ledger WHERE reverses = ?"
+            " OR (kind = 'reversal' AND json_extract(record, '$.body.reverses') = ?)",
+            [tx_id, tx_id],
+        ).fetchone()
         return None if row is None else row[0]
 
     def last_seq_of_kind(self, kind: str) -> int:
