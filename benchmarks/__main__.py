@@ -15,6 +15,7 @@ from pathlib import Path
 from benchmarks.catalog import bench_catalog_import, bench_catalog_search
 from benchmarks.context import BenchContext
 from benchmarks.quote import bench_quote
+from benchmarks.settle import bench_settle
 
 # Each section is `bench_<name>(ctx) -> dict`; later sections may reuse what earlier
 # ones built (ctx.shared), so the order matters. Add new sections here.
@@ -22,6 +23,7 @@ SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
     "quote": bench_quote,
     "catalog_import": bench_catalog_import,
     "catalog_search": bench_catalog_search,
+    "settle": bench_settle,
 }
 
 FULL_ITEMS = 300_000

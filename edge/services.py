@@ -220,9 +220,18 @@ def record_event(
     store: SqliteDeviceStore, identity: DeviceIdentity, event: dict, now: datetime
 ) -> Recorded:
     """A signed audit event (catalog applied, operator locked out, enrollment …)."""
+    return Recorded(append_record(store, identity, "event", event, now))
+
+
+def append_record(
+    store: SqliteDeviceStore, identity: DeviceIdentity, kind: str, body: dict, now: datetime,
+    **index,
+) -> dict:  # fmt: skip
+    """Sign and append one record as it stands (no settlement rules applied): events,
+    and tools that rebuild a ledger. Joins the caller's write transaction if one is open."""
     with store.write_transaction():
-        position = _next_position(store, identity, now, event.get("operator", ""))
-        return Recorded(_append(store, identity, position, "event", event))
+        position = _next_position(store, identity, now, body.get("operator", ""))
+        return _append(store, identity, position, kind, body, **index)
 
 
 def verify_ledger(

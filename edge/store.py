@@ -185,6 +185,7 @@ class SqliteDeviceStore:
     def __init__(self, db: sqlite_utils.Database):
         self.db = db
         self._write_lock = threading.RLock()
+        self._write_depth = 0
         self._policy: Policy | None = None  # parsed once per installed version
 
     @contextmanager
@@ -193,19 +194,30 @@ class SqliteDeviceStore:
         (BEGIN IMMEDIATE takes SQLite's write lock up front, so the reads inside see
         exactly what the writes build on). Rolls back on any exception."""
         with self._write_lock:
+            if self._write_depth:  # nested: part of the caller's transaction
+                self._write_depth += 1
+                try:
+                    yield
+                finally:
+                    self._write_depth -= 1
+                return
             self.db.execute("BEGIN IMMEDIATE")
+            self._write_depth = 1
             try:
                 yield
             except BaseException:
                 if self.db.conn.in_transaction:
                     self.db.execute("ROLLBACK")
                 raise
-            try:
-                self.db.execute("COMMIT")
-            except BaseException:
-                if self.db.conn.in_transaction:
-                    self.db.execute("ROLLBACK")
-                raise
+            else:
+                try:
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    if self.db.conn.in_transaction:
+                        self.db.execute("ROLLBACK")
+                    raise
+            finally:
+                self._write_depth = 0
 
     @classmethod
     def open(cls, data_dir: Path, *, create: bool = False) -> "SqliteDeviceStore":
