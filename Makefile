@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PCSC_STAMP := $(VENV)/.installed-pcsc
 # Debian packages the test suite needs (installed with apt-get when run as root).
-SYSTEM_PACKAGES ?=
+SYSTEM_PACKAGES ?= pcscd vsmartcard-vpcd swig libpcsclite-dev
 
 .PHONY: help demo test bench lint format system-deps clean
 
@@ -22,6 +23,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# pyscard (the `pcsc` extra) builds against libpcsclite (swig) where no wheel fits, so it
+# comes after system-deps, and only for the tests: `make demo` needs neither.
+$(PCSC_STAMP): pyproject.toml $(STAMP) | system-deps
+	$(BIN)/python -m pip install --quiet -e '.[pcsc]'
+	touch $(PCSC_STAMP)
+
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -34,7 +41,7 @@ system-deps:
 demo: $(STAMP)
 	$(BIN)/clinic demo
 
-test: system-deps $(STAMP)
+test: system-deps $(STAMP) $(PCSC_STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -357,16 +357,22 @@ def read_json_stdin() -> dict:
 def settle_command(data_dir: Path) -> None:
     """Settle and record a visit: {"insured_id", "visit", "operator"} as JSON on stdin.
 
-    `visit.date` defaults to today. Prints the settlement with its seq, tx_id and hash.
+    Instead of "insured_id", "card" names a card reader URL (emulated://A32011501,
+    pcsc://) to read the patient's card from. `visit.date` defaults to today. Prints the
+    settlement with its seq, tx_id and hash.
     """
     with device_store(data_dir) as store:
         request = read_json_stdin()
         moment = now()
         visit_doc = {"date": moment.date().isoformat(), **field(request, "visit", "", obj)}
+        if "card" in request:
+            insured_id = insured_id_from_card(store, field(request, "card", "", text), moment)
+        else:
+            insured_id = field(request, "insured_id", "", text)
         recorded = services.settle_visit(
             store,
             services.load_identity(store, data_dir),
-            insured_id=field(request, "insured_id", "", text),
+            insured_id=insured_id,
             visit=visit_from_json(visit_doc),
             operator=field(request, "operator", "", text),
             now=moment,
@@ -377,6 +383,24 @@ def settle_command(data_dir: Path) -> None:
                 "settlement": recorded.settlement.to_dict()})  # fmt: skip
     for reason in recorded.needs_review:
         click.echo(f"needs county review: {reason}", err=True)
+
+
+def insured_id_from_card(store: SqliteDeviceStore, reader_url: str, moment: datetime) -> str:
+    from drivers.cards.errors import CardError
+    from drivers.cards.readers import card_reader_for_url, read_card
+
+    try:
+        reader = card_reader_for_url(reader_url)
+        try:
+            card = read_card(reader, today=moment.date(), timeout=CARD_WAIT_SECONDS)
+        finally:
+            reader.close()
+    except CardError as error:
+        raise click.ClickException(f"card not read, nothing recorded: {error}") from None
+    return services.card_holder(store, card.insured_id, card.card_no)
+
+
+CARD_WAIT_SECONDS = 10
 
 
 @main.command("reverse")
@@ -496,17 +520,12 @@ def _describe(error: Exception) -> str:
 
 def _register_commands_of_other_packages() -> None:
     # Imported here, after `main` exists: those packages build on edge.
+    from drivers.cli import card, receipt
     from sync.cli import COMMANDS as SYNC_COMMANDS
     from web_ui.cli import COMMANDS as UI_COMMANDS
 
-    for command in [*UI_COMMANDS, *SYNC_COMMANDS]:
+    for command in [card, receipt, *UI_COMMANDS, *SYNC_COMMANDS]:
         main.add_command(command)
 
 
 _register_commands_of_other_packages()
-
-
-from drivers.cli import card, receipt  # noqa: E402
-
-main.add_command(card)
-main.add_command(receipt)

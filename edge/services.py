@@ -52,6 +52,19 @@ def quote_visit(store: SqliteDeviceStore, insured_id: str, visit: Visit) -> Sett
     )
 
 
+def card_holder(store: SqliteDeviceStore, insured_id: str, card_no: str) -> str:
+    """The insured id of a card that matches the roster (a replaced card is refused)."""
+    entry = store.insured_person(insured_id, with_accumulators=False)
+    if entry is None:
+        raise Rejection("UNKNOWN_PERSON", f"the card's holder {insured_id!r} is not in the roster")
+    if entry.card_no != card_no:
+        raise Rejection(
+            "CARD_NOT_IN_ROSTER",
+            f"card {card_no} is not the card on the roster for {insured_id} ({entry.card_no})",
+        )
+    return insured_id
+
+
 # ---- identity ------------------------------------------------------------------------------
 
 

@@ -193,6 +193,17 @@ class TestSettle:
         assert store.accumulators(suspended, 2026, "general") == before
 
 
+def test_a_card_must_be_the_one_on_the_roster(device):
+    store, _ = device
+    assert services.card_holder(store, POOR, "A32011505") == POOR
+    with pytest.raises(Rejection) as caught:
+        services.card_holder(store, POOR, "A99999999")
+    assert caught.value.code == "CARD_NOT_IN_ROSTER"
+    with pytest.raises(Rejection) as caught:
+        services.card_holder(store, "nobody", "A32011505")
+    assert caught.value.code == "UNKNOWN_PERSON"
+
+
 class TestReverse:
     def test_a_reversal_restores_the_accumulators_and_the_account(self, device):
         store, identity = device
@@ -296,7 +307,6 @@ class TestOfflineLimits:
         assert first.needs_review == []
         assert second.needs_review == ["OFFLINE_FUND_LIMIT"]
         assert second.record["body"]["needs_review"] == ["OFFLINE_FUND_LIMIT"]
-
 
     def test_the_running_offline_fund_total_nets_reversals(self, device):
         store, identity = device
@@ -421,6 +431,33 @@ class TestCommandLine:
             self.clinic("ledger", "verify", "--json", "--data-dir", cli_device).stdout
         )
         assert verified["records"] == 0
+
+    def test_settle_reads_the_patient_from_an_emulated_card(self, cli_device):
+        request = {
+            "card": "emulated://A32011505",
+            "operator": "doc01",
+            "visit": {
+                "visit_type": "general",
+                "lines": [{"code": "XJ01CAA040A001", "quantity": "1"}],
+            },
+        }
+        done = self.clinic("settle", "--data-dir", cli_device, stdin=json.dumps(request))
+        assert done.returncode == 0, done.stderr
+        record = json.loads(self.clinic("ledger", "export", "--data-dir", cli_device).stdout)
+        assert record["body"]["insured_id"] == POOR
+
+    def test_an_unreadable_card_records_nothing(self, cli_device):
+        request = {
+            "card": "emulated://",
+            "operator": "doc01",
+            "visit": {
+                "visit_type": "general",
+                "lines": [{"code": "XJ01CAA040A001", "quantity": "1"}],
+            },
+        }
+        done = self.clinic("settle", "--data-dir", cli_device, stdin=json.dumps(request))
+        assert done.returncode == 1 and b"card not read" in done.stderr
+        assert self.clinic("ledger", "export", "--data-dir", cli_device).stdout == b""
 
     def test_settling_without_the_key_says_so(self, cli_device):
         (Path(cli_device) / KEY_FILE).unlink()
