@@ -16,6 +16,7 @@ from benchmarks.catalog import bench_catalog_import, bench_catalog_search
 from benchmarks.context import BenchContext
 from benchmarks.quote import bench_quote
 from benchmarks.settle import bench_settle
+from benchmarks.sync import bench_sync
 
 # Each section is `bench_<name>(ctx) -> dict`; later sections may reuse what earlier
 # ones built (ctx.shared), so the order matters. Add new sections here.
@@ -24,6 +25,7 @@ SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
     "catalog_import": bench_catalog_import,
     "catalog_search": bench_catalog_search,
     "settle": bench_settle,
+    "sync": bench_sync,
 }
 
 FULL_ITEMS = 300_000

@@ -376,15 +376,21 @@ class SqliteDeviceStore:
                 p.account_balance,
             ],
         )  # fmt: skip
+        # The roster's figures may predate settlements this device has not uploaded yet:
+        # keep the larger of the two, never undercounting a deductible or a cap. The
+        # county's reconciliation settles the rest.
         for (year, scope), values in entry.accumulators.items():
             if scope == "assistance":
                 self.db.execute(
-                    "INSERT OR REPLACE INTO assistance_accumulator VALUES (?, ?, ?)",
+                    "INSERT INTO assistance_accumulator VALUES (?, ?, ?) ON CONFLICT DO UPDATE"
+                    " SET assistance_paid = max(assistance_paid, excluded.assistance_paid)",
                     [entry.insured_id, year, values.assistance_paid],
                 )
             else:
                 self.db.execute(
-                    "INSERT OR REPLACE INTO accumulator VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO accumulator VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
+                    " SET deductible_used = max(deductible_used, excluded.deductible_used),"
+                    " fund_paid = max(fund_paid, excluded.fund_paid)",
                     [entry.insured_id, year, scope, values.deductible_used, values.fund_paid],
                 )
 

@@ -1,5 +1,477 @@
-"""`clinic` commands of the county hub and the sync agent; `edge.cli` registers them."""
+"""`clinic` commands of the county hub and the sync agent; `edge.cli` registers them.
+
+Hub commands take `--data-dir` (default `$CLINIC_HUB_DIR`, else
+`~/.local/share/clinic-hub`); device commands take the device's `--data-dir` (default
+`$CLINIC_DATA_DIR`). Errors are one line on standard error, exit status 1, nothing changed.
+"""
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, time
+from pathlib import Path
 
 import click
 
+from edge.identity import IdentityError
+from edge.rules import Rejection
+from edge.store import StoreError
+
 COMMANDS: list[click.Command] = []
+
+
+def _now() -> datetime:
+    """The one place these commands read the clock."""
+    from edge.services import CLINIC_TZ
+
+    return datetime.now(CLINIC_TZ)
+
+
+def default_hub_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "clinic-hub"
+
+
+def _default_device_dir() -> Path:
+    from edge.cli import default_data_dir
+
+    return default_data_dir()
+
+
+hub_dir_option = click.option(
+    "--data-dir",
+    "hub_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CLINIC_HUB_DIR",
+    default=default_hub_dir,
+    show_default="$CLINIC_HUB_DIR, else ~/.local/share/clinic-hub",
+    help="The county hub's data directory.",
+)
+device_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CLINIC_DATA_DIR",
+    default=_default_device_dir,
+    show_default="$CLINIC_DATA_DIR, else ~/.local/share/clinic",
+    help="The device's data directory.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def print_json(value: object) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def _one_line(error: Exception) -> str:
+    from sync.protocol import SyncError
+
+    if isinstance(error, SyncError):
+        return f"{error.message_en} / {error.message_zh} [{error.code}]"
+    if isinstance(error, Rejection):
+        return f"{error.code}: {error.message}"
+    return str(error)
+
+
+@contextmanager
+def plain_errors() -> Iterator[None]:
+    """Errors an operator can act on become one line on stderr and exit status 1."""
+    from sync.hub.service import HubError
+    from sync.hub.store import HubStoreError
+    from sync.protocol import SyncError
+
+    try:
+        yield
+    except (
+        HubError,
+        HubStoreError,
+        SyncError,
+        StoreError,
+        IdentityError,
+        Rejection,
+        OSError,
+    ) as error:
+        raise click.ClickException(_one_line(error)) from None
+
+
+@contextmanager
+def open_hub(hub_dir: Path) -> Iterator:
+    from sync.hub.store import SqliteHubStore
+
+    with plain_errors():
+        store = SqliteHubStore.open(hub_dir)
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+def parse_expiry(text: str) -> datetime:
+    """A date (the start of that day, clinic time) or an ISO date-time with an offset."""
+    from edge.services import CLINIC_TZ
+
+    try:
+        if len(text) == 10:
+            return datetime.combine(datetime.fromisoformat(text).date(), time(), CLINIC_TZ)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a date (YYYY-MM-DD) or date-time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=CLINIC_TZ)
+
+
+# ---- the county hub ---------------------------------------------------------------------------
+
+
+@click.group("hub")
+def hub() -> None:
+    """The county hub: devices, signed updates, uploads, reconciliation."""
+
+
+@hub.command("init")
+@hub_dir_option
+@click.option("--county", "county_name", default="示范县 Demo County", show_default=True)
+@json_option
+def hub_init(hub_dir: Path, county_name: str, as_json: bool) -> None:
+    """Create the hub's database and the county's Ed25519 signing key (county.key, 0600)."""
+    from sync.hub import service
+
+    with plain_errors():
+        county = service.init_hub(hub_dir, county_name, _now())
+    if as_json:
+        print_json(county)
+        return
+    click.echo(f"county hub for {county['county']} ready in {hub_dir}")
+    click.echo(f"county public key {county['public_key']}")
+    click.echo(f"fingerprint {county['fingerprint']} (devices show it when they enroll)")
+
+
+@hub.command("serve")
+@hub_dir_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8470, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--reconcile-interval",
+    default=30.0,
+    show_default=True,
+    help="Seconds between background recomputation runs (0: off).",
+)
+def hub_serve(hub_dir: Path, host: str, port: int, reconcile_interval: float) -> None:
+    """Serve the device API and the console (werkzeug, threaded)."""
+    from sync.hub.app import create_app
+    from sync.hub.server import serve_forever
+
+    with plain_errors():
+        app = create_app(
+            {"HUB_DATA_DIR": str(hub_dir), "RECONCILE_INTERVAL_S": reconcile_interval or None}
+        )
+    click.echo(f"county hub serving {hub_dir} on http://{host}:{port}", err=True)
+    serve_forever(app, host=host, port=port)
+
+
+@hub.command("provision")
+@hub_dir_option
+@click.option("--clinic", "clinic_code", required=True, help="The clinic's code.")
+@click.option("--township", required=True, help="The township (乡镇) it belongs to.")
+@click.option("--valid-hours", default=72, show_default=True, type=click.IntRange(1, 24 * 90))
+@json_option
+def hub_provision(
+    hub_dir: Path, clinic_code: str, township: str, valid_hours: int, as_json: bool
+) -> None:
+    """Register a device slot and print its one-time enrollment code."""
+    from datetime import timedelta
+
+    from sync.hub import service
+
+    with open_hub(hub_dir) as store:
+        provisioned = service.provision(
+            store,
+            clinic_code=clinic_code,
+            township=township,
+            now=_now(),
+            lifetime=timedelta(hours=valid_hours),
+        )
+    if as_json:
+        print_json(provisioned.to_dict())
+        return
+    click.echo(f"slot {provisioned.slot_id}: clinic {clinic_code}, {township}")
+    click.echo(f"enrollment code {provisioned.code} (once, until {provisioned.expires_at})")
+    click.echo(f"county key fingerprint {provisioned.county_fingerprint}")
+
+
+@hub.command("revoke")
+@hub_dir_option
+@click.argument("device")
+@click.option("--reason", default="", help="Why (kept with the device).")
+def hub_revoke(hub_dir: Path, device: str, reason: str) -> None:
+    """Stop DEVICE (a device id, or an unused slot's number): its requests are refused."""
+    from sync.hub import service
+
+    with open_hub(hub_dir) as store:
+        slot = service.revoke(store, device, _now(), reason)
+    click.echo(f"revoked {slot.device_id or f'slot {slot.slot_id}'} ({slot.clinic_code})")
+
+
+@hub.command("export")
+@hub_dir_option
+@click.option("--device", "device_id", required=True)
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-")
+def hub_export(hub_dir: Path, device_id: str, output) -> None:
+    """Write what the hub holds for a device as JSON Lines (the `clinic ledger export`
+    format: seq order, with hash and sig)."""
+    from sync.hub import service
+
+    with open_hub(hub_dir) as store, plain_errors():
+        for record in service.export_records(store, device_id):
+            output.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+@hub.command("publish")
+@hub_dir_option
+@click.argument("kind", type=click.Choice(["catalog", "policy", "roster"]))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--version", "version", help="The version (required for catalog CSV files).")
+@click.option("--expires", required=True, help="Expiry: YYYY-MM-DD or an ISO date-time.")
+@click.option("--encoding", default="utf-8-sig", show_default=True, help="e.g. gb18030.")
+@json_option
+def hub_publish(
+    hub_dir: Path,
+    kind: str,
+    file: Path,
+    version: str | None,
+    expires: str,
+    encoding: str,
+    as_json: bool,
+) -> None:
+    """Sign and publish a catalog (CSV or JSON), policy or roster (JSON) version."""
+    from edge.catalog_files import open_catalog_file
+    from sync.hub import service
+
+    expires_at = parse_expiry(expires)
+    with open_hub(hub_dir) as store, plain_errors():
+        key = service.load_county_key(hub_dir)
+        if kind == "catalog":
+            catalog_file = open_catalog_file(file, encoding)
+            manifest = service.publish(
+                store,
+                key,
+                kind=kind,
+                version=version or catalog_file.version,
+                expires_at=expires_at,
+                now=_now(),
+                items=catalog_file.items,
+            )
+        else:
+            try:
+                document = json.loads(file.read_text(encoding=encoding))
+            except ValueError as error:
+                raise click.ClickException(f"{file} is not JSON: {error}") from None
+            manifest = service.publish(
+                store,
+                key,
+                kind=kind,
+                version=version,
+                expires_at=expires_at,
+                now=_now(),
+                document=document,
+            )
+    if as_json:
+        print_json(manifest)
+        return
+    click.echo(f"{kind} {manifest['version']} published, signed, expires {manifest['expires_at']}")
+
+
+@hub.command("status")
+@hub_dir_option
+@click.option("--township", help="Only this township's devices.")
+@json_option
+def hub_status(hub_dir: Path, township: str | None, as_json: bool) -> None:
+    """Fleet status: contact, backlog, versions, clock skew, alarms, differences."""
+    from sync.hub import service
+
+    with open_hub(hub_dir) as store:
+        rows = service.fleet_status(store, _now(), township)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no device slots yet ('clinic hub provision')", err=True)
+    for row in rows:
+        versions = ", ".join(f"{k} {v}" for k, v in (row["versions"] or {}).items() if v)
+        click.echo(
+            f"{row['township']:<10} {row['clinic_code']:<12} {row['device_id'] or '-':<18}"
+            f" {row['state']:<20} acked {row['acked_seq']:>6}  waiting"
+            f" {row['records_waiting'] if row['records_waiting'] is not None else '?':>5}"
+            f"  skew {row['clock_skew_s'] if row['clock_skew_s'] is not None else '?'}s"
+            f"  alarms {len(row['alarms'])}  differences {row['reconciliation_differences']}"
+            + (f"  [{versions}]" if versions else "")
+        )
+
+
+@hub.command("reconcile")
+@hub_dir_option
+@json_option
+def hub_reconcile(hub_dir: Path, as_json: bool) -> None:
+    """Recompute every upload not yet recomputed, now."""
+    from sync.hub import service
+
+    with open_hub(hub_dir) as store:
+        counts = service.reconcile_pending(store, _now())
+    if as_json:
+        print_json(counts)
+    else:
+        click.echo(", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing new")
+
+
+@hub.command("report")
+@hub_dir_option
+@click.argument("what", type=click.Choice(["settlements", "reconciliation"]))
+@click.option("--township", help="Only this township's devices.")
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8-sig"), default="-")
+def hub_report(hub_dir: Path, what: str, township: str | None, output) -> None:
+    """CSV of every settlement (with the county's figures) or every reconciliation item."""
+    from sync.hub import service
+
+    with open_hub(hub_dir) as store:
+        devices = None
+        if township is not None:
+            devices = [s.device_id for s in store.slots(township) if s.device_id]
+        make = service.settlements_csv if what == "settlements" else service.reconciliation_csv
+        output.write(make(store, devices))
+
+
+@hub.command("user")
+@hub_dir_option
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "coordinator"]), required=True)
+@click.option("--township", help="A coordinator's township (required for coordinators).")
+@click.password_option("--password", help="At least 8 characters (asked when not given).")
+def hub_user(hub_dir: Path, username: str, role: str, township: str | None, password: str) -> None:
+    """Add (or reset) a console user: admins see all, coordinators their township."""
+    from sync.hub import console_auth
+
+    with open_hub(hub_dir) as store:
+        console_auth.add_user(store, username, password, role, township, _now())
+    click.echo(f"console user {username} ({role}{f', {township}' if township else ''})")
+
+
+COMMANDS.append(hub)
+
+
+# ---- the device's sync agent ---------------------------------------------------------------------
+
+
+@contextmanager
+def _device(data_dir: Path) -> Iterator[tuple]:
+    from edge import services
+    from edge.store import SqliteDeviceStore
+
+    with plain_errors():
+        store = SqliteDeviceStore.open(data_dir)
+        try:
+            yield store, services.load_identity(store, data_dir)
+        finally:
+            store.close()
+
+
+@click.command("enroll")
+@device_dir_option
+@click.option("--hub", "hub_url", required=True, help="The county hub's address.")
+@click.option("--code", required=True, help="The one-time enrollment code.")
+@json_option
+def enroll_command(data_dir: Path, hub_url: str, code: str, as_json: bool) -> None:
+    """Join a county hub with a one-time code; pins the county's public key."""
+    from sync import agent
+
+    with _device(data_dir) as (store, identity), plain_errors():
+        details = agent.enroll(store, identity, data_dir, hub_url, code, _now())
+    if as_json:
+        print_json(details)
+        return
+    click.echo(
+        f"enrolled {details['device_id']} as clinic {details['clinic_code']},"
+        f" {details['township']}, {details['county_name']}"
+    )
+    click.echo(f"county key fingerprint {details['county_key_fingerprint']}")
+
+
+@click.group("sync")
+def sync_group() -> None:
+    """The sync agent: upload the ledger, pull county updates, heartbeat."""
+
+
+@sync_group.command("once")
+@device_dir_option
+@click.option("--hub", "hub_url", help="Use this hub address instead of the enrolled one.")
+@json_option
+def sync_once_command(data_dir: Path, hub_url: str | None, as_json: bool) -> None:
+    """Run every sync job now; exit 1 when one failed."""
+    from sync import agent
+
+    with _device(data_dir) as (store, identity), plain_errors():
+        report = agent.sync_once(store, identity, data_dir, _now(), hub_url=hub_url)
+    if as_json:
+        print_json(report)
+    else:
+        click.echo(
+            f"sent {report['sent']} records in {report['batches']} batches,"
+            f" hub acknowledged up to {report['acked_seq']}, {report['records_waiting']} waiting"
+        )
+        for update in report["updates_applied"]:
+            click.echo(f"installed {update['kind']} {update['version']} ({update['format']})")
+        for refusal in report["updates_refused"]:
+            click.echo(
+                f"refused {refusal['kind']} {refusal['version']}: {refusal['message']}"
+                f" / {refusal['message_zh']}",
+                err=True,
+            )
+    for error in report["errors"]:
+        click.echo(
+            f"{error['job'] or 'sync'}: {error['message']} / {error['message_zh']}", err=True
+        )
+    if report["errors"]:
+        sys.exit(1)
+
+
+@sync_group.command("status")
+@device_dir_option
+@json_option
+def sync_status_command(data_dir: Path, as_json: bool) -> None:
+    """What the agent knows: enrollment, last sync, records waiting, versions, refusals."""
+    from edge.store import SqliteDeviceStore
+    from sync import agent
+
+    with plain_errors():
+        store = SqliteDeviceStore.open(data_dir)
+        try:
+            status = agent.sync_status(store, _now())
+        finally:
+            store.close()
+    if as_json:
+        print_json(status)
+        return
+    if not status["enrolled"]:
+        click.echo("not enrolled with a county hub ('clinic enroll --hub URL --code CODE')")
+    else:
+        click.echo(f"clinic {status['clinic_code']}, {status['township']}, hub {status['hub_url']}")
+    click.echo(
+        f"last sync {status['last_sync_at'] or 'never'}; records waiting"
+        f" {status['records_waiting']}"
+    )
+    if status["last_error"]:
+        error = status["last_error"]
+        click.echo(f"last error ({error['job']}, {error['at']}): {error['message']}")
+    for kind, info in status["installed"].items():
+        expiry = info["expires_at"] or "no expiry known"
+        stale = " EXPIRED" if info["expired"] else ""
+        click.echo(
+            f"{kind}: {info['version'] or 'none'} ({info['source'] or '-'}, {expiry}){stale}"
+        )
+    for refusal in status["refused_updates"][:5]:
+        click.echo(
+            f"refused {refusal['kind']} {refusal['version']}: {refusal['message']}"
+            f" ({refusal['refused_at']})"
+        )
+
+
+COMMANDS.extend([enroll_command, sync_group])

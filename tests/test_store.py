@@ -289,6 +289,16 @@ class TestPolicyAndRoster:
         )
         assert roster_store.accumulators("32011500000001", 2027, "general") == Accumulators()
 
+    def test_a_newer_roster_never_lowers_what_this_device_has_counted(self, roster_store):
+        roster_store.set_accumulators("32011500000001", 2026, "general", 20000, 500, 900, 48000)
+        newer = copy.deepcopy(ROSTER)
+        newer["version"] = "2026.11.2"
+        newer["persons"][0]["accumulators"]["2026"]["general"]["fund_paid"] = 700
+        roster_store.import_roster(newer)
+        assert roster_store.accumulators("32011500000001", 2026, "general") == Accumulators(
+            20000, 700, 900
+        )
+
     def test_a_full_id_number_is_never_stored(self, roster_store):
         leaked = copy.deepcopy(ROSTER)
         leaked["version"] = "2026.11.2"

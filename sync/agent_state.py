@@ -1,0 +1,254 @@
+"""The sync agent's own tables in the device's `clinic.db`: enrollment, job state, the
+county updates it installed (with their expiry) and the ones it refused.
+
+They are a separate migration set (`clinic-sync-agent`) so that the device store's schema
+stays edge's. Every write goes through `store.write_transaction()`, like the device's
+own writes.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from edge.store import SqliteDeviceStore
+
+migrations = Migrations("clinic-sync-agent")
+
+
+@migrations()
+def m001_sync_agent(db: sqlite_utils.Database) -> None:
+    statements = [
+        """CREATE TABLE sync_enrollment (
+            id INTEGER PRIMARY KEY CHECK (id = 1), hub_url TEXT NOT NULL,
+            device_id TEXT NOT NULL, slot_id INTEGER, clinic_code TEXT NOT NULL,
+            township TEXT NOT NULL, county_name TEXT NOT NULL,
+            county_public_key TEXT NOT NULL, enrolled_at TEXT NOT NULL,
+            clock_offset_s INTEGER NOT NULL DEFAULT 0) STRICT""",
+        """CREATE TABLE sync_job (
+            job TEXT PRIMARY KEY, last_attempt_at TEXT, last_success_at TEXT,
+            last_error_code TEXT, last_error TEXT, failures INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT) STRICT""",
+        """CREATE TABLE sync_installed (
+            kind TEXT PRIMARY KEY, version TEXT NOT NULL, format TEXT NOT NULL,
+            expires_at TEXT NOT NULL, content_sha256 TEXT NOT NULL,
+            installed_at TEXT NOT NULL) STRICT""",
+        """CREATE TABLE sync_refusal (
+            refusal_id INTEGER PRIMARY KEY, kind TEXT NOT NULL, version TEXT,
+            code TEXT NOT NULL, message TEXT NOT NULL, message_zh TEXT NOT NULL,
+            refused_at TEXT NOT NULL, repeats INTEGER NOT NULL DEFAULT 1) STRICT""",
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
+def ensure_tables(store: SqliteDeviceStore) -> None:
+    """Create or upgrade the agent's tables (once; cheap to call every time)."""
+    if migrations.pending(store.db):
+        with store.write_transaction():
+            migrations.apply(store.db)
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    hub_url: str
+    device_id: str
+    slot_id: int | None
+    clinic_code: str
+    township: str
+    county_name: str
+    county_public_key: str
+    enrolled_at: str
+    clock_offset_s: int
+
+
+@dataclass(frozen=True)
+class JobState:
+    job: str
+    last_attempt_at: str | None = None
+    last_success_at: str | None = None
+    last_error_code: str | None = None
+    last_error: str | None = None
+    failures: int = 0
+    next_attempt_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Installed:
+    kind: str
+    version: str
+    update_format: str
+    expires_at: str
+    content_sha256: str
+    installed_at: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    refusal_id: int
+    kind: str
+    version: str | None
+    code: str
+    message: str
+    message_zh: str
+    refused_at: str
+    repeats: int
+
+
+def enrollment(store: SqliteDeviceStore) -> Enrollment | None:
+    row = store.db.execute(
+        "SELECT hub_url, device_id, slot_id, clinic_code, township, county_name,"
+        " county_public_key, enrolled_at, clock_offset_s FROM sync_enrollment"
+    ).fetchone()
+    return None if row is None else Enrollment(*row)
+
+
+def save_enrollment(store: SqliteDeviceStore, value: Enrollment) -> None:
+    """Inside `store.write_transaction()`."""
+    store.db.execute(
+        "INSERT INTO sync_enrollment VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            value.hub_url,
+            value.device_id,
+            value.slot_id,
+            value.clinic_code,
+            value.township,
+            value.county_name,
+            value.county_public_key,
+            value.enrolled_at,
+            value.clock_offset_s,
+        ],
+    )
+
+
+def save_clock_offset(store: SqliteDeviceStore, offset_s: int) -> None:
+    with store.write_transaction():
+        store.db.execute("UPDATE sync_enrollment SET clock_offset_s = ?", [offset_s])
+
+
+def job_states(store: SqliteDeviceStore) -> dict[str, JobState]:
+    rows = store.db.execute(
+        "SELECT job, last_attempt_at, last_success_at, last_error_code, last_error, failures,"
+        " next_attempt_at FROM sync_job"
+    )
+    return {row[0]: JobState(*row) for row in rows}
+
+
+def record_job_outcome(
+    store: SqliteDeviceStore,
+    job: str,
+    at: datetime,
+    *,
+    error_code: str | None = None,
+    error: str | None = None,
+    next_attempt_at: datetime | None = None,
+) -> None:
+    """A job finished: reset its failures on success, count one more and set when to try
+    again on failure."""
+    stamp = at.isoformat(timespec="seconds")
+    retry = None if next_attempt_at is None else next_attempt_at.isoformat(timespec="seconds")
+    with store.write_transaction():
+        if error_code is None:
+            store.db.execute(
+                "INSERT INTO sync_job (job, last_attempt_at, last_success_at, failures)"
+                " VALUES (?, ?, ?, 0) ON CONFLICT (job) DO UPDATE SET"
+                " last_attempt_at = excluded.last_attempt_at,"
+                " last_success_at = excluded.last_success_at, last_error_code = NULL,"
+                " last_error = NULL, failures = 0, next_attempt_at = NULL",
+                [job, stamp, stamp],
+            )
+        else:
+            store.db.execute(
+                "INSERT INTO sync_job (job, last_attempt_at, last_error_code, last_error,"
+                " failures, next_attempt_at) VALUES (?, ?, ?, ?, 1, ?)"
+                " ON CONFLICT (job) DO UPDATE SET last_attempt_at = excluded.last_attempt_at,"
+                " last_error_code = excluded.last_error_code, last_error = excluded.last_error,"
+                " failures = failures + 1, next_attempt_at = excluded.next_attempt_at",
+                [job, stamp, error_code, error, retry],
+            )
+
+
+def installed_updates(store: SqliteDeviceStore) -> dict[str, Installed]:
+    rows = store.db.execute(
+        "SELECT kind, version, format, expires_at, content_sha256, installed_at FROM sync_installed"
+    )
+    return {row[0]: Installed(*row) for row in rows}
+
+
+def save_installed(store: SqliteDeviceStore, value: Installed) -> None:
+    with store.write_transaction():
+        store.db.execute(
+            "INSERT OR REPLACE INTO sync_installed VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                value.kind,
+                value.version,
+                value.update_format,
+                value.expires_at,
+                value.content_sha256,
+                value.installed_at,
+            ],
+        )
+
+
+def record_refusal(
+    store: SqliteDeviceStore,
+    kind: str,
+    version: str | None,
+    code: str,
+    message: str,
+    message_zh: str,
+    at: datetime,
+) -> bool:
+    """Remember a refused update; True when it is new (not a repeat of the latest refusal of
+    the same kind, version and reason), so that the caller signs one event, not one a round."""
+    with store.write_transaction():
+        latest = store.db.execute(
+            "SELECT refusal_id, version, code FROM sync_refusal WHERE kind = ?"
+            " ORDER BY refusal_id DESC LIMIT 1",
+            [kind],
+        ).fetchone()
+        if latest is not None and (latest[1], latest[2]) == (version, code):
+            store.db.execute(
+                "UPDATE sync_refusal SET repeats = repeats + 1, refused_at = ?"
+                " WHERE refusal_id = ?",
+                [at.isoformat(timespec="seconds"), latest[0]],
+            )
+            return False
+        store.db.execute(
+            "INSERT INTO sync_refusal (kind, version, code, message, message_zh, refused_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [kind, version, code, message, message_zh, at.isoformat(timespec="seconds")],
+        )
+        return True
+
+
+def refusals(store: SqliteDeviceStore, limit: int = 20) -> list[Refused]:
+    rows = store.db.execute(
+        "SELECT refusal_id, kind, version, code, message, message_zh, refused_at, repeats"
+        " FROM sync_refusal ORDER BY refusal_id DESC LIMIT ?",
+        [limit],
+    )
+    return [Refused(*row) for row in rows]
+
+
+def apply_ack(store: SqliteDeviceStore, acked_seq: int, at: str) -> int:
+    """The hub holds every record up to `acked_seq`: drop them from the outbox (never from
+    the ledger) and move the device's sync mark, its last sync time and the fund settled
+    since, in one transaction. Returns the new mark.
+    A hub that reports less than the device already knew (restored from a backup) never
+    moves the mark back; the agent uploads again from what the hub holds."""
+    with store.write_transaction():
+        (synced,) = store.db.execute("SELECT synced_seq FROM device").fetchone()
+        (head,) = store.db.execute("SELECT coalesce(max(seq), 0) FROM ledger").fetchone()
+        mark = max(synced, min(acked_seq, head))  # a hub cannot acknowledge the future
+        store.db.execute("DELETE FROM outbox WHERE seq <= ?", [mark])
+        # A sync happened when the hub took something new or holds everything; a hub that
+        # answers but takes nothing (refusing a record) must not look like a sync.
+        synced_now = mark > synced or mark == head
+        store.db.execute(
+            "UPDATE device SET synced_seq = ?, unsynced_fund = ?,"
+            " last_sync_at = CASE WHEN ? THEN ? ELSE last_sync_at END",
+            [mark, store.fund_settled_after(mark), synced_now, at],
+        )
+    return mark

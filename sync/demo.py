@@ -1,0 +1,125 @@
+"""The demo county's hub, for `make demo`, trainers and tests: one call sets up a hub with
+the demo policy, catalog and roster published (signed, at the versions the demo device
+already carries), another provisions a slot and enrolls a device into it.
+"""
+
+from datetime import datetime, timedelta
+from importlib import resources
+from pathlib import Path
+
+from edge import demo as edge_demo
+from edge.catalog_files import open_catalog_file
+from edge.identity import DeviceIdentity
+from edge.store import SqliteDeviceStore
+from sync import agent
+from sync.hub import service
+from sync.hub.server import RunningHub, serve_in_background
+from sync.hub.store import SqliteHubStore
+
+DEMO_COUNTY = "示范县 Demo County"
+DEMO_CLINIC = "320115-001"
+DEMO_TOWNSHIP = "秣陵街道"
+DEMO_VALIDITY = timedelta(days=365)
+
+
+def install_demo_county(hub_dir: Path, now: datetime) -> dict:
+    """Make the hub (if there is none) and publish whatever demo version it lacks."""
+    hub_dir = Path(hub_dir)
+    if not (hub_dir / "hub.db").exists():
+        service.init_hub(hub_dir, DEMO_COUNTY, now)
+    store = SqliteHubStore.open(hub_dir)
+    published = []
+    try:
+        key = service.load_county_key(hub_dir)
+        expires_at = now + DEMO_VALIDITY
+        if store.latest_publication("policy") is None:
+            service.publish(
+                store,
+                key,
+                kind="policy",
+                version=None,
+                expires_at=expires_at,
+                now=now,
+                document=edge_demo.load_json("policy.json"),
+            )
+            published.append("policy")
+        if store.latest_publication("catalog") is None:
+            files = resources.files(edge_demo.__name__)
+            with resources.as_file(files.joinpath("catalog.csv")) as path:
+                service.publish(
+                    store,
+                    key,
+                    kind="catalog",
+                    version=edge_demo.DEMO_CATALOG_VERSION,
+                    expires_at=expires_at,
+                    now=now,
+                    items=open_catalog_file(path).items,
+                )
+            published.append("catalog")
+        if store.latest_publication("roster") is None:
+            service.publish(
+                store,
+                key,
+                kind="roster",
+                version=None,
+                expires_at=expires_at,
+                now=now,
+                document=edge_demo.load_json("roster.json"),
+            )
+            published.append("roster")
+        return {**service.county_of(store), "published": published}
+    finally:
+        store.close()
+
+
+def start_demo_hub(
+    hub_dir: Path,
+    now: datetime,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    reconcile_interval_s: float | None = 10.0,
+) -> RunningHub:
+    """The demo county's hub serving in a background thread (`.url`, `.stop()`)."""
+    install_demo_county(hub_dir, now)
+    return serve_in_background(
+        hub_dir, host=host, port=port, config={"RECONCILE_INTERVAL_S": reconcile_interval_s}
+    )
+
+
+def provision_and_enroll(
+    store: SqliteDeviceStore,
+    identity: DeviceIdentity,
+    data_dir: Path,
+    *,
+    hub_dir: Path,
+    hub_url: str,
+    now: datetime,
+    clinic_code: str = DEMO_CLINIC,
+    township: str = DEMO_TOWNSHIP,
+) -> dict:
+    """Provision a slot at the hub in `hub_dir` and enroll this device into it over HTTP;
+    returns the clinic details (`sync.agent.enroll`). A device already enrolled is left
+    as it is and its details returned."""
+    status = agent.sync_status(store)
+    if status["enrolled"]:
+        return {
+            key: status[key]
+            for key in (
+                "device_id",
+                "clinic_code",
+                "township",
+                "county_name",
+                "county_key_fingerprint",
+                "hub_url",
+                "enrolled_at",
+            )
+        }
+    hub_store = SqliteHubStore.open(hub_dir)
+    try:
+        provisioned = service.provision(
+            hub_store, clinic_code=clinic_code, township=township, now=now
+        )
+    finally:
+        hub_store.close()
+    return agent.enroll(store, identity, data_dir, hub_url, provisioned.code, now)

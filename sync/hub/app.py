@@ -1,0 +1,292 @@
+"""The county hub's Flask application: the device API under `/api/v1` and the web console.
+
+`create_app(config)` takes a mapping: `HUB_DATA_DIR` (default `$CLINIC_HUB_DIR`), `CLOCK`
+(a callable giving an aware datetime; the system clock by default),
+`RECONCILE_INTERVAL_S` (recompute uploads in a background thread every so many seconds,
+and soon after each upload; off when None), `CONSOLE` (serve the web console, default
+True). Run it under any WSGI server; `clinic hub serve` uses werkzeug's.
+"""
+
+import gzip
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from flask import Blueprint, Flask, Response, current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from edge.services import CLINIC_TZ
+from sync.hub import service
+from sync.hub.service import HubError
+from sync.hub.store import SqliteHubStore
+from sync.protocol import (
+    API_PREFIX,
+    HEADER_HUB_TIME,
+    MAX_REQUEST_BYTES,
+    SyncError,
+    decode_batch,
+    iso,
+)
+
+log = logging.getLogger(__name__)
+
+HTTP_STATUS = {
+    "BAD_REQUEST": 400,
+    "DEVICE_ID_MISMATCH": 400,
+    "UNSIGNED": 401,
+    "UNKNOWN_DEVICE": 401,
+    "BAD_SIGNATURE": 401,
+    "STALE_TIMESTAMP": 401,
+    "NONCE_REUSED": 401,
+    "DEVICE_REVOKED": 403,
+    "CODE_UNKNOWN": 403,
+    "SLOT_REVOKED": 403,
+    "NOT_FOUND": 404,
+    "UNKNOWN_KIND": 404,
+    "CODE_USED": 409,
+    "ALREADY_ENROLLED": 409,
+    "CODE_EXPIRED": 410,
+    "TOO_LARGE": 413,
+}
+COMPRESS_ABOVE = 1024
+
+
+class BackgroundReconciler:
+    """Recomputes uploads off the request path: every `interval_s`, and soon after a wake."""
+
+    def __init__(self, data_dir: Path, clock: Callable[[], datetime], interval_s: float):
+        self.data_dir, self.clock, self.interval_s = data_dir, clock, interval_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hub-reconciler", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                store = SqliteHubStore.connect(self.data_dir)
+                try:
+                    service.reconcile_pending(store, self.clock())
+                finally:
+                    store.close()
+            except Exception:  # keep reconciling later; never take the hub down
+                log.exception("reconciliation failed")
+
+
+@dataclass
+class HubRuntime:
+    data_dir: Path
+    county_key: Ed25519PrivateKey
+    clock: Callable[[], datetime]
+    reconciler: BackgroundReconciler | None = None
+    extra: dict = field(default_factory=dict)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def wake_reconciler(self) -> None:
+        if self.reconciler is not None:
+            self.reconciler.wake()
+
+
+def system_clock() -> datetime:
+    return datetime.now(CLINIC_TZ)
+
+
+def console_secret(data_dir: Path) -> bytes:
+    """The console's session key: made once, kept beside the database (0600) so that every
+    WSGI worker and restart shares it."""
+    path = data_dir / "console.secret"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as handle:
+        secret = secrets.token_bytes(32)
+        handle.write(secret)
+    return secret
+
+
+def create_app(config: Mapping | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.from_mapping(
+        HUB_DATA_DIR=os.environ.get("CLINIC_HUB_DIR"),
+        CLOCK=None,
+        RECONCILE_INTERVAL_S=None,
+        CONSOLE=True,
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+    )
+    app.config.update(config or {})
+    if not app.config["HUB_DATA_DIR"]:
+        raise HubError("no hub data directory: give HUB_DATA_DIR or set CLINIC_HUB_DIR")
+    data_dir = Path(app.config["HUB_DATA_DIR"])
+    SqliteHubStore.open(data_dir).close()  # the hub exists and its schema is current
+    clock = app.config["CLOCK"] or system_clock
+    runtime = HubRuntime(data_dir, service.load_county_key(data_dir), clock)
+    if app.config["RECONCILE_INTERVAL_S"]:
+        runtime.reconciler = BackgroundReconciler(
+            data_dir, clock, float(app.config["RECONCILE_INTERVAL_S"])
+        )
+    app.extensions["clinic_hub"] = runtime
+    app.config.setdefault("SECRET_KEY", None)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = console_secret(data_dir)
+    app.register_blueprint(api)
+    app.teardown_appcontext(_close_store)
+    if app.config["CONSOLE"]:
+        from sync.hub.console import console
+
+        app.register_blueprint(console)
+    return app
+
+
+def hub_runtime() -> HubRuntime:
+    return current_app.extensions["clinic_hub"]
+
+
+def hub_store() -> SqliteHubStore:
+    """The request's own connection, closed when the request ends."""
+    if "hub_store" not in g:
+        g.hub_store = SqliteHubStore.connect(hub_runtime().data_dir)
+    return g.hub_store
+
+
+def _close_store(_error: BaseException | None = None) -> None:
+    store = g.pop("hub_store", None)
+    if store is not None:
+        store.close()
+
+
+# ---- the device API ----------------------------------------------------------------------------
+
+api = Blueprint("api", __name__, url_prefix=API_PREFIX)
+
+
+def _signed_path() -> str:
+    """The path the device signed: as it asked for it, query string included."""
+    query = request.query_string.decode("latin-1")
+    return request.script_root + request.path + (f"?{query}" if query else "")
+
+
+def _json(value: object, status: int = 200) -> Response:
+    data = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    response = Response(data, status=status, mimetype="application/json")
+    if len(data) > COMPRESS_ABOVE and "gzip" in request.headers.get("Accept-Encoding", ""):
+        response.set_data(gzip.compress(data, compresslevel=6, mtime=0))
+        response.headers["Content-Encoding"] = "gzip"
+        response.headers["Vary"] = "Accept-Encoding"
+    return response
+
+
+def _body() -> bytes:
+    return request.get_data(cache=False)
+
+
+def _json_body(raw: bytes) -> dict:
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        raise SyncError("BAD_REQUEST", "the body is not JSON") from None
+    if not isinstance(document, dict):
+        raise SyncError("BAD_REQUEST", "the body is not a JSON object")
+    return document
+
+
+def _authenticated(raw: bytes):
+    runtime = hub_runtime()
+    return service.authenticate(
+        hub_store(),
+        request.headers,
+        method=request.method,
+        path=_signed_path(),
+        body=raw,
+        now=runtime.now(),
+    )
+
+
+@api.post("/enroll")
+def enroll_device() -> Response:
+    raw = _body()
+    answer = service.enroll(
+        hub_store(),
+        request.headers,
+        method=request.method,
+        path=_signed_path(),
+        body=_json_body(raw),
+        raw_body=raw,
+        now=hub_runtime().now(),
+    )
+    return _json(answer)
+
+
+@api.post("/records")
+def upload_records() -> Response:
+    raw = _body()
+    slot = _authenticated(raw)
+    batch = decode_batch(raw, request.headers.get("Content-Encoding"))
+    answer = service.ingest(hub_store(), slot, batch, hub_runtime().now())
+    hub_runtime().wake_reconciler()
+    return _json(answer)
+
+
+@api.post("/heartbeat")
+def device_heartbeat() -> Response:
+    raw = _body()
+    slot = _authenticated(raw)
+    return _json(service.heartbeat(hub_store(), slot, _json_body(raw), hub_runtime().now()))
+
+
+@api.get("/updates/<kind>")
+def county_update(kind: str) -> Response:
+    _authenticated(b"")
+    update = service.update_for(
+        hub_store(),
+        hub_runtime().county_key,
+        kind,
+        since=request.args.get("since") or None,
+        full=request.args.get("full") == "1",
+    )
+    if update is None:
+        return Response(status=204)
+    return _json(update)
+
+
+@api.get("/time")
+def hub_time() -> Response:
+    return _json({"hub_time": iso(hub_runtime().now())})
+
+
+@api.after_request
+def _stamp_hub_time(response: Response) -> Response:
+    response.headers[HEADER_HUB_TIME] = iso(hub_runtime().now())
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@api.errorhandler(SyncError)
+def _refused(error: SyncError) -> Response:
+    return _json({"error": error.to_dict()}, HTTP_STATUS.get(error.code, 400))
+
+
+@api.errorhandler(RequestEntityTooLarge)
+def _too_large(_error: RequestEntityTooLarge) -> Response:
+    return _json({"error": SyncError("TOO_LARGE").to_dict()}, 413)

@@ -1,0 +1,158 @@
+"""What the hub does with an uploaded batch of ledger records. Pure: `plan_ingest` decides,
+the service applies its plan in one transaction.
+
+The hub keeps, per device, the contiguous verified prefix of its ledger (the
+acknowledged high-water mark `head_seq` and the hash there) and, beyond a gap, records
+it holds until the gap is filled. A record already held at its seq is a duplicate when
+its hash is the one held (a replayed batch changes nothing), and an alarm when it is a
+different, self-consistent record (the device's ledger went backwards) or a tampered one.
+"""
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge.ledger import b64url_decode, canonical
+
+
+@dataclass(frozen=True)
+class Refusal:
+    seq: int | None
+    code: str
+    detail: str
+
+
+@dataclass
+class IngestPlan:
+    accepted: list[dict] = field(default_factory=list)  # contiguous after the head, in order
+    hold: list[dict] = field(default_factory=list)  # beyond a gap: keep until it is filled
+    release: list[int] = field(default_factory=list)  # held seqs now accepted or dropped
+    duplicates: int = 0
+    refusals: list[Refusal] = field(default_factory=list)  # each also raises an alarm
+    head_seq: int = 0
+    head_hash: str = ""
+
+    @property
+    def alarms(self) -> list[Refusal]:
+        return self.refusals
+
+
+def self_consistency_problem(record: dict, public_key: Ed25519PublicKey) -> str | None:
+    """Why a record's own `hash` or `sig` is wrong, or None; the chain is checked apart."""
+    try:
+        data = canonical(record)
+    except (TypeError, ValueError):
+        return "cannot be serialised canonically"
+    if record.get("hash") != hashlib.sha256(data).hexdigest():
+        return "hash does not match the record's content (altered)"
+    try:
+        public_key.verify(b64url_decode(str(record.get("sig", ""))), data)
+    except (InvalidSignature, ValueError):
+        return "signature does not verify with the device's public key"
+    return None
+
+
+def _shape_problem(record: object, device_id: str) -> tuple[str, str] | None:
+    if not isinstance(record, dict):
+        return "RECORD_MALFORMED", "not a JSON object"
+    seq = record.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        return "RECORD_MALFORMED", f"seq {seq!r} is not a positive whole number"
+    if record.get("device_id") != device_id:
+        return "RECORD_FOREIGN", f"seq {seq} belongs to {record.get('device_id')!r}"
+    if not isinstance(record.get("kind"), str) or not isinstance(record.get("body"), dict):
+        return "RECORD_MALFORMED", f"seq {seq} lacks a kind or a body"
+    if not isinstance(record.get("hash"), str) or not isinstance(record.get("prev_hash"), str):
+        return "RECORD_MALFORMED", f"seq {seq} lacks its hash or prev_hash"
+    return None
+
+
+def plan_ingest(
+    *,
+    device_id: str,
+    public_key: Ed25519PublicKey,
+    head_seq: int,
+    head_hash: str,
+    batch: list[object],
+    stored_hashes: Mapping[int, str],
+    held: Mapping[int, dict],
+) -> IngestPlan:
+    """Decide what to store, hold, ignore and refuse.
+
+    `head_seq`/`head_hash`: the verified prefix the hub holds (0 and the genesis hash for
+    a new device); `stored_hashes`: the hashes held at the batch's seqs up to the head;
+    `held`: the records held beyond a gap."""
+    plan = IngestPlan(head_seq=head_seq, head_hash=head_hash)
+    candidates: dict[int, dict] = {}
+    for record in batch:
+        shape = _shape_problem(record, device_id)
+        if shape is not None:
+            seq = record.get("seq") if isinstance(record, dict) else None
+            plan.refusals.append(Refusal(seq if isinstance(seq, int) else None, *shape))
+            continue
+        seq = record["seq"]
+        if seq <= head_seq:
+            if record["hash"] == stored_hashes.get(seq):
+                if self_consistency_problem(record, public_key) is None:
+                    plan.duplicates += 1
+                else:
+                    plan.refusals.append(Refusal(seq, "RECORD_INVALID", "a replay altered"))
+                continue
+            problem = self_consistency_problem(record, public_key)
+            if problem is None:
+                plan.refusals.append(
+                    Refusal(
+                        seq,
+                        "LEDGER_WENT_BACKWARDS",
+                        f"a different record at seq {seq}, which the hub already holds",
+                    ),
+                )
+            else:
+                plan.refusals.append(Refusal(seq, "RECORD_INVALID", f"seq {seq}: {problem}"))
+            continue
+        if seq in candidates and candidates[seq]["hash"] != record["hash"]:
+            plan.refusals.append(Refusal(seq, "RECORD_MALFORMED", f"seq {seq} twice in a batch"))
+            continue
+        candidates[seq] = record
+
+    pending = {**held, **candidates}
+    for seq in sorted(held):
+        if seq in candidates and candidates[seq]["hash"] != held[seq]["hash"]:
+            plan.refusals.append(
+                Refusal(seq, "LEDGER_WENT_BACKWARDS", f"seq {seq} changed while held")
+            )
+            plan.release.append(seq)
+
+    # Walk the chain from the head through everything now contiguous.
+    seq, prev_hash = head_seq + 1, head_hash
+    while seq in pending:
+        record = pending.pop(seq)
+        problem = self_consistency_problem(record, public_key)
+        code = "RECORD_INVALID"
+        if problem is None and record["prev_hash"] != prev_hash:
+            code, problem = "CHAIN_BROKEN", "prev_hash does not match the previous record's hash"
+        if problem is not None:
+            plan.refusals.append(Refusal(seq, code, f"seq {seq}: {problem}"))
+            if seq in held:
+                plan.release.append(seq)
+            break
+        plan.accepted.append(record)
+        if seq in held and seq not in plan.release:
+            plan.release.append(seq)
+        prev_hash = record["hash"]
+        seq += 1
+    plan.head_seq, plan.head_hash = seq - 1, prev_hash
+
+    # Beyond a gap (or a refused record): hold what is signed by the device.
+    for seq, record in sorted(pending.items()):
+        if seq in held and held[seq]["hash"] == record["hash"]:
+            continue  # held already
+        problem = self_consistency_problem(record, public_key)
+        if problem is None:
+            plan.hold.append(record)
+        else:
+            plan.refusals.append(Refusal(seq, "RECORD_INVALID", f"seq {seq}: {problem}"))
+    return plan

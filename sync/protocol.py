@@ -1,0 +1,321 @@
+"""The wire protocol shared by the sync agent and the county hub. Pure: no I/O, no clock.
+
+- Every request after enrollment is signed by the device key over its method, path,
+  body hash, timestamp and a random nonce; the hub refuses a timestamp outside
+  `MAX_CLOCK_DIFFERENCE` of its own clock and a nonce it has seen, so a captured request
+  cannot be replayed.
+- Ledger records travel as JSON Lines, gzip-compressed, in bounded batches.
+- Errors carry a stable `code` and a message in Chinese and English.
+"""
+
+import gzip
+import hashlib
+import json
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from edge.ledger import b64url, b64url_decode
+
+PROTOCOL = "clinic-sync-1"
+API_PREFIX = "/api/v1"
+
+HEADER_DEVICE = "X-Clinic-Device"
+HEADER_TIMESTAMP = "X-Clinic-Timestamp"
+HEADER_NONCE = "X-Clinic-Nonce"
+HEADER_SIGNATURE = "X-Clinic-Signature"
+HEADER_HUB_TIME = "X-Clinic-Hub-Time"
+
+MAX_CLOCK_DIFFERENCE = timedelta(minutes=5)
+BATCH_CONTENT_TYPE = "application/x-ndjson"
+
+# Upload batches: bounded in records and in uncompressed bytes.
+MAX_BATCH_RECORDS = 1000
+MAX_BATCH_BYTES = 4 * 2**20
+# What the hub accepts in one request body, before and after decompression.
+MAX_REQUEST_BYTES = 8 * 2**20
+MAX_DECOMPRESSED_BYTES = 16 * 2**20
+
+
+# ---- errors ------------------------------------------------------------------------------
+
+# code -> (中文, English). Users see both; scripts match on the code.
+MESSAGES: dict[str, tuple[str, str]] = {
+    "BAD_REQUEST": ("请求格式不正确", "the request is malformed"),
+    "TOO_LARGE": ("请求太大", "the request is too large"),
+    "UNSIGNED": ("请求没有设备签名", "the request carries no device signature"),
+    "UNKNOWN_DEVICE": ("这台设备未在县级平台登记", "this device is not enrolled at the county hub"),
+    "DEVICE_REVOKED": ("这台设备已被县级平台停用", "this device has been revoked by the county"),
+    "BAD_SIGNATURE": ("请求签名无效", "the request signature does not verify"),
+    "STALE_TIMESTAMP": (
+        "请求时间与县级平台时钟相差太大（过期或被重放）",
+        "the request's time is too far from the hub's clock (stale or replayed)",
+    ),
+    "NONCE_REUSED": (
+        "这个请求已经收到过（可能被重放）",
+        "this request was already received (replay)",
+    ),
+    "CODE_UNKNOWN": ("登记码不正确", "the enrollment code is not known"),
+    "CODE_USED": ("登记码已被使用", "the enrollment code was already used"),
+    "CODE_EXPIRED": ("登记码已过期", "the enrollment code has expired"),
+    "SLOT_REVOKED": ("这个设备位已被停用", "this device slot has been revoked"),
+    "DEVICE_ID_MISMATCH": (
+        "设备编号与设备公钥不符",
+        "the device id does not belong to the device's public key",
+    ),
+    "ALREADY_ENROLLED": ("这台设备已经登记过", "this device is already enrolled"),
+    "RECORD_MALFORMED": ("记录格式不正确", "a record is malformed"),
+    "RECORD_FOREIGN": ("批次中含有其他设备的记录", "the batch carries another device's records"),
+    "RECORD_INVALID": ("记录的哈希或签名不正确（被篡改）", "a record's hash or signature is wrong"),
+    "CHAIN_BROKEN": ("记录链断开", "a record does not chain to the one before it"),
+    "LEDGER_WENT_BACKWARDS": (
+        "设备账本倒退（可能从旧备份恢复）",
+        "the device's ledger went backwards (restored from an old backup?)",
+    ),
+    "UNKNOWN_KIND": ("未知的更新类型", "unknown update kind"),
+    "NO_UPDATE": ("县级平台尚未发布此类数据", "the county has published nothing of this kind"),
+    "NOT_FOUND": ("未找到", "not found"),
+    "HUB_UNREACHABLE": ("无法连接县级平台", "the county hub cannot be reached"),
+    "HUB_ERROR": ("县级平台出错", "the county hub failed"),
+    "BAD_RESPONSE": ("县级平台的回答不正确", "the county hub's answer is malformed"),
+    "NOT_ENROLLED": (
+        "本设备尚未登记到县级平台：请运行 clinic enroll",
+        "this device is not enrolled with a county hub: run 'clinic enroll'",
+    ),
+    "BUSY": ("另一次同步正在进行", "another sync is running"),
+}
+
+
+class SyncError(Exception):
+    """A refusal or failure with a stable code, in plain Chinese and English."""
+
+    def __init__(self, code: str, detail: str = "", *, retryable: bool = False):
+        zh, en = MESSAGES.get(code, (code, code))
+        self.code = code
+        self.detail = detail
+        self.message_zh = zh
+        self.message_en = en + (f": {detail}" if detail else "")
+        self.retryable = retryable
+        super().__init__(f"{code}: {self.message_en} / {zh}")
+
+    def to_dict(self) -> dict:
+        return {
+            "code": self.code,
+            "message": self.message_en,
+            "message_zh": self.message_zh,
+            "detail": self.detail,
+        }
+
+
+# ---- canonical JSON and digests --------------------------------------------------------
+
+
+def canonical_json(value: object) -> bytes:
+    """Sorted, compact UTF-8 JSON: the form that is hashed and signed (as in ledger.md)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def key_fingerprint(public_key_b64: str) -> str:
+    """A short, readable fingerprint of a public key, to compare by eye or over the phone."""
+    digest = sha256_hex(b64url_decode(public_key_b64))[:16].upper()
+    return "-".join(digest[i : i + 4] for i in range(0, 16, 4))
+
+
+def load_public_key(public_key_b64: str) -> Ed25519PublicKey:
+    try:
+        return Ed25519PublicKey.from_public_bytes(b64url_decode(public_key_b64))
+    except (ValueError, TypeError) as error:
+        raise SyncError("BAD_REQUEST", f"not an Ed25519 public key ({error})") from None
+
+
+# ---- request signing ---------------------------------------------------------------------
+
+
+def signing_payload(
+    *, method: str, path: str, body_sha256: str, timestamp: str, nonce: str, device_id: str
+) -> bytes:
+    """The bytes a device signs for one request. `path` includes any query string."""
+    return "\n".join(
+        [PROTOCOL, method.upper(), path, body_sha256, timestamp, nonce, device_id]
+    ).encode()
+
+
+def sign_request(
+    private_key: Ed25519PrivateKey,
+    *,
+    device_id: str,
+    method: str,
+    path: str,
+    body: bytes,
+    now: datetime,
+    nonce: str,
+) -> dict[str, str]:
+    """The headers that authenticate one request; `nonce` must be fresh and random."""
+    timestamp = str(int(now.timestamp()))
+    payload = signing_payload(
+        method=method,
+        path=path,
+        body_sha256=sha256_hex(body),
+        timestamp=timestamp,
+        nonce=nonce,
+        device_id=device_id,
+    )
+    return {
+        HEADER_DEVICE: device_id,
+        HEADER_TIMESTAMP: timestamp,
+        HEADER_NONCE: nonce,
+        HEADER_SIGNATURE: b64url(private_key.sign(payload)),
+    }
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """What a request's headers claim, before anything is checked."""
+
+    device_id: str
+    timestamp: str
+    nonce: str
+    signature: str
+
+
+def signed_request_of(headers: Mapping[str, str]) -> SignedRequest:
+    values = [
+        headers.get(h) for h in (HEADER_DEVICE, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)
+    ]
+    if not all(values):
+        raise SyncError("UNSIGNED")
+    device_id, timestamp, nonce, signature = values
+    if not (timestamp.isdigit() and 8 <= len(nonce) <= 64 and len(device_id) <= 64):
+        raise SyncError("BAD_REQUEST", "the signature headers are malformed")
+    return SignedRequest(device_id, timestamp, nonce, signature)
+
+
+def verify_request(
+    public_key: Ed25519PublicKey,
+    claimed: SignedRequest,
+    *,
+    method: str,
+    path: str,
+    body: bytes,
+    now: datetime,
+) -> None:
+    """Raise `SyncError` unless the request is signed by `public_key` and fresh.
+
+    The caller still has to record the nonce (a database does that atomically)."""
+    payload = signing_payload(
+        method=method,
+        path=path,
+        body_sha256=sha256_hex(body),
+        timestamp=claimed.timestamp,
+        nonce=claimed.nonce,
+        device_id=claimed.device_id,
+    )
+    try:
+        public_key.verify(b64url_decode(claimed.signature), payload)
+    except (InvalidSignature, ValueError):
+        raise SyncError("BAD_SIGNATURE") from None
+    sent = datetime.fromtimestamp(int(claimed.timestamp), UTC)
+    if abs(sent - now) > MAX_CLOCK_DIFFERENCE:
+        raise SyncError(
+            "STALE_TIMESTAMP",
+            f"signed at {sent.isoformat()}, the hub's clock reads {now.isoformat()}",
+        )
+
+
+# ---- record batches ----------------------------------------------------------------------
+
+
+def plan_batch(
+    rows: Iterable[tuple[int, str]],
+    *,
+    max_records: int = MAX_BATCH_RECORDS,
+    max_bytes: int = MAX_BATCH_BYTES,
+) -> list[tuple[int, str]]:
+    """The first rows (seq, record JSON) that fit one batch, in order. A single record larger
+    than `max_bytes` still goes, alone: a record must never block the ones after it."""
+    batch: list[tuple[int, str]] = []
+    size = 0
+    for seq, text in rows:
+        length = len(text.encode()) + 1
+        if batch and (len(batch) >= max_records or size + length > max_bytes):
+            break
+        batch.append((seq, text))
+        size += length
+    return batch
+
+
+def encode_batch(record_texts: Iterable[str]) -> bytes:
+    """Records (as their stored JSON text) as gzip-compressed JSON Lines."""
+    data = "".join(text + "\n" for text in record_texts).encode()
+    return gzip.compress(data, compresslevel=6, mtime=0)
+
+
+def decode_batch(
+    body: bytes, content_encoding: str | None, *, limit: int = MAX_DECOMPRESSED_BYTES
+) -> list[object]:
+    """The parsed lines of an upload; refuses a body that inflates past `limit`."""
+    if (content_encoding or "").lower() == "gzip":
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            data = inflater.decompress(body, limit + 1)
+        except zlib.error as error:
+            raise SyncError("BAD_REQUEST", f"the body is not valid gzip ({error})") from None
+        if len(data) > limit or inflater.unconsumed_tail:
+            raise SyncError("TOO_LARGE", f"more than {limit} bytes once decompressed")
+        if not inflater.eof:
+            raise SyncError("BAD_REQUEST", "the gzip body is truncated")
+    elif content_encoding:
+        raise SyncError("BAD_REQUEST", f"unsupported Content-Encoding {content_encoding!r}")
+    else:
+        data = body
+    records: list[object] = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise SyncError("BAD_REQUEST", f"line {number} is not JSON") from None
+    return records
+
+
+# ---- retries -------------------------------------------------------------------------------
+
+
+def backoff_delay(
+    attempt: int, random: Callable[[], float], *, base: float = 30.0, cap: float = 3600.0
+) -> float:
+    """Seconds to wait before retrying after `attempt` consecutive failures (1, 2, …):
+    exponential growth up to `cap`, jittered between half and all of it by `random()` in
+    [0, 1), so that a county's devices coming back online together do not call at once."""
+    if attempt < 1:
+        return 0.0
+    ceiling = min(cap, base * 2 ** min(attempt - 1, 32))
+    return ceiling / 2 + random() * ceiling / 2
+
+
+# ---- time ------------------------------------------------------------------------------------
+
+
+def iso(moment: datetime) -> str:
+    return moment.replace(microsecond=0).isoformat()
+
+
+def parse_time(value: object, what: str) -> datetime:
+    """An aware datetime from ISO text; naive or malformed values are refused."""
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return moment
+    raise SyncError("BAD_REQUEST", f"{what} must be an ISO date-time with a UTC offset")

@@ -1,0 +1,253 @@
+"""The county hub's web console: sign-in, roles (coordinators see their township only),
+CSRF, CSP without script, provisioning, publishing with a diff, reconciliation, CSV."""
+
+import io
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sync_helpers import NOW, FakeClock, enroll, hub_store, new_device, start_hub
+
+from edge import demo as edge_demo
+from sync import agent
+from sync.hub import console_auth, service
+
+PASSWORD = "correct horse 42"
+
+
+@pytest.fixture
+def clock():
+    return FakeClock(NOW)
+
+
+@pytest.fixture
+def hub_dir(tmp_path):
+    return tmp_path / "hub"
+
+
+@pytest.fixture
+def hub(hub_dir, clock, tmp_path):
+    running = start_hub(hub_dir, clock)
+    with hub_store(hub_dir) as store:
+        console_auth.add_user(store, "admin", PASSWORD, "admin", None, NOW)
+        console_auth.add_user(store, "li", PASSWORD, "coordinator", "秣陵街道", NOW)
+        service.provision(store, clinic_code="GL-01", township="谷里街道", now=NOW)
+    device = new_device(tmp_path / "device")
+    enroll(device, hub_dir, running.url, NOW, clinic_code="ML-01", township="秣陵街道")
+    device.settle(NOW)
+    assert agent.sync_once(device.store, device.identity, device.data_dir, NOW)["ok"]
+    running.device_id = device.identity.device_id
+    device.store.close()
+    yield running
+    running.stop()
+
+
+def token(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def signed_in(hub, username: str):
+    client = hub.app.test_client()
+    page = client.get("/console/login").get_data(as_text=True)
+    answer = client.post(
+        "/console/login",
+        data={"username": username, "password": PASSWORD, "csrf_token": token(page)},
+    )
+    assert answer.status_code == 302
+    return client
+
+
+def csrf_of(client, path="/console/") -> str:
+    return token(client.get(path).get_data(as_text=True))
+
+
+class TestSignIn:
+    def test_pages_need_a_signed_in_user(self, hub):
+        answer = hub.app.test_client().get("/console/")
+        assert answer.status_code == 302 and "/console/login" in answer.headers["Location"]
+
+    def test_a_wrong_password_is_refused_without_saying_which_part_was_wrong(self, hub):
+        client = hub.app.test_client()
+        page = client.get("/console/login").get_data(as_text=True)
+        answer = client.post(
+            "/console/login",
+            data={"username": "admin", "password": "nope", "csrf_token": token(page)},
+        )
+        assert answer.status_code == 401
+        assert "wrong user name or password" in answer.get_data(as_text=True)
+
+    def test_repeated_failures_lock_the_user_out(self, hub, hub_dir):
+        with hub_store(hub_dir) as store:
+            for _ in range(console_auth.MAX_FAILURES):
+                with pytest.raises(console_auth.SignInRefused):
+                    console_auth.sign_in(store, "li", "wrong", NOW)
+            with pytest.raises(console_auth.SignInRefused, match="locked"):
+                console_auth.sign_in(store, "li", PASSWORD, NOW)
+            later = NOW + console_auth.LOCKOUT + timedelta(seconds=1)
+            assert console_auth.sign_in(store, "li", PASSWORD, later).township == "秣陵街道"
+
+    def test_passwords_are_kept_as_slow_salted_hashes(self, hub, hub_dir):
+        with hub_store(hub_dir) as store:
+            stored = store.console_user("admin").password_hash
+        assert stored.startswith("scrypt$16384$") and PASSWORD not in stored
+        assert console_auth.hash_password(PASSWORD) != console_auth.hash_password(PASSWORD)
+
+    def test_a_post_without_the_csrf_token_is_refused(self, hub):
+        client = signed_in(hub, "admin")
+        answer = client.post("/console/admin/devices", data={"clinic_code": "X", "township": "Y"})
+        assert answer.status_code == 400
+
+    def test_every_page_forbids_script_and_carries_none(self, hub):
+        client = signed_in(hub, "admin")
+        for path in (
+            "/console/",
+            "/console/reconciliation",
+            "/console/admin/devices",
+            "/console/admin/publish/catalog",
+            f"/console/devices/{hub.device_id}",
+        ):
+            answer = client.get(path)
+            assert answer.status_code == 200, path
+            policy = answer.headers["Content-Security-Policy"]
+            assert "default-src 'none'" in policy and "script-src" not in policy
+            assert "<script" not in answer.get_data(as_text=True)
+
+
+class TestFleet:
+    def test_the_fleet_page_shows_each_clinic_in_both_languages(self, hub):
+        page = signed_in(hub, "admin").get("/console/").get_data(as_text=True)
+        assert "设备状态 Fleet status" in page
+        assert "ML-01" in page and "GL-01" in page and hub.device_id in page
+        assert "待登记 awaiting enrollment" in page
+
+    def test_a_coordinator_sees_only_their_township(self, hub):
+        client = signed_in(hub, "li")
+        page = client.get("/console/?township=谷里街道").get_data(as_text=True)
+        assert "ML-01" in page and "GL-01" not in page
+
+    def test_a_coordinator_cannot_open_admin_pages(self, hub):
+        client = signed_in(hub, "li")
+        assert client.get("/console/admin/devices").status_code == 403
+        assert client.get("/console/admin/publish/policy").status_code == 403
+
+    def test_a_coordinator_cannot_open_a_device_of_another_township(self, hub, hub_dir, tmp_path):
+        other = new_device(tmp_path / "other")
+        enroll(other, hub_dir, hub.url, NOW, clinic_code="GL-02", township="谷里街道")
+        client = signed_in(hub, "li")
+        assert client.get(f"/console/devices/{other.identity.device_id}").status_code == 404
+        assert client.get(f"/console/devices/{hub.device_id}").status_code == 200
+        other.store.close()
+
+    def test_the_settlements_csv_holds_the_uploaded_settlement(self, hub):
+        answer = signed_in(hub, "li").get("/console/export/settlements.csv")
+        lines = answer.get_data(as_text=True).lstrip("\ufeff").splitlines()
+        assert answer.mimetype == "text/csv"
+        assert lines[0].startswith("device_id,seq") and len(lines) == 2
+        assert lines[1].startswith(hub.device_id)
+
+
+class TestAdmin:
+    def test_provisioning_shows_the_code_once_and_revoking_stops_the_device(self, hub, hub_dir):
+        client = signed_in(hub, "admin")
+        page = client.post(
+            "/console/admin/devices",
+            data={
+                "csrf_token": csrf_of(client, "/console/admin/devices"),
+                "action": "provision",
+                "clinic_code": "JN-07",
+                "township": "江宁街道",
+            },
+        ).get_data(as_text=True)
+        code = re.search(r'class="code">([A-Z0-9-]+)<', page).group(1)
+        assert len(code) == 9
+        client.post(
+            "/console/admin/devices",
+            data={
+                "csrf_token": csrf_of(client, "/console/admin/devices"),
+                "action": "revoke",
+                "target": hub.device_id,
+                "reason": "丢失 lost",
+            },
+        )
+        with hub_store(hub_dir) as store:
+            assert store.slot_by_device(hub.device_id).revoked_at is not None
+            assert store.slot_by_code_hash(service.code_hash(code)).clinic_code == "JN-07"
+
+    def test_a_catalog_is_previewed_as_a_diff_then_signed_and_published(self, hub, hub_dir):
+        client = signed_in(hub, "admin")
+        csv_text = Path(edge_demo.__file__).with_name("catalog.csv").read_text(encoding="utf-8")
+        lines = csv_text.splitlines()
+        lines[1] = lines[1].replace(",6.80,", ",7.10,")  # a price change
+        changed = "\n".join(lines[:-1]) + "\n"  # and the last item gone
+        page = client.post(
+            "/console/admin/publish/catalog",
+            data={
+                "csrf_token": csrf_of(client, "/console/admin/publish/catalog"),
+                "step": "preview",
+                "version": "2026.12.1",
+                "expires": "2027-03-01",
+                "file": (io.BytesIO(changed.encode()), "catalog.csv"),
+            },
+            content_type="multipart/form-data",
+        ).get_data(as_text=True)
+        assert "删除 removed 1" in page and "变更 changed 1" in page
+        assert "price: 6.80 → 7.10" in page
+        staged = re.search(r'name="token" value="([^"]+)"', page).group(1)
+        done = client.post(
+            "/console/admin/publish/catalog",
+            data={
+                "csrf_token": csrf_of(client, "/console/admin/publish/catalog"),
+                "step": "publish",
+                "token": staged,
+                "version": "2026.12.1",
+                "expires": "2027-03-01",
+            },
+        )
+        assert done.status_code == 200 and "已签名发布" in done.get_data(as_text=True)
+        with hub_store(hub_dir) as store:
+            assert store.latest_publication("catalog").version == "2026.12.1"
+
+    def test_a_policy_with_a_mismatched_version_is_refused_with_the_reason(self, hub):
+        client = signed_in(hub, "admin")
+        document = edge_demo.load_json("policy.json")
+        import json
+
+        page = client.post(
+            "/console/admin/publish/policy",
+            data={
+                "csrf_token": csrf_of(client, "/console/admin/publish/policy"),
+                "step": "preview",
+                "version": "2027.1",
+                "expires": "2027-03-01",
+                "file": (io.BytesIO(json.dumps(document).encode()), "policy.json"),
+            },
+            content_type="multipart/form-data",
+        )
+        staged = re.search(r'name="token" value="([^"]+)"', page.get_data(as_text=True))
+        answer = client.post(
+            "/console/admin/publish/policy",
+            data={
+                "csrf_token": csrf_of(client, "/console/admin/publish/policy"),
+                "step": "publish",
+                "token": staged.group(1),
+                "version": "2027.1",
+                "expires": "2027-03-01",
+            },
+        )
+        assert answer.status_code == 400
+        assert "says version 2026.1, not 2027.1" in answer.get_data(as_text=True)
+
+    def test_the_reconciliation_page_lists_differences_with_both_amounts(
+        self, hub, hub_dir, tmp_path
+    ):
+        for index in range(2):
+            device = new_device(tmp_path / f"clinic-{index}")
+            enroll(device, hub_dir, hub.url, NOW, clinic_code=f"ML-1{index}", township="秣陵街道")
+            device.settle(NOW, "32011500000501", [("XA10ACE168A001", "5")])
+            agent.sync_once(device.store, device.identity, device.data_dir, NOW)
+            device.store.close()
+        with hub_store(hub_dir) as store:
+            service.reconcile_pending(store, NOW)
+        page = signed_in(hub, "li").get("/console/reconciliation").get_data(as_text=True)
+        assert "SETTLEMENT_DIFFERS" in page and "fund: 0 → 6400" in page
