@@ -17,6 +17,7 @@ from benchmarks.context import BenchContext
 from benchmarks.quote import bench_quote
 from benchmarks.settle import bench_settle
 from benchmarks.sync import bench_sync
+from benchmarks.ui import bench_ui
 
 # Each section is `bench_<name>(ctx) -> dict`; later sections may reuse what earlier
 # ones built (ctx.shared), so the order matters. Add new sections here.
@@ -25,6 +26,7 @@ SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
     "catalog_import": bench_catalog_import,
     "catalog_search": bench_catalog_search,
     "settle": bench_settle,
+    "ui": bench_ui,
     "sync": bench_sync,
 }
 

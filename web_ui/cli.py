@@ -1,5 +1,157 @@
 """`clinic` commands of the terminal UI; `edge.cli` registers every command listed here."""
 
+from pathlib import Path
+
 import click
 
 COMMANDS: list[click.Command] = []
+
+# edge.cli imports this module at its end, after these names exist.
+from edge.cli import data_dir_option, now  # noqa: E402
+
+
+def prepare_demo(data_dir: Path) -> list[str]:
+    """Demo mode: a device identity and the demo county's data, if they are not there yet."""
+    from edge import demo, services
+    from edge.store import SqliteDeviceStore
+
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store = SqliteDeviceStore.open(data_dir, create=True)
+    try:
+        lines = []
+        if store.device() is None:
+            identity = services.init_device(store, data_dir, now())
+            lines.append(f"device identity {identity.device_id} created")
+        lines += list(demo.install(store))
+        return lines
+    finally:
+        store.close()
+
+
+@click.command()
+@data_dir_option
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (keep it local: the terminal's own browser).",
+)
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="0 picks a free port.",
+)
+@click.option("--reader", "reader_url", help="Card reader URL: pcsc://[NAME] or emulated://.")
+@click.option(
+    "--printer",
+    "printer_url",
+    help="Receipt printer: serial port, pyserial URL or emulated:///FILE.bin.",
+)
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Demo county data, demo PINs, emulated reader and printer, tester panel.",
+)
+@click.option("--clinic", "clinic_name", envvar="CLINIC_NAME", help="The clinic's name.")
+@click.option(
+    "--county-key",
+    envvar="CLINIC_COUNTY_KEY",
+    help="The county public key (base64url) that signs e-vouchers.",
+)
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 32))
+@click.option("--no-sync", is_flag=True, help="Do not start the background sync agent.")
+def serve(
+    data_dir: Path,
+    host: str,
+    port: int,
+    reader_url: str | None,
+    printer_url: str | None,
+    demo: bool,
+    clinic_name: str | None,
+    county_key: str | None,
+    threads: int,
+    no_sync: bool,
+) -> None:
+    """Run the terminal UI (waitress) and the sync agent."""
+    from edge.identity import IdentityError
+    from edge.store import StoreError
+    from web_ui import accounts, syncing
+    from web_ui.app import create_app
+
+    config: dict = {"DATA_DIR": data_dir, "DEMO": demo}
+    for key, value in (
+        ("CARD_READER", reader_url),
+        ("PRINTER", printer_url),
+        ("CLINIC_NAME", clinic_name),
+        ("COUNTY_PUBLIC_KEY", county_key),
+    ):
+        if value:
+            config[key] = value
+    try:
+        if demo:
+            for line in prepare_demo(data_dir):
+                click.echo(line)
+        app = create_app(config)
+    except (StoreError, IdentityError) as error:
+        raise click.ClickException(str(error)) from None
+    if demo:
+        click.echo("demo PINs (unless changed on the admin page):")
+        for operator_id, pin in accounts.DEMO_PINS.items():
+            click.echo(f"  {operator_id:<8} {pin}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: listening on {host}, not only this machine", err=True)
+    scheduler = None
+    if not no_sync:
+        scheduler = syncing.start_scheduler(data_dir)
+        if scheduler is None:
+            click.echo("sync agent not available: running without background sync", err=True)
+    from waitress.server import create_server
+
+    server = create_server(app, host=host, port=port, threads=threads, ident="clinic")
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(
+        f"clinic terminal UI on http://{shown}:{server.effective_port}/ (data {data_dir});"
+        " Ctrl-C stops"
+    )
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        click.echo("stopped")
+    finally:
+        server.close()
+        if scheduler is not None and hasattr(scheduler, "shutdown"):
+            scheduler.shutdown()
+
+
+@click.command("set-pin")
+@data_dir_option
+@click.argument("operator_id")
+@click.option(
+    "--pin",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="4 to 8 digits (asked for when not given).",
+)
+def set_pin(data_dir: Path, operator_id: str, pin: str) -> None:
+    """Set an operator's PIN for the terminal UI (the first admin's, for example)."""
+    from edge.store import SqliteDeviceStore, StoreError
+    from web_ui import accounts, schema
+
+    try:
+        store = SqliteDeviceStore.open(data_dir)
+    except StoreError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        schema.apply(store)
+        accounts.set_pin(store, data_dir, operator_id, pin, now=now(), by="cli")
+    except accounts.AccountError as error:
+        raise click.ClickException(f"PIN not set: {error}") from None
+    finally:
+        store.close()
+    click.echo(f"PIN set for {operator_id}")
+
+
+COMMANDS += [serve, set_pin]

@@ -1,0 +1,258 @@
+"""End to end in a real headless browser (Debian's chromium, driven by Playwright) against
+the app behind a real server on a loopback port: sign in, read an emulated card, add items
+by pinyin, check the live split against the quote engine, confirm, reverse, close the day.
+Screenshots of every step at 800×480 go to test-artifacts/web-e2e/."""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from web_support import NOW, Clock, app_config, make_demo_device, served
+
+from edge.demo import load_json
+from edge.documents import catalog_row_from_csv
+from edge.money import format_yuan
+from edge.quote import quote_document
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web-e2e"
+POOR = "32011500000005"  # 陈志强, extreme poverty: the assistance pays what the fund leaves
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def terminal(tmp_path):
+    from web_ui.app import create_app
+
+    data_dir = tmp_path / "device"
+    make_demo_device(data_dir)
+    app = create_app(app_config(data_dir, Clock(), TESTING=False, CARD_WAIT_SECONDS=2.0,
+                                CARD_POLL_MS=200))  # fmt: skip
+    with served(app) as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(
+        viewport={"width": 800, "height": 480}, has_touch=True, locale="zh-CN"
+    )
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    page.problems = []
+    page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: page.problems.append(str(error)))
+    page.on("dialog", lambda dialog: dialog.accept())
+    yield page
+    context.close()
+
+
+def wait_until(page, expression: str, timeout: float = 10.0) -> None:
+    """Poll a JavaScript expression from outside the page (the page's CSP forbids eval)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(f"() => Boolean({expression})"):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        page.wait_for_timeout(50)
+
+
+class Shots:
+    def __init__(self, page, name: str) -> None:
+        self.page, self.folder, self.count = page, ARTIFACTS / name, 0
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+
+    def __call__(self, step: str) -> None:
+        self.count += 1
+        self.page.screenshot(path=self.folder / f"{self.count:02d}-{step}.png")
+
+
+def engine_split(codes_and_quantities: list[tuple[str, str]], diagnoses: list[str]) -> dict:
+    """What `clinic quote` gives for the same visit, from the demo county's own files."""
+    import csv
+    from importlib import resources
+
+    wanted = {code for code, _ in codes_and_quantities}
+    source = resources.files("edge.demo") / "catalog.csv"
+    with resources.as_file(source) as path, open(path, encoding="utf-8") as handle:
+        catalog = [catalog_row_from_csv(r) for r in csv.DictReader(handle) if r["code"] in wanted]
+    person = next(p for p in load_json("roster.json")["persons"] if p["insured_id"] == POOR)
+    year = person["accumulators"]["2026"]
+    document = {
+        "policy": load_json("policy.json"),
+        "catalog": catalog,
+        "person": person,
+        "accumulators": {**year["general"], "assistance_paid": year["assistance_paid"]},
+        "visit": {"date": NOW.date().isoformat(), "visit_type": "general",
+                  "diagnoses": diagnoses,
+                  "lines": [{"code": c, "quantity": q} for c, q in codes_and_quantities],
+                  "use_personal_account": False},
+    }  # fmt: skip
+    return quote_document(json.loads(json.dumps(document)))
+
+
+def test_a_doctor_settles_reverses_and_closes_the_day_in_the_browser(terminal, page):
+    shot = Shots(page, "settle-reverse-close")
+
+    # Sign in on the touch keypad.
+    page.goto(f"{terminal}/signin")
+    page.locator("label.choice", has_text="王医生").tap()
+    for key in "1111":
+        page.locator(f'.keypad button[data-key="{key}"]').tap()
+    shot("signin")
+    page.locator("#signin-submit").tap()
+    page.wait_for_url("**/settle")
+    shot("settle-waiting-for-card")
+
+    # The tester's hands insert 陈志强's card; the settle page reads it by itself.
+    page.goto(f"{terminal}/tester")
+    with page.expect_navigation():
+        page.locator('button[data-card="A32011505"]').tap()
+    shot("tester-card-inserted")
+    page.goto(f"{terminal}/settle")
+    page.wait_for_selector("#patient-name")
+    page.wait_for_selector("#settle[data-ready]")
+    assert page.text_content("#patient-name") == "陈志强"
+    assert "320115********5999" in page.text_content(".patient")
+    shot("patient-read")
+
+    # Diagnosis and items by pinyin initials; the quantity on the touch keypad.
+    page.fill("#diagnosis-search", "jxsh")
+    page.wait_for_selector('#diagnosis-results li[data-code="J06.900"]').tap()
+    page.fill("#item-search", "amxl")
+    page.wait_for_selector('#item-results li[data-code="XJ01CAA040A001"]')
+    shot("item-search-by-pinyin")
+    page.locator('#item-results li[data-code="XJ01CAA040A001"]').tap()
+    page.locator('#lines tr[data-code="XJ01CAA040A001"] input.qty').tap()
+    page.wait_for_selector("#keypad:not([hidden])")
+    page.locator('#keypad button[data-key="5"]').tap()
+    shot("quantity-keypad")
+    page.locator("#keypad-ok").tap()
+    page.fill("#item-search", "ybzlf")
+    page.wait_for_selector("#item-results li[role=option]")
+    page.keyboard.press("Enter")  # the first hit, by keyboard
+    wait_until(
+        page,
+        "document.querySelectorAll('#lines tbody tr').length === 2"
+        " && !document.getElementById('confirm').disabled",
+    )
+    wait_until(
+        page, "[...document.querySelectorAll('#lines .line-amount')].every(c => c.textContent)"
+    )
+    codes = page.eval_on_selector_all("#lines tbody tr", "rows => rows.map(r => r.dataset.code)")
+
+    # The live split is exactly what the quote engine gives for the same visit.
+    expected = engine_split([(codes[0], "5"), (codes[1], "1")], ["J06.900"])
+    assert "error" not in expected
+    for name in ("total", "fund", "assistance", "personal_account", "cash"):
+        shown = page.text_content(f'#split [data-amount="{name}"]')
+        assert shown == format_yuan(expected[name]), name
+    amounts = page.eval_on_selector_all(
+        "#lines tbody .line-amount", "cells => cells.map(c => c.textContent)"
+    )
+    assert amounts == [format_yuan(line["amount"]) for line in expected["lines"]]
+    reasons = page.text_content('#lines tr[data-code="XJ01CAA040A001"] .reasons')
+    assert "超过单次限量" in reasons  # 5 boxes, at most 3 covered per visit
+    shot("live-split")
+
+    # Confirm: the receipt is shown; its QR code on screen.
+    page.locator("#confirm").tap()
+    page.wait_for_url("**/receipt/**")
+    assert "结算完成" in page.text_content("#receipt-title")
+    assert page.text_content('#receipt-split [data-amount="cash"]') == format_yuan(expected["cash"])
+    shot("receipt")
+    with page.expect_navigation():
+        page.locator("#print").tap()
+    page.wait_for_selector(".flash")
+    assert "结算单已打印" in page.text_content(".flashes")
+    with page.expect_navigation():
+        page.locator("#show-qr").tap()
+    wait_until(page, "document.getElementById('receipt-qr').naturalWidth > 0")
+    shot("receipt-qr")
+
+    # Today's settlements, the detail, the reversal with a reason.
+    page.goto(f"{terminal}/records")
+    shot("today")
+    page.locator("#records tbody a").first.tap()
+    assert "已核验" in page.text_content("#verified")
+    page.fill("#reason", "录入错误，患者要求取消")
+    shot("reverse")
+    page.locator("#reverse").tap()
+    page.wait_for_url("**/receipt/**")
+    assert "结算已冲销" in page.text_content("#receipt-title")
+    shot("reversed")
+
+    # The daily close, printable.
+    page.goto(f"{terminal}/close")
+    page.locator("#close-now").tap()
+    page.wait_for_url("**/close/**")
+    report = page.text_content("#close-report")
+    assert "日结报表" in report and "结算 settlements         1" in report
+    assert "冲销 reversals           1" in report
+    shot("daily-close")
+    assert page.problems == []
+
+
+def test_a_rejection_appears_next_to_its_line_and_a_broken_card_in_plain_words(terminal, page):
+    shot = Shots(page, "errors")
+    page.goto(f"{terminal}/signin")
+    page.locator("label.choice", has_text="测试员").click()
+    page.fill("#pin", "4444")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/settle")
+
+    page.goto(f"{terminal}/tester")
+    with page.expect_navigation():
+        page.locator('button[data-card="malformed-tlv"]').click()
+    page.goto(f"{terminal}/settle")
+    page.wait_for_selector(".flash.error")
+    assert "读卡失败：卡内数据格式损坏（TLV）" in page.text_content(".flashes")
+    shot("broken-card")
+
+    page.goto(f"{terminal}/tester")
+    with page.expect_navigation():
+        page.locator('button[data-card="A32011517"]').click()  # suspended
+    page.goto(f"{terminal}/settle")
+    page.wait_for_selector("#patient-name")
+    page.wait_for_selector("#settle[data-ready]")
+    assert "今日不享受医保待遇" in page.text_content("#eligibility")
+    page.fill("#item-search", "NOSUCHCODE")
+    page.wait_for_selector("#item-results li.none")
+    page.keyboard.press("Enter")  # a code typed by hand
+    page.wait_for_selector("#lines tr.has-error")
+    assert page.text_content("#lines tr.has-error .line-error") == "目录中没有这个项目。"
+    assert page.locator("#confirm").is_disabled()
+    shot("unknown-item")
+
+    page.locator("#lines tr.has-error button.remove").click()
+    page.fill("#item-search", "amxl")
+    page.wait_for_selector("#item-results li[role=option]")
+    page.keyboard.press("Enter")
+    page.wait_for_selector('#warnings li[data-code="NOT_ELIGIBLE"]')
+    assert page.text_content('#split [data-amount="cash"]') == page.text_content(
+        '#split [data-amount="total"]'
+    )
+    shot("suspended-all-cash")
+    assert page.problems == ["Failed to load resource: the server responded with a status of"
+                             " 422 (UNPROCESSABLE ENTITY)"]  # fmt: skip

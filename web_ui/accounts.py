@@ -1,0 +1,281 @@
+"""Operators of the terminal UI: PINs as slow hashes, sign-in with lockout, management.
+
+A PIN is stored as `scrypt$<log2 N>$<r>$<p>$<salt>$<hash>` (hashlib.scrypt, a random
+16-byte salt per operator). After `MAX_FAILURES` wrong PINs in a row the operator is
+locked out for a while, and the lockout is recorded in the ledger as a signed event.
+`now` is always an argument.
+"""
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from edge import services
+from edge.identity import IdentityError
+from edge.store import SqliteDeviceStore
+
+ROLES = ("doctor", "coordinator", "admin", "tester")
+MAX_FAILURES = 5
+DEFAULT_COST = 14  # log2 of scrypt's N: 16 MiB of memory, tens of milliseconds
+PIN_PATTERN = re.compile(r"[0-9]{4,8}")
+OPERATOR_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+# Demo mode only: printed by `clinic serve --demo`.
+DEMO_PINS = {"doc01": "1111", "coord01": "2222", "admin01": "3333", "test01": "4444"}
+
+
+class AccountError(Exception):
+    """A refused account operation; `code` picks the message shown to the operator."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def hash_pin(pin: str, cost: int = DEFAULT_COST) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(pin.encode(), salt=salt, n=2**cost, r=8, p=1, dklen=32)
+    return f"scrypt${cost}$8$1${_b64(salt)}${_b64(digest)}"
+
+
+def pin_matches(pin: str, stored: str) -> bool:
+    try:
+        scheme, cost, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(
+            pin.encode(),
+            salt=base64.b64decode(salt),
+            n=2 ** int(cost),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+            maxmem=2**28,
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def check_pin_format(pin: str) -> None:
+    if not PIN_PATTERN.fullmatch(pin or ""):
+        raise AccountError("BAD_PIN_FORMAT")
+
+
+@dataclass(frozen=True)
+class Operator:
+    operator_id: str
+    name: str
+    role: str
+    active: bool
+    has_pin: bool
+    failed_attempts: int
+    locked_until: str | None
+
+    def locked_at(self, now: datetime) -> bool:
+        return self.locked_until is not None and datetime.fromisoformat(self.locked_until) > now
+
+
+_COLUMNS = "operator_id, name, role, active, pin_hash IS NOT NULL, failed_attempts, locked_until"
+
+
+def _operator(row) -> Operator:
+    operator_id, name, role, active, has_pin, failed, locked = row
+    return Operator(operator_id, name, role, bool(active), bool(has_pin), failed, locked)
+
+
+def operators(store: SqliteDeviceStore) -> list[Operator]:
+    rows = store.db.execute(f"SELECT {_COLUMNS} FROM operator ORDER BY role, operator_id")
+    return [_operator(row) for row in rows]
+
+
+def get_operator(store: SqliteDeviceStore, operator_id: str) -> Operator | None:
+    row = store.db.execute(
+        f"SELECT {_COLUMNS} FROM operator WHERE operator_id = ?", [operator_id]
+    ).fetchone()
+    return None if row is None else _operator(row)
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """What a sign-in attempt gave: the operator, or why not (`error`, attempts left)."""
+
+    operator: Operator | None
+    error: str | None = None
+    attempts_left: int | None = None
+    locked_until: str | None = None
+
+
+def sign_in(
+    store: SqliteDeviceStore,
+    data_dir: Path,
+    operator_id: str,
+    pin: str,
+    *,
+    now: datetime,
+    lockout: timedelta,
+) -> SignIn:
+    """Check a PIN. Wrong PINs count towards a lockout; the lockout is a signed event."""
+    operator = get_operator(store, operator_id)
+    if operator is None or not operator.active:
+        return SignIn(None, "UNKNOWN_OPERATOR")
+    if operator.locked_at(now):
+        return SignIn(None, "LOCKED_OUT", locked_until=operator.locked_until)
+    (stored,) = store.db.execute(
+        "SELECT pin_hash FROM operator WHERE operator_id = ?", [operator_id]
+    ).fetchone()
+    if stored is None:
+        return SignIn(None, "NO_PIN")
+    if pin_matches(pin, stored):
+        with store.write_transaction():
+            store.db.execute(
+                "UPDATE operator SET failed_attempts = 0, locked_until = NULL"
+                " WHERE operator_id = ?",
+                [operator_id],
+            )
+        return SignIn(get_operator(store, operator_id))
+    with store.write_transaction():
+        (failures,) = store.db.execute(
+            "UPDATE operator SET failed_attempts = failed_attempts + 1 WHERE operator_id = ?"
+            " RETURNING failed_attempts",
+            [operator_id],
+        ).fetchone()
+        locked_until = None
+        if failures >= MAX_FAILURES:
+            locked_until = (now + lockout).replace(microsecond=0).isoformat()
+            store.db.execute(
+                "UPDATE operator SET failed_attempts = 0, locked_until = ? WHERE operator_id = ?",
+                [locked_until, operator_id],
+            )
+    if locked_until is None:
+        return SignIn(None, "WRONG_PIN", attempts_left=MAX_FAILURES - failures)
+    _record(
+        store,
+        data_dir,
+        now,
+        {
+            "event": "operator_locked_out",
+            "operator": operator_id,
+            "failures": failures,
+            "locked_until": locked_until,
+        },
+    )
+    return SignIn(None, "LOCKED_OUT", locked_until=locked_until)
+
+
+def _record(store: SqliteDeviceStore, data_dir: Path, now: datetime, event: dict) -> bool:
+    """A signed audit event; False when the device has no usable identity to sign with."""
+    try:
+        identity = services.load_identity(store, data_dir)
+    except IdentityError:
+        return False
+    services.record_event(store, identity, event, now)
+    return True
+
+
+# ---- management (admin) ------------------------------------------------------------------
+
+
+def set_pin(
+    store: SqliteDeviceStore,
+    data_dir: Path,
+    operator_id: str,
+    pin: str,
+    *,
+    now: datetime,
+    by: str,
+    cost: int = DEFAULT_COST,
+) -> None:
+    """Set or reset an operator's PIN (which also lifts a lockout), as a signed event."""
+    check_pin_format(pin)
+    if get_operator(store, operator_id) is None:
+        raise AccountError("UNKNOWN_OPERATOR", operator_id)
+    hashed = hash_pin(pin, cost)
+    with store.write_transaction():
+        store.db.execute(
+            "UPDATE operator SET pin_hash = ?, failed_attempts = 0, locked_until = NULL"
+            " WHERE operator_id = ?",
+            [hashed, operator_id],
+        )
+    _record(
+        store, data_dir, now, {"event": "operator_pin_set", "operator": by, "target": operator_id}
+    )
+
+
+def add_operator(
+    store: SqliteDeviceStore,
+    data_dir: Path,
+    operator_id: str,
+    name: str,
+    role: str,
+    pin: str,
+    *,
+    now: datetime,
+    by: str,
+    cost: int = DEFAULT_COST,
+) -> None:
+    if not OPERATOR_ID_PATTERN.fullmatch(operator_id or ""):
+        raise AccountError("BAD_OPERATOR_ID", operator_id)
+    if not (name or "").strip():
+        raise AccountError("BAD_NAME")
+    if role not in ROLES:
+        raise AccountError("BAD_ROLE", role)
+    check_pin_format(pin)
+    if get_operator(store, operator_id) is not None:
+        raise AccountError("OPERATOR_EXISTS", operator_id)
+    store.add_operator(operator_id, name.strip(), role)
+    _record(
+        store,
+        data_dir,
+        now,
+        {"event": "operator_added", "operator": by, "target": operator_id, "role": role},
+    )
+    set_pin(store, data_dir, operator_id, pin, now=now, by=by, cost=cost)
+
+
+def set_active(
+    store: SqliteDeviceStore,
+    data_dir: Path,
+    operator_id: str,
+    active: bool,
+    *,
+    now: datetime,
+    by: str,
+) -> None:
+    """Disable (or enable again) an operator; an admin cannot disable themself."""
+    if get_operator(store, operator_id) is None:
+        raise AccountError("UNKNOWN_OPERATOR", operator_id)
+    if operator_id == by and not active:
+        raise AccountError("CANNOT_DISABLE_SELF")
+    with store.write_transaction():
+        store.db.execute(
+            "UPDATE operator SET active = ? WHERE operator_id = ?", [int(active), operator_id]
+        )
+    event = "operator_enabled" if active else "operator_disabled"
+    _record(store, data_dir, now, {"event": event, "operator": by, "target": operator_id})
+
+
+def install_demo_pins(store: SqliteDeviceStore, cost: int = DEFAULT_COST) -> dict[str, str]:
+    """Demo mode: give the demo operators that have no PIN yet their demo PIN."""
+    given = {}
+    for operator_id, pin in DEMO_PINS.items():
+        operator = get_operator(store, operator_id)
+        if operator is not None and not operator.has_pin:
+            with store.write_transaction():
+                store.db.execute(
+                    "UPDATE operator SET pin_hash = ? WHERE operator_id = ?",
+                    [hash_pin(pin, cost), operator_id],
+                )
+            given[operator_id] = pin
+    return given

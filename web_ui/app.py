@@ -1,0 +1,228 @@
+"""The clinic terminal's web UI: `create_app(test_config=None)` (config keys: README.md)."""
+
+import os
+import secrets
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from flask import Flask, g, jsonify, render_template, request, session
+from flask_babel import Babel
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from edge import services
+from edge.identity import IdentityError
+from edge.store import DATABASE_FILE, SqliteDeviceStore, StoreError, connect
+from web_ui import accounts, schema
+from web_ui.hardware import Hardware
+
+LANGUAGES = ("zh", "en")
+SECRET_FILE = "web-ui-secret.key"
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+}
+
+csrf = CSRFProtect()
+babel = Babel()
+
+
+def clinic_now() -> datetime:
+    """The one place the UI reads the clock (tests give `CLOCK`)."""
+    return datetime.now(services.CLINIC_TZ)
+
+
+def default_config(data_dir: Path | None) -> dict:
+    return {
+        "DATA_DIR": data_dir,
+        "DEMO": False,
+        "CARD_READER": None,
+        "PRINTER": None,
+        "CLINIC_NAME": os.environ.get("CLINIC_NAME", "村卫生室 Village clinic"),
+        "COUNTY_PUBLIC_KEY": None,
+        "PAPER": "58",
+        "CLOCK": clinic_now,
+        "SESSION_IDLE_MINUTES": 15,
+        "LOCKOUT_MINUTES": 15,
+        "PIN_HASH_COST": accounts.DEFAULT_COST,
+        "CARD_WAIT_SECONDS": 5.0,
+        "CARD_POLL_MS": 1000,
+        "DIAGNOSES_CSV": None,
+        "BABEL_DEFAULT_LOCALE": "zh",
+        "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",
+        "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Strict",
+        "MAX_CONTENT_LENGTH": 256 * 1024,
+    }
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """The terminal UI for the device whose data is in `DATA_DIR` (which must exist)."""
+    app = Flask(__name__)
+    config = dict(test_config or {})
+    data_dir = config.get("DATA_DIR") or os.environ.get("CLINIC_DATA_DIR")
+    if not data_dir:
+        raise StoreError("DATA_DIR is not set: give --data-dir or $CLINIC_DATA_DIR")
+    data_dir = Path(data_dir)
+    app.config.update(default_config(data_dir))
+    if config.get("DEMO"):
+        app.config.update(
+            CARD_READER="emulated://",
+            PRINTER=f"emulated://{(data_dir / 'receipts.bin').resolve()}",
+        )
+        from drivers.demo_county_key import DEMO_COUNTY_PUBLIC_KEY_B64
+
+        app.config["COUNTY_PUBLIC_KEY"] = DEMO_COUNTY_PUBLIC_KEY_B64
+    app.config.update(config)
+    app.config["DATA_DIR"] = data_dir
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=app.config["SESSION_IDLE_MINUTES"])
+    _prepare_store(app)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _secret_key(data_dir)
+    app.extensions["clinic_hardware"] = Hardware(app.config["CARD_READER"], app.config["PRINTER"])
+
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=_locale)
+    app.teardown_appcontext(_close_store)
+    app.after_request(_security_headers)
+    _error_handlers(app)
+
+    from web_ui import admin, auth, records, settle, status, tester
+
+    for module in (auth, settle, records, status, tester, admin):
+        app.register_blueprint(module.bp)
+    auth.install(app)
+    return app
+
+
+def _secret_key(data_dir: Path) -> bytes:
+    """A session key kept in the data directory (mode 0600), so restarts keep sessions."""
+    path = data_dir / SECRET_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def _prepare_store(app: Flask) -> None:
+    """Migrate the device store (edge's set, then ours) and load the diagnosis list."""
+    store = SqliteDeviceStore.open(app.config["DATA_DIR"])
+    try:
+        schema.apply(store)
+        source = app.config["DIAGNOSES_CSV"] or schema.packaged_diagnoses()
+        schema.load_diagnoses(store, schema.read_diagnoses(Path(source)))
+        if app.config["DEMO"]:
+            accounts.install_demo_pins(store, app.config["PIN_HASH_COST"])
+    finally:
+        store.close()
+
+
+def get_store() -> SqliteDeviceStore:
+    """This request's connection to the device store (closed when the request ends)."""
+    if "store" not in g:
+        from flask import current_app
+
+        path = Path(current_app.config["DATA_DIR"]) / DATABASE_FILE
+        g.store = SqliteDeviceStore(connect(path))
+    return g.store
+
+
+def _close_store(_exc: BaseException | None) -> None:
+    store = g.pop("store", None)
+    if store is not None:
+        store.close()
+
+
+def _locale() -> str:
+    lang = session.get("lang")
+    return lang if lang in LANGUAGES else "zh"
+
+
+def _security_headers(response):
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if not request.path.startswith("/static/"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.is_json
+
+
+def error_response(status: int, message: str, code: str):
+    if wants_json():
+        return jsonify({"error": {"code": code, "message": message, "field": "form"}}), status
+    return render_template("error.html", message=message, code=code, status=status), status
+
+
+def _error_handlers(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError):
+        return error_response(
+            400,
+            _("The form has expired or was not sent by this terminal: reload the page."),
+            "CSRF",
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        messages = {
+            403: _("Your role may not open this page."),
+            404: _("There is no such page or record."),
+            405: _("This page does not take that kind of request."),
+            413: _("The request is too large."),
+        }
+        return error_response(
+            error.code or 500,
+            messages.get(error.code, _("The request was refused.")),
+            f"HTTP_{error.code}",
+        )
+
+    @app.errorhandler(IdentityError)
+    def identity_error(error: IdentityError):
+        app.logger.error("device identity: %s", error)
+        return error_response(
+            503,
+            _(
+                "The device key is missing or wrong: settlement is stopped. Call the"
+                " county administrator. (%(detail)s)",
+                detail=str(error),
+            ),
+            "IDENTITY",
+        )
+
+    @app.errorhandler(StoreError)
+    def store_error(error: StoreError):
+        return error_response(503, str(error), "STORE")
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        app.logger.exception("unexpected error")
+        return error_response(
+            500,
+            _("Something went wrong. Nothing was settled by this request; try again."),
+            "INTERNAL",
+        )

@@ -1,0 +1,122 @@
+"""Look-ups the pages need beyond `SqliteDeviceStore`'s own methods (and the one small
+write of the UI's own table of used e-vouchers)."""
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge.ledger import b64url_decode, canonical, genesis_hash
+from edge.pinyin import search_key
+from edge.store import KEY_CODE, KEY_INITIALS, KEY_NAME, KEY_PINYIN, SqliteDeviceStore, prefix_range
+
+_DIAGNOSIS_SQL = (
+    "SELECT m.kind, d.code, d.name FROM ("
+    + " UNION ALL ".join(
+        f"SELECT * FROM (SELECT kind, key, code FROM diagnosis_search WHERE kind = {kind}"
+        " AND key >= :low AND key < :high ORDER BY key LIMIT :limit)"
+        for kind in (KEY_CODE, KEY_NAME, KEY_INITIALS, KEY_PINYIN)
+    )
+    + ") AS m JOIN diagnosis AS d ON d.code = m.code ORDER BY m.kind, length(m.key), m.key"
+)
+
+
+def search_diagnoses(store: SqliteDeviceStore, query: str, limit: int = 12) -> list[dict]:
+    """Diagnoses whose ICD code, Chinese name, pinyin initials or pinyin start with `query`."""
+    key = search_key(query)
+    if not key:
+        return []
+    low, high = prefix_range(key)
+    hits, seen = [], set()
+    for _kind, code, name in store.db.execute(
+        _DIAGNOSIS_SQL, {"low": low, "high": high, "limit": limit}
+    ):
+        if code not in seen:
+            seen.add(code)
+            hits.append({"code": code, "name": name})
+    return hits[:limit]
+
+
+def diagnosis_names(store: SqliteDeviceStore, codes) -> dict[str, str]:
+    wanted = sorted(set(codes))
+    if not wanted:
+        return {}
+    rows = store.db.execute(
+        f"SELECT code, name FROM diagnosis WHERE code IN ({', '.join('?' * len(wanted))})",
+        wanted,
+    )
+    return dict(rows.fetchall())
+
+
+@dataclass(frozen=True)
+class Row:
+    """A settlement or reversal of the day, with the patient's name from the roster."""
+
+    record: dict
+    name: str
+    reversed_by: int | None
+
+
+def records_of_day(store: SqliteDeviceStore, day: str, query: str = "", limit: int = 200):
+    """The day's settlements and reversals, newest first; `query` matches the patient's
+    name, insured number, a transaction id or a seq."""
+    sql = (
+        "SELECT l.record, coalesce(p.name, ''), r.seq FROM ledger AS l"
+        " LEFT JOIN person AS p ON p.insured_id = l.insured_id"
+        " LEFT JOIN ledger AS r ON r.reverses = l.tx_id"
+        " WHERE l.day = ? AND l.kind IN ('settlement', 'reversal')"
+    )
+    params: list = [day]
+    query = query.strip()
+    if query:
+        sql += (
+            " AND (p.name LIKE ? OR l.insured_id LIKE ? OR l.tx_id LIKE ?"
+            " OR CAST(l.seq AS TEXT) = ?)"
+        )
+        like = f"%{query}%"
+        params += [like, f"{query}%", f"{query}%", query]
+    sql += " ORDER BY l.seq DESC LIMIT ?"
+    params.append(limit)
+    return [Row(json.loads(text), name, rev) for text, name, rev in store.db.execute(sql, params)]
+
+
+def record_by_seq(store: SqliteDeviceStore, seq: int) -> dict | None:
+    row = store.db.execute("SELECT record FROM ledger WHERE seq = ?", [seq]).fetchone()
+    return None if row is None else json.loads(row[0])
+
+
+def person_name(store: SqliteDeviceStore, insured_id: str) -> str:
+    row = store.db.execute("SELECT name FROM person WHERE insured_id = ?", [insured_id]).fetchone()
+    return row[0] if row else ""
+
+
+def record_is_genuine(store: SqliteDeviceStore, record: dict, public_key: Ed25519PublicKey) -> bool:
+    """This one record: its hash matches its content, the device's key signed it, and it
+    links to the record before it (the whole chain is checked on the status page)."""
+    data = canonical(record)
+    if record.get("hash") != hashlib.sha256(data).hexdigest():
+        return False
+    try:
+        public_key.verify(b64url_decode(str(record.get("sig", ""))), data)
+    except (InvalidSignature, ValueError):
+        return False
+    if record["seq"] == 1:
+        return record.get("prev_hash") == genesis_hash(public_key)
+    previous = record_by_seq(store, record["seq"] - 1)
+    return previous is not None and previous.get("hash") == record.get("prev_hash")
+
+
+def last_close(store: SqliteDeviceStore) -> dict | None:
+    seq = store.last_seq_of_kind("daily_close")
+    return record_by_seq(store, seq) if seq else None
+
+
+def mark_voucher_used(store: SqliteDeviceStore, nonce: str, insured_id: str, at: str) -> bool:
+    """Remember a scanned e-voucher; False when it was used before."""
+    with store.write_transaction():
+        cursor = store.db.execute(
+            "INSERT OR IGNORE INTO used_voucher VALUES (?, ?, ?)", [nonce, insured_id, at]
+        )
+        return cursor.rowcount == 1

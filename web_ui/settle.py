@@ -1,0 +1,282 @@
+"""Settling a visit: identify the patient (card or e-voucher), build the visit with live
+quotes, confirm. Thin: the services settle, the presenters format."""
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import gettext as _
+
+from drivers.cards import CardError
+from drivers.vouchers import VoucherError, load_public_key, verify_voucher
+from edge import services
+from edge.documents import visit_from_json
+from edge.money import format_yuan
+from edge.rules import VISIT_TYPES, Rejection, Visit
+from web_ui import messages, presenters, queries, syncing
+from web_ui.app import get_store
+from web_ui.auth import now, require
+from web_ui.risk import review_forecast
+
+bp = Blueprint("settle", __name__)
+SETTLERS = ("doctor", "tester")
+
+
+def hardware():
+    return current_app.extensions["clinic_hardware"]
+
+
+def county_key() -> str | None:
+    """The key e-vouchers are checked against: configured, else pinned at enrollment."""
+    return current_app.config["COUNTY_PUBLIC_KEY"] or syncing.county_public_key(get_store())
+
+
+def current_patient() -> str | None:
+    return (session.get("patient") or {}).get("insured_id")
+
+
+@bp.get("/settle")
+@require(*SETTLERS)
+def page():
+    store = get_store()
+    moment = now()
+    insured_id = current_patient()
+    patient = None
+    if insured_id is not None:
+        patient = patient_panel(store, insured_id, moment.date())
+        if patient is None:
+            session.pop("patient", None)
+    forecast = review_forecast(store, moment, insured_id)
+    return render_template(
+        "settle.html",
+        patient=patient,
+        source=(session.get("patient") or {}).get("via"),
+        review=presenters.review_messages(forecast),
+        visit_types=[(v, str(messages.VISIT_TYPES[v])) for v in VISIT_TYPES],
+        poll_ms=current_app.config["CARD_POLL_MS"],
+        has_reader=bool(current_app.config["CARD_READER"]),
+        has_voucher_key=bool(county_key()),
+    )
+
+
+def patient_panel(store, insured_id: str, today) -> dict | None:
+    entry = store.insured_person(insured_id, with_accumulators=False)
+    if entry is None:
+        return None
+    accumulators = {v: store.accumulators(insured_id, today.year, v) for v in VISIT_TYPES}
+    names = queries.diagnosis_names(store, [c.disease_code for c in entry.person.chronic_certs])
+    return presenters.patient_panel(entry, store.current_policy(), accumulators, today, names)
+
+
+def _choose_patient(insured_id: str, via: str) -> bool:
+    if get_store().insured_person(insured_id, with_accumulators=False) is None:
+        flash(f"{messages.REJECTIONS['UNKNOWN_PERSON']} ({insured_id})", "error")
+        return False
+    session["patient"] = {"insured_id": insured_id, "via": via}
+    return True
+
+
+@bp.post("/settle/card")
+@require(*SETTLERS)
+def read_card():
+    """Read the card in the reader (the page posts this by itself when one is inserted)."""
+    try:
+        card = hardware().read(now().date(), current_app.config["CARD_WAIT_SECONDS"])
+    except CardError as error:
+        flash(
+            _("Card not read: %(message)s", message=messages.localized(error)) + f" [{error.code}]",
+            "error",
+        )
+        return redirect(url_for("settle.page"))
+    if _choose_patient(card.insured_id, "card"):
+        session["patient"]["card_no"] = card.card_no
+    return redirect(url_for("settle.page"))
+
+
+@bp.post("/settle/voucher")
+@require(*SETTLERS)
+def scan_voucher():
+    """An e-voucher QR scanned into the field (scanners type like a keyboard) or pasted."""
+    key_text = county_key()
+    token = request.form.get("token", "").strip()
+    if not key_text:
+        flash(
+            _(
+                "E-vouchers cannot be checked: this terminal has no county key yet"
+                " (enroll it first)."
+            ),
+            "error",
+        )
+        return redirect(url_for("settle.page"))
+    moment = now()
+    try:
+        voucher = verify_voucher(token, load_public_key(key_text), moment)
+    except VoucherError as error:
+        flash(
+            _("E-voucher refused: %(message)s", message=messages.localized(error))
+            + f" [{error.code}]",
+            "error",
+        )
+        return redirect(url_for("settle.page"))
+    if not queries.mark_voucher_used(
+        get_store(), voucher.nonce, voucher.insured_id, moment.isoformat()
+    ):
+        flash(str(messages.VOUCHER_USED) + " [VOUCHER_USED]", "error")
+        return redirect(url_for("settle.page"))
+    _choose_patient(voucher.insured_id, "voucher")
+    return redirect(url_for("settle.page"))
+
+
+@bp.post("/settle/clear")
+@require(*SETTLERS)
+def clear():
+    session.pop("patient", None)
+    return redirect(url_for("settle.page"))
+
+
+@bp.get("/api/card")
+@require(*SETTLERS)
+def card_state():
+    state = hardware().card_state()
+    answer = {
+        "present": state.present,
+        "insertions": state.insertions,
+        "patient": current_patient() is not None,
+    }
+    if state.error is not None:
+        answer["error"] = {"code": state.error.code, "message": messages.localized(state.error)}
+    return jsonify(answer)
+
+
+@bp.get("/api/catalog")
+@require(*SETTLERS)
+def search_catalog():
+    hits = get_store().search_catalog(request.args.get("q", "")[:64], limit=12)
+    return jsonify(
+        [
+            {
+                "code": h.code,
+                "name": h.name,
+                "spec": h.spec,
+                "unit": h.unit,
+                "class": h.item_class,
+                "price": f"¥{h.price}",
+                "matched": h.matched,
+            }
+            for h in hits
+        ]
+    )
+
+
+@bp.get("/api/diagnoses")
+@require(*SETTLERS)
+def search_diagnoses():
+    return jsonify(queries.search_diagnoses(get_store(), request.args.get("q", "")[:64]))
+
+
+def _visit(today) -> Visit:
+    """The visit the page sends (JSON); the date is always today's, set here."""
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise Rejection("BAD_INPUT", "visit must be a JSON object")
+    return visit_from_json(
+        {
+            "date": today.isoformat(),
+            "visit_type": payload.get("visit_type"),
+            "diagnoses": payload.get("diagnoses") or [],
+            "lines": payload.get("lines"),
+            "use_personal_account": payload.get("use_personal_account") is True,
+        }
+    )
+
+
+def _no_patient():
+    return jsonify(
+        {
+            "ok": False,
+            "errors": [
+                {
+                    "code": "NO_PATIENT",
+                    "field": "patient",
+                    "message": _("Read the patient's card or scan the e-voucher first."),
+                }
+            ],
+        }
+    ), 422
+
+
+def _line_items(store, visit: Visit) -> list[dict]:
+    items = store.catalog_items(line.code for line in visit.lines)
+    return [
+        {
+            "name": items[line.code].name,
+            "unit": items[line.code].unit,
+            "price": str(items[line.code].price),
+            "quantity": str(line.quantity),
+        }
+        if line.code in items
+        else {"quantity": str(line.quantity)}
+        for line in visit.lines
+    ]
+
+
+@bp.post("/api/quote")
+@require(*SETTLERS)
+def quote():
+    """The live preview: what confirming this visit now would give."""
+    insured_id = current_patient()
+    if insured_id is None:
+        return _no_patient()
+    store = get_store()
+    try:
+        visit = _visit(now().date())
+        settlement = services.quote_visit(store, insured_id, visit)
+    except Rejection as rejection:
+        return jsonify({"ok": False, "errors": [messages.rejection_json(rejection)]}), 422
+    view = presenters.settlement_view(settlement.to_dict(), _line_items(store, visit))
+    if settlement.total > services.MAX_VISIT_TOTAL:
+        view["errors"] = [messages.rejection_json(Rejection("AMOUNT_TOO_LARGE", ""))]
+    return jsonify({"ok": True, **view})
+
+
+@bp.post("/api/settle")
+@require(*SETTLERS)
+def confirm():
+    """Settle and record the visit; the page then shows the receipt."""
+    insured_id = current_patient()
+    if insured_id is None:
+        return _no_patient()
+    store = get_store()
+    moment = now()
+    try:
+        visit = _visit(moment.date())
+        recorded = services.settle_visit(
+            store,
+            services.load_identity(store, current_app.config["DATA_DIR"]),
+            insured_id=insured_id,
+            visit=visit,
+            operator=g.operator.operator_id,
+            now=moment,
+        )
+    except Rejection as rejection:
+        return jsonify({"ok": False, "errors": [messages.rejection_json(rejection)]}), 422
+    session.pop("patient", None)
+    record = recorded.record
+    return jsonify(
+        {
+            "ok": True,
+            "tx_id": record["tx_id"],
+            "seq": record["seq"],
+            "total": format_yuan(recorded.settlement.total),
+            "needs_review": presenters.review_messages(recorded.needs_review),
+            "receipt_url": url_for("records.receipt", tx_id=record["tx_id"]),
+        }
+    )

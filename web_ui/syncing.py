@@ -1,0 +1,85 @@
+"""The sync agent as the UI uses it: `sync.agent`'s enroll, sync_once and sync_status.
+
+When `sync.agent` cannot be imported (a build without it) every call answers
+`SyncUnavailable`, which the pages show as "sync not available"; nothing else changes.
+"""
+
+from datetime import datetime
+from pathlib import Path
+
+from edge.identity import DeviceIdentity
+from edge.store import SqliteDeviceStore
+
+
+class SyncUnavailable(Exception):
+    """The sync agent is not part of this build."""
+
+
+def _agent():
+    try:
+        from sync import agent
+    except ImportError as error:
+        raise SyncUnavailable(str(error)) from None
+    return agent
+
+
+def available() -> bool:
+    try:
+        _agent()
+    except SyncUnavailable:
+        return False
+    return True
+
+
+def status(store: SqliteDeviceStore, now: datetime) -> dict:
+    return _agent().sync_status(store, now)
+
+
+def county_public_key(store: SqliteDeviceStore) -> str | None:
+    """The county key the device pinned at enrollment (base64url), None before that."""
+    try:
+        from sync import agent_state
+
+        enrollment = agent_state.enrollment(store)
+    except (ImportError, AttributeError):
+        return None
+    except Exception:  # no enrollment table yet: the agent has never run
+        return None
+    return enrollment.county_public_key if enrollment is not None else None
+
+
+def error_message(error, locale_is_english: bool) -> str:
+    """A sync error (an exception or an error dict of a report) in the operator's language."""
+    if isinstance(error, dict):
+        zh, en = error.get("message_zh"), error.get("message")
+    else:
+        zh, en = getattr(error, "message_zh", None), getattr(error, "message_en", None)
+    text = (en if locale_is_english else zh) or en or zh or str(error)
+    code = error.get("code") if isinstance(error, dict) else getattr(error, "code", None)
+    return f"{text} [{code}]" if code else text
+
+
+def sync_now(
+    store: SqliteDeviceStore, identity: DeviceIdentity, data_dir: Path, now: datetime
+) -> dict:
+    return _agent().sync_once(store, identity, data_dir, now)
+
+
+def enroll(
+    store: SqliteDeviceStore,
+    identity: DeviceIdentity,
+    data_dir: Path,
+    hub_url: str,
+    code: str,
+    now: datetime,
+) -> dict:
+    return _agent().enroll(store, identity, data_dir, hub_url, code, now)
+
+
+def start_scheduler(data_dir: Path):
+    """Start the background sync job; None when the agent is not available."""
+    try:
+        agent = _agent()
+    except SyncUnavailable:
+        return None
+    return agent.start_scheduler(data_dir)
