@@ -270,19 +270,54 @@ def _iso(value: date | None) -> str | None:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("demo-data"),
     show_default=True,
-    help="Where the demo device keeps its data.",
+    help="Where the demo device keeps its data (the demo hub's is DATA_DIR/hub).",
 )
-def demo(data_dir: Path) -> None:
-    """The embedded default: demo county data, visits settled into the signed ledger."""
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="The terminal UI's port (0: any free port).")  # fmt: skip
+@click.option("--hub-port", default=8090, show_default=True, type=click.IntRange(0, 65535),
+              help="The local county hub's port.")  # fmt: skip
+@click.option("--walkthrough", is_flag=True,
+              help="Settle sample visits, sync them to the hub and exit (no UI).")  # fmt: skip
+@click.pass_context
+def demo(ctx: click.Context, data_dir: Path, port: int, hub_port: int, walkthrough: bool) -> None:
+    """The embedded default: the demo county's hub on loopback, this terminal enrolled
+    with it, and the terminal UI with the emulated card reader and printer."""
+    from sync import agent
+    from sync import demo as sync_demo
+    from web_ui.cli import serve
+
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with device_store(data_dir, create=True) as store:
-        if store.device() is None:
-            services.init_device(store, data_dir, now())
-        for line in demo_data.install(store):
-            click.echo(line)
-        identity = services.load_identity(store, data_dir)
-        for line in demo_data.walkthrough(store, identity, now()):
-            click.echo(line)
+    try:
+        hub = sync_demo.start_demo_hub(data_dir / "hub", now(), port=hub_port)
+    except OSError as error:
+        raise click.ClickException(
+            f"the demo hub cannot listen on port {hub_port} ({error.strerror});"
+            " pass --hub-port 0 or stop what uses it"
+        ) from None
+    try:
+        with device_store(data_dir, create=True) as store:
+            if store.device() is None:
+                services.init_device(store, data_dir, now())
+            for line in demo_data.install(store):
+                click.echo(line)
+            identity = services.load_identity(store, data_dir)
+            clinic = sync_demo.provision_and_enroll(
+                store, identity, data_dir, hub_dir=data_dir / "hub", hub_url=hub.url, now=now()
+            )
+            click.echo(f"county hub on {hub.url} (console {hub.url}/console);"
+                       f" this terminal is enrolled as clinic {clinic['clinic_code']}")  # fmt: skip
+            if walkthrough:
+                for line in demo_data.walkthrough(store, identity, now()):
+                    click.echo(line)
+                report = agent.sync_once(store, identity, data_dir, now(), hub_url=hub.url)
+                click.echo(f"synced with the county hub: acknowledged up to seq"
+                           f" {report.get('acked_seq')}")  # fmt: skip
+                return
+        ctx.invoke(serve, data_dir=data_dir, port=port, demo=True, reader_url=None,
+                   printer_url=None, clinic_name=None, county_key=None, threads=4,
+                   no_sync=False)  # fmt: skip
+    finally:
+        hub.stop()
 
 
 # ---- device, operators -------------------------------------------------------------------

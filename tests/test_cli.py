@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -163,13 +164,36 @@ class TestCatalogImport:
         assert ok.returncode == 0, ok.stderr
 
 
-def test_demo_settles_sample_visits_into_a_ledger_that_verifies(tmp_path):
-    done = clinic("demo", "--data-dir", str(tmp_path / "demo"))
+def test_demo_walkthrough_settles_verifies_and_syncs_with_the_local_hub(tmp_path):
+    args = ("demo", "--walkthrough", "--hub-port", "0", "--data-dir", str(tmp_path / "demo"))
+    done = clinic(*args)
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode()
-    assert "阿莫西林胶囊" in out
+    assert "阿莫西林胶囊" in out and "enrolled as clinic" in out
     assert "NOT_ELIGIBLE" in out and "CHRONIC_NOT_CERTIFIED" in out
     assert "intact: True" in out and "daily close" in out
-    again = clinic("demo", "--data-dir", str(tmp_path / "demo"))
+    records = int(out.split("daily close #")[1].split(":")[0])
+    assert f"acknowledged up to seq {records}" in out
+    again = clinic(*args)
     assert again.returncode == 0, again.stderr
-    assert "ledger verified: 11 records, intact: True" in again.stdout.decode()
+    assert f"acknowledged up to seq {records + 6}" in again.stdout.decode()
+
+
+def test_demo_serves_the_terminal_ui_and_prints_the_pins(tmp_path):
+    command = [str(CLINIC), "demo", "--port", "0", "--hub-port", "0",
+               "--data-dir", str(tmp_path / "demo")]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as demo:
+        try:
+            lines = []
+            for raw in demo.stdout:
+                lines.append(raw.decode())
+                if "clinic terminal UI on" in lines[-1]:
+                    break
+            url = lines[-1].split(" on ")[1].split("/ ")[0]
+            assert any("doc01" in line for line in lines)
+            with urllib.request.urlopen(url + "/") as response:
+                assert response.status == 200
+                assert "村卫生室" in response.read().decode()
+        finally:
+            demo.terminate()
+            demo.wait(timeout=30)
