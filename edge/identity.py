@@ -46,15 +46,12 @@ def device_id_for(public_key: Ed25519PublicKey) -> str:
     return "dev-" + hashlib.sha256(raw_public_key(public_key)).hexdigest()[:12]
 
 
-def create_key_file(data_dir: Path) -> Ed25519PrivateKey:
-    """Write a new private key readable only by its owner; never overwrite one."""
+def write_new_private_key(path: Path) -> Ed25519PrivateKey:
+    """A new Ed25519 key in a file only its owner can read; FileExistsError rather than
+    overwrite one."""
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    path = data_dir / KEY_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise IdentityError(f"{path} already exists; a device keeps its key for life") from None
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
         handle.flush()
@@ -62,27 +59,45 @@ def create_key_file(data_dir: Path) -> Ed25519PrivateKey:
     return key
 
 
-def load_private_key(data_dir: Path) -> Ed25519PrivateKey:
-    path = data_dir / KEY_FILE
+def read_private_key(path: Path, label: str) -> Ed25519PrivateKey:
+    """The Ed25519 key in `path`, refusing one others can read; FileNotFoundError passes
+    through so the caller can say what to do."""
     try:
         mode = path.stat().st_mode
         data = path.read_bytes()
     except FileNotFoundError:
-        raise IdentityError(
-            f"the device key {path} is missing: settlement is stopped. Restore it from the"
-            " device's backup, or run 'clinic device init' on a new device"
-        ) from None
+        raise
     except OSError as error:
-        raise IdentityError(f"the device key {path} cannot be read: {error.strerror}") from None
+        raise IdentityError(f"{label} {path} cannot be read: {error.strerror}") from None
     if stat.S_IMODE(mode) & 0o077:
         raise IdentityError(
-            f"the device key {path} is readable by others (mode {stat.S_IMODE(mode):o});"
+            f"{label} {path} is readable by others (mode {stat.S_IMODE(mode):o});"
             f" run 'chmod 600 {path}'"
         )
     try:
         key = load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
-        raise IdentityError(f"the device key {path} is damaged") from None
+        raise IdentityError(f"{label} {path} is damaged") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise IdentityError(f"the device key {path} is not an Ed25519 key")
+        raise IdentityError(f"{label} {path} is not an Ed25519 key")
     return key
+
+
+def create_key_file(data_dir: Path) -> Ed25519PrivateKey:
+    """The device's new key; a device keeps its key for life."""
+    path = data_dir / KEY_FILE
+    try:
+        return write_new_private_key(path)
+    except FileExistsError:
+        raise IdentityError(f"{path} already exists; a device keeps its key for life") from None
+
+
+def load_private_key(data_dir: Path) -> Ed25519PrivateKey:
+    path = data_dir / KEY_FILE
+    try:
+        return read_private_key(path, "the device key")
+    except FileNotFoundError:
+        raise IdentityError(
+            f"the device key {path} is missing: settlement is stopped. Restore it from the"
+            " device's backup, or run 'clinic device init' on a new device"
+        ) from None

@@ -124,6 +124,18 @@ def _record_problem(
         return f"seq is {seq!r}, expected {expected_seq} (a record is missing, repeated or moved)"
     if record.get("prev_hash") != prev_hash:
         return "prev_hash does not match the previous record's hash"
+    problem = self_consistency_problem(record, public_key)
+    if problem is not None:
+        return problem
+    if not isinstance(record.get("kind"), str):  # unknown kinds are chained like any other
+        return "kind is not a string"
+    if not isinstance(record.get("body"), dict):
+        return "body is not an object"
+    return None
+
+
+def self_consistency_problem(record: dict, public_key: Ed25519PublicKey) -> str | None:
+    """Why a record's own `hash` or `sig` is wrong, or None; the chain is checked apart."""
     try:
         data = canonical(record)
     except (TypeError, ValueError):
@@ -134,10 +146,6 @@ def _record_problem(
         public_key.verify(b64url_decode(str(record.get("sig", ""))), data)
     except (InvalidSignature, ValueError):
         return "signature does not verify with the device's public key"
-    if not isinstance(record.get("kind"), str):  # unknown kinds are chained like any other
-        return "kind is not a string"
-    if not isinstance(record.get("body"), dict):
-        return "body is not an object"
     return None
 
 

@@ -8,14 +8,12 @@ its hash is the one held (a replayed batch changes nothing), and an alarm when i
 different, self-consistent record (the device's ledger went backwards) or a tampered one.
 """
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.ledger import b64url_decode, canonical
+from edge.ledger import self_consistency_problem
 
 
 @dataclass(frozen=True)
@@ -38,21 +36,6 @@ class IngestPlan:
     @property
     def alarms(self) -> list[Refusal]:
         return self.refusals
-
-
-def self_consistency_problem(record: dict, public_key: Ed25519PublicKey) -> str | None:
-    """Why a record's own `hash` or `sig` is wrong, or None; the chain is checked apart."""
-    try:
-        data = canonical(record)
-    except (TypeError, ValueError):
-        return "cannot be serialised canonically"
-    if record.get("hash") != hashlib.sha256(data).hexdigest():
-        return "hash does not match the record's content (altered)"
-    try:
-        public_key.verify(b64url_decode(str(record.get("sig", ""))), data)
-    except (InvalidSignature, ValueError):
-        return "signature does not verify with the device's public key"
-    return None
 
 
 def _shape_problem(record: object, device_id: str) -> tuple[str, str] | None:

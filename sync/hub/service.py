@@ -13,9 +13,7 @@ township); the hub never renames a device.
 
 import csv
 import io
-import os
 import secrets
-import stat
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -23,15 +21,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    load_pem_private_key,
-)
 
 from edge.documents import insured_person_from_json, policy_from_json, roster_from_json
-from edge.identity import device_id_for
+from edge.identity import IdentityError, device_id_for, read_private_key, write_new_private_key
 from edge.ledger import b64url, genesis_hash, raw_public_key
 from edge.rules import CatalogItem, Policy, Rejection
 from edge.store import version_order
@@ -75,35 +67,21 @@ class HubError(Exception):
 
 def create_county_key(data_dir: Path) -> Ed25519PrivateKey:
     """A new county signing key in a file only its owner can read; never overwritten."""
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     path = Path(data_dir) / COUNTY_KEY_FILE
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        return write_new_private_key(path)
     except FileExistsError:
         raise HubError(f"{path} already exists; a county keeps its signing key") from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return key
 
 
 def load_county_key(data_dir: Path) -> Ed25519PrivateKey:
     path = Path(data_dir) / COUNTY_KEY_FILE
     try:
-        mode, data = path.stat().st_mode, path.read_bytes()
+        return read_private_key(path, "the county signing key")
     except FileNotFoundError:
         raise HubError(f"the county signing key {path} is missing") from None
-    if stat.S_IMODE(mode) & 0o077:
-        raise HubError(f"the county signing key {path} is readable by others; chmod 600 it")
-    try:
-        key = load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
-        raise HubError(f"the county signing key {path} is damaged") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise HubError(f"the county signing key {path} is not an Ed25519 key")
-    return key
+    except IdentityError as error:
+        raise HubError(str(error)) from None
 
 
 def init_hub(data_dir: Path, county_name: str, now: datetime) -> dict:
