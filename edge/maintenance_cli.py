@@ -1,6 +1,222 @@
 """`clinic` commands for on-site maintenance (doctor, backup, restore); `edge.cli` registers
-every command listed here."""
+every command listed here.
+
+The logic is in `edge.maintenance`; these commands read the clock and the options, and
+print. Errors are one line on standard error with exit status 1, nothing changed.
+"""
+
+import json
+import sqlite3
+from datetime import datetime
+from pathlib import Path
 
 import click
 
+from edge import maintenance
+from edge.identity import IdentityError
+from edge.store import StoreError
+
 COMMANDS: list[click.Command] = []
+
+# One line on standard error, exit 1: refusals, and a full disk or a folder not writable.
+FAILURES = (maintenance.MaintenanceError, StoreError, IdentityError, sqlite3.Error, OSError)
+
+
+def _now() -> datetime:
+    from edge.services import CLINIC_TZ
+
+    return datetime.now(CLINIC_TZ)
+
+
+def _default_data_dir() -> Path:
+    from edge.cli import default_data_dir  # imported late: edge.cli imports this module
+
+    return default_data_dir()
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CLINIC_DATA_DIR",
+    default=_default_data_dir,
+    show_default="$CLINIC_DATA_DIR, else ~/.local/share/clinic",
+    help="The device's data directory.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+service_option = click.option(
+    "--service",
+    default=maintenance.SERVICE_UNIT,
+    envvar="CLINIC_SERVICE",
+    show_default=True,
+    help="The terminal's systemd unit ('' to leave it out).",
+)
+
+
+def _print_json(value: object) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+@click.command()
+@data_dir_option
+@json_option
+@click.option(
+    "--reader",
+    "reader_url",
+    envvar="CLINIC_READER",
+    default="pcsc://",
+    show_default="$CLINIC_READER, else pcsc://",
+    help="Card reader URL (pcsc://[NAME], emulated://).",
+)
+@click.option(
+    "--printer",
+    "printer_url",
+    envvar="CLINIC_PRINTER",
+    help="Receipt printer: serial port or URL ($CLINIC_PRINTER); none: not checked.",
+)
+@service_option
+@click.option(
+    "--disk-warn-mb",
+    type=click.IntRange(0),
+    envvar="CLINIC_DOCTOR_DISK_WARN_MB",
+    default=maintenance.DISK_WARN_MB,
+    show_default=True,
+    help="Warn when less than this is free on the data partition.",
+)
+@click.option(
+    "--disk-error-mb",
+    type=click.IntRange(0),
+    envvar="CLINIC_DOCTOR_DISK_ERROR_MB",
+    default=maintenance.DISK_ERROR_MB,
+    show_default=True,
+    help="An error when less than this is free.",
+)
+def doctor(
+    data_dir: Path,
+    as_json: bool,
+    reader_url: str,
+    printer_url: str | None,
+    service: str,
+    disk_warn_mb: int,
+    disk_error_mb: int,
+) -> None:
+    """Check this terminal on site: service, data, ledger, key, reader, printer, disk,
+    clock, sync, versions. Each is ok, warning or error with what to do; exit status 1
+    when anything is an error."""
+    options = maintenance.DoctorOptions(
+        reader_url=reader_url or None,
+        printer_url=printer_url or None,
+        service=service or None,
+        disk_warn_bytes=disk_warn_mb * 1_000_000,
+        disk_error_bytes=disk_error_mb * 1_000_000,
+    )
+    checks = maintenance.run_doctor(data_dir, _now(), options)
+    failed = maintenance.doctor_failed(checks)
+    if as_json:
+        _print_json(
+            {
+                "ok": not failed,
+                "data_dir": str(data_dir),
+                "checks": [check.to_dict() for check in checks],
+            }
+        )
+    else:
+        for line in maintenance.report_lines(checks):
+            click.echo(line)
+    if failed:
+        raise SystemExit(1)
+
+
+@click.command()
+@data_dir_option
+@click.option(
+    "--to",
+    "to",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CLINIC_BACKUP_DIR",
+    help="Folder for the backups (a USB stick's); default DATA_DIR/backups.",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(1),
+    default=maintenance.DEFAULT_KEEP,
+    show_default=True,
+    help="How many of this device's backups to keep in that folder.",
+)
+@json_option
+def backup(data_dir: Path, to: Path | None, keep: int, as_json: bool) -> None:
+    """Back up the database (SQLite online backup, while the terminal runs) and the device
+    key into one archive (mode 0600). It holds the device key: keep it like cash."""
+    target = to or data_dir / "backups"
+    try:
+        result = maintenance.backup(data_dir, target, keep=keep, now=_now())
+    except FAILURES as error:
+        raise click.ClickException(f"backup not written: {error}") from None
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    manifest = result.manifest
+    if as_json:
+        _print_json(
+            {
+                "path": str(result.path),
+                "pruned": [str(p) for p in result.pruned],
+                "warnings": result.warnings,
+                "manifest": manifest,
+            }
+        )
+        return
+    key = "included" if manifest["key_included"] else "NOT included"
+    click.echo(
+        f"backup {result.path}: device {manifest['device_id']}, ledger up to seq"
+        f" {manifest['ledger_head_seq']}, device key {key}"
+    )
+    for old in result.pruned:
+        click.echo(f"removed old backup {old.name}")
+
+
+@click.command()
+@data_dir_option
+@click.argument("backup_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Restore even a backup whose ledger ends before what the county acknowledged.",
+)
+@service_option
+@json_option
+def restore(data_dir: Path, backup_file: Path, force: bool, service: str, as_json: bool) -> None:
+    """Replace the device's database and key with a backup, after verifying it. Refuses a
+    backup older than what the county has acknowledged unless --force; the replaced
+    files are kept in DATA_DIR/replaced-<time>/. Stop the terminal first."""
+    state = maintenance.service_state(service) if service else None
+    if state in ("active", "activating", "reloading"):
+        raise click.ClickException(
+            f"{service} is running: stop it first (sudo systemctl stop {service}), then restore"
+        )
+    try:
+        result = maintenance.restore(data_dir, backup_file, force=force, now=_now())
+    except FAILURES as error:
+        raise click.ClickException(str(error)) from None
+    for overridden in result.overridden:
+        click.echo(f"warning (--force): {overridden}", err=True)
+    if as_json:
+        _print_json(
+            {
+                "device_id": result.device_id,
+                "ledger_head_seq": result.head_seq,
+                "records": result.records,
+                "replaced": str(result.replaced) if result.replaced else None,
+                "overridden": result.overridden,
+            }
+        )
+        return
+    click.echo(
+        f"restored device {result.device_id}: {result.records} records, ledger verified up to"
+        f" seq {result.head_seq}"
+    )
+    if result.replaced:
+        click.echo(f"the replaced files are in {result.replaced}")
+    if service:
+        click.echo(f"start the terminal again: sudo systemctl start {service}")
+
+
+COMMANDS += [doctor, backup, restore]
