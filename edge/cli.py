@@ -523,7 +523,7 @@ def ledger_verify(data_dir: Path, as_json: bool) -> None:
 
 @ledger.command("export")
 @data_dir_option
-@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-")
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8", lazy=False), default="-")
 def ledger_export(data_dir: Path, output) -> None:
     """Write every record as JSON Lines, in seq order, with hash and sig."""
     with device_store(data_dir) as store:

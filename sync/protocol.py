@@ -193,7 +193,8 @@ def signed_request_of(headers: Mapping[str, str]) -> SignedRequest:
     if not all(values):
         raise SyncError("UNSIGNED")
     device_id, timestamp, nonce, signature = values
-    if not (timestamp.isdigit() and 8 <= len(nonce) <= 64 and len(device_id) <= 64):
+    digits = timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12
+    if not (digits and 8 <= len(nonce) <= 64 and len(device_id) <= 64):
         raise SyncError("BAD_REQUEST", "the signature headers are malformed")
     return SignedRequest(device_id, timestamp, nonce, signature)
 

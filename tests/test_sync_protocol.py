@@ -156,3 +156,21 @@ class TestBackoff:
 
     def test_no_failure_means_no_wait(self):
         assert backoff_delay(0, random.random) == 0.0
+
+
+@pytest.mark.parametrize("timestamp", ["²", "1" * 40, "１７００"])
+def test_a_timestamp_that_is_not_plain_ascii_digits_is_a_bad_request(timestamp):
+    from sync.protocol import (
+        HEADER_DEVICE,
+        HEADER_NONCE,
+        HEADER_SIGNATURE,
+        HEADER_TIMESTAMP,
+        SyncError,
+        signed_request_of,
+    )
+
+    headers = {HEADER_DEVICE: "dev-1", HEADER_TIMESTAMP: timestamp,
+               HEADER_NONCE: "n" * 16, HEADER_SIGNATURE: "sig"}  # fmt: skip
+    with pytest.raises(SyncError) as caught:
+        signed_request_of(headers)
+    assert caught.value.code == "BAD_REQUEST"

@@ -123,7 +123,11 @@ class TestIdentifyingThePatient:
         doctor.post("/settle/voucher", {"token": token})
         page = doctor.client.get("/settle").get_data(as_text=True)
         assert "张建国" in page and "电子凭证" in page
+        # cleared before settling: the voucher is not used up
         doctor.post("/settle/clear")
+        doctor.post("/settle/voucher", {"token": token})
+        assert 'id="patient-name"' in doctor.client.get("/settle").get_data(as_text=True)
+        assert doctor.post_json("/api/settle", visit((AMOXICILLIN, "1"))).json["ok"] is True
         doctor.post("/settle/voucher", {"token": token})
         page = doctor.client.get("/settle").get_data(as_text=True)
         assert "此电子凭证已使用过" in page and 'id="patient-name"' not in page
@@ -299,10 +303,27 @@ class TestRejectionsNextToTheirField:
         assert settled.json["errors"][0]["code"] == "AMOUNT_TOO_LARGE"
         assert "远超村卫生室" in settled.json["errors"][0]["message"]
 
+    def test_a_visit_is_settled_once_however_often_confirm_arrives(self, doctor, app):
+        read(doctor, RESIDENT_CARD)
+        with doctor.client.session_transaction() as session:
+            chosen = dict(session["patient"])
+        assert doctor.post_json("/api/settle", visit((AMOXICILLIN, "1"))).json["ok"] is True
+        with doctor.client.session_transaction() as session:  # a retry with the old cookie
+            session["patient"] = chosen
+        again = doctor.post_json("/api/settle", visit((AMOXICILLIN, "1")))
+        assert again.status_code == 422
+        assert again.json["errors"][0]["code"] == "ALREADY_SETTLED"
+        store = store_of(app)
+        try:
+            assert store.ledger_head().seq == 1
+        finally:
+            store.close()
+
     def test_a_patient_removed_from_the_roster_is_refused(self, doctor, app):
         read(doctor, RESIDENT_CARD)
         with doctor.client.session_transaction() as session:
-            session["patient"] = {"insured_id": "00000000000000", "via": "card"}
+            session["patient"] = {"insured_id": "00000000000000", "via": "card",
+                                  "visit_token": "t-removed"}  # fmt: skip
         answer = doctor.post_json("/api/settle", visit((AMOXICILLIN, "1")))
         assert answer.json["errors"][0]["code"] == "UNKNOWN_PERSON"
         assert answer.json["errors"][0]["field"] == "patient"

@@ -117,6 +117,16 @@ class SignIn:
     locked_until: str | None = None
 
 
+def _locked_until(store: SqliteDeviceStore, operator_id: str, now: datetime) -> str | None:
+    """The operator's lock as it stands in the database (read inside the transaction)."""
+    (locked_until,) = store.db.execute(
+        "SELECT locked_until FROM operator WHERE operator_id = ?", [operator_id]
+    ).fetchone()
+    if locked_until is None or datetime.fromisoformat(locked_until) <= now:
+        return None
+    return locked_until
+
+
 def sign_in(
     store: SqliteDeviceStore,
     data_dir: Path,
@@ -139,13 +149,21 @@ def sign_in(
         return SignIn(None, "NO_PIN")
     if pin_matches(pin, stored):
         with store.write_transaction():
-            store.db.execute(
-                "UPDATE operator SET failed_attempts = 0, locked_until = NULL"
-                " WHERE operator_id = ?",
-                [operator_id],
-            )
+            # Parallel wrong PINs may have locked the operator while this hash ran.
+            locked = _locked_until(store, operator_id, now)
+            if locked is None:
+                store.db.execute(
+                    "UPDATE operator SET failed_attempts = 0, locked_until = NULL"
+                    " WHERE operator_id = ?",
+                    [operator_id],
+                )
+        if locked is not None:
+            return SignIn(None, "LOCKED_OUT", locked_until=locked)
         return SignIn(get_operator(store, operator_id))
     with store.write_transaction():
+        locked = _locked_until(store, operator_id, now)
+        if locked is not None:
+            return SignIn(None, "LOCKED_OUT", locked_until=locked)
         (failures,) = store.db.execute(
             "UPDATE operator SET failed_attempts = failed_attempts + 1 WHERE operator_id = ?"
             " RETURNING failed_attempts",

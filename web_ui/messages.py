@@ -26,6 +26,11 @@ REJECTIONS = {
     "AMOUNT_TOO_LARGE": _l("The total is far beyond what a village clinic settles."),
     "UNKNOWN_SETTLEMENT": _l("There is no such settlement on this terminal."),
     "ALREADY_REVERSED": _l("This settlement has already been reversed."),
+    "ALREADY_SETTLED": _l("This visit has already been settled: see today's settlements."),
+    "CARD_NOT_IN_ROSTER": _l(
+        "This card is not the one on the roster for this person (replaced or reported lost)."
+    ),
+    "VOUCHER_USED": _l("This e-voucher has already been used: refresh it and scan again."),
 }
 
 # Why a line is (partly) self-paid.

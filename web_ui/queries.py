@@ -4,12 +4,14 @@ write of the UI's own table of used e-vouchers)."""
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.ledger import b64url_decode, canonical, genesis_hash
 from edge.pinyin import search_key
+from edge.rules import Rejection
 from edge.store import KEY_CODE, KEY_INITIALS, KEY_NAME, KEY_PINYIN, SqliteDeviceStore, prefix_range
 
 _DIAGNOSIS_SQL = (
@@ -113,10 +115,27 @@ def last_close(store: SqliteDeviceStore) -> dict | None:
     return record_by_seq(store, seq) if seq else None
 
 
-def mark_voucher_used(store: SqliteDeviceStore, nonce: str, insured_id: str, at: str) -> bool:
-    """Remember a scanned e-voucher; False when it was used before."""
+def voucher_used(store: SqliteDeviceStore, nonce: str) -> bool:
+    row = store.db.execute("SELECT 1 FROM used_voucher WHERE nonce = ?", [nonce]).fetchone()
+    return row is not None
+
+
+def claim_voucher(store: SqliteDeviceStore, nonce: str, insured_id: str, at: datetime) -> None:
+    """Mark an e-voucher used (inside the settlement's transaction), or refuse it."""
     with store.write_transaction():
         cursor = store.db.execute(
-            "INSERT OR IGNORE INTO used_voucher VALUES (?, ?, ?)", [nonce, insured_id, at]
+            "INSERT OR IGNORE INTO used_voucher VALUES (?, ?, ?)",
+            [nonce, insured_id, at.isoformat()],
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            raise Rejection("VOUCHER_USED", "this e-voucher has already been used")
+
+
+def claim_visit_token(store: SqliteDeviceStore, token: str, at: datetime) -> None:
+    """Settle a chosen patient's visit once (inside the settlement's transaction)."""
+    with store.write_transaction():
+        cursor = store.db.execute(
+            "INSERT OR IGNORE INTO settled_visit_token VALUES (?, ?)", [token, at.isoformat()]
+        )
+        if not token or cursor.rowcount != 1:
+            raise Rejection("ALREADY_SETTLED", "this visit has already been settled")

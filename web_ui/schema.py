@@ -50,6 +50,14 @@ def m003_used_vouchers(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m004_settled_visit_tokens(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE settled_visit_token (
+            token TEXT PRIMARY KEY, settled_at TEXT NOT NULL) STRICT"""
+    )
+
+
 def apply(store: SqliteDeviceStore) -> None:
     migrations.apply(store.db)
 

@@ -1,6 +1,8 @@
 """Settling a visit: identify the patient (card or e-voucher), build the visit with live
 quotes, confirm. Thin: the services settle, the presenters format."""
 
+import secrets
+
 from flask import (
     Blueprint,
     current_app,
@@ -76,11 +78,15 @@ def patient_panel(store, insured_id: str, today) -> dict | None:
     return presenters.patient_panel(entry, store.current_policy(), accumulators, today, names)
 
 
-def _choose_patient(insured_id: str, via: str) -> bool:
+def _choose_patient(insured_id: str, via: str, **extra: str) -> bool:
     if get_store().insured_person(insured_id, with_accumulators=False) is None:
         flash(f"{messages.REJECTIONS['UNKNOWN_PERSON']} ({insured_id})", "error")
         return False
-    session["patient"] = {"insured_id": insured_id, "via": via}
+    # The visit token lets the server settle this patient's visit once, however often
+    # the confirm request arrives (double tap, retry, a second tab).
+    session["patient"] = {
+        "insured_id": insured_id, "via": via, "visit_token": secrets.token_hex(16), **extra,
+    }  # fmt: skip
     return True
 
 
@@ -96,8 +102,12 @@ def read_card():
             "error",
         )
         return redirect(url_for("settle.page"))
-    if _choose_patient(card.insured_id, "card"):
-        session["patient"]["card_no"] = card.card_no
+    try:
+        services.card_holder(get_store(), card.insured_id, card.card_no)
+    except Rejection as rejection:
+        flash(f"{messages.rejection_json(rejection)['message']} [{rejection.code}]", "error")
+        return redirect(url_for("settle.page"))
+    _choose_patient(card.insured_id, "card", card_no=card.card_no)
     return redirect(url_for("settle.page"))
 
 
@@ -126,12 +136,11 @@ def scan_voucher():
             "error",
         )
         return redirect(url_for("settle.page"))
-    if not queries.mark_voucher_used(
-        get_store(), voucher.nonce, voucher.insured_id, moment.isoformat()
-    ):
+    if queries.voucher_used(get_store(), voucher.nonce):
         flash(str(messages.VOUCHER_USED) + " [VOUCHER_USED]", "error")
         return redirect(url_for("settle.page"))
-    _choose_patient(voucher.insured_id, "voucher")
+    # Marked used only when its visit is settled, in the same transaction.
+    _choose_patient(voucher.insured_id, "voucher", voucher_nonce=voucher.nonce)
     return redirect(url_for("settle.page"))
 
 
@@ -256,16 +265,22 @@ def confirm():
         return _no_patient()
     store = get_store()
     moment = now()
+    patient = session["patient"]
     try:
         visit = _visit(moment.date())
-        recorded = services.settle_visit(
-            store,
-            services.load_identity(store, current_app.config["DATA_DIR"]),
-            insured_id=insured_id,
-            visit=visit,
-            operator=g.operator.operator_id,
-            now=moment,
-        )
+        identity = services.load_identity(store, current_app.config["DATA_DIR"])
+        with store.write_transaction():  # the claims and the settlement: all or nothing
+            queries.claim_visit_token(store, patient.get("visit_token", ""), moment)
+            if patient.get("voucher_nonce"):
+                queries.claim_voucher(store, patient["voucher_nonce"], insured_id, moment)
+            recorded = services.settle_visit(
+                store,
+                identity,
+                insured_id=insured_id,
+                visit=visit,
+                operator=g.operator.operator_id,
+                now=moment,
+            )
     except Rejection as rejection:
         return jsonify({"ok": False, "errors": [messages.rejection_json(rejection)]}), 422
     session.pop("patient", None)

@@ -10,6 +10,7 @@ Policy allows no script at all (there is none) and only the console's own styles
 
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Callable
 from datetime import timedelta
@@ -276,8 +277,11 @@ def _upload_dir() -> Path:
     return path
 
 
+_STAGED_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,}\.(csv|json)")
+
+
 def _staged(token: str) -> Path:
-    if not token or not all(c.isalnum() or c in "-_." for c in token):
+    if not _STAGED_TOKEN.fullmatch(token or ""):
         abort(400)
     path = _upload_dir() / token
     if not path.exists():

@@ -364,6 +364,8 @@ def heartbeat(store: HubStore, slot: Slot, document: dict, now: datetime) -> dic
     )
     report = {k: document[k] for k in allowed if k in document}
     head = document.get("ledger_head") or {}
+    if not isinstance(head, dict):
+        raise SyncError("BAD_REQUEST", "ledger_head must be an object")
     with store.unit_of_work():
         store.record_contact(slot.device_id, iso(now), report, skew)
         current = store.slot_by_device(slot.device_id)
