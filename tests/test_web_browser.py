@@ -8,6 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
+import playwright.sync_api as playwright_api
 import pytest
 from web_support import NOW, Clock, app_config, make_demo_device, served
 
@@ -15,8 +16,6 @@ from edge.demo import load_json
 from edge.documents import catalog_row_from_csv
 from edge.money import format_yuan
 from edge.quote import quote_document
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -30,8 +29,6 @@ ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web-e2e"
 POOR = "32011500000005"  # 陈志强, extreme poverty: the assistance pays what the fund leaves
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
 
 
 @pytest.fixture(scope="module")
