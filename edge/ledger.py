@@ -48,15 +48,24 @@ def record_hash(record: dict) -> str:
 
 def seal(record: dict, private_key: Ed25519PrivateKey) -> dict:
     """The record with its `hash` and `sig`."""
+    return seal_with_text(record, private_key)[0]
+
+
+def seal_with_text(record: dict, private_key: Ed25519PrivateKey) -> tuple[dict, str]:
+    """The sealed record and its JSON text for storage, made from the canonical bytes
+    already built for the signature instead of encoding the record a second time."""
     data = canonical(record)
-    return {
-        **record,
-        "hash": hashlib.sha256(data).hexdigest(),
-        "sig": b64url(private_key.sign(data)),
-    }
+    digest, signature = hashlib.sha256(data).hexdigest(), b64url(private_key.sign(data))
+    text = f'{data.decode()[:-1]},"hash":"{digest}","sig":"{signature}"}}'
+    return {**record, "hash": digest, "sig": signature}, text
 
 
-def new_record(
+def new_record(**fields) -> dict:
+    """A sealed record (the fields are those of `new_record_with_text`)."""
+    return new_record_with_text(**fields)[0]
+
+
+def new_record_with_text(
     *,
     device_id: str,
     seq: int,
@@ -66,8 +75,8 @@ def new_record(
     prev_hash: str,
     body: dict,
     private_key: Ed25519PrivateKey,
-) -> dict:
-    return seal(
+) -> tuple[dict, str]:
+    return seal_with_text(
         {
             "v": RECORD_VERSION,
             "device_id": device_id,

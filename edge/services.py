@@ -27,7 +27,7 @@ from edge.ledger import (
     b64url,
     b64url_decode,
     genesis_hash,
-    new_record,
+    new_record_with_text,
     raw_public_key,
     verify_chain,
 )
@@ -170,6 +170,8 @@ def settle_visit(
         store.set_accumulators(
             insured_id, visit.date.year, visit.visit_type, after.deductible_used,
             after.fund_paid, after.assistance_paid, after.account_balance,
+            before=(before.deductible_used, before.fund_paid, before.assistance_paid,
+                    entry.person.account_balance),
         )  # fmt: skip
     return Recorded(record, result)
 
@@ -298,7 +300,7 @@ def _append(
     body: dict, **index,
 ) -> dict:  # fmt: skip
     head = position.head
-    record = new_record(
+    record, text = new_record_with_text(
         device_id=identity.device_id,
         seq=head.seq + 1 if head else 1,
         kind=kind,
@@ -308,7 +310,7 @@ def _append(
         body=body,
         private_key=identity.private_key,
     )
-    store.append_record(record, day=position.created_at.date().isoformat(), **index)
+    store.append_record(record, day=position.created_at.date().isoformat(), text=text, **index)
     return record
 
 

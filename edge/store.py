@@ -186,6 +186,8 @@ class SqliteDeviceStore:
         self.db = db
         self._write_lock = threading.RLock()
         self._write_depth = 0
+        # (seq, stored text, record) of the head this connection wrote or verified
+        self._trusted_head: tuple[int, str, dict] | None = None
         self._policy: Policy | None = None  # parsed once per installed version
 
     @contextmanager
@@ -497,27 +499,34 @@ class SqliteDeviceStore:
         row = self.db.execute("SELECT seq, record FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
         if row is None:
             return None
+        if self._trusted_head is not None and self._trusted_head[:2] == row:
+            record = self._trusted_head[2]  # the row this connection wrote or checked last
+            return LedgerHead(record["seq"], record["hash"], record["created_at"])
         record = json.loads(row[1])
         if record.get("seq") != row[0] or record.get("hash") != record_hash(record):
             raise StoreError(
                 f"the ledger's last record (seq {row[0]}) does not match its content: settlement"
                 " is stopped; run 'clinic ledger verify' and call the county"
             )
+        self._trusted_head = (row[0], row[1], record)
         return LedgerHead(record["seq"], record["hash"], record["created_at"])
 
     def append_record(
         self, record: dict, *, day: str, insured_id: str | None = None,
-        fund: int | None = None, reverses: str | None = None,
+        fund: int | None = None, reverses: str | None = None, text: str | None = None,
     ) -> None:  # fmt: skip
-        """Add a sealed record and queue it for upload (inside `write_transaction`)."""
+        """Add a sealed record and queue it for upload (inside `write_transaction`);
+        `text` is its JSON when the caller already has it."""
+        if text is None:
+            text = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         self.db.execute(
             "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 record["seq"], record["kind"], record["tx_id"], record["created_at"], day,
-                insured_id, fund, reverses,
-                json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
+                insured_id, fund, reverses, text,
             ],
         )  # fmt: skip
+        self._trusted_head = (record["seq"], text, record)
         self.db.execute("INSERT INTO outbox VALUES (?, ?)", [record["seq"], record["created_at"]])
         if fund:
             delta = -fund if record["kind"] == "reversal" else fund
@@ -570,22 +579,33 @@ class SqliteDeviceStore:
     def set_accumulators(
         self, insured_id: str, year: int, visit_type: str, deductible_used: int,
         fund_paid: int, assistance_paid: int, account_balance: int,
+        before: tuple[int, int, int, int] | None = None,
     ) -> None:  # fmt: skip
-        """Write one person's accumulators after a settlement or reversal."""
-        self.db.execute(
-            "INSERT INTO accumulator VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
-            " deductible_used = excluded.deductible_used, fund_paid = excluded.fund_paid",
-            [insured_id, year, visit_type, deductible_used, fund_paid],
-        )
-        self.db.execute(
-            "INSERT INTO assistance_accumulator VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET"
-            " assistance_paid = excluded.assistance_paid",
-            [insured_id, year, assistance_paid],
-        )
-        self.db.execute(
-            "UPDATE person SET account_balance = ? WHERE insured_id = ?",
-            [account_balance, insured_id],
-        )
+        """Write one person's accumulators after a settlement or reversal; with `before`
+        (the same four figures as they were), unchanged rows are not rewritten, so the
+        commit writes fewer pages."""
+        after = (deductible_used, fund_paid, assistance_paid, account_balance)
+        if before is None:
+            changed = [True] * 4
+        else:
+            changed = [a != b for a, b in zip(after, before, strict=True)]
+        if changed[0] or changed[1]:
+            self.db.execute(
+                "INSERT INTO accumulator VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+                " deductible_used = excluded.deductible_used, fund_paid = excluded.fund_paid",
+                [insured_id, year, visit_type, deductible_used, fund_paid],
+            )
+        if changed[2]:
+            self.db.execute(
+                "INSERT INTO assistance_accumulator VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET"
+                " assistance_paid = excluded.assistance_paid",
+                [insured_id, year, assistance_paid],
+            )
+        if changed[3]:
+            self.db.execute(
+                "UPDATE person SET account_balance = ? WHERE insured_id = ?",
+                [account_balance, insured_id],
+            )
 
     # ---- shared ------------------------------------------------------------------------
 
