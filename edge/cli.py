@@ -304,8 +304,11 @@ def demo(ctx: click.Context, data_dir: Path, port: int, hub_port: int, walkthrou
             clinic = sync_demo.provision_and_enroll(
                 store, identity, data_dir, hub_dir=data_dir / "hub", hub_url=hub.url, now=now()
             )
-            click.echo(f"county hub on {hub.url} (console {hub.url}/console);"
-                       f" this terminal is enrolled as clinic {clinic['clinic_code']}")  # fmt: skip
+            click.echo(f"county hub on {hub.url}; this terminal is enrolled as clinic"
+                       f" {clinic['clinic_code']}")  # fmt: skip
+            click.echo(f"county console {hub.url}/console — sign in as:")
+            for username, password, role, township in sync_demo.DEMO_CONSOLE_USERS:
+                click.echo(f"  {username:<14} {password:<16} {role} {township or ''}")
             if walkthrough:
                 for line in demo_data.walkthrough(store, identity, now()):
                     click.echo(line)

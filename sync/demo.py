@@ -12,7 +12,7 @@ from edge.catalog_files import open_catalog_file
 from edge.identity import DeviceIdentity
 from edge.store import SqliteDeviceStore
 from sync import agent
-from sync.hub import service
+from sync.hub import console_auth, service
 from sync.hub.server import RunningHub, serve_in_background
 from sync.hub.store import SqliteHubStore
 
@@ -20,6 +20,11 @@ DEMO_COUNTY = "示范县 Demo County"
 DEMO_CLINIC = "320115-001"
 DEMO_TOWNSHIP = "秣陵街道"
 DEMO_VALIDITY = timedelta(days=365)
+# Console sign-ins of the demo county (published demo-only passwords, like the demo PINs).
+DEMO_CONSOLE_USERS = [
+    ("county-admin", "demo-admin-2026", "admin", None),
+    ("molin-coord", "demo-coord-2026", "coordinator", DEMO_TOWNSHIP),
+]
 
 
 def install_demo_county(hub_dir: Path, now: datetime) -> dict:
@@ -31,6 +36,9 @@ def install_demo_county(hub_dir: Path, now: datetime) -> dict:
     published = []
     try:
         key = service.load_county_key(hub_dir)
+        for username, password, role, township in DEMO_CONSOLE_USERS:
+            if store.console_user(username) is None:
+                console_auth.add_user(store, username, password, role, township, now)
         expires_at = now + DEMO_VALIDITY
         if store.latest_publication("policy") is None:
             service.publish(

@@ -170,6 +170,14 @@ def test_demo_walkthrough_settles_verifies_and_syncs_with_the_local_hub(tmp_path
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode()
     assert "阿莫西林胶囊" in out and "enrolled as clinic" in out
+    from sync.hub.store import SqliteHubStore
+
+    hub = SqliteHubStore.open(tmp_path / "demo" / "hub")
+    try:
+        assert hub.console_user("county-admin").role == "admin"
+        assert hub.console_user("molin-coord").township == "秣陵街道"
+    finally:
+        hub.close()
     assert "NOT_ELIGIBLE" in out and "CHRONIC_NOT_CERTIFIED" in out
     assert "intact: True" in out and "daily close" in out
     records = int(out.split("daily close #")[1].split(":")[0])
