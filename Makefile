@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PCSC_STAMP := $(VENV)/.installed-pcsc
 # Debian packages the test suite needs (installed with apt-get when run as root).
-SYSTEM_PACKAGES ?= pcscd vsmartcard-vpcd swig libpcsclite-dev chromium fonts-wqy-microhei shellcheck curl
+SYSTEM_PACKAGES ?= pcscd vsmartcard-vpcd swig libpcsclite-dev chromium fonts-wqy-microhei shellcheck curl postgresql
 
 .PHONY: help demo test bench lint format system-deps clean
 

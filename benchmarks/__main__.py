@@ -14,6 +14,7 @@ from pathlib import Path
 
 from benchmarks.catalog import bench_catalog_import, bench_catalog_search
 from benchmarks.context import BenchContext
+from benchmarks.load import bench_load
 from benchmarks.quote import bench_quote
 from benchmarks.settle import bench_settle
 from benchmarks.sync import bench_sync
@@ -28,6 +29,7 @@ SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
     "settle": bench_settle,
     "ui": bench_ui,
     "sync": bench_sync,
+    "load": bench_load,
 }
 
 FULL_ITEMS = 300_000

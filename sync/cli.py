@@ -97,10 +97,10 @@ def plain_errors() -> Iterator[None]:
 
 @contextmanager
 def open_hub(hub_dir: Path) -> Iterator:
-    from sync.hub.store import SqliteHubStore
+    from sync.hub.store import open_hub_store
 
     with plain_errors():
-        store = SqliteHubStore.open(hub_dir)
+        store = open_hub_store(hub_dir)
         try:
             yield store
         finally:
@@ -131,13 +131,27 @@ def hub() -> None:
 @hub.command("init")
 @hub_dir_option
 @click.option("--county", "county_name", default="示范县 Demo County", show_default=True)
+@click.option(
+    "--database",
+    envvar="CLINIC_HUB_DATABASE",
+    default=None,
+    help="postgresql://… to keep the hub in PostgreSQL (recorded in the data directory);"
+    " default: SQLite in the data directory.",
+)
 @json_option
-def hub_init(hub_dir: Path, county_name: str, as_json: bool) -> None:
+def hub_init(hub_dir: Path, county_name: str, database: str | None, as_json: bool) -> None:
     """Create the hub's database and the county's Ed25519 signing key (county.key, 0600)."""
     from sync.hub import service
 
     with plain_errors():
-        county = service.init_hub(hub_dir, county_name, _now())
+        if database:
+            from sync.hub.pg_store import init_pg_hub, is_postgres_url
+
+            if not is_postgres_url(database):
+                raise click.BadParameter("give a postgresql://… URL", param_hint="--database")
+            county = init_pg_hub(hub_dir, county_name, _now(), database)
+        else:
+            county = service.init_hub(hub_dir, county_name, _now())
     if as_json:
         print_json(county)
         return

@@ -57,7 +57,7 @@ def page(browser):
         viewport={"width": 800, "height": 480}, has_touch=True, locale="zh-CN"
     )
     page = context.new_page()
-    page.set_default_timeout(10_000)
+    page.set_default_timeout(30_000)  # generous: CI machines are slow, not the UI
     page.problems = []
     page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda error: page.problems.append(str(error)))
@@ -66,7 +66,7 @@ def page(browser):
     context.close()
 
 
-def wait_until(page, expression: str, timeout: float = 10.0) -> None:
+def wait_until(page, expression: str, timeout: float = 30.0) -> None:
     """Poll a JavaScript expression from outside the page (the page's CSP forbids eval)."""
     deadline = time.monotonic() + timeout
     while not page.evaluate(f"() => Boolean({expression})"):

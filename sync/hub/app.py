@@ -25,7 +25,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from edge.services import CLINIC_TZ
 from sync.hub import service
 from sync.hub.service import HubError
-from sync.hub.store import SqliteHubStore
+from sync.hub.store import HubStore, connect_hub_store, open_hub_store
 from sync.protocol import (
     API_PREFIX,
     HEADER_HUB_TIME,
@@ -83,7 +83,7 @@ class BackgroundReconciler:
             if self._stop.is_set():
                 return
             try:
-                store = SqliteHubStore.connect(self.data_dir)
+                store = connect_hub_store(self.data_dir)
                 try:
                     service.reconcile_pending(store, self.clock())
                 finally:
@@ -139,7 +139,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     if not app.config["HUB_DATA_DIR"]:
         raise HubError("no hub data directory: give HUB_DATA_DIR or set CLINIC_HUB_DIR")
     data_dir = Path(app.config["HUB_DATA_DIR"])
-    SqliteHubStore.open(data_dir).close()  # the hub exists and its schema is current
+    open_hub_store(data_dir).close()  # the hub exists and its schema is current
     clock = app.config["CLOCK"] or system_clock
     runtime = HubRuntime(data_dir, service.load_county_key(data_dir), clock)
     if app.config["RECONCILE_INTERVAL_S"]:
@@ -159,14 +159,23 @@ def create_app(config: Mapping | None = None) -> Flask:
     return app
 
 
+def create_app_from_env() -> Flask:
+    """The app for a WSGI server started from the shell, e.g. with several workers:
+    `gunicorn -w 2 -b 127.0.0.1:8090 'sync.hub.app:create_app_from_env()'`. Reads
+    `CLINIC_HUB_DIR` (the database is the one it names, see `sync.hub.store.database_url`)
+    and `CLINIC_HUB_RECONCILE_INTERVAL_S` (default 30; 0 turns it off)."""
+    interval = float(os.environ.get("CLINIC_HUB_RECONCILE_INTERVAL_S", "30"))
+    return create_app({"RECONCILE_INTERVAL_S": interval or None})
+
+
 def hub_runtime() -> HubRuntime:
     return current_app.extensions["clinic_hub"]
 
 
-def hub_store() -> SqliteHubStore:
+def hub_store() -> HubStore:
     """The request's own connection, closed when the request ends."""
     if "hub_store" not in g:
-        g.hub_store = SqliteHubStore.connect(hub_runtime().data_dir)
+        g.hub_store = connect_hub_store(hub_runtime().data_dir)
     return g.hub_store
 
 

@@ -7,6 +7,7 @@ the code's. Money is INTEGER fen; documents are TEXT JSON.
 """
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,6 +20,10 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 DATABASE_FILE = "hub.db"
+# A hub whose database is PostgreSQL names it here (`clinic hub init --database URL`);
+# else $CLINIC_HUB_DATABASE; else SQLite in DATABASE_FILE.
+DATABASE_URL_FILE = "database.url"
+DATABASE_ENV = "CLINIC_HUB_DATABASE"
 
 migrations = Migrations("clinic-hub")
 
@@ -903,6 +908,34 @@ class SqliteHubStore:
             "UPDATE console_user SET failures = ?, locked_until = ? WHERE username = ?",
             [failures, locked_until, username],
         )
+
+
+def database_url(data_dir: Path) -> str | None:
+    """The PostgreSQL URL this hub uses, or None for SQLite."""
+    path = Path(data_dir) / DATABASE_URL_FILE
+    if path.exists():
+        return path.read_text().strip() or None
+    return os.environ.get(DATABASE_ENV) or None
+
+
+def open_hub_store(data_dir: Path, *, create: bool = False) -> HubStore:
+    """The hub's store as configured (see `database_url`), schema brought up to date."""
+    url = database_url(data_dir)
+    if url:
+        from sync.hub.pg_store import PgHubStore
+
+        return PgHubStore.open(url, create=create)
+    return SqliteHubStore.open(data_dir, create=create)
+
+
+def connect_hub_store(data_dir: Path) -> HubStore:
+    """A connection to the configured, existing hub (one per request or worker thread)."""
+    url = database_url(data_dir)
+    if url:
+        from sync.hub.pg_store import PgHubStore
+
+        return PgHubStore.connect(url)
+    return SqliteHubStore.connect(data_dir)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -1,0 +1,401 @@
+"""Section `load`: many terminals at once against one county hub.
+
+N simulated terminals, each with its own Ed25519 key, enrolled over HTTP with its own
+one-time code and holding its own ledger of M signed, chained settlements (built with
+`edge.ledger.new_record`, no device database), upload their ledgers in batches, pull the
+three kinds of update and send heartbeats, from a pool of client threads, for at most a
+bounded time. Reported: records ingested per second, p50/p99 batch latency, and records
+lost or duplicated (what the hub holds compared with what was sent).
+
+Run against SQLite (`clinic hub serve`'s werkzeug server, one process) and, when the
+PostgreSQL server binaries are installed, PostgreSQL behind gunicorn with 2 workers.
+Standalone against a running hub: `python -m benchmarks.load --hub URL --hub-dir DIR`.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge import demo, services
+from edge.documents import visit_from_json
+from edge.identity import DeviceIdentity, device_id_for
+from edge.ledger import b64url, genesis_hash, new_record, raw_public_key
+from edge.store import SqliteDeviceStore
+from sync.client import HubClient
+from sync.demo import install_demo_county
+from sync.hub import service
+from sync.hub.store import DATABASE_URL_FILE, open_hub_store
+from sync.protocol import encode_batch
+
+ROOT = Path(__file__).resolve().parent.parent
+FULL = (2_000, 50)  # terminals, settlements each
+QUICK = (50, 10)
+BATCH_RECORDS = 25
+CLIENT_THREADS = 32
+KINDS = ("catalog", "policy", "roster")
+
+
+def _now() -> datetime:
+    return datetime.now(services.CLINIC_TZ)
+
+
+@dataclass
+class Terminal:
+    identity: DeviceIdentity
+    code: str
+    records: list[dict] = field(default_factory=list)
+
+
+def settlement_body(workdir: Path) -> dict:
+    """One real settlement body (settled through the device services once), reused."""
+    data_dir = workdir / "body-device"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = SqliteDeviceStore.open(data_dir, create=True)
+    try:
+        list(demo.install(store))
+        now = _now()
+        identity = services.init_device(store, data_dir, now - timedelta(hours=1))
+        visit = visit_from_json(
+            {
+                "date": now.date().isoformat(),
+                "visit_type": "general",
+                "diagnoses": ["J06.900"],
+                "lines": [{"code": "XJ01CAA040A001", "quantity": "2"}],
+            }
+        )
+        return services.settle_visit(
+            store,
+            identity,
+            insured_id="32011500000001",
+            visit=visit,
+            operator="doc01",
+            now=now,
+        ).record["body"]
+    finally:
+        store.close()
+
+
+def make_terminals(hub_dir: Path, count: int, settlements: int, body: dict) -> list[Terminal]:
+    """Keys, provisioned slots (codes) and signed ledgers of `count` terminals."""
+    terminals = []
+    start = _now() - timedelta(days=1)
+    store = open_hub_store(hub_dir)
+    try:
+        for index in range(count):
+            key = Ed25519PrivateKey.generate()
+            identity = DeviceIdentity(device_id_for(key.public_key()), key)
+            code = service.provision(
+                store, clinic_code=f"LOAD-{index:05d}", township="负载测试", now=_now()
+            ).code
+            terminal = Terminal(identity, code)
+            prev = genesis_hash(key.public_key())
+            for seq in range(1, settlements + 1):
+                record = new_record(
+                    device_id=identity.device_id,
+                    seq=seq,
+                    kind="settlement",
+                    tx_id=f"load-{index}-{seq}",
+                    created_at=(start + timedelta(seconds=seq)).isoformat(),
+                    prev_hash=prev,
+                    body=body,
+                    private_key=key,
+                )
+                terminal.records.append(record)
+                prev = record["hash"]
+            terminals.append(terminal)
+    finally:
+        store.close()
+    return terminals
+
+
+def _record_text(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def run_terminal(hub_url: str, terminal: Terminal, versions: dict, latencies: list) -> int:
+    """Enroll, upload the ledger in batches, pull updates, heartbeat; the acked seq."""
+    client = HubClient(hub_url, terminal.identity, timeout_s=120)
+    identity = terminal.identity
+    client.enroll(
+        {
+            "code": terminal.code,
+            "device_id": identity.device_id,
+            "public_key": b64url(raw_public_key(identity.public_key)),
+        },
+        _now(),
+    )
+    acked = 0
+    for start in range(0, len(terminal.records), BATCH_RECORDS):
+        batch = encode_batch(map(_record_text, terminal.records[start : start + BATCH_RECORDS]))
+        began = time.perf_counter()
+        answer = client.upload(batch, _now())
+        latencies.append(time.perf_counter() - began)
+        acked = answer["acked_seq"]
+    for kind in KINDS:
+        client.update(kind, versions.get(kind), _now())
+    head = terminal.records[-1] if terminal.records else None
+    client.heartbeat(
+        {
+            "device_clock": _now().isoformat(),
+            "records_waiting": 0,
+            "synced_seq": acked,
+            "ledger_head": {"seq": head["seq"], "hash": head["hash"]} if head else {},
+        },
+        _now(),
+    )
+    return acked
+
+
+def compare(hub_dir: Path, terminals: list[Terminal]) -> dict:
+    """Records lost, duplicated or unexpected at the hub, against what was sent."""
+    sent = {(t.identity.device_id, r["seq"]): r["hash"] for t in terminals for r in t.records}
+    ours = {t.identity.device_id for t in terminals}
+    store = open_hub_store(hub_dir)
+    try:
+        rows = [
+            row
+            for row in store.conn.execute("SELECT device_id, seq, hash FROM record")
+            if row[0] in ours
+        ]
+    finally:
+        store.close()
+    held = {(d, s): h for d, s, h in rows}
+    return {
+        "sent": len(sent),
+        "stored": len(rows),
+        "lost": len(sent.keys() - held.keys()),
+        "duplicated": len(rows) - len(held),
+        "unexpected": sum(1 for k, h in held.items() if sent.get(k) != h),
+    }
+
+
+def run_load(
+    hub_url: str,
+    hub_dir: Path,
+    *,
+    terminals: int,
+    settlements: int,
+    duration_s: float,
+    workdir: Path,
+    threads: int = CLIENT_THREADS,
+) -> dict:
+    """Simulate the terminals against the hub at `hub_url` (whose data is `hub_dir`)."""
+    body = settlement_body(workdir)
+    built = time.perf_counter()
+    fleet = make_terminals(hub_dir, terminals, settlements, body)
+    build_s = time.perf_counter() - built
+    store = open_hub_store(hub_dir)
+    try:
+        versions = {
+            kind: p.version for kind in KINDS if (p := store.latest_publication(kind)) is not None
+        }
+    finally:
+        store.close()
+    latencies: list[float] = []
+    errors: list[str] = []
+    deadline = time.monotonic() + duration_s
+    done: list[Terminal] = []
+    lock = threading.Lock()
+
+    def one(terminal: Terminal) -> None:
+        if time.monotonic() > deadline:
+            return
+        try:
+            acked = run_terminal(hub_url, terminal, versions, latencies)
+        except Exception as error:  # count it, go on with the others
+            with lock:
+                errors.append(f"{type(error).__name__}: {error}")
+            return
+        with lock:
+            done.append(terminal)
+            if acked != len(terminal.records):
+                errors.append(f"{terminal.identity.device_id} acked {acked}")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        for future in as_completed([pool.submit(one, t) for t in fleet]):
+            future.result()
+    seconds = time.perf_counter() - started
+    result = compare(hub_dir, done)  # the terminals that finished: every record acked
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 1)
+
+    return {
+        "terminals": terminals,
+        "settlements_each": settlements,
+        "terminals_completed": len(done),
+        "build_seconds": round(build_s, 1),
+        "seconds": round(seconds, 2),
+        "records_per_second": round(result["stored"] / seconds, 1) if seconds else 0.0,
+        "batches": len(latencies),
+        "batch_latency_p50_ms": pct(0.50) if latencies else None,
+        "batch_latency_p99_ms": pct(0.99) if latencies else None,
+        "errors": len(errors),
+        "first_errors": errors[:5],
+        **{k: result[k] for k in ("sent", "stored", "lost", "duplicated", "unexpected")},
+    }
+
+
+# ---- hubs to run against -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(url: str, alive: Callable[[], bool], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url + "/api/v1/time", timeout=2).read()
+            return
+        except OSError:
+            if not alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the hub at {url} did not come up") from None
+            time.sleep(0.2)
+
+
+def _pg_server_module():
+    """tests/pg_server.py (a throwaway PostgreSQL server), loaded by path."""
+    spec = importlib.util.spec_from_file_location("pg_server", ROOT / "tests" / "pg_server.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_against_sqlite(workdir: Path, **sizes) -> dict:
+    from sync.hub.server import serve_in_background
+
+    hub_dir = workdir / "hub-sqlite"
+    install_demo_county(hub_dir, _now())
+    running = serve_in_background(hub_dir, config={"RECONCILE_INTERVAL_S": None})
+    try:
+        return {
+            "hub": "sqlite, werkzeug threaded",
+            **run_load(running.url, hub_dir, workdir=workdir, **sizes),
+        }
+    finally:
+        running.stop()
+
+
+def load_against_postgres(workdir: Path, workers: int = 2, **sizes) -> dict | None:
+    pg_server = _pg_server_module()
+    if pg_server.postgres_bin() is None:
+        return None
+    server = pg_server.start_server()
+    try:
+        database = server.create_database("load")
+        hub_dir = workdir / "hub-pg"
+        install_demo_county_pg(hub_dir, database)
+        port = _free_port()
+        env = {**os.environ, "CLINIC_HUB_DIR": str(hub_dir), "CLINIC_HUB_RECONCILE_INTERVAL_S": "0"}
+        env["PYTHONPATH"] = str(ROOT)
+        gunicorn = Path(sys.executable).parent / "gunicorn"
+        command = [str(gunicorn), "-w", str(workers), "--threads", "8", "-b", f"127.0.0.1:{port}"]
+        with (workdir / "gunicorn.log").open("wb") as log:
+            process = subprocess.Popen(
+                [*command, "sync.hub.app:create_app_from_env()"],
+                env=env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            url = f"http://127.0.0.1:{port}"
+            try:
+                _wait_for(url, lambda: process.poll() is None)
+                hub = f"postgresql, gunicorn {workers} workers x 8 threads"
+                return {"hub": hub, **run_load(url, hub_dir, workdir=workdir, **sizes)}
+            finally:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
+    finally:
+        server.stop()
+
+
+def install_demo_county_pg(hub_dir: Path, database: str) -> None:
+    """`sync.demo.install_demo_county` with the hub in PostgreSQL: sync.demo and
+    service.init_hub name `SqliteHubStore`, so they get the configured store meanwhile."""
+    import sync.demo
+    import sync.hub.service
+
+    class Configured:
+        open = staticmethod(lambda data_dir, create=False: open_hub_store(data_dir, create=create))
+
+    modules = (sync.demo, sync.hub.service)
+    originals = [module.SqliteHubStore for module in modules]
+    os.environ["CLINIC_HUB_DATABASE"] = database
+    try:
+        for module in modules:
+            module.SqliteHubStore = Configured
+        install_demo_county(hub_dir, _now())
+    finally:
+        del os.environ["CLINIC_HUB_DATABASE"]
+        for module, original in zip(modules, originals, strict=True):
+            module.SqliteHubStore = original
+    (hub_dir / DATABASE_URL_FILE).write_text(database + "\n")
+
+
+def bench_load(ctx) -> dict:
+    terminals, settlements = QUICK if ctx.quick else FULL
+    sizes = {
+        "terminals": terminals,
+        "settlements": settlements,
+        "duration_s": 60.0 if ctx.quick else 600.0,
+    }
+    runs = {"sqlite": load_against_sqlite(ctx.workdir / "sqlite", **sizes)}
+    postgres = load_against_postgres(ctx.workdir / "pg", **sizes)
+    if postgres is not None:
+        runs["postgresql"] = postgres
+    summary = [
+        f"{name}: {r['records_per_second']} records/s, p99 batch {r['batch_latency_p99_ms']} ms,"
+        f" {r['terminals_completed']}/{r['terminals']} terminals, lost {r['lost']},"
+        f" duplicated {r['duplicated']}, errors {r['errors']} ({r['hub']})"
+        for name, r in runs.items()
+    ]
+    return {"runs": runs, "summary": summary}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__)
+    parser.add_argument("--hub", required=True, help="the hub's URL")
+    parser.add_argument("--hub-dir", type=Path, required=True, help="the hub's data directory")
+    parser.add_argument("--terminals", type=int, default=QUICK[0])
+    parser.add_argument("--settlements", type=int, default=QUICK[1])
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds at most")
+    args = parser.parse_args(argv)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="clinic-load-") as workdir:
+        report = run_load(
+            args.hub,
+            args.hub_dir,
+            terminals=args.terminals,
+            settlements=args.settlements,
+            duration_s=args.duration,
+            workdir=Path(workdir),
+        )
+    print(json.dumps(report, ensure_ascii=False, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+"""The hub's scenarios of tests/test_hub_reconcile.py against the PostgreSQL store."""
+
+import pytest
+from pg_server import pg_backend, pg_url, postgres  # noqa: F401
+from test_hub_reconcile import *  # noqa: F403
+
+
+@pytest.fixture(autouse=True)
+def _postgres(pg_backend):  # noqa: F811
+    return pg_backend
