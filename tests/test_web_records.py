@@ -42,6 +42,12 @@ class TestToday:
         page = doctor.client.get(f"/records?q={query}").get_data(as_text=True)
         assert first["tx_id"] in page and second["tx_id"] not in page
 
+    def test_a_short_number_is_a_seq_never_a_prefix_of_an_id(self, doctor):
+        settled = [settle(doctor, "A32011505") for _ in range(12)]
+        page = doctor.client.get("/records?q=1").get_data(as_text=True)
+        assert settled[0]["tx_id"] in page
+        assert [s["tx_id"] for s in settled[1:] if s["tx_id"] in page] == []
+
     def test_a_search_that_finds_nothing_says_so(self, doctor):
         settle(doctor)
         assert "没有符合条件的记录" in doctor.client.get("/records?q=王五").get_data(as_text=True)

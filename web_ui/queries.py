@@ -61,6 +61,9 @@ class Row:
     reversed_by: int | None
 
 
+MIN_PREFIX = 6
+
+
 def records_of_day(store: SqliteDeviceStore, day: str, query: str = "", limit: int = 200):
     """The day's settlements and reversals, newest first; `query` matches the patient's
     name, insured number, a transaction id or a seq."""
@@ -73,12 +76,14 @@ def records_of_day(store: SqliteDeviceStore, day: str, query: str = "", limit: i
     params: list = [day]
     query = query.strip()
     if query:
+        # Number prefixes only from 6 characters on: "1" is seq 1, not every tx_id or
+        # insured number that happens to start with 1.
+        prefix = f"{query}%" if len(query) >= MIN_PREFIX else None
         sql += (
             " AND (p.name LIKE ? OR l.insured_id LIKE ? OR l.tx_id LIKE ?"
             " OR CAST(l.seq AS TEXT) = ?)"
         )
-        like = f"%{query}%"
-        params += [like, f"{query}%", f"{query}%", query]
+        params += [f"%{query}%", prefix, prefix, query]
     sql += " ORDER BY l.seq DESC LIMIT ?"
     params.append(limit)
     return [Row(json.loads(text), name, rev) for text, name, rev in store.db.execute(sql, params)]
