@@ -5,7 +5,6 @@ command that prints data has `--json`.
 """
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ import click
 from edge import demo as demo_data
 from edge import services
 from edge.catalog_files import open_catalog_file
+from edge.cli_options import data_dir_option, json_option, now, print_json
 from edge.documents import field, obj, text, visit_from_json
 from edge.identity import IdentityError
 from edge.money import format_yuan
@@ -26,31 +26,6 @@ from edge.store import SqliteDeviceStore, StoreError
 
 # Errors an operator can act on: printed as one line, nothing changed.
 OPERATOR_ERRORS = (StoreError, IdentityError, Rejection)
-
-
-def now() -> datetime:
-    """The one place the CLI reads the clock."""
-    return datetime.now(services.CLINIC_TZ)
-
-
-def default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "clinic"
-
-
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="CLINIC_DATA_DIR",
-    default=default_data_dir,
-    show_default="$CLINIC_DATA_DIR, else ~/.local/share/clinic",
-    help="The device's data directory.",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-
-
-def print_json(value: object) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
 
 
 def open_store(data_dir: Path) -> SqliteDeviceStore:

@@ -7,12 +7,13 @@ print. Errors are one line on standard error with exit status 1, nothing changed
 
 import json
 import sqlite3
-from datetime import datetime
 from pathlib import Path
 
 import click
 
 from edge import maintenance
+from edge.cli_options import data_dir_option, json_option
+from edge.cli_options import now as _now
 from edge.identity import IdentityError
 from edge.store import StoreError
 
@@ -22,27 +23,6 @@ COMMANDS: list[click.Command] = []
 FAILURES = (maintenance.MaintenanceError, StoreError, IdentityError, sqlite3.Error, OSError)
 
 
-def _now() -> datetime:
-    from edge.services import CLINIC_TZ
-
-    return datetime.now(CLINIC_TZ)
-
-
-def _default_data_dir() -> Path:
-    from edge.cli import default_data_dir  # imported late: edge.cli imports this module
-
-    return default_data_dir()
-
-
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="CLINIC_DATA_DIR",
-    default=_default_data_dir,
-    show_default="$CLINIC_DATA_DIR, else ~/.local/share/clinic",
-    help="The device's data directory.",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 service_option = click.option(
     "--service",
     default=maintenance.SERVICE_UNIT,

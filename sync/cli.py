@@ -15,6 +15,9 @@ from pathlib import Path
 
 import click
 
+from edge.cli_options import data_dir_option as device_dir_option
+from edge.cli_options import json_option, print_json
+from edge.cli_options import now as _now
 from edge.identity import IdentityError
 from edge.rules import Rejection
 from edge.store import StoreError
@@ -22,22 +25,9 @@ from edge.store import StoreError
 COMMANDS: list[click.Command] = []
 
 
-def _now() -> datetime:
-    """The one place these commands read the clock."""
-    from edge.services import CLINIC_TZ
-
-    return datetime.now(CLINIC_TZ)
-
-
 def default_hub_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "clinic-hub"
-
-
-def _default_device_dir() -> Path:
-    from edge.cli import default_data_dir
-
-    return default_data_dir()
 
 
 hub_dir_option = click.option(
@@ -49,19 +39,6 @@ hub_dir_option = click.option(
     show_default="$CLINIC_HUB_DIR, else ~/.local/share/clinic-hub",
     help="The county hub's data directory.",
 )
-device_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="CLINIC_DATA_DIR",
-    default=_default_device_dir,
-    show_default="$CLINIC_DATA_DIR, else ~/.local/share/clinic",
-    help="The device's data directory.",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-
-
-def print_json(value: object) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
 
 
 def _one_line(error: Exception) -> str:

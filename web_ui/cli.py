@@ -6,8 +6,7 @@ import click
 
 COMMANDS: list[click.Command] = []
 
-# edge.cli imports this module at its end, after these names exist.
-from edge.cli import data_dir_option, now  # noqa: E402
+from edge.cli_options import data_dir_option, now  # noqa: E402
 
 
 def prepare_demo(data_dir: Path) -> list[str]:

@@ -1,0 +1,39 @@
+"""What every `clinic` command module shares: the clock, `--data-dir`, `--json`.
+
+Kept apart from `edge.cli`, which imports the other packages' commands, so that those
+modules can use these without an import cycle.
+"""
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from edge.services import CLINIC_TZ
+
+
+def now() -> datetime:
+    """The one place the command line reads the clock."""
+    return datetime.now(CLINIC_TZ)
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "clinic"
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CLINIC_DATA_DIR",
+    default=default_data_dir,
+    show_default="$CLINIC_DATA_DIR, else ~/.local/share/clinic",
+    help="The device's data directory.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def print_json(value: object) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
