@@ -6,7 +6,7 @@ ignored so that newer documents stay readable; `null` counts as absent.
 """
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -343,7 +343,7 @@ class InsuredPerson:
     card_expiry: date | None
     person: Person
     # {(year, "general" | "chronic" | "assistance"): Accumulators}
-    accumulators: dict[tuple[int, str], Accumulators]
+    accumulators: Mapping[tuple[int, str], Accumulators]
 
 
 def masked_id_number(value: Any, path: str) -> str:

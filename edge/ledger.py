@@ -6,10 +6,10 @@ the device's public key can run `verify_chain` over an export.
 
 import base64
 import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -36,9 +36,15 @@ def genesis_hash(public_key: Ed25519PublicKey) -> str:
 
 
 def canonical(record: dict) -> bytes:
-    """The signed bytes: the record without `hash` and `sig`, sorted compact UTF-8 JSON."""
+    """The signed bytes: the record without `hash` and `sig`, sorted compact UTF-8 JSON.
+
+    orjson writes exactly ledger.md's `json.dumps(r, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False).encode()` for what a record may hold (string keys, integers of at
+    most 64 bits, no floats; tests/test_ledger_canonical.py), ten times as fast: it is on
+    every settlement's path and every verification's. Anything else it refuses (TypeError).
+    """
     unsigned = {k: v for k, v in record.items() if k not in ("hash", "sig")}
-    return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(unsigned, option=orjson.OPT_SORT_KEYS)
 
 
 def record_hash(record: dict) -> str:

@@ -4,16 +4,19 @@ One file, WAL, `synchronous=FULL`; the schema grows by migrations that commit to
 with the record of having run. Money is INTEGER fen, prices and ratios TEXT decimals.
 """
 
+import dataclasses
+import functools
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from itertools import islice
 from pathlib import Path
+from types import MappingProxyType
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -31,12 +34,19 @@ from edge.rules import Accumulators, CatalogItem, ChronicCert, Person, Policy
 DATABASE_FILE = "clinic.db"
 SEARCH_LIMIT = 20
 ITEM_CACHE_SIZE = 5000  # parsed catalog items kept per connection
+PERSON_CACHE_SIZE = 4096  # parsed roster rows kept per process
 _IMPORT_BATCH = 2000
 
 # Search key kinds, in rank order: a code match beats a name match beats a pinyin match.
 KEY_CODE, KEY_NAME, KEY_INITIALS, KEY_PINYIN = range(4)
 
 migrations = Migrations("clinic-device")
+
+# What a ledger row adds to the fund paid: settlements pay, reversals give it back.
+_SIGNED_FUND = (
+    "CASE kind WHEN 'settlement' THEN coalesce(fund, 0)"
+    " WHEN 'reversal' THEN -coalesce(fund, 0) ELSE 0 END"
+)
 
 
 @migrations()
@@ -115,6 +125,25 @@ def m002_device_ledger_outbox(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@migrations()
+def m003_running_fund_total(db: sqlite_utils.Database) -> None:
+    """Every settlement reads the fund settled since the last sync (an offline limit).
+    A running total in each ledger row, written with the row, gives it without a scan
+    and without rewriting the device row: one page less in every settlement's commit."""
+    db.execute("ALTER TABLE ledger ADD COLUMN fund_total INTEGER NOT NULL DEFAULT 0")
+    db.execute("DROP TRIGGER ledger_is_append_only_update")  # only for the backfill
+    db.execute(
+        "UPDATE ledger SET fund_total = running.total FROM (SELECT seq, sum("
+        f"{_SIGNED_FUND}) OVER (ORDER BY seq) AS total FROM ledger) AS running"
+        " WHERE running.seq = ledger.seq"
+    )
+    db.execute(
+        """CREATE TRIGGER ledger_is_append_only_update BEFORE UPDATE ON ledger
+        BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END"""
+    )
+    db.execute("ALTER TABLE device DROP COLUMN unsynced_fund")
+
+
 class StoreError(Exception):
     """A refused store operation; the message is for the operator."""
 
@@ -182,7 +211,9 @@ class DeviceRow:
     created_at: str
     last_sync_at: str | None
     synced_seq: int
-    unsynced_fund: int  # fen settled since `synced_seq`, net of reversals (offline limit)
+    # fen settled since `synced_seq`, net of reversals (an offline limit): the difference of
+    # the ledger's running `fund_total` at the head and at `synced_seq`
+    unsynced_fund: int
     clock_behind_since: str | None
 
 
@@ -415,47 +446,30 @@ class SqliteDeviceStore:
         self, insured_id: str, with_accumulators: bool = True
     ) -> InsuredPerson | None:
         """A roster entry; `with_accumulators=False` skips reading every year's figures."""
-        row = self.db.execute("SELECT * FROM person WHERE insured_id = ?", [insured_id])
-        columns = [d[0] for d in row.description]
-        values = row.fetchone()
-        if values is None:
+        row = self.db.execute(
+            "SELECT insured_id, card_no, name, id_number_masked, region, card_expiry,"
+            " insurance_type, gender, birth_date, status, waiting_until, categories,"
+            " chronic_certs, account_balance FROM person WHERE insured_id = ?",
+            [insured_id],
+        ).fetchone()
+        if row is None:
             return None
-        record = dict(zip(columns, values, strict=True))
-        return InsuredPerson(
-            insured_id=record["insured_id"],
-            card_no=record["card_no"],
-            name=record["name"],
-            id_number_masked=record["id_number_masked"],
-            region=record["region"],
-            card_expiry=_date(record["card_expiry"]),
-            person=Person(
-                insurance_type=record["insurance_type"],
-                gender=record["gender"],
-                birth_date=date.fromisoformat(record["birth_date"]),
-                status=record["status"],
-                waiting_until=_date(record["waiting_until"]),
-                categories=tuple(json.loads(record["categories"])),
-                chronic_certs=tuple(
-                    chronic_cert_from_json(c, "chronic_certs")
-                    for c in json.loads(record["chronic_certs"])
-                ),
-                account_balance=record["account_balance"],
-            ),
-            accumulators=self._all_accumulators(insured_id) if with_accumulators else {},
-        )
+        entry = _entry_from_row(row)
+        if with_accumulators:
+            return dataclasses.replace(entry, accumulators=self._all_accumulators(insured_id))
+        return entry
 
     def accumulators(self, insured_id: str, year: int, visit_type: str) -> Accumulators:
         """The year so far for one visit type, with the year's assistance."""
         row = self.db.execute(
-            "SELECT deductible_used, fund_paid FROM accumulator"
-            " WHERE insured_id = ? AND year = ? AND visit_type = ?",
-            [insured_id, year, visit_type],
-        ).fetchone() or (0, 0)
-        assistance = self.db.execute(
-            "SELECT assistance_paid FROM assistance_accumulator WHERE insured_id = ? AND year = ?",
-            [insured_id, year],
-        ).fetchone() or (0,)
-        return Accumulators(row[0], row[1], assistance[0])
+            "SELECT coalesce(a.deductible_used, 0), coalesce(a.fund_paid, 0),"
+            " coalesce((SELECT assistance_paid FROM assistance_accumulator"
+            "   WHERE insured_id = :id AND year = :year), 0)"
+            " FROM (SELECT 1) LEFT JOIN accumulator AS a"
+            " ON a.insured_id = :id AND a.year = :year AND a.visit_type = :visit_type",
+            {"id": insured_id, "year": year, "visit_type": visit_type},
+        ).fetchone()
+        return Accumulators(*row)
 
     def _all_accumulators(self, insured_id: str) -> dict[tuple[int, str], Accumulators]:
         result = {}
@@ -477,7 +491,9 @@ class SqliteDeviceStore:
     def device(self) -> DeviceRow | None:
         row = self.db.execute(
             "SELECT device_id, public_key, created_at, last_sync_at, synced_seq,"
-            " unsynced_fund, clock_behind_since FROM device"
+            " coalesce((SELECT fund_total FROM ledger ORDER BY seq DESC LIMIT 1)"
+            "  - coalesce((SELECT fund_total FROM ledger WHERE seq = synced_seq), 0), 0),"
+            " clock_behind_since FROM device"
         ).fetchone()
         return None if row is None else DeviceRow(*row)
 
@@ -534,18 +550,18 @@ class SqliteDeviceStore:
         `text` is its JSON when the caller already has it."""
         if text is None:
             text = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        signed_fund = {"settlement": fund or 0, "reversal": -(fund or 0)}.get(record["kind"], 0)
         self.db.execute(
-            "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO ledger (seq, kind, tx_id, created_at, day, insured_id, fund, reverses,"
+            " record, fund_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " coalesce((SELECT fund_total FROM ledger ORDER BY seq DESC LIMIT 1), 0) + ?)",
             [
                 record["seq"], record["kind"], record["tx_id"], record["created_at"], day,
-                insured_id, fund, reverses, text,
+                insured_id, fund, reverses, text, signed_fund,
             ],
         )  # fmt: skip
         self._trusted_head = (record["seq"], text, record)
         self.db.execute("INSERT INTO outbox VALUES (?, ?)", [record["seq"], record["created_at"]])
-        if fund:
-            delta = -fund if record["kind"] == "reversal" else fund
-            self.db.execute("UPDATE device SET unsynced_fund = unsynced_fund + ?", [delta])
 
     def records(self, after_seq: int = 0) -> Iterator[dict]:
         """Stored records in `seq` order, as stored (not verified)."""
@@ -570,16 +586,6 @@ class SqliteDeviceStore:
     def last_seq_of_kind(self, kind: str) -> int:
         row = self.db.execute("SELECT max(seq) FROM ledger WHERE kind = ?", [kind]).fetchone()
         return row[0] or 0
-
-    def fund_settled_after(self, seq: int) -> int:
-        """Fund paid by settlements after `seq`, net of reversals (a scan: for sync, not
-        the settle path, which reads the running `device.unsynced_fund`)."""
-        row = self.db.execute(
-            "SELECT coalesce(sum(CASE kind WHEN 'reversal' THEN -fund ELSE fund END), 0)"
-            " FROM ledger WHERE seq > ? AND kind IN ('settlement', 'reversal')",
-            [seq],
-        ).fetchone()
-        return row[0]
 
     def settlements_on(self, insured_id: str, day: str) -> int:
         row = self.db.execute(
@@ -643,6 +649,40 @@ def _text(value: object) -> str | None:
 
 def _date(value: str | None) -> date | None:
     return None if value is None else date.fromisoformat(value)
+
+
+_NO_ACCUMULATORS: Mapping = MappingProxyType({})  # shared by cached entries: read-only
+
+
+@functools.lru_cache(maxsize=PERSON_CACHE_SIZE)
+def _entry_from_row(row: tuple) -> InsuredPerson:
+    """A `person` row as a roster entry without accumulators. Entries are immutable and
+    depend on nothing but the row, so each distinct row is parsed once: the settle path
+    reads the same few persons again and again."""
+    (insured_id, card_no, name, id_number_masked, region, card_expiry, insurance_type,
+     gender, birth_date, status, waiting_until, categories, chronic_certs,
+     account_balance) = row  # fmt: skip
+    return InsuredPerson(
+        insured_id=insured_id,
+        card_no=card_no,
+        name=name,
+        id_number_masked=id_number_masked,
+        region=region,
+        card_expiry=_date(card_expiry),
+        person=Person(
+            insurance_type=insurance_type,
+            gender=gender,
+            birth_date=date.fromisoformat(birth_date),
+            status=status,
+            waiting_until=_date(waiting_until),
+            categories=tuple(json.loads(categories)),
+            chronic_certs=tuple(
+                chronic_cert_from_json(c, "chronic_certs") for c in json.loads(chronic_certs)
+            ),
+            account_balance=account_balance,
+        ),
+        accumulators=_NO_ACCUMULATORS,
+    )
 
 
 def _cert_to_json(cert: ChronicCert) -> dict:

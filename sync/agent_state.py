@@ -234,8 +234,8 @@ def refusals(store: SqliteDeviceStore, limit: int = 20) -> list[Refused]:
 
 def apply_ack(store: SqliteDeviceStore, acked_seq: int, at: str) -> int:
     """The hub holds every record up to `acked_seq`: drop them from the outbox (never from
-    the ledger) and move the device's sync mark, its last sync time and the fund settled
-    since, in one transaction. Returns the new mark.
+    the ledger) and move the device's sync mark (the fund settled since the last sync
+    counts from it) and its last sync time, in one transaction. Returns the new mark.
     A hub that reports less than the device already knew (restored from a backup) never
     moves the mark back; the agent uploads again from what the hub holds."""
     with store.write_transaction():
@@ -247,8 +247,8 @@ def apply_ack(store: SqliteDeviceStore, acked_seq: int, at: str) -> int:
         # answers but takes nothing (refusing a record) must not look like a sync.
         synced_now = mark > synced or mark == head
         store.db.execute(
-            "UPDATE device SET synced_seq = ?, unsynced_fund = ?,"
+            "UPDATE device SET synced_seq = ?,"
             " last_sync_at = CASE WHEN ? THEN ? ELSE last_sync_at END",
-            [mark, store.fund_settled_after(mark), synced_now, at],
+            [mark, synced_now, at],
         )
     return mark

@@ -535,7 +535,8 @@ def rehash(record: dict) -> None:
 def insert(conn, record: dict, *, index_reverses: bool = True) -> None:
     body = record["body"]
     conn.execute(
-        "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO ledger (seq, kind, tx_id, created_at, day, insured_id, fund, reverses,"
+        " record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             record["seq"], record["kind"], record["tx_id"], record["created_at"],
             record["created_at"][:10], body.get("insured_id"),

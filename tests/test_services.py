@@ -2,6 +2,7 @@
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -13,7 +14,7 @@ from edge import demo, services
 from edge.documents import visit_from_json
 from edge.identity import KEY_FILE, IdentityError
 from edge.rules import Rejection
-from edge.store import SqliteDeviceStore
+from edge.store import DATABASE_FILE, SqliteDeviceStore, connect, migrations
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=services.CLINIC_TZ)
 TODAY = NOW.date()
@@ -317,7 +318,44 @@ class TestOfflineLimits:
             store, identity, tx_id=first.record["tx_id"], reason="x", operator="doc01", now=NOW
         )
         assert store.device().unsynced_fund == second.settlement.fund
-        assert store.device().unsynced_fund == store.fund_settled_after(0)
+        services.close_day(store, identity, operator="doc01", now=NOW)  # no fund of its own
+        assert store.device().unsynced_fund == second.settlement.fund
+
+    def test_the_running_total_counts_from_the_sync_mark(self, device):
+        store, _ = device
+        first, second = settle(device, POOR), settle(device, RESIDENT)
+        store.db.execute("UPDATE device SET synced_seq = ?", [first.record["seq"]])
+        assert store.device().unsynced_fund == second.settlement.fund
+        store.db.execute("UPDATE device SET synced_seq = ?", [second.record["seq"]])
+        assert store.device().unsynced_fund == 0
+
+
+def test_the_running_fund_total_is_backfilled_for_a_ledger_from_before_it(tmp_path):
+    """A device whose ledger predates `fund_total` (migration m003) gets every row's
+    running total, and keeps refusing edits to the ledger."""
+    db = connect(tmp_path / DATABASE_FILE)
+    migrations.apply(db, stop_before="m003_running_fund_total")
+    db.execute(
+        "INSERT INTO device (id, device_id, public_key, created_at, synced_seq, unsynced_fund)"
+        " VALUES (1, 'dev', 'key', '2026-11-01T08:00:00+08:00', 1, 0)"
+    )
+    rows = [("settlement", 100), ("event", None), ("settlement", 50), ("reversal", 100)]
+    for seq, (kind, fund) in enumerate(rows, start=1):
+        db.execute(
+            "INSERT INTO ledger VALUES (?, ?, ?, '2026-11-02T08:00:00+08:00', '2026-11-02',"
+            " NULL, ?, NULL, '{}')",
+            [seq, kind, f"tx{seq}", fund],
+        )
+    db.close()
+    store = SqliteDeviceStore.open(tmp_path)
+    try:
+        totals = [t for (t,) in store.db.execute("SELECT fund_total FROM ledger ORDER BY seq")]
+        assert totals == [100, 100, 150, 50]
+        assert store.device().unsynced_fund == 50 - 100  # settled after the sync mark (seq 1)
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            store.db.execute("UPDATE ledger SET fund = 0 WHERE seq = 1")
+    finally:
+        store.close()
 
 
 class TestClock:
