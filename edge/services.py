@@ -132,7 +132,8 @@ def settle_visit(
         if entry is None:
             raise Rejection("UNKNOWN_PERSON", f"insured person {insured_id!r} is not in the roster")
         policy = store.current_policy()
-        catalog = store.catalog_items(line.code for line in visit.lines)
+        catalog_version = store.catalog_version()
+        catalog = store.catalog_items((line.code for line in visit.lines), catalog_version)
         before = store.accumulators(insured_id, visit.date.year, visit.visit_type)
         result = settle(policy, catalog, entry.person, before, visit)
         if result.total > MAX_VISIT_TOTAL:
@@ -158,7 +159,7 @@ def settle_visit(
             insured_id=insured_id,
             operator=operator,
             visit=rec.visit_to_json(visit, lines),
-            catalog_version=store.catalog_version(),
+            catalog_version=catalog_version,
             policy_version=policy.version,
             accumulators_before=rec.accumulators_to_json(before, entry.person.account_balance),
             result=result,

@@ -339,13 +339,16 @@ class SqliteDeviceStore:
                 hits.append(SearchHit(*fields, matched=_MATCHED[kind]))
         return hits[:limit]
 
-    def catalog_items(self, codes: Iterable[str]) -> dict[str, CatalogItem]:
-        """The named items that exist, by code (the engine reports the missing ones).
+    def catalog_items(
+        self, codes: Iterable[str], version: str | None = None
+    ) -> dict[str, CatalogItem]:
+        """The named items that exist, by code (the engine reports the missing ones);
+        `version` is the installed catalog version when the caller has just read it.
 
         Items are immutable within a catalog version, so parsed ones are kept per
         version: the settle path then reads one short row instead of parsing items."""
         wanted = set(codes)
-        version = self.catalog_version()
+        version = version or self.catalog_version()
         if version != self._items_version or len(self._items) > ITEM_CACHE_SIZE:
             self._items, self._items_version = {}, version
         missing = sorted(code for code in wanted if code not in self._items)
