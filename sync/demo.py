@@ -14,7 +14,7 @@ from edge.store import SqliteDeviceStore
 from sync import agent
 from sync.hub import console_auth, service
 from sync.hub.server import RunningHub, serve_in_background
-from sync.hub.store import SqliteHubStore
+from sync.hub.store import open_hub_store
 
 DEMO_COUNTY = "示范县 Demo County"
 DEMO_CLINIC = "320115-001"
@@ -32,7 +32,7 @@ def install_demo_county(hub_dir: Path, now: datetime) -> dict:
     hub_dir = Path(hub_dir)
     if not (hub_dir / "hub.db").exists():
         service.init_hub(hub_dir, DEMO_COUNTY, now)
-    store = SqliteHubStore.open(hub_dir)
+    store = open_hub_store(hub_dir)
     published = []
     try:
         key = service.load_county_key(hub_dir)
@@ -123,7 +123,7 @@ def provision_and_enroll(
                 "enrolled_at",
             )
         }
-    hub_store = SqliteHubStore.open(hub_dir)
+    hub_store = open_hub_store(hub_dir)
     try:
         provisioned = service.provision(
             hub_store, clinic_code=clinic_code, township=township, now=now

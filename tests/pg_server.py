@@ -148,33 +148,9 @@ def pg_url(postgres) -> str:
     return postgres.create_database()
 
 
-class _ConfiguredHubStore:
-    """Stands in for `SqliteHubStore` in helpers that name it: opens the configured store."""
-
-    @staticmethod
-    def open(data_dir, *, create: bool = False):
-        from sync.hub.store import open_hub_store
-
-        return open_hub_store(data_dir, create=create)
-
-    @staticmethod
-    def connect(data_dir):
-        from sync.hub.store import connect_hub_store
-
-        return connect_hub_store(data_dir)
-
-
 @pytest.fixture
 def pg_backend(pg_url, monkeypatch) -> str:
-    """Every hub this test makes keeps its data in a fresh PostgreSQL database
-    ($CLINIC_HUB_DATABASE), also the hubs made by helpers that name `SqliteHubStore`
-    (the demo county, `sync_helpers.hub_store`)."""
-    import sync_helpers
-
-    import sync.demo
-    import sync.hub.service
-
+    """Every hub this test makes keeps its data in a fresh PostgreSQL database: hubs are
+    opened through `open_hub_store`, which follows $CLINIC_HUB_DATABASE."""
     monkeypatch.setenv("CLINIC_HUB_DATABASE", pg_url)
-    for module in (sync.demo, sync.hub.service, sync_helpers):
-        monkeypatch.setattr(module, "SqliteHubStore", _ConfiguredHubStore)
     return pg_url

@@ -18,7 +18,7 @@ from edge.rules import Visit
 from edge.store import SqliteDeviceStore
 from sync import demo as sync_demo
 from sync.hub.server import RunningHub, serve_in_background
-from sync.hub.store import SqliteHubStore
+from sync.hub.store import HubStore, open_hub_store
 from sync.protocol import API_PREFIX, sign_request
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=services.CLINIC_TZ)
@@ -124,8 +124,8 @@ def enroll(device: Device, hub_dir: Path, hub_url: str, now: datetime, **slot) -
 
 
 @contextmanager
-def hub_store(hub_dir: Path) -> Iterator[SqliteHubStore]:
-    store = SqliteHubStore.open(hub_dir)
+def hub_store(hub_dir: Path) -> Iterator[HubStore]:
+    store = open_hub_store(hub_dir)
     try:
         yield store
     finally:

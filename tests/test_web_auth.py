@@ -1,15 +1,18 @@
 """Signing in to the terminal UI: PINs, lockout, roles, sessions, CSRF, security headers."""
 
 import re
+from datetime import timedelta
 
 import pytest
-from web_support import PINS, store_of
+from web_support import NOW, PINS, store_of
 
 from edge import services
+from edge.store import SqliteDeviceStore
 
 pytest_plugins = ["web_fixtures"]  # the web UI fixtures
 
 GET_PAGES = ["/settle", "/records", "/close", "/status", "/tester", "/admin"]
+LOCKOUT = timedelta(minutes=15)
 
 
 class TestSignIn:
@@ -236,3 +239,57 @@ class TestCsrfAndHeaders:
         response = auth.sign_in("doc01")
         cookie = response.headers["Set-Cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
+class TestSignInRaces:
+    """Two sign-ins of one operator at once (two tabs, or a guesser and the doctor): the
+    lock set by one is honoured by the other, which read the operator before it existed.
+    The other sign-in is interleaved inside the PIN check, where a real hash takes time."""
+
+    @pytest.fixture
+    def stores(self, web_dir):
+        first, second = SqliteDeviceStore.open(web_dir), SqliteDeviceStore.open(web_dir)
+        yield first, second
+        first.close()
+        second.close()
+
+    def lock_out_during_the_pin_check(self, monkeypatch, web_dir, other_store):
+        from web_ui import accounts
+
+        real_check = accounts.pin_matches
+
+        def pin_matches_while_a_guesser_locks_the_operator(pin, stored):
+            monkeypatch.setattr(accounts, "pin_matches", real_check)  # the guesser's checks
+            for _ in range(accounts.MAX_FAILURES):
+                guess = accounts.sign_in(
+                    other_store, web_dir, "doc01", "0000", now=NOW, lockout=LOCKOUT
+                )
+            assert guess.error == "LOCKED_OUT"
+            return real_check(pin, stored)
+
+        monkeypatch.setattr(accounts, "pin_matches", pin_matches_while_a_guesser_locks_the_operator)
+
+    def test_the_right_pin_checked_while_the_operator_was_locked_does_not_unlock(
+        self, monkeypatch, web_dir, stores
+    ):
+        from web_ui import accounts
+
+        store, other = stores
+        self.lock_out_during_the_pin_check(monkeypatch, web_dir, other)
+        result = accounts.sign_in(store, web_dir, "doc01", PINS["doc01"], now=NOW, lockout=LOCKOUT)
+        assert result.error == "LOCKED_OUT" and result.operator is None
+        assert accounts.get_operator(store, "doc01").locked_at(NOW)
+
+    def test_a_wrong_pin_checked_while_the_operator_was_locked_counts_nothing(
+        self, monkeypatch, web_dir, stores
+    ):
+        from web_ui import accounts
+
+        store, other = stores
+        self.lock_out_during_the_pin_check(monkeypatch, web_dir, other)
+        result = accounts.sign_in(store, web_dir, "doc01", "0000", now=NOW, lockout=LOCKOUT)
+        assert result.error == "LOCKED_OUT"
+        operator = accounts.get_operator(store, "doc01")
+        assert operator.failed_attempts == 0 and operator.locked_at(NOW)
+        lockouts = [r for r in store.records() if r["body"].get("event") == "operator_locked_out"]
+        assert len(lockouts) == 1  # the guesser's; the late wrong PIN signs no second one

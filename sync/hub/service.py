@@ -29,7 +29,7 @@ from edge.rules import CatalogItem, Policy, Rejection
 from edge.store import version_order
 from sync.hub import reconcile
 from sync.hub.ingest import plan_ingest
-from sync.hub.store import Balances, HubStore, Publication, Slot, SqliteHubStore
+from sync.hub.store import Balances, HubStore, Publication, Slot, open_hub_store
 from sync.protocol import (
     MAX_CLOCK_DIFFERENCE,
     SyncError,
@@ -88,7 +88,7 @@ def init_hub(data_dir: Path, county_name: str, now: datetime) -> dict:
     """Create a hub's database and the county signing key."""
     data_dir = Path(data_dir)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    store = SqliteHubStore.open(data_dir, create=True)
+    store = open_hub_store(data_dir, create=True)
     try:
         if store.county() is not None:
             raise HubError(f"{data_dir} already holds the hub of {store.county().name}")
