@@ -144,6 +144,15 @@ def m003_running_fund_total(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE device DROP COLUMN unsynced_fund")
 
 
+@migrations()
+def m004_ledger_by_day(db: sqlite_utils.Database) -> None:
+    """Index the ledger by day first: the visits-per-day count still finds a person's
+    settlements of the day, and the day's list (the terminal's records page) no longer
+    scans every record the device ever made. Still one index page per settlement."""
+    db.execute("DROP INDEX ledger_settlements_by_person_day")
+    db.execute("CREATE INDEX ledger_by_day ON ledger (day, insured_id, kind)")
+
+
 class StoreError(Exception):
     """A refused store operation; the message is for the operator."""
 

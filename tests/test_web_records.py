@@ -7,6 +7,7 @@ from web_support import Auth, app_config, store_of
 
 from drivers.printer import PrinterEmulator
 from drivers.receipt import receipt_qr_payload
+from edge.store import SqliteDeviceStore
 
 pytest_plugins = ["web_fixtures"]  # the web UI fixtures
 
@@ -209,3 +210,23 @@ class TestDailyClose:
     def test_the_close_report_of_another_kind_of_record_is_a_404(self, doctor):
         answer = settle(doctor)
         assert doctor.client.get(f"/close/{answer['tx_id']}").status_code == 404
+
+
+@pytest.mark.parametrize("query", ["", "张", "320115000000"])
+def test_the_days_list_reads_that_day_through_an_index_not_the_whole_ledger(web_dir, query):
+    """Years of records must not slow the records page: the day's rows are found by the
+    ledger's day index (the query plan is checked, since a test ledger is small)."""
+    from web_ui.queries import records_of_day
+
+    store = SqliteDeviceStore.open(web_dir)
+    statements = []
+    store.db.conn.set_trace_callback(statements.append)
+    try:
+        records_of_day(store, "2026-11-22", query)
+        store.db.conn.set_trace_callback(None)
+        (sql,) = [s for s in statements if "FROM ledger AS l" in s]
+        plan = [row[3] for row in store.db.execute("EXPLAIN QUERY PLAN " + sql)]
+    finally:
+        store.close()
+    assert any("USING INDEX ledger_by_day (day=?)" in step for step in plan), plan
+    assert not any(step.startswith("SCAN l") for step in plan), plan
