@@ -1,13 +1,17 @@
 """The status page, the tester panel and administration: operators, backup, enrollment."""
 
+import re
 import sqlite3
 import sys
-import types
+from pathlib import Path
 
 import pytest
-from web_support import NOW, Auth, store_of
+from sync_helpers import hub_records, hub_store, start_hub
+from web_support import Auth, store_of
 
 import sync
+from sync.demo import DEMO_CLINIC, DEMO_COUNTY, DEMO_TOWNSHIP
+from sync.hub import service
 
 pytest_plugins = ["web_fixtures"]  # the web UI fixtures
 
@@ -25,39 +29,32 @@ def no_sync_agent(monkeypatch):
     monkeypatch.setitem(sys.modules, "sync.agent", None)
 
 
-class FakeAgent(types.ModuleType):
-    """`sync.agent`'s interface, answering what a hub would, and remembering the calls."""
-
-    def __init__(self) -> None:
-        super().__init__("sync.agent")
-        self.calls: list[tuple] = []
-
-    def enroll(self, store, identity, data_dir, hub_url, code, now):
-        self.calls.append(("enroll", hub_url, code, identity.device_id, now))
-        if code == "BADCODE":
-            raise RuntimeError("the hub refused the code")
-        return {"hub": hub_url, "county": "DEMO"}
-
-    def sync_once(self, store, identity, data_dir, now, hub_url=None):
-        self.calls.append(("sync_once", identity.device_id, now))
-        return {"uploaded": 3, "acknowledged_seq": 3}
-
-    def sync_status(self, store, now=None):
-        return {"enrolled": True, "hub_url": "http://127.0.0.1:9/", "county_name": "演示县",
-                "clinic_code": "C001", "last_success_at": "2026-11-22T09:00:00+08:00",
-                "last_attempt_at": "2026-11-22T09:00:00+08:00", "last_error": None,
-                "installed": {"catalog": {"expired": True}}, "refused_updates": []}  # fmt: skip
-
-    def start_scheduler(self, data_dir):
-        return None
-
-
 @pytest.fixture
-def agent(monkeypatch) -> FakeAgent:
-    fake = FakeAgent()
-    monkeypatch.setattr(sync, "agent", fake, raising=False)
-    monkeypatch.setitem(sys.modules, "sync.agent", fake)
-    return fake
+def hub(tmp_path, clock):
+    """The demo county's hub on a loopback port, on the web UI's clock."""
+    running = start_hub(tmp_path / "hub", clock)
+    yield running
+    running.stop()
+
+
+def enrollment_code(hub_dir: Path, clock) -> str:
+    """A slot provisioned at the hub for the demo clinic, and its one-time code."""
+    with hub_store(hub_dir) as store:
+        return service.provision(
+            store, clinic_code=DEMO_CLINIC, township=DEMO_TOWNSHIP, now=clock()
+        ).code
+
+
+def device_id(auth: Auth) -> str:
+    store = store_of(auth.client.application)
+    try:
+        return store.device().device_id
+    finally:
+        store.close()
+
+
+def flashed(auth: Auth, response) -> str:
+    return auth.client.get(response.headers["Location"]).get_data(as_text=True)
 
 
 class TestStatus:
@@ -100,15 +97,27 @@ class TestStatus:
         response = auth.post("/status/sync")
         assert "同步不可用" in auth.client.get(response.headers["Location"]).get_data(as_text=True)
 
-    def test_sync_now_runs_the_agent_once_and_shows_its_answer(self, auth, agent):
+    def test_sync_now_uploads_to_the_hub_and_shows_its_answer(self, auth, hub, tmp_path, clock):
+        auth.sign_in("admin01")
+        code = enrollment_code(tmp_path / "hub", clock)
+        auth.post("/admin/enroll", {"hub_url": hub.url, "code": code})
+        auth.sign_out()
+        auth.sign_in("doc01")
+        auth.post("/tester/insert", {"card": "A32011501"})
+        auth.post("/settle/card")
+        line = {"code": "XJ01CAA040A001", "quantity": "1"}
+        settled = auth.post_json("/api/settle", {"visit_type": "general", "lines": [line]}).json
+        auth.sign_out()
         auth.sign_in("coord01")
         page = auth.client.get("/status").get_data(as_text=True)
-        assert "在线" in page and "演示县 C001" in page and 'id="sync-now"' in page
-        assert "目录已过期" in page
-        response = auth.post("/status/sync")
-        page = auth.client.get(response.headers["Location"]).get_data(as_text=True)
-        assert "同步完成：uploaded: 3, acknowledged_seq: 3" in page
-        assert agent.calls[0][0] == "sync_once" and agent.calls[0][2] == NOW
+        assert DEMO_COUNTY in page and DEMO_CLINIC in page and 'id="sync-now"' in page
+        page = flashed(auth, auth.post("/status/sync"))
+        assert "同步完成：" in page
+        assert '<dd id="waiting">0</dd>' in page  # the outbox is empty: the hub has it all
+        assert [r["tx_id"] for r in hub_records(tmp_path / "hub", device_id(auth))][-1] == (
+            settled["tx_id"]
+        )
+        assert re.search(r'id="sync-status" class="ok">\s*在线', page)
 
     def test_the_real_agent_says_the_terminal_is_not_enrolled_yet(self, auth):
         auth.sign_in("coord01")
@@ -118,7 +127,7 @@ class TestStatus:
         page = auth.client.get(response.headers["Location"]).get_data(as_text=True)
         assert "同步失败：" in page and "[NOT_ENROLLED]" in page
 
-    def test_a_doctor_cannot_run_sync(self, doctor, agent):
+    def test_a_doctor_cannot_run_sync(self, doctor):
         assert doctor.post("/status/sync").status_code == 403
 
 
@@ -238,23 +247,23 @@ class TestBackupAndEnrollment:
             assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             assert copy.execute("SELECT count(*) FROM person").fetchone()[0] == 34
 
-    def test_enrollment_hands_the_hub_and_code_to_the_sync_agent(self, admin, agent):
-        response = admin.post("/admin/enroll", {"hub_url": "http://127.0.0.1:9/", "code": "X7K2"})
-        page = admin.client.get(response.headers["Location"]).get_data(as_text=True)
-        assert "已向县级平台注册：hub: http://127.0.0.1:9/, county: DEMO" in page
-        assert agent.calls[0][:3] == ("enroll", "http://127.0.0.1:9/", "X7K2")
+    def test_enrollment_with_a_one_time_code_joins_the_county(self, admin, hub, tmp_path, clock):
+        code = enrollment_code(tmp_path / "hub", clock)
+        page = flashed(admin, admin.post("/admin/enroll", {"hub_url": hub.url, "code": code}))
+        assert "已向县级平台注册：" in page and DEMO_COUNTY in page and DEMO_CLINIC in page
+        with hub_store(tmp_path / "hub") as store:
+            assert store.slot_by_device(device_id(admin)) is not None
+        again = flashed(admin, admin.post("/admin/enroll", {"hub_url": hub.url, "code": code}))
+        assert "注册失败：" in again  # the code was used up
 
-    def test_a_refused_enrollment_is_shown_not_raised(self, admin, agent):
-        response = admin.post(
-            "/admin/enroll", {"hub_url": "http://127.0.0.1:9/", "code": "BADCODE"}
-        )
-        page = admin.client.get(response.headers["Location"]).get_data(as_text=True)
-        assert "注册失败：the hub refused the code" in page
+    def test_a_refused_enrollment_is_shown_not_raised(self, admin, hub):
+        page = flashed(admin, admin.post("/admin/enroll", {"hub_url": hub.url, "code": "BADCODE"}))
+        assert "注册失败：" in page and "Traceback" not in page
 
-    def test_enrollment_needs_an_address_and_a_code(self, admin, agent):
-        response = admin.post("/admin/enroll", {"hub_url": "ftp://x", "code": ""})
-        page = admin.client.get(response.headers["Location"]).get_data(as_text=True)
-        assert "请填写平台地址" in page and agent.calls == []
+    def test_enrollment_needs_an_address_and_a_code(self, admin, hub):
+        page = flashed(admin, admin.post("/admin/enroll", {"hub_url": "ftp://x", "code": ""}))
+        assert "请填写平台地址" in page
+        assert "尚未向县级平台注册" in admin.client.get("/status").get_data(as_text=True)
 
     def test_without_the_sync_agent_enrollment_is_not_available(self, admin, no_sync_agent):
         page = admin.client.get("/admin").get_data(as_text=True)
