@@ -1,6 +1,5 @@
 """`clinic card …` and `clinic receipt …`: card readers, virtual cards, e-vouchers and
-receipts for testers and field staff. Registered on `clinic` at the end of edge/cli.py
-(import these groups through `edge.cli`, which they build on)."""
+receipts for testers and field staff; `edge.console` registers them on `clinic`."""
 
 from __future__ import annotations
 

@@ -529,18 +529,3 @@ def _describe(error: Exception) -> str:
         line = f" (line {error.line})" if error.line is not None else ""
         return f"{error.code}: {error.message}{line}"
     return str(error)
-
-
-def _register_commands_of_other_packages() -> None:
-    # Imported here, after `main` exists: those packages build on edge.
-    from drivers.cli import card, receipt
-    from edge.maintenance_cli import COMMANDS as MAINTENANCE_COMMANDS
-    from sync.cli import COMMANDS as SYNC_COMMANDS
-    from web_ui.cli import COMMANDS as UI_COMMANDS
-
-    commands = [card, receipt, *MAINTENANCE_COMMANDS, *UI_COMMANDS, *SYNC_COMMANDS]
-    for command in commands:
-        main.add_command(command)
-
-
-_register_commands_of_other_packages()

@@ -1,5 +1,5 @@
-"""`clinic` commands for on-site maintenance (doctor, backup, restore); `edge.cli` registers
-every command listed here.
+"""`clinic` commands for on-site maintenance (doctor, backup, restore); `edge.console`
+registers every command listed here.
 
 The logic is in `edge.maintenance`; these commands read the clock and the options, and
 print. Errors are one line on standard error with exit status 1, nothing changed.

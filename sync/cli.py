@@ -1,4 +1,4 @@
-"""`clinic` commands of the county hub and the sync agent; `edge.cli` registers them.
+"""`clinic` commands of the county hub and the sync agent; `edge.console` registers them.
 
 Hub commands take `--data-dir` (default `$CLINIC_HUB_DIR`, else
 `~/.local/share/clinic-hub`); device commands take the device's `--data-dir` (default

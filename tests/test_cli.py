@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import item, quote_doc, write_json
 
-from edge.cli import main
+from edge.console import main
 
 CLINIC = Path(sys.executable).with_name("clinic")
 
@@ -205,3 +205,17 @@ def test_demo_serves_the_terminal_ui_and_prints_the_pins(tmp_path):
         finally:
             demo.terminate()
             demo.wait(timeout=30)
+
+
+def test_every_package_command_is_on_clinic_whatever_was_imported_first():
+    """The packages' command modules import edge; `edge.console` puts them all on `clinic`,
+    so importing one of them first (as a fresh process may) breaks nothing."""
+    script = (
+        "import drivers.cli, sync.cli, web_ui.cli, edge.maintenance_cli\n"
+        "from edge.console import main\n"
+        "print(' '.join(sorted(main.commands)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    commands = set(result.stdout.split())
+    assert {"settle", "card", "receipt", "doctor", "serve", "sync", "hub", "enroll"} <= commands

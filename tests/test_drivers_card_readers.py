@@ -28,7 +28,7 @@ from drivers.cards import (
 )
 from drivers.cards.virtual import DEMO_ATR, VirtualCard
 from drivers.cards.vpcd import VpcdCardServer, parse_vpcd_address
-from edge.cli import main
+from edge.console import main
 
 TODAY = date(2026, 11, 22)
 CLINIC = Path(sys.executable).with_name("clinic")

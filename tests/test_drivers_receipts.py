@@ -31,7 +31,7 @@ from drivers.receipt import (
     verify_receipt_qr,
 )
 from edge import services
-from edge.cli import main
+from edge.console import main
 from edge.documents import visit_from_json
 from edge.ledger import b64url, canonical, new_record, raw_public_key, verify_chain
 

@@ -25,7 +25,7 @@ from drivers.demo_county_key import (
 )
 from drivers.scanner import QrScanner, scanner_for_url
 from drivers.vouchers import VoucherError, load_public_key, mint_voucher, verify_voucher
-from edge.cli import main
+from edge.console import main
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=TZ)

@@ -21,7 +21,7 @@ from sync_helpers import (
     start_hub,
 )
 
-from edge.cli import main
+from edge.console import main
 from edge.identity import DeviceIdentity
 from edge.ledger import b64url, raw_public_key
 from sync import agent

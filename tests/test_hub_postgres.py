@@ -27,7 +27,7 @@ from pg_server import pg_backend, pg_url, postgres  # noqa: F401
 from sync_helpers import NOW, new_device
 from test_hub_ingest import chain
 
-from edge.cli import main
+from edge.console import main
 from edge.identity import device_id_for
 from edge.ledger import b64url, raw_public_key
 from edge.services import CLINIC_TZ

@@ -20,7 +20,7 @@ from deploy_support import (
 )
 
 from edge import maintenance, services
-from edge.cli import main
+from edge.console import main
 from edge.identity import KEY_FILE
 from edge.maintenance import MaintenanceError
 from edge.store import DATABASE_FILE, SqliteDeviceStore

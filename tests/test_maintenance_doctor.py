@@ -24,7 +24,7 @@ from pcsc_fixtures import private_pcscd
 
 from drivers.escpos import PrinterStatus
 from edge import maintenance as m
-from edge.cli import main
+from edge.console import main
 from edge.identity import KEY_FILE
 from edge.ledger import Verification
 from edge.store import DATABASE_FILE

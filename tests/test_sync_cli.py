@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from conftest import write_json
 
 from edge import demo as edge_demo
-from edge.cli import main
+from edge.console import main
 from sync.hub.server import serve_in_background
 
 CLINIC = Path(sys.executable).with_name("clinic")

@@ -11,7 +11,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from web_support import make_demo_device
 
-from edge.cli import main
+from edge.console import main
 from web_ui import accounts
 from web_ui.cli import serve
 

@@ -1,4 +1,4 @@
-"""`clinic` commands of the terminal UI; `edge.cli` registers every command listed here."""
+"""`clinic` commands of the terminal UI; `edge.console` registers every command listed here."""
 
 from pathlib import Path
 

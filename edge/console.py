@@ -1,0 +1,17 @@
+"""The `clinic` console script: edge's commands (`edge.cli`) and those of the packages
+built on edge, put together in one place that imports them all, so that no package's
+command module depends on being imported after another's."""
+
+from drivers.cli import card, receipt
+from edge.cli import main
+from edge.maintenance_cli import COMMANDS as MAINTENANCE_COMMANDS
+from sync.cli import COMMANDS as SYNC_COMMANDS
+from web_ui.cli import COMMANDS as UI_COMMANDS
+
+for command in (card, receipt, *MAINTENANCE_COMMANDS, *UI_COMMANDS, *SYNC_COMMANDS):
+    main.add_command(command)
+
+__all__ = ["main"]
+
+if __name__ == "__main__":
+    main()
