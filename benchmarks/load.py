@@ -332,25 +332,13 @@ def load_against_postgres(workdir: Path, workers: int = 2, **sizes) -> dict | No
 
 
 def install_demo_county_pg(hub_dir: Path, database: str) -> None:
-    """`sync.demo.install_demo_county` with the hub in PostgreSQL: sync.demo and
-    service.init_hub name `SqliteHubStore`, so they get the configured store meanwhile."""
-    import sync.demo
-    import sync.hub.service
-
-    class Configured:
-        open = staticmethod(lambda data_dir, create=False: open_hub_store(data_dir, create=create))
-
-    modules = (sync.demo, sync.hub.service)
-    originals = [module.SqliteHubStore for module in modules]
+    """`sync.demo.install_demo_county` with the hub in PostgreSQL: hubs open through
+    `open_hub_store`, which follows $CLINIC_HUB_DATABASE while it is set."""
     os.environ["CLINIC_HUB_DATABASE"] = database
     try:
-        for module in modules:
-            module.SqliteHubStore = Configured
         install_demo_county(hub_dir, _now())
     finally:
         del os.environ["CLINIC_HUB_DATABASE"]
-        for module, original in zip(modules, originals, strict=True):
-            module.SqliteHubStore = original
     (hub_dir / DATABASE_URL_FILE).write_text(database + "\n")
 
 
