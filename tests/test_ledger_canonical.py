@@ -8,6 +8,7 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sync_helpers import NOW, new_device
 
 from edge.ledger import canonical, self_consistency_problem
 
@@ -38,34 +39,21 @@ def test_hash_and_sig_are_left_out_and_keys_sort_by_code_point():
 
 
 def test_the_records_of_a_real_device_encode_identically(tmp_path):
-    from benchmarks.settle import _Settler, demo_device
-
-    store, identity = demo_device(tmp_path / "device")
+    device = new_device(tmp_path / "device")
     try:
-        settle = _Settler(store, identity)
         for _ in range(5):
-            settle()
-        stored = list(store.records())
+            device.settle(NOW)
+        stored = device.records()
     finally:
-        store.close()
+        device.store.close()
     assert len(stored) == 5
     for record in stored:
         assert canonical(record) == ledger_md_canonical(record)
 
 
-@pytest.mark.parametrize(
-    "value",
-    [1.5, 2**64, "\ud800"],
-    ids=["float", "beyond 64 bits", "lone surrogate"],
-)
+@pytest.mark.parametrize("value", [2**64, "\ud800"], ids=["beyond 64 bits", "lone surrogate"])
 def test_values_a_record_may_not_hold_are_refused_not_encoded_differently(value):
     record = {"seq": 1, "body": {"x": value}, "hash": "0" * 64, "sig": ""}
-    if isinstance(value, float):
-        # ledger.md forbids floats; whatever bytes they give, the stored hash cannot match.
-        assert self_consistency_problem(record, public_key=None) is not None
-    else:
-        with pytest.raises((TypeError, ValueError)):
-            canonical(record)
-        assert self_consistency_problem(record, public_key=None) == (
-            "cannot be serialised canonically"
-        )
+    with pytest.raises((TypeError, ValueError)):
+        canonical(record)
+    assert self_consistency_problem(record, public_key=None) == "cannot be serialised canonically"

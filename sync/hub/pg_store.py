@@ -475,9 +475,7 @@ def init_pg_hub(data_dir: Path, county_name: str, now: datetime, url: str) -> di
     """`service.init_hub` for a PostgreSQL database: the schema, the county signing key
     (in `data_dir`, as ever) and the URL recorded in `data_dir/database.url` (0600)."""
 
-    from edge.ledger import b64url, raw_public_key
     from sync.hub import service
-    from sync.protocol import iso, key_fingerprint
 
     data_dir = Path(data_dir)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -486,21 +484,10 @@ def init_pg_hub(data_dir: Path, county_name: str, now: datetime, url: str) -> di
         raise service.HubError(f"{url_file} already names another database")
     store = PgHubStore.open(url, create=True)
     try:
-        if store.county() is not None:
-            raise service.HubError(
-                f"{_redacted(url)} already holds the hub of {store.county().name}"
-            )
+        service.refuse_a_second_county(store, _redacted(url))
         fd = os.open(url_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(url + "\n")
-        key = service.create_county_key(data_dir)
-        public_key = b64url(raw_public_key(key.public_key()))
-        with store.unit_of_work():
-            store.create_county(county_name, public_key, iso(now))
+        return service.create_county(store, data_dir, county_name, now)
     finally:
         store.close()
-    return {
-        "county": county_name,
-        "public_key": public_key,
-        "fingerprint": key_fingerprint(public_key),
-    }

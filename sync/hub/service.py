@@ -90,14 +90,23 @@ def init_hub(data_dir: Path, county_name: str, now: datetime) -> dict:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = open_hub_store(data_dir, create=True)
     try:
-        if store.county() is not None:
-            raise HubError(f"{data_dir} already holds the hub of {store.county().name}")
-        key = create_county_key(data_dir)
-        public_key = b64url(raw_public_key(key.public_key()))
-        with store.unit_of_work():
-            store.create_county(county_name, public_key, iso(now))
+        refuse_a_second_county(store, str(data_dir))
+        return create_county(store, data_dir, county_name, now)
     finally:
         store.close()
+
+
+def refuse_a_second_county(store: HubStore, where: str) -> None:
+    if store.county() is not None:
+        raise HubError(f"{where} already holds the hub of {store.county().name}")
+
+
+def create_county(store: HubStore, data_dir: Path, county_name: str, now: datetime) -> dict:
+    """The county signing key (in `data_dir`) and the county's row in a new hub."""
+    key = create_county_key(data_dir)
+    public_key = b64url(raw_public_key(key.public_key()))
+    with store.unit_of_work():
+        store.create_county(county_name, public_key, iso(now))
     return {
         "county": county_name,
         "public_key": public_key,
