@@ -2,32 +2,55 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LOCKED := $(VENV)/.installed-lock
 STAMP := $(VENV)/.installed
 PCSC_STAMP := $(VENV)/.installed-pcsc
+# Every Python package comes from this hashed lock (README, "Dependencies"): runtime.txt
+# plus the dev extra. `make lock` is the only thing that changes it.
+LOCK := requirements/dev.txt
 # Debian packages the test suite needs (installed with apt-get when run as root).
 SYSTEM_PACKAGES ?= pcscd vsmartcard-vpcd swig libpcsclite-dev chromium fonts-wqy-microhei shellcheck curl postgresql
+# make lock: the pip-tools that compiles the locks, in a throwaway venv; UPGRADE=1 moves
+# every package to the newest version pyproject.toml allows.
+PIP_TOOLS := pip==26.3 pip-tools==7.6.2
+UPGRADE ?=
 
-.PHONY: help demo test bench lint format system-deps clean
+.PHONY: help demo test bench lint format system-deps lock clean
 
 help:
 	@echo "make demo   - run the terminal on the embedded demo county"
 	@echo "make test   - install what is needed and run the whole test suite"
 	@echo "make bench  - run the benchmarks, report in benchmarks/report.json"
 	@echo "make lint   - ruff check and format check"
+	@echo "make lock   - recompile requirements/*.txt from pyproject.toml (UPGRADE=1: newest)"
 
-$(BIN)/python:
+# A new venv whenever the lock changes, so that it holds exactly the locked packages and
+# nothing an older lock left behind. --require-hashes: every file is checked against the
+# lock; --no-deps: nothing that the lock does not name. pyscard (the `pcsc` extra) has no
+# Linux wheel and builds against libpcsclite with swig, so it waits for system-deps and
+# comes in $(PCSC_STAMP), for the tests only: `make demo` needs neither.
+$(LOCKED): $(LOCK)
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
+	awk '/^[^[:space:]#]/ { skip = ($$1 ~ /^pyscard==/) } !skip' $(LOCK) >$(VENV)/lock-without-pyscard.txt
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(VENV)/lock-without-pyscard.txt
+	touch $(LOCKED)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# The project itself, editable, built by the locked setuptools (no isolated build env,
+# which would download an unhashed one).
+$(STAMP): $(LOCKED) pyproject.toml
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@$(PIP_CHECK)
 	touch $(STAMP)
 
-# pyscard (the `pcsc` extra) builds against libpcsclite (swig) where no wheel fits, so it
-# comes after system-deps, and only for the tests: `make demo` needs neither.
-$(PCSC_STAMP): pyproject.toml $(STAMP) | system-deps
-	$(BIN)/python -m pip install --quiet -e '.[pcsc]'
+$(PCSC_STAMP): $(STAMP) | system-deps
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps --no-build-isolation -r $(LOCK)
+	@$(PIP_CHECK)
 	touch $(PCSC_STAMP)
+
+# A dependency added to pyproject.toml but not yet to the lock shows here.
+PIP_CHECK = $(BIN)/python -m pip check >/dev/null || { $(BIN)/python -m pip check; \
+  echo "the venv does not satisfy pyproject.toml: update the lock with 'make lock'" >&2; exit 1; }
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -54,6 +77,23 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The locks are resolved for CPython 3.11 on Linux, what the terminal and the hub run.
+# runtime.txt first (what a Pi installs), then dev.txt constrained by it, so the packages
+# they share have the same versions. Without UPGRADE, pins already in the locks are kept.
+lock:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { \
+	  echo "make lock: the locks are for CPython 3.11; run it with PYTHON=python3.11" >&2; exit 1; }
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv "$$tmp" && \
+	"$$tmp/bin/python" -m pip install --quiet $(PIP_TOOLS) && \
+	compile() { CUSTOM_COMPILE_COMMAND="make lock" "$$tmp/bin/pip-compile" --quiet \
+	  --generate-hashes --allow-unsafe --strip-extras --no-emit-options \
+	  $(if $(UPGRADE),--upgrade) "$$@"; } && \
+	compile --extra pcsc --extra hub -o requirements/runtime.txt \
+	  pyproject.toml requirements/tools.in && \
+	compile --extra pcsc --extra hub --extra dev -c requirements/runtime.txt \
+	  -o requirements/dev.txt pyproject.toml requirements/tools.in
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
