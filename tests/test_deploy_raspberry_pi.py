@@ -2,19 +2,21 @@
 and install.sh run twice against a scratch root changes nothing the second time."""
 
 import http.server
+import json
 import os
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
 
 import pytest
-from deploy_support import DEPLOY, run_install, scratch_root, tree_state
+from deploy_support import DEPLOY, REPO, run_install, scratch_root, tree_state
 
 UNITS = sorted(p.name for p in (DEPLOY / "systemd").iterdir())
-SCRIPTS = [DEPLOY / "install.sh", *sorted((DEPLOY / "bin").iterdir())]
+SCRIPTS = [DEPLOY / "install.sh", DEPLOY / "install-venv.sh", *sorted((DEPLOY / "bin").iterdir())]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def passwd_entry(root: Path, user: str) -> list[str]:
 
 def test_every_script_passes_shellcheck():
     assert {p.name for p in SCRIPTS} == {
-        "install.sh", "clinic", "clinic-healthcheck", "clinic-kiosk-browser",
+        "install.sh", "install-venv.sh", "clinic", "clinic-healthcheck", "clinic-kiosk-browser",
         "clinic-nightly-backup",
     }  # fmt: skip
     for script in SCRIPTS:
@@ -177,6 +179,79 @@ def test_install_refuses_bad_arguments(tmp_path):
 
 
 # ---- the scripts' behaviour ------------------------------------------------------------------
+
+
+def lock_entries(text: str) -> dict[str, list[str]]:
+    """A pip-compile lock's entries: the name line of each package and its indented lines
+    (hashes, `via` comments), by package name."""
+    entries: dict[str, list[str]] = {}
+    name = None
+    for line in text.splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            name = line.split("==")[0]
+            entries[name] = [line]
+        elif name and line.startswith("    "):
+            entries[name].append(line)
+        else:
+            name = None
+    return entries
+
+
+def recorded_pip_calls(tmp_path: Path, *options: str) -> list[dict]:
+    """Runs install-venv.sh with a stand-in `python3` on PATH whose `-m venv DIR` makes a
+    venv whose python records each call (and the requirement files it was given)."""
+    bin_dir, venv, calls = tmp_path / "bin", tmp_path / "venv", tmp_path / "calls.jsonl"
+    recorder = (
+        f"#!{sys.executable}\n"
+        "import json, pathlib, sys\n"
+        "args = sys.argv[1:]\n"
+        "files = {b: pathlib.Path(b).read_text() for a, b in zip(args, args[1:]) if a == '-r'}\n"
+        f"with open({str(calls)!r}, 'a') as out:\n"
+        "    out.write(json.dumps({'args': args, 'files': files}) + '\\n')\n"
+    )
+    (tmp_path / "recorder").write_text(recorder)
+    stub(
+        bin_dir,
+        "python3",
+        '[ "$1 $2" = "-m venv" ] || exit 99\n'
+        f'mkdir -p "$3/bin" && cp {tmp_path / "recorder"} "$3/bin/python"'
+        ' && chmod +x "$3/bin/python"',
+    )
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        [str(DEPLOY / "install-venv.sh"), str(venv), *options],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in calls.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("offline", [False, True], ids=["index", "wheelhouse"])
+def test_the_software_comes_from_the_hashed_runtime_lock(tmp_path, offline):
+    """install.sh's venv step: pip is asked for the runtime lock's packages only, each
+    checked against the lock's hashes and without their dependencies; first all but
+    pyscard, then pyscard (built from source by the locked setuptools, no isolated build
+    env), then the checkout, also without dependencies."""
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    calls = recorded_pip_calls(tmp_path, *(["--wheelhouse", str(wheelhouse)] if offline else []))
+    lock = REPO / "requirements/runtime.txt"
+    index = ["--no-index", "--find-links", str(wheelhouse)] if offline else []
+    common = ["-m", "pip", "install", "--disable-pip-version-check", *index]
+    assert len(calls) == 4
+    assert [call["args"][: len(common)] for call in calls[:3]] == [common] * 3
+    first, second, third = (call["args"][len(common) :] for call in calls[:3])
+    assert first[:3] == ["--require-hashes", "--no-deps", "-r"]
+    assert second == ["--require-hashes", "--no-deps", "--no-build-isolation", "-r", str(lock)]
+    assert third == ["--no-deps", "--no-build-isolation", "--force-reinstall", str(REPO)]
+    assert calls[3]["args"] == ["-m", "pip", "check"]
+
+    locked = lock_entries(lock.read_text())
+    assert {"pyscard", "pip", "setuptools", "wheel", "flask", "gunicorn"} <= set(locked)
+    without_pyscard = lock_entries(calls[0]["files"][first[3]])
+    assert without_pyscard == {name: e for name, e in locked.items() if name != "pyscard"}
+    for name, entry in locked.items():
+        assert any(line.strip().startswith("--hash=sha256:") for line in entry), name
 
 
 def stub(folder: Path, name: str, body: str) -> None:

@@ -45,6 +45,7 @@ Installs the clinic terminal on this Raspberry Pi OS Bookworm machine (run as ro
 Debian packages, the users clinic and clinic-kiosk, /var/lib/clinic (0700), the software
 in /opt/clinic/venv (from this checkout, with the pcsc extra), systemd units, udev rules,
 config files; enables the services. Safe to run again: it changes only what differs.
+Python packages come from requirements/runtime.txt, hash-checked (install-venv.sh).
 
   --wheelhouse DIR  install Python packages from DIR only (pip --no-index): offline sites
   --no-apt          do not install Debian packages
@@ -278,7 +279,8 @@ write_udev_rules() {
 source_fingerprint() {
     (
         cd "$SOURCE"
-        find pyproject.toml edge drivers web_ui sync -type f \
+        find pyproject.toml requirements/runtime.txt deploy/raspberry-pi/install-venv.sh \
+            edge drivers web_ui sync -type f \
             ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 |
             LC_ALL=C sort -z | xargs -0 sha256sum
     ) | sha256sum | cut -d' ' -f1
@@ -289,15 +291,14 @@ install_venv() {
         echo "skipped: the software in $VENV (--no-venv)"
         return 0
     fi
-    local stamp="$VENV/.clinic-source-sha256" want pip_args=(--disable-pip-version-check)
+    local stamp="$VENV/.clinic-source-sha256" want wheelhouse=()
     want=$(source_fingerprint)
     if [ -x "$VENV/bin/clinic" ] && [ "$(cat "$stamp" 2>/dev/null || true)" = "$want" ]; then
         return 0
     fi
-    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-    [ -z "$WHEELHOUSE" ] || pip_args+=(--no-index --find-links "$WHEELHOUSE")
-    "$VENV/bin/pip" install "${pip_args[@]}" --upgrade --upgrade-strategy only-if-needed \
-        "${SOURCE}[pcsc]"
+    # Every package from requirements/runtime.txt, checked against its hashes.
+    [ -z "$WHEELHOUSE" ] || wheelhouse=(--wheelhouse "$WHEELHOUSE")
+    "$HERE/install-venv.sh" "$VENV" "${wheelhouse[@]+"${wheelhouse[@]}"}"
     echo "$want" >"$stamp"
     changed venv "installed the software from $SOURCE into $VENV"
 }
