@@ -3,7 +3,10 @@ receipts for testers and field staff; `edge.console` registers them on `clinic`.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,6 +31,31 @@ PAPER = {"58": (32, 384), "80": (48, 576)}  # paper width mm -> (text columns, d
 
 
 # ---- clinic card -------------------------------------------------------------------------
+
+
+class Terminated(Exception):
+    """SIGTERM arrived: `kill`, `systemctl stop`, a test or supervisor ending the command."""
+
+
+@contextlib.contextmanager
+def sigterm_raises_terminated() -> Iterator[None]:
+    """Inside, SIGTERM raises `Terminated` in the main thread, as Ctrl-C raises
+    KeyboardInterrupt, so a foreground loop stops cleanly either way; a second SIGTERM
+    while it stops is ignored. The previous handler is back afterwards."""
+
+    def terminated(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread: SIGTERM keeps what it had
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.group()
@@ -104,7 +132,7 @@ def card_watch(url: str, count: int | None, timeout: float | None) -> None:
 )  # fmt: skip
 @click.option("--verbose", is_flag=True, help="Print every APDU.")
 def card_emulate(name: str, address: str, verbose: bool) -> None:
-    """Insert a demo card into pcscd's virtual reader (vpcd) until interrupted.
+    """Insert a demo card into pcscd's virtual reader (vpcd) until Ctrl-C or SIGTERM.
 
     Then any PC/SC program, `clinic card read --reader pcsc://` among them, reads it as a
     real card. A card pulled out mid-read comes back two seconds later.
@@ -125,10 +153,13 @@ def card_emulate(name: str, address: str, verbose: bool) -> None:
         virtual.process = logged
     server = VpcdCardServer(virtual, host, port, reinsert_after=2.0, log=click.echo)
     click.echo(f"serving card {name} to vpcd at {host}:{port}; Ctrl-C to remove it")
-    try:
-        server.serve()
-    except KeyboardInterrupt:
-        click.echo(f"card {name} removed; stopped")
+    with sigterm_raises_terminated():
+        try:
+            server.serve()
+        except KeyboardInterrupt:
+            click.echo(f"card {name} removed; stopped")
+        except Terminated:
+            click.echo(f"card {name} removed; stopped (SIGTERM)")
 
 
 @card.command("voucher")

@@ -276,7 +276,16 @@ class TestCardCommands:
         assert done.returncode == 1 and done.stdout == ""
         assert "BAD_TLV" in done.stderr and "Traceback" not in done.stderr
 
-    def test_card_read_through_pcscd_of_a_card_served_by_card_emulate(self, empty_pcscd):
+    @pytest.mark.parametrize(
+        ("signum", "said"),
+        [(signal.SIGTERM, "removed; stopped (SIGTERM)"), (signal.SIGINT, "removed; stopped")],
+        ids=["SIGTERM", "Ctrl-C"],
+    )
+    def test_card_read_through_pcscd_of_a_card_served_by_card_emulate(
+        self, empty_pcscd, signum, said
+    ):
+        """`clinic card emulate` serves until it is told to stop, by SIGTERM (kill,
+        systemctl stop) or Ctrl-C, and then exits at once with status 0."""
         env = {**os.environ, **empty_pcscd.env}
         emulate = subprocess.Popen(
             [str(CLINIC), "card", "emulate", "--card", "A32011506",
@@ -291,11 +300,18 @@ class TestCardCommands:
             )  # fmt: skip
             assert read.returncode == 0, read.stderr
             assert json.loads(read.stdout)["name"] == "杨秀珍"
-        finally:
-            emulate.send_signal(signal.SIGINT)
+            assert emulate.poll() is None  # still serving
+            emulate.send_signal(signum)
+            sent = time.monotonic()
             out, err = emulate.communicate(timeout=10)
-        assert emulate.returncode == 0, err
-        assert "inserted" in out and "removed" in out
+            assert time.monotonic() - sent < 3, "it took long to stop"
+            assert emulate.returncode == 0, err
+            assert "inserted" in out and out.splitlines()[-1] == f"card A32011506 {said}"
+            assert "Traceback" not in err
+        finally:
+            if emulate.poll() is None:
+                emulate.kill()
+            emulate.communicate()
 
     def test_card_watch_reports_insertion_and_removal(self, empty_pcscd):
         url = f"pcsc://{empty_pcscd.reader_name()}"
