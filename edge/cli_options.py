@@ -11,12 +11,25 @@ from pathlib import Path
 
 import click
 
-from edge.services import CLINIC_TZ
+from edge.clock import Clock, ClockError, configured_clock
+
+_clock: Clock | None = None
+
+
+def clock() -> Clock:
+    """The command line's one clock (`CLINIC_CLOCK` may start it), handed to the servers
+    and jobs a command starts."""
+    global _clock
+    if _clock is None:
+        try:
+            _clock = configured_clock()
+        except ClockError as error:
+            raise click.ClickException(str(error)) from None
+    return _clock
 
 
 def now() -> datetime:
-    """The one place the command line reads the clock."""
-    return datetime.now(CLINIC_TZ)
+    return clock()()
 
 
 def default_data_dir() -> Path:

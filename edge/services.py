@@ -9,11 +9,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge import records as rec
+from edge.clock import CLINIC_TZ
 from edge.engine import settle
 from edge.identity import (
     DeviceIdentity,
@@ -34,7 +34,6 @@ from edge.ledger import (
 from edge.rules import Rejection, Settlement, Visit
 from edge.store import DeviceRow, LedgerHead, SqliteDeviceStore
 
-CLINIC_TZ = ZoneInfo("Asia/Shanghai")
 MAX_VISIT_TOTAL = 100_000_000  # fen: ¥1,000,000, far above any village visit
 
 

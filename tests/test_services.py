@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from clock import NOW, TODAY
 
 from edge import demo, services
 from edge.documents import visit_from_json
@@ -16,8 +17,6 @@ from edge.identity import KEY_FILE, IdentityError
 from edge.rules import Rejection
 from edge.store import DATABASE_FILE, SqliteDeviceStore, connect, migrations
 
-NOW = datetime(2026, 11, 22, 9, 30, tzinfo=services.CLINIC_TZ)
-TODAY = NOW.date()
 RESIDENT = "32011500000001"
 POOR = "32011500000005"  # extreme poverty: assistance pays the policy self-pay
 EMPLOYEE_RICH = "32011500000502"  # account balance 230000
@@ -302,7 +301,7 @@ class TestOfflineLimits:
         policy = demo.load_json("policy.json")
         policy["version"] = "2026.2"
         policy["offline_limits"]["max_fund_since_sync"] = 1000
-        store.import_policy(policy)
+        store.import_policy(policy, now=NOW)
         # each visit: 2 × ¥6.80 = 1360 fen, fund 748 fen; the second passes 1000 fen
         first, second = (settle(device, insured_id) for insured_id in (RESIDENT, POOR))
         assert first.needs_review == []
