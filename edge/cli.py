@@ -39,6 +39,7 @@ def open_store(data_dir: Path) -> SqliteDeviceStore:
 @click.version_option(package_name="clinic-terminal")
 def main() -> None:
     """Offline settlement terminal for village clinics."""
+    clock()  # a bad CLINIC_CLOCK stops every command before it changes anything
 
 
 # ---- quote -----------------------------------------------------------------------------

@@ -11,21 +11,23 @@ from pathlib import Path
 
 import click
 
-from edge.clock import Clock, ClockError, configured_clock
+from edge.clock import CLOCK_VARIABLE, Clock, ClockError, configured_clock
 
-_clock: Clock | None = None
+_clock: tuple[str, Clock] | None = None  # the clock, and the CLINIC_CLOCK it was made from
 
 
 def clock() -> Clock:
     """The command line's one clock (`CLINIC_CLOCK` may start it), handed to the servers
-    and jobs a command starts."""
+    and jobs a command starts. Made again only when CLINIC_CLOCK changes (in-process test
+    runs of several commands), so that within a process it keeps advancing."""
     global _clock
-    if _clock is None:
+    setting = os.environ.get(CLOCK_VARIABLE, "")
+    if _clock is None or _clock[0] != setting:
         try:
-            _clock = configured_clock()
+            _clock = (setting, configured_clock())
         except ClockError as error:
             raise click.ClickException(str(error)) from None
-    return _clock
+    return _clock[1]
 
 
 def now() -> datetime:

@@ -225,9 +225,8 @@ def close_day(
         _require_operator(store, operator)
         position = _next_position(store, identity, now, operator)
         since = list(store.records(after_seq=store.last_seq_of_kind("daily_close")))
-        body = rec.daily_close_body(
-            since, business_day=position.created_at.date().isoformat(), operator=operator
-        )
+        day = rec.closed_business_day(since, position.created_at.date().isoformat())
+        body = rec.daily_close_body(since, business_day=day, operator=operator)
         return Recorded(_append(store, identity, position, "daily_close", body))
 
 

@@ -284,6 +284,20 @@ class TestDailyClose:
         store, identity = device
         body = services.close_day(store, identity, operator="doc01", now=NOW).record["body"]
         assert body["settlements"]["count"] == 0 and body["from_seq"] is None
+        assert body["business_day"] == TODAY.isoformat()
+
+    def test_a_close_made_after_midnight_belongs_to_the_day_it_closes(self, device):
+        store, identity = device
+        evening = NOW.replace(hour=21)
+        settle(device, the_visit=visit(day=TODAY), now=evening)
+        after_midnight = evening + timedelta(hours=3, minutes=30)
+        body = services.close_day(store, identity, operator="doc01", now=after_midnight)
+        assert body.record["created_at"].startswith((TODAY + timedelta(days=1)).isoformat())
+        assert body.record["body"]["business_day"] == TODAY.isoformat()
+        # a visit settled after midnight makes the next close the new day's
+        settle(device, the_visit=visit(day=TODAY + timedelta(days=1)), now=after_midnight)
+        night = services.close_day(store, identity, operator="doc01", now=after_midnight)
+        assert night.record["body"]["business_day"] == (TODAY + timedelta(days=1)).isoformat()
 
 
 class TestOfflineLimits:
