@@ -26,12 +26,13 @@ import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import demo, services
+from edge.clock import system_clock
 from edge.documents import visit_from_json
 from edge.identity import DeviceIdentity, device_id_for
 from edge.ledger import b64url, genesis_hash, new_record, raw_public_key
@@ -50,8 +51,7 @@ CLIENT_THREADS = 32
 KINDS = ("catalog", "policy", "roster")
 
 
-def _now() -> datetime:
-    return datetime.now(services.CLINIC_TZ)
+_now = system_clock  # the load runs against hubs on the real clock
 
 
 @dataclass
@@ -67,8 +67,8 @@ def settlement_body(workdir: Path) -> dict:
     data_dir.mkdir(parents=True, exist_ok=True)
     store = SqliteDeviceStore.open(data_dir, create=True)
     try:
-        list(demo.install(store))
         now = _now()
+        list(demo.install(store, now))
         identity = services.init_device(store, data_dir, now - timedelta(hours=1))
         visit = visit_from_json(
             {

@@ -60,7 +60,7 @@ def the_visit() -> Visit:
 def demo_device(data_dir: Path) -> tuple[SqliteDeviceStore, DeviceIdentity]:
     """A real data directory: the demo county installed and a device identity made."""
     store = SqliteDeviceStore.open(data_dir, create=True)
-    list(demo.install(store))
+    list(demo.install(store, NOW))
     identity = services.init_device(store, data_dir, NOW - timedelta(hours=1))
     return store, identity
 

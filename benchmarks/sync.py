@@ -62,7 +62,7 @@ def build_device(data_dir: Path, records: int):
     (synchronous=OFF on this one connection, a transaction per thousand)."""
     data_dir.mkdir(parents=True)
     store = SqliteDeviceStore.open(data_dir, create=True)
-    list(demo.install(store))
+    list(demo.install(store, NOW))
     identity = services.init_device(store, data_dir, NOW - timedelta(hours=1))
     visit = visit_from_json(
         {

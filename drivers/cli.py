@@ -68,7 +68,7 @@ def card() -> None:
 def card_list(as_json: bool) -> None:
     """The demo cards: one per demo roster person, and the broken ones."""
     today = now().date()
-    cards = [c.to_dict(today) for c in demo_cards()]
+    cards = [c.to_dict(today) for c in demo_cards(today)]
     if as_json:
         print_json(cards)
         return
@@ -84,8 +84,9 @@ def card_list(as_json: bool) -> None:
 def card_read(url: str, timeout: float, as_json: bool) -> None:
     """Wait for a card and read it (the ID number is shown masked)."""
     try:
-        with card_reader_for_url(url) as reader:
-            result = read_card(reader, today=now().date(), timeout=timeout)
+        today = now().date()
+        with card_reader_for_url(url, today=today) as reader:
+            result = read_card(reader, today=today, timeout=timeout)
     except CardError as error:
         raise click.ClickException(str(error)) from None
     document = {"reader": url, **result.to_dict()}
@@ -107,7 +108,7 @@ def card_watch(url: str, count: int | None, timeout: float | None) -> None:
     """Print card inserted / removed events until interrupted."""
     seen = 0
     try:
-        with card_reader_for_url(url) as reader:
+        with card_reader_for_url(url, today=now().date()) as reader:
             click.echo(f"watching {url}: card {'present' if reader.card_present() else 'absent'}")
             while count is None or seen < count:
                 event = reader.wait_for_event(timeout if timeout is not None else 3600)
@@ -138,7 +139,7 @@ def card_emulate(name: str, address: str, verbose: bool) -> None:
     real card. A card pulled out mid-read comes back two seconds later.
     """
     try:
-        virtual = demo_card(name)
+        virtual = demo_card(name, now().date())
         host, port = parse_vpcd_address(address)
     except (CardError, ValueError) as error:
         raise click.ClickException(str(error)) from None

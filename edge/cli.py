@@ -16,7 +16,7 @@ import click
 from edge import demo as demo_data
 from edge import services
 from edge.catalog_files import open_catalog_file
-from edge.cli_options import data_dir_option, json_option, now, print_json
+from edge.cli_options import clock, data_dir_option, json_option, now, print_json
 from edge.documents import field, obj, text, visit_from_json
 from edge.identity import IdentityError
 from edge.money import format_yuan
@@ -39,6 +39,7 @@ def open_store(data_dir: Path) -> SqliteDeviceStore:
 @click.version_option(package_name="clinic-terminal")
 def main() -> None:
     """Offline settlement terminal for village clinics."""
+    clock()  # a bad CLINIC_CLOCK stops every command before it changes anything
 
 
 # ---- quote -----------------------------------------------------------------------------
@@ -87,7 +88,7 @@ def init(data_dir: Path, demo: bool) -> None:
             identity = services.init_device(store, data_dir, now())
             click.echo(f"device identity {identity.device_id} created")
         if demo:
-            for line in demo_data.install(store):
+            for line in demo_data.install(store, now()):
                 click.echo(line)
     except OPERATOR_ERRORS as error:
         raise click.ClickException(str(error)) from None
@@ -117,7 +118,7 @@ def catalog_import(data_dir: Path, file: Path, version: str | None, encoding: st
         version = version or catalog_file.version
         if not version:
             raise click.UsageError("give the catalog's --version (CSV files carry none)")
-        count = store.import_catalog(catalog_file.items, version, source=file.name)
+        count = store.import_catalog(catalog_file.items, version, source=file.name, now=now())
     except (StoreError, Rejection, OSError, LookupError) as error:
         raise click.ClickException(f"catalog not imported, nothing changed: {error}") from None
     finally:
@@ -263,7 +264,7 @@ def demo(ctx: click.Context, data_dir: Path, port: int, hub_port: int, walkthrou
 
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        hub = sync_demo.start_demo_hub(data_dir / "hub", now(), port=hub_port)
+        hub = sync_demo.start_demo_hub(data_dir / "hub", clock(), port=hub_port)
     except OSError as error:
         raise click.ClickException(
             f"the demo hub cannot listen on port {hub_port} ({error.strerror});"
@@ -273,7 +274,7 @@ def demo(ctx: click.Context, data_dir: Path, port: int, hub_port: int, walkthrou
         with device_store(data_dir, create=True) as store:
             if store.device() is None:
                 services.init_device(store, data_dir, now())
-            for line in demo_data.install(store):
+            for line in demo_data.install(store, now()):
                 click.echo(line)
             identity = services.load_identity(store, data_dir)
             clinic = sync_demo.provision_and_enroll(
@@ -403,7 +404,7 @@ def insured_id_from_card(store: SqliteDeviceStore, reader_url: str, moment: date
     from drivers.cards.readers import card_reader_for_url, read_card
 
     try:
-        reader = card_reader_for_url(reader_url)
+        reader = card_reader_for_url(reader_url, today=moment.date())
         try:
             card = read_card(reader, today=moment.date(), timeout=CARD_WAIT_SECONDS)
         finally:

@@ -11,12 +11,27 @@ from pathlib import Path
 
 import click
 
-from edge.services import CLINIC_TZ
+from edge.clock import CLOCK_VARIABLE, Clock, ClockError, configured_clock
+
+_clock: tuple[str, Clock] | None = None  # the clock, and the CLINIC_CLOCK it was made from
+
+
+def clock() -> Clock:
+    """The command line's one clock (`CLINIC_CLOCK` may start it), handed to the servers
+    and jobs a command starts. Made again only when CLINIC_CLOCK changes (in-process test
+    runs of several commands), so that within a process it keeps advancing."""
+    global _clock
+    setting = os.environ.get(CLOCK_VARIABLE, "")
+    if _clock is None or _clock[0] != setting:
+        try:
+            _clock = (setting, configured_clock())
+        except ClockError as error:
+            raise click.ClickException(str(error)) from None
+    return _clock[1]
 
 
 def now() -> datetime:
-    """The one place the command line reads the clock."""
-    return datetime.now(CLINIC_TZ)
+    return clock()()
 
 
 def default_data_dir() -> Path:

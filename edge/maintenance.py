@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 import sqlite_utils
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from edge.clock import CLINIC_TZ
 from edge.identity import KEY_FILE
 from edge.ledger import Verification, b64url, raw_public_key
 from edge.store import DATABASE_FILE, SqliteDeviceStore, StoreError
@@ -608,7 +609,7 @@ def service_state(unit: str = SERVICE_UNIT) -> str | None:
 
 def build_date() -> date:
     """When this software was built or installed: the clock cannot be before it."""
-    return datetime.fromtimestamp(Path(__file__).stat().st_mtime).date()
+    return datetime.fromtimestamp(Path(__file__).stat().st_mtime, CLINIC_TZ).date()
 
 
 def _storage(data_dir: Path) -> Finding:
@@ -664,14 +665,14 @@ def _key(data_dir: Path, store: SqliteDeviceStore | None) -> Finding:
     return check_key(exists=True, mode=mode, problem=problem)
 
 
-def _reader(url: str | None) -> Finding:
+def _reader(url: str | None, today: date) -> Finding:
     if not url:
         return Finding(SKIPPED, Text("未指定读卡器", "no reader given"))
     from drivers.cards.errors import CardError
     from drivers.cards.readers import card_reader_for_url
 
     try:
-        reader = card_reader_for_url(url)
+        reader = card_reader_for_url(url, today=today)
     except CardError as error:
         return check_reader(url, error)
     try:
@@ -766,7 +767,7 @@ def run_doctor(data_dir: Path, now: datetime, options: DoctorOptions) -> list[Ch
         else:
             check("ledger", lambda: _ledger(store))
         check("key", lambda: _key(data_dir, store if store and device else None))
-        check("reader", lambda: _reader(options.reader_url))
+        check("reader", lambda: _reader(options.reader_url, now.date()))
         check("printer", lambda: _printer(options.printer_url))
         check("disk", lambda: _disk(data_dir, options))
         if store is None or device is None:

@@ -132,6 +132,14 @@ def _zero_totals() -> dict:
     return {"count": 0, **dict.fromkeys(MONEY_FIELDS, 0)}
 
 
+def closed_business_day(records: list[dict], closed_on: str) -> str:
+    """The business day a daily close belongs to: the day of the latest settlement or
+    reversal it covers (a close made after midnight closes the day before), else the day
+    it was made (`created_at` is China time, so its first ten characters are the day)."""
+    days = [r["created_at"][:10] for r in records if r["kind"] in ("settlement", "reversal")]
+    return max(days, default=closed_on)
+
+
 def daily_close_body(records: list[dict], *, business_day: str, operator: str) -> dict:
     """Counts and totals of the settlements and reversals in `records`, reversals netted."""
     settlements, reversals = _zero_totals(), _zero_totals()

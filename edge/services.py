@@ -9,11 +9,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge import records as rec
+from edge.clock import CLINIC_TZ
 from edge.engine import settle
 from edge.identity import (
     DeviceIdentity,
@@ -34,7 +34,6 @@ from edge.ledger import (
 from edge.rules import Rejection, Settlement, Visit
 from edge.store import DeviceRow, LedgerHead, SqliteDeviceStore
 
-CLINIC_TZ = ZoneInfo("Asia/Shanghai")
 MAX_VISIT_TOTAL = 100_000_000  # fen: ¥1,000,000, far above any village visit
 
 
@@ -226,9 +225,8 @@ def close_day(
         _require_operator(store, operator)
         position = _next_position(store, identity, now, operator)
         since = list(store.records(after_seq=store.last_seq_of_kind("daily_close")))
-        body = rec.daily_close_body(
-            since, business_day=position.created_at.date().isoformat(), operator=operator
-        )
+        day = rec.closed_business_day(since, position.created_at.date().isoformat())
+        body = rec.daily_close_body(since, business_day=day, operator=operator)
         return Recorded(_append(store, identity, position, "daily_close", body))
 
 

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from itertools import islice
 from pathlib import Path
@@ -288,7 +288,9 @@ class SqliteDeviceStore:
     def catalog_version(self) -> str | None:
         return self._latest("catalog_version")
 
-    def import_catalog(self, items: Iterable[CatalogItem], version: str, source: str) -> int:
+    def import_catalog(
+        self, items: Iterable[CatalogItem], version: str, source: str, *, now: datetime
+    ) -> int:
         """Replace the catalog with a newer version in one transaction; returns the count.
 
         `items` may be a lazy iterator: a bad item raises and nothing is changed.
@@ -303,8 +305,8 @@ class SqliteDeviceStore:
                 self._insert_items(batch)
                 count += len(batch)
             self.db.execute(
-                "INSERT INTO catalog_version VALUES (?, ?, ?, datetime('now'))",
-                [version, source, count],
+                "INSERT INTO catalog_version VALUES (?, ?, ?, ?)",
+                [version, source, count, _installed_at(now)],
             )
         return count
 
@@ -376,13 +378,17 @@ class SqliteDeviceStore:
     def policy_version(self) -> str | None:
         return self._latest("policy_version")
 
-    def import_policy(self, document: dict) -> Policy:
+    def import_policy(self, document: dict, *, now: datetime) -> Policy:
         policy = policy_from_json(document)
         with self.write_transaction():
             self._refuse_rollback("policy", self.policy_version(), policy.version)
             self.db.execute(
-                "INSERT INTO policy_version VALUES (?, ?, datetime('now'))",
-                [policy.version, json.dumps(document, ensure_ascii=False, sort_keys=True)],
+                "INSERT INTO policy_version VALUES (?, ?, ?)",
+                [
+                    policy.version,
+                    json.dumps(document, ensure_ascii=False, sort_keys=True),
+                    _installed_at(now),
+                ],
             )
         return policy
 
@@ -402,7 +408,7 @@ class SqliteDeviceStore:
     def roster_version(self) -> str | None:
         return self._latest("roster_version")
 
-    def import_roster(self, document: dict) -> int:
+    def import_roster(self, document: dict, *, now: datetime) -> int:
         """Install a roster version: persons are upserted, accumulators it carries are set."""
         version, persons = roster_from_json(document)
         with self.write_transaction():
@@ -410,8 +416,8 @@ class SqliteDeviceStore:
             for entry in persons:
                 self._upsert_person(entry)
             self.db.execute(
-                "INSERT INTO roster_version VALUES (?, ?, datetime('now'))",
-                [version, len(persons)],
+                "INSERT INTO roster_version VALUES (?, ?, ?)",
+                [version, len(persons), _installed_at(now)],
             )
         return len(persons)
 
@@ -653,6 +659,11 @@ class SqliteDeviceStore:
                 f"{what} version {offered} is not newer than the installed {installed};"
                 " refusing to roll back"
             )
+
+
+def _installed_at(now: datetime) -> str:
+    """UTC as `YYYY-MM-DD HH:MM:SS`, the form the version tables have always held."""
+    return now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _text(value: object) -> str | None:

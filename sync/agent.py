@@ -26,6 +26,7 @@ from pathlib import Path
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from edge import services
+from edge.clock import Clock
 from edge.identity import DeviceIdentity, IdentityError
 from edge.store import SqliteDeviceStore, StoreError
 from sync import agent_state
@@ -242,17 +243,19 @@ def _installed_version(store: SqliteDeviceStore, kind: str) -> str | None:
     }[kind]()
 
 
-def _apply(store: SqliteDeviceStore, update: VerifiedUpdate) -> None:
+def _apply(store: SqliteDeviceStore, update: VerifiedUpdate, now: datetime) -> None:
     """Install a verified update in one transaction (the store's import)."""
     try:
         if update.kind == "catalog":
             current = _installed_catalog(store) if update.update_format == DELTA else {}
             items = catalog_items_of(update, current)
-            store.import_catalog(items, update.version, source=f"county {update.update_format}")
+            store.import_catalog(
+                items, update.version, source=f"county {update.update_format}", now=now
+            )
         elif update.kind == "policy":
-            store.import_policy(policy_document_of(update))
+            store.import_policy(policy_document_of(update), now=now)
         else:
-            store.import_roster(roster_document_of(update))
+            store.import_roster(roster_document_of(update), now=now)
     except StoreError as error:
         code = "UPDATE_OLDER" if "roll back" in str(error) else "UPDATE_INVALID"
         raise SyncError(code, str(error)) from None
@@ -277,7 +280,7 @@ def _pull_one(
         update = verify_update(offered, county_key, kind=kind, installed_version=installed, now=now)
         if update is None:
             return
-        _apply(store, update)
+        _apply(store, update, now)
     except SyncError as error:
         manifest = offered.get("manifest") if isinstance(offered, dict) else None
         claimed = manifest.get("version") if isinstance(manifest, dict) else None
@@ -584,12 +587,12 @@ def job_is_due(state: agent_state.JobState | None, now: datetime) -> bool:
 def run_scheduled_job(
     data_dir: Path,
     job: str,
-    now: datetime | None = None,
+    clock: Clock,
     rng: Callable[[], float] = random.random,
 ) -> dict | None:
     """One scheduled run of `job`: skipped when the device is not enrolled, while the job
     backs off after a failure, and while the same job is still running."""
-    now = now or datetime.now(services.CLINIC_TZ)
+    now = clock()
     lock = _job_lock(data_dir, job)
     if not lock.acquire(blocking=False):
         return None
@@ -618,19 +621,22 @@ def run_scheduled_job(
 
 
 def start_scheduler(
-    data_dir: Path, intervals_s: dict[str, float] | None = None, first_run_after_s: float = 5.0
+    data_dir: Path,
+    clock: Clock,
+    intervals_s: dict[str, float] | None = None,
+    first_run_after_s: float = 5.0,
 ) -> BackgroundScheduler:
-    """Start the agent's jobs in background threads (for `clinic serve`); the caller stops
-    it with `scheduler.shutdown()`."""
+    """Start the agent's jobs in background threads (for `clinic serve`), each reading
+    `clock`; the caller stops it with `scheduler.shutdown()`."""
     intervals = {**JOB_INTERVALS_S, **(intervals_s or {})}
     scheduler = BackgroundScheduler(timezone=services.CLINIC_TZ)
-    start = datetime.now(services.CLINIC_TZ)
+    start = datetime.now(services.CLINIC_TZ)  # APScheduler runs on the real clock
     for index, job in enumerate(JOBS):
         scheduler.add_job(
             run_scheduled_job,
             "interval",
             seconds=intervals[job],
-            args=[Path(data_dir), job],
+            args=[Path(data_dir), job, clock],
             id=f"sync-{job}",
             max_instances=1,
             coalesce=True,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import click
 
+from edge.cli_options import clock, json_option, print_json
 from edge.cli_options import data_dir_option as device_dir_option
-from edge.cli_options import json_option, print_json
 from edge.cli_options import now as _now
 from edge.identity import IdentityError
 from edge.rules import Rejection
@@ -154,7 +154,11 @@ def hub_serve(hub_dir: Path, host: str, port: int, reconcile_interval: float) ->
 
     with plain_errors():
         app = create_app(
-            {"HUB_DATA_DIR": str(hub_dir), "RECONCILE_INTERVAL_S": reconcile_interval or None}
+            {
+                "HUB_DATA_DIR": str(hub_dir),
+                "RECONCILE_INTERVAL_S": reconcile_interval or None,
+                "CLOCK": clock(),
+            }
         )
     click.echo(f"county hub serving {hub_dir} on http://{host}:{port}", err=True)
     serve_forever(app, host=host, port=port)

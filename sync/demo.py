@@ -1,14 +1,14 @@
 """The demo county's hub, for `make demo`, trainers and tests: one call sets up a hub with
 the demo policy, catalog and roster published (signed, at the versions the demo device
-already carries), another provisions a slot and enrolls a device into it.
+already carries, dated as of the same day: `edge.demo`), another provisions a slot and
+enrolls a device into it.
 """
 
 from datetime import datetime, timedelta
-from importlib import resources
 from pathlib import Path
 
 from edge import demo as edge_demo
-from edge.catalog_files import open_catalog_file
+from edge.clock import Clock
 from edge.identity import DeviceIdentity
 from edge.store import SqliteDeviceStore
 from sync import agent
@@ -48,21 +48,19 @@ def install_demo_county(hub_dir: Path, now: datetime) -> dict:
                 version=None,
                 expires_at=expires_at,
                 now=now,
-                document=edge_demo.load_json("policy.json"),
+                document=edge_demo.policy_document(),
             )
             published.append("policy")
         if store.latest_publication("catalog") is None:
-            files = resources.files(edge_demo.__name__)
-            with resources.as_file(files.joinpath("catalog.csv")) as path:
-                service.publish(
-                    store,
-                    key,
-                    kind="catalog",
-                    version=edge_demo.DEMO_CATALOG_VERSION,
-                    expires_at=expires_at,
-                    now=now,
-                    items=open_catalog_file(path).items,
-                )
+            service.publish(
+                store,
+                key,
+                kind="catalog",
+                version=edge_demo.DEMO_CATALOG_VERSION,
+                expires_at=expires_at,
+                now=now,
+                items=edge_demo.catalog_items(now.date()),
+            )
             published.append("catalog")
         if store.latest_publication("roster") is None:
             service.publish(
@@ -72,7 +70,7 @@ def install_demo_county(hub_dir: Path, now: datetime) -> dict:
                 version=None,
                 expires_at=expires_at,
                 now=now,
-                document=edge_demo.load_json("roster.json"),
+                document=edge_demo.roster_document(now.date()),
             )
             published.append("roster")
         return {**service.county_of(store), "published": published}
@@ -82,16 +80,19 @@ def install_demo_county(hub_dir: Path, now: datetime) -> dict:
 
 def start_demo_hub(
     hub_dir: Path,
-    now: datetime,
+    clock: Clock,
     *,
     host: str = "127.0.0.1",
     port: int = 0,
     reconcile_interval_s: float | None = 10.0,
 ) -> RunningHub:
     """The demo county's hub serving in a background thread (`.url`, `.stop()`)."""
-    install_demo_county(hub_dir, now)
+    install_demo_county(hub_dir, clock())
     return serve_in_background(
-        hub_dir, host=host, port=port, config={"RECONCILE_INTERVAL_S": reconcile_interval_s}
+        hub_dir,
+        host=host,
+        port=port,
+        config={"RECONCILE_INTERVAL_S": reconcile_interval_s, "CLOCK": clock},
     )
 
 

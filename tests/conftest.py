@@ -82,9 +82,11 @@ def fresh_store(data_dir: Path):
 
 @pytest.fixture
 def demo_store(fresh_store):
+    from clock import NOW
+
     from edge import demo
 
-    list(demo.install(fresh_store))
+    list(demo.install(fresh_store, NOW))
     return fresh_store
 
 

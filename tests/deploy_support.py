@@ -15,13 +15,14 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from clock import NOW
+
 from edge import services
 from edge.documents import visit_from_json
 from edge.store import DATABASE_FILE, SqliteDeviceStore
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy" / "raspberry-pi"
-NOW = datetime(2026, 11, 22, 9, 30, tzinfo=services.CLINIC_TZ)
 RESIDENT = "32011500000001"
 POOR = "32011500000005"
 
@@ -32,7 +33,7 @@ def new_device(data_dir: Path, now: datetime = NOW):
 
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = SqliteDeviceStore.open(data_dir, create=True)
-    list(demo.install(store))
+    list(demo.install(store, now))
     identity = services.init_device(store, data_dir, now - timedelta(hours=1))
     return store, identity
 

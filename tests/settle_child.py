@@ -26,8 +26,9 @@ import os
 import random
 import sys
 import traceback
-from datetime import datetime
 from pathlib import Path
+
+from clock import real_now
 
 from edge import services
 from edge.documents import visit_from_json
@@ -63,8 +64,7 @@ CHRONIC_LINES = [
 OPERATORS = ["doc01", "coord01", "admin01"]
 
 
-def now() -> datetime:
-    return datetime.now(services.CLINIC_TZ)
+now = real_now  # the parent checks the books against the same real clock
 
 
 def random_visit(rng: random.Random) -> tuple[str, object]:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from clock import NOW, FakeClock
+
 from edge import demo, services
 from edge.documents import visit_from_json
 from edge.identity import DeviceIdentity
@@ -21,7 +23,6 @@ from sync.hub.server import RunningHub, serve_in_background
 from sync.hub.store import HubStore, open_hub_store
 from sync.protocol import API_PREFIX, sign_request
 
-NOW = datetime(2026, 11, 22, 9, 30, tzinfo=services.CLINIC_TZ)
 OPERATOR = "doc01"
 RESIDENT = "32011500000001"
 EMPLOYEE = "32011500000501"  # deductible 30000 fen on general visits
@@ -44,19 +45,6 @@ PERSONS = [
     "32011600000505",
     "32011700000508",
 ]
-
-
-class FakeClock:
-    """The hub's clock in tests: it reads what the test set."""
-
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @dataclass
@@ -100,7 +88,7 @@ def new_device(data_dir: Path, now: datetime = NOW) -> Device:
     """A device with the demo county installed and its identity made."""
     data_dir.mkdir(parents=True, exist_ok=True)
     store = SqliteDeviceStore.open(data_dir, create=True)
-    list(demo.install(store))
+    list(demo.install(store, now))
     identity = services.init_device(store, data_dir, now - timedelta(hours=1))
     return Device(data_dir, store, identity)
 

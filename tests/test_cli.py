@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from clock import NOW
 from conftest import item, quote_doc, write_json
 
 from edge.console import main
@@ -87,7 +88,10 @@ class TestQuote:
 class TestInitAndLookups:
     def test_init_demo_then_search_and_show(self, tmp_path):
         data_dir = tmp_path / "device"
-        done = clinic("init", "--demo", env={"CLINIC_DATA_DIR": str(data_dir)})
+        done = clinic(
+            "init", "--demo",
+            env={"CLINIC_DATA_DIR": str(data_dir), "CLINIC_CLOCK": NOW.isoformat()},
+        )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert (data_dir / "clinic.db").exists()
         assert oct(data_dir.stat().st_mode & 0o777) == "0o700"
@@ -101,7 +105,7 @@ class TestInitAndLookups:
         shown = run("roster", "show", "32011600000504", "--json", "--data-dir", str(data_dir))
         person = json.loads(shown.output)
         assert person["insurance_type"] == "employee"
-        assert {"year": 2026, "scope": "general", "deductible_used": 12000, "fund_paid": 0} in (
+        assert {"year": NOW.year, "scope": "general", "deductible_used": 12000, "fund_paid": 0} in (
             person["accumulators"]
         )
         assert "*" in person["id_number_masked"]

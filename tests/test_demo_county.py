@@ -1,14 +1,18 @@
 """The embedded demo county covers every case a tester needs, and it all settles."""
 
 import csv
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from importlib import resources
 
-from edge.demo import SAMPLE_VISITS, load_json
+import pytest
+from clock import TODAY, real_now
+
+from drivers.cards import CardError, card_reader_for_url, demo_cards, read_card
+from edge.clock import CLINIC_TZ
+from edge.demo import SAMPLE_VISITS, install, load_json
 from edge.rules import Rejection, Visit, VisitLine
 from edge.services import quote_visit
-
-TODAY = date(2026, 11, 22)
+from edge.store import SqliteDeviceStore
 
 
 def demo_rows(name: str) -> list[dict]:
@@ -94,3 +98,147 @@ def test_the_sample_visits_show_each_outcome(demo_store):
     assert (False, False, False) in outcomes  # not eligible
     assert (True, True, False) in outcomes  # assistance
     assert (True, False, True) in outcomes  # personal account
+
+
+# ---- every documented case holds on whatever day the demo is installed ---------------------
+
+# The days the demo's dates are most likely to break on, and the real day (`make test-dates`
+# runs the suite with the wall clock moved to several moments: then "today" is one of them).
+INSTALL_DAYS = [
+    TODAY,
+    date(2026, 12, 31),
+    date(2027, 1, 1),
+    date(2027, 3, 1),
+    date(2028, 2, 29),
+    date(2028, 3, 1),
+    date(2035, 6, 15),
+]
+GENERAL = ("general", ("J06.900",))
+CONSULTATION = "110200005000000"
+CHILD_GRANULES = "ZA01ABK0117010"  # 小儿感冒颗粒, max_age 14
+LEVOFLOXACIN = "XJ01MAA113A001"  # min_age 18
+AMLODIPINE = "XC08CAB128A001"  # a hypertension drug
+METFORMIN_XR = "XA10BAB155A002"  # not valid yet on the demo day
+LIQUORICE_SYRUP = "XR05DAD195A001"  # no longer valid on the demo day
+
+
+def installed_on(tmp_path, day: date) -> SqliteDeviceStore:
+    store = SqliteDeviceStore.open(tmp_path / day.isoformat(), create=True)
+    list(install(store, datetime.combine(day, time(9, 30), CLINIC_TZ)))
+    return store
+
+
+def outcome(store, insured_id: str, day: date, kind, lines) -> tuple | str:
+    visit_type, diagnoses = kind
+    visit = Visit(day, visit_type, diagnoses, tuple(VisitLine(code, "1") for code in lines))
+    try:
+        result = quote_visit(store, insured_id, visit)
+    except Rejection as rejection:
+        return rejection.code
+    reasons = tuple(reason for line in result.lines for reason in line.reasons)
+    return result.eligible, reasons
+
+
+def documented_cases(store, day: date) -> dict:
+    tomorrow = day + timedelta(days=1)
+    return {
+        "turns 14 today: a child's drug still pays": outcome(
+            store, "32011700000014", day, GENERAL, [CHILD_GRANULES]
+        ),
+        "turned 15 yesterday: a child's drug does not": outcome(
+            store, "32011700000015", day, GENERAL, [CHILD_GRANULES]
+        ),
+        "turns 18 tomorrow: an adults-only drug does not pay": outcome(
+            store, "32011700000016", day, GENERAL, [LEVOFLOXACIN]
+        ),
+        "waiting period not over": outcome(store, "32011600000019", day, GENERAL, [CONSULTATION]),
+        "waiting period over": outcome(store, "32011600000020", day, GENERAL, [CONSULTATION]),
+        "waiting period ends today": outcome(store, "32011600000021", day, GENERAL, [CONSULTATION]),
+        "waiting period ended yesterday": outcome(
+            store, "32011600000021", tomorrow, GENERAL, [CONSULTATION]
+        ),
+        "certificate expired": outcome(
+            store, "32011500000022", day, ("chronic", ("I10.x00",)), [AMLODIPINE]
+        ),
+        "certificate not yet valid": outcome(
+            store, "32011600000024", day, ("chronic", ("I10.x00",)), [AMLODIPINE]
+        ),
+        "certificates valid": [
+            outcome(store, insured_id, day, ("chronic", ("I10.x00",)), [AMLODIPINE])
+            for insured_id in ("32011500000002", "32011500000003", "32011600000009")
+        ],
+        "card expired, insurance active": outcome(
+            store, "32011700000507", day, GENERAL, [CONSULTATION]
+        ),
+        "catalog item not valid yet": outcome(
+            store, "32011500000004", day, ("chronic", ("E11.900",)), [METFORMIN_XR]
+        ),
+        "catalog item no longer valid": outcome(
+            store, "32011500000001", day, GENERAL, [LIQUORICE_SYRUP]
+        ),
+        "suspended": outcome(store, "32011500000017", day, GENERAL, [CONSULTATION]),
+    }
+
+
+EXPECTED_CASES = {
+    "turns 14 today: a child's drug still pays": (True, ()),
+    "turned 15 yesterday: a child's drug does not": (True, ("AGE_RESTRICTED",)),
+    "turns 18 tomorrow: an adults-only drug does not pay": (True, ("AGE_RESTRICTED",)),
+    "waiting period not over": (False, ()),
+    "waiting period over": (True, ()),
+    "waiting period ends today": (False, ()),
+    "waiting period ended yesterday": (True, ()),
+    "certificate expired": "CHRONIC_NOT_CERTIFIED",
+    "certificate not yet valid": "CHRONIC_NOT_CERTIFIED",
+    "certificates valid": [(True, ())] * 3,
+    "card expired, insurance active": (True, ()),
+    "catalog item not valid yet": "ITEM_NOT_VALID",
+    "catalog item no longer valid": "ITEM_NOT_VALID",
+    "suspended": (False, ()),
+}
+
+
+@pytest.mark.parametrize("day", [*INSTALL_DAYS, "real"], ids=str)
+def test_every_documented_case_holds_on_the_day_the_demo_is_installed(tmp_path, day):
+    day = real_now().date() if day == "real" else day
+    store = installed_on(tmp_path, day)
+    try:
+        assert documented_cases(store, day) == EXPECTED_CASES
+        entry = store.insured_person("32011500000023")  # the year's general cap nearly used
+        assert store.accumulators(entry.insured_id, day.year, "general").fund_paid == 39000
+        ages = {p["insured_id"]: age(store, p["insured_id"], day) for p in persons()}
+        assert (ages["32011500000011"], ages["32011500000003"]) == (2, 85)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("day", [*INSTALL_DAYS, "real"], ids=str)
+def test_demo_cards_read_as_their_label_says(day):
+    day = real_now().date() if day == "real" else day
+    expected = {card.name: card.expect(day) for card in demo_cards(day)}
+    assert expected["expired"] == expected["B32011757"] == "CARD_EXPIRED"
+    assert expected["locked"] == "SECURITY_STATUS"  # not its base card's expiry
+    for card in demo_cards(day):
+        try:
+            with card_reader_for_url(f"emulated://{card.name}", today=day) as reader:
+                read_card(reader, today=day, timeout=1)
+            got = "ok"
+        except CardError as error:
+            got = error.code
+        assert got == expected[card.name], card.name
+
+
+def test_a_broken_card_on_an_expired_base_card_still_names_its_own_defect():
+    late = date(2099, 1, 1)  # every demo card has expired by then
+    labels = {card.name: card.expect(late) for card in demo_cards(TODAY)}
+    assert labels["A32011501"] == labels["t0-chaining"] == "CARD_EXPIRED"
+    assert labels["locked"] == "SECURITY_STATUS" and labels["malformed-tlv"] == "BAD_TLV"
+
+
+def persons() -> list[dict]:
+    return load_json("roster.json")["persons"]
+
+
+def age(store, insured_id: str, day: date) -> int:
+    born = store.insured_person(insured_id).person.birth_date
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))

@@ -4,6 +4,7 @@ hand-built bytes. No reader is involved anywhere in this file."""
 from datetime import date
 
 import pytest
+from clock import TODAY
 
 from drivers.cards import CardError, mask_id_number, read_insurance_card
 from drivers.cards.apdu import (
@@ -27,8 +28,6 @@ from drivers.cards.profile import (
     parse_tlvs,
 )
 from drivers.cards.virtual import DEMO_ATR, demo_card, make_atr
-
-TODAY = date(2026, 11, 22)
 
 # 李秀英's card, byte by byte, as the profile in drivers/README.md lays it out.
 CARD_RECORDS = [
@@ -266,7 +265,7 @@ class TestTheReadingConversation:
     """`read_insurance_card` over a scripted transmit: the exact APDUs a card sees."""
 
     def test_the_reader_selects_reads_both_record_files_and_the_binary_file(self):
-        card = demo_card("A32011502")
+        card = demo_card("A32011502", TODAY)
         sent = []
 
         def transmit(apdu):
@@ -291,7 +290,7 @@ class TestTheReadingConversation:
         assert error_of(read_insurance_card, transmit, TODAY).code == "TOO_MANY_RECORDS"
 
     def test_a_card_selecting_another_application_is_bad_fci(self):
-        card = demo_card("A32011501")
+        card = demo_card("A32011501", TODAY)
 
         def transmit(apdu):
             answer = card.process(apdu)
@@ -309,7 +308,7 @@ class TestVirtualCards:
         assert make_atr(b"") == bytes.fromhex("3B80800101")
 
     def test_a_virtual_card_answers_iso_errors_for_what_it_does_not_do(self):
-        card = demo_card("A32011501")
+        card = demo_card("A32011501", TODAY)
         assert card.process(bytes.fromhex("80CA9F7F00")) == bytes.fromhex("6E00")
         assert card.process(bytes.fromhex("00CA9F7F00")) == bytes.fromhex("6D00")
         assert card.process(read_record(5, 1)) == bytes.fromhex("6985")  # nothing selected
@@ -320,6 +319,6 @@ class TestVirtualCards:
         assert card.process(read_binary(7, 200)) == bytes.fromhex("6B00")
 
     def test_a_short_le_gets_6cxx_with_the_record_length(self):
-        card = demo_card("A32011501")
+        card = demo_card("A32011501", TODAY)
         card.process(select_by_name(AID))
         assert card.process(read_record(6, 2, le=2)) == bytes.fromhex("6C08")

@@ -11,11 +11,11 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import date
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from clock import TODAY
 from pcsc_fixtures import PcscDaemon, private_pcscd
 
 from drivers.cards import (
@@ -30,7 +30,6 @@ from drivers.cards.virtual import DEMO_ATR, VirtualCard
 from drivers.cards.vpcd import VpcdCardServer, parse_vpcd_address
 from edge.console import main
 
-TODAY = date(2026, 11, 22)
 CLINIC = Path(sys.executable).with_name("clinic")
 
 
@@ -50,7 +49,7 @@ def pcscd(tmp_path_factory) -> PcscDaemon:
 def empty_pcscd(pcscd) -> PcscDaemon:
     """The private pcscd once no card is left in its readers by an earlier test (pcscd
     notices a card leaving at its next poll, a few tenths of a second later)."""
-    with card_reader_for_url("pcsc://") as reader:
+    with card_reader_for_url("pcsc://", today=TODAY) as reader:
         deadline = time.monotonic() + 5
         while reader.card_present():
             assert time.monotonic() < deadline, "a card stayed in the virtual reader"
@@ -77,7 +76,7 @@ class VpcdBackend:
 
     def __init__(self, daemon: PcscDaemon) -> None:
         self.daemon = daemon
-        self.reader = card_reader_for_url(f"pcsc://{daemon.reader_name()}")
+        self.reader = card_reader_for_url(f"pcsc://{daemon.reader_name()}", today=TODAY)
         self.server: VpcdCardServer | None = None
 
     def insert(self, card: VirtualCard) -> None:
@@ -108,12 +107,12 @@ def backend(request):
 
 
 def expected_error(card_name: str) -> str:
-    return next(c for c in demo_cards() if c.name == card_name).expect(TODAY)
+    return next(c for c in demo_cards(TODAY) if c.name == card_name).expect(TODAY)
 
 
 class TestEveryReader:
     def test_a_demo_card_reads_as_its_roster_person_with_the_id_number_masked(self, backend):
-        backend.insert(demo_card("A32011502"))
+        backend.insert(demo_card("A32011502", TODAY))
         card = read_card(backend.reader, today=TODAY, timeout=5)
         assert (card.insured_id, card.card_no, card.name) == (
             "32011500000002",
@@ -124,7 +123,7 @@ class TestEveryReader:
         assert "19560520482X" not in json.dumps(card.to_dict())
 
     def test_a_card_is_found_by_its_insured_number_too(self, backend):
-        backend.insert(demo_card("32011500000501"))
+        backend.insert(demo_card("32011500000501", TODAY))
         card = read_card(backend.reader, today=TODAY, timeout=5)
         assert (card.name, card.insurance_type) == ("韩磊", "employee")
 
@@ -136,12 +135,12 @@ class TestEveryReader:
         assert 0.35 <= time.monotonic() - started < 2
 
     def test_a_card_inserted_while_waiting_is_read(self, backend):
-        threading.Timer(0.3, backend.insert, [demo_card("A32011505")]).start()
+        threading.Timer(0.3, backend.insert, [demo_card("A32011505", TODAY)]).start()
         assert read_card(backend.reader, today=TODAY, timeout=5).name == "陈志强"
 
     def test_inserting_and_removing_a_card_are_reported_as_events(self, backend):
         assert backend.reader.wait_for_event(0.2) is None
-        backend.insert(demo_card("A32011501"))
+        backend.insert(demo_card("A32011501", TODAY))
         inserted = backend.reader.wait_for_event(5)
         assert inserted is not None and inserted.kind == "inserted" and inserted.atr == DEMO_ATR
         assert backend.reader.card_present()
@@ -157,14 +156,14 @@ class TestEveryReader:
          "locked", "invalidated", "pulled", "B32011757"],
     )  # fmt: skip
     def test_a_broken_card_gives_its_own_clear_error(self, backend, name):
-        backend.insert(demo_card(name))
+        backend.insert(demo_card(name, TODAY))
         with pytest.raises(CardError) as caught:
             read_card(backend.reader, today=TODAY, timeout=5)
         assert caught.value.code == expected_error(name)
         assert caught.value.message_zh and caught.value.message_en
 
     def test_a_card_pulled_mid_read_is_gone_from_the_reader_afterwards(self, backend):
-        backend.insert(demo_card("pulled"))
+        backend.insert(demo_card("pulled", TODAY))
         backend.reader.wait_for_card(5)
         with pytest.raises(CardError, match="CARD_REMOVED"):
             read_card(backend.reader, today=TODAY, timeout=5)
@@ -174,23 +173,23 @@ class TestEveryReader:
         assert not backend.reader.card_present()
 
     def test_a_t0_card_answering_through_get_response_reads_the_same(self, backend):
-        backend.insert(demo_card("t0-chaining"))
+        backend.insert(demo_card("t0-chaining", TODAY))
         assert read_card(backend.reader, today=TODAY, timeout=5).name == "张建国"
 
     def test_a_card_can_be_read_again_without_being_taken_out(self, backend):
-        backend.insert(demo_card("A32011503"))
+        backend.insert(demo_card("A32011503", TODAY))
         first = read_card(backend.reader, today=TODAY, timeout=5)
         assert read_card(backend.reader, today=TODAY, timeout=5) == first
 
 
 class TestEmulatedUrls:
     def test_emulated_url_with_a_card_name_starts_with_that_card_inserted(self):
-        reader = card_reader_for_url("emulated://A32011501")
+        reader = card_reader_for_url("emulated://A32011501", today=TODAY)
         assert reader.card_present()
         assert read_card(reader, today=TODAY, timeout=0).name == "张建国"
 
     def test_an_empty_emulated_url_is_an_empty_slot(self):
-        assert not card_reader_for_url("emulated://").card_present()
+        assert not card_reader_for_url("emulated://", today=TODAY).card_present()
 
     @pytest.mark.parametrize(
         ("url", "code"),
@@ -198,27 +197,27 @@ class TestEmulatedUrls:
     )
     def test_urls_that_name_nothing_known_are_refused(self, url, code):
         with pytest.raises(CardError) as caught:
-            card_reader_for_url(url)
+            card_reader_for_url(url, today=TODAY)
         assert caught.value.code == code
 
 
 class TestPcscUrls:
     def test_a_named_reader_that_is_not_connected_is_named_in_the_error(self, pcscd):
         with pytest.raises(CardError) as caught:
-            card_reader_for_url("pcsc://No Such Reader")
+            card_reader_for_url("pcsc://No Such Reader", today=TODAY)
         assert caught.value.code == "READER_NOT_FOUND"
         assert "Virtual PCD 00 00" in caught.value.detail
 
     def test_the_reader_name_may_be_percent_escaped(self, pcscd):
-        with card_reader_for_url("pcsc://Virtual%20PCD%2000%2001") as reader:
+        with card_reader_for_url("pcsc://Virtual%20PCD%2000%2001", today=TODAY) as reader:
             assert reader.reader_name == "Virtual PCD 00 01"
 
     def test_pcsc_without_a_name_reads_a_card_in_any_reader(self, empty_pcscd):
         server = VpcdCardServer(
-            demo_card("A32011504"), "127.0.0.1", empty_pcscd.vpcd_port + 1
+            demo_card("A32011504", TODAY), "127.0.0.1", empty_pcscd.vpcd_port + 1
         ).start()
         try:
-            with card_reader_for_url("pcsc://") as reader:
+            with card_reader_for_url("pcsc://", today=TODAY) as reader:
                 assert read_card(reader, today=TODAY, timeout=5).name == "刘桂兰"
         finally:
             server.stop()
@@ -315,7 +314,7 @@ class TestCardCommands:
 
     def test_card_watch_reports_insertion_and_removal(self, empty_pcscd):
         url = f"pcsc://{empty_pcscd.reader_name()}"
-        server = VpcdCardServer(demo_card("A32011507"), "127.0.0.1", empty_pcscd.vpcd_port)
+        server = VpcdCardServer(demo_card("A32011507", TODAY), "127.0.0.1", empty_pcscd.vpcd_port)
         threading.Timer(0.3, server.start).start()
         threading.Timer(1.2, server.stop).start()
         result = run("card", "watch", "--reader", url, "--count", "2", "--timeout", "5")

@@ -8,12 +8,13 @@ import copy
 import json
 import os
 import zlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import segno
 from click.testing import CliRunner
+from clock import NOW
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from drivers import escpos
@@ -35,7 +36,6 @@ from edge.console import main
 from edge.documents import visit_from_json
 from edge.ledger import b64url, canonical, new_record, raw_public_key, verify_chain
 
-NOW = datetime(2026, 11, 22, 9, 30, tzinfo=services.CLINIC_TZ)
 DEVICE_KEY = Ed25519PrivateKey.generate()
 
 SETTLEMENT_BODY = {

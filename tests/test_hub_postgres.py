@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
-from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -30,7 +30,6 @@ from test_hub_ingest import chain
 from edge.console import main
 from edge.identity import device_id_for
 from edge.ledger import b64url, raw_public_key
-from edge.services import CLINIC_TZ
 from sync import agent
 from sync.hub import service
 from sync.hub.pg_store import MIGRATIONS, PgHubStore, init_pg_hub
@@ -218,6 +217,7 @@ def test_two_gunicorn_workers_serve_one_postgresql_hub(tmp_path, pg_backend):  #
         **{k: v for k, v in os.environ.items() if k != "CLINIC_HUB_DATABASE"},
         "CLINIC_HUB_DIR": str(hub_dir),
         "CLINIC_HUB_RECONCILE_INTERVAL_S": "1",
+        "CLINIC_CLOCK": NOW.isoformat(),  # every worker's clock starts at the test's
         "PYTHONPATH": str(ROOT),
     }
     log = (tmp_path / "gunicorn.log").open("wb")
@@ -248,7 +248,7 @@ def test_two_gunicorn_workers_serve_one_postgresql_hub(tmp_path, pg_backend):  #
                 time.sleep(0.2)
         with _opened(database) as hub:
             code = service.provision(hub, clinic_code="C1", township="T", now=NOW).code
-        now = datetime.now(CLINIC_TZ)  # gunicorn's hub reads the real clock
+        now = NOW + timedelta(seconds=1)
         agent.enroll(device.store, device.identity, device.data_dir, url, code, now)
         for _ in range(5):
             device.settle(now)

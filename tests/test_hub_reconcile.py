@@ -143,7 +143,7 @@ def test_a_settlement_on_a_catalog_the_county_never_published_is_reported(clinic
     local = copy.deepcopy(
         {code: item for code, item in device.store.catalog_items(["XA10ACE168A001"]).items()}
     )
-    device.store.import_catalog(local.values(), "2026.11.9", source="installed on site")
+    device.store.import_catalog(local.values(), "2026.11.9", source="installed on site", now=NOW)
     device.settle(NOW, EMPLOYEE, INSULIN_X5)
     assert upload_and_reconcile(hub_dir, device)["not_recomputable"] == 1
     (item,) = items(hub_dir, reconcile.NOT_RECOMPUTABLE)

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from clock import NOW, TODAY
 
 from edge import demo, services
 from edge.documents import visit_from_json
@@ -16,8 +17,6 @@ from edge.identity import KEY_FILE, IdentityError
 from edge.rules import Rejection
 from edge.store import DATABASE_FILE, SqliteDeviceStore, connect, migrations
 
-NOW = datetime(2026, 11, 22, 9, 30, tzinfo=services.CLINIC_TZ)
-TODAY = NOW.date()
 RESIDENT = "32011500000001"
 POOR = "32011500000005"  # extreme poverty: assistance pays the policy self-pay
 EMPLOYEE_RICH = "32011500000502"  # account balance 230000
@@ -285,6 +284,20 @@ class TestDailyClose:
         store, identity = device
         body = services.close_day(store, identity, operator="doc01", now=NOW).record["body"]
         assert body["settlements"]["count"] == 0 and body["from_seq"] is None
+        assert body["business_day"] == TODAY.isoformat()
+
+    def test_a_close_made_after_midnight_belongs_to_the_day_it_closes(self, device):
+        store, identity = device
+        evening = NOW.replace(hour=21)
+        settle(device, the_visit=visit(day=TODAY), now=evening)
+        after_midnight = evening + timedelta(hours=3, minutes=30)
+        body = services.close_day(store, identity, operator="doc01", now=after_midnight)
+        assert body.record["created_at"].startswith((TODAY + timedelta(days=1)).isoformat())
+        assert body.record["body"]["business_day"] == TODAY.isoformat()
+        # a visit settled after midnight makes the next close the new day's
+        settle(device, the_visit=visit(day=TODAY + timedelta(days=1)), now=after_midnight)
+        night = services.close_day(store, identity, operator="doc01", now=after_midnight)
+        assert night.record["body"]["business_day"] == (TODAY + timedelta(days=1)).isoformat()
 
 
 class TestOfflineLimits:
@@ -302,7 +315,7 @@ class TestOfflineLimits:
         policy = demo.load_json("policy.json")
         policy["version"] = "2026.2"
         policy["offline_limits"]["max_fund_since_sync"] = 1000
-        store.import_policy(policy)
+        store.import_policy(policy, now=NOW)
         # each visit: 2 × ¥6.80 = 1360 fen, fund 748 fen; the second passes 1000 fen
         first, second = (settle(device, insured_id) for insured_id in (RESIDENT, POOR))
         assert first.needs_review == []

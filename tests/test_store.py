@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from clock import NOW
 from conftest import EXAMPLE_POLICY, write_json
 
 from edge.catalog_files import open_catalog_file
@@ -82,7 +83,9 @@ def write_catalog_csv(path: Path, rows: list[dict], encoding: str = "utf-8") -> 
 
 
 def import_csv(store: SqliteDeviceStore, path: Path, version: str, encoding="utf-8-sig") -> int:
-    return store.import_catalog(open_catalog_file(path, encoding).items, version, path.name)
+    return store.import_catalog(
+        open_catalog_file(path, encoding).items, version, path.name, now=NOW
+    )
 
 
 @pytest.fixture
@@ -145,7 +148,9 @@ class TestCatalogImport:
         path = write_json(tmp_path / "c.json", {"version": "2027.1", "items": items})
         catalog_file = open_catalog_file(path)
         assert catalog_file.version == "2027.1"
-        assert fresh_store.import_catalog(catalog_file.items, "2027.1", "c.json") == len(ITEMS)
+        assert fresh_store.import_catalog(catalog_file.items, "2027.1", "c.json", now=NOW) == len(
+            ITEMS
+        )
 
     def test_an_older_or_equal_version_is_refused(self, catalog_store, tmp_path):
         path = write_catalog_csv(tmp_path / "old.csv", ITEMS[:1])
@@ -252,8 +257,8 @@ ROSTER = {
 
 @pytest.fixture
 def roster_store(catalog_store):
-    catalog_store.import_policy(copy.deepcopy(EXAMPLE_POLICY))
-    catalog_store.import_roster(copy.deepcopy(ROSTER))
+    catalog_store.import_policy(copy.deepcopy(EXAMPLE_POLICY), now=NOW)
+    catalog_store.import_roster(copy.deepcopy(ROSTER), now=NOW)
     return catalog_store
 
 
@@ -264,16 +269,16 @@ class TestPolicyAndRoster:
             "version": "2026.2",
             "class_b_prepay_ratio": "0.2",
         }
-        roster_store.import_policy(newer)
+        roster_store.import_policy(newer, now=NOW)
         assert roster_store.current_policy().class_b_prepay_ratio == Decimal("0.2")
         with pytest.raises(StoreError, match="roll back"):
-            roster_store.import_policy(copy.deepcopy(EXAMPLE_POLICY))
+            roster_store.import_policy(copy.deepcopy(EXAMPLE_POLICY), now=NOW)
 
     def test_a_malformed_policy_is_refused_naming_the_field(self, fresh_store):
         broken = copy.deepcopy(EXAMPLE_POLICY)
         broken["benefits"]["resident"]["general"]["ratio"] = 0.55
         with pytest.raises(Rejection, match=r"policy\.benefits\.resident\.general\.ratio"):
-            fresh_store.import_policy(broken)
+            fresh_store.import_policy(broken, now=NOW)
         assert fresh_store.policy_version() is None
 
     def test_a_person_reads_back_with_accumulators(self, roster_store):
@@ -294,7 +299,7 @@ class TestPolicyAndRoster:
         newer = copy.deepcopy(ROSTER)
         newer["version"] = "2026.11.2"
         newer["persons"][0]["accumulators"]["2026"]["general"]["fund_paid"] = 700
-        roster_store.import_roster(newer)
+        roster_store.import_roster(newer, now=NOW)
         assert roster_store.accumulators("32011500000001", 2026, "general") == Accumulators(
             20000, 700, 900
         )
@@ -304,14 +309,14 @@ class TestPolicyAndRoster:
         leaked["version"] = "2026.11.2"
         leaked["persons"][0]["id_number_masked"] = "320115197003041234"
         with pytest.raises(Rejection, match="masked"):
-            roster_store.import_roster(leaked)
+            roster_store.import_roster(leaked, now=NOW)
         assert roster_store.insured_person("32011500000001").id_number_masked.count("*") == 8
 
     def test_a_repeated_card_number_is_refused(self, fresh_store):
         doubled = copy.deepcopy(ROSTER)
         doubled["persons"].append({**doubled["persons"][0], "insured_id": "32011500000002"})
         with pytest.raises(Rejection, match="repeats 'card:A32011501'"):
-            fresh_store.import_roster(doubled)
+            fresh_store.import_roster(doubled, now=NOW)
         assert fresh_store.roster_version() is None
 
     def test_a_visit_is_quoted_from_what_the_store_holds(self, roster_store):

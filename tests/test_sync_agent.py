@@ -247,7 +247,9 @@ class TestUpdates:
 
     def test_an_older_version_than_the_installed_one_is_refused(self, device):
         newer = {**edge_demo.load_json("policy.json"), "version": "2026.5"}
-        device.store.import_policy(newer)  # installed on site, newer than the county's 2026.1
+        device.store.import_policy(
+            newer, now=NOW
+        )  # installed on site, newer than the county's 2026.1
         report = sync(device)
         self.assert_refused_and_still_working(device, report, "policy", "UPDATE_OLDER", "2026.5")
 
@@ -269,7 +271,9 @@ class TestUpdates:
         assert device.settle(later)["kind"] == "settlement"
 
     def test_a_refusal_repeated_every_round_is_signed_once(self, device):
-        device.store.import_policy({**edge_demo.load_json("policy.json"), "version": "2026.5"})
+        device.store.import_policy(
+            {**edge_demo.load_json("policy.json"), "version": "2026.5"}, now=NOW
+        )
         for _ in range(3):
             sync(device)
         assert len(events(device, "update_refused")) == 1
@@ -336,12 +340,14 @@ class TestStatusAndBackoff:
             assert state["failures"] == 1
             wait = (agent.datetime.fromisoformat(state["next_attempt_at"]) - NOW).total_seconds()
             assert 15 <= wait <= 30  # the first retry: between half and all of 30 s
-        assert agent.run_scheduled_job(device.data_dir, "upload", NOW) is None  # waits it out
+        assert (
+            agent.run_scheduled_job(device.data_dir, "upload", lambda: NOW) is None
+        )  # waits it out
 
     def test_a_job_due_again_runs_and_success_resets_its_backoff(self, device):
         sync(device, hub_url="http://127.0.0.1:9")
         later = NOW + timedelta(minutes=1)
-        report = agent.run_scheduled_job(device.data_dir, "upload", later)
+        report = agent.run_scheduled_job(device.data_dir, "upload", lambda: later)
         assert report["ok"]
         state = agent.sync_status(device.store)["jobs"]["upload"]
         assert (state["failures"], state["next_attempt_at"]) == (0, None)
@@ -349,7 +355,7 @@ class TestStatusAndBackoff:
     def test_a_job_already_running_is_not_started_twice(self, device):
         lock = agent._job_lock(device.data_dir, "upload")
         with lock:
-            assert agent.run_scheduled_job(device.data_dir, "upload", NOW) is None
+            assert agent.run_scheduled_job(device.data_dir, "upload", lambda: NOW) is None
 
     def test_sync_without_enrollment_says_so_in_both_languages(self, tmp_path):
         lonely = new_device(tmp_path / "lonely")
@@ -372,6 +378,7 @@ class TestStatusAndBackoff:
         device.settle(NOW)
         scheduler = agent.start_scheduler(
             device.data_dir,
+            lambda: NOW,
             {"upload": 0.2, "updates": 3600, "heartbeat": 3600},
             first_run_after_s=0,
         )

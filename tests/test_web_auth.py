@@ -120,6 +120,17 @@ class TestSessions:
             clock.advance(minutes=10)
             assert doctor.client.get("/records").status_code == 200
 
+    def test_requests_that_change_nothing_send_no_session_back(self, doctor, clock):
+        """An overlapping response carrying the session as it first saw it would undo a
+        flash or a chosen patient written by another request meanwhile."""
+        clock.advance(minutes=5)
+        for path in ("/static/css/app.css", "/api/card"):
+            with doctor.client.get(path) as response:
+                assert response.status_code == 200 and "Set-Cookie" not in response.headers
+        assert "Set-Cookie" in doctor.client.get("/records").headers  # last_seen moved
+        clock.advance(seconds=30)
+        assert "Set-Cookie" not in doctor.client.get("/records").headers  # within a minute
+
     def test_card_polling_alone_does_not_keep_the_session_alive(self, doctor, clock):
         for _ in range(2):
             clock.advance(minutes=7)

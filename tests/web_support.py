@@ -5,37 +5,28 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
+
+from clock import NOW, FakeClock
 
 from edge import demo, services
 from edge.store import SqliteDeviceStore
 
-NOW = datetime(2026, 11, 22, 9, 30, tzinfo=services.CLINIC_TZ)
 PINS = {"doc01": "1111", "coord01": "2222", "admin01": "3333", "test01": "4444"}
 FAST_PIN_COST = 4  # log2 of scrypt's N: fast tests; production uses 14
 
 _CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta) -> None:
-        self.now += timedelta(**delta)
+Clock = FakeClock
 
 
 def make_demo_device(data_dir: Path) -> None:
     """A data directory with the demo county installed and a device identity."""
     store = SqliteDeviceStore.open(data_dir, create=True)
     try:
-        list(demo.install(store))
+        list(demo.install(store, NOW))
         services.init_device(store, data_dir, NOW - timedelta(hours=1))
     finally:
         store.close()

@@ -2,7 +2,7 @@
 
 import os
 import secrets
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask, g, jsonify, render_template, request, session
@@ -11,7 +11,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from edge import services
+from edge.clock import configured_clock
 from edge.identity import IdentityError
 from edge.store import DATABASE_FILE, SqliteDeviceStore, StoreError, connect
 from web_ui import accounts, schema
@@ -47,11 +47,6 @@ csrf = CSRFProtect()
 babel = Babel()
 
 
-def clinic_now() -> datetime:
-    """The one place the UI reads the clock (tests give `CLOCK`)."""
-    return datetime.now(services.CLINIC_TZ)
-
-
 def default_config(data_dir: Path | None) -> dict:
     return {
         "DATA_DIR": data_dir,
@@ -61,7 +56,7 @@ def default_config(data_dir: Path | None) -> dict:
         "CLINIC_NAME": os.environ.get("CLINIC_NAME", "村卫生室 Village clinic"),
         "COUNTY_PUBLIC_KEY": None,
         "PAPER": "58",
-        "CLOCK": clinic_now,
+        "CLOCK": configured_clock(),  # tests give their own; see edge/clock.py
         "SESSION_IDLE_MINUTES": 15,
         "LOCKOUT_MINUTES": 15,
         "PIN_HASH_COST": accounts.DEFAULT_COST,
@@ -97,10 +92,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.update(config)
     app.config["DATA_DIR"] = data_dir
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=app.config["SESSION_IDLE_MINUTES"])
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = False  # see auth.LAST_SEEN_STEP
     _prepare_store(app)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(data_dir)
-    app.extensions["clinic_hardware"] = Hardware(app.config["CARD_READER"], app.config["PRINTER"])
+    app.extensions["clinic_hardware"] = Hardware(
+        app.config["CARD_READER"], app.config["PRINTER"], app.config["CLOCK"]
+    )
 
     csrf.init_app(app)
     babel.init_app(app, locale_selector=_locale)

@@ -31,7 +31,11 @@ HOME = {
     "admin": "admin.page",
 }
 # Requests the page makes by itself: they must not keep an idle session alive.
-BACKGROUND = {"settle.card_state"}
+BACKGROUND = {"settle.card_state", "static"}
+# The session cookie is written only when something in it changes, and `last_seen` only
+# once a minute: every write sends the whole session back as this request saw it, so two
+# overlapping requests that both wrote it would undo each other's flash or patient.
+LAST_SEEN_STEP = timedelta(minutes=1)
 
 
 def now() -> datetime:
@@ -52,7 +56,8 @@ def _load_operator() -> None:
     moment = now()
     idle = timedelta(minutes=current_app.config["SESSION_IDLE_MINUTES"])
     last_seen = session.get("last_seen")
-    if last_seen is None or moment - datetime.fromisoformat(last_seen) > idle:
+    seen = None if last_seen is None else datetime.fromisoformat(last_seen)
+    if seen is None or moment - seen > idle:
         _sign_out()
         g.timed_out = True
         return
@@ -61,7 +66,7 @@ def _load_operator() -> None:
         _sign_out()
         return
     g.operator = operator
-    if request.endpoint not in BACKGROUND:
+    if request.endpoint not in BACKGROUND and moment - seen >= LAST_SEEN_STEP:
         session["last_seen"] = moment.isoformat()
 
 

@@ -6,7 +6,7 @@ import click
 
 COMMANDS: list[click.Command] = []
 
-from edge.cli_options import data_dir_option, now  # noqa: E402
+from edge.cli_options import clock, data_dir_option, now  # noqa: E402
 
 
 def prepare_demo(data_dir: Path) -> list[str]:
@@ -21,7 +21,7 @@ def prepare_demo(data_dir: Path) -> list[str]:
         if store.device() is None:
             identity = services.init_device(store, data_dir, now())
             lines.append(f"device identity {identity.device_id} created")
-        lines += list(demo.install(store))
+        lines += list(demo.install(store, now()))
         return lines
     finally:
         store.close()
@@ -79,7 +79,7 @@ def serve(
     from web_ui import accounts, syncing
     from web_ui.app import create_app
 
-    config: dict = {"DATA_DIR": data_dir, "DEMO": demo}
+    config: dict = {"DATA_DIR": data_dir, "DEMO": demo, "CLOCK": clock()}
     for key, value in (
         ("CARD_READER", reader_url),
         ("PRINTER", printer_url),
@@ -103,7 +103,7 @@ def serve(
         click.echo(f"warning: listening on {host}, not only this machine", err=True)
     scheduler = None
     if not no_sync:
-        scheduler = syncing.start_scheduler(data_dir)
+        scheduler = syncing.start_scheduler(data_dir, clock())
         if scheduler is None:
             click.echo("sync agent not available: running without background sync", err=True)
     from waitress.server import create_server

@@ -13,6 +13,7 @@ from drivers.cards import CardError, EmulatedCardReader, card_reader_for_url, de
 from drivers.cards.profile import InsuranceCard
 from drivers.escpos import PrinterStatus
 from drivers.printer import PrinterError, printer_for_url
+from edge.clock import Clock
 
 
 @dataclass(frozen=True)
@@ -23,9 +24,10 @@ class CardState:
 
 
 class Hardware:
-    def __init__(self, reader_url: str | None, printer_url: str | None) -> None:
+    def __init__(self, reader_url: str | None, printer_url: str | None, clock: Clock) -> None:
         self.reader_url = reader_url
         self.printer_url = printer_url
+        self.clock = clock  # the emulated reader's demo cards are dated as of its day
         self._reader = None
         self._lock = threading.RLock()
         self._insertions = 0
@@ -36,7 +38,7 @@ class Hardware:
         if self.reader_url is None:
             raise CardError("NO_READER", "no card reader is configured (--reader)")
         if self._reader is None:
-            self._reader = card_reader_for_url(self.reader_url)
+            self._reader = card_reader_for_url(self.reader_url, today=self.clock().date())
         return self._reader
 
     def _forget_reader(self) -> None:
@@ -79,7 +81,7 @@ class Hardware:
 
     def insert(self, card_name: str) -> None:
         """Tester's hands: put a demo card (fresh, powered) into the emulated reader."""
-        self.emulated_reader().insert(demo_card(card_name))
+        self.emulated_reader().insert(demo_card(card_name, self.clock().date()))
 
     def remove(self) -> None:
         self.emulated_reader().remove()

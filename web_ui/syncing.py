@@ -7,6 +7,7 @@ When `sync.agent` cannot be imported (a build without it) every call answers
 from datetime import datetime
 from pathlib import Path
 
+from edge.clock import Clock
 from edge.identity import DeviceIdentity
 from edge.store import SqliteDeviceStore
 
@@ -76,10 +77,10 @@ def enroll(
     return _agent().enroll(store, identity, data_dir, hub_url, code, now)
 
 
-def start_scheduler(data_dir: Path):
+def start_scheduler(data_dir: Path, clock: Clock):
     """Start the background sync job; None when the agent is not available."""
     try:
         agent = _agent()
     except SyncUnavailable:
         return None
-    return agent.start_scheduler(data_dir)
+    return agent.start_scheduler(data_dir, clock)

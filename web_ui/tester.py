@@ -41,7 +41,7 @@ def _printed_text() -> str | None:
 @require("tester", demo_opens=True)
 def page():
     today = now().date()
-    cards = [card.to_dict(today) for card in demo_cards()]
+    cards = [card.to_dict(today) for card in demo_cards(today)]
     return render_template(
         "tester.html",
         cards=cards,

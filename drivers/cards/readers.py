@@ -87,12 +87,13 @@ def read_card(reader: CardReader, *, today: date, timeout: float) -> InsuranceCa
         return read_insurance_card(session.transmit, today)
 
 
-def card_reader_for_url(url: str) -> CardReader:
+def card_reader_for_url(url: str, *, today: date) -> CardReader:
+    """A reader by URL; an `emulated://CARD` reader holds that demo card as of `today`."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise CardError("BAD_URL", f"{url!r}: use pcsc://[READER] or emulated://[CARD]")
     if scheme == "emulated":
-        return EmulatedCardReader(demo_card(unquote(rest)) if rest else None)
+        return EmulatedCardReader(demo_card(unquote(rest), today) if rest else None)
     if scheme == "pcsc":
         from drivers.cards.pcsc import PcscCardReader  # pyscard is an optional extra
 

@@ -2,8 +2,9 @@
 real card. One `VirtualCard` serves the in-process emulated reader and, through vpcd, a
 real pcscd, so the reader's parser meets the same bytes either way.
 
-`demo_cards()` lists one card per demo roster person (named by card number; the insured
-number works too) and the broken cards testers need.
+`demo_cards(today)` lists one card per demo roster person (named by card number; the
+insured number works too) and the broken cards testers need, dated as the demo roster is
+on that day (`edge.demo`).
 """
 
 from __future__ import annotations
@@ -187,8 +188,9 @@ class DemoCard:
     make: Callable[[], VirtualCard] = dataclasses.field(repr=False, compare=False)
 
     def expect(self, today: date) -> str:
-        """What reading it gives on `today`: "ok" or the CardError code."""
-        if self.card_expiry < today:
+        """What reading it gives on `today`: "ok" or the CardError code. A card that cannot
+        be read says so before anything looks at its expiry date."""
+        if self._expect == "ok" and self.card_expiry < today:
             return "CARD_EXPIRED"
         return self._expect
 
@@ -222,10 +224,10 @@ def content_for(person: dict) -> CardContent:
     )
 
 
-def _roster_persons() -> list[dict]:
-    from edge.demo import load_json  # the demo county's roster, shipped with edge
+def _roster_persons(today: date) -> list[dict]:
+    from edge.demo import roster_document  # the demo county's roster, shipped with edge
 
-    return load_json("roster.json")["persons"]
+    return roster_document(today)["persons"]
 
 
 def _person_card(person: dict) -> DemoCard:
@@ -242,7 +244,7 @@ def _person_card(person: dict) -> DemoCard:
     )
 
 
-def _broken_cards(person: dict) -> list[DemoCard]:
+def _broken_cards(person: dict, today: date) -> list[DemoCard]:
     base = content_for(person)
     files = encode_card(base)
     name_gbk = base.name.encode("gbk")
@@ -263,8 +265,12 @@ def _broken_cards(person: dict) -> list[DemoCard]:
             files, holder_records=(files.holder_records[0], record, *files.holder_records[2:])
         )
 
+    from edge.demo import demo_date
+
     expired = dataclasses.replace(
-        base, issued_on=date(2014, 12, 31), card_expiry=date(2024, 12, 31)
+        base,
+        issued_on=demo_date(date(2014, 12, 31), today),
+        card_expiry=demo_date(date(2024, 12, 31), today),
     )
     return [
         card("malformed-tlv", "name record's length byte runs past its end", "BAD_TLV",
@@ -277,7 +283,7 @@ def _broken_cards(person: dict) -> list[DemoCard]:
         card("wrong-length", "EF07 announces 5 bytes more than it holds", "BAD_LENGTH",
              card_files=dataclasses.replace(
                  files, insurance=(len(insurance) + 5).to_bytes(2, "big") + insurance)),
-        card("expired", "expired 2024-12-31", "CARD_EXPIRED", content=expired),
+        card("expired", "expired two years ago", "CARD_EXPIRED", content=expired),
         card("unknown-aid", "a bank card: no insurance application (6A82)", "FILE_NOT_FOUND",
              aid=BANK_CARD_AID),
         card("locked", "reads refused (6982)", "SECURITY_STATUS", read_sw=0x6982),
@@ -289,15 +295,15 @@ def _broken_cards(person: dict) -> list[DemoCard]:
     ]  # fmt: skip
 
 
-@functools.cache
-def demo_cards() -> tuple[DemoCard, ...]:
-    persons = _roster_persons()
-    return tuple(_person_card(p) for p in persons) + tuple(_broken_cards(persons[0]))
+@functools.lru_cache(maxsize=4)
+def demo_cards(today: date) -> tuple[DemoCard, ...]:
+    persons = _roster_persons(today)
+    return tuple(_person_card(p) for p in persons) + tuple(_broken_cards(persons[0], today))
 
 
-def demo_card(name: str) -> VirtualCard:
+def demo_card(name: str, today: date) -> VirtualCard:
     """A fresh virtual card by card number, insured number or broken-card name."""
-    cards = demo_cards()
+    cards = demo_cards(today)
     for card in cards:
         if card.name == name or (card.insured_id == name and card.kind == "roster"):
             return card.make()

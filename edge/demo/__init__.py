@@ -1,20 +1,32 @@
 """The embedded demo county: policy, a village-clinic catalog, an insured roster.
 
+The files here describe the county as it stood on `DEMO_DAY`. Installed on another day,
+every date in them moves with it (`demo_date`), so that each person keeps showing the
+case their `note` names: a child who turns 14 on the demo day turns 14 on the install
+day, a waiting period that ends on the demo day ends today, a certificate that expired
+eleven months before the demo day expired eleven months ago, the year's accumulators
+belong to the install day's year. README.md lists the cases.
+
 `install` loads whatever the device does not have yet, so it is safe to run twice.
 """
 
+import copy
+import dataclasses
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from importlib import resources
+
+from dateutil.relativedelta import relativedelta
 
 from edge import services
 from edge.catalog_files import open_catalog_file
 from edge.identity import DeviceIdentity
 from edge.money import format_yuan
-from edge.rules import Rejection, Visit, VisitLine
+from edge.rules import CatalogItem, Rejection, Visit, VisitLine
 from edge.store import SqliteDeviceStore
 
+DEMO_DAY = date(2026, 11, 22)  # the day the files in this folder were written for
 DEMO_CATALOG_VERSION = "2026.11.1"
 DEMO_OPERATORS = [
     ("doc01", "王医生", "doctor"),
@@ -29,21 +41,71 @@ def _data(name: str):
 
 
 def load_json(name: str) -> dict:
+    """A file as written, with its dates as of `DEMO_DAY`."""
     return json.loads(_data(name).read_text(encoding="utf-8"))
 
 
-def install(store: SqliteDeviceStore) -> Iterator[str]:
+def demo_date(written: date, today: date) -> date:
+    """The date that stands to `today` as `written` stands to `DEMO_DAY`: the same number
+    of calendar years (so ages and birthdays hold, 29 February included), then the same
+    number of days (fewer than 183 either way)."""
+    years = round((written - DEMO_DAY).days / 365.2425)
+    days = (written - (DEMO_DAY + relativedelta(years=years))).days
+    return today + relativedelta(years=years) + relativedelta(days=days)
+
+
+def _iso(written: str | None, today: date) -> str | None:
+    return None if written is None else demo_date(date.fromisoformat(written), today).isoformat()
+
+
+def roster_document(today: date) -> dict:
+    """The demo roster as of `today`."""
+    document = copy.deepcopy(load_json("roster.json"))
+    for person in document["persons"]:
+        for key in ("birth_date", "waiting_until", "card_expiry"):
+            if key in person:
+                person[key] = _iso(person[key], today)
+        for cert in person["chronic_certs"]:
+            cert["valid_from"] = _iso(cert["valid_from"], today)
+            cert["valid_to"] = _iso(cert["valid_to"], today)
+        person["accumulators"] = {
+            str(int(year) - DEMO_DAY.year + today.year): values
+            for year, values in person["accumulators"].items()
+        }
+    return document
+
+
+def policy_document() -> dict:
+    return load_json("policy.json")  # a policy names no dates
+
+
+def catalog_items(today: date) -> Iterator[CatalogItem]:
+    """The demo catalog as of `today` (validity dates moved), read lazily."""
+    with resources.as_file(_data("catalog.csv")) as path:
+        for item in open_catalog_file(path).items:
+            if item.valid_from is None and item.valid_to is None:
+                yield item
+                continue
+            yield dataclasses.replace(
+                item,
+                valid_from=item.valid_from and demo_date(item.valid_from, today),
+                valid_to=item.valid_to and demo_date(item.valid_to, today),
+            )
+
+
+def install(store: SqliteDeviceStore, now: datetime) -> Iterator[str]:
+    """The demo county's data as of `now`'s day, whatever the device lacks of it."""
+    today = now.date()
     if store.policy_version() is None:
-        policy = store.import_policy(load_json("policy.json"))
+        policy = store.import_policy(policy_document(), now=now)
         yield f"policy {policy.version} installed"
     if store.catalog_version() is None:
-        with resources.as_file(_data("catalog.csv")) as path:
-            count = store.import_catalog(
-                open_catalog_file(path).items, DEMO_CATALOG_VERSION, source="demo catalog.csv"
-            )
+        count = store.import_catalog(
+            catalog_items(today), DEMO_CATALOG_VERSION, source="demo catalog.csv", now=now
+        )
         yield f"catalog {DEMO_CATALOG_VERSION}: {count} items installed"
     if store.roster_version() is None:
-        count = store.import_roster(load_json("roster.json"))
+        count = store.import_roster(roster_document(today), now=now)
         yield f"roster: {count} insured persons installed"
     for operator_id, name, role in DEMO_OPERATORS:
         store.add_operator(operator_id, name, role)

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from edge.services import CLINIC_TZ
+from edge.clock import configured_clock
 from sync.hub import service
 from sync.hub.service import HubError
 from sync.hub.store import HubStore, connect_hub_store, open_hub_store
@@ -108,10 +108,6 @@ class HubRuntime:
             self.reconciler.wake()
 
 
-def system_clock() -> datetime:
-    return datetime.now(CLINIC_TZ)
-
-
 def console_secret(data_dir: Path) -> bytes:
     """The console's session key: made once, kept beside the database (0600) so that every
     WSGI worker and restart shares it."""
@@ -140,7 +136,7 @@ def create_app(config: Mapping | None = None) -> Flask:
         raise HubError("no hub data directory: give HUB_DATA_DIR or set CLINIC_HUB_DIR")
     data_dir = Path(app.config["HUB_DATA_DIR"])
     open_hub_store(data_dir).close()  # the hub exists and its schema is current
-    clock = app.config["CLOCK"] or system_clock
+    clock = app.config["CLOCK"] or configured_clock()
     runtime = HubRuntime(data_dir, service.load_county_key(data_dir), clock)
     if app.config["RECONCILE_INTERVAL_S"]:
         runtime.reconciler = BackgroundReconciler(
@@ -162,8 +158,9 @@ def create_app(config: Mapping | None = None) -> Flask:
 def create_app_from_env() -> Flask:
     """The app for a WSGI server started from the shell, e.g. with several workers:
     `gunicorn -w 2 -b 127.0.0.1:8090 'sync.hub.app:create_app_from_env()'`. Reads
-    `CLINIC_HUB_DIR` (the database is the one it names, see `sync.hub.store.database_url`)
-    and `CLINIC_HUB_RECONCILE_INTERVAL_S` (default 30; 0 turns it off)."""
+    `CLINIC_HUB_DIR` (the database is the one it names, see `sync.hub.store.database_url`),
+    `CLINIC_HUB_RECONCILE_INTERVAL_S` (default 30; 0 turns it off) and `CLINIC_CLOCK`
+    (`edge/clock.py`: tests start every worker's clock at their own instant)."""
     interval = float(os.environ.get("CLINIC_HUB_RECONCILE_INTERVAL_S", "30"))
     return create_app({"RECONCILE_INTERVAL_S": interval or None})
 
