@@ -48,7 +48,7 @@ def main() -> None:
 @main.command()
 @click.option("--jsonl", is_flag=True, help="One document per line in, one result per line out.")
 def quote(jsonl: bool) -> None:
-    """Recompute settlements from quote documents on standard input (settlement-rules.md).
+    """Recompute settlements from quote documents on standard input (docs/settlement-rules.md).
 
     Exit status 2 on a rejection; with --jsonl every line gets a result and the exit
     status is 0.
@@ -478,7 +478,7 @@ def daily_close_report(record: dict) -> str:
 
 @main.group()
 def ledger() -> None:
-    """Check and export the signed ledger (ledger.md)."""
+    """Check and export the signed ledger (docs/ledger.md)."""
 
 
 @ledger.command("verify")
