@@ -15,11 +15,12 @@ SYSTEM_PACKAGES ?= pcscd vsmartcard-vpcd swig libpcsclite-dev chromium fonts-wqy
 PIP_TOOLS := pip==26.3 pip-tools==7.6.2
 UPGRADE ?=
 
-.PHONY: help demo test bench lint format system-deps lock clean
+.PHONY: help demo test test-dates bench lint format system-deps lock clean
 
 help:
 	@echo "make demo   - run the terminal on the embedded demo county"
 	@echo "make test   - install what is needed and run the whole test suite"
+	@echo "make test-dates - the date-sensitive tests and the demo at other dates and zones"
 	@echo "make bench  - run the benchmarks, report in benchmarks/report.json"
 	@echo "make lint   - ruff check and format check"
 	@echo "make lock   - recompile requirements/*.txt from pyproject.toml (UPGRADE=1: newest)"
@@ -66,6 +67,11 @@ demo: $(STAMP)
 
 test: system-deps $(STAMP) $(PCSC_STAMP)
 	$(BIN)/python -m pytest
+
+# Every Python process's wall clock moved to year ends, a leap day and years ahead, under
+# three machine zones (README, "Dates, the clock and time zones").
+test-dates: system-deps $(STAMP) $(PCSC_STAMP)
+	$(BIN)/python tests/time_travel/run.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks --out benchmarks/report.json
