@@ -9,8 +9,14 @@ from pathlib import Path
 from benchmarks.catalog_data import GeneratedCatalog, write_catalog_csv
 from benchmarks.context import BenchContext
 from benchmarks.measure import ChildRun, run_child, summarize_ns, target
-from edge.pinyin import pinyin_keys, search_key
-from edge.store import _SEARCH_SQL, DATABASE_FILE, SEARCH_LIMIT, SqliteDeviceStore, prefix_range
+from edge.adapters.sqlite_store import (
+    _SEARCH_SQL,
+    DATABASE_FILE,
+    SEARCH_LIMIT,
+    SqliteDeviceStore,
+    prefix_range,
+)
+from edge.domain.search_keys import pinyin_keys, search_key
 
 CATALOG_VERSION = "2026.1"
 IMPORT_TARGET_S = 60.0

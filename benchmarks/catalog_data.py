@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.documents import CATALOG_CSV_COLUMNS
+from edge.domain.documents import CATALOG_CSV_COLUMNS
 
 # Generic-name stems (Western and Chinese patent medicines) as the catalog spells them.
 _STEM_TEXT = """

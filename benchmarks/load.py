@@ -2,7 +2,7 @@
 
 N simulated terminals, each with its own Ed25519 key, enrolled over HTTP with its own
 one-time code and holding its own ledger of M signed, chained settlements (built with
-`edge.ledger.new_record`, no device database), upload their ledgers in batches, pull the
+`edge.domain.ledger.new_record`, no device database), upload their ledgers in batches, pull the
 three kinds of update and send heartbeats, from a pool of client threads, for at most a
 bounded time. Reported: records ingested per second, p50/p99 batch latency, and records
 lost or duplicated (what the hub holds compared with what was sent).
@@ -32,11 +32,11 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import demo, services
+from edge.adapters.identity import DeviceIdentity, device_id_for
+from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.clock import system_clock
-from edge.documents import visit_from_json
-from edge.identity import DeviceIdentity, device_id_for
-from edge.ledger import b64url, genesis_hash, new_record, raw_public_key
-from edge.store import SqliteDeviceStore
+from edge.domain.documents import visit_from_json
+from edge.domain.ledger import b64url, genesis_hash, new_record, raw_public_key
 from sync.client import HubClient
 from sync.demo import install_demo_county
 from sync.hub import service

@@ -5,15 +5,15 @@ import json
 
 from benchmarks.context import BenchContext
 from benchmarks.measure import summarize_ns, target, time_calls
-from edge.documents import (
+from edge.domain.documents import (
     accumulators_from_json,
     catalog_from_json,
     person_from_json,
     policy_from_json,
     visit_from_json,
 )
-from edge.engine import settle
-from edge.quote import quote_document, quote_text
+from edge.domain.quote import quote_document, quote_text
+from edge.domain.settlement import settle
 
 QUOTE_TARGET_US = 1000.0
 

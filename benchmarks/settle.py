@@ -12,10 +12,10 @@ from typing import Any
 from benchmarks.context import BenchContext
 from benchmarks.measure import summarize_ns, target
 from edge import demo, services
-from edge.documents import visit_from_json
-from edge.identity import DeviceIdentity
-from edge.rules import Visit
-from edge.store import SqliteDeviceStore
+from edge.adapters.identity import DeviceIdentity
+from edge.adapters.sqlite_store import SqliteDeviceStore
+from edge.domain.documents import visit_from_json
+from edge.domain.model import Visit
 
 SETTLE_FLOOR_RATIO_TARGET = 2.0
 VERIFY_TARGET_S = 60.0  # for 100,000 records

@@ -21,9 +21,9 @@ from werkzeug.wrappers import Request, Response
 from benchmarks.context import BenchContext
 from benchmarks.measure import target
 from edge import demo, services
-from edge.documents import visit_from_json
-from edge.ledger import genesis_hash, new_record
-from edge.store import SqliteDeviceStore
+from edge.adapters.sqlite_store import SqliteDeviceStore
+from edge.domain.documents import visit_from_json
+from edge.domain.ledger import genesis_hash, new_record
 from sync import agent, agent_state
 from sync.client import HubClient
 from sync.demo import install_demo_county, provision_and_enroll

@@ -8,7 +8,7 @@ never sees the county's private key.
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge.ledger import b64url, raw_public_key
+from edge.domain.ledger import b64url, raw_public_key
 
 DEMO_COUNTY_CODE = "DEMO"  # the `county` that demo vouchers carry
 _DEMO_ONLY_PRIVATE_KEY = bytes.fromhex(

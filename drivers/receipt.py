@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from drivers import escpos
 from drivers.base45 import b45decode, b45encode
-from edge.ledger import b64url, b64url_decode, canonical
-from edge.money import format_yuan
+from edge.domain.ledger import b64url, b64url_decode, canonical
+from edge.domain.money import format_yuan
 
 QR_PREFIX = "YBR1:"
 MAX_RECORD_BYTES = 64 * 1024  # a record inflating to more is not a receipt

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge.ledger import b64url, b64url_decode
+from edge.domain.ledger import b64url, b64url_decode
 
 PREFIX = "YBV1."
 CLOCK_SKEW = timedelta(minutes=5)  # a voucher issued this far "in the future" still passes

@@ -15,14 +15,15 @@ import click
 
 from edge import demo as demo_data
 from edge import services
-from edge.catalog_files import open_catalog_file
+from edge.adapters.catalog_files import open_catalog_file
+from edge.adapters.identity import IdentityError
+from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError
 from edge.cli_options import clock, data_dir_option, json_option, now, print_json
-from edge.documents import field, obj, text, visit_from_json
-from edge.identity import IdentityError
-from edge.money import format_yuan
-from edge.quote import quote_text
-from edge.rules import Rejection
-from edge.store import SqliteDeviceStore, StoreError
+from edge.domain.documents import field, obj, text, visit_from_json
+from edge.domain.model import Rejection
+from edge.domain.money import format_yuan
+from edge.domain.quote import quote_text
+from edge.domain.reports import daily_close_report
 
 # Errors an operator can act on: printed as one line, nothing changed.
 OPERATOR_ERRORS = (StoreError, IdentityError, Rejection)
@@ -450,27 +451,6 @@ def close_day_command(data_dir: Path, operator_id: str, as_json: bool) -> None:
                     **record["body"]})  # fmt: skip
         return
     click.echo(daily_close_report(record))
-
-
-def daily_close_report(record: dict) -> str:
-    """The printable 日结 report."""
-    body = record["body"]
-    rows = [("结算 settlements", body["settlements"]), ("冲销 reversals", body["reversals"])]
-    lines = [
-        f"日结报表 Daily close  {body['business_day']}",
-        f"设备 {record['device_id']}  操作员 {body['operator']}  记录 #{record['seq']}",
-        f"范围 records {body['from_seq']} .. {body['to_seq']}",
-        "",
-        f"{'':<18}{'笔数':>6}{'总额':>14}{'统筹':>14}{'救助':>14}{'个账':>14}{'现金':>14}",
-    ]
-    for label, t in [*rows, ("净额 net", {"count": "", **body["net"]})]:
-        amounts = "".join(f"{format_yuan(t[k]):>14}" for k in
-                          ("total", "fund", "assistance", "personal_account", "cash"))  # fmt: skip
-        lines.append(f"{label:<18}{t['count']!s:>6}{amounts}")
-    if body["needs_review"]:
-        lines.append(f"待县级复核 needs county review: {body['needs_review']}")
-    lines.append(f"签名哈希 hash {record['hash'][:16]}")
-    return "\n".join(lines)
 
 
 # ---- ledger ----------------------------------------------------------------------------------

@@ -38,10 +38,10 @@ from typing import Any, NamedTuple
 import sqlite_utils
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from edge.adapters.identity import KEY_FILE
+from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore, StoreError
 from edge.clock import CLINIC_TZ
-from edge.identity import KEY_FILE
-from edge.ledger import Verification, b64url, raw_public_key
-from edge.store import DATABASE_FILE, SqliteDeviceStore, StoreError
+from edge.domain.ledger import Verification, b64url, raw_public_key
 
 OK, WARNING, ERROR, SKIPPED = "ok", "warning", "error", "skipped"
 STATUS_ORDER = {OK: 0, SKIPPED: 0, WARNING: 1, ERROR: 2}
@@ -648,7 +648,7 @@ def integrity_check(path: Path) -> list[str]:
 
 
 def _key(data_dir: Path, store: SqliteDeviceStore | None) -> Finding:
-    from edge.identity import IdentityError
+    from edge.adapters.identity import IdentityError
     from edge.services import load_identity
 
     path = data_dir / KEY_FILE
@@ -1311,7 +1311,7 @@ def _give_to_owner(path: Path, data_dir: Path) -> None:
 
 
 def _verify_restored(data_dir: Path) -> int:
-    from edge.identity import IdentityError
+    from edge.adapters.identity import IdentityError
     from edge.services import load_identity, verify_ledger
 
     store = SqliteDeviceStore.open(data_dir)

@@ -12,10 +12,10 @@ from pathlib import Path
 import click
 
 from edge import maintenance
+from edge.adapters.identity import IdentityError
+from edge.adapters.sqlite_store import StoreError
 from edge.cli_options import data_dir_option, json_option
 from edge.cli_options import now as _now
-from edge.identity import IdentityError
-from edge.store import StoreError
 
 COMMANDS: list[click.Command] = []
 

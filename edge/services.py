@@ -12,17 +12,18 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge import records as rec
-from edge.clock import CLINIC_TZ
-from edge.engine import settle
-from edge.identity import (
+from edge.adapters.identity import (
     DeviceIdentity,
     IdentityError,
     create_key_file,
     device_id_for,
     load_private_key,
 )
-from edge.ledger import (
+from edge.adapters.sqlite_store import DeviceRow, LedgerHead, SqliteDeviceStore
+from edge.clock import CLINIC_TZ
+from edge.domain import offline_risk
+from edge.domain import records as rec
+from edge.domain.ledger import (
     Verification,
     b64url,
     b64url_decode,
@@ -31,8 +32,9 @@ from edge.ledger import (
     raw_public_key,
     verify_chain,
 )
-from edge.rules import Rejection, Settlement, Visit
-from edge.store import DeviceRow, LedgerHead, SqliteDeviceStore
+from edge.domain.model import Rejection, Settlement, Visit
+from edge.domain.record_time import record_time
+from edge.domain.settlement import settle
 
 MAX_VISIT_TOTAL = 100_000_000  # fen: ¥1,000,000, far above any village visit
 
@@ -141,7 +143,7 @@ def settle_visit(
             )
 
         device = position.device
-        needs_review = rec.review_reasons(
+        needs_review = offline_risk.review_reasons(
             policy.offline_limits,
             now=position.created_at,
             last_sync=datetime.fromisoformat(device.last_sync_at or device.created_at),
@@ -277,7 +279,7 @@ def _next_position(
     """A clock found behind the ledger is signed as an event; record times stay monotonic."""
     head, device = store.ledger_head(), store.device()
     last = datetime.fromisoformat(head.created_at) if head else None
-    timing = rec.record_time(now.astimezone(CLINIC_TZ), last)
+    timing = record_time(now.astimezone(CLINIC_TZ), last)
     if timing.clock_behind and device.clock_behind_since is None:
         event = {
             "event": "clock_behind",

@@ -26,9 +26,9 @@ from pathlib import Path
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from edge import services
+from edge.adapters.identity import DeviceIdentity, IdentityError
+from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError
 from edge.clock import Clock
-from edge.identity import DeviceIdentity, IdentityError
-from edge.store import SqliteDeviceStore, StoreError
 from sync import agent_state
 from sync.client import HubClient
 from sync.protocol import (

@@ -12,7 +12,7 @@ from datetime import datetime
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from edge.store import SqliteDeviceStore
+from edge.adapters.sqlite_store import SqliteDeviceStore
 
 migrations = Migrations("clinic-sync-agent")
 

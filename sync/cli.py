@@ -15,12 +15,12 @@ from pathlib import Path
 
 import click
 
+from edge.adapters.identity import IdentityError
+from edge.adapters.sqlite_store import StoreError
 from edge.cli_options import clock, json_option, print_json
 from edge.cli_options import data_dir_option as device_dir_option
 from edge.cli_options import now as _now
-from edge.identity import IdentityError
-from edge.rules import Rejection
-from edge.store import StoreError
+from edge.domain.model import Rejection
 
 COMMANDS: list[click.Command] = []
 
@@ -239,7 +239,7 @@ def hub_publish(
     as_json: bool,
 ) -> None:
     """Sign and publish a catalog (CSV or JSON), policy or roster (JSON) version."""
-    from edge.catalog_files import open_catalog_file
+    from edge.adapters.catalog_files import open_catalog_file
     from sync.hub import service
 
     expires_at = parse_expiry(expires)
@@ -359,7 +359,7 @@ COMMANDS.append(hub)
 @contextmanager
 def _device(data_dir: Path) -> Iterator[tuple]:
     from edge import services
-    from edge.store import SqliteDeviceStore
+    from edge.adapters.sqlite_store import SqliteDeviceStore
 
     with plain_errors():
         store = SqliteDeviceStore.open(data_dir)
@@ -433,7 +433,7 @@ def sync_once_command(data_dir: Path, hub_url: str | None, as_json: bool) -> Non
 @json_option
 def sync_status_command(data_dir: Path, as_json: bool) -> None:
     """What the agent knows: enrollment, last sync, records waiting, versions, refusals."""
-    from edge.store import SqliteDeviceStore
+    from edge.adapters.sqlite_store import SqliteDeviceStore
     from sync import agent
 
     with plain_errors():

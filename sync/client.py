@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from edge.identity import DeviceIdentity
+from edge.adapters.identity import DeviceIdentity
 from sync.protocol import (
     API_PREFIX,
     BATCH_CONTENT_TYPE,

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from edge import demo as edge_demo
+from edge.adapters.identity import DeviceIdentity
+from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.clock import Clock
-from edge.identity import DeviceIdentity
-from edge.store import SqliteDeviceStore
 from sync import agent
 from sync.hub import console_auth, service
 from sync.hub.server import RunningHub, serve_in_background

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge.ledger import b64url, b64url_decode
+from edge.domain.ledger import b64url, b64url_decode
 
 PROTOCOL = "clinic-sync-1"
 API_PREFIX = "/api/v1"

@@ -16,10 +16,10 @@ from datetime import datetime
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge.documents import catalog_item_from_json, policy_from_json, roster_from_json
-from edge.ledger import b64url, b64url_decode
-from edge.rules import CatalogItem, Rejection
-from edge.store import version_order
+from edge.domain.documents import catalog_item_from_json, policy_from_json, roster_from_json
+from edge.domain.ledger import b64url, b64url_decode
+from edge.domain.model import CatalogItem, Rejection
+from edge.domain.versions import version_order
 from sync.protocol import MESSAGES, SyncError, canonical_json, iso, parse_time, sha256_hex
 
 KINDS = ("catalog", "policy", "roster")

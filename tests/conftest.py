@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.store import SqliteDeviceStore
+from edge.adapters.sqlite_store import SqliteDeviceStore
 
 EXAMPLE_POLICY = {
     "version": "2026.1",

@@ -18,8 +18,8 @@ from pathlib import Path
 from clock import NOW
 
 from edge import services
-from edge.documents import visit_from_json
-from edge.store import DATABASE_FILE, SqliteDeviceStore
+from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore
+from edge.domain.documents import visit_from_json
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy" / "raspberry-pi"

@@ -31,9 +31,9 @@ from pathlib import Path
 from clock import real_now
 
 from edge import services
-from edge.documents import visit_from_json
-from edge.rules import Rejection
-from edge.store import SqliteDeviceStore
+from edge.adapters.sqlite_store import SqliteDeviceStore
+from edge.domain.documents import visit_from_json
+from edge.domain.model import Rejection
 
 # Every demo person settles a general visit (ineligible ones are recorded with fund 0).
 GENERAL_PERSONS = [

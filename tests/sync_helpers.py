@@ -13,11 +13,11 @@ from pathlib import Path
 from clock import NOW, FakeClock
 
 from edge import demo, services
-from edge.documents import visit_from_json
-from edge.identity import DeviceIdentity
-from edge.ledger import genesis_hash, new_record
-from edge.rules import Visit
-from edge.store import SqliteDeviceStore
+from edge.adapters.identity import DeviceIdentity
+from edge.adapters.sqlite_store import SqliteDeviceStore
+from edge.domain.documents import visit_from_json
+from edge.domain.ledger import genesis_hash, new_record
+from edge.domain.model import Visit
 from sync import demo as sync_demo
 from sync.hub.server import RunningHub, serve_in_background
 from sync.hub.store import HubStore, open_hub_store

@@ -8,11 +8,11 @@ import pytest
 from clock import TODAY, real_now
 
 from drivers.cards import CardError, card_reader_for_url, demo_cards, read_card
+from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.clock import CLINIC_TZ
 from edge.demo import SAMPLE_VISITS, install, load_json
-from edge.rules import Rejection, Visit, VisitLine
+from edge.domain.model import Rejection, Visit, VisitLine
 from edge.services import quote_visit
-from edge.store import SqliteDeviceStore
 
 
 def demo_rows(name: str) -> list[dict]:

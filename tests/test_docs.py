@@ -26,12 +26,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from flask import Flask
 from independent_verifier import verify_records
 
-from edge import records as rec
-from edge.catalog_files import open_catalog_file
+from edge.adapters.catalog_files import open_catalog_file
+from edge.adapters.identity import device_id_for
 from edge.console import main
-from edge.identity import device_id_for
-from edge.ledger import b64url, canonical, genesis_hash, raw_public_key, verify_chain
-from edge.quote import quote_document
+from edge.domain import records as rec
+from edge.domain.ledger import b64url, canonical, genesis_hash, raw_public_key, verify_chain
+from edge.domain.quote import quote_document
 from sync.protocol import (
     SignedRequest,
     SyncError,

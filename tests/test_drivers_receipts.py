@@ -33,8 +33,8 @@ from drivers.receipt import (
 )
 from edge import services
 from edge.console import main
-from edge.documents import visit_from_json
-from edge.ledger import b64url, canonical, new_record, raw_public_key, verify_chain
+from edge.domain.documents import visit_from_json
+from edge.domain.ledger import b64url, canonical, new_record, raw_public_key, verify_chain
 
 DEVICE_KEY = Ed25519PrivateKey.generate()
 

@@ -3,7 +3,7 @@
 import pytest
 from conftest import item, quote_doc
 
-from edge.quote import quote_document, quote_text
+from edge.domain.quote import quote_document, quote_text
 
 
 def settled(doc: dict) -> dict:

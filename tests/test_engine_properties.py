@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.quote import quote_document
+from edge.domain.quote import quote_document
 
 T = TypeVar("T")
 

@@ -21,9 +21,9 @@ from sync_helpers import (
     start_hub,
 )
 
+from edge.adapters.identity import DeviceIdentity
 from edge.console import main
-from edge.identity import DeviceIdentity
-from edge.ledger import b64url, raw_public_key
+from edge.domain.ledger import b64url, raw_public_key
 from sync import agent
 from sync.client import HubClient, HubRefusal
 from sync.hub import service
@@ -353,7 +353,7 @@ def new_device_from(data_dir):
     from sync_helpers import Device
 
     from edge import services
-    from edge.store import SqliteDeviceStore
+    from edge.adapters.sqlite_store import SqliteDeviceStore
 
     store = SqliteDeviceStore.open(data_dir)
     return Device(data_dir, store, services.load_identity(store, data_dir))

@@ -4,8 +4,8 @@ import copy
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.identity import device_id_for
-from edge.ledger import genesis_hash, new_record
+from edge.adapters.identity import device_id_for
+from edge.domain.ledger import genesis_hash, new_record
 from sync.hub.ingest import plan_ingest
 
 KEY = Ed25519PrivateKey.generate()

@@ -27,9 +27,9 @@ from pg_server import pg_backend, pg_url, postgres  # noqa: F401
 from sync_helpers import NOW, new_device
 from test_hub_ingest import chain
 
+from edge.adapters.identity import device_id_for
 from edge.console import main
-from edge.identity import device_id_for
-from edge.ledger import b64url, raw_public_key
+from edge.domain.ledger import b64url, raw_public_key
 from sync import agent
 from sync.hub import service
 from sync.hub.pg_store import MIGRATIONS, PgHubStore, init_pg_hub

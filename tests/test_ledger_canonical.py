@@ -1,4 +1,4 @@
-"""`edge.ledger.canonical` must give ledger.md's bytes exactly: Python's
+"""`edge.domain.ledger.canonical` must give ledger.md's bytes exactly: Python's
 `json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()`.
 The project builds them with orjson for speed, so the two are compared here on any
 value a record may hold, and on the records a real device writes."""
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sync_helpers import NOW, new_device
 
-from edge.ledger import canonical, self_consistency_problem
+from edge.domain.ledger import canonical, self_consistency_problem
 
 # Any character a UTF-8 string can hold: control characters, quotes, backslashes, line
 # and paragraph separators, non-BMP; not lone surrogates (no UTF-8 encoding exists).

@@ -31,11 +31,11 @@ from clock import real_now
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import demo, services
-from edge.documents import visit_from_json
-from edge.identity import IdentityError, load_private_key
-from edge.ledger import new_record
-from edge.rules import Rejection
-from edge.store import DATABASE_FILE, SqliteDeviceStore, StoreError
+from edge.adapters.identity import IdentityError, load_private_key
+from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore, StoreError
+from edge.domain.documents import visit_from_json
+from edge.domain.ledger import new_record
+from edge.domain.model import Rejection
 
 TESTS = Path(__file__).parent
 CHILD = TESTS / "settle_child.py"

@@ -20,10 +20,10 @@ from deploy_support import (
 )
 
 from edge import maintenance, services
+from edge.adapters.identity import KEY_FILE
+from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore
 from edge.console import main
-from edge.identity import KEY_FILE
 from edge.maintenance import MaintenanceError
-from edge.store import DATABASE_FILE, SqliteDeviceStore
 
 
 @pytest.fixture

@@ -24,10 +24,10 @@ from pcsc_fixtures import private_pcscd
 
 from drivers.escpos import PrinterStatus
 from edge import maintenance as m
+from edge.adapters.identity import KEY_FILE
+from edge.adapters.sqlite_store import DATABASE_FILE
 from edge.console import main
-from edge.identity import KEY_FILE
-from edge.ledger import Verification
-from edge.store import DATABASE_FILE
+from edge.domain.ledger import Verification
 
 CLINIC = Path(sys.executable).with_name("clinic")
 LATER = NOW + timedelta(hours=1)

@@ -12,10 +12,10 @@ import pytest
 from clock import NOW, TODAY
 
 from edge import demo, services
-from edge.documents import visit_from_json
-from edge.identity import KEY_FILE, IdentityError
-from edge.rules import Rejection
-from edge.store import DATABASE_FILE, SqliteDeviceStore, connect, migrations
+from edge.adapters.identity import KEY_FILE, IdentityError
+from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore, connect, migrations
+from edge.domain.documents import visit_from_json
+from edge.domain.model import Rejection
 
 RESIDENT = "32011500000001"
 POOR = "32011500000005"  # extreme poverty: assistance pays the policy self-pay

@@ -10,11 +10,12 @@ import pytest
 from clock import NOW
 from conftest import EXAMPLE_POLICY, write_json
 
-from edge.catalog_files import open_catalog_file
-from edge.documents import CATALOG_CSV_COLUMNS
-from edge.rules import Accumulators, Rejection, Visit, VisitLine
+from edge.adapters.catalog_files import open_catalog_file
+from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError, migrations
+from edge.domain.documents import CATALOG_CSV_COLUMNS
+from edge.domain.model import Accumulators, Rejection, Visit, VisitLine
+from edge.domain.versions import version_order
 from edge.services import quote_visit
-from edge.store import SqliteDeviceStore, StoreError, migrations, version_order
 
 ITEMS = [
     {

@@ -19,7 +19,7 @@ from sync_helpers import (
 )
 
 from edge import demo as edge_demo
-from edge.catalog_files import open_catalog_file
+from edge.adapters.catalog_files import open_catalog_file
 from sync import agent, agent_state
 from sync.client import HubClient
 from sync.hub import service

@@ -14,7 +14,7 @@ from sync_faults import FAULTS, FaultyProxy
 from sync_helpers import NOW, PERSONS, FakeClock, enroll, hub_store, new_device, start_hub
 
 from edge import services
-from edge.ledger import verify_chain
+from edge.domain.ledger import verify_chain
 from sync import agent
 
 FAULTY_ROUNDS = 300

@@ -8,7 +8,7 @@ from conftest import EXAMPLE_POLICY, item
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sync_helpers import NOW
 
-from edge.documents import catalog_item_from_json
+from edge.domain.documents import catalog_item_from_json
 from sync.protocol import SyncError
 from sync.updates import (
     DELTA,

@@ -7,7 +7,7 @@ import pytest
 from web_support import NOW, PINS, store_of
 
 from edge import services
-from edge.store import SqliteDeviceStore
+from edge.adapters.sqlite_store import SqliteDeviceStore
 
 pytest_plugins = ["web_fixtures"]  # the web UI fixtures
 

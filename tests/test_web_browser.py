@@ -13,9 +13,9 @@ import pytest
 from web_support import NOW, Clock, app_config, make_demo_device, served
 
 from edge.demo import load_json
-from edge.documents import catalog_row_from_csv
-from edge.money import format_yuan
-from edge.quote import quote_document
+from edge.domain.documents import catalog_row_from_csv
+from edge.domain.money import format_yuan
+from edge.domain.quote import quote_document
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [

@@ -38,7 +38,7 @@ def test_set_pin_sets_the_pin_the_terminal_checks(tmp_path):
         main, ["set-pin", "--data-dir", str(data_dir), "admin01"], input="97531\n97531\n"
     )
     assert result.exit_code == 0, result.output
-    from edge.store import SqliteDeviceStore
+    from edge.adapters.sqlite_store import SqliteDeviceStore
 
     store = SqliteDeviceStore.open(data_dir)
     try:

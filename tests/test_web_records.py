@@ -7,7 +7,7 @@ from web_support import Auth, app_config, store_of
 
 from drivers.printer import PrinterEmulator
 from drivers.receipt import receipt_qr_payload
-from edge.store import SqliteDeviceStore
+from edge.adapters.sqlite_store import SqliteDeviceStore
 
 pytest_plugins = ["web_fixtures"]  # the web UI fixtures
 

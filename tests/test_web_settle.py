@@ -9,10 +9,10 @@ from web_support import NOW, store_of
 from drivers.cards.errors import MESSAGES as CARD_MESSAGES
 from drivers.demo_county_key import DEMO_COUNTY_CODE, demo_county_private_key
 from drivers.vouchers import mint_voucher
-from edge import records as rec
 from edge import services
-from edge.documents import visit_from_json
-from edge.money import format_yuan
+from edge.domain import offline_risk
+from edge.domain.documents import visit_from_json
+from edge.domain.money import format_yuan
 from web_ui import messages
 
 pytest_plugins = ["web_fixtures"]  # the web UI fixtures
@@ -338,11 +338,15 @@ class TestRejectionsNextToTheirField:
                    "QTY_OVER_LIMIT", "OVER_PAYMENT_STANDARD"]  # fmt: skip
         assert set(reasons) <= set(messages.LINE_REASONS)
         assert set(messages.WARNINGS) == {"NOT_ELIGIBLE"}
-        review = {rec.OFFLINE_TOO_LONG, rec.OFFLINE_FUND_LIMIT, rec.VISITS_PER_DAY_LIMIT}
+        review = {
+            offline_risk.OFFLINE_TOO_LONG,
+            offline_risk.OFFLINE_FUND_LIMIT,
+            offline_risk.VISITS_PER_DAY_LIMIT,
+        }
         assert review <= set(messages.NEEDS_REVIEW)
 
     def test_an_unknown_operator_rejection_belongs_to_the_whole_form(self, app):
-        from edge.rules import Rejection
+        from edge.domain.model import Rejection
 
         with app.test_request_context("/"):
             error = messages.rejection_json(Rejection("UNKNOWN_OPERATOR", "operator 'x'"))

@@ -11,7 +11,7 @@ from pathlib import Path
 from clock import NOW, FakeClock
 
 from edge import demo, services
-from edge.store import SqliteDeviceStore
+from edge.adapters.sqlite_store import SqliteDeviceStore
 
 PINS = {"doc01": "1111", "coord01": "2222", "admin01": "3333", "test01": "4444"}
 FAST_PIN_COST = 4  # log2 of scrypt's N: fast tests; production uses 14

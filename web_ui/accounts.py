@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from edge import services
-from edge.identity import IdentityError
-from edge.store import SqliteDeviceStore
+from edge.adapters.identity import IdentityError
+from edge.adapters.sqlite_store import SqliteDeviceStore
 
 ROLES = ("doctor", "coordinator", "admin", "tester")
 MAX_FAILURES = 5

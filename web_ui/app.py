@@ -11,9 +11,9 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
+from edge.adapters.identity import IdentityError
+from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore, StoreError, connect
 from edge.clock import configured_clock
-from edge.identity import IdentityError
-from edge.store import DATABASE_FILE, SqliteDeviceStore, StoreError, connect
 from web_ui import accounts, schema
 from web_ui.hardware import Hardware
 

@@ -12,7 +12,7 @@ from edge.cli_options import clock, data_dir_option, now  # noqa: E402
 def prepare_demo(data_dir: Path) -> list[str]:
     """Demo mode: a device identity and the demo county's data, if they are not there yet."""
     from edge import demo, services
-    from edge.store import SqliteDeviceStore
+    from edge.adapters.sqlite_store import SqliteDeviceStore
 
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = SqliteDeviceStore.open(data_dir, create=True)
@@ -74,8 +74,8 @@ def serve(
     no_sync: bool,
 ) -> None:
     """Run the terminal UI (waitress) and the sync agent."""
-    from edge.identity import IdentityError
-    from edge.store import StoreError
+    from edge.adapters.identity import IdentityError
+    from edge.adapters.sqlite_store import StoreError
     from web_ui import accounts, syncing
     from web_ui.app import create_app
 
@@ -136,7 +136,7 @@ def serve(
 )
 def set_pin(data_dir: Path, operator_id: str, pin: str) -> None:
     """Set an operator's PIN for the terminal UI (the first admin's, for example)."""
-    from edge.store import SqliteDeviceStore, StoreError
+    from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError
     from web_ui import accounts, schema
 
     try:

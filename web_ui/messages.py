@@ -5,7 +5,7 @@ field it belongs next to. Nothing here is ever shown as a stack trace."""
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 
-from edge.rules import Rejection
+from edge.domain.model import Rejection
 
 # Rejections: the visit is not settled.
 REJECTIONS = {

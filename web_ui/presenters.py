@@ -5,10 +5,10 @@ from datetime import date
 
 from flask_babel import gettext as _
 
-from edge.documents import InsuredPerson
-from edge.engine import age_in_years, assistance_scheme, not_eligible_reason
-from edge.money import format_yuan
-from edge.rules import VISIT_TYPES, Accumulators, Policy
+from edge.domain.documents import InsuredPerson
+from edge.domain.model import VISIT_TYPES, Accumulators, Policy
+from edge.domain.money import format_yuan
+from edge.domain.settlement import age_in_years, assistance_scheme, not_eligible_reason
 from web_ui import messages
 
 MONEY = ("total", "fund", "assistance", "personal_account", "cash")

@@ -9,10 +9,17 @@ from datetime import datetime
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.ledger import b64url_decode, canonical, genesis_hash
-from edge.pinyin import search_key
-from edge.rules import Rejection
-from edge.store import KEY_CODE, KEY_INITIALS, KEY_NAME, KEY_PINYIN, SqliteDeviceStore, prefix_range
+from edge.adapters.sqlite_store import (
+    KEY_CODE,
+    KEY_INITIALS,
+    KEY_NAME,
+    KEY_PINYIN,
+    SqliteDeviceStore,
+    prefix_range,
+)
+from edge.domain.ledger import b64url_decode, canonical, genesis_hash
+from edge.domain.model import Rejection
+from edge.domain.search_keys import search_key
 
 _DIAGNOSIS_SQL = (
     "SELECT m.kind, d.code, d.name FROM ("

@@ -20,7 +20,7 @@ from flask_babel import gettext as _
 from drivers.printer import PrinterError
 from drivers.receipt import ReceiptError, layout_receipt, receipt_escpos, receipt_qr_payload
 from edge import services
-from edge.rules import Rejection
+from edge.domain.model import Rejection
 from web_ui import messages, presenters, queries
 from web_ui.app import get_store
 from web_ui.auth import now, require
@@ -245,7 +245,7 @@ def close_day():
 @bp.get("/close/<tx_id>")
 @require(*READERS)
 def close_report(tx_id: str):
-    from edge.cli import daily_close_report
+    from edge.domain.reports import daily_close_report
 
     record = _record_or_404(tx_id)
     if record["kind"] != "daily_close":

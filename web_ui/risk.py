@@ -1,10 +1,10 @@
 """Offline risk control as the terminal shows it before anything is settled: which of the
-policy's offline limits the next settlement would pass (`edge.records.review_reasons`)."""
+policy's offline limits the next settlement would pass (`edge.domain.offline_risk`)."""
 
 from datetime import datetime
 
-from edge import records as rec
-from edge.store import SqliteDeviceStore
+from edge.adapters.sqlite_store import SqliteDeviceStore
+from edge.domain import offline_risk
 
 
 def review_forecast(
@@ -17,7 +17,7 @@ def review_forecast(
     visits = 0
     if insured_id is not None:
         visits = store.settlements_on(insured_id, now.date().isoformat()) + 1
-    return rec.review_reasons(
+    return offline_risk.review_reasons(
         store.current_policy().offline_limits,
         now=now,
         last_sync=datetime.fromisoformat(device.last_sync_at or device.created_at),

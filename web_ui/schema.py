@@ -12,8 +12,14 @@ from pathlib import Path
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from edge.pinyin import pinyin_keys, search_key
-from edge.store import KEY_CODE, KEY_INITIALS, KEY_NAME, KEY_PINYIN, SqliteDeviceStore
+from edge.adapters.sqlite_store import (
+    KEY_CODE,
+    KEY_INITIALS,
+    KEY_NAME,
+    KEY_PINYIN,
+    SqliteDeviceStore,
+)
+from edge.domain.search_keys import pinyin_keys, search_key
 
 migrations = Migrations("clinic-web-ui")
 

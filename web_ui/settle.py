@@ -20,9 +20,9 @@ from flask_babel import gettext as _
 from drivers.cards import CardError
 from drivers.vouchers import VoucherError, load_public_key, verify_voucher
 from edge import services
-from edge.documents import visit_from_json
-from edge.money import format_yuan
-from edge.rules import VISIT_TYPES, Rejection, Visit
+from edge.domain.documents import visit_from_json
+from edge.domain.model import VISIT_TYPES, Rejection, Visit
+from edge.domain.money import format_yuan
 from web_ui import messages, presenters, queries, syncing
 from web_ui.app import get_store
 from web_ui.auth import now, require

@@ -10,8 +10,8 @@ from flask_babel import lazy_gettext as _l
 
 from drivers.printer import PrinterError
 from edge import services
-from edge.money import format_yuan
-from edge.store import SqliteDeviceStore
+from edge.adapters.sqlite_store import SqliteDeviceStore
+from edge.domain.money import format_yuan
 from web_ui import messages, presenters, syncing
 from web_ui.app import get_store
 from web_ui.auth import now, require

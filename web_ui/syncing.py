@@ -7,9 +7,9 @@ When `sync.agent` cannot be imported (a build without it) every call answers
 from datetime import datetime
 from pathlib import Path
 
+from edge.adapters.identity import DeviceIdentity
+from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.clock import Clock
-from edge.identity import DeviceIdentity
-from edge.store import SqliteDeviceStore
 
 
 class SyncUnavailable(Exception):

@@ -20,11 +20,11 @@ from importlib import resources
 from dateutil.relativedelta import relativedelta
 
 from edge import services
-from edge.catalog_files import open_catalog_file
-from edge.identity import DeviceIdentity
-from edge.money import format_yuan
-from edge.rules import CatalogItem, Rejection, Visit, VisitLine
-from edge.store import SqliteDeviceStore
+from edge.adapters.catalog_files import open_catalog_file
+from edge.adapters.identity import DeviceIdentity
+from edge.adapters.sqlite_store import SqliteDeviceStore
+from edge.domain.model import CatalogItem, Rejection, Visit, VisitLine
+from edge.domain.money import format_yuan
 
 DEMO_DAY = date(2026, 11, 22)  # the day the files in this folder were written for
 DEMO_CATALOG_VERSION = "2026.11.1"

@@ -20,8 +20,8 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, redirect, request, session, url_for
 from jinja2 import DictLoader, Environment, select_autoescape
 
-from edge.catalog_files import open_catalog_file
-from edge.rules import Rejection
+from edge.adapters.catalog_files import open_catalog_file
+from edge.domain.model import Rejection
 from sync.hub import service
 from sync.hub.app import hub_runtime, hub_store
 from sync.hub.console_auth import SignInRefused, Viewer, sign_in

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.ledger import self_consistency_problem
+from edge.domain.ledger import self_consistency_problem
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The county's recomputation of a device's settlements, and what differs. Pure.
 
-The hub settles every uploaded visit again with the same engine (`edge.engine.settle`),
+The hub settles every uploaded visit again with the same engine (`edge.domain.settlement.settle`),
 the catalog and policy versions the record names, the person as the county's roster has
 them, and the county's own running accumulators, which know about visits at every
 clinic. Each difference becomes a reconciliation item with both sides' amounts.
@@ -9,10 +9,10 @@ clinic. Each difference becomes a reconciliation item with both sides' amounts.
 from dataclasses import replace
 from datetime import date
 
-from edge.documents import catalog_item_from_json, person_from_json, visit_from_json
-from edge.engine import settle
-from edge.records import daily_close_body, restored_accumulators
-from edge.rules import Accumulators, Policy, Settlement
+from edge.domain.documents import catalog_item_from_json, person_from_json, visit_from_json
+from edge.domain.model import Accumulators, Policy, Settlement
+from edge.domain.records import daily_close_body, restored_accumulators
+from edge.domain.settlement import settle
 from sync.hub.store import Balances
 
 # What must agree between the device's settlement and the county's.

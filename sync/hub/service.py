@@ -6,7 +6,7 @@ Each use case gathers inputs from a `HubStore`, calls pure code (`sync.protocol`
 one unit of work. `now` is always an argument.
 
 Device ids: a device's id is derived from its key when the terminal is initialised
-(`edge.identity.device_id_for`) and is in every ledger record from seq 1. Enrollment
+(`edge.adapters.identity.device_id_for`) and is in every ledger record from seq 1. Enrollment
 registers that existing id and public key into a provisioned slot (clinic code,
 township); the hub never renames a device.
 """
@@ -22,11 +22,16 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.documents import insured_person_from_json, policy_from_json, roster_from_json
-from edge.identity import IdentityError, device_id_for, read_private_key, write_new_private_key
-from edge.ledger import b64url, genesis_hash, raw_public_key
-from edge.rules import CatalogItem, Policy, Rejection
-from edge.store import version_order
+from edge.adapters.identity import (
+    IdentityError,
+    device_id_for,
+    read_private_key,
+    write_new_private_key,
+)
+from edge.domain.documents import insured_person_from_json, policy_from_json, roster_from_json
+from edge.domain.ledger import b64url, genesis_hash, raw_public_key
+from edge.domain.model import CatalogItem, Policy, Rejection
+from edge.domain.versions import version_order
 from sync.hub import reconcile
 from sync.hub.ingest import plan_ingest
 from sync.hub.store import Balances, HubStore, Publication, Slot, open_hub_store

@@ -1,7 +1,7 @@
 """The settlement domain: the inputs and results of `settlement-rules.md`, as plain values.
 
-Nothing here does I/O. Parsing untrusted documents into these types is `edge.documents`;
-the arithmetic is `edge.engine`.
+Nothing here does I/O. Parsing untrusted documents into these types is `edge.domain.documents`;
+the arithmetic is `edge.domain.settlement`.
 """
 
 from dataclasses import dataclass, field

@@ -12,8 +12,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from edge.money import parse_decimal_string
-from edge.rules import (
+from edge.domain.model import (
     GENDERS,
     INSURANCE_TYPES,
     ITEM_CLASSES,
@@ -34,6 +33,7 @@ from edge.rules import (
     Visit,
     VisitLine,
 )
+from edge.domain.money import parse_decimal_string
 
 T = TypeVar("T")
 Parser = Callable[[Any, str], T]

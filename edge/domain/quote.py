@@ -4,7 +4,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from edge.documents import (
+from edge.domain.documents import (
     accumulators_from_json,
     bad,
     catalog_from_json,
@@ -13,8 +13,8 @@ from edge.documents import (
     policy_from_json,
     visit_from_json,
 )
-from edge.engine import settle
-from edge.rules import Rejection
+from edge.domain.model import Rejection
+from edge.domain.settlement import settle
 
 
 def quote_document(document: Any) -> dict:

@@ -21,15 +21,16 @@ from types import MappingProxyType
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from edge.documents import (
+from edge.domain.documents import (
     InsuredPerson,
     chronic_cert_from_json,
     policy_from_json,
     roster_from_json,
 )
-from edge.ledger import record_hash
-from edge.pinyin import pinyin_keys, search_key
-from edge.rules import Accumulators, CatalogItem, ChronicCert, Person, Policy
+from edge.domain.ledger import record_hash
+from edge.domain.model import Accumulators, CatalogItem, ChronicCert, Person, Policy
+from edge.domain.search_keys import pinyin_keys, search_key
+from edge.domain.versions import version_order
 
 DATABASE_FILE = "clinic.db"
 SEARCH_LIMIT = 20
@@ -167,11 +168,6 @@ class SearchHit:
     item_class: str
     price: str
     matched: str  # "code" | "name" | "initials" | "pinyin"
-
-
-def version_order(version: str) -> tuple:
-    """Dotted versions compare part by part, numbers as numbers: 2026.10 > 2026.9."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in version.split("."))
 
 
 def prefix_range(prefix: str) -> tuple[str, str]:

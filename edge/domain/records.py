@@ -5,60 +5,9 @@ accumulators before, full result); reversals carry what they undo; a daily close
 everything since the previous close, like a cash register's Z report.
 """
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-
-from edge.rules import Accumulators, OfflineLimits, Settlement, Visit
+from edge.domain.model import Accumulators, Settlement, Visit
 
 MONEY_FIELDS = ("total", "fund", "assistance", "personal_account", "cash")
-
-# Needs-review reasons (offline risk control, DESIGN.md).
-OFFLINE_TOO_LONG = "OFFLINE_TOO_LONG"
-OFFLINE_FUND_LIMIT = "OFFLINE_FUND_LIMIT"
-VISITS_PER_DAY_LIMIT = "VISITS_PER_DAY_LIMIT"
-
-
-# A writer reads the clock, then may wait for the write lock while another commits: a
-# small step back is that wait, not the clock jumping.
-CLOCK_JUMP_TOLERANCE = timedelta(seconds=30)
-
-
-@dataclass(frozen=True)
-class Timing:
-    created_at: datetime  # what the record will say: never before the previous record
-    clock_behind: bool  # the device clock reads well before the last record
-
-
-def record_time(now: datetime, last_created_at: datetime | None) -> Timing:
-    """Keep record times monotonic; flag a clock that jumped back past the tolerance."""
-    now = now.replace(microsecond=0)
-    if last_created_at is not None and now < last_created_at:
-        return Timing(last_created_at, last_created_at - now > CLOCK_JUMP_TOLERANCE)
-    return Timing(now, False)
-
-
-def review_reasons(
-    limits: OfflineLimits,
-    *,
-    now: datetime,
-    last_sync: datetime,
-    fund_since_sync: int,
-    visits_today: int,
-) -> list[str]:
-    """Offline limits this settlement passes (it is settled anyway, and flagged)."""
-    reasons = []
-    if limits.max_hours_since_sync is not None and now - last_sync > timedelta(
-        hours=limits.max_hours_since_sync
-    ):
-        reasons.append(OFFLINE_TOO_LONG)
-    if limits.max_fund_since_sync is not None and fund_since_sync > limits.max_fund_since_sync:
-        reasons.append(OFFLINE_FUND_LIMIT)
-    if (
-        limits.max_visits_per_person_per_day is not None
-        and visits_today > limits.max_visits_per_person_per_day
-    ):
-        reasons.append(VISITS_PER_DAY_LIMIT)
-    return reasons
 
 
 def visit_to_json(visit: Visit, catalog_lines: list[dict]) -> dict:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from edge.ledger import b64url, raw_public_key
+from edge.domain.ledger import b64url, raw_public_key
 
 KEY_FILE = "device.key"
 

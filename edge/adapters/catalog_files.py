@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from edge.documents import (
+from edge.domain.documents import (
     CATALOG_CSV_COLUMNS,
     a_list,
     bad,
@@ -20,7 +20,7 @@ from edge.documents import (
     field,
     text,
 )
-from edge.rules import CatalogItem
+from edge.domain.model import CatalogItem
 
 REQUIRED_COLUMNS = ("code", "name", "kind", "class", "price")
 

@@ -8,8 +8,7 @@ from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 
-from edge.money import fen_times_ratio, parse_decimal_string, yuan_times_quantity_in_fen
-from edge.rules import (
+from edge.domain.model import (
     MAX_LINES,
     MAX_QUANTITY,
     QUANTITY_PLACES,
@@ -25,6 +24,7 @@ from edge.rules import (
     SettlementWarning,
     Visit,
 )
+from edge.domain.money import fen_times_ratio, parse_decimal_string, yuan_times_quantity_in_fen
 
 
 def settle(
