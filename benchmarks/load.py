@@ -40,7 +40,7 @@ from edge.domain.ledger import b64url, genesis_hash, new_record, raw_public_key
 from sync.client import HubClient
 from sync.demo import install_demo_county
 from sync.hub import service
-from sync.hub.store import DATABASE_URL_FILE, open_hub_store
+from sync.hub.bootstrap import DATABASE_URL_FILE, open_hub_store
 from sync.protocol import encode_batch
 
 ROOT = Path(__file__).resolve().parent.parent

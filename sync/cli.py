@@ -54,8 +54,7 @@ def _one_line(error: Exception) -> str:
 @contextmanager
 def plain_errors() -> Iterator[None]:
     """Errors an operator can act on become one line on stderr and exit status 1."""
-    from sync.hub.service import HubError
-    from sync.hub.store import HubStoreError
+    from sync.hub.model import HubError, HubStoreError
     from sync.protocol import SyncError
 
     try:
@@ -74,7 +73,7 @@ def plain_errors() -> Iterator[None]:
 
 @contextmanager
 def open_hub(hub_dir: Path) -> Iterator:
-    from sync.hub.store import open_hub_store
+    from sync.hub.bootstrap import open_hub_store
 
     with plain_errors():
         store = open_hub_store(hub_dir)
@@ -119,16 +118,12 @@ def hub() -> None:
 def hub_init(hub_dir: Path, county_name: str, database: str | None, as_json: bool) -> None:
     """Create the hub's database and the county's Ed25519 signing key (county.key, 0600)."""
     from sync.hub import service
+    from sync.hub.bootstrap import is_postgres_url
 
     with plain_errors():
-        if database:
-            from sync.hub.pg_store import init_pg_hub, is_postgres_url
-
-            if not is_postgres_url(database):
-                raise click.BadParameter("give a postgresql://… URL", param_hint="--database")
-            county = init_pg_hub(hub_dir, county_name, _now(), database)
-        else:
-            county = service.init_hub(hub_dir, county_name, _now())
+        if database and not is_postgres_url(database):
+            raise click.BadParameter("give a postgresql://… URL", param_hint="--database")
+        county = service.init_hub(hub_dir, county_name, _now(), database or None)
     if as_json:
         print_json(county)
         return

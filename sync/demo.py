@@ -13,8 +13,8 @@ from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.clock import Clock
 from sync import agent
 from sync.hub import console_auth, service
+from sync.hub.bootstrap import open_hub_store
 from sync.hub.server import RunningHub, serve_in_background
-from sync.hub.store import open_hub_store
 
 DEMO_COUNTY = "示范县 Demo County"
 DEMO_CLINIC = "320115-001"

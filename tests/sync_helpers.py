@@ -19,8 +19,9 @@ from edge.domain.documents import visit_from_json
 from edge.domain.ledger import genesis_hash, new_record
 from edge.domain.model import Visit
 from sync import demo as sync_demo
+from sync.hub.bootstrap import open_hub_store
+from sync.hub.ports import HubStore
 from sync.hub.server import RunningHub, serve_in_background
-from sync.hub.store import HubStore, open_hub_store
 from sync.protocol import API_PREFIX, sign_request
 
 OPERATOR = "doc01"

@@ -174,7 +174,7 @@ def test_demo_walkthrough_settles_verifies_and_syncs_with_the_local_hub(tmp_path
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode()
     assert "阿莫西林胶囊" in out and "enrolled as clinic" in out
-    from sync.hub.store import SqliteHubStore
+    from sync.hub.adapters.sqlite import SqliteHubStore
 
     hub = SqliteHubStore.open(tmp_path / "demo" / "hub")
     try:

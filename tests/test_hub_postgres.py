@@ -32,8 +32,10 @@ from edge.console import main
 from edge.domain.ledger import b64url, raw_public_key
 from sync import agent
 from sync.hub import service
-from sync.hub.pg_store import MIGRATIONS, PgHubStore, init_pg_hub
-from sync.hub.store import DATABASE_URL_FILE, HubStoreError, Publication, open_hub_store
+from sync.hub.adapters.postgresql import PgHubStore
+from sync.hub.adapters.postgresql_migrations import MIGRATIONS
+from sync.hub.bootstrap import DATABASE_URL_FILE, open_hub_store
+from sync.hub.model import HubStoreError, Publication
 from sync.protocol import iso
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +58,7 @@ def hub_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def store(pg_url, hub_dir):  # noqa: F811
-    init_pg_hub(hub_dir, "示范县", NOW, pg_url)
+    service.init_hub(hub_dir, "示范县", NOW, pg_url)
     opened = PgHubStore.open(pg_url)
     yield opened
     opened.close()

@@ -185,7 +185,7 @@ class TestHubCommands:
             "--data-dir",
             str(hub_dir),
         )
-        from sync.hub.store import SqliteHubStore
+        from sync.hub.adapters.sqlite import SqliteHubStore
 
         store = SqliteHubStore.open(hub_dir)
         try:

@@ -24,8 +24,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from edge.clock import configured_clock
 from sync.hub import service
-from sync.hub.service import HubError
-from sync.hub.store import HubStore, connect_hub_store, open_hub_store
+from sync.hub.bootstrap import connect_hub_store, open_hub_store
+from sync.hub.model import HubError
+from sync.hub.ports import HubStore
 from sync.protocol import (
     API_PREFIX,
     HEADER_HUB_TIME,
@@ -158,7 +159,7 @@ def create_app(config: Mapping | None = None) -> Flask:
 def create_app_from_env() -> Flask:
     """The app for a WSGI server started from the shell, e.g. with several workers:
     `gunicorn -w 2 -b 127.0.0.1:8090 'sync.hub.app:create_app_from_env()'`. Reads
-    `CLINIC_HUB_DIR` (the database is the one it names, see `sync.hub.store.database_url`),
+    `CLINIC_HUB_DIR` (the database is the one it names, see `sync.hub.bootstrap.database_url`),
     `CLINIC_HUB_RECONCILE_INTERVAL_S` (default 30; 0 turns it off) and `CLINIC_CLOCK`
     (`edge/clock.py`: tests start every worker's clock at their own instant)."""
     interval = float(os.environ.get("CLINIC_HUB_RECONCILE_INTERVAL_S", "30"))

@@ -8,7 +8,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sync.hub.store import ConsoleUser, HubStore
+from sync.hub.model import ConsoleUser, HubError
+from sync.hub.ports import HubStore
 from sync.protocol import iso
 
 ROLES = ("admin", "coordinator")
@@ -53,8 +54,6 @@ def verify_password(password: str, stored: str) -> bool:
 def add_user(
     store: HubStore, username: str, password: str, role: str, township: str | None, now: datetime
 ) -> None:
-    from sync.hub.service import HubError
-
     if role not in ROLES:
         raise HubError(f"role must be one of {', '.join(ROLES)}")
     if role == "coordinator" and not township:

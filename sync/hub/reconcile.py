@@ -13,7 +13,7 @@ from edge.domain.documents import catalog_item_from_json, person_from_json, visi
 from edge.domain.model import Accumulators, Policy, Settlement
 from edge.domain.records import daily_close_body, restored_accumulators
 from edge.domain.settlement import settle
-from sync.hub.store import Balances
+from sync.hub.model import Balances
 
 # What must agree between the device's settlement and the county's.
 COMPARED_FIELDS = (

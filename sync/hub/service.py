@@ -13,6 +13,7 @@ township); the hub never renames a device.
 
 import csv
 import io
+import os
 import secrets
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -33,8 +34,10 @@ from edge.domain.ledger import b64url, genesis_hash, raw_public_key
 from edge.domain.model import CatalogItem, Policy, Rejection
 from edge.domain.versions import version_order
 from sync.hub import reconcile
+from sync.hub.bootstrap import DATABASE_URL_FILE, open_hub_store
 from sync.hub.ingest import plan_ingest
-from sync.hub.store import Balances, HubStore, Publication, Slot, open_hub_store
+from sync.hub.model import Balances, HubError, Publication, Slot
+from sync.hub.ports import HubStore
 from sync.protocol import (
     MAX_CLOCK_DIFFERENCE,
     SyncError,
@@ -63,10 +66,6 @@ DEFAULT_CODE_LIFETIME = timedelta(hours=72)
 NONCE_MEMORY = 3 * MAX_CLOCK_DIFFERENCE  # longer than any timestamp stays acceptable
 
 
-class HubError(Exception):
-    """A refused admin operation; the message says why and changes nothing."""
-
-
 # ---- the county and its key ---------------------------------------------------------------
 
 
@@ -89,13 +88,29 @@ def load_county_key(data_dir: Path) -> Ed25519PrivateKey:
         raise HubError(str(error)) from None
 
 
-def init_hub(data_dir: Path, county_name: str, now: datetime) -> dict:
-    """Create a hub's database and the county signing key."""
+def init_hub(data_dir: Path, county_name: str, now: datetime, database: str | None = None) -> dict:
+    """Create a hub: its database, the county signing key and the county's row.
+
+    Without `database`, the database is the configured one (`database_url`: SQLite in
+    `data_dir` unless $CLINIC_HUB_DATABASE names PostgreSQL). With a PostgreSQL URL, the
+    schema is made there and the URL recorded in `data_dir/database.url` (0600)."""
     data_dir = Path(data_dir)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    store = open_hub_store(data_dir, create=True)
+    if database is None:
+        store, where = open_hub_store(data_dir, create=True), str(data_dir)
+    else:
+        from sync.hub.adapters.postgresql import PgHubStore, redacted
+
+        url_file = data_dir / DATABASE_URL_FILE
+        if url_file.exists() and url_file.read_text().strip() != database:
+            raise HubError(f"{url_file} already names another database")
+        store, where = PgHubStore.open(database, create=True), redacted(database)
     try:
-        refuse_a_second_county(store, str(data_dir))
+        refuse_a_second_county(store, where)
+        if database is not None:
+            fd = os.open(url_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(database + "\n")
         return create_county(store, data_dir, county_name, now)
     finally:
         store.close()

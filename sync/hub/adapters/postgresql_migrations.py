@@ -1,0 +1,124 @@
+"""The PostgreSQL hub's schema: a versioned list of DDL steps (`MIGRATIONS`), each applied
+in one transaction and recorded in `schema_migration`, under an advisory lock so that
+several processes starting at once apply each step once. Hubs made by earlier code have
+these versions recorded: a change is a new step, never an edit of one.
+"""
+
+import psycopg
+
+# Advisory lock key (any bigint) held while migrating.
+MIGRATION_LOCK = 7_201_101
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "hub",
+        [
+            """CREATE TABLE county (
+                id INTEGER PRIMARY KEY CHECK (id = 1), name TEXT NOT NULL,
+                public_key TEXT NOT NULL, created_at TEXT NOT NULL)""",
+            """CREATE TABLE slot (
+                slot_id BIGSERIAL PRIMARY KEY, clinic_code TEXT NOT NULL,
+                township TEXT NOT NULL, provisioned_at TEXT NOT NULL,
+                code_hash TEXT NOT NULL UNIQUE, code_expires_at TEXT NOT NULL,
+                enrolled_at TEXT, device_id TEXT UNIQUE, public_key TEXT, revoked_at TEXT,
+                revoked_reason TEXT, head_seq BIGINT NOT NULL DEFAULT 0, head_hash TEXT,
+                last_contact_at TEXT, heartbeat TEXT, clock_skew_s BIGINT)""",
+            """CREATE TABLE nonce (
+                device_id TEXT NOT NULL, nonce TEXT NOT NULL, seen_at TEXT NOT NULL,
+                PRIMARY KEY (device_id, nonce))""",
+            "CREATE INDEX nonce_seen_at ON nonce (seen_at)",
+            # position is the order of arrival: the county recomputes in that order.
+            """CREATE TABLE record (
+                position BIGSERIAL NOT NULL UNIQUE,
+                device_id TEXT NOT NULL, seq BIGINT NOT NULL, hash TEXT NOT NULL,
+                kind TEXT NOT NULL, tx_id TEXT NOT NULL, created_at TEXT NOT NULL,
+                received_at TEXT NOT NULL, record TEXT NOT NULL,
+                PRIMARY KEY (device_id, seq))""",
+            "CREATE INDEX record_tx ON record (device_id, tx_id)",
+            """CREATE FUNCTION record_is_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'records are append-only'; END $$""",
+            """CREATE TRIGGER record_is_append_only BEFORE UPDATE OR DELETE ON record
+                FOR EACH ROW EXECUTE FUNCTION record_is_append_only()""",
+            """CREATE TABLE held_record (
+                device_id TEXT NOT NULL, seq BIGINT NOT NULL, hash TEXT NOT NULL,
+                received_at TEXT NOT NULL, record TEXT NOT NULL,
+                PRIMARY KEY (device_id, seq))""",
+            """CREATE TABLE alarm (
+                alarm_id BIGSERIAL PRIMARY KEY, device_id TEXT NOT NULL, code TEXT NOT NULL,
+                seq BIGINT, detail TEXT NOT NULL, raised_at TEXT NOT NULL,
+                repeats BIGINT NOT NULL DEFAULT 1, cleared_at TEXT)""",
+            "CREATE INDEX alarm_device ON alarm (device_id, code, seq)",
+            """CREATE TABLE publication (
+                kind TEXT NOT NULL, version TEXT NOT NULL, published_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL, manifest TEXT NOT NULL, signature TEXT NOT NULL,
+                content TEXT NOT NULL, position BIGSERIAL NOT NULL UNIQUE,
+                PRIMARY KEY (kind, version))""",
+            """CREATE TABLE published_item (
+                version TEXT NOT NULL, code TEXT NOT NULL, item TEXT NOT NULL,
+                PRIMARY KEY (version, code))""",
+            """CREATE TABLE published_person (
+                version TEXT NOT NULL, insured_id TEXT NOT NULL, person TEXT NOT NULL,
+                PRIMARY KEY (version, insured_id))""",
+            """CREATE TABLE person (
+                insured_id TEXT PRIMARY KEY, person TEXT NOT NULL,
+                roster_version TEXT NOT NULL, account_balance BIGINT NOT NULL)""",
+            """CREATE TABLE accumulator (
+                insured_id TEXT NOT NULL, year INTEGER NOT NULL, scope TEXT NOT NULL,
+                deductible_used BIGINT NOT NULL, fund_paid BIGINT NOT NULL,
+                assistance_paid BIGINT NOT NULL, PRIMARY KEY (insured_id, year, scope))""",
+            """CREATE TABLE recomputation (
+                device_id TEXT NOT NULL, seq BIGINT NOT NULL, tx_id TEXT NOT NULL,
+                status TEXT NOT NULL, hub_result TEXT, PRIMARY KEY (device_id, seq))""",
+            "CREATE INDEX recomputation_tx ON recomputation (device_id, tx_id)",
+            """CREATE TABLE reconciliation_item (
+                item_id BIGSERIAL PRIMARY KEY, device_id TEXT NOT NULL, seq BIGINT,
+                tx_id TEXT, code TEXT NOT NULL, business_day TEXT, details TEXT NOT NULL,
+                created_at TEXT NOT NULL)""",
+            "CREATE INDEX reconciliation_device ON reconciliation_item (device_id)",
+            """CREATE TABLE hub_state (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                recomputed_through BIGINT NOT NULL DEFAULT 0)""",
+            "INSERT INTO hub_state (id) VALUES (1)",
+            """CREATE TABLE console_user (
+                username TEXT PRIMARY KEY, password_hash TEXT NOT NULL,
+                role TEXT NOT NULL CHECK (role IN ('admin', 'coordinator')),
+                township TEXT, failures INTEGER NOT NULL DEFAULT 0, locked_until TEXT,
+                created_at TEXT NOT NULL)""",
+        ],
+    ),
+]
+
+
+def pending_migrations(conn: psycopg.Connection) -> list[int]:
+    exists = conn.execute("SELECT to_regclass('schema_migration') IS NOT NULL").fetchone()[0]
+    done = set()
+    if exists:
+        done = {v for (v,) in conn.execute("SELECT version FROM schema_migration")}
+    return [version for version, _name, _steps in MIGRATIONS if version not in done]
+
+
+def migrate(conn: psycopg.Connection) -> list[int]:
+    """Apply the pending steps, each in one transaction; safe with several processes."""
+    applied = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migration (version INTEGER PRIMARY KEY,"
+            " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+    for version, name, steps in MIGRATIONS:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+            done = conn.execute(
+                "SELECT 1 FROM schema_migration WHERE version = %s", [version]
+            ).fetchone()
+            if done:
+                continue
+            for step in steps:
+                conn.execute(step)
+            conn.execute(
+                "INSERT INTO schema_migration (version, name) VALUES (%s, %s)", [version, name]
+            )
+            applied.append(version)
+    return applied

@@ -1,0 +1,615 @@
+"""The SQL both hub stores run, written once: `SqlHubStore` implements `HubStore` on a
+connection that takes `?` placeholders and a `Dialect`, the little that SQLite and
+PostgreSQL spell differently, as data.
+
+`SqliteHubStore` (`sqlite.py`) and `PgHubStore` (`postgresql.py`) add how they open and
+migrate their database, run a unit of work, and PostgreSQL's locks between processes.
+Documents are stored as canonical JSON text (`sync.protocol.canonical_json`), so the
+same document is the same text whichever store holds it.
+"""
+
+import json
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields
+
+from sync.hub.model import (
+    Alarm,
+    Balances,
+    ConsoleUser,
+    County,
+    HubStoreError,
+    Publication,
+    ReconciliationItem,
+    Slot,
+    StoredRecord,
+)
+from sync.protocol import canonical_json
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """Where the two databases differ in the text of a shared query."""
+
+    # The column that numbers records and publications in order of arrival.
+    arrival: str
+    # `alarm.seq` equal to a parameter that may be NULL.
+    seq_is: str
+    # What inserting a record at a (device_id, seq) already held does: "" lets the
+    # unique constraint refuse it, " ON CONFLICT DO NOTHING" skips it.
+    on_record_conflict: str
+
+
+SLOT_COLUMNS = ", ".join(f.name for f in fields(Slot))
+PUBLICATION_COLUMNS = ", ".join(f.name for f in fields(Publication))
+# Bound parameters per `IN (…)` list, below either database's limit.
+IN_CHUNK = 500
+
+
+def dumps(value: object) -> str:
+    return canonical_json(value).decode()
+
+
+def loads(text: str | None):
+    return None if text is None else json.loads(text)
+
+
+def marks(values: Sequence) -> str:
+    """`?, ?, …`: one placeholder per value, for an `IN (…)` list."""
+    return ", ".join("?" * len(values))
+
+
+class SqlHubStore:
+    """`HubStore` in SQL shared by both databases; subclasses give `conn` (`?`
+    placeholders, sqlite3's `execute`/`executemany`), `dialect` and `unit_of_work`."""
+
+    dialect: Dialect
+
+    def __init__(self, conn):
+        self.conn = conn
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _one(self, sql: str, params: Sequence = ()) -> tuple | None:
+        return self.conn.execute(sql, params).fetchone()
+
+    # ---- county ----------------------------------------------------------------------
+
+    def county(self) -> County | None:
+        row = self._one("SELECT name, public_key, created_at FROM county")
+        return None if row is None else County(*row)
+
+    def create_county(self, name: str, public_key: str, created_at: str) -> None:
+        self.conn.execute(
+            "INSERT INTO county (id, name, public_key, created_at) VALUES (1, ?, ?, ?)",
+            [name, public_key, created_at],
+        )
+
+    # ---- slots and devices -------------------------------------------------------------
+
+    def add_slot(
+        self,
+        clinic_code: str,
+        township: str,
+        code_hash: str,
+        code_expires_at: str,
+        provisioned_at: str,
+    ) -> int:
+        rows = self.conn.execute(
+            "INSERT INTO slot (clinic_code, township, provisioned_at, code_hash,"
+            " code_expires_at) VALUES (?, ?, ?, ?, ?) RETURNING slot_id",
+            [clinic_code, township, provisioned_at, code_hash, code_expires_at],
+        ).fetchall()
+        return rows[0][0]
+
+    def _slot_where(self, where: str, params: Sequence, lock: str = "") -> Slot | None:
+        row = self._one(f"SELECT {SLOT_COLUMNS} FROM slot WHERE {where}{lock}", params)
+        return None if row is None else Slot(*row)
+
+    def slot_by_code_hash(self, code_hash: str) -> Slot | None:
+        return self._slot_where("code_hash = ?", [code_hash])
+
+    def slot_by_device(self, device_id: str) -> Slot | None:
+        return self._slot_where("device_id = ?", [device_id])
+
+    def slot_by_id(self, slot_id: int) -> Slot | None:
+        return self._slot_where("slot_id = ?", [slot_id])
+
+    def slots(self, township: str | None = None) -> list[Slot]:
+        sql = f"SELECT {SLOT_COLUMNS} FROM slot"
+        params: list = []
+        if township is not None:
+            sql += " WHERE township = ?"
+            params.append(township)
+        return [
+            Slot(*row) for row in self.conn.execute(sql + " ORDER BY township, slot_id", params)
+        ]
+
+    def enroll_slot(self, slot_id: int, device_id: str, public_key: str, at: str) -> None:
+        self.conn.execute(
+            "UPDATE slot SET device_id = ?, public_key = ?, enrolled_at = ? WHERE slot_id = ?",
+            [device_id, public_key, at, slot_id],
+        )
+
+    def revoke_slot(self, slot_id: int, at: str, reason: str) -> None:
+        self.conn.execute(
+            "UPDATE slot SET revoked_at = ?, revoked_reason = ? WHERE slot_id = ?",
+            [at, reason, slot_id],
+        )
+
+    def remember_nonce(self, device_id: str, nonce: str, seen_at: str) -> bool:
+        cursor = self.conn.execute(
+            "INSERT INTO nonce (device_id, nonce, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            [device_id, nonce, seen_at],
+        )
+        return cursor.rowcount == 1
+
+    def forget_nonces_before(self, before: str) -> None:
+        self.conn.execute("DELETE FROM nonce WHERE seen_at < ?", [before])
+
+    def record_contact(
+        self, device_id: str, at: str, heartbeat: dict | None, clock_skew_s: int | None
+    ) -> None:
+        if heartbeat is None:
+            self.conn.execute(
+                "UPDATE slot SET last_contact_at = ? WHERE device_id = ?", [at, device_id]
+            )
+        else:
+            self.conn.execute(
+                "UPDATE slot SET last_contact_at = ?, heartbeat = ?, clock_skew_s = ?"
+                " WHERE device_id = ?",
+                [at, dumps(heartbeat), clock_skew_s, device_id],
+            )
+
+    # ---- records ---------------------------------------------------------------------
+
+    def stored_hashes(self, device_id: str, seqs: Iterable[int]) -> dict[int, str]:
+        wanted = sorted(set(seqs))
+        result: dict[int, str] = {}
+        for start in range(0, len(wanted), IN_CHUNK):
+            chunk = wanted[start : start + IN_CHUNK]
+            result.update(
+                self.conn.execute(
+                    f"SELECT seq, hash FROM record WHERE device_id = ? AND seq IN ({marks(chunk)})",
+                    [device_id, *chunk],
+                ).fetchall()
+            )
+        return result
+
+    def held_records(self, device_id: str) -> dict[int, dict]:
+        return {
+            seq: json.loads(text)
+            for seq, text in self.conn.execute(
+                "SELECT seq, record FROM held_record WHERE device_id = ?", [device_id]
+            )
+        }
+
+    def add_records(self, device_id: str, records: Sequence[dict], received_at: str) -> None:
+        self.conn.executemany(
+            "INSERT INTO record (device_id, seq, hash, kind, tx_id, created_at, received_at,"
+            " record) VALUES (?, ?, ?, ?, ?, ?, ?, ?)" + self.dialect.on_record_conflict,
+            [
+                (
+                    device_id,
+                    r["seq"],
+                    r["hash"],
+                    r["kind"],
+                    str(r.get("tx_id", "")),
+                    str(r.get("created_at", "")),
+                    received_at,
+                    dumps(r),
+                )
+                for r in records
+            ],
+        )
+
+    def hold_records(self, device_id: str, records: Sequence[dict], received_at: str) -> None:
+        self.conn.executemany(
+            "INSERT INTO held_record (device_id, seq, hash, received_at, record)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id, seq) DO UPDATE SET"
+            " hash = excluded.hash, received_at = excluded.received_at,"
+            " record = excluded.record",
+            [(device_id, r["seq"], r["hash"], received_at, dumps(r)) for r in records],
+        )
+
+    def release_held(self, device_id: str, seqs: Iterable[int]) -> None:
+        self.conn.executemany(
+            "DELETE FROM held_record WHERE device_id = ? AND seq = ?",
+            [(device_id, seq) for seq in seqs],
+        )
+
+    def set_head(self, device_id: str, seq: int, hash_: str) -> None:
+        self.conn.execute(
+            "UPDATE slot SET head_seq = ?, head_hash = ? WHERE device_id = ?",
+            [seq, hash_, device_id],
+        )
+
+    def records(
+        self, device_id: str, after_seq: int = 0, to_seq: int | None = None
+    ) -> Iterator[dict]:
+        sql = "SELECT record FROM record WHERE device_id = ? AND seq > ?"
+        params: list = [device_id, after_seq]
+        if to_seq is not None:
+            sql += " AND seq <= ?"
+            params.append(to_seq)
+        for (text,) in self.conn.execute(sql + " ORDER BY seq", params):
+            yield json.loads(text)
+
+    def record_counts(self) -> dict[str, tuple[int, int]]:
+        """device_id -> (records held, records held beyond a gap)."""
+        counts = {
+            device: (n, 0)
+            for device, n in self.conn.execute(
+                "SELECT device_id, count(*) FROM record GROUP BY device_id"
+            )
+        }
+        for device, n in self.conn.execute(
+            "SELECT device_id, count(*) FROM held_record GROUP BY device_id"
+        ):
+            counts[device] = (counts.get(device, (0, 0))[0], n)
+        return counts
+
+    def last_seq_of_kind(self, device_id: str, kind: str, before_seq: int) -> int:
+        row = self._one(
+            "SELECT max(seq) FROM record WHERE device_id = ? AND kind = ? AND seq < ?",
+            [device_id, kind, before_seq],
+        )
+        return row[0] or 0
+
+    def record_by_tx(self, device_id: str, tx_id: str) -> dict | None:
+        row = self._one(
+            "SELECT record FROM record WHERE device_id = ? AND tx_id = ?", [device_id, tx_id]
+        )
+        return None if row is None else json.loads(row[0])
+
+    # ---- alarms ----------------------------------------------------------------------
+
+    def raise_alarm(self, device_id: str, code: str, seq: int | None, detail: str, at: str) -> None:
+        """One open alarm per device, code and seq; a repeat counts, it does not pile up."""
+        cursor = self.conn.execute(
+            "UPDATE alarm SET repeats = repeats + 1 WHERE device_id = ? AND code = ?"
+            f" AND seq {self.dialect.seq_is} AND cleared_at IS NULL",
+            [device_id, code, seq],
+        )
+        if cursor.rowcount == 0:
+            self.conn.execute(
+                "INSERT INTO alarm (device_id, code, seq, detail, raised_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [device_id, code, seq, detail, at],
+            )
+
+    def alarms(self, device_id: str | None = None, open_only: bool = True) -> list[Alarm]:
+        sql = f"SELECT {', '.join(f.name for f in fields(Alarm))} FROM alarm WHERE 1 = 1"
+        params: list = []
+        if device_id is not None:
+            sql += " AND device_id = ?"
+            params.append(device_id)
+        if open_only:
+            sql += " AND cleared_at IS NULL"
+        return [Alarm(*row) for row in self.conn.execute(sql + " ORDER BY alarm_id", params)]
+
+    def clear_alarm(self, alarm_id: int, at: str) -> None:
+        self.conn.execute("UPDATE alarm SET cleared_at = ? WHERE alarm_id = ?", [at, alarm_id])
+
+    # ---- publications ------------------------------------------------------------------
+
+    def add_publication(self, publication: Publication) -> None:
+        p = publication
+        cursor = self.conn.execute(
+            f"INSERT INTO publication ({PUBLICATION_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [
+                p.kind,
+                p.version,
+                p.published_at,
+                p.expires_at,
+                dumps(p.manifest),
+                p.signature,
+                dumps(p.content),
+            ],
+        )
+        if cursor.rowcount == 0:
+            raise HubStoreError(f"{p.kind} version {p.version} is already published")
+
+    def add_published_items(self, version: str, items: Iterable[tuple[str, str]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO published_item (version, code, item) VALUES (?, ?, ?)",
+            ((version, code, text) for code, text in items),
+        )
+
+    def add_published_persons(self, version: str, persons: Iterable[tuple[str, str]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO published_person (version, insured_id, person) VALUES (?, ?, ?)",
+            ((version, insured_id, text) for insured_id, text in persons),
+        )
+
+    @staticmethod
+    def _publication(row: tuple | None) -> Publication | None:
+        if row is None:
+            return None
+        kind, version, published_at, expires_at, manifest, signature, content = row
+        return Publication(
+            kind,
+            version,
+            published_at,
+            expires_at,
+            json.loads(manifest),
+            signature,
+            json.loads(content),
+        )
+
+    def publication(self, kind: str, version: str) -> Publication | None:
+        return self._publication(
+            self._one(
+                f"SELECT {PUBLICATION_COLUMNS} FROM publication WHERE kind = ? AND version = ?",
+                [kind, version],
+            )
+        )
+
+    def latest_publication(self, kind: str) -> Publication | None:
+        # Versions only ever grow (the service refuses older ones), so the last one in wins.
+        return self._publication(
+            self._one(
+                f"SELECT {PUBLICATION_COLUMNS} FROM publication WHERE kind = ?"
+                f" ORDER BY {self.dialect.arrival} DESC LIMIT 1",
+                [kind],
+            )
+        )
+
+    def publications(self, kind: str | None = None) -> list[Publication]:
+        sql = "SELECT kind, version, published_at, expires_at, manifest, signature, '{}'"
+        sql += " FROM publication"
+        params: list = []
+        if kind is not None:
+            sql += " WHERE kind = ?"
+            params.append(kind)
+        rows = self.conn.execute(sql + f" ORDER BY {self.dialect.arrival}", params)
+        return [self._publication(row) for row in rows]
+
+    def published_items(self, version: str, codes: Iterable[str] | None = None) -> dict[str, dict]:
+        if codes is None:
+            rows = self.conn.execute(
+                "SELECT code, item FROM published_item WHERE version = ?", [version]
+            )
+        else:
+            wanted = sorted(set(codes))
+            if not wanted:
+                return {}
+            rows = self.conn.execute(
+                f"SELECT code, item FROM published_item WHERE version = ?"
+                f" AND code IN ({marks(wanted)})",
+                [version, *wanted],
+            )
+        return {code: json.loads(text) for code, text in rows}
+
+    def catalog_changes(self, base: str, target: str) -> tuple[list[dict], list[str]]:
+        upsert = [
+            json.loads(text)
+            for (text,) in self.conn.execute(
+                "SELECT t.item FROM published_item t LEFT JOIN published_item b"
+                " ON b.version = ? AND b.code = t.code"
+                " WHERE t.version = ? AND (b.item IS NULL OR b.item != t.item) ORDER BY t.code",
+                [base, target],
+            )
+        ]
+        removed = [
+            code
+            for (code,) in self.conn.execute(
+                "SELECT b.code FROM published_item b WHERE b.version = ? AND NOT EXISTS"
+                " (SELECT 1 FROM published_item t WHERE t.version = ? AND t.code = b.code)"
+                " ORDER BY b.code",
+                [base, target],
+            )
+        ]
+        return upsert, removed
+
+    def roster_changes(self, base: str, target: str) -> list[dict]:
+        return [
+            json.loads(text)
+            for (text,) in self.conn.execute(
+                "SELECT t.person FROM published_person t LEFT JOIN published_person b"
+                " ON b.version = ? AND b.insured_id = t.insured_id"
+                " WHERE t.version = ? AND (b.person IS NULL OR b.person != t.person)"
+                " ORDER BY t.insured_id",
+                [base, target],
+            )
+        ]
+
+    # ---- persons and balances ------------------------------------------------------------
+
+    def upsert_person(
+        self, insured_id: str, person: dict, roster_version: str, account_balance: int
+    ) -> None:
+        """The roster's person; the county's running account balance is kept once known."""
+        self.conn.execute(
+            "INSERT INTO person (insured_id, person, roster_version, account_balance)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (insured_id) DO UPDATE SET"
+            " person = excluded.person, roster_version = excluded.roster_version",
+            [insured_id, dumps(person), roster_version, account_balance],
+        )
+
+    def person(self, insured_id: str) -> tuple[dict, int] | None:
+        row = self._one(
+            "SELECT person, account_balance FROM person WHERE insured_id = ?", [insured_id]
+        )
+        return None if row is None else (json.loads(row[0]), row[1])
+
+    def seed_accumulator(
+        self,
+        insured_id: str,
+        year: int,
+        scope: str,
+        deductible_used: int,
+        fund_paid: int,
+        assistance_paid: int,
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO accumulator (insured_id, year, scope, deductible_used, fund_paid,"
+            " assistance_paid) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [insured_id, year, scope, deductible_used, fund_paid, assistance_paid],
+        )
+
+    def balances(self, insured_id: str, year: int, visit_type: str) -> Balances:
+        row = self._one(
+            "SELECT deductible_used, fund_paid FROM accumulator"
+            " WHERE insured_id = ? AND year = ? AND scope = ?",
+            [insured_id, year, visit_type],
+        ) or (0, 0)
+        assistance = self._one(
+            "SELECT assistance_paid FROM accumulator"
+            " WHERE insured_id = ? AND year = ? AND scope = 'assistance'",
+            [insured_id, year],
+        ) or (0,)
+        account = self._one(
+            "SELECT account_balance FROM person WHERE insured_id = ?", [insured_id]
+        ) or (0,)
+        return Balances(row[0], row[1], assistance[0], account[0])
+
+    def set_balances(self, insured_id: str, year: int, visit_type: str, balances: Balances) -> None:
+        insert = (
+            "INSERT INTO accumulator (insured_id, year, scope, deductible_used, fund_paid,"
+            " assistance_paid) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (insured_id, year, scope)"
+        )
+        self.conn.execute(
+            insert + " DO UPDATE SET deductible_used = excluded.deductible_used,"
+            " fund_paid = excluded.fund_paid",
+            [insured_id, year, visit_type, balances.deductible_used, balances.fund_paid, 0],
+        )
+        self.conn.execute(
+            insert + " DO UPDATE SET assistance_paid = excluded.assistance_paid",
+            [insured_id, year, "assistance", 0, 0, balances.assistance_paid],
+        )
+        self.conn.execute(
+            "UPDATE person SET account_balance = ? WHERE insured_id = ?",
+            [balances.account_balance, insured_id],
+        )
+
+    # ---- recomputation and reconciliation ---------------------------------------------
+
+    def _recompute_window(self) -> tuple[int, int | None]:
+        """(the last position recomputed, the last one that may be read; None: any)."""
+        (through,) = self._one("SELECT recomputed_through FROM hub_state")
+        return through, None
+
+    def records_to_recompute(self, limit: int) -> list[StoredRecord]:
+        through, visible = self._recompute_window()
+        arrival = self.dialect.arrival
+        sql = f"SELECT {arrival}, device_id, seq, record FROM record WHERE {arrival} > ?"
+        params: list = [through]
+        if visible is not None:
+            sql += f" AND {arrival} <= ?"
+            params.append(visible)
+        return [
+            StoredRecord(position, device_id, seq, json.loads(text))
+            for position, device_id, seq, text in self.conn.execute(
+                sql + f" ORDER BY {arrival} LIMIT ?", [*params, limit]
+            )
+        ]
+
+    def mark_recomputed_through(self, position: int) -> None:
+        self.conn.execute("UPDATE hub_state SET recomputed_through = ?", [position])
+
+    def save_recomputation(
+        self, device_id: str, seq: int, tx_id: str, status: str, hub_result: dict | None
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO recomputation (device_id, seq, tx_id, status, hub_result)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id, seq) DO UPDATE SET"
+            " tx_id = excluded.tx_id, status = excluded.status,"
+            " hub_result = excluded.hub_result",
+            [device_id, seq, tx_id, status, None if hub_result is None else dumps(hub_result)],
+        )
+
+    def recomputation_of(self, device_id: str, tx_id: str) -> tuple[str, dict | None] | None:
+        row = self._one(
+            "SELECT status, hub_result FROM recomputation WHERE device_id = ? AND tx_id = ?",
+            [device_id, tx_id],
+        )
+        return None if row is None else (row[0], loads(row[1]))
+
+    def add_reconciliation_item(
+        self,
+        device_id: str,
+        seq: int | None,
+        tx_id: str | None,
+        code: str,
+        business_day: str | None,
+        details: dict,
+        created_at: str,
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO reconciliation_item (device_id, seq, tx_id, code, business_day,"
+            " details, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [device_id, seq, tx_id, code, business_day, dumps(details), created_at],
+        )
+
+    def reconciliation_items(
+        self, device_ids: Iterable[str] | None = None
+    ) -> list[ReconciliationItem]:
+        sql = (
+            "SELECT item_id, device_id, seq, tx_id, code, business_day, details, created_at"
+            " FROM reconciliation_item"
+        )
+        params: list = []
+        if device_ids is not None:
+            params = sorted(set(device_ids))
+            if not params:
+                return []
+            sql += f" WHERE device_id IN ({marks(params)})"
+        return [
+            ReconciliationItem(*row[:6], json.loads(row[6]), row[7])
+            for row in self.conn.execute(sql + " ORDER BY item_id", params)
+        ]
+
+    def settlements(
+        self, device_ids: Iterable[str] | None = None
+    ) -> Iterator[tuple[dict, str | None, dict | None]]:
+        """(record, recomputation status, hub result) of every settlement held."""
+        sql = (
+            "SELECT r.record, c.status, c.hub_result FROM record r LEFT JOIN recomputation c"
+            " ON c.device_id = r.device_id AND c.seq = r.seq WHERE r.kind = 'settlement'"
+        )
+        params: list = []
+        if device_ids is not None:
+            params = sorted(set(device_ids))
+            if not params:
+                return
+            sql += f" AND r.device_id IN ({marks(params)})"
+        for text, status, result in self.conn.execute(
+            sql + f" ORDER BY r.{self.dialect.arrival}", params
+        ):
+            yield json.loads(text), status, loads(result)
+
+    # ---- console users -------------------------------------------------------------------
+
+    def add_console_user(
+        self,
+        username: str,
+        password_hash: str,
+        role: str,
+        township: str | None,
+        created_at: str,
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO console_user (username, password_hash, role, township, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (username) DO UPDATE SET"
+            " password_hash = excluded.password_hash, role = excluded.role,"
+            " township = excluded.township, failures = 0, locked_until = NULL",
+            [username, password_hash, role, township, created_at],
+        )
+
+    def console_user(self, username: str) -> ConsoleUser | None:
+        row = self._one(
+            f"SELECT {', '.join(f.name for f in fields(ConsoleUser))}"
+            " FROM console_user WHERE username = ?",
+            [username],
+        )
+        return None if row is None else ConsoleUser(*row)
+
+    def set_console_failures(self, username: str, failures: int, locked_until: str | None) -> None:
+        self.conn.execute(
+            "UPDATE console_user SET failures = ?, locked_until = ? WHERE username = ?",
+            [failures, locked_until, username],
+        )

@@ -1,0 +1,90 @@
+"""The SQLite hub's schema: the migration set `clinic-hub` (sqlite-utils), applied by
+`SqliteHubStore.open`. Hubs made by earlier code have these steps recorded under these
+names: a change is a new step, never an edit of one.
+"""
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("clinic-hub")
+
+
+@migrations()
+def m001_hub(db: sqlite_utils.Database) -> None:
+    statements = [
+        """CREATE TABLE county (
+            id INTEGER PRIMARY KEY CHECK (id = 1), name TEXT NOT NULL,
+            public_key TEXT NOT NULL, created_at TEXT NOT NULL) STRICT""",
+        # A provisioned slot (clinic, township); a device fills it at enrollment.
+        """CREATE TABLE slot (
+            slot_id INTEGER PRIMARY KEY, clinic_code TEXT NOT NULL, township TEXT NOT NULL,
+            provisioned_at TEXT NOT NULL, code_hash TEXT NOT NULL UNIQUE,
+            code_expires_at TEXT NOT NULL, enrolled_at TEXT, device_id TEXT UNIQUE,
+            public_key TEXT, revoked_at TEXT, revoked_reason TEXT,
+            head_seq INTEGER NOT NULL DEFAULT 0, head_hash TEXT,
+            last_contact_at TEXT, heartbeat TEXT, clock_skew_s INTEGER) STRICT""",
+        """CREATE TABLE nonce (
+            device_id TEXT NOT NULL, nonce TEXT NOT NULL, seen_at TEXT NOT NULL,
+            PRIMARY KEY (device_id, nonce)) STRICT, WITHOUT ROWID""",
+        "CREATE INDEX nonce_seen_at ON nonce (seen_at)",
+        # rowid is the order of arrival: the county recomputes in that order.
+        """CREATE TABLE record (
+            device_id TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL,
+            kind TEXT NOT NULL, tx_id TEXT NOT NULL, created_at TEXT NOT NULL,
+            received_at TEXT NOT NULL, record TEXT NOT NULL,
+            UNIQUE (device_id, seq)) STRICT""",
+        "CREATE INDEX record_tx ON record (device_id, tx_id)",
+        """CREATE TRIGGER record_is_append_only_update BEFORE UPDATE ON record
+            BEGIN SELECT RAISE(ABORT, 'records are append-only'); END""",
+        """CREATE TRIGGER record_is_append_only_delete BEFORE DELETE ON record
+            BEGIN SELECT RAISE(ABORT, 'records are append-only'); END""",
+        """CREATE TABLE held_record (
+            device_id TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL,
+            received_at TEXT NOT NULL, record TEXT NOT NULL,
+            PRIMARY KEY (device_id, seq)) STRICT""",
+        """CREATE TABLE alarm (
+            alarm_id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, code TEXT NOT NULL,
+            seq INTEGER, detail TEXT NOT NULL, raised_at TEXT NOT NULL,
+            repeats INTEGER NOT NULL DEFAULT 1, cleared_at TEXT) STRICT""",
+        "CREATE INDEX alarm_device ON alarm (device_id, code, seq)",
+        """CREATE TABLE publication (
+            kind TEXT NOT NULL, version TEXT NOT NULL, published_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL, manifest TEXT NOT NULL, signature TEXT NOT NULL,
+            content TEXT NOT NULL, PRIMARY KEY (kind, version)) STRICT""",
+        """CREATE TABLE published_item (
+            version TEXT NOT NULL, code TEXT NOT NULL, item TEXT NOT NULL,
+            PRIMARY KEY (version, code)) STRICT, WITHOUT ROWID""",
+        """CREATE TABLE published_person (
+            version TEXT NOT NULL, insured_id TEXT NOT NULL, person TEXT NOT NULL,
+            PRIMARY KEY (version, insured_id)) STRICT, WITHOUT ROWID""",
+        # The county's own view of each person, which recomputation runs on.
+        """CREATE TABLE person (
+            insured_id TEXT PRIMARY KEY, person TEXT NOT NULL, roster_version TEXT NOT NULL,
+            account_balance INTEGER NOT NULL) STRICT""",
+        """CREATE TABLE accumulator (
+            insured_id TEXT NOT NULL, year INTEGER NOT NULL, scope TEXT NOT NULL,
+            deductible_used INTEGER NOT NULL, fund_paid INTEGER NOT NULL,
+            assistance_paid INTEGER NOT NULL,
+            PRIMARY KEY (insured_id, year, scope)) STRICT, WITHOUT ROWID""",
+        """CREATE TABLE recomputation (
+            device_id TEXT NOT NULL, seq INTEGER NOT NULL, tx_id TEXT NOT NULL,
+            status TEXT NOT NULL, hub_result TEXT, PRIMARY KEY (device_id, seq)) STRICT""",
+        "CREATE INDEX recomputation_tx ON recomputation (device_id, tx_id)",
+        """CREATE TABLE reconciliation_item (
+            item_id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, seq INTEGER,
+            tx_id TEXT, code TEXT NOT NULL, business_day TEXT, details TEXT NOT NULL,
+            created_at TEXT NOT NULL) STRICT""",
+        "CREATE INDEX reconciliation_device ON reconciliation_item (device_id)",
+        """CREATE TABLE hub_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            recomputed_through INTEGER NOT NULL DEFAULT 0) STRICT""",
+        "INSERT INTO hub_state (id) VALUES (1)",
+        # Console sign-in (the web console of coordinators and admins).
+        """CREATE TABLE console_user (
+            username TEXT PRIMARY KEY, password_hash TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'coordinator')),
+            township TEXT, failures INTEGER NOT NULL DEFAULT 0, locked_until TEXT,
+            created_at TEXT NOT NULL) STRICT""",
+    ]
+    for statement in statements:
+        db.execute(statement)
