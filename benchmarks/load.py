@@ -39,8 +39,8 @@ from edge.domain.documents import visit_from_json
 from edge.domain.ledger import b64url, genesis_hash, new_record, raw_public_key
 from sync.client import HubClient
 from sync.demo import install_demo_county
-from sync.hub import service
 from sync.hub.bootstrap import DATABASE_URL_FILE, open_hub_store
+from sync.hub.services import county
 from sync.protocol import encode_batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,7 +99,7 @@ def make_terminals(hub_dir: Path, count: int, settlements: int, body: dict) -> l
         for index in range(count):
             key = Ed25519PrivateKey.generate()
             identity = DeviceIdentity(device_id_for(key.public_key()), key)
-            code = service.provision(
+            code = county.provision(
                 store, clinic_code=f"LOAD-{index:05d}", township="负载测试", now=_now()
             ).code
             terminal = Terminal(identity, code)

@@ -117,13 +117,12 @@ def hub() -> None:
 @json_option
 def hub_init(hub_dir: Path, county_name: str, database: str | None, as_json: bool) -> None:
     """Create the hub's database and the county's Ed25519 signing key (county.key, 0600)."""
-    from sync.hub import service
-    from sync.hub.bootstrap import is_postgres_url
+    from sync.hub.bootstrap import init_hub, is_postgres_url
 
     with plain_errors():
         if database and not is_postgres_url(database):
             raise click.BadParameter("give a postgresql://… URL", param_hint="--database")
-        county = service.init_hub(hub_dir, county_name, _now(), database or None)
+        county = init_hub(hub_dir, county_name, _now(), database or None)
     if as_json:
         print_json(county)
         return
@@ -171,10 +170,10 @@ def hub_provision(
     """Register a device slot and print its one-time enrollment code."""
     from datetime import timedelta
 
-    from sync.hub import service
+    from sync.hub.services import county
 
     with open_hub(hub_dir) as store:
-        provisioned = service.provision(
+        provisioned = county.provision(
             store,
             clinic_code=clinic_code,
             township=township,
@@ -195,10 +194,10 @@ def hub_provision(
 @click.option("--reason", default="", help="Why (kept with the device).")
 def hub_revoke(hub_dir: Path, device: str, reason: str) -> None:
     """Stop DEVICE (a device id, or an unused slot's number): its requests are refused."""
-    from sync.hub import service
+    from sync.hub.services import county
 
     with open_hub(hub_dir) as store:
-        slot = service.revoke(store, device, _now(), reason)
+        slot = county.revoke(store, device, _now(), reason)
     click.echo(f"revoked {slot.device_id or f'slot {slot.slot_id}'} ({slot.clinic_code})")
 
 
@@ -209,10 +208,10 @@ def hub_revoke(hub_dir: Path, device: str, reason: str) -> None:
 def hub_export(hub_dir: Path, device_id: str, output) -> None:
     """Write what the hub holds for a device as JSON Lines (the `clinic ledger export`
     format: seq order, with hash and sig)."""
-    from sync.hub import service
+    from sync.hub.services import uploads
 
     with open_hub(hub_dir) as store, plain_errors():
-        for record in service.export_records(store, device_id):
+        for record in uploads.export_records(store, device_id):
             output.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
 
 
@@ -235,14 +234,15 @@ def hub_publish(
 ) -> None:
     """Sign and publish a catalog (CSV or JSON), policy or roster (JSON) version."""
     from edge.adapters.catalog_files import open_catalog_file
-    from sync.hub import service
+    from sync.hub.adapters.county_key import load_county_key
+    from sync.hub.services import publishing
 
     expires_at = parse_expiry(expires)
     with open_hub(hub_dir) as store, plain_errors():
-        key = service.load_county_key(hub_dir)
+        key = load_county_key(hub_dir)
         if kind == "catalog":
             catalog_file = open_catalog_file(file, encoding)
-            manifest = service.publish(
+            manifest = publishing.publish(
                 store,
                 key,
                 kind=kind,
@@ -256,7 +256,7 @@ def hub_publish(
                 document = json.loads(file.read_text(encoding=encoding))
             except ValueError as error:
                 raise click.ClickException(f"{file} is not JSON: {error}") from None
-            manifest = service.publish(
+            manifest = publishing.publish(
                 store,
                 key,
                 kind=kind,
@@ -277,10 +277,10 @@ def hub_publish(
 @json_option
 def hub_status(hub_dir: Path, township: str | None, as_json: bool) -> None:
     """Fleet status: contact, backlog, versions, clock skew, alarms, differences."""
-    from sync.hub import service
+    from sync.hub.services import reports
 
     with open_hub(hub_dir) as store:
-        rows = service.fleet_status(store, _now(), township)
+        rows = reports.fleet_status(store, _now(), township)
     if as_json:
         print_json(rows)
         return
@@ -303,10 +303,10 @@ def hub_status(hub_dir: Path, township: str | None, as_json: bool) -> None:
 @json_option
 def hub_reconcile(hub_dir: Path, as_json: bool) -> None:
     """Recompute every upload not yet recomputed, now."""
-    from sync.hub import service
+    from sync.hub.services import reconciliation
 
     with open_hub(hub_dir) as store:
-        counts = service.reconcile_pending(store, _now())
+        counts = reconciliation.reconcile_pending(store, _now())
     if as_json:
         print_json(counts)
     else:
@@ -320,13 +320,13 @@ def hub_reconcile(hub_dir: Path, as_json: bool) -> None:
 @click.option("--output", "-o", type=click.File("w", encoding="utf-8-sig"), default="-")
 def hub_report(hub_dir: Path, what: str, township: str | None, output) -> None:
     """CSV of every settlement (with the county's figures) or every reconciliation item."""
-    from sync.hub import service
+    from sync.hub.services import reports
 
     with open_hub(hub_dir) as store:
         devices = None
         if township is not None:
             devices = [s.device_id for s in store.slots(township) if s.device_id]
-        make = service.settlements_csv if what == "settlements" else service.reconciliation_csv
+        make = reports.settlements_csv if what == "settlements" else reports.reconciliation_csv
         output.write(make(store, devices))
 
 

@@ -12,9 +12,11 @@ from edge.adapters.identity import DeviceIdentity
 from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.clock import Clock
 from sync import agent
-from sync.hub import console_auth, service
-from sync.hub.bootstrap import open_hub_store
+from sync.hub import console_auth
+from sync.hub.adapters.county_key import load_county_key
+from sync.hub.bootstrap import init_hub, open_hub_store
 from sync.hub.server import RunningHub, serve_in_background
+from sync.hub.services import county, publishing
 
 DEMO_COUNTY = "示范县 Demo County"
 DEMO_CLINIC = "320115-001"
@@ -31,17 +33,17 @@ def install_demo_county(hub_dir: Path, now: datetime) -> dict:
     """Make the hub (if there is none) and publish whatever demo version it lacks."""
     hub_dir = Path(hub_dir)
     if not (hub_dir / "hub.db").exists():
-        service.init_hub(hub_dir, DEMO_COUNTY, now)
+        init_hub(hub_dir, DEMO_COUNTY, now)
     store = open_hub_store(hub_dir)
     published = []
     try:
-        key = service.load_county_key(hub_dir)
+        key = load_county_key(hub_dir)
         for username, password, role, township in DEMO_CONSOLE_USERS:
             if store.console_user(username) is None:
                 console_auth.add_user(store, username, password, role, township, now)
         expires_at = now + DEMO_VALIDITY
         if store.latest_publication("policy") is None:
-            service.publish(
+            publishing.publish(
                 store,
                 key,
                 kind="policy",
@@ -52,7 +54,7 @@ def install_demo_county(hub_dir: Path, now: datetime) -> dict:
             )
             published.append("policy")
         if store.latest_publication("catalog") is None:
-            service.publish(
+            publishing.publish(
                 store,
                 key,
                 kind="catalog",
@@ -63,7 +65,7 @@ def install_demo_county(hub_dir: Path, now: datetime) -> dict:
             )
             published.append("catalog")
         if store.latest_publication("roster") is None:
-            service.publish(
+            publishing.publish(
                 store,
                 key,
                 kind="roster",
@@ -73,7 +75,7 @@ def install_demo_county(hub_dir: Path, now: datetime) -> dict:
                 document=edge_demo.roster_document(now.date()),
             )
             published.append("roster")
-        return {**service.county_of(store), "published": published}
+        return {**county.county_of(store), "published": published}
     finally:
         store.close()
 
@@ -126,7 +128,7 @@ def provision_and_enroll(
         }
     hub_store = open_hub_store(hub_dir)
     try:
-        provisioned = service.provision(
+        provisioned = county.provision(
             hub_store, clinic_code=clinic_code, township=township, now=now
         )
     finally:

@@ -435,10 +435,10 @@ def web_ui_settings() -> set[str]:
 def hub_settings(tmp_path: Path) -> set[str]:
     """What `create_app` sets that Flask's own defaults do not: its defaults, and what the
     console sets (run for real on a new SQLite hub)."""
-    from sync.hub import service
     from sync.hub.app import create_app
+    from sync.hub.bootstrap import init_hub
 
-    service.init_hub(tmp_path / "hub", "Docs County", NOW)
+    init_hub(tmp_path / "hub", "Docs County", NOW)
     app = create_app({"HUB_DATA_DIR": str(tmp_path / "hub")})
     bare, unset = Flask("bare").config, object()
     return {k for k, v in app.config.items() if bare.get(k, unset) != v}

@@ -26,7 +26,7 @@ from edge.console import main
 from edge.domain.ledger import b64url, raw_public_key
 from sync import agent
 from sync.client import HubClient, HubRefusal
-from sync.hub import service
+from sync.hub.services import county
 from sync.protocol import HEADER_HUB_TIME, encode_batch
 
 
@@ -61,9 +61,9 @@ def other_device(tmp_path):
     made.store.close()
 
 
-def provision(hub_dir, **options) -> service.Provisioned:
+def provision(hub_dir, **options) -> county.Provisioned:
     with hub_store(hub_dir) as store:
-        return service.provision(
+        return county.provision(
             store,
             clinic_code=options.pop("clinic", "320115-009"),
             township=options.pop("township", "秣陵街道"),
@@ -93,11 +93,11 @@ class TestEnrollment:
         assert (details["clinic_code"], details["township"]) == ("320115-007", "谷里街道")
         with hub_store(hub_dir) as store:
             slot = store.slot_by_device(device.identity.device_id)
-            county = service.county_of(store)
+            fingerprint = county.county_of(store)["fingerprint"]
         assert slot.public_key == device.identity.public_key_b64
-        assert details["county_key_fingerprint"] == county["fingerprint"]
+        assert details["county_key_fingerprint"] == fingerprint
         status = agent.sync_status(device.store)
-        assert status["enrolled"] and status["county_key_fingerprint"] == county["fingerprint"]
+        assert status["enrolled"] and status["county_key_fingerprint"] == fingerprint
         event = device.records()[-1]
         assert (event["kind"], event["body"]["event"]) == ("event", "enrolled")
 
@@ -168,7 +168,7 @@ class TestEnrollment:
     def test_a_revoked_slot_code_is_refused(self, hub, hub_dir, device):
         provisioned = provision(hub_dir)
         with hub_store(hub_dir) as store:
-            service.revoke(store, f"slot-{provisioned.slot_id}", NOW, "handed out by mistake")
+            county.revoke(store, f"slot-{provisioned.slot_id}", NOW, "handed out by mistake")
         error = refusal(
             lambda: agent.enroll(
                 device.store, device.identity, device.data_dir, hub.url, provisioned.code, NOW
@@ -241,7 +241,7 @@ class TestRequestAuthentication:
 
     def test_a_revoked_device_is_refused_and_keeps_settling(self, hub, hub_dir, enrolled):
         with hub_store(hub_dir) as store:
-            service.revoke(store, enrolled.identity.device_id, NOW, "stolen")
+            county.revoke(store, enrolled.identity.device_id, NOW, "stolen")
         enrolled.settle(NOW)
         report = agent.sync_once(enrolled.store, enrolled.identity, enrolled.data_dir, NOW)
         assert {e["code"] for e in report["errors"]} == {"DEVICE_REVOKED"}

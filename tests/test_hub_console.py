@@ -11,7 +11,8 @@ from sync_helpers import NOW, FakeClock, enroll, hub_store, new_device, start_hu
 
 from edge import demo as edge_demo
 from sync import agent
-from sync.hub import console_auth, service
+from sync.hub import console_auth
+from sync.hub.services import county, reconciliation
 
 PASSWORD = "correct horse 42"
 
@@ -32,7 +33,7 @@ def hub(hub_dir, clock, tmp_path):
     with hub_store(hub_dir) as store:
         console_auth.add_user(store, "admin", PASSWORD, "admin", None, NOW)
         console_auth.add_user(store, "li", PASSWORD, "coordinator", "秣陵街道", NOW)
-        service.provision(store, clinic_code="GL-01", township="谷里街道", now=NOW)
+        county.provision(store, clinic_code="GL-01", township="谷里街道", now=NOW)
     device = new_device(tmp_path / "device")
     enroll(device, hub_dir, running.url, NOW, clinic_code="ML-01", township="秣陵街道")
     device.settle(NOW)
@@ -172,7 +173,7 @@ class TestAdmin:
         )
         with hub_store(hub_dir) as store:
             assert store.slot_by_device(hub.device_id).revoked_at is not None
-            assert store.slot_by_code_hash(service.code_hash(code)).clinic_code == "JN-07"
+            assert store.slot_by_code_hash(county.code_hash(code)).clinic_code == "JN-07"
 
     def test_a_catalog_is_previewed_as_a_diff_then_signed_and_published(self, hub, hub_dir):
         client = signed_in(hub, "admin")
@@ -248,6 +249,6 @@ class TestAdmin:
             agent.sync_once(device.store, device.identity, device.data_dir, NOW)
             device.store.close()
         with hub_store(hub_dir) as store:
-            service.reconcile_pending(store, NOW)
+            reconciliation.reconcile_pending(store, NOW)
         page = signed_in(hub, "li").get("/console/reconciliation").get_data(as_text=True)
         assert "SETTLEMENT_DIFFERS" in page and "fund: 0 → 6400" in page

@@ -31,11 +31,11 @@ from edge.adapters.identity import device_id_for
 from edge.console import main
 from edge.domain.ledger import b64url, raw_public_key
 from sync import agent
-from sync.hub import service
 from sync.hub.adapters.postgresql import PgHubStore
 from sync.hub.adapters.postgresql_migrations import MIGRATIONS
-from sync.hub.bootstrap import DATABASE_URL_FILE, open_hub_store
+from sync.hub.bootstrap import DATABASE_URL_FILE, init_hub, open_hub_store
 from sync.hub.model import HubStoreError, Publication
+from sync.hub.services import county, uploads
 from sync.protocol import iso
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ def hub_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def store(pg_url, hub_dir):  # noqa: F811
-    service.init_hub(hub_dir, "示范县", NOW, pg_url)
+    init_hub(hub_dir, "示范县", NOW, pg_url)
     opened = PgHubStore.open(pg_url)
     yield opened
     opened.close()
@@ -110,7 +110,7 @@ def _ingest_worker(url: str, device_id: str, batches: list, seed: int, barrier, 
         order = list(batches)
         random.Random(seed).shuffle(order)
         barrier.wait(timeout=60)
-        results.put([service.ingest(store, slot, batch, NOW)["stored"] for batch in order])
+        results.put([uploads.ingest(store, slot, batch, NOW)["stored"] for batch in order])
     finally:
         store.close()
 
@@ -249,7 +249,7 @@ def test_two_gunicorn_workers_serve_one_postgresql_hub(tmp_path, pg_backend):  #
                 assert server.poll() is None and time.monotonic() < deadline, "no gunicorn"
                 time.sleep(0.2)
         with _opened(database) as hub:
-            code = service.provision(hub, clinic_code="C1", township="T", now=NOW).code
+            code = county.provision(hub, clinic_code="C1", township="T", now=NOW).code
         now = NOW + timedelta(seconds=1)
         agent.enroll(device.store, device.identity, device.data_dir, url, code, now)
         for _ in range(5):

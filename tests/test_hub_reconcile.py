@@ -10,7 +10,8 @@ from sync_helpers import NOW, FakeClock, enroll, hub_store, new_device, start_hu
 from edge import services
 from edge.demo import DEMO_CATALOG_VERSION
 from sync import agent
-from sync.hub import reconcile, service
+from sync.hub import reconcile
+from sync.hub.services import reconciliation, reports
 
 EMPLOYEE = "32011500000501"  # employee: 30000 fen deductible on general visits
 INSULIN_X5 = [("XA10ACE168A001", "5")]  # 5 × ¥42.80 = 21400 fen, class A, no limits
@@ -51,7 +52,7 @@ def upload_and_reconcile(hub_dir, *devices) -> dict:
         report = agent.sync_once(device.store, device.identity, device.data_dir, NOW)
         assert report["ok"], report["errors"]
     with hub_store(hub_dir) as store:
-        return service.reconcile_pending(store, NOW)
+        return reconciliation.reconcile_pending(store, NOW)
 
 
 def items(hub_dir, code=None):
@@ -159,8 +160,8 @@ def test_the_reconciliation_csv_has_one_row_per_differing_field(clinics, hub_dir
     clinics[1].settle(NOW, EMPLOYEE, INSULIN_X5)
     upload_and_reconcile(hub_dir, *clinics)
     with hub_store(hub_dir) as store:
-        lines = service.reconciliation_csv(store).splitlines()
-    assert lines[0] == ",".join(service.RECONCILIATION_CSV_COLUMNS)
+        lines = reports.reconciliation_csv(store).splitlines()
+    assert lines[0] == ",".join(reports.RECONCILIATION_CSV_COLUMNS)
     fund_row = next(line for line in lines if ",fund," in line)
     assert "SETTLEMENT_DIFFERS" in fund_row and fund_row.split(",")[7:9] == ["0", "6400"]
 

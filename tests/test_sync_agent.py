@@ -7,6 +7,7 @@ from datetime import timedelta
 from importlib import resources
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sync_helpers import (
     NOW,
     RESIDENT,
@@ -22,8 +23,10 @@ from edge import demo as edge_demo
 from edge.adapters.catalog_files import open_catalog_file
 from sync import agent, agent_state
 from sync.client import HubClient
-from sync.hub import service
+from sync.hub.adapters.county_key import load_county_key
+from sync.hub.bootstrap import init_hub
 from sync.hub.server import serve_in_background
+from sync.hub.services import publishing, reports
 
 EXPIRES = NOW + timedelta(days=90)
 
@@ -66,9 +69,9 @@ def demo_catalog_items(change=None):
 
 def publish(hub_dir, kind, version, *, expires_at=EXPIRES, now=NOW, key=None, **content):
     with hub_store(hub_dir) as store:
-        return service.publish(
+        return publishing.publish(
             store,
-            key or service.load_county_key(hub_dir),
+            key or load_county_key(hub_dir),
             kind=kind,
             version=version,
             expires_at=expires_at,
@@ -215,7 +218,7 @@ class TestUpdates:
         assert device.settle(NOW + timedelta(minutes=1))["kind"] == "settlement"
 
     def test_an_update_signed_by_another_key_is_refused(self, device, hub_dir):
-        impostor = service.Ed25519PrivateKey.generate()
+        impostor = Ed25519PrivateKey.generate()
         publish(
             hub_dir,
             "policy",
@@ -286,7 +289,7 @@ def test_a_delta_that_does_not_fit_the_installed_catalog_falls_back_to_the_full_
     """The county's 2026.11.1 is not the one this device installed on site: the delta is
     refused, and the full signed 2026.12.1 is installed instead."""
     hub_dir = tmp_path / "hub"
-    service.init_hub(hub_dir, "示范县", NOW)
+    init_hub(hub_dir, "示范县", NOW)
     # The county's 2026.11.1 lacks the demo catalog's last item, and so does 2026.12.1.
     publish(
         hub_dir,
@@ -371,7 +374,7 @@ class TestStatusAndBackoff:
         assert report["ok"], report["errors"]
         assert agent.sync_status(device.store)["clock_offset_s"] == -3 * 3600
         with hub_store(hub_dir) as store:
-            (row,) = service.fleet_status(store, NOW)
+            (row,) = reports.fleet_status(store, NOW)
         assert row["clock_skew_s"] == 3 * 3600
 
     def test_the_scheduler_uploads_in_the_background(self, device):

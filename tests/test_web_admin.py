@@ -11,7 +11,7 @@ from web_support import Auth, store_of
 
 import sync
 from sync.demo import DEMO_CLINIC, DEMO_COUNTY, DEMO_TOWNSHIP
-from sync.hub import service
+from sync.hub.services import county
 
 pytest_plugins = ["web_fixtures"]  # the web UI fixtures
 
@@ -40,7 +40,7 @@ def hub(tmp_path, clock):
 def enrollment_code(hub_dir: Path, clock) -> str:
     """A slot provisioned at the hub for the demo clinic, and its one-time code."""
     with hub_store(hub_dir) as store:
-        return service.provision(
+        return county.provision(
             store, clinic_code=DEMO_CLINIC, township=DEMO_TOWNSHIP, now=clock()
         ).code
 

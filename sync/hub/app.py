@@ -23,10 +23,11 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from edge.clock import configured_clock
-from sync.hub import service
+from sync.hub.adapters.county_key import load_county_key
 from sync.hub.bootstrap import connect_hub_store, open_hub_store
 from sync.hub.model import HubError
 from sync.hub.ports import HubStore
+from sync.hub.services import enrollment, publishing, reconciliation, uploads
 from sync.protocol import (
     API_PREFIX,
     HEADER_HUB_TIME,
@@ -86,7 +87,7 @@ class BackgroundReconciler:
             try:
                 store = connect_hub_store(self.data_dir)
                 try:
-                    service.reconcile_pending(store, self.clock())
+                    reconciliation.reconcile_pending(store, self.clock())
                 finally:
                     store.close()
             except Exception:  # keep reconciling later; never take the hub down
@@ -138,7 +139,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     data_dir = Path(app.config["HUB_DATA_DIR"])
     open_hub_store(data_dir).close()  # the hub exists and its schema is current
     clock = app.config["CLOCK"] or configured_clock()
-    runtime = HubRuntime(data_dir, service.load_county_key(data_dir), clock)
+    runtime = HubRuntime(data_dir, load_county_key(data_dir), clock)
     if app.config["RECONCILE_INTERVAL_S"]:
         runtime.reconciler = BackgroundReconciler(
             data_dir, clock, float(app.config["RECONCILE_INTERVAL_S"])
@@ -220,7 +221,7 @@ def _json_body(raw: bytes) -> dict:
 
 def _authenticated(raw: bytes):
     runtime = hub_runtime()
-    return service.authenticate(
+    return enrollment.authenticate(
         hub_store(),
         request.headers,
         method=request.method,
@@ -233,7 +234,7 @@ def _authenticated(raw: bytes):
 @api.post("/enroll")
 def enroll_device() -> Response:
     raw = _body()
-    answer = service.enroll(
+    answer = enrollment.enroll(
         hub_store(),
         request.headers,
         method=request.method,
@@ -250,7 +251,7 @@ def upload_records() -> Response:
     raw = _body()
     slot = _authenticated(raw)
     batch = decode_batch(raw, request.headers.get("Content-Encoding"))
-    answer = service.ingest(hub_store(), slot, batch, hub_runtime().now())
+    answer = uploads.ingest(hub_store(), slot, batch, hub_runtime().now())
     hub_runtime().wake_reconciler()
     return _json(answer)
 
@@ -259,13 +260,13 @@ def upload_records() -> Response:
 def device_heartbeat() -> Response:
     raw = _body()
     slot = _authenticated(raw)
-    return _json(service.heartbeat(hub_store(), slot, _json_body(raw), hub_runtime().now()))
+    return _json(uploads.heartbeat(hub_store(), slot, _json_body(raw), hub_runtime().now()))
 
 
 @api.get("/updates/<kind>")
 def county_update(kind: str) -> Response:
     _authenticated(b"")
-    update = service.update_for(
+    update = publishing.update_for(
         hub_store(),
         hub_runtime().county_key,
         kind,

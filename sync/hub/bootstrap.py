@@ -8,10 +8,14 @@ the background recomputation, the demo) opens its store here.
 """
 
 import os
+from datetime import datetime
 from pathlib import Path
 
+from sync.hub.adapters.county_key import create_county_key
 from sync.hub.adapters.sqlite import SqliteHubStore
+from sync.hub.model import HubError
 from sync.hub.ports import HubStore
+from sync.hub.services import county
 
 DATABASE_URL_FILE = "database.url"
 DATABASE_ENV = "CLINIC_HUB_DATABASE"
@@ -47,3 +51,32 @@ def connect_hub_store(data_dir: Path) -> HubStore:
 
         return PgHubStore.connect(url)
     return SqliteHubStore.connect(data_dir)
+
+
+def init_hub(data_dir: Path, county_name: str, now: datetime, database: str | None = None) -> dict:
+    """Create a hub: its database, the county signing key and the county's row.
+
+    Without `database`, the database is the configured one (`database_url`: SQLite in
+    `data_dir` unless $CLINIC_HUB_DATABASE names PostgreSQL). With a PostgreSQL URL, the
+    schema is made there and the URL recorded in `data_dir/database.url` (0600)."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if database is None:
+        store, where = open_hub_store(data_dir, create=True), str(data_dir)
+    else:
+        from sync.hub.adapters.postgresql import PgHubStore, redacted
+
+        url_file = data_dir / DATABASE_URL_FILE
+        if url_file.exists() and url_file.read_text().strip() != database:
+            raise HubError(f"{url_file} already names another database")
+        store, where = PgHubStore.open(database, create=True), redacted(database)
+    try:
+        county.refuse_a_second_county(store, where)
+        if database is not None:
+            fd = os.open(url_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(database + "\n")
+        key = create_county_key(data_dir)
+        return county.create_county(store, county_name, key.public_key(), now)
+    finally:
+        store.close()

@@ -22,12 +22,12 @@ from jinja2 import DictLoader, Environment, select_autoescape
 
 from edge.adapters.catalog_files import open_catalog_file
 from edge.domain.model import Rejection
-from sync.hub import service
 from sync.hub.app import hub_runtime, hub_store
 from sync.hub.console_auth import SignInRefused, Viewer, sign_in
 from sync.hub.console_templates import STYLESHEET, TEMPLATES
+from sync.hub.model import HubError
 from sync.hub.reconcile import NEEDS_REVIEW
-from sync.hub.service import HubError
+from sync.hub.services import county, publishing, reports
 from sync.protocol import iso, parse_time
 
 console = Blueprint("console", __name__, url_prefix="/console")
@@ -173,7 +173,7 @@ def stylesheet() -> Response:
 def fleet(viewer: Viewer):
     township = viewer.township or request.args.get("township") or None
     store = hub_store()
-    rows = service.fleet_status(store, hub_runtime().now(), township)
+    rows = reports.fleet_status(store, hub_runtime().now(), township)
     townships = sorted({s.township for s in store.slots()}) if viewer.is_admin else []
     return render("fleet.html", rows=rows, township=township, townships=townships)
 
@@ -187,7 +187,7 @@ def device(viewer: Viewer, device_id: str):
         abort(404)
     (row,) = [
         r
-        for r in service.fleet_status(store, hub_runtime().now(), slot.township)
+        for r in reports.fleet_status(store, hub_runtime().now(), slot.township)
         if r["device_id"] == device_id
     ]
     items = [i for i in store.reconciliation_items([device_id])][-200:]
@@ -226,9 +226,9 @@ def export_csv(viewer: Viewer, what: str):
     township = viewer.township or request.args.get("township") or None
     devices = visible_devices(viewer, township)
     if what == "settlements":
-        text = service.settlements_csv(hub_store(), devices)
+        text = reports.settlements_csv(hub_store(), devices)
     elif what == "reconciliation":
-        text = service.reconciliation_csv(hub_store(), devices)
+        text = reports.reconciliation_csv(hub_store(), devices)
     else:
         abort(404)
     response = Response("\ufeff" + text, mimetype="text/csv")
@@ -248,9 +248,9 @@ def devices(viewer: Viewer):
         try:
             if request.form.get("action") == "revoke":
                 reason = request.form.get("reason", "") or f"console: {viewer.username}"
-                service.revoke(store, request.form.get("target", ""), now, reason)
+                county.revoke(store, request.form.get("target", ""), now, reason)
             else:
-                provisioned = service.provision(
+                provisioned = county.provision(
                     store,
                     clinic_code=request.form.get("clinic_code", ""),
                     township=request.form.get("township", ""),
@@ -258,13 +258,13 @@ def devices(viewer: Viewer):
                 )
         except HubError as refused:
             error = str(refused)
-    rows = service.fleet_status(store, now)
+    rows = reports.fleet_status(store, now)
     return render(
         "devices.html",
         rows=rows,
         provisioned=provisioned,
         error=error,
-        county=service.county_of(store),
+        county=county.county_of(store),
     )
 
 
@@ -342,7 +342,7 @@ def publish(viewer: Viewer, kind: str):
                     "token": token,
                     "version": version,
                     "expires": expires,
-                    "diff": service.catalog_diff(store, content) if kind == "catalog" else None,
+                    "diff": publishing.catalog_diff(store, content) if kind == "catalog" else None,
                     "summary": _summary(kind, content),
                 }
             elif step == "publish":
@@ -350,7 +350,7 @@ def publish(viewer: Viewer, kind: str):
                 content, version = _read_upload(kind, path, version)
                 key = hub_runtime().county_key
                 given = {"items": content} if kind == "catalog" else {"document": content}
-                manifest = service.publish(
+                manifest = publishing.publish(
                     store, key, kind=kind, version=version, expires_at=expires_at, now=now, **given
                 )
                 path.unlink(missing_ok=True)

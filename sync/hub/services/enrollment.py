@@ -1,0 +1,116 @@
+"""Enrollment and request authentication: a device registers its existing id and public
+key into a provisioned slot with a one-time code, then signs every request; the hub
+checks the signature, the time and that the nonce is new.
+"""
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from edge.adapters.identity import device_id_for
+from sync.hub.model import Slot
+from sync.hub.ports import HubStore
+from sync.hub.services.county import code_hash, county_of
+from sync.protocol import (
+    MAX_CLOCK_DIFFERENCE,
+    SyncError,
+    iso,
+    load_public_key,
+    signed_request_of,
+    verify_request,
+)
+
+NONCE_MEMORY = 3 * MAX_CLOCK_DIFFERENCE  # longer than any timestamp stays acceptable
+
+
+def _remember_nonce(store: HubStore, device_id: str, nonce: str, now: datetime) -> None:
+    utc = now.astimezone(UTC)
+    if not store.remember_nonce(device_id, nonce, utc.isoformat()):
+        raise SyncError("NONCE_REUSED")
+    store.forget_nonces_before((utc - NONCE_MEMORY).isoformat())
+
+
+def authenticate(
+    store: HubStore,
+    headers: Mapping[str, str],
+    *,
+    method: str,
+    path: str,
+    body: bytes,
+    now: datetime,
+) -> Slot:
+    """The enrolled, unrevoked device that signed this fresh, never-seen request."""
+    claimed = signed_request_of(headers)
+    slot = store.slot_by_device(claimed.device_id)
+    if slot is None:
+        raise SyncError("UNKNOWN_DEVICE", claimed.device_id)
+    if slot.revoked_at is not None:
+        raise SyncError("DEVICE_REVOKED", f"{claimed.device_id} since {slot.revoked_at}")
+    verify_request(
+        load_public_key(slot.public_key), claimed, method=method, path=path, body=body, now=now
+    )
+    with store.unit_of_work():
+        _remember_nonce(store, claimed.device_id, claimed.nonce, now)
+    return slot
+
+
+def enroll(
+    store: HubStore,
+    headers: Mapping[str, str],
+    *,
+    method: str,
+    path: str,
+    body: dict,
+    raw_body: bytes,
+    now: datetime,
+) -> dict:
+    """Register a device's existing id and public key into the slot its one-time code
+    names. The request is signed by that key (proof of possession). A retry by the same
+    device after a lost answer gets the same answer; any other second use is refused."""
+    claimed = signed_request_of(headers)
+    code, device_id, public_key_b64 = (body.get(k) for k in ("code", "device_id", "public_key"))
+    if not all(isinstance(v, str) and v for v in (code, device_id, public_key_b64)):
+        raise SyncError("BAD_REQUEST", "enrollment needs code, device_id and public_key")
+    if claimed.device_id != device_id:
+        raise SyncError("BAD_REQUEST", "the signing device is not the one enrolling")
+    public_key = load_public_key(public_key_b64)
+    verify_request(public_key, claimed, method=method, path=path, body=raw_body, now=now)
+    if device_id_for(public_key) != device_id:
+        raise SyncError("DEVICE_ID_MISMATCH", device_id)
+    with store.unit_of_work():
+        _remember_nonce(store, device_id, claimed.nonce, now)
+        slot = store.slot_by_code_hash(code_hash(code))
+        if slot is None:
+            raise SyncError("CODE_UNKNOWN")
+        if slot.device_id is not None:
+            if slot.device_id == device_id and slot.public_key == public_key_b64:
+                if slot.revoked_at is not None:
+                    raise SyncError("DEVICE_REVOKED", device_id)
+                return _enrollment_answer(store, slot, now)
+            raise SyncError("CODE_USED")
+        if slot.revoked_at is not None:
+            raise SyncError("SLOT_REVOKED")
+        if now >= datetime.fromisoformat(slot.code_expires_at):
+            raise SyncError("CODE_EXPIRED", f"at {slot.code_expires_at}")
+        existing = store.slot_by_device(device_id)
+        if existing is not None:
+            if existing.revoked_at is not None:
+                raise SyncError("DEVICE_REVOKED", f"{device_id} cannot enroll again")
+            raise SyncError("ALREADY_ENROLLED", f"as clinic {existing.clinic_code}")
+        store.enroll_slot(slot.slot_id, device_id, public_key_b64, iso(now))
+        slot = store.slot_by_id(slot.slot_id)
+    return _enrollment_answer(store, slot, now)
+
+
+def _enrollment_answer(store: HubStore, slot: Slot, now: datetime) -> dict:
+    county = county_of(store)
+    return {
+        "device_id": slot.device_id,
+        "slot_id": slot.slot_id,
+        "clinic_code": slot.clinic_code,
+        "township": slot.township,
+        "county_name": county["county"],
+        "county_public_key": county["public_key"],
+        "county_key_fingerprint": county["fingerprint"],
+        "enrolled_at": slot.enrolled_at,
+        "hub_time": iso(now),
+    }

@@ -1,0 +1,211 @@
+"""Recomputation and reconciliation: every uploaded record, in order of arrival, settled
+again by the county (`sync.hub.reconcile` decides) on its own data and running
+accumulators; each difference becomes a reconciliation item.
+"""
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+
+from edge.domain.documents import policy_from_json
+from edge.domain.model import Policy, Rejection
+from sync.hub import reconcile
+from sync.hub.model import Balances
+from sync.hub.ports import HubStore
+from sync.protocol import iso
+
+
+class _Versions:
+    """Published policies parsed once per run; published catalog versions known."""
+
+    def __init__(self, store: HubStore):
+        self.store = store
+        self.policies: dict[str, Policy | None] = {}
+        self.catalogs: dict[str, bool] = {}
+
+    def policy(self, version: str) -> Policy | None:
+        if version not in self.policies:
+            publication = self.store.publication("policy", version)
+            self.policies[version] = (
+                None if publication is None else policy_from_json(publication.content)
+            )
+        return self.policies[version]
+
+    def has_catalog(self, version: str) -> bool:
+        if version not in self.catalogs:
+            self.catalogs[version] = self.store.publication("catalog", version) is not None
+        return self.catalogs[version]
+
+
+def reconcile_pending(store: HubStore, now: datetime, *, batch: int = 500) -> dict:
+    """Recompute every record not yet recomputed, in order of arrival; returns counts by
+    outcome (`ok`, `differs`, `not_recomputable`, `refused`, …)."""
+    counts: Counter = Counter()
+    versions = _Versions(store)
+    while True:
+        with store.unit_of_work():
+            pending = store.records_to_recompute(batch)
+            if not pending:
+                break
+            for stored in pending:
+                outcome = _recompute_one(store, versions, stored.device_id, stored.record, now)
+                counts[outcome] += 1
+            store.mark_recomputed_through(pending[-1].position)
+    return dict(counts)
+
+
+def _recompute_one(
+    store: HubStore, versions: _Versions, device_id: str, record: dict, now: datetime
+) -> str:
+    kind, body, seq, tx_id = record["kind"], record["body"], record["seq"], record["tx_id"]
+    add_item = _item_adder(store, device_id, seq, tx_id, record, now)
+    if kind == "settlement":
+        return _recompute_settlement(store, versions, device_id, record, add_item)
+    if kind == "reversal":
+        return _apply_reversal(store, device_id, body, add_item)
+    if kind == "daily_close":
+        previous = store.last_seq_of_kind(device_id, "daily_close", seq)
+        covered = list(store.records(device_id, after_seq=previous, to_seq=seq - 1))
+        diff = reconcile.daily_close_differences(body, covered)
+        if diff:
+            add_item(reconcile.DAILY_CLOSE_DIFFERS, {"fields": diff})
+            return "differs"
+        return "ok"
+    return "not_a_settlement"
+
+
+def _item_adder(
+    store: HubStore, device_id: str, seq: int, tx_id: str, record: dict, now: datetime
+) -> Callable[[str, dict], None]:
+    body = record["body"]
+    day = body.get("business_day") or str(record.get("created_at", ""))[:10] or None
+
+    def add(code: str, details: dict) -> None:
+        store.add_reconciliation_item(device_id, seq, tx_id, code, day, details, iso(now))
+
+    return add
+
+
+def _recompute_settlement(
+    store: HubStore,
+    versions: _Versions,
+    device_id: str,
+    record: dict,
+    add_item: Callable[[str, dict], None],
+) -> str:
+    body = record["body"]
+    device_result = body.get("result") or {}
+    insured_id = body.get("insured_id")
+    try:
+        year, visit_type = reconcile.visit_year_and_type(body)
+    except (KeyError, TypeError, ValueError):
+        add_item(reconcile.NOT_RECOMPUTABLE, {"reason": "the record holds no readable visit"})
+        store.save_recomputation(
+            device_id, record["seq"], record["tx_id"], "not_recomputable", None
+        )
+        return "not_recomputable"
+    if body.get("needs_review"):
+        add_item(
+            reconcile.NEEDS_REVIEW, {"reasons": body["needs_review"], "insured_id": insured_id}
+        )
+    before = store.balances(insured_id, year, visit_type)
+    policy = versions.policy(body.get("policy_version", ""))
+    person = store.person(insured_id)
+    missing = [
+        what
+        for what, present in (
+            (f"policy {body.get('policy_version')}", policy is not None),
+            (
+                f"catalog {body.get('catalog_version')}",
+                versions.has_catalog(body.get("catalog_version", "")),
+            ),
+            (f"insured person {insured_id}", person is not None),
+        )
+        if not present
+    ]
+    hub_result: dict | None = None
+    if missing:
+        status = "not_recomputable"
+        add_item(
+            reconcile.NOT_RECOMPUTABLE,
+            {
+                "reason": "the hub does not have " + ", ".join(missing),
+                "insured_id": insured_id,
+                "device": _money(device_result),
+            },
+        )
+    else:
+        codes = [line.get("code") for line in body["visit"].get("lines", [])]
+        items = store.published_items(body["catalog_version"], codes)
+        try:
+            settlement = reconcile.recompute(body, policy, items, person[0], before)
+        except Rejection as rejection:
+            status = "refused"
+            add_item(
+                reconcile.REFUSED_BY_COUNTY,
+                {
+                    "insured_id": insured_id,
+                    "error": rejection.to_dict()["error"],
+                    "device": _money(device_result),
+                },
+            )
+        else:
+            hub_result = {
+                **settlement.to_dict(),
+                "accumulators_before": reconcile.balances_as_json(before),
+            }
+            diff = reconcile.differences(device_result, hub_result)
+            status = "differs" if diff else "ok"
+            if diff:
+                add_item(
+                    reconcile.SETTLEMENT_DIFFERS,
+                    {
+                        "insured_id": insured_id,
+                        "fields": diff,
+                        "accumulators_before": reconcile.balance_differences(
+                            body.get("accumulators_before") or {}, before
+                        ),
+                    },
+                )
+            store.set_balances(insured_id, year, visit_type, reconcile.balances_after(settlement))
+    if hub_result is None:
+        # The county cannot settle it itself: its running figures follow the device's.
+        store.set_balances(insured_id, year, visit_type, _balances_by_device(before, device_result))
+    store.save_recomputation(device_id, record["seq"], record["tx_id"], status, hub_result)
+    return status
+
+
+def _balances_by_device(before: Balances, device_result: dict) -> Balances:
+    def amount(name: str) -> int:
+        value = device_result.get(name)
+        return value if type(value) is int else 0
+
+    return Balances(
+        before.deductible_used + amount("deductible_applied"),
+        before.fund_paid + amount("fund"),
+        before.assistance_paid + amount("assistance"),
+        max(0, before.account_balance - amount("personal_account")),
+    )
+
+
+def _apply_reversal(
+    store: HubStore, device_id: str, body: dict, add_item: Callable[[str, dict], None]
+) -> str:
+    target = body.get("reverses")
+    original = store.record_by_tx(device_id, target) if isinstance(target, str) else None
+    if original is None or original["kind"] != "settlement":
+        add_item(reconcile.REVERSAL_UNKNOWN, {"reverses": target})
+        return "differs"
+    recomputed = store.recomputation_of(device_id, target)
+    result = recomputed[1] if recomputed and recomputed[1] else original["body"]["result"]
+    year, visit_type = reconcile.visit_year_and_type(original["body"])
+    insured_id = original["body"]["insured_id"]
+    current = store.balances(insured_id, year, visit_type)
+    store.set_balances(
+        insured_id, year, visit_type, reconcile.balances_after_reversal(current, result)
+    )
+    return "ok"
+
+
+def _money(result: dict) -> dict:
+    return {name: result.get(name) for name in reconcile.COMPARED_FIELDS}
