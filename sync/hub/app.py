@@ -9,25 +9,28 @@ True). Run it under any WSGI server; `clinic hub serve` uses werkzeug's.
 
 import gzip
 import json
-import logging
 import os
 import secrets
-import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Mapping
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from edge.clock import configured_clock
 from sync.hub.adapters.county_key import load_county_key
-from sync.hub.bootstrap import connect_hub_store, open_hub_store
+from sync.hub.bootstrap import open_hub_store
+from sync.hub.console import console
 from sync.hub.model import HubError
-from sync.hub.ports import HubStore
-from sync.hub.services import enrollment, publishing, reconciliation, uploads
+from sync.hub.runtime import (
+    EXTENSION,
+    BackgroundReconciler,
+    HubRuntime,
+    close_store,
+    hub_runtime,
+    hub_store,
+)
+from sync.hub.services import enrollment, publishing, uploads
 from sync.protocol import (
     API_PREFIX,
     HEADER_HUB_TIME,
@@ -36,8 +39,6 @@ from sync.protocol import (
     decode_batch,
     iso,
 )
-
-log = logging.getLogger(__name__)
 
 HTTP_STATUS = {
     "BAD_REQUEST": 400,
@@ -58,56 +59,6 @@ HTTP_STATUS = {
     "TOO_LARGE": 413,
 }
 COMPRESS_ABOVE = 1024
-
-
-class BackgroundReconciler:
-    """Recomputes uploads off the request path: every `interval_s`, and soon after a wake."""
-
-    def __init__(self, data_dir: Path, clock: Callable[[], datetime], interval_s: float):
-        self.data_dir, self.clock, self.interval_s = data_dir, clock, interval_s
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="hub-reconciler", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                store = connect_hub_store(self.data_dir)
-                try:
-                    reconciliation.reconcile_pending(store, self.clock())
-                finally:
-                    store.close()
-            except Exception:  # keep reconciling later; never take the hub down
-                log.exception("reconciliation failed")
-
-
-@dataclass
-class HubRuntime:
-    data_dir: Path
-    county_key: Ed25519PrivateKey
-    clock: Callable[[], datetime]
-    reconciler: BackgroundReconciler | None = None
-    extra: dict = field(default_factory=dict)
-
-    def now(self) -> datetime:
-        return self.clock()
-
-    def wake_reconciler(self) -> None:
-        if self.reconciler is not None:
-            self.reconciler.wake()
 
 
 def console_secret(data_dir: Path) -> bytes:
@@ -144,15 +95,13 @@ def create_app(config: Mapping | None = None) -> Flask:
         runtime.reconciler = BackgroundReconciler(
             data_dir, clock, float(app.config["RECONCILE_INTERVAL_S"])
         )
-    app.extensions["clinic_hub"] = runtime
+    app.extensions[EXTENSION] = runtime
     app.config.setdefault("SECRET_KEY", None)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = console_secret(data_dir)
     app.register_blueprint(api)
-    app.teardown_appcontext(_close_store)
+    app.teardown_appcontext(close_store)
     if app.config["CONSOLE"]:
-        from sync.hub.console import console
-
         app.register_blueprint(console)
     return app
 
@@ -165,23 +114,6 @@ def create_app_from_env() -> Flask:
     (`edge/clock.py`: tests start every worker's clock at their own instant)."""
     interval = float(os.environ.get("CLINIC_HUB_RECONCILE_INTERVAL_S", "30"))
     return create_app({"RECONCILE_INTERVAL_S": interval or None})
-
-
-def hub_runtime() -> HubRuntime:
-    return current_app.extensions["clinic_hub"]
-
-
-def hub_store() -> HubStore:
-    """The request's own connection, closed when the request ends."""
-    if "hub_store" not in g:
-        g.hub_store = connect_hub_store(hub_runtime().data_dir)
-    return g.hub_store
-
-
-def _close_store(_error: BaseException | None = None) -> None:
-    store = g.pop("hub_store", None)
-    if store is not None:
-        store.close()
 
 
 # ---- the device API ----------------------------------------------------------------------------

@@ -22,11 +22,11 @@ from jinja2 import DictLoader, Environment, select_autoescape
 
 from edge.adapters.catalog_files import open_catalog_file
 from edge.domain.model import Rejection
-from sync.hub.app import hub_runtime, hub_store
 from sync.hub.console_auth import SignInRefused, Viewer, sign_in
 from sync.hub.console_templates import STYLESHEET, TEMPLATES
 from sync.hub.model import HubError
 from sync.hub.reconcile import NEEDS_REVIEW
+from sync.hub.runtime import hub_runtime, hub_store
 from sync.hub.services import county, publishing, reports
 from sync.protocol import iso, parse_time
 

@@ -10,6 +10,7 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from sync.hub.app import create_app
+from sync.hub.runtime import EXTENSION
 
 
 class QuietRequestHandler(WSGIRequestHandler):
@@ -40,7 +41,7 @@ class RunningHub:
         self.server.shutdown()
         self.thread.join(timeout=30)
         self.server.server_close()
-        reconciler = self.app.extensions["clinic_hub"].reconciler
+        reconciler = self.app.extensions[EXTENSION].reconciler
         if reconciler is not None:
             reconciler.stop()
 
@@ -83,6 +84,6 @@ def serve_forever(app: Flask, *, host: str, port: int) -> None:
         server.serve_forever()
     finally:
         server.server_close()
-        reconciler = app.extensions["clinic_hub"].reconciler
+        reconciler = app.extensions[EXTENSION].reconciler
         if reconciler is not None:
             reconciler.stop()
