@@ -1,5 +1,6 @@
 """What the hub does with an uploaded batch of ledger records. Pure: `plan_ingest` decides,
-the service applies its plan in one transaction.
+the upload use case (`sync.hub.services.uploads.ingest`) applies its plan in one
+transaction.
 
 The hub keeps, per device, the contiguous verified prefix of its ledger (the
 acknowledged high-water mark `head_seq` and the hash there) and, beyond a gap, records
