@@ -11,10 +11,12 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
+from edge import demo
+from edge.adapters.catalog_files import read_diagnoses
 from edge.adapters.identity import IdentityError
 from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore, StoreError, connect
 from edge.clock import configured_clock
-from web_ui import accounts, schema
+from web_ui import accounts
 from web_ui.hardware import Hardware
 
 LANGUAGES = ("zh", "en")
@@ -125,12 +127,11 @@ def _secret_key(data_dir: Path) -> bytes:
 
 
 def _prepare_store(app: Flask) -> None:
-    """Migrate the device store (edge's set, then ours) and load the diagnosis list."""
+    """Open (and so migrate) the device store and load the diagnosis list."""
     store = SqliteDeviceStore.open(app.config["DATA_DIR"])
     try:
-        schema.apply(store)
-        source = app.config["DIAGNOSES_CSV"] or schema.packaged_diagnoses()
-        schema.load_diagnoses(store, schema.read_diagnoses(Path(source)))
+        source = app.config["DIAGNOSES_CSV"] or demo.diagnoses_file()
+        store.load_diagnoses(read_diagnoses(Path(source)))
         if app.config["DEMO"]:
             accounts.install_demo_pins(store, app.config["PIN_HASH_COST"])
     finally:

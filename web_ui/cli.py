@@ -137,14 +137,13 @@ def serve(
 def set_pin(data_dir: Path, operator_id: str, pin: str) -> None:
     """Set an operator's PIN for the terminal UI (the first admin's, for example)."""
     from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError
-    from web_ui import accounts, schema
+    from web_ui import accounts
 
     try:
         store = SqliteDeviceStore.open(data_dir)
     except StoreError as error:
         raise click.ClickException(str(error)) from None
     try:
-        schema.apply(store)
         accounts.set_pin(store, data_dir, operator_id, pin, now=now(), by="cli")
     except accounts.AccountError as error:
         raise click.ClickException(f"PIN not set: {error}") from None

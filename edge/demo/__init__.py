@@ -16,6 +16,7 @@ import json
 from collections.abc import Iterator
 from datetime import date, datetime
 from importlib import resources
+from pathlib import Path
 
 from dateutil.relativedelta import relativedelta
 
@@ -73,6 +74,11 @@ def roster_document(today: date) -> dict:
             for year, values in person["accumulators"].items()
         }
     return document
+
+
+def diagnoses_file() -> Path:
+    """The demo county's diagnosis list (ICD-10 code, Chinese name)."""
+    return Path(str(_data("diagnoses.csv")))
 
 
 def policy_document() -> dict:
