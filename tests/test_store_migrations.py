@@ -40,8 +40,8 @@ def test_an_old_device_opens_into_the_one_schema_with_nothing_lost(old_device):
     store = SqliteDeviceStore.open(old_device)
     try:
         assert not migrations.pending(store.db)
-        applied = {name for (name,) in store.db.execute(
-            "SELECT name FROM _sqlite_migrations WHERE migration_set = 'clinic-device'")}  # fmt: skip
+        query = "SELECT name FROM _sqlite_migrations WHERE migration_set = 'clinic-device'"
+        applied = {name for (name,) in store.db.execute(query)}
         assert "m005_terminal_ui" in applied
         assert services.verify_ledger(store).ok
         assert store.ledger_head().seq == 2
