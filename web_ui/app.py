@@ -11,10 +11,10 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from edge import demo
+from edge import bootstrap, demo
 from edge.adapters.catalog_files import read_diagnoses
 from edge.adapters.identity import IdentityError
-from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore, StoreError, connect
+from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError
 from edge.clock import configured_clock
 from web_ui import accounts
 from web_ui.hardware import Hardware
@@ -128,7 +128,7 @@ def _secret_key(data_dir: Path) -> bytes:
 
 def _prepare_store(app: Flask) -> None:
     """Open (and so migrate) the device store and load the diagnosis list."""
-    store = SqliteDeviceStore.open(app.config["DATA_DIR"])
+    store = bootstrap.open_store(app.config["DATA_DIR"])
     try:
         source = app.config["DIAGNOSES_CSV"] or demo.diagnoses_file()
         store.load_diagnoses(read_diagnoses(Path(source)))
@@ -143,8 +143,7 @@ def get_store() -> SqliteDeviceStore:
     if "store" not in g:
         from flask import current_app
 
-        path = Path(current_app.config["DATA_DIR"]) / DATABASE_FILE
-        g.store = SqliteDeviceStore(connect(path))
+        g.store = bootstrap.connect_store(current_app.config["DATA_DIR"])
     return g.store
 
 

@@ -31,6 +31,7 @@ from edge.domain.ledger import record_hash
 from edge.domain.model import Accumulators, CatalogItem, ChronicCert, Person, Policy
 from edge.domain.search_keys import pinyin_keys, search_key
 from edge.domain.versions import version_order
+from edge.ports import DeviceRow, LedgerHead
 
 DATABASE_FILE = "clinic.db"
 SEARCH_LIMIT = 20
@@ -88,26 +89,6 @@ def connect(path: Path) -> sqlite_utils.Database:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 10000")
     return sqlite_utils.Database(conn)
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerHead:
-    seq: int
-    hash: str
-    created_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceRow:
-    device_id: str
-    public_key: str
-    created_at: str
-    last_sync_at: str | None
-    synced_seq: int
-    # fen settled since `synced_seq`, net of reversals (an offline limit): the difference of
-    # the ledger's running `fund_total` at the head and at `synced_seq`
-    unsynced_fund: int
-    clock_behind_since: str | None
 
 
 class SqliteDeviceStore:
