@@ -2,15 +2,11 @@
 a device (`install`, safe to run twice), and a scripted walkthrough of sample visits.
 """
 
-import copy
 import dataclasses
-import json
 from collections.abc import Iterator
 from datetime import date, datetime
 from importlib import resources
-from pathlib import Path
 
-from dateutil.relativedelta import relativedelta
 
 from edge import services
 from edge.adapters.catalog_files import open_catalog_file
