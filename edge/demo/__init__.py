@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from importlib import resources
 
-
 from edge import services
 from edge.adapters.catalog_files import open_catalog_file
 from edge.adapters.identity import DeviceIdentity
