@@ -5,7 +5,7 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask, g, jsonify, render_template, request, session
+from flask import Flask, jsonify, render_template, request, session
 from flask_babel import Babel
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -14,12 +14,12 @@ from werkzeug.exceptions import HTTPException
 from edge import bootstrap, demo
 from edge.adapters.catalog_files import read_diagnoses
 from edge.adapters.identity import IdentityError
-from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError
+from edge.adapters.sqlite_store import StoreError
 from edge.clock import configured_clock
 from web_ui import accounts
+from web_ui.context import LANGUAGES, close_store
 from web_ui.hardware import Hardware
 
-LANGUAGES = ("zh", "en")
 SECRET_FILE = "web-ui-secret.key"
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -104,7 +104,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     csrf.init_app(app)
     babel.init_app(app, locale_selector=_locale)
-    app.teardown_appcontext(_close_store)
+    app.teardown_appcontext(close_store)
     app.after_request(_security_headers)
     _error_handlers(app)
 
@@ -135,21 +135,6 @@ def _prepare_store(app: Flask) -> None:
         if app.config["DEMO"]:
             accounts.install_demo_pins(store, app.config["PIN_HASH_COST"])
     finally:
-        store.close()
-
-
-def get_store() -> SqliteDeviceStore:
-    """This request's connection to the device store (closed when the request ends)."""
-    if "store" not in g:
-        from flask import current_app
-
-        g.store = bootstrap.connect_store(current_app.config["DATA_DIR"])
-    return g.store
-
-
-def _close_store(_exc: BaseException | None) -> None:
-    store = g.pop("store", None)
-    if store is not None:
         store.close()
 
 

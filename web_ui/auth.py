@@ -20,7 +20,7 @@ from flask import (
 from flask_babel import gettext as _
 
 from web_ui import accounts, messages
-from web_ui.app import LANGUAGES, get_store
+from web_ui.context import LANGUAGES, get_store
 
 bp = Blueprint("auth", __name__)
 

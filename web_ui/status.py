@@ -13,8 +13,8 @@ from edge import services
 from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.domain.money import format_yuan
 from web_ui import messages, presenters, syncing
-from web_ui.app import get_store
 from web_ui.auth import now, require
+from web_ui.context import get_store
 from web_ui.risk import review_forecast
 
 bp = Blueprint("status", __name__)
