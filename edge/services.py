@@ -106,11 +106,15 @@ def public_key_of(store: DeviceStore) -> Ed25519PublicKey:
 @dataclass(frozen=True)
 class Recorded:
     record: dict
-    settlement: Settlement | None = None
 
     @property
     def needs_review(self) -> list[str]:
         return self.record["body"].get("needs_review", [])
+
+
+@dataclass(frozen=True)
+class Settled(Recorded):
+    settlement: Settlement
 
 
 def settle_visit(
@@ -121,7 +125,7 @@ def settle_visit(
     visit: Visit,
     operator: str,
     now: datetime,
-) -> Recorded:
+) -> Settled:
     """Settle and record one visit, or raise `Rejection` with nothing written."""
     with store.write_transaction():
         _require_operator(store, operator)
@@ -175,7 +179,7 @@ def settle_visit(
             before=(before.deductible_used, before.fund_paid, before.assistance_paid,
                     entry.person.account_balance),
         )  # fmt: skip
-    return Recorded(record, result)
+    return Settled(record, result)
 
 
 def reverse_settlement(
@@ -276,9 +280,11 @@ def _next_position(
 ) -> _Position:
     """A clock found behind the ledger is signed as an event; record times stay monotonic."""
     head, device = store.ledger_head(), store.device()
+    if device is None:
+        raise IdentityError("this device has no identity yet: run 'clinic device init'")
     last = datetime.fromisoformat(head.created_at) if head else None
     timing = record_time(now.astimezone(CLINIC_TZ), last)
-    if timing.clock_behind and device.clock_behind_since is None:
+    if head is not None and timing.clock_behind and device.clock_behind_since is None:
         event = {
             "event": "clock_behind",
             "device_clock": _stamp(now),

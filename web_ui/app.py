@@ -178,10 +178,9 @@ def _error_handlers(app: Flask) -> None:
             405: _("This page does not take that kind of request."),
             413: _("The request is too large."),
         }
+        code = error.code or 500
         return error_response(
-            error.code or 500,
-            messages.get(error.code, _("The request was refused.")),
-            f"HTTP_{error.code}",
+            code, messages.get(code, _("The request was refused.")), f"HTTP_{code}"
         )
 
     @app.errorhandler(IdentityError)

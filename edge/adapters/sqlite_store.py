@@ -207,12 +207,14 @@ class SqliteDeviceStore:
             return []
         low, high = prefix_range(key)
         hits, seen = [], set()
-        for kind, *fields in self.db.execute(
+        for kind, code, name, spec, unit, item_kind, item_class, price in self.db.execute(
             _SEARCH_SQL, {"low": low, "high": high, "limit": limit}
         ):
-            if fields[0] not in seen:
-                seen.add(fields[0])
-                hits.append(SearchHit(*fields, matched=_MATCHED[kind]))
+            if code not in seen:
+                seen.add(code)
+                hits.append(
+                    SearchHit(code, name, spec, unit, item_kind, item_class, price, _MATCHED[kind])
+                )
         return hits[:limit]
 
     def catalog_items(

@@ -103,6 +103,9 @@ def walkthrough(store: SqliteDeviceStore, identity: DeviceIdentity, now: datetim
     operator = DEMO_OPERATORS[0][0]
     for insured_id, visit_type, diagnoses, lines, use_account in SAMPLE_VISITS:
         entry = store.insured_person(insured_id)
+        if entry is None:  # a device whose roster is not the demo county's
+            yield f"{insured_id}: not in this device's roster, skipped"
+            continue
         visit = Visit(now.date(), visit_type, tuple(diagnoses),
                       tuple(VisitLine(code, qty) for code, qty in lines), use_account)  # fmt: skip
         yield ""

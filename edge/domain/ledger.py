@@ -8,6 +8,7 @@ import base64
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -35,7 +36,7 @@ def genesis_hash(public_key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw_public_key(public_key)).hexdigest()
 
 
-def canonical(record: dict) -> bytes:
+def canonical(record: dict[str, Any]) -> bytes:
     """The signed bytes: the record without `hash` and `sig`, sorted compact UTF-8 JSON.
 
     orjson writes exactly ledger.md's `json.dumps(r, sort_keys=True, separators=(",", ":"),
@@ -47,17 +48,19 @@ def canonical(record: dict) -> bytes:
     return orjson.dumps(unsigned, option=orjson.OPT_SORT_KEYS)
 
 
-def record_hash(record: dict) -> str:
+def record_hash(record: dict[str, Any]) -> str:
     """Lowercase hex SHA-256 of the canonical bytes."""
     return hashlib.sha256(canonical(record)).hexdigest()
 
 
-def seal(record: dict, private_key: Ed25519PrivateKey) -> dict:
+def seal(record: dict[str, Any], private_key: Ed25519PrivateKey) -> dict[str, Any]:
     """The record with its `hash` and `sig`."""
     return seal_with_text(record, private_key)[0]
 
 
-def seal_with_text(record: dict, private_key: Ed25519PrivateKey) -> tuple[dict, str]:
+def seal_with_text(
+    record: dict[str, Any], private_key: Ed25519PrivateKey
+) -> tuple[dict[str, Any], str]:
     """The sealed record and its JSON text for storage, made from the canonical bytes
     already built for the signature instead of encoding the record a second time."""
     data = canonical(record)
@@ -66,7 +69,7 @@ def seal_with_text(record: dict, private_key: Ed25519PrivateKey) -> tuple[dict, 
     return {**record, "hash": digest, "sig": signature}, text
 
 
-def new_record(**fields) -> dict:
+def new_record(**fields: Any) -> dict[str, Any]:
     """A sealed record (the fields are those of `new_record_with_text`)."""
     return new_record_with_text(**fields)[0]
 
@@ -79,9 +82,9 @@ def new_record_with_text(
     tx_id: str,
     created_at: str,
     prev_hash: str,
-    body: dict,
+    body: dict[str, Any],
     private_key: Ed25519PrivateKey,
-) -> tuple[dict, str]:
+) -> tuple[dict[str, Any], str]:
     return seal_with_text(
         {
             "v": RECORD_VERSION,
@@ -109,7 +112,7 @@ class Verification:
         return self.first_bad_seq is None
 
 
-def verify_chain(records: Iterable[dict], public_key: Ed25519PublicKey) -> Verification:
+def verify_chain(records: Iterable[dict[str, Any]], public_key: Ed25519PublicKey) -> Verification:
     """Check records in `seq` order; report the first that breaks the chain, and why."""
     expected_seq = 1
     prev_hash = genesis_hash(public_key)
@@ -149,7 +152,7 @@ def _record_problem(
     return None
 
 
-def self_consistency_problem(record: dict, public_key: Ed25519PublicKey) -> str | None:
+def self_consistency_problem(record: dict[str, Any], public_key: Ed25519PublicKey) -> str | None:
     """Why a record's own `hash` or `sig` is wrong, or None; the chain is checked apart."""
     try:
         data = canonical(record)
@@ -164,7 +167,9 @@ def self_consistency_problem(record: dict, public_key: Ed25519PublicKey) -> str 
     return None
 
 
-def _reversal_problem(body: dict, settlements: set[str], reversed_tx: set[str]) -> str | None:
+def _reversal_problem(
+    body: dict[str, Any], settlements: set[str], reversed_tx: set[str]
+) -> str | None:
     target = body.get("reverses")
     if target not in settlements:
         return f"reversal names {target!r}, not an earlier settlement"
