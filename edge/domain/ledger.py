@@ -41,7 +41,7 @@ def canonical(record: dict[str, Any]) -> bytes:
 
     orjson writes exactly ledger.md's `json.dumps(r, sort_keys=True, separators=(",", ":"),
     ensure_ascii=False).encode()` for what a record may hold (string keys, integers of at
-    most 64 bits, no floats; tests/test_ledger_canonical.py), ten times as fast: it is on
+    most 64 bits, no floats; tests/unit/test_ledger_canonical.py), ten times as fast: it is on
     every settlement's path and every verification's. Anything else it refuses (TypeError).
     """
     unsigned = {k: v for k, v in record.items() if k not in ("hash", "sig")}

@@ -27,7 +27,7 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web-e2e"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-e2e"
 POOR = "32011500000005"  # 陈志强, extreme poverty: the assistance pays what the fund leaves
 
 

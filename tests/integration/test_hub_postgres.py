@@ -36,7 +36,7 @@ from sync.hub.pg_store import MIGRATIONS, PgHubStore, init_pg_hub
 from sync.hub.store import DATABASE_URL_FILE, HubStoreError, Publication, open_hub_store
 from sync.protocol import iso
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def enrolled_key(store: PgHubStore) -> tuple[Ed25519PrivateKey, str]:

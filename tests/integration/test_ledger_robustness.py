@@ -37,7 +37,7 @@ from edge.domain.documents import visit_from_json
 from edge.domain.ledger import new_record
 from edge.domain.model import Rejection
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).resolve().parents[1]
 CHILD = TESTS / "settle_child.py"
 CLINIC = Path(sys.executable).with_name("clinic")
 PERSONS = [p["insured_id"] for p in demo.load_json("roster.json")["persons"]]
