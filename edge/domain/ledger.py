@@ -138,7 +138,7 @@ def _record_problem(
     if not isinstance(record, dict):
         return "not a record"
     seq = record.get("seq")
-    if seq != expected_seq:
+    if type(seq) is not int or seq != expected_seq:  # True == 1, but is no seq
         return f"seq is {seq!r}, expected {expected_seq} (a record is missing, repeated or moved)"
     if record.get("prev_hash") != prev_hash:
         return "prev_hash does not match the previous record's hash"
@@ -154,6 +154,8 @@ def _record_problem(
 
 def self_consistency_problem(record: dict[str, Any], public_key: Ed25519PublicKey) -> str | None:
     """Why a record's own `hash` or `sig` is wrong, or None; the chain is checked apart."""
+    if _holds_a_float(record):
+        return "holds a number with a fraction (amounts and counts are integers)"
     try:
         data = canonical(record)
     except (TypeError, ValueError):
@@ -165,6 +167,16 @@ def self_consistency_problem(record: dict[str, Any], public_key: Ed25519PublicKe
     except (InvalidSignature, ValueError):
         return "signature does not verify with the device's public key"
     return None
+
+
+def _holds_a_float(value: object) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_a_float(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_a_float(item) for item in value)
+    return False
 
 
 def _reversal_problem(
