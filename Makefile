@@ -22,7 +22,7 @@ help:
 	@echo "make test   - install what is needed and run the whole test suite"
 	@echo "make test-dates - the date-sensitive tests and the demo at other dates and zones"
 	@echo "make bench  - run the benchmarks, report in benchmarks/report.json"
-	@echo "make lint   - ruff check and format check"
+	@echo "make lint   - ruff, the import contracts (layers, no cycles) and mypy"
 	@echo "make lock   - recompile requirements/*.txt from pyproject.toml (UPGRADE=1: newest)"
 
 # A new venv whenever the lock changes, so that it holds exactly the locked packages and
@@ -79,6 +79,8 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -42,7 +42,7 @@ _FLOOR_INSERT = "INSERT INTO floor VALUES (?, ?, ?, ?, ?)"
 
 
 def the_visit() -> Visit:
-    """A general visit: amoxicillin x2 and a consultation (as in tests/test_services.py)."""
+    """A general visit: amoxicillin x2 and a consultation (as in the services tests)."""
     return visit_from_json(
         {
             "date": NOW.date().isoformat(),

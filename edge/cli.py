@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
+from edge import bootstrap, services
 from edge import demo as demo_data
-from edge import services
 from edge.adapters.catalog_files import open_catalog_file
 from edge.adapters.identity import IdentityError
 from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError
@@ -31,7 +31,7 @@ OPERATOR_ERRORS = (StoreError, IdentityError, Rejection)
 
 def open_store(data_dir: Path) -> SqliteDeviceStore:
     try:
-        return SqliteDeviceStore.open(data_dir)
+        return bootstrap.open_store(data_dir)
     except StoreError as error:
         raise click.ClickException(str(error)) from None
 
@@ -83,7 +83,7 @@ def _dumps(result: dict) -> str:
 def init(data_dir: Path, demo: bool) -> None:
     """Create a device's data directory."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    store = SqliteDeviceStore.open(data_dir, create=True)
+    store = bootstrap.open_store(data_dir, create=True)
     try:
         if store.device() is None:
             identity = services.init_device(store, data_dir, now())
@@ -494,7 +494,7 @@ def ledger_export(data_dir: Path, output) -> None:
 def device_store(data_dir: Path, create: bool = False) -> Iterator[SqliteDeviceStore]:
     """The store for a command; operator errors become one clear line and exit 1."""
     try:
-        store = SqliteDeviceStore.open(data_dir, create=create)
+        store = bootstrap.open_store(data_dir, create=create)
     except StoreError as error:
         raise click.ClickException(str(error)) from None
     try:

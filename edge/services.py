@@ -19,7 +19,6 @@ from edge.adapters.identity import (
     device_id_for,
     load_private_key,
 )
-from edge.adapters.sqlite_store import DeviceRow, LedgerHead, SqliteDeviceStore
 from edge.clock import CLINIC_TZ
 from edge.domain import offline_risk
 from edge.domain import records as rec
@@ -35,11 +34,12 @@ from edge.domain.ledger import (
 from edge.domain.model import Rejection, Settlement, Visit
 from edge.domain.record_time import record_time
 from edge.domain.settlement import settle
+from edge.ports import DeviceRow, DeviceStore, LedgerHead
 
 MAX_VISIT_TOTAL = 100_000_000  # fen: ¥1,000,000, far above any village visit
 
 
-def quote_visit(store: SqliteDeviceStore, insured_id: str, visit: Visit) -> Settlement:
+def quote_visit(store: DeviceStore, insured_id: str, visit: Visit) -> Settlement:
     """What settling `visit` would give now, without recording anything."""
     entry = store.insured_person(insured_id)
     if entry is None:
@@ -53,7 +53,7 @@ def quote_visit(store: SqliteDeviceStore, insured_id: str, visit: Visit) -> Sett
     )
 
 
-def card_holder(store: SqliteDeviceStore, insured_id: str, card_no: str) -> str:
+def card_holder(store: DeviceStore, insured_id: str, card_no: str) -> str:
     """The insured id of a card that matches the roster (a replaced card is refused)."""
     entry = store.insured_person(insured_id, with_accumulators=False)
     if entry is None:
@@ -69,7 +69,7 @@ def card_holder(store: SqliteDeviceStore, insured_id: str, card_no: str) -> str:
 # ---- identity ------------------------------------------------------------------------------
 
 
-def init_device(store: SqliteDeviceStore, data_dir: Path, now: datetime) -> DeviceIdentity:
+def init_device(store: DeviceStore, data_dir: Path, now: datetime) -> DeviceIdentity:
     """Make the device's key pair; the private key goes to a 0600 file, never the database."""
     if store.device() is not None:
         raise IdentityError("this device already has an identity ('clinic device show')")
@@ -79,7 +79,7 @@ def init_device(store: SqliteDeviceStore, data_dir: Path, now: datetime) -> Devi
     return identity
 
 
-def load_identity(store: SqliteDeviceStore, data_dir: Path) -> DeviceIdentity:
+def load_identity(store: DeviceStore, data_dir: Path) -> DeviceIdentity:
     """The identity to sign with; refuses a key that is not the one the ledger began with."""
     device = store.device()
     if device is None:
@@ -93,7 +93,7 @@ def load_identity(store: SqliteDeviceStore, data_dir: Path) -> DeviceIdentity:
     return DeviceIdentity(device.device_id, key)
 
 
-def public_key_of(store: SqliteDeviceStore) -> Ed25519PublicKey:
+def public_key_of(store: DeviceStore) -> Ed25519PublicKey:
     device = store.device()
     if device is None:
         raise IdentityError("this device has no identity yet: run 'clinic device init'")
@@ -106,22 +106,26 @@ def public_key_of(store: SqliteDeviceStore) -> Ed25519PublicKey:
 @dataclass(frozen=True)
 class Recorded:
     record: dict
-    settlement: Settlement | None = None
 
     @property
     def needs_review(self) -> list[str]:
         return self.record["body"].get("needs_review", [])
 
 
+@dataclass(frozen=True)
+class Settled(Recorded):
+    settlement: Settlement
+
+
 def settle_visit(
-    store: SqliteDeviceStore,
+    store: DeviceStore,
     identity: DeviceIdentity,
     *,
     insured_id: str,
     visit: Visit,
     operator: str,
     now: datetime,
-) -> Recorded:
+) -> Settled:
     """Settle and record one visit, or raise `Rejection` with nothing written."""
     with store.write_transaction():
         _require_operator(store, operator)
@@ -175,11 +179,11 @@ def settle_visit(
             before=(before.deductible_used, before.fund_paid, before.assistance_paid,
                     entry.person.account_balance),
         )  # fmt: skip
-    return Recorded(record, result)
+    return Settled(record, result)
 
 
 def reverse_settlement(
-    store: SqliteDeviceStore,
+    store: DeviceStore,
     identity: DeviceIdentity,
     *,
     tx_id: str,
@@ -220,7 +224,7 @@ def reverse_settlement(
 
 
 def close_day(
-    store: SqliteDeviceStore, identity: DeviceIdentity, *, operator: str, now: datetime
+    store: DeviceStore, identity: DeviceIdentity, *, operator: str, now: datetime
 ) -> Recorded:
     """The Z report: totals of everything since the previous daily close, signed."""
     with store.write_transaction():
@@ -233,14 +237,14 @@ def close_day(
 
 
 def record_event(
-    store: SqliteDeviceStore, identity: DeviceIdentity, event: dict, now: datetime
+    store: DeviceStore, identity: DeviceIdentity, event: dict, now: datetime
 ) -> Recorded:
     """A signed audit event (catalog applied, operator locked out, enrollment …)."""
     return Recorded(append_record(store, identity, "event", event, now))
 
 
 def append_record(
-    store: SqliteDeviceStore, identity: DeviceIdentity, kind: str, body: dict, now: datetime,
+    store: DeviceStore, identity: DeviceIdentity, kind: str, body: dict, now: datetime,
     **index,
 ) -> dict:  # fmt: skip
     """Sign and append one record as it stands (no settlement rules applied): events,
@@ -250,16 +254,14 @@ def append_record(
         return _append(store, identity, position, kind, body, **index)
 
 
-def verify_ledger(
-    store: SqliteDeviceStore, public_key: Ed25519PublicKey | None = None
-) -> Verification:
+def verify_ledger(store: DeviceStore, public_key: Ed25519PublicKey | None = None) -> Verification:
     return verify_chain(store.records(), public_key or public_key_of(store))
 
 
 # ---- inside a write transaction --------------------------------------------------------
 
 
-def _require_operator(store: SqliteDeviceStore, operator: str) -> None:
+def _require_operator(store: DeviceStore, operator: str) -> None:
     if store.active_operator(operator) is None:
         raise Rejection("UNKNOWN_OPERATOR", f"operator {operator!r} is unknown or disabled")
 
@@ -274,13 +276,15 @@ class _Position:
 
 
 def _next_position(
-    store: SqliteDeviceStore, identity: DeviceIdentity, now: datetime, operator: str
+    store: DeviceStore, identity: DeviceIdentity, now: datetime, operator: str
 ) -> _Position:
     """A clock found behind the ledger is signed as an event; record times stay monotonic."""
     head, device = store.ledger_head(), store.device()
+    if device is None:
+        raise IdentityError("this device has no identity yet: run 'clinic device init'")
     last = datetime.fromisoformat(head.created_at) if head else None
     timing = record_time(now.astimezone(CLINIC_TZ), last)
-    if timing.clock_behind and device.clock_behind_since is None:
+    if head is not None and timing.clock_behind and device.clock_behind_since is None:
         event = {
             "event": "clock_behind",
             "device_clock": _stamp(now),
@@ -297,7 +301,7 @@ def _next_position(
 
 
 def _append(
-    store: SqliteDeviceStore, identity: DeviceIdentity, position: _Position, kind: str,
+    store: DeviceStore, identity: DeviceIdentity, position: _Position, kind: str,
     body: dict, **index,
 ) -> dict:  # fmt: skip
     head = position.head

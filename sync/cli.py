@@ -353,11 +353,10 @@ COMMANDS.append(hub)
 
 @contextmanager
 def _device(data_dir: Path) -> Iterator[tuple]:
-    from edge import services
-    from edge.adapters.sqlite_store import SqliteDeviceStore
+    from edge import bootstrap, services
 
     with plain_errors():
-        store = SqliteDeviceStore.open(data_dir)
+        store = bootstrap.open_store(data_dir)
         try:
             yield store, services.load_identity(store, data_dir)
         finally:
@@ -428,11 +427,11 @@ def sync_once_command(data_dir: Path, hub_url: str | None, as_json: bool) -> Non
 @json_option
 def sync_status_command(data_dir: Path, as_json: bool) -> None:
     """What the agent knows: enrollment, last sync, records waiting, versions, refusals."""
-    from edge.adapters.sqlite_store import SqliteDeviceStore
+    from edge import bootstrap
     from sync import agent
 
     with plain_errors():
-        store = SqliteDeviceStore.open(data_dir)
+        store = bootstrap.open_store(data_dir)
         try:
             status = agent.sync_status(store, _now())
         finally:

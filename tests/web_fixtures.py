@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from web_support import Auth, Clock, app_config, make_demo_device
+from web_support import Auth, FakeClock, app_config, make_demo_device
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +16,7 @@ def web_template(tmp_path_factory) -> Path:
 
     data_dir = tmp_path_factory.mktemp("web-template") / "device"
     make_demo_device(data_dir)
-    create_app(app_config(data_dir, Clock()))
+    create_app(app_config(data_dir, FakeClock()))
     return data_dir
 
 
@@ -28,12 +28,12 @@ def web_dir(web_template: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def app(web_dir: Path, clock: Clock):
+def app(web_dir: Path, clock: FakeClock):
     from web_ui.app import create_app
 
     return create_app(app_config(web_dir, clock))

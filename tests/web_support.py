@@ -19,9 +19,6 @@ FAST_PIN_COST = 4  # log2 of scrypt's N: fast tests; production uses 14
 _CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 
 
-Clock = FakeClock
-
-
 def make_demo_device(data_dir: Path) -> None:
     """A data directory with the demo county installed and a device identity."""
     store = SqliteDeviceStore.open(data_dir, create=True)
@@ -32,7 +29,7 @@ def make_demo_device(data_dir: Path) -> None:
         store.close()
 
 
-def app_config(data_dir: Path, clock: Clock, **extra) -> dict:
+def app_config(data_dir: Path, clock: FakeClock, **extra) -> dict:
     return {
         "DATA_DIR": data_dir,
         "DEMO": True,

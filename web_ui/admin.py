@@ -2,23 +2,18 @@
 backups."""
 
 import sqlite3
-from pathlib import Path
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from edge import services
 from web_ui import accounts, messages, syncing
-from web_ui.app import get_store
 from web_ui.auth import now, require
+from web_ui.context import data_dir, get_store
 from web_ui.status import sync_error_text
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 BACKUP_DIR = "backups"
-
-
-def data_dir() -> Path:
-    return Path(current_app.config["DATA_DIR"])
 
 
 @bp.get("")

@@ -5,19 +5,21 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask, g, jsonify, render_template, request, session
+from flask import Flask, jsonify, render_template, request, session
 from flask_babel import Babel
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
+from edge import bootstrap, demo
+from edge.adapters.catalog_files import read_diagnoses
 from edge.adapters.identity import IdentityError
-from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore, StoreError, connect
+from edge.adapters.sqlite_store import StoreError
 from edge.clock import configured_clock
-from web_ui import accounts, schema
+from web_ui import accounts
+from web_ui.context import LANGUAGES, close_store
 from web_ui.hardware import Hardware
 
-LANGUAGES = ("zh", "en")
 SECRET_FILE = "web-ui-secret.key"
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -102,7 +104,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     csrf.init_app(app)
     babel.init_app(app, locale_selector=_locale)
-    app.teardown_appcontext(_close_store)
+    app.teardown_appcontext(close_store)
     app.after_request(_security_headers)
     _error_handlers(app)
 
@@ -125,31 +127,14 @@ def _secret_key(data_dir: Path) -> bytes:
 
 
 def _prepare_store(app: Flask) -> None:
-    """Migrate the device store (edge's set, then ours) and load the diagnosis list."""
-    store = SqliteDeviceStore.open(app.config["DATA_DIR"])
+    """Open (and so migrate) the device store and load the diagnosis list."""
+    store = bootstrap.open_store(app.config["DATA_DIR"])
     try:
-        schema.apply(store)
-        source = app.config["DIAGNOSES_CSV"] or schema.packaged_diagnoses()
-        schema.load_diagnoses(store, schema.read_diagnoses(Path(source)))
+        source = app.config["DIAGNOSES_CSV"] or demo.diagnoses_file()
+        store.load_diagnoses(read_diagnoses(Path(source)))
         if app.config["DEMO"]:
             accounts.install_demo_pins(store, app.config["PIN_HASH_COST"])
     finally:
-        store.close()
-
-
-def get_store() -> SqliteDeviceStore:
-    """This request's connection to the device store (closed when the request ends)."""
-    if "store" not in g:
-        from flask import current_app
-
-        path = Path(current_app.config["DATA_DIR"]) / DATABASE_FILE
-        g.store = SqliteDeviceStore(connect(path))
-    return g.store
-
-
-def _close_store(_exc: BaseException | None) -> None:
-    store = g.pop("store", None)
-    if store is not None:
         store.close()
 
 
@@ -193,10 +178,9 @@ def _error_handlers(app: Flask) -> None:
             405: _("This page does not take that kind of request."),
             413: _("The request is too large."),
         }
+        code = error.code or 500
         return error_response(
-            error.code or 500,
-            messages.get(error.code, _("The request was refused.")),
-            f"HTTP_{error.code}",
+            code, messages.get(code, _("The request was refused.")), f"HTTP_{code}"
         )
 
     @app.errorhandler(IdentityError)

@@ -20,7 +20,7 @@ from flask import (
 from flask_babel import gettext as _
 
 from web_ui import accounts, messages
-from web_ui.app import LANGUAGES, get_store
+from web_ui.context import LANGUAGES, get_store
 
 bp = Blueprint("auth", __name__)
 
@@ -172,12 +172,12 @@ def signin():
 
 
 def _account_message(result: accounts.SignIn) -> str:
-    if result.error == "LOCKED_OUT":
+    if result.error == "LOCKED_OUT" and result.locked_until:
         until = datetime.fromisoformat(result.locked_until).strftime("%H:%M")
         return _("Too many wrong PINs: this operator is locked until %(until)s.", until=until)
     if result.error == "WRONG_PIN":
         return _("Wrong PIN. %(left)d tries left before a lockout.", left=result.attempts_left)
-    return str(messages.ACCOUNT_ERRORS.get(result.error, result.error))
+    return str(messages.ACCOUNT_ERRORS.get(result.error or "", result.error))
 
 
 @bp.post("/signout")

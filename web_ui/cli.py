@@ -11,11 +11,10 @@ from edge.cli_options import clock, data_dir_option, now  # noqa: E402
 
 def prepare_demo(data_dir: Path) -> list[str]:
     """Demo mode: a device identity and the demo county's data, if they are not there yet."""
-    from edge import demo, services
-    from edge.adapters.sqlite_store import SqliteDeviceStore
+    from edge import bootstrap, demo, services
 
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    store = SqliteDeviceStore.open(data_dir, create=True)
+    store = bootstrap.open_store(data_dir, create=True)
     try:
         lines = []
         if store.device() is None:
@@ -136,15 +135,15 @@ def serve(
 )
 def set_pin(data_dir: Path, operator_id: str, pin: str) -> None:
     """Set an operator's PIN for the terminal UI (the first admin's, for example)."""
-    from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError
-    from web_ui import accounts, schema
+    from edge import bootstrap
+    from edge.adapters.sqlite_store import StoreError
+    from web_ui import accounts
 
     try:
-        store = SqliteDeviceStore.open(data_dir)
+        store = bootstrap.open_store(data_dir)
     except StoreError as error:
         raise click.ClickException(str(error)) from None
     try:
-        schema.apply(store)
         accounts.set_pin(store, data_dir, operator_id, pin, now=now(), by="cli")
     except accounts.AccountError as error:
         raise click.ClickException(f"PIN not set: {error}") from None

@@ -70,7 +70,7 @@ class Hardware:
 
     @property
     def emulated(self) -> bool:
-        return bool(self.reader_url) and self.reader_url.startswith("emulated://")
+        return self.reader_url is not None and self.reader_url.startswith("emulated://")
 
     def emulated_reader(self) -> EmulatedCardReader:
         with self._lock:

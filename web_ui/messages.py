@@ -138,7 +138,7 @@ def rejection_field(rejection: Rejection) -> str:
 
 def rejection_json(rejection: Rejection) -> dict:
     """A rejection as the settle page shows it: the field at fault and a plain message."""
-    error = {
+    error: dict[str, str | int] = {
         "code": rejection.code,
         "field": rejection_field(rejection),
         "message": str(REJECTIONS.get(rejection.code, REJECTIONS["BAD_INPUT"])),

@@ -37,7 +37,8 @@ def patient_panel(
     elif person.status != "active":
         eligibility = _("Insurance status: %(status)s", status=messages.STATUSES[person.status])
     else:
-        eligibility = _("In the waiting period until %(day)s", day=person.waiting_until.isoformat())
+        waiting_until = person.waiting_until.isoformat() if person.waiting_until else ""
+        eligibility = _("In the waiting period until %(day)s", day=waiting_until)
     scheme = assistance_scheme(policy, person)
     year = []
     for visit_type in VISIT_TYPES:

@@ -22,8 +22,8 @@ from drivers.receipt import ReceiptError, layout_receipt, receipt_escpos, receip
 from edge import services
 from edge.domain.model import Rejection
 from web_ui import messages, presenters, queries
-from web_ui.app import get_store
 from web_ui.auth import now, require
+from web_ui.context import get_store
 
 bp = Blueprint("records", __name__)
 SETTLERS = ("doctor", "tester")

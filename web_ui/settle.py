@@ -24,16 +24,12 @@ from edge.domain.documents import visit_from_json
 from edge.domain.model import VISIT_TYPES, Rejection, Visit
 from edge.domain.money import format_yuan
 from web_ui import messages, presenters, queries, syncing
-from web_ui.app import get_store
 from web_ui.auth import now, require
+from web_ui.context import get_store, hardware
 from web_ui.risk import review_forecast
 
 bp = Blueprint("settle", __name__)
 SETTLERS = ("doctor", "tester")
-
-
-def hardware():
-    return current_app.extensions["clinic_hardware"]
 
 
 def county_key() -> str | None:

@@ -13,8 +13,8 @@ from edge import services
 from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.domain.money import format_yuan
 from web_ui import messages, presenters, syncing
-from web_ui.app import get_store
 from web_ui.auth import now, require
+from web_ui.context import get_store
 from web_ui.risk import review_forecast
 
 bp = Blueprint("status", __name__)
@@ -146,8 +146,8 @@ def sync_now():
         current_app.logger.exception("sync now")
         flash(_("Sync failed: %(error)s", error=sync_error_text(error)), "error")
     else:
-        for error in result.get("errors") or []:
-            flash(_("Sync failed: %(error)s", error=sync_error_text(error)), "error")
+        for refusal in result.get("errors") or []:
+            flash(_("Sync failed: %(error)s", error=sync_error_text(refusal)), "error")
         if result.get("ok", True):
             flash(_("Sync finished: %(result)s", result=_summary(result)), "info")
     return redirect(url_for("status.page"))

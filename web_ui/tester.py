@@ -15,13 +15,10 @@ from drivers.demo_county_key import DEMO_COUNTY_CODE, demo_county_private_key
 from drivers.vouchers import mint_voucher
 from web_ui import messages
 from web_ui.auth import now, require
+from web_ui.context import hardware
 from web_ui.records import svg_response
 
 bp = Blueprint("tester", __name__)
-
-
-def hardware():
-    return current_app.extensions["clinic_hardware"]
 
 
 def _printed_text() -> str | None:

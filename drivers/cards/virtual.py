@@ -225,7 +225,7 @@ def content_for(person: dict) -> CardContent:
 
 
 def _roster_persons(today: date) -> list[dict]:
-    from edge.demo import roster_document  # the demo county's roster, shipped with edge
+    from edge.demo.county import roster_document  # the demo roster, shipped with edge
 
     return roster_document(today)["persons"]
 
@@ -265,7 +265,7 @@ def _broken_cards(person: dict, today: date) -> list[DemoCard]:
             files, holder_records=(files.holder_records[0], record, *files.holder_records[2:])
         )
 
-    from edge.demo import demo_date
+    from edge.demo.county import demo_date
 
     expired = dataclasses.replace(
         base,

@@ -1,4 +1,5 @@
-"""Reading a county catalog file (CSV with the national catalog's columns, or JSON).
+"""Reading a county catalog file (CSV with the national catalog's columns, or JSON), and
+the diagnosis list (`code,name` CSV).
 
 Rows are validated lazily as the store inserts them, so a 300,000-row file never sits in
 memory; the first bad row stops the import and the store rolls back.
@@ -81,3 +82,13 @@ def _not_encoded(path: Path, encoding: str):
         str(path),
         f"is not {encoding} text; save it as UTF-8 or pass --encoding gb18030",
     )
+
+
+def read_diagnoses(path: Path) -> list[tuple[str, str]]:
+    """(code, name) rows of a `code,name` CSV file (UTF-8, with or without BOM)."""
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        return [
+            (row["code"].strip(), row["name"].strip())
+            for row in csv.DictReader(handle)
+            if (row.get("code") or "").strip() and (row.get("name") or "").strip()
+        ]

@@ -19,8 +19,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
+from edge.adapters.schema import migrations
 from edge.domain.documents import (
     InsuredPerson,
     chronic_cert_from_json,
@@ -31,6 +31,7 @@ from edge.domain.ledger import record_hash
 from edge.domain.model import Accumulators, CatalogItem, ChronicCert, Person, Policy
 from edge.domain.search_keys import pinyin_keys, search_key
 from edge.domain.versions import version_order
+from edge.ports import DeviceRow, LedgerHead
 
 DATABASE_FILE = "clinic.db"
 SEARCH_LIMIT = 20
@@ -40,118 +41,6 @@ _IMPORT_BATCH = 2000
 
 # Search key kinds, in rank order: a code match beats a name match beats a pinyin match.
 KEY_CODE, KEY_NAME, KEY_INITIALS, KEY_PINYIN = range(4)
-
-migrations = Migrations("clinic-device")
-
-# What a ledger row adds to the fund paid: settlements pay, reversals give it back.
-_SIGNED_FUND = (
-    "CASE kind WHEN 'settlement' THEN coalesce(fund, 0)"
-    " WHEN 'reversal' THEN -coalesce(fund, 0) ELSE 0 END"
-)
-
-
-@migrations()
-def m001_catalog_policy_roster(db: sqlite_utils.Database) -> None:
-    statements = [
-        """CREATE TABLE catalog_version (
-            version TEXT PRIMARY KEY, source TEXT NOT NULL, item_count INTEGER NOT NULL,
-            installed_at TEXT NOT NULL) STRICT""",
-        """CREATE TABLE catalog_item (
-            code TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL, unit TEXT NOT NULL,
-            kind TEXT NOT NULL, class TEXT NOT NULL, price TEXT NOT NULL,
-            payment_standard TEXT, self_prepay_ratio TEXT, gender TEXT,
-            min_age INTEGER, max_age INTEGER, max_qty TEXT, chronic_only TEXT NOT NULL,
-            valid_from TEXT, valid_to TEXT, pinyin TEXT NOT NULL, initials TEXT NOT NULL
-        ) STRICT""",
-        """CREATE TABLE catalog_search (
-            kind INTEGER NOT NULL, key TEXT NOT NULL, code TEXT NOT NULL,
-            PRIMARY KEY (kind, key, code)) STRICT, WITHOUT ROWID""",
-        """CREATE TABLE policy_version (
-            version TEXT PRIMARY KEY, document TEXT NOT NULL, installed_at TEXT NOT NULL
-        ) STRICT""",
-        """CREATE TABLE roster_version (
-            version TEXT PRIMARY KEY, person_count INTEGER NOT NULL, installed_at TEXT NOT NULL
-        ) STRICT""",
-        """CREATE TABLE person (
-            insured_id TEXT PRIMARY KEY, card_no TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
-            id_number_masked TEXT NOT NULL, region TEXT NOT NULL, card_expiry TEXT,
-            insurance_type TEXT NOT NULL, gender TEXT NOT NULL, birth_date TEXT NOT NULL,
-            status TEXT NOT NULL, waiting_until TEXT, categories TEXT NOT NULL,
-            chronic_certs TEXT NOT NULL, account_balance INTEGER NOT NULL
-                CHECK (account_balance >= 0)) STRICT""",
-        """CREATE TABLE accumulator (
-            insured_id TEXT NOT NULL REFERENCES person(insured_id), year INTEGER NOT NULL,
-            visit_type TEXT NOT NULL, deductible_used INTEGER NOT NULL CHECK (deductible_used >= 0),
-            fund_paid INTEGER NOT NULL CHECK (fund_paid >= 0),
-            PRIMARY KEY (insured_id, year, visit_type)) STRICT, WITHOUT ROWID""",
-        """CREATE TABLE assistance_accumulator (
-            insured_id TEXT NOT NULL REFERENCES person(insured_id), year INTEGER NOT NULL,
-            assistance_paid INTEGER NOT NULL CHECK (assistance_paid >= 0),
-            PRIMARY KEY (insured_id, year)) STRICT, WITHOUT ROWID""",
-    ]
-    for statement in statements:
-        db.execute(statement)
-
-
-@migrations()
-def m002_device_ledger_outbox(db: sqlite_utils.Database) -> None:
-    statements = [
-        """CREATE TABLE device (
-            id INTEGER PRIMARY KEY CHECK (id = 1), device_id TEXT NOT NULL,
-            public_key TEXT NOT NULL, created_at TEXT NOT NULL,
-            last_sync_at TEXT, synced_seq INTEGER NOT NULL DEFAULT 0,
-            unsynced_fund INTEGER NOT NULL DEFAULT 0, clock_behind_since TEXT) STRICT""",
-        """CREATE TABLE operator (
-            operator_id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL
-                CHECK (role IN ('doctor', 'coordinator', 'admin', 'tester')),
-            active INTEGER NOT NULL DEFAULT 1) STRICT""",
-        # `record` is the signed record as JSON; the other columns index it.
-        """CREATE TABLE ledger (
-            seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, tx_id TEXT NOT NULL UNIQUE,
-            created_at TEXT NOT NULL, day TEXT NOT NULL, insured_id TEXT, fund INTEGER,
-            reverses TEXT, record TEXT NOT NULL) STRICT""",
-        # Partial indexes: each settlement commit writes as few index pages as it can.
-        "CREATE UNIQUE INDEX ledger_reversal ON ledger (reverses) WHERE reverses IS NOT NULL",
-        """CREATE INDEX ledger_settlements_by_person_day ON ledger (insured_id, day)
-            WHERE kind = 'settlement'""",
-        "CREATE INDEX ledger_reversals ON ledger (seq) WHERE kind = 'reversal'",
-        """CREATE TRIGGER ledger_is_append_only_update BEFORE UPDATE ON ledger
-            BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END""",
-        """CREATE TRIGGER ledger_is_append_only_delete BEFORE DELETE ON ledger
-            BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END""",
-        """CREATE TABLE outbox (
-            seq INTEGER PRIMARY KEY REFERENCES ledger(seq), queued_at TEXT NOT NULL) STRICT""",
-    ]
-    for statement in statements:
-        db.execute(statement)
-
-
-@migrations()
-def m003_running_fund_total(db: sqlite_utils.Database) -> None:
-    """Every settlement reads the fund settled since the last sync (an offline limit).
-    A running total in each ledger row, written with the row, gives it without a scan
-    and without rewriting the device row: one page less in every settlement's commit."""
-    db.execute("ALTER TABLE ledger ADD COLUMN fund_total INTEGER NOT NULL DEFAULT 0")
-    db.execute("DROP TRIGGER ledger_is_append_only_update")  # only for the backfill
-    db.execute(
-        "UPDATE ledger SET fund_total = running.total FROM (SELECT seq, sum("
-        f"{_SIGNED_FUND}) OVER (ORDER BY seq) AS total FROM ledger) AS running"
-        " WHERE running.seq = ledger.seq"
-    )
-    db.execute(
-        """CREATE TRIGGER ledger_is_append_only_update BEFORE UPDATE ON ledger
-        BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END"""
-    )
-    db.execute("ALTER TABLE device DROP COLUMN unsynced_fund")
-
-
-@migrations()
-def m004_ledger_by_day(db: sqlite_utils.Database) -> None:
-    """Index the ledger by day first: the visits-per-day count still finds a person's
-    settlements of the day, and the day's list (the terminal's records page) no longer
-    scans every record the device ever made. Still one index page per settlement."""
-    db.execute("DROP INDEX ledger_settlements_by_person_day")
-    db.execute("CREATE INDEX ledger_by_day ON ledger (day, insured_id, kind)")
 
 
 class StoreError(Exception):
@@ -200,26 +89,6 @@ def connect(path: Path) -> sqlite_utils.Database:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 10000")
     return sqlite_utils.Database(conn)
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerHead:
-    seq: int
-    hash: str
-    created_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceRow:
-    device_id: str
-    public_key: str
-    created_at: str
-    last_sync_at: str | None
-    synced_seq: int
-    # fen settled since `synced_seq`, net of reversals (an offline limit): the difference of
-    # the ledger's running `fund_total` at the head and at `synced_seq`
-    unsynced_fund: int
-    clock_behind_since: str | None
 
 
 class SqliteDeviceStore:
@@ -273,7 +142,7 @@ class SqliteDeviceStore:
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         store = cls(connect(path))
-        migrations.apply(store.db)
+        migrations.apply(store.db)  # the one place clinic.db's schema changes
         return store
 
     def close(self) -> None:
@@ -338,12 +207,14 @@ class SqliteDeviceStore:
             return []
         low, high = prefix_range(key)
         hits, seen = [], set()
-        for kind, *fields in self.db.execute(
+        for kind, code, name, spec, unit, item_kind, item_class, price in self.db.execute(
             _SEARCH_SQL, {"low": low, "high": high, "limit": limit}
         ):
-            if fields[0] not in seen:
-                seen.add(fields[0])
-                hits.append(SearchHit(*fields, matched=_MATCHED[kind]))
+            if code not in seen:
+                seen.add(code)
+                hits.append(
+                    SearchHit(code, name, spec, unit, item_kind, item_class, price, _MATCHED[kind])
+                )
         return hits[:limit]
 
     def catalog_items(
@@ -368,6 +239,33 @@ class SqliteDeviceStore:
             for row in rows:
                 self._items[row[0]] = _item_from_row(dict(zip(columns, row, strict=True)))
         return {code: self._items[code] for code in wanted if code in self._items}
+
+    # ---- diagnoses -----------------------------------------------------------------
+
+    def load_diagnoses(self, rows: Iterable[tuple[str, str]]) -> int:
+        """Install the diagnosis list when the device has none yet; returns how many it holds."""
+        with self.write_transaction():
+            (present,) = self.db.execute("SELECT count(*) FROM diagnosis").fetchone()
+            if present:
+                return present
+            count = 0
+            for code, name in rows:
+                pinyin, initials = pinyin_keys(name)
+                self.db.execute(
+                    "INSERT OR IGNORE INTO diagnosis VALUES (?, ?, ?, ?)",
+                    [code, name, pinyin, initials],
+                )
+                for kind, key in (
+                    (KEY_CODE, search_key(code)),
+                    (KEY_NAME, search_key(name)),
+                    (KEY_INITIALS, initials),
+                    (KEY_PINYIN, pinyin),
+                ):
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO diagnosis_search VALUES (?, ?, ?)", [kind, key, code]
+                    )
+                count += 1
+            return count
 
     # ---- policy ----------------------------------------------------------------------
 

@@ -1,32 +1,43 @@
-"""The embedded demo county: policy, a village-clinic catalog, an insured roster.
-
-The files here describe the county as it stood on `DEMO_DAY`. Installed on another day,
-every date in them moves with it (`demo_date`), so that each person keeps showing the
-case their `note` names: a child who turns 14 on the demo day turns 14 on the install
-day, a waiting period that ends on the demo day ends today, a certificate that expired
-eleven months before the demo day expired eleven months ago, the year's accumulators
-belong to the install day's year. README.md lists the cases.
-
-`install` loads whatever the device does not have yet, so it is safe to run twice.
+"""The embedded demo county: its documents as of a day (`edge.demo.county`), installed on
+a device (`install`, safe to run twice), and a scripted walkthrough of sample visits.
 """
 
-import copy
 import dataclasses
-import json
 from collections.abc import Iterator
 from datetime import date, datetime
 from importlib import resources
-
-from dateutil.relativedelta import relativedelta
 
 from edge import services
 from edge.adapters.catalog_files import open_catalog_file
 from edge.adapters.identity import DeviceIdentity
 from edge.adapters.sqlite_store import SqliteDeviceStore
+from edge.demo.county import (
+    DEMO_DAY,
+    data_file,
+    demo_date,
+    diagnoses_file,
+    load_json,
+    policy_document,
+    roster_document,
+)
 from edge.domain.model import CatalogItem, Rejection, Visit, VisitLine
 from edge.domain.money import format_yuan
 
-DEMO_DAY = date(2026, 11, 22)  # the day the files in this folder were written for
+__all__ = [  # the documents, re-exported for the callers that install and test the demo
+    "DEMO_CATALOG_VERSION",
+    "DEMO_DAY",
+    "DEMO_OPERATORS",
+    "SAMPLE_VISITS",
+    "catalog_items",
+    "demo_date",
+    "diagnoses_file",
+    "install",
+    "load_json",
+    "policy_document",
+    "roster_document",
+    "walkthrough",
+]
+
 DEMO_CATALOG_VERSION = "2026.11.1"
 DEMO_OPERATORS = [
     ("doc01", "王医生", "doctor"),
@@ -36,52 +47,9 @@ DEMO_OPERATORS = [
 ]
 
 
-def _data(name: str):
-    return resources.files(__package__).joinpath(name)
-
-
-def load_json(name: str) -> dict:
-    """A file as written, with its dates as of `DEMO_DAY`."""
-    return json.loads(_data(name).read_text(encoding="utf-8"))
-
-
-def demo_date(written: date, today: date) -> date:
-    """The date that stands to `today` as `written` stands to `DEMO_DAY`: the same number
-    of calendar years (so ages and birthdays hold, 29 February included), then the same
-    number of days (fewer than 183 either way)."""
-    years = round((written - DEMO_DAY).days / 365.2425)
-    days = (written - (DEMO_DAY + relativedelta(years=years))).days
-    return today + relativedelta(years=years) + relativedelta(days=days)
-
-
-def _iso(written: str | None, today: date) -> str | None:
-    return None if written is None else demo_date(date.fromisoformat(written), today).isoformat()
-
-
-def roster_document(today: date) -> dict:
-    """The demo roster as of `today`."""
-    document = copy.deepcopy(load_json("roster.json"))
-    for person in document["persons"]:
-        for key in ("birth_date", "waiting_until", "card_expiry"):
-            if key in person:
-                person[key] = _iso(person[key], today)
-        for cert in person["chronic_certs"]:
-            cert["valid_from"] = _iso(cert["valid_from"], today)
-            cert["valid_to"] = _iso(cert["valid_to"], today)
-        person["accumulators"] = {
-            str(int(year) - DEMO_DAY.year + today.year): values
-            for year, values in person["accumulators"].items()
-        }
-    return document
-
-
-def policy_document() -> dict:
-    return load_json("policy.json")  # a policy names no dates
-
-
 def catalog_items(today: date) -> Iterator[CatalogItem]:
     """The demo catalog as of `today` (validity dates moved), read lazily."""
-    with resources.as_file(_data("catalog.csv")) as path:
+    with resources.as_file(data_file("catalog.csv")) as path:
         for item in open_catalog_file(path).items:
             if item.valid_from is None and item.valid_to is None:
                 yield item
@@ -135,6 +103,9 @@ def walkthrough(store: SqliteDeviceStore, identity: DeviceIdentity, now: datetim
     operator = DEMO_OPERATORS[0][0]
     for insured_id, visit_type, diagnoses, lines, use_account in SAMPLE_VISITS:
         entry = store.insured_person(insured_id)
+        if entry is None:  # a device whose roster is not the demo county's
+            yield f"{insured_id}: not in this device's roster, skipped"
+            continue
         visit = Visit(now.date(), visit_type, tuple(diagnoses),
                       tuple(VisitLine(code, qty) for code, qty in lines), use_account)  # fmt: skip
         yield ""

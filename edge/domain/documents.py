@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from edge.domain.model import (
     GENDERS,
@@ -138,7 +138,7 @@ def quantity_limit(value: Any, path: str) -> Decimal:
     return parsed[0]
 
 
-def a_list(value: Any, path: str) -> list:
+def a_list(value: Any, path: str) -> list[Any]:
     if not isinstance(value, list):
         raise bad(path, "must be a list")
     return value
@@ -151,20 +151,22 @@ def list_of(parse_item: Parser[T]) -> Parser[tuple[T, ...]]:
     return parse
 
 
-def obj(value: Any, path: str) -> dict:
+def obj(value: Any, path: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise bad(path, "must be an object")
     return value
 
 
-def field(source: dict, key: str, path: str, parse: Parser[T], default: Any = _MISSING) -> T:
+def field(
+    source: dict[str, Any], key: str, path: str, parse: Parser[T], default: Any = _MISSING
+) -> T:
     """source[key] parsed, or `default` when absent; absent with no default is BAD_INPUT."""
     value = source.get(key)
     where = f"{path}.{key}" if path else key
     if value is None:
         if default is _MISSING:
             raise bad(where, "is missing")
-        return default
+        return cast(T, default)  # the caller's default stands in for an absent value
     return parse(value, where)
 
 

@@ -8,6 +8,7 @@ import base64
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -35,29 +36,31 @@ def genesis_hash(public_key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw_public_key(public_key)).hexdigest()
 
 
-def canonical(record: dict) -> bytes:
+def canonical(record: dict[str, Any]) -> bytes:
     """The signed bytes: the record without `hash` and `sig`, sorted compact UTF-8 JSON.
 
     orjson writes exactly ledger.md's `json.dumps(r, sort_keys=True, separators=(",", ":"),
     ensure_ascii=False).encode()` for what a record may hold (string keys, integers of at
-    most 64 bits, no floats; tests/test_ledger_canonical.py), ten times as fast: it is on
+    most 64 bits, no floats; tests/unit/test_ledger_canonical.py), ten times as fast: it is on
     every settlement's path and every verification's. Anything else it refuses (TypeError).
     """
     unsigned = {k: v for k, v in record.items() if k not in ("hash", "sig")}
     return orjson.dumps(unsigned, option=orjson.OPT_SORT_KEYS)
 
 
-def record_hash(record: dict) -> str:
+def record_hash(record: dict[str, Any]) -> str:
     """Lowercase hex SHA-256 of the canonical bytes."""
     return hashlib.sha256(canonical(record)).hexdigest()
 
 
-def seal(record: dict, private_key: Ed25519PrivateKey) -> dict:
+def seal(record: dict[str, Any], private_key: Ed25519PrivateKey) -> dict[str, Any]:
     """The record with its `hash` and `sig`."""
     return seal_with_text(record, private_key)[0]
 
 
-def seal_with_text(record: dict, private_key: Ed25519PrivateKey) -> tuple[dict, str]:
+def seal_with_text(
+    record: dict[str, Any], private_key: Ed25519PrivateKey
+) -> tuple[dict[str, Any], str]:
     """The sealed record and its JSON text for storage, made from the canonical bytes
     already built for the signature instead of encoding the record a second time."""
     data = canonical(record)
@@ -66,7 +69,7 @@ def seal_with_text(record: dict, private_key: Ed25519PrivateKey) -> tuple[dict, 
     return {**record, "hash": digest, "sig": signature}, text
 
 
-def new_record(**fields) -> dict:
+def new_record(**fields: Any) -> dict[str, Any]:
     """A sealed record (the fields are those of `new_record_with_text`)."""
     return new_record_with_text(**fields)[0]
 
@@ -79,9 +82,9 @@ def new_record_with_text(
     tx_id: str,
     created_at: str,
     prev_hash: str,
-    body: dict,
+    body: dict[str, Any],
     private_key: Ed25519PrivateKey,
-) -> tuple[dict, str]:
+) -> tuple[dict[str, Any], str]:
     return seal_with_text(
         {
             "v": RECORD_VERSION,
@@ -109,7 +112,7 @@ class Verification:
         return self.first_bad_seq is None
 
 
-def verify_chain(records: Iterable[dict], public_key: Ed25519PublicKey) -> Verification:
+def verify_chain(records: Iterable[dict[str, Any]], public_key: Ed25519PublicKey) -> Verification:
     """Check records in `seq` order; report the first that breaks the chain, and why."""
     expected_seq = 1
     prev_hash = genesis_hash(public_key)
@@ -135,7 +138,7 @@ def _record_problem(
     if not isinstance(record, dict):
         return "not a record"
     seq = record.get("seq")
-    if seq != expected_seq:
+    if type(seq) is not int or seq != expected_seq:  # True == 1, but is no seq
         return f"seq is {seq!r}, expected {expected_seq} (a record is missing, repeated or moved)"
     if record.get("prev_hash") != prev_hash:
         return "prev_hash does not match the previous record's hash"
@@ -149,8 +152,10 @@ def _record_problem(
     return None
 
 
-def self_consistency_problem(record: dict, public_key: Ed25519PublicKey) -> str | None:
+def self_consistency_problem(record: dict[str, Any], public_key: Ed25519PublicKey) -> str | None:
     """Why a record's own `hash` or `sig` is wrong, or None; the chain is checked apart."""
+    if _holds_a_float(record):
+        return "holds a number with a fraction (amounts and counts are integers)"
     try:
         data = canonical(record)
     except (TypeError, ValueError):
@@ -164,7 +169,19 @@ def self_consistency_problem(record: dict, public_key: Ed25519PublicKey) -> str 
     return None
 
 
-def _reversal_problem(body: dict, settlements: set[str], reversed_tx: set[str]) -> str | None:
+def _holds_a_float(value: object) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_a_float(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_a_float(item) for item in value)
+    return False
+
+
+def _reversal_problem(
+    body: dict[str, Any], settlements: set[str], reversed_tx: set[str]
+) -> str | None:
     target = body.get("reverses")
     if target not in settlements:
         return f"reversal names {target!r}, not an earlier settlement"

@@ -7,6 +7,7 @@ the arithmetic is `edge.domain.settlement`.
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 INSURANCE_TYPES = ("resident", "employee")
 VISIT_TYPES = ("general", "chronic")
@@ -30,8 +31,8 @@ class Rejection(Exception):
         self.message = message
         self.line = line
 
-    def to_dict(self) -> dict:
-        error: dict = {"code": self.code, "message": self.message}
+    def to_dict(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.line is not None:
             error["line"] = self.line
         return {"error": error}
@@ -186,7 +187,7 @@ class Settlement:
     accumulators_after: AccumulatorsAfter
     warnings: tuple[SettlementWarning, ...] = field(default=())
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The `quote` output document, field for field."""
         return {
             "eligible": self.eligible,

@@ -17,7 +17,7 @@ from edge.domain.model import Rejection
 from edge.domain.settlement import settle
 
 
-def quote_document(document: Any) -> dict:
+def quote_document(document: Any) -> dict[str, Any]:
     """The quote output for a parsed JSON document: the settlement, or `{"error": …}`."""
     try:
         doc = obj(document, "document")
@@ -33,7 +33,7 @@ def quote_document(document: Any) -> dict:
     return settlement.to_dict()
 
 
-def quote_text(text: str) -> dict:
+def quote_text(text: str) -> dict[str, Any]:
     """As `quote_document`, from JSON text; text that is not JSON is `BAD_INPUT`."""
     try:
         # Fractional JSON numbers become Decimal, never float; the field parsers then

@@ -5,12 +5,14 @@ accumulators before, full result); reversals carry what they undo; a daily close
 everything since the previous close, like a cash register's Z report.
 """
 
+from typing import Any
+
 from edge.domain.model import Accumulators, Settlement, Visit
 
 MONEY_FIELDS = ("total", "fund", "assistance", "personal_account", "cash")
 
 
-def visit_to_json(visit: Visit, catalog_lines: list[dict]) -> dict:
+def visit_to_json(visit: Visit, catalog_lines: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "date": visit.date.isoformat(),
         "visit_type": visit.visit_type,
@@ -20,7 +22,7 @@ def visit_to_json(visit: Visit, catalog_lines: list[dict]) -> dict:
     }
 
 
-def accumulators_to_json(accumulators: Accumulators, account_balance: int) -> dict:
+def accumulators_to_json(accumulators: Accumulators, account_balance: int) -> dict[str, Any]:
     return {
         "deductible_used": accumulators.deductible_used,
         "fund_paid": accumulators.fund_paid,
@@ -33,13 +35,13 @@ def settlement_body(
     *,
     insured_id: str,
     operator: str,
-    visit: dict,
-    catalog_version: str,
+    visit: dict[str, Any],
+    catalog_version: str | None,
     policy_version: str,
-    accumulators_before: dict,
+    accumulators_before: dict[str, Any],
     result: Settlement,
     needs_review: list[str],
-) -> dict:
+) -> dict[str, Any]:
     return {
         "insured_id": insured_id,
         "operator": operator,
@@ -53,7 +55,9 @@ def settlement_body(
     }
 
 
-def reversal_body(original: dict, *, reason: str, operator: str, accumulators_after: dict) -> dict:
+def reversal_body(
+    original: dict[str, Any], *, reason: str, operator: str, accumulators_after: dict[str, Any]
+) -> dict[str, Any]:
     result = original["body"]["result"]
     return {
         "reverses": original["tx_id"],
@@ -66,7 +70,7 @@ def reversal_body(original: dict, *, reason: str, operator: str, accumulators_af
     }
 
 
-def restored_accumulators(original_body: dict, current: dict) -> dict:
+def restored_accumulators(original_body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     """Accumulators with a settlement's effect taken back (never below zero)."""
     result = original_body["result"]
     return {
@@ -77,11 +81,11 @@ def restored_accumulators(original_body: dict, current: dict) -> dict:
     }
 
 
-def _zero_totals() -> dict:
+def _zero_totals() -> dict[str, Any]:
     return {"count": 0, **dict.fromkeys(MONEY_FIELDS, 0)}
 
 
-def closed_business_day(records: list[dict], closed_on: str) -> str:
+def closed_business_day(records: list[dict[str, Any]], closed_on: str) -> str:
     """The business day a daily close belongs to: the day of the latest settlement or
     reversal it covers (a close made after midnight closes the day before), else the day
     it was made (`created_at` is China time, so its first ten characters are the day)."""
@@ -89,7 +93,9 @@ def closed_business_day(records: list[dict], closed_on: str) -> str:
     return max(days, default=closed_on)
 
 
-def daily_close_body(records: list[dict], *, business_day: str, operator: str) -> dict:
+def daily_close_body(
+    records: list[dict[str, Any]], *, business_day: str, operator: str
+) -> dict[str, Any]:
     """Counts and totals of the settlements and reversals in `records`, reversals netted."""
     settlements, reversals = _zero_totals(), _zero_totals()
     needs_review = 0

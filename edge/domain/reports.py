@@ -1,9 +1,11 @@
 """Printable layouts of ledger records (the text the command line prints and the UI shows)."""
 
+from typing import Any
+
 from edge.domain.money import format_yuan
 
 
-def daily_close_report(record: dict) -> str:
+def daily_close_report(record: dict[str, Any]) -> str:
     """The printable 日结 report."""
     body = record["body"]
     rows = [("结算 settlements", body["settlements"]), ("冲销 reversals", body["reversals"])]

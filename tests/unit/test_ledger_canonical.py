@@ -6,11 +6,19 @@ value a record may hold, and on the records a real device writes."""
 import json
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 from sync_helpers import NOW, new_device
 
-from edge.domain.ledger import canonical, self_consistency_problem
+from edge.domain.ledger import (
+    canonical,
+    genesis_hash,
+    seal,
+    self_consistency_problem,
+    verify_chain,
+)
+from edge.domain.versions import version_order
 
 # Any character a UTF-8 string can hold: control characters, quotes, backslashes, line
 # and paragraph separators, non-BMP; not lone surrogates (no UTF-8 encoding exists).
@@ -57,3 +65,31 @@ def test_values_a_record_may_not_hold_are_refused_not_encoded_differently(value)
     with pytest.raises((TypeError, ValueError)):
         canonical(record)
     assert self_consistency_problem(record, public_key=None) == "cannot be serialised canonically"
+
+
+def signed_event(private_key, seq, body: dict) -> dict:
+    record = {"seq": seq, "prev_hash": genesis_hash(private_key.public_key()), "kind": "event",
+              "tx_id": "t1", "device_id": "d", "created_at": "2026-11-22T09:30:00+08:00",
+              "body": body}  # fmt: skip
+    return seal(record, private_key)
+
+
+def test_a_signed_record_holding_a_fraction_is_refused_by_the_verifier():
+    key = Ed25519PrivateKey.generate()
+    record = signed_event(key, 1, {"amount": 1.5})
+    verdict = verify_chain([record], key.public_key())
+    assert (verdict.first_bad_seq, verdict.reason) == (
+        1, "holds a number with a fraction (amounts and counts are integers)",
+    )  # fmt: skip
+    assert verify_chain([signed_event(key, 1, {"amount": 15})], key.public_key()).ok
+
+
+def test_true_is_not_seq_1():
+    key = Ed25519PrivateKey.generate()
+    verdict = verify_chain([signed_event(key, True, {})], key.public_key())
+    assert verdict.first_bad_seq == 1 and "seq is True" in verdict.reason
+
+
+def test_version_parts_count_as_numbers_only_when_they_are_ascii_digits():
+    assert version_order("2026.10") > version_order("2026.9")
+    assert version_order("2026.²") == ((0, 2026, ""), (1, 0, "²"))  # no ValueError

@@ -1,8 +1,8 @@
-"""The hub's scenarios of tests/test_hub_reconcile.py against the PostgreSQL store."""
+"""The hub's scenarios of tests/integration/test_hub_console.py against the PostgreSQL store."""
 
 import pytest
 from pg_server import pg_backend, pg_url, postgres  # noqa: F401
-from test_hub_reconcile import *  # noqa: F403
+from test_hub_console import *  # noqa: F403
 
 
 @pytest.fixture(autouse=True)

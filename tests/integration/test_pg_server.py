@@ -17,7 +17,7 @@ import pg_server
 import pytest
 from pg_server import OWNER_FILE, UNOWNED_GRACE_S, postmaster_pid, remove_stale_clusters
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def finished_pid() -> int:

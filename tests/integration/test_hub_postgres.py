@@ -38,7 +38,7 @@ from sync.hub.model import HubStoreError, Publication
 from sync.hub.services import county, uploads
 from sync.protocol import iso
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def enrolled_key(store: PgHubStore) -> tuple[Ed25519PrivateKey, str]:

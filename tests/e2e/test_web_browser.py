@@ -10,7 +10,7 @@ from pathlib import Path
 
 import playwright.sync_api as playwright_api
 import pytest
-from web_support import NOW, Clock, app_config, make_demo_device, served
+from web_support import NOW, FakeClock, app_config, make_demo_device, served
 
 from edge.demo import load_json
 from edge.domain.documents import catalog_row_from_csv
@@ -27,7 +27,7 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web-e2e"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-e2e"
 POOR = "32011500000005"  # 陈志强, extreme poverty: the assistance pays what the fund leaves
 
 
@@ -45,7 +45,7 @@ def terminal(tmp_path):
 
     data_dir = tmp_path / "device"
     make_demo_device(data_dir)
-    app = create_app(app_config(data_dir, Clock(), TESTING=False, CARD_WAIT_SECONDS=2.0,
+    app = create_app(app_config(data_dir, FakeClock(), TESTING=False, CARD_WAIT_SECONDS=2.0,
                                 CARD_POLL_MS=200))  # fmt: skip
     with served(app) as url:
         yield url

@@ -43,7 +43,7 @@ from sync.protocol import (
 )
 from sync.updates import catalog_item_to_json, catalog_items_of, verify_update
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 
 

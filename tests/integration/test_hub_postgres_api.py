@@ -1,4 +1,4 @@
-"""The hub's device API scenarios (tests/test_hub_api.py) against the PostgreSQL store."""
+"""The device API scenarios (tests/integration/test_hub_api.py) on the PostgreSQL store."""
 
 import pytest
 from pg_server import pg_backend, pg_url, postgres  # noqa: F401

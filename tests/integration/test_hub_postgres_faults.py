@@ -1,4 +1,4 @@
-"""The fault-injecting proxy scenario (tests/test_sync_faults.py) against a hub whose
+"""The fault-injecting proxy scenario (tests/integration/test_sync_faults.py) against a hub whose
 store is PostgreSQL: ~50 faulty rounds, then a clean one; nothing lost, nothing twice."""
 
 import pytest

@@ -1,0 +1,154 @@
+"""The schema of the device's `clinic.db`, every table of it, as one migration set.
+
+Each step runs inside the transaction that records it (sqlite-utils' Migrations), so a
+device is at one step or the next, never between. Step m005 brings in the tables
+that the terminal UI used to create as a migration set of its own ("clinic-web-ui"): on a
+device where that already ran, the tables are there and the step only records that they
+are.
+"""
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("clinic-device")
+
+# What a ledger row adds to the fund paid: settlements pay, reversals give it back.
+_SIGNED_FUND = (
+    "CASE kind WHEN 'settlement' THEN coalesce(fund, 0)"
+    " WHEN 'reversal' THEN -coalesce(fund, 0) ELSE 0 END"
+)
+
+
+@migrations()
+def m001_catalog_policy_roster(db: sqlite_utils.Database) -> None:
+    statements = [
+        """CREATE TABLE catalog_version (
+            version TEXT PRIMARY KEY, source TEXT NOT NULL, item_count INTEGER NOT NULL,
+            installed_at TEXT NOT NULL) STRICT""",
+        """CREATE TABLE catalog_item (
+            code TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL, unit TEXT NOT NULL,
+            kind TEXT NOT NULL, class TEXT NOT NULL, price TEXT NOT NULL,
+            payment_standard TEXT, self_prepay_ratio TEXT, gender TEXT,
+            min_age INTEGER, max_age INTEGER, max_qty TEXT, chronic_only TEXT NOT NULL,
+            valid_from TEXT, valid_to TEXT, pinyin TEXT NOT NULL, initials TEXT NOT NULL
+        ) STRICT""",
+        """CREATE TABLE catalog_search (
+            kind INTEGER NOT NULL, key TEXT NOT NULL, code TEXT NOT NULL,
+            PRIMARY KEY (kind, key, code)) STRICT, WITHOUT ROWID""",
+        """CREATE TABLE policy_version (
+            version TEXT PRIMARY KEY, document TEXT NOT NULL, installed_at TEXT NOT NULL
+        ) STRICT""",
+        """CREATE TABLE roster_version (
+            version TEXT PRIMARY KEY, person_count INTEGER NOT NULL, installed_at TEXT NOT NULL
+        ) STRICT""",
+        """CREATE TABLE person (
+            insured_id TEXT PRIMARY KEY, card_no TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+            id_number_masked TEXT NOT NULL, region TEXT NOT NULL, card_expiry TEXT,
+            insurance_type TEXT NOT NULL, gender TEXT NOT NULL, birth_date TEXT NOT NULL,
+            status TEXT NOT NULL, waiting_until TEXT, categories TEXT NOT NULL,
+            chronic_certs TEXT NOT NULL, account_balance INTEGER NOT NULL
+                CHECK (account_balance >= 0)) STRICT""",
+        """CREATE TABLE accumulator (
+            insured_id TEXT NOT NULL REFERENCES person(insured_id), year INTEGER NOT NULL,
+            visit_type TEXT NOT NULL, deductible_used INTEGER NOT NULL CHECK (deductible_used >= 0),
+            fund_paid INTEGER NOT NULL CHECK (fund_paid >= 0),
+            PRIMARY KEY (insured_id, year, visit_type)) STRICT, WITHOUT ROWID""",
+        """CREATE TABLE assistance_accumulator (
+            insured_id TEXT NOT NULL REFERENCES person(insured_id), year INTEGER NOT NULL,
+            assistance_paid INTEGER NOT NULL CHECK (assistance_paid >= 0),
+            PRIMARY KEY (insured_id, year)) STRICT, WITHOUT ROWID""",
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
+@migrations()
+def m002_device_ledger_outbox(db: sqlite_utils.Database) -> None:
+    statements = [
+        """CREATE TABLE device (
+            id INTEGER PRIMARY KEY CHECK (id = 1), device_id TEXT NOT NULL,
+            public_key TEXT NOT NULL, created_at TEXT NOT NULL,
+            last_sync_at TEXT, synced_seq INTEGER NOT NULL DEFAULT 0,
+            unsynced_fund INTEGER NOT NULL DEFAULT 0, clock_behind_since TEXT) STRICT""",
+        """CREATE TABLE operator (
+            operator_id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL
+                CHECK (role IN ('doctor', 'coordinator', 'admin', 'tester')),
+            active INTEGER NOT NULL DEFAULT 1) STRICT""",
+        # `record` is the signed record as JSON; the other columns index it.
+        """CREATE TABLE ledger (
+            seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, tx_id TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL, day TEXT NOT NULL, insured_id TEXT, fund INTEGER,
+            reverses TEXT, record TEXT NOT NULL) STRICT""",
+        # Partial indexes: each settlement commit writes as few index pages as it can.
+        "CREATE UNIQUE INDEX ledger_reversal ON ledger (reverses) WHERE reverses IS NOT NULL",
+        """CREATE INDEX ledger_settlements_by_person_day ON ledger (insured_id, day)
+            WHERE kind = 'settlement'""",
+        "CREATE INDEX ledger_reversals ON ledger (seq) WHERE kind = 'reversal'",
+        """CREATE TRIGGER ledger_is_append_only_update BEFORE UPDATE ON ledger
+            BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END""",
+        """CREATE TRIGGER ledger_is_append_only_delete BEFORE DELETE ON ledger
+            BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END""",
+        """CREATE TABLE outbox (
+            seq INTEGER PRIMARY KEY REFERENCES ledger(seq), queued_at TEXT NOT NULL) STRICT""",
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
+@migrations()
+def m003_running_fund_total(db: sqlite_utils.Database) -> None:
+    """Every settlement reads the fund settled since the last sync (an offline limit).
+    A running total in each ledger row, written with the row, gives it without a scan
+    and without rewriting the device row: one page less in every settlement's commit."""
+    db.execute("ALTER TABLE ledger ADD COLUMN fund_total INTEGER NOT NULL DEFAULT 0")
+    db.execute("DROP TRIGGER ledger_is_append_only_update")  # only for the backfill
+    db.execute(
+        "UPDATE ledger SET fund_total = running.total FROM (SELECT seq, sum("
+        f"{_SIGNED_FUND}) OVER (ORDER BY seq) AS total FROM ledger) AS running"
+        " WHERE running.seq = ledger.seq"
+    )
+    db.execute(
+        """CREATE TRIGGER ledger_is_append_only_update BEFORE UPDATE ON ledger
+        BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END"""
+    )
+    db.execute("ALTER TABLE device DROP COLUMN unsynced_fund")
+
+
+@migrations()
+def m004_ledger_by_day(db: sqlite_utils.Database) -> None:
+    """Index the ledger by day first: the visits-per-day count still finds a person's
+    settlements of the day, and the day's list (the terminal's records page) no longer
+    scans every record the device ever made. Still one index page per settlement."""
+    db.execute("DROP INDEX ledger_settlements_by_person_day")
+    db.execute("CREATE INDEX ledger_by_day ON ledger (day, insured_id, kind)")
+
+
+# The terminal UI's tables: PINs and lockouts on the operator table, the diagnosis list
+# with its search keys, used e-voucher nonces, visit tokens already settled.
+_TERMINAL_UI_TABLES = [
+    """CREATE TABLE diagnosis (
+            code TEXT PRIMARY KEY, name TEXT NOT NULL, pinyin TEXT NOT NULL,
+            initials TEXT NOT NULL) STRICT""",
+    """CREATE TABLE diagnosis_search (
+            kind INTEGER NOT NULL, key TEXT NOT NULL, code TEXT NOT NULL,
+            PRIMARY KEY (kind, key, code)) STRICT, WITHOUT ROWID""",
+    """CREATE TABLE used_voucher (
+            nonce TEXT PRIMARY KEY, insured_id TEXT NOT NULL, used_at TEXT NOT NULL) STRICT""",
+    """CREATE TABLE settled_visit_token (
+            token TEXT PRIMARY KEY, settled_at TEXT NOT NULL) STRICT""",
+]
+_OPERATOR_PIN_COLUMNS = {
+    "pin_hash": "TEXT",
+    "failed_attempts": "INTEGER NOT NULL DEFAULT 0",
+    "locked_until": "TEXT",
+}
+
+
+@migrations()
+def m005_terminal_ui(db: sqlite_utils.Database) -> None:
+    present = {column.name for column in db["operator"].columns}
+    for name, declaration in _OPERATOR_PIN_COLUMNS.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE operator ADD COLUMN {name} {declaration}")
+    for statement in _TERMINAL_UI_TABLES:
+        db.execute(statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))

@@ -1,0 +1,71 @@
+"""What the device's use cases (`edge.services`) need from a store: the `DeviceStore`
+protocol and the rows it hands back. `edge.adapters.sqlite_store.SqliteDeviceStore` is the
+one real store; tests of pure logic may pass a fake built on the same protocol."""
+
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from edge.domain.documents import InsuredPerson
+from edge.domain.model import Accumulators, CatalogItem, Policy
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerHead:
+    seq: int
+    hash: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    device_id: str
+    public_key: str
+    created_at: str
+    last_sync_at: str | None
+    synced_seq: int
+    # fen settled since `synced_seq`, net of reversals (an offline limit): the difference of
+    # the ledger's running `fund_total` at the head and at `synced_seq`
+    unsynced_fund: int
+    clock_behind_since: str | None
+
+
+class DeviceStore(Protocol):
+    def write_transaction(self) -> AbstractContextManager[None]:
+        """One unit of work that writes; nested calls join the caller's."""
+        ...
+
+    # the county's data
+    def catalog_version(self) -> str | None: ...
+    def catalog_items(
+        self, codes: Iterable[str], version: str | None = None
+    ) -> dict[str, CatalogItem]: ...
+    def current_policy(self) -> Policy: ...
+    def insured_person(
+        self, insured_id: str, with_accumulators: bool = True
+    ) -> InsuredPerson | None: ...
+    def accumulators(self, insured_id: str, year: int, visit_type: str) -> Accumulators: ...
+    def set_accumulators(
+        self, insured_id: str, year: int, visit_type: str, deductible_used: int,
+        fund_paid: int, assistance_paid: int, account_balance: int,
+        before: tuple[int, int, int, int] | None = None,
+    ) -> None: ...  # fmt: skip
+
+    # the device and its operators
+    def device(self) -> DeviceRow | None: ...
+    def create_device(self, device_id: str, public_key: str, created_at: str) -> None: ...
+    def set_clock_behind_since(self, created_at: str | None) -> None: ...
+    def active_operator(self, operator_id: str) -> tuple[str, str] | None: ...
+
+    # the signed ledger
+    def ledger_head(self) -> LedgerHead | None: ...
+    def append_record(
+        self, record: dict[str, Any], *, day: str, insured_id: str | None = None,
+        fund: int | None = None, reverses: str | None = None, text: str | None = None,
+    ) -> None: ...  # fmt: skip
+    def records(self, after_seq: int = 0) -> Iterator[dict[str, Any]]: ...
+    def record_by_tx(self, tx_id: str) -> dict[str, Any] | None: ...
+    def reversal_of(self, tx_id: str) -> int | None: ...
+    def last_seq_of_kind(self, kind: str) -> int: ...
+    def settlements_on(self, insured_id: str, day: str) -> int: ...
