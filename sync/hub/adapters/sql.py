@@ -59,6 +59,17 @@ def marks(values: Sequence) -> str:
     return ", ".join("?" * len(values))
 
 
+def devices_in(column: str, device_ids: Iterable[str] | None) -> tuple[str, list] | None:
+    """(` AND column IN (…)`, its parameters) limiting a query to `device_ids`; ("", [])
+    for every device (None); None when the list is empty, which nothing matches."""
+    if device_ids is None:
+        return "", []
+    wanted = sorted(set(device_ids))
+    if not wanted:
+        return None
+    return f" AND {column} IN ({marks(wanted)})", wanted
+
+
 class SqlHubStore:
     """`HubStore` in SQL shared by both databases; subclasses give `conn` (`?`
     placeholders, sqlite3's `execute`/`executemany`), `dialect` and `unit_of_work`."""
@@ -548,38 +559,33 @@ class SqlHubStore:
     def reconciliation_items(
         self, device_ids: Iterable[str] | None = None
     ) -> list[ReconciliationItem]:
+        of_devices = devices_in("device_id", device_ids)
+        if of_devices is None:
+            return []
+        where, params = of_devices
         sql = (
             "SELECT item_id, device_id, seq, tx_id, code, business_day, details, created_at"
-            " FROM reconciliation_item"
+            f" FROM reconciliation_item WHERE 1 = 1{where} ORDER BY item_id"
         )
-        params: list = []
-        if device_ids is not None:
-            params = sorted(set(device_ids))
-            if not params:
-                return []
-            sql += f" WHERE device_id IN ({marks(params)})"
         return [
             ReconciliationItem(*row[:6], json.loads(row[6]), row[7])
-            for row in self.conn.execute(sql + " ORDER BY item_id", params)
+            for row in self.conn.execute(sql, params)
         ]
 
     def settlements(
         self, device_ids: Iterable[str] | None = None
     ) -> Iterator[tuple[dict, str | None, dict | None]]:
         """(record, recomputation status, hub result) of every settlement held."""
+        of_devices = devices_in("r.device_id", device_ids)
+        if of_devices is None:
+            return
+        where, params = of_devices
         sql = (
             "SELECT r.record, c.status, c.hub_result FROM record r LEFT JOIN recomputation c"
             " ON c.device_id = r.device_id AND c.seq = r.seq WHERE r.kind = 'settlement'"
+            f"{where} ORDER BY r.{self.dialect.arrival}"
         )
-        params: list = []
-        if device_ids is not None:
-            params = sorted(set(device_ids))
-            if not params:
-                return
-            sql += f" AND r.device_id IN ({marks(params)})"
-        for text, status, result in self.conn.execute(
-            sql + f" ORDER BY r.{self.dialect.arrival}", params
-        ):
+        for text, status, result in self.conn.execute(sql, params):
             yield json.loads(text), status, loads(result)
 
     # ---- console users -------------------------------------------------------------------

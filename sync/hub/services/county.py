@@ -9,7 +9,7 @@ provisioned here; the hub never renames a device.
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -77,14 +77,7 @@ class Provisioned:
     county_fingerprint: str
 
     def to_dict(self) -> dict:
-        return {
-            "slot_id": self.slot_id,
-            "clinic_code": self.clinic_code,
-            "township": self.township,
-            "code": self.code,
-            "expires_at": self.expires_at,
-            "county_fingerprint": self.county_fingerprint,
-        }
+        return asdict(self)
 
 
 def provision(
