@@ -401,8 +401,7 @@ def settle_command(data_dir: Path) -> None:
 
 
 def insured_id_from_card(store: SqliteDeviceStore, reader_url: str, moment: datetime) -> str:
-    from drivers.cards.errors import CardError
-    from drivers.cards.readers import card_reader_for_url, read_card
+    from drivers.cards import CardError, card_reader_for_url, read_card
 
     try:
         reader = card_reader_for_url(reader_url, today=moment.date())
