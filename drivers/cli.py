@@ -24,8 +24,7 @@ from drivers.printer import PrinterError, printer_for_url
 from drivers.receipt import ReceiptError, layout_receipt, receipt_escpos, verify_receipt_qr
 from drivers.scanner import scanner_for_url
 from drivers.vouchers import VoucherError, load_public_key, mint_voucher
-from edge.cli import device_store
-from edge.cli_options import data_dir_option, json_option, now, print_json
+from edge.cli_options import data_dir_option, device_store, json_option, now, print_json
 
 PAPER = {"58": (32, 384), "80": (48, 576)}  # paper width mm -> (text columns, dots)
 

@@ -6,8 +6,6 @@ command that prints data has `--json`.
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 
@@ -18,15 +16,20 @@ from edge import demo as demo_data
 from edge.adapters.catalog_files import open_catalog_file
 from edge.adapters.identity import IdentityError
 from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError
-from edge.cli_options import clock, data_dir_option, json_option, now, print_json
+from edge.cli_options import (
+    OPERATOR_ERRORS,
+    clock,
+    data_dir_option,
+    device_store,
+    json_option,
+    now,
+    print_json,
+)
 from edge.domain.documents import field, obj, text, visit_from_json
 from edge.domain.model import Rejection
 from edge.domain.money import format_yuan
 from edge.domain.quote import quote_text
 from edge.domain.reports import daily_close_report
-
-# Errors an operator can act on: printed as one line, nothing changed.
-OPERATOR_ERRORS = (StoreError, IdentityError, Rejection)
 
 
 def open_store(data_dir: Path) -> SqliteDeviceStore:
@@ -401,8 +404,7 @@ def settle_command(data_dir: Path) -> None:
 
 
 def insured_id_from_card(store: SqliteDeviceStore, reader_url: str, moment: datetime) -> str:
-    from drivers.cards.errors import CardError
-    from drivers.cards.readers import card_reader_for_url, read_card
+    from drivers.cards import CardError, card_reader_for_url, read_card
 
     try:
         reader = card_reader_for_url(reader_url, today=moment.date())
@@ -488,25 +490,3 @@ def ledger_export(data_dir: Path, output) -> None:
     with device_store(data_dir) as store:
         for record in store.records():
             output.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-
-
-@contextmanager
-def device_store(data_dir: Path, create: bool = False) -> Iterator[SqliteDeviceStore]:
-    """The store for a command; operator errors become one clear line and exit 1."""
-    try:
-        store = bootstrap.open_store(data_dir, create=create)
-    except StoreError as error:
-        raise click.ClickException(str(error)) from None
-    try:
-        yield store
-    except OPERATOR_ERRORS as error:
-        raise click.ClickException(_describe(error)) from None
-    finally:
-        store.close()
-
-
-def _describe(error: Exception) -> str:
-    if isinstance(error, Rejection):
-        line = f" (line {error.line})" if error.line is not None else ""
-        return f"{error.code}: {error.message}{line}"
-    return str(error)

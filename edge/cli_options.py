@@ -1,4 +1,5 @@
-"""What every `clinic` command module shares: the clock, `--data-dir`, `--json`.
+"""What every `clinic` command module shares: the clock, `--data-dir`, `--json`, and the
+device store a command opens (`device_store`).
 
 Kept apart from `edge.cli`, which imports the other packages' commands, so that those
 modules can use these without an import cycle.
@@ -6,12 +7,21 @@ modules can use these without an import cycle.
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import click
 
+from edge import bootstrap
+from edge.adapters.identity import IdentityError
+from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError
 from edge.clock import CLOCK_VARIABLE, Clock, ClockError, configured_clock
+from edge.domain.model import Rejection
+
+# Errors an operator can act on: printed as one line, nothing changed.
+OPERATOR_ERRORS = (StoreError, IdentityError, Rejection)
 
 _clock: tuple[str, Clock] | None = None  # the clock, and the CLINIC_CLOCK it was made from
 
@@ -52,3 +62,25 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON."
 
 def print_json(value: object) -> None:
     click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+@contextmanager
+def device_store(data_dir: Path, create: bool = False) -> Iterator[SqliteDeviceStore]:
+    """The store for a command; operator errors become one clear line and exit 1."""
+    try:
+        store = bootstrap.open_store(data_dir, create=create)
+    except StoreError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        yield store
+    except OPERATOR_ERRORS as error:
+        raise click.ClickException(_describe(error)) from None
+    finally:
+        store.close()
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, Rejection):
+        line = f" (line {error.line})" if error.line is not None else ""
+        return f"{error.code}: {error.message}{line}"
+    return str(error)

@@ -2,15 +2,20 @@
 registers every command listed here.
 
 The logic is in `edge.maintenance`; these commands read the clock and the options, and
-print. Errors are one line on standard error with exit status 1, nothing changed.
+print. Errors are one line on standard error with exit status 1, nothing changed. The
+doctor's card reader and printer probes are here, the one place that gives the doctor the
+drivers.
 """
 
 import json
 import sqlite3
+from datetime import date
 from pathlib import Path
 
 import click
 
+from drivers.cards import CardError, card_reader_for_url
+from drivers.printer import PrinterError, printer_for_url
 from edge import maintenance
 from edge.adapters.identity import IdentityError
 from edge.adapters.sqlite_store import StoreError
@@ -34,6 +39,39 @@ service_option = click.option(
 
 def _print_json(value: object) -> None:
     click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def probe_reader(url: str, today: date) -> maintenance.ReaderFacts:
+    """Open the card reader at `url`, see whether a card is in it, let it go."""
+    try:
+        reader = card_reader_for_url(url, today=today)
+    except CardError as error:
+        return maintenance.ReaderFacts(error=error)
+    try:
+        return maintenance.ReaderFacts(card_present=reader.card_present())
+    except CardError as error:
+        return maintenance.ReaderFacts(error=error)
+    finally:
+        reader.close()
+
+
+def probe_printer(url: str) -> maintenance.PrinterFacts:
+    """Open the printer at `url`, ask its status (DLE EOT), let it go."""
+    try:
+        printer = printer_for_url(url)
+    except PrinterError as error:
+        return maintenance.PrinterFacts(error=error)
+    try:
+        status = printer.status()
+    except PrinterError as error:
+        return maintenance.PrinterFacts(error=error)
+    finally:
+        printer.close()
+    problem = PrinterError(status.problem) if status.problem else None
+    return maintenance.PrinterFacts(problem=problem, paper_near_end=status.paper_near_end)
+
+
+DEVICE_PROBES = maintenance.DeviceProbes(reader=probe_reader, printer=probe_printer)
 
 
 @click.command()
@@ -89,7 +127,7 @@ def doctor(
         disk_warn_bytes=disk_warn_mb * 1_000_000,
         disk_error_bytes=disk_error_mb * 1_000_000,
     )
-    checks = maintenance.run_doctor(data_dir, _now(), options)
+    checks = maintenance.run_doctor(data_dir, _now(), options, DEVICE_PROBES)
     failed = maintenance.doctor_failed(checks)
     if as_json:
         _print_json(

@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 
+from drivers.cards.base import CardEvent, CardReader, CardSession
 from drivers.cards.errors import CardError
-from drivers.cards.readers import CardEvent, CardReader, CardSession
 
 try:
     from smartcard import scard
@@ -20,6 +21,11 @@ except ImportError:  # pragma: no cover - depends on the installation
     scard = None
 
 WAIT_SLICE_MS = 500  # block in pcscd at most this long, so Ctrl-C is seen
+
+
+def open_reader(location: str, *, today: date) -> PcscCardReader:
+    """`pcsc://LOCATION`: the reader called LOCATION, or every reader when it is empty."""
+    return PcscCardReader(location or None)
 
 
 def _message(hresult: int) -> str:

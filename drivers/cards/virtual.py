@@ -2,16 +2,17 @@
 real card. One `VirtualCard` serves the in-process emulated reader and, through vpcd, a
 real pcscd, so the reader's parser meets the same bytes either way.
 
-`demo_cards(today)` lists one card per demo roster person (named by card number; the
-insured number works too) and the broken cards testers need, dated as the demo roster is
-on that day (`edge.demo`).
+`cards_for_roster(persons, dated=…)` makes one card per roster person (named by card
+number; the insured number works too) and the broken cards testers need; `demo_cards(today)`
+gives it the demo county's roster as of that day (`edge.demo.county`, read there and nowhere else
+in the drivers).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -224,12 +225,6 @@ def content_for(person: dict) -> CardContent:
     )
 
 
-def _roster_persons(today: date) -> list[dict]:
-    from edge.demo.county import roster_document  # the demo roster, shipped with edge
-
-    return roster_document(today)["persons"]
-
-
 def _person_card(person: dict) -> DemoCard:
     content = content_for(person)
     files = encode_card(content)
@@ -244,7 +239,7 @@ def _person_card(person: dict) -> DemoCard:
     )
 
 
-def _broken_cards(person: dict, today: date) -> list[DemoCard]:
+def _broken_cards(person: dict, dated: Callable[[date], date]) -> list[DemoCard]:
     base = content_for(person)
     files = encode_card(base)
     name_gbk = base.name.encode("gbk")
@@ -265,12 +260,8 @@ def _broken_cards(person: dict, today: date) -> list[DemoCard]:
             files, holder_records=(files.holder_records[0], record, *files.holder_records[2:])
         )
 
-    from edge.demo.county import demo_date
-
     expired = dataclasses.replace(
-        base,
-        issued_on=demo_date(date(2014, 12, 31), today),
-        card_expiry=demo_date(date(2024, 12, 31), today),
+        base, issued_on=dated(date(2014, 12, 31)), card_expiry=dated(date(2024, 12, 31))
     )
     return [
         card("malformed-tlv", "name record's length byte runs past its end", "BAD_TLV",
@@ -295,10 +286,22 @@ def _broken_cards(person: dict, today: date) -> list[DemoCard]:
     ]  # fmt: skip
 
 
+def cards_for_roster(
+    persons: Sequence[dict], *, dated: Callable[[date], date]
+) -> tuple[DemoCard, ...]:
+    """A card for each roster person, then the broken cards (variants of the first
+    person's). `dated` moves a date written for the demo day (the `expired` card's) to the
+    roster's day."""
+    return tuple(_person_card(p) for p in persons) + tuple(_broken_cards(persons[0], dated))
+
+
 @functools.lru_cache(maxsize=4)
 def demo_cards(today: date) -> tuple[DemoCard, ...]:
-    persons = _roster_persons(today)
-    return tuple(_person_card(p) for p in persons) + tuple(_broken_cards(persons[0], today))
+    """The demo county's cards as of `today`."""
+    from edge.demo.county import demo_date, roster_document  # pure: the files beside it
+
+    persons = roster_document(today)["persons"]
+    return cards_for_roster(persons, dated=lambda written: demo_date(written, today))
 
 
 def demo_card(name: str, today: date) -> VirtualCard:

@@ -22,12 +22,13 @@ from deploy_support import (
 )
 from pcsc_fixtures import private_pcscd
 
-from drivers.escpos import PrinterStatus
+from drivers.printer import PrinterError
 from edge import maintenance as m
 from edge.adapters.identity import KEY_FILE
 from edge.adapters.sqlite_store import DATABASE_FILE
 from edge.console import main
 from edge.domain.ledger import Verification
+from edge.maintenance_cli import DEVICE_PROBES
 
 CLINIC = Path(sys.executable).with_name("clinic")
 LATER = NOW + timedelta(hours=1)
@@ -65,7 +66,7 @@ def device(tmp_path):
 
 def test_a_healthy_device_passes_every_check(device, tmp_path):
     data_dir, _, _ = device
-    checks = m.run_doctor(data_dir, LATER, options(tmp_path))
+    checks = m.run_doctor(data_dir, LATER, options(tmp_path), DEVICE_PROBES)
     assert [c.name for c in checks] == list(m.LABELS)
     expected = {name: m.OK for name in m.LABELS} | {"service": m.SKIPPED}
     # The data directory's own filesystem decides that one (tmp_path may be a tmpfs).
@@ -81,7 +82,7 @@ def test_a_healthy_device_passes_every_check(device, tmp_path):
 def test_a_key_readable_by_others_is_an_error(device, tmp_path):
     data_dir, _, _ = device
     os.chmod(data_dir / KEY_FILE, 0o644)
-    checks = m.run_doctor(data_dir, LATER, options(tmp_path))
+    checks = m.run_doctor(data_dir, LATER, options(tmp_path), DEVICE_PROBES)
     key = finding(checks, "key")
     assert key.status == m.ERROR and "mode 644" in key.message.en
     assert "chmod 600" in key.advice.en and "chmod 600" in key.advice.zh
@@ -94,17 +95,17 @@ def test_a_missing_or_foreign_key_is_an_error(device, tmp_path):
     other, _ = new_device(other_dir)
     other.close()
     shutil.copy(other_dir / KEY_FILE, data_dir / KEY_FILE)
-    key = finding(m.run_doctor(data_dir, LATER, options(tmp_path)), "key")
+    key = finding(m.run_doctor(data_dir, LATER, options(tmp_path), DEVICE_PROBES), "key")
     assert key.status == m.ERROR and "does not belong" in key.message.en
     (data_dir / KEY_FILE).unlink()
-    key = finding(m.run_doctor(data_dir, LATER, options(tmp_path)), "key")
+    key = finding(m.run_doctor(data_dir, LATER, options(tmp_path), DEVICE_PROBES), "key")
     assert key.status == m.ERROR and "missing" in key.message.en and "restore" in key.advice.en
 
 
 def test_a_broken_chain_is_an_error_naming_the_record(device, tmp_path):
     data_dir, _, _ = device
     break_chain(data_dir, 2)
-    checks = m.run_doctor(data_dir, LATER, options(tmp_path))
+    checks = m.run_doctor(data_dir, LATER, options(tmp_path), DEVICE_PROBES)
     ledger = finding(checks, "ledger")
     assert ledger.status == m.ERROR and "broken at seq 2" in ledger.message.en
     assert "第 2 条" in ledger.message.zh and "ledger export" in ledger.advice.en
@@ -118,14 +119,14 @@ def test_a_damaged_database_file_is_an_error(device, tmp_path):
     data = bytearray(database.read_bytes())
     data[4096:8192] = b"\xa5" * 4096  # page 2 overwritten with garbage
     database.write_bytes(bytes(data))
-    checks = m.run_doctor(data_dir, LATER, options(tmp_path))
+    checks = m.run_doctor(data_dir, LATER, options(tmp_path), DEVICE_PROBES)
     assert statuses(checks)["database"] == m.ERROR
     assert "clinic restore" in finding(checks, "database").advice.en
     assert m.doctor_failed(checks)
 
 
 def test_no_device_data_at_all_is_an_error(tmp_path):
-    checks = m.run_doctor(tmp_path / "nothing", LATER, options(tmp_path))
+    checks = m.run_doctor(tmp_path / "nothing", LATER, options(tmp_path), DEVICE_PROBES)
     found = statuses(checks)
     assert found["storage"] == found["database"] == found["key"] == m.ERROR
     assert found["ledger"] == found["sync"] == m.SKIPPED
@@ -136,7 +137,10 @@ def test_the_printer_problems_are_reported(device, tmp_path):
 
     def printer(status: str | None) -> m.Finding:
         url = f"emulated://{tmp_path}/r.bin?status={status}" if status else None
-        return finding(m.run_doctor(data_dir, LATER, options(tmp_path, printer_url=url)), "printer")
+        return finding(
+            m.run_doctor(data_dir, LATER, options(tmp_path, printer_url=url), DEVICE_PROBES),
+            "printer",
+        )
 
     paper = printer("paper_out")
     assert paper.status == m.ERROR and "PAPER_OUT" in paper.message.en
@@ -150,11 +154,14 @@ def test_the_printer_problems_are_reported(device, tmp_path):
 def test_a_full_disk_by_the_thresholds(device, tmp_path):
     data_dir, _, _ = device
     huge = 10**18
-    checks = m.run_doctor(data_dir, LATER, options(tmp_path, disk_error_bytes=huge))
+    checks = m.run_doctor(data_dir, LATER, options(tmp_path, disk_error_bytes=huge), DEVICE_PROBES)
     disk = finding(checks, "disk")
     assert disk.status == m.ERROR and "almost full" in disk.message.en
     assert m.doctor_failed(checks)
-    low = finding(m.run_doctor(data_dir, LATER, options(tmp_path, disk_warn_bytes=huge)), "disk")
+    low = finding(
+        m.run_doctor(data_dir, LATER, options(tmp_path, disk_warn_bytes=huge), DEVICE_PROBES),
+        "disk",
+    )
     assert low.status == m.WARNING
 
 
@@ -211,7 +218,9 @@ def test_a_reader_pcscd_knows_is_ok(device, tmp_path):
         )  # fmt: skip
     reader = next(c for c in json.loads(done.stdout)["checks"] if c["name"] == "reader")
     assert reader["status"] == m.OK, reader
-    unavailable = m.run_doctor(data_dir, LATER, options(tmp_path, reader_url="nope://"))
+    unavailable = m.run_doctor(
+        data_dir, LATER, options(tmp_path, reader_url="nope://"), DEVICE_PROBES
+    )
     assert finding(unavailable, "reader").status == m.ERROR
 
 
@@ -314,5 +323,30 @@ def test_disk_ledger_and_reader_findings():
     )
     assert m.check_ledger(Verification(0)).status == m.OK
     assert m.check_ledger(Verification(4, 5, "bad signature")).status == m.ERROR
-    printer = m.check_printer("/dev/clinic-printer", PrinterStatus(cover_open=True), None)
+    cover = m.PrinterFacts(problem=PrinterError("COVER_OPEN"))
+    printer = m.check_printer("/dev/clinic-printer", cover)
     assert printer.status == m.ERROR and "COVER_OPEN" in printer.message.en
+
+
+def test_the_reader_and_printer_are_seen_through_the_probes_given(device, tmp_path):
+    """The doctor imports no driver: what it says of the reader and the printer is what
+    the probes it is handed found."""
+    data_dir, _, _ = device
+    asked = []
+
+    def reader(url, today):
+        asked.append((url, today))
+        return m.ReaderFacts(card_present=True)
+
+    def printer(url):
+        asked.append(url)
+        return m.PrinterFacts(paper_near_end=True)
+
+    probes = m.DeviceProbes(reader=reader, printer=printer)
+    checks = m.run_doctor(data_dir, LATER, options(tmp_path, printer_url="p://"), probes)
+    assert asked == [("emulated://", LATER.date()), "p://"]
+    assert finding(checks, "reader").message.en == "emulated:// is connected, a card is in it"
+    assert finding(checks, "printer").status == m.WARNING
+    unplugged = m.DeviceProbes(reader=reader, printer=lambda url: 1 / 0)
+    checks = m.run_doctor(data_dir, LATER, options(tmp_path, printer_url="p://"), unplugged)
+    assert "could not be checked" in finding(checks, "printer").message.en

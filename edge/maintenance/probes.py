@@ -1,0 +1,163 @@
+"""What the doctor finds out about this machine: the data directory, the database, the
+ledger, the key, the disk, systemd, the clock and sync (files, SQLite, subprocesses), each
+handed to its pure check. The card reader and the printer are not probed here: their
+probes are given to `run_doctor` by the command line, which may import the drivers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+from datetime import date, datetime
+from pathlib import Path
+
+from edge.adapters.identity import KEY_FILE, IdentityError
+from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore, StoreError
+from edge.clock import CLINIC_TZ
+from edge.maintenance.checks import (
+    SERVICE_UNIT,
+    check_clock,
+    check_database,
+    check_disk,
+    check_key,
+    check_ledger,
+    check_service,
+    check_storage,
+    check_sync,
+)
+from edge.maintenance.device_files import integrity_check
+from edge.maintenance.findings import SKIPPED, Finding, Text
+from edge.services import load_identity, verify_ledger
+
+
+def filesystem_type(path: Path) -> str | None:
+    """The type of the filesystem holding `path`, from /proc/self/mountinfo."""
+    try:
+        target = os.path.realpath(path)
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    best, best_type = "", None
+    for line in lines:
+        before, _, after = line.partition(" - ")
+        fields = before.split()
+        if len(fields) < 5 or not after:
+            continue
+        mount_point = fields[4].replace("\\040", " ")
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, best_type = mount_point, after.split()[0]
+    return best_type
+
+
+def service_state(unit: str = SERVICE_UNIT) -> str | None:
+    """`systemctl is-active UNIT`, or None where systemd is not running (sd_booted)."""
+    if not Path("/run/systemd/system").is_dir() or shutil.which("systemctl") is None:
+        return None
+    try:
+        done = subprocess.run(
+            ["systemctl", "is-active", unit], capture_output=True, text=True, timeout=15
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"unknown ({error})"
+    return done.stdout.strip() or "unknown"
+
+
+def build_date() -> date:
+    """When this software was built or installed: the clock cannot be before it."""
+    return datetime.fromtimestamp(Path(__file__).stat().st_mtime, CLINIC_TZ).date()
+
+
+def storage(data_dir: Path) -> Finding:
+    if not data_dir.is_dir():
+        return check_storage(exists=False, fs_type=None, mode=None, owner="", foreign=[])
+    info = data_dir.stat()
+    foreign = sorted(
+        child.name
+        for child in data_dir.iterdir()
+        if child.lstat().st_uid != info.st_uid and child.name != "lost+found"
+    )
+    return check_storage(
+        exists=True,
+        fs_type=filesystem_type(data_dir),
+        mode=stat.S_IMODE(info.st_mode),
+        owner=_user_name(info.st_uid),
+        foreign=foreign,
+    )
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, ImportError):
+        return str(uid)
+
+
+def key(data_dir: Path, store: SqliteDeviceStore | None) -> Finding:
+    """The key file; with the device's `store`, whether it is the key the ledger began with."""
+    path = data_dir / KEY_FILE
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return check_key(exists=False, mode=None, problem=None)
+    problem = None
+    if store is not None and not mode & 0o077:
+        try:
+            load_identity(store, data_dir)
+        except (IdentityError, StoreError) as error:
+            problem = str(error)
+    return check_key(exists=True, mode=mode, problem=problem)
+
+
+def service(unit: str | None) -> Finding:
+    return check_service(service_state(unit) if unit else None, unit or "")
+
+
+def database(data_dir: Path) -> Finding:
+    database = data_dir / DATABASE_FILE
+    if not database.is_file():
+        return check_database(exists=False, integrity=None, error=None)
+    try:
+        return check_database(exists=True, integrity=integrity_check(database), error=None)
+    except sqlite3.Error as error:
+        return check_database(exists=True, integrity=None, error=str(error))
+
+
+def ledger(store: SqliteDeviceStore) -> Finding:
+    return check_ledger(verify_ledger(store))
+
+
+def disk(data_dir: Path, *, warn_bytes: int, error_bytes: int) -> Finding:
+    if not data_dir.is_dir():
+        return Finding(SKIPPED, Text("数据目录不存在", "no data directory"))
+    usage = shutil.disk_usage(data_dir)
+    return check_disk(usage.free, usage.total, warn_bytes=warn_bytes, error_bytes=error_bytes)
+
+
+def clock(
+    store: SqliteDeviceStore, now: datetime, behind_since: str | None, not_before: date
+) -> Finding:
+    """The clock against the last ledger record and the device's clock_behind flag."""
+    row = store.db.execute("SELECT created_at FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+    last = datetime.fromisoformat(row[0]) if row else None
+    return check_clock(
+        now, last_record_at=last, clock_behind_since=behind_since, not_before=not_before
+    )
+
+
+def sync(store: SqliteDeviceStore, now: datetime, last_sync_at: str | None) -> Finding:
+    max_hours = None
+    with contextlib.suppress(StoreError, ValueError):
+        max_hours = store.current_policy().offline_limits.max_hours_since_sync
+    return check_sync(
+        now,
+        last_sync_at=datetime.fromisoformat(last_sync_at) if last_sync_at else None,
+        max_hours=max_hours,
+        waiting=store.outbox_count(),
+    )
