@@ -24,8 +24,8 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pg_server import pg_backend, pg_url, postgres  # noqa: F401
+from record_chains import chain
 from sync_helpers import NOW, new_device
-from test_hub_ingest import chain
 
 from edge.adapters.identity import device_id_for
 from edge.console import main
