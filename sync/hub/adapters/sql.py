@@ -6,6 +6,11 @@ PostgreSQL spell differently, as data.
 migrate their database, run a unit of work, and PostgreSQL's locks between processes.
 Documents are stored as canonical JSON text (`sync.protocol.canonical_json`), so the
 same document is the same text whichever store holds it.
+
+The file is longer than the project's usual ~500 lines on purpose: it is one class that
+implements the whole `HubStore` protocol, a short method and one query for each of its
+operations, grouped by what they store; split into mixins it would read as several
+stores instead of one.
 """
 
 import json
