@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from password_fixtures import legacy_hash
 from sync_helpers import NOW, FakeClock, enroll, hub_store, new_device, start_hub
 
 from edge import demo as edge_demo
@@ -90,8 +91,18 @@ class TestSignIn:
     def test_passwords_are_kept_as_slow_salted_hashes(self, hub, hub_dir):
         with hub_store(hub_dir) as store:
             stored = store.console_user("admin").password_hash
-        assert stored.startswith("scrypt$16384$") and PASSWORD not in stored
+        assert stored.startswith("$scrypt$ln=14,r=8,p=1$") and PASSWORD not in stored
         assert console_auth.hash_password(PASSWORD) != console_auth.hash_password(PASSWORD)
+
+    def test_a_password_hashed_in_the_older_format_still_signs_in(self, hub, hub_dir):
+        older = legacy_hash(PASSWORD, "sync.hub.console_auth")
+        with hub_store(hub_dir) as store, store.unit_of_work():
+            store.add_console_user(
+                "wang", older, "coordinator", "秣陵街道", "2026-01-05T08:00:00+08:00"
+            )
+        signed_in(hub, "wang")
+        with hub_store(hub_dir) as store:
+            assert console_auth.sign_in(store, "wang", PASSWORD, NOW).township == "秣陵街道"
 
     def test_a_post_without_the_csrf_token_is_refused(self, hub):
         client = signed_in(hub, "admin")
