@@ -24,8 +24,10 @@ from edge import demo, services
 from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.domain.documents import visit_from_json
 from edge.domain.ledger import genesis_hash, new_record
-from sync import agent, agent_state
-from sync.client import HubClient
+from sync import agent
+from sync.agent import jobs
+from sync.agent import state as agent_state
+from sync.agent.client import HubClient
 from sync.demo import install_demo_county, provision_and_enroll
 from sync.hub.app import create_app
 from sync.hub.server import QuietRequestHandler
@@ -164,7 +166,7 @@ def bench_sync(ctx: BenchContext) -> dict:
 
             floor_s = bare_posts(url + "/bench/sink", batches)
             client = HubClient(url, identity)
-            report = agent._new_report(NOW, url)
+            report = jobs.new_report(NOW, url)
             start = time.perf_counter()
             agent.upload_outbox(store, client, NOW, report)
             upload_s = time.perf_counter() - start

@@ -2,8 +2,9 @@
 county updates it installed (with their expiry) and the ones it refused.
 
 They are a separate migration set (`clinic-sync-agent`) so that the device store's schema
-stays edge's. Every write goes through `store.write_transaction()`, like the device's
-own writes.
+stays edge's. Every table is made by the one function `m001_sync_agent`, so that the
+whole schema can move into another migration set in one piece. Every write goes through
+`store.write_transaction()`, like the device's own writes.
 """
 
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from datetime import datetime
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from edge import services
 from edge.adapters.sqlite_store import SqliteDeviceStore
 
 migrations = Migrations("clinic-sync-agent")
@@ -48,6 +50,20 @@ def ensure_tables(store: SqliteDeviceStore) -> None:
     if migrations.pending(store.db):
         with store.write_transaction():
             migrations.apply(store.db)
+
+
+def stamp(now: datetime) -> str:
+    """The device's own time format (as `device.created_at`)."""
+    return now.astimezone(services.CLINIC_TZ).replace(microsecond=0).isoformat()
+
+
+def installed_version(store: SqliteDeviceStore, kind: str) -> str | None:
+    """The version of a county update's kind that the device store holds (county or local)."""
+    return {
+        "catalog": store.catalog_version,
+        "policy": store.policy_version,
+        "roster": store.roster_version,
+    }[kind]()
 
 
 @dataclass(frozen=True)
