@@ -155,17 +155,13 @@ def pull_updates(
     the others still go. A delta that does not fit falls back to the full version."""
     county_key = load_public_key(county_public_key)
     for kind in UPDATE_ORDER:
-        try:
-            _pull_one(store, identity, client, county_key, kind, now, report, full=False)
-        except SyncError as error:
-            if not _is_refusal(error):
-                raise
-            _refuse(store, identity, kind, error, now, report)
-            if not error.code.startswith("DELTA_"):
-                continue
+        for full in (False, True):
             try:
-                _pull_one(store, identity, client, county_key, kind, now, report, full=True)
-            except SyncError as again:
-                if not _is_refusal(again):
+                _pull_one(store, identity, client, county_key, kind, now, report, full=full)
+            except SyncError as error:
+                if not _is_refusal(error):
                     raise
-                _refuse(store, identity, kind, again, now, report)
+                _refuse(store, identity, kind, error, now, report)
+                if error.code.startswith("DELTA_"):
+                    continue  # the delta does not fit: ask for the full version
+            break
