@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from edge.adapters.identity import IdentityError
 from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore, StoreError, connect
+from edge.adapters.web_security import security_headers
 from edge.clock import configured_clock
 from web_ui import accounts, schema
 from web_ui.hardware import Hardware
@@ -20,28 +21,17 @@ from web_ui.hardware import Hardware
 LANGUAGES = ("zh", "en")
 SECRET_FILE = "web-ui-secret.key"
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self'",
-        "font-src 'self'",
-        "connect-src 'self'",
-        "form-action 'self'",
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-    ]
+SECURITY_HEADERS = security_headers(
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self'",
+    "font-src 'self'",
+    "connect-src 'self'",
+    "form-action 'self'",
+    "base-uri 'none'",
+    "frame-ancestors 'none'",
 )
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
-}
 
 csrf = CSRFProtect()
 babel = Babel()
