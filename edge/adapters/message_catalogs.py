@@ -99,6 +99,7 @@ class MessageCatalogs:
 
     def update(self) -> None:
         template = self.extract()
+        self.translations.mkdir(exist_ok=True)
         with open(self.translations / "messages.pot", "wb") as handle:
             write_po(handle, template, omit_header=True, sort_output=True, no_location=True)
         for locale in self.locales:
