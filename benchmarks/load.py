@@ -37,7 +37,7 @@ from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.clock import system_clock
 from edge.domain.documents import visit_from_json
 from edge.domain.ledger import b64url, genesis_hash, new_record, raw_public_key
-from sync.client import HubClient
+from sync.agent.client import HubClient
 from sync.demo import install_demo_county
 from sync.hub.bootstrap import DATABASE_URL_FILE, open_hub_store
 from sync.hub.services import county

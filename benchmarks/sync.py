@@ -24,8 +24,9 @@ from edge import demo, services
 from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.domain.documents import visit_from_json
 from edge.domain.ledger import genesis_hash, new_record
-from sync import agent, agent_state
-from sync.client import HubClient
+from sync import agent
+from sync.agent import jobs
+from sync.agent.client import HubClient
 from sync.demo import install_demo_county, provision_and_enroll
 from sync.hub.app import create_app
 from sync.hub.server import QuietRequestHandler
@@ -164,7 +165,7 @@ def bench_sync(ctx: BenchContext) -> dict:
 
             floor_s = bare_posts(url + "/bench/sink", batches)
             client = HubClient(url, identity)
-            report = agent._new_report(NOW, url)
+            report = jobs.new_report(NOW, url)
             start = time.perf_counter()
             agent.upload_outbox(store, client, NOW, report)
             upload_s = time.perf_counter() - start
@@ -175,7 +176,6 @@ def bench_sync(ctx: BenchContext) -> dict:
             server.shutdown()
             thread.join()
             server.server_close()
-            agent_state.ensure_tables(store)
             store.close()
 
     floor_s = min(floor_s, floor_again_s)

@@ -6,7 +6,7 @@ _VALUES = {ch: i for i, ch in enumerate(ALPHABET)}
 
 
 def b45encode(data: bytes) -> str:
-    out = []
+    out: list[str] = []
     for i in range(0, len(data) - 1, 2):
         n = data[i] * 256 + data[i + 1]
         n, c = divmod(n, 45)

@@ -150,7 +150,7 @@ def card_emulate(name: str, address: str, verbose: bool) -> None:
             click.echo(f"  > {apdu.hex(' ').upper()}\n  < {answer.hex(' ').upper()}")
             return answer
 
-        virtual.process = logged
+        virtual.process = logged  # type: ignore[method-assign]  # this card only, to trace it
     server = VpcdCardServer(virtual, host, port, reinsert_after=2.0, log=click.echo)
     click.echo(f"serving card {name} to vpcd at {host}:{port}; Ctrl-C to remove it")
     with sigterm_raises_terminated():

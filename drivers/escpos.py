@@ -271,13 +271,13 @@ def render_text(data: bytes, width: int = 32) -> str:
     `[QR <payload>]`, an image as `[image WxH]`, a cut as a dashed line."""
     lines: list[str] = []
     current: list[bytes] = []
-    state = {"align": "left", "big": False}
+    align, big = "left", False
     qr_data = b""
 
     def flush() -> None:
         text = b"".join(current).decode(ENCODING, errors="replace")
-        columns = width // 2 if state["big"] else width
-        lines.append(place(text, columns, state["align"]))
+        columns = width // 2 if big else width
+        lines.append(place(text, columns, align))
         current.clear()
 
     for command in parse(data):
@@ -286,12 +286,12 @@ def render_text(data: bytes, width: int = 32) -> str:
         elif command.name == "lf":
             flush()
         elif command.name == "align":
-            state["align"] = {0: "left", 1: "center", 2: "right", 48: "left", 49: "center",
-                              50: "right"}.get(command.arg, "left")  # fmt: skip
+            align = {0: "left", 1: "center", 2: "right", 48: "left", 49: "center",
+                     50: "right"}.get(command.arg, "left")  # fmt: skip
         elif command.name == "size":
-            state["big"] = bool(command.arg & 0x0F or command.arg & 0xF0)
+            big = bool(command.arg & 0x0F or command.arg & 0xF0)
         elif command.name == "init":
-            state.update(align="left", big=False)
+            align, big = "left", False
         elif command.name == "feed":
             if current:
                 flush()

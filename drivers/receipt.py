@@ -168,7 +168,7 @@ def layout_receipt(
     subtitle = {"settlement": "Settlement receipt", "reversal": "Settlement reversal",
                 "daily_close": "Daily close"}[kind]  # fmt: skip
     qr = receipt_qr_payload(record)
-    tail = [
+    tail: list[Line | QrCode] = [
         rule,
         *_wrapped("交易号 tx ", record["tx_id"], width),
         Line(f"哈希 hash {record['hash'][:16]}"),
@@ -180,8 +180,8 @@ def layout_receipt(
             Line("记录过长无法生成二维码", "center"),
             Line("verify with the ledger export", "center"),
         ]
-    blocks = [Line(title, "center", bold=True, big=True), Line(subtitle, "center"), *head, rule,
-              *middle, *tail]  # fmt: skip
+    heading = [Line(title, "center", bold=True, big=True), Line(subtitle, "center")]
+    blocks: list[Line | QrCode] = [*heading, *head, rule, *middle, *tail]
     return Receipt(tuple(_fit(blocks, width)), width, title)
 
 
@@ -313,7 +313,7 @@ def _qr_bytes(payload: str, paper_dots: int, mode: str) -> bytes:
     code = segno.make_qr(payload, error="M", boost_error=False) if _fits(payload, "M") else (
         segno.make_qr(payload, error="L", boost_error=False))  # fmt: skip
     modules = code.symbol_size(border=4)[0]
-    module_size = max(1, min(8, paper_dots // modules))
+    module_size = max(1, min(8, int(paper_dots // modules)))
     if mode == "native":
         return escpos.qr_code(payload.encode("ascii"), module_size=module_size,
                               error=code.error.upper())  # fmt: skip

@@ -1,27 +1,24 @@
 """Operators of the terminal UI: PINs as slow hashes, sign-in with lockout, management.
 
-A PIN is stored as `scrypt$<log2 N>$<r>$<p>$<salt>$<hash>` (hashlib.scrypt, a random
-16-byte salt per operator). After `MAX_FAILURES` wrong PINs in a row the operator is
-locked out for a while, and the lockout is recorded in the ledger as a signed event.
-`now` is always an argument.
+PINs are hashed by `edge.adapters.passwords` (scrypt, a random salt per operator); a
+PIN kept in an older format is written again in today's at its next good sign-in. After
+`MAX_FAILURES` wrong PINs in a row the operator is locked out for a while, and the
+lockout is recorded in the ledger as a signed event. `now` is always an argument.
 """
 
-import base64
-import hashlib
-import hmac
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from edge import services
+from edge.adapters import passwords
 from edge.adapters.identity import IdentityError
 from edge.adapters.sqlite_store import SqliteDeviceStore
 
 ROLES = ("doctor", "coordinator", "admin", "tester")
 MAX_FAILURES = 5
-DEFAULT_COST = 14  # log2 of scrypt's N: 16 MiB of memory, tens of milliseconds
+DEFAULT_COST = passwords.DEFAULT_COST  # log2 of scrypt's N (`PIN_HASH_COST`)
 PIN_PATTERN = re.compile(r"[0-9]{4,8}")
 OPERATOR_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
@@ -38,34 +35,12 @@ class AccountError(Exception):
         self.detail = detail
 
 
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
-
-
 def hash_pin(pin: str, cost: int = DEFAULT_COST) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(pin.encode(), salt=salt, n=2**cost, r=8, p=1, dklen=32)
-    return f"scrypt${cost}$8$1${_b64(salt)}${_b64(digest)}"
+    return passwords.hash_password(pin, cost)
 
 
 def pin_matches(pin: str, stored: str) -> bool:
-    try:
-        scheme, cost, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = base64.b64decode(digest)
-        actual = hashlib.scrypt(
-            pin.encode(),
-            salt=base64.b64decode(salt),
-            n=2 ** int(cost),
-            r=int(r),
-            p=int(p),
-            dklen=len(expected),
-            maxmem=2**28,
-        )
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(actual, expected)
+    return passwords.verify_password(pin, stored)
 
 
 def check_pin_format(pin: str) -> None:
@@ -135,8 +110,10 @@ def sign_in(
     *,
     now: datetime,
     lockout: timedelta,
+    cost: int = DEFAULT_COST,
 ) -> SignIn:
-    """Check a PIN. Wrong PINs count towards a lockout; the lockout is a signed event."""
+    """Check a PIN. Wrong PINs count towards a lockout; the lockout is a signed event. A
+    good PIN whose hash is in an older format or of another `cost` is hashed again."""
     operator = get_operator(store, operator_id)
     if operator is None or not operator.active:
         return SignIn(None, "UNKNOWN_OPERATOR")
@@ -148,6 +125,7 @@ def sign_in(
     if stored is None:
         return SignIn(None, "NO_PIN")
     if pin_matches(pin, stored):
+        rehashed = hash_pin(pin, cost) if passwords.needs_rehash(stored, cost) else None
         with store.write_transaction():
             # Parallel wrong PINs may have locked the operator while this hash ran.
             locked = _locked_until(store, operator_id, now)
@@ -156,6 +134,11 @@ def sign_in(
                     "UPDATE operator SET failed_attempts = 0, locked_until = NULL"
                     " WHERE operator_id = ?",
                     [operator_id],
+                )
+            if locked is None and rehashed is not None:  # unless the PIN changed meanwhile
+                store.db.execute(
+                    "UPDATE operator SET pin_hash = ? WHERE operator_id = ? AND pin_hash = ?",
+                    [rehashed, operator_id, stored],
                 )
         if locked is not None:
             return SignIn(None, "LOCKED_OUT", locked_until=locked)

@@ -15,6 +15,7 @@ from edge import bootstrap, demo
 from edge.adapters.catalog_files import read_diagnoses
 from edge.adapters.identity import IdentityError
 from edge.adapters.sqlite_store import StoreError
+from edge.adapters.web_security import security_headers
 from edge.clock import configured_clock
 from web_ui import accounts
 from web_ui.context import LANGUAGES, close_store
@@ -22,28 +23,17 @@ from web_ui.hardware import Hardware
 
 SECRET_FILE = "web-ui-secret.key"
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self'",
-        "font-src 'self'",
-        "connect-src 'self'",
-        "form-action 'self'",
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-    ]
+SECURITY_HEADERS = security_headers(
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self'",
+    "font-src 'self'",
+    "connect-src 'self'",
+    "form-action 'self'",
+    "base-uri 'none'",
+    "frame-ancestors 'none'",
 )
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
-}
 
 csrf = CSRFProtect()
 babel = Babel()

@@ -153,6 +153,7 @@ def signin():
             request.form.get("pin", ""),
             now=now(),
             lockout=timedelta(minutes=current_app.config["LOCKOUT_MINUTES"]),
+            cost=current_app.config["PIN_HASH_COST"],
         )
         if result.operator is not None:
             lang = session.get("lang")

@@ -6,178 +6,34 @@ its compiled `messages.mo` ships in the package beside it.
     python -m web_ui.i18n compile   # .po -> .mo (commit both)
     python -m web_ui.i18n check     # exit 1 if anything is untranslated or not compiled
 
-`check` compares messages, not bytes: the committed .mo must hold exactly the .po's
-translated, non-fuzzy messages, and every message id the code and templates use. Two
-Babel versions write different bytes for the same messages (2.19 changed the header), so
-a byte comparison failed whenever Babel moved, not when a translation did.
+`check` compares messages, not bytes (`edge.adapters.message_catalogs`, which the county
+console's catalog uses too).
 """
 
-import io
-import struct
 import sys
 from pathlib import Path
 
-from babel.messages.catalog import Catalog
-from babel.messages.extract import extract_from_dir
-from babel.messages.mofile import read_mo, write_mo
-from babel.messages.pofile import read_po, write_po
+from edge.adapters.message_catalogs import MessageCatalogs
 
 PACKAGE = Path(__file__).parent
-TRANSLATIONS = PACKAGE / "translations"
-LOCALES = ("zh",)
-KEYWORDS = {"_": None, "gettext": None, "_l": None, "lazy_gettext": None, "ngettext": (1, 2)}
-METHODS = [("**.py", "python"), ("templates/**.html", "jinja2")]
+CATALOGS = MessageCatalogs(
+    PACKAGE,
+    [("**.py", "python"), ("templates/**.html", "jinja2")],
+    project="clinic-terminal web_ui",
+    command="python -m web_ui.i18n",
+)
+TRANSLATIONS = CATALOGS.translations
+LOCALES = CATALOGS.locales
 
-
-def po_path(locale: str) -> Path:
-    return TRANSLATIONS / locale / "LC_MESSAGES" / "messages.po"
-
-
-def extract() -> Catalog:
-    """Every message id the package's code and templates use."""
-    catalog = Catalog(project="clinic-terminal web_ui", charset="utf-8")
-    for _filename, _lineno, message, comments, context in extract_from_dir(
-        str(PACKAGE), METHODS, keywords=KEYWORDS, strip_comment_tags=True
-    ):
-        catalog.add(message, None, [], auto_comments=comments, context=context)
-    return catalog
-
-
-def read(locale: str) -> Catalog:
-    with open(po_path(locale), "rb") as handle:
-        return read_po(handle, locale=locale)
-
-
-def update() -> None:
-    template = extract()
-    with open(TRANSLATIONS / "messages.pot", "wb") as handle:
-        write_po(handle, template, omit_header=True, sort_output=True, no_location=True)
-    for locale in LOCALES:
-        catalog = read(locale)
-        catalog.update(template, no_fuzzy_matching=True)
-        with open(po_path(locale), "wb") as handle:
-            write_po(handle, catalog, sort_output=True, no_location=True, ignore_obsolete=True)
-
-
-def compiled(locale: str) -> bytes:
-    buffer = io.BytesIO()
-    write_mo(buffer, read(locale), use_fuzzy=False)
-    return buffer.getvalue()
-
-
-def compile_all() -> None:
-    for locale in LOCALES:
-        po_path(locale).with_suffix(".mo").write_bytes(compiled(locale))
-
-
-# A message's key: its id (a tuple of singular and plural for plural messages) and context.
-Key = tuple[str | tuple[str, ...], str | None]
-
-
-def show(key: Key) -> str:
-    message_id, context = key
-    return repr(message_id) if context is None else f"{message_id!r} (context {context!r})"
-
-
-def plain(value):
-    """A message id or translation, with plural forms as a tuple."""
-    return tuple(value) if isinstance(value, list | tuple) else value
-
-
-def translated(message) -> bool:
-    strings = plain(message.string)
-    return all(strings) if isinstance(strings, tuple) else bool(strings)
-
-
-def read_compiled(mo: Path) -> tuple[dict[Key, object], dict[str, str]]:
-    """The messages of a compiled catalog, {key: translation} (a tuple for plural
-    messages), and its header fields."""
-    with open(mo, "rb") as handle:
-        catalog = read_mo(handle)
-    messages = {}
-    for message in catalog:
-        if not message.id:
-            continue  # the header
-        messages[plain(message.id), message.context] = plain(message.string)
-    return messages, {name: value.strip() for name, value in catalog.mime_headers}
-
-
-def catalog_problems(locale: str, po: Path, mo: Path, wanted: set[Key]) -> list[str]:
-    """What is wrong with one locale's catalog `po` and its compiled `mo`, given the
-    message keys the code uses: untranslated, fuzzy or missing messages in the .po; a .mo
-    that lacks a translated message, translates one differently, holds one the .po does
-    not translate, or lacks one the code uses."""
-    found = []
-    with open(po, "rb") as handle:
-        catalog = read_po(handle, locale=locale)
-    expected = {}
-    for message in catalog:
-        if not message.id:
-            continue  # the header
-        key = (plain(message.id), message.context)
-        if message.fuzzy:
-            found.append(f"{locale}: fuzzy {show(key)} (check the translation, drop the flag)")
-        elif not translated(message):
-            found.append(f"{locale}: untranslated {show(key)}")
-        else:
-            expected[key] = plain(message.string)
-    have = {(plain(m.id), m.context) for m in catalog if m.id}
-    for key in sorted(wanted - have, key=str):
-        found.append(f"{locale}: missing {show(key)} (python -m web_ui.i18n update)")
-
-    stale = f"{mo.name} is not compiled from {po.name} (python -m web_ui.i18n compile)"
-    if not mo.exists():
-        return [*found, f"{locale}: no {mo.name}: {stale}"]
-    try:
-        compiled_messages, headers = read_compiled(mo)
-    except (OSError, ValueError, struct.error) as error:  # UnicodeDecodeError is a ValueError
-        return [*found, f"{locale}: {mo.name} cannot be read ({error}): {stale}"]
-    for key, string in sorted(expected.items(), key=str):
-        if key not in compiled_messages:
-            found.append(f"{locale}: {mo.name} lacks {show(key)}: {stale}")
-        elif compiled_messages[key] != string:
-            found.append(f"{locale}: {mo.name} translates {show(key)} differently: {stale}")
-    for key in sorted(compiled_messages.keys() - expected.keys(), key=str):
-        found.append(f"{locale}: {mo.name} translates {show(key)}, {po.name} does not: {stale}")
-    for key in sorted(wanted - compiled_messages.keys() - expected.keys(), key=str):
-        found.append(f"{locale}: {mo.name} lacks {show(key)}, which the code uses")
-    want_plural = "".join(catalog.plural_forms.split())
-    have_plural = "".join(headers.get("Plural-Forms", "").split())
-    if have_plural != want_plural:
-        found.append(f"{locale}: {mo.name} has Plural-Forms {have_plural!r}: {stale}")
-    return found
-
-
-def extracted_keys() -> set[Key]:
-    return {(plain(m.id), m.context) for m in extract() if m.id}
-
-
-def problems() -> list[str]:
-    """Untranslated, fuzzy or missing messages, and .mo files whose messages are not the
-    .po's."""
-    wanted = extracted_keys()
-    found = []
-    for locale in LOCALES:
-        po = po_path(locale)
-        found += catalog_problems(locale, po, po.with_suffix(".mo"), wanted)
-    return found
+po_path = CATALOGS.po_path
+update = CATALOGS.update
+compile_all = CATALOGS.compile_all
+catalog_problems = CATALOGS.catalog_problems
+problems = CATALOGS.problems
 
 
 def main(argv: list[str]) -> int:
-    command = argv[0] if argv else "check"
-    if command == "update":
-        update()
-    elif command == "compile":
-        compile_all()
-    elif command == "check":
-        found = problems()
-        for line in found:
-            print(line)
-        return 1 if found else 0
-    else:
-        print(__doc__)
-        return 2
-    return 0
+    return CATALOGS.main(argv, __doc__)
 
 
 if __name__ == "__main__":

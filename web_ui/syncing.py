@@ -39,9 +39,9 @@ def status(store: SqliteDeviceStore, now: datetime) -> dict:
 def county_public_key(store: SqliteDeviceStore) -> str | None:
     """The county key the device pinned at enrollment (base64url), None before that."""
     try:
-        from sync import agent_state
+        from sync.agent import state
 
-        enrollment = agent_state.enrollment(store)
+        enrollment = state.enrollment(store)
     except (ImportError, AttributeError):
         return None
     except Exception:  # no enrollment table yet: the agent has never run

@@ -52,7 +52,7 @@ def read_insurance_card(transmit: Transmit, today: date) -> InsuranceCard:
 
 def read_records(transmit: Transmit, sfi: int, where: str) -> list[bytes]:
     """Records 1, 2, … of a record file, until the card says there are no more (6A83)."""
-    records = []
+    records: list[bytes] = []
     for number in range(1, MAX_RECORDS + 2):
         response = exchange(transmit, read_record(sfi, number))
         if response.sw == SW_RECORD_NOT_FOUND and number > 1:

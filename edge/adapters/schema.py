@@ -1,10 +1,10 @@
 """The schema of the device's `clinic.db`, every table of it, as one migration set.
 
 Each step runs inside the transaction that records it (sqlite-utils' Migrations), so a
-device is at one step or the next, never between. Step m005 brings in the tables
-that the terminal UI used to create as a migration set of its own ("clinic-web-ui"): on a
-device where that already ran, the tables are there and the step only records that they
-are.
+device is at one step or the next, never between. Steps m005 and m006 bring in the tables
+that the terminal UI and the sync agent used to create as migration sets of their own
+("clinic-web-ui", "clinic-sync-agent"): on a device where those already ran, the tables
+are there and the steps only record that they are.
 """
 
 import sqlite_utils
@@ -151,4 +151,34 @@ def m005_terminal_ui(db: sqlite_utils.Database) -> None:
         if name not in present:
             db.execute(f"ALTER TABLE operator ADD COLUMN {name} {declaration}")
     for statement in _TERMINAL_UI_TABLES:
+        db.execute(statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
+
+
+# The sync agent's tables: enrollment, job state, the county updates it installed (with
+# their expiry) and the ones it refused.
+_SYNC_AGENT_TABLES = [
+    """CREATE TABLE sync_enrollment (
+            id INTEGER PRIMARY KEY CHECK (id = 1), hub_url TEXT NOT NULL,
+            device_id TEXT NOT NULL, slot_id INTEGER, clinic_code TEXT NOT NULL,
+            township TEXT NOT NULL, county_name TEXT NOT NULL,
+            county_public_key TEXT NOT NULL, enrolled_at TEXT NOT NULL,
+            clock_offset_s INTEGER NOT NULL DEFAULT 0) STRICT""",
+    """CREATE TABLE sync_job (
+            job TEXT PRIMARY KEY, last_attempt_at TEXT, last_success_at TEXT,
+            last_error_code TEXT, last_error TEXT, failures INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT) STRICT""",
+    """CREATE TABLE sync_installed (
+            kind TEXT PRIMARY KEY, version TEXT NOT NULL, format TEXT NOT NULL,
+            expires_at TEXT NOT NULL, content_sha256 TEXT NOT NULL,
+            installed_at TEXT NOT NULL) STRICT""",
+    """CREATE TABLE sync_refusal (
+            refusal_id INTEGER PRIMARY KEY, kind TEXT NOT NULL, version TEXT,
+            code TEXT NOT NULL, message TEXT NOT NULL, message_zh TEXT NOT NULL,
+            refused_at TEXT NOT NULL, repeats INTEGER NOT NULL DEFAULT 1) STRICT""",
+]
+
+
+@migrations()
+def m006_sync_agent(db: sqlite_utils.Database) -> None:
+    for statement in _SYNC_AGENT_TABLES:
         db.execute(statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))

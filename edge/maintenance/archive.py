@@ -118,6 +118,8 @@ def unpack_archive(archive: Path, into: Path) -> dict:
                     raise MaintenanceError(f"{archive.name}: member {member.name} is too large")
                 seen.add(member.name)
                 source = tar.extractfile(member)
+                if source is None:  # not a regular file's content after all
+                    raise MaintenanceError(f"{archive.name}: member {member.name} is not a file")
                 fd = os.open(into / member.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "wb") as out:
                     shutil.copyfileobj(source, out, 1 << 20)

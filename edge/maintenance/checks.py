@@ -279,8 +279,13 @@ def check_reader(url: str | None, facts: ReaderFacts | None) -> Finding:
             ),
         )
         return Finding(ERROR, _driver_said(url, error, detail), advice)
-    card = {True: Text("，有卡", ", a card is in it"), False: Text("，无卡", ", no card in it")}
-    extra = card.get(facts.card_present, Text("", ""))
+    extra = Text("", "")
+    if facts.card_present is not None:
+        extra = (
+            Text("，有卡", ", a card is in it")
+            if facts.card_present
+            else Text("，无卡", ", no card in it")
+        )
     return Finding(OK, Text(f"{url} 已连接{extra.zh}", f"{url} is connected{extra.en}"))
 
 

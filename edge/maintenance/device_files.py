@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from edge.adapters.sqlite_store import SqliteDeviceStore
@@ -98,6 +99,8 @@ def key_matches(key_bytes: bytes, public_key: str) -> bool:
     """Whether `key_bytes` (PEM) is the private key of `public_key` (base64url)."""
     try:
         key = load_pem_private_key(key_bytes, password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            return False
         return b64url(raw_public_key(key.public_key())) == public_key
     except (ValueError, TypeError, AttributeError):
         return False

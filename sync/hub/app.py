@@ -1,4 +1,5 @@
-"""The county hub's Flask application: the device API under `/api/v1` and the web console.
+"""The county hub's Flask application: the device API under `/api/v1` (`api.py`) and the
+web console (`console.py`).
 
 `create_app(config)` takes a mapping: `HUB_DATA_DIR` (default `$CLINIC_HUB_DIR`), `CLOCK`
 (a callable giving an aware datetime; the system clock by default),
@@ -7,58 +8,21 @@ and soon after each upload; off when None), `CONSOLE` (serve the web console, de
 True). Run it under any WSGI server; `clinic hub serve` uses werkzeug's.
 """
 
-import gzip
-import json
 import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from flask import Flask
 
 from edge.clock import configured_clock
 from sync.hub.adapters.county_key import load_county_key
+from sync.hub.api import api
 from sync.hub.bootstrap import open_hub_store
 from sync.hub.console import console
 from sync.hub.model import HubError
-from sync.hub.runtime import (
-    EXTENSION,
-    BackgroundReconciler,
-    HubRuntime,
-    close_store,
-    hub_runtime,
-    hub_store,
-)
-from sync.hub.services import enrollment, publishing, uploads
-from sync.protocol import (
-    API_PREFIX,
-    HEADER_HUB_TIME,
-    MAX_REQUEST_BYTES,
-    SyncError,
-    decode_batch,
-    iso,
-)
-
-HTTP_STATUS = {
-    "BAD_REQUEST": 400,
-    "DEVICE_ID_MISMATCH": 400,
-    "UNSIGNED": 401,
-    "UNKNOWN_DEVICE": 401,
-    "BAD_SIGNATURE": 401,
-    "STALE_TIMESTAMP": 401,
-    "NONCE_REUSED": 401,
-    "DEVICE_REVOKED": 403,
-    "CODE_UNKNOWN": 403,
-    "SLOT_REVOKED": 403,
-    "NOT_FOUND": 404,
-    "UNKNOWN_KIND": 404,
-    "CODE_USED": 409,
-    "ALREADY_ENROLLED": 409,
-    "CODE_EXPIRED": 410,
-    "TOO_LARGE": 413,
-}
-COMPRESS_ABOVE = 1024
+from sync.hub.runtime import EXTENSION, BackgroundReconciler, HubRuntime, close_store
+from sync.protocol import MAX_REQUEST_BYTES
 
 
 def console_secret(data_dir: Path) -> bytes:
@@ -114,119 +78,3 @@ def create_app_from_env() -> Flask:
     (`edge/clock.py`: tests start every worker's clock at their own instant)."""
     interval = float(os.environ.get("CLINIC_HUB_RECONCILE_INTERVAL_S", "30"))
     return create_app({"RECONCILE_INTERVAL_S": interval or None})
-
-
-# ---- the device API ----------------------------------------------------------------------------
-
-api = Blueprint("api", __name__, url_prefix=API_PREFIX)
-
-
-def _signed_path() -> str:
-    """The path the device signed: as it asked for it, query string included."""
-    query = request.query_string.decode("latin-1")
-    return request.script_root + request.path + (f"?{query}" if query else "")
-
-
-def _json(value: object, status: int = 200) -> Response:
-    data = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-    response = Response(data, status=status, mimetype="application/json")
-    if len(data) > COMPRESS_ABOVE and "gzip" in request.headers.get("Accept-Encoding", ""):
-        response.set_data(gzip.compress(data, compresslevel=6, mtime=0))
-        response.headers["Content-Encoding"] = "gzip"
-        response.headers["Vary"] = "Accept-Encoding"
-    return response
-
-
-def _body() -> bytes:
-    return request.get_data(cache=False)
-
-
-def _json_body(raw: bytes) -> dict:
-    try:
-        document = json.loads(raw)
-    except ValueError:
-        raise SyncError("BAD_REQUEST", "the body is not JSON") from None
-    if not isinstance(document, dict):
-        raise SyncError("BAD_REQUEST", "the body is not a JSON object")
-    return document
-
-
-def _authenticated(raw: bytes):
-    runtime = hub_runtime()
-    return enrollment.authenticate(
-        hub_store(),
-        request.headers,
-        method=request.method,
-        path=_signed_path(),
-        body=raw,
-        now=runtime.now(),
-    )
-
-
-@api.post("/enroll")
-def enroll_device() -> Response:
-    raw = _body()
-    answer = enrollment.enroll(
-        hub_store(),
-        request.headers,
-        method=request.method,
-        path=_signed_path(),
-        body=_json_body(raw),
-        raw_body=raw,
-        now=hub_runtime().now(),
-    )
-    return _json(answer)
-
-
-@api.post("/records")
-def upload_records() -> Response:
-    raw = _body()
-    slot = _authenticated(raw)
-    batch = decode_batch(raw, request.headers.get("Content-Encoding"))
-    answer = uploads.ingest(hub_store(), slot, batch, hub_runtime().now())
-    hub_runtime().wake_reconciler()
-    return _json(answer)
-
-
-@api.post("/heartbeat")
-def device_heartbeat() -> Response:
-    raw = _body()
-    slot = _authenticated(raw)
-    return _json(uploads.heartbeat(hub_store(), slot, _json_body(raw), hub_runtime().now()))
-
-
-@api.get("/updates/<kind>")
-def county_update(kind: str) -> Response:
-    _authenticated(b"")
-    update = publishing.update_for(
-        hub_store(),
-        hub_runtime().county_key,
-        kind,
-        since=request.args.get("since") or None,
-        full=request.args.get("full") == "1",
-    )
-    if update is None:
-        return Response(status=204)
-    return _json(update)
-
-
-@api.get("/time")
-def hub_time() -> Response:
-    return _json({"hub_time": iso(hub_runtime().now())})
-
-
-@api.after_request
-def _stamp_hub_time(response: Response) -> Response:
-    response.headers[HEADER_HUB_TIME] = iso(hub_runtime().now())
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-@api.errorhandler(SyncError)
-def _refused(error: SyncError) -> Response:
-    return _json({"error": error.to_dict()}, HTTP_STATUS.get(error.code, 400))
-
-
-@api.errorhandler(RequestEntityTooLarge)
-def _too_large(_error: RequestEntityTooLarge) -> Response:
-    return _json({"error": SyncError("TOO_LARGE").to_dict()}, 413)

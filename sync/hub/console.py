@@ -1,14 +1,15 @@
-"""The county hub's web console, in Chinese and English: fleet status for coordinators
-(limited to their township), and for admins device provisioning and revocation,
-publishing catalog, policy and roster versions (with a diff against the current one),
-reconciliation, CSV exports.
+"""The county hub's web console: fleet status for coordinators (limited to their
+township), and for admins device provisioning and revocation, publishing catalog, policy
+and roster versions (with a diff against the current one), reconciliation, CSV exports.
 
-Plain server-rendered HTML. Sign-in with a password kept as an scrypt hash and a
-lock-out after repeated failures; every form carries a CSRF token; the Content Security
-Policy allows no script at all (there is none) and only the console's own stylesheet.
+Server-rendered Jinja templates (`templates/console/`), in Chinese unless English is
+chosen (Flask-Babel; the catalog is `translations/`, `python -m sync.hub.i18n`). Sign-in
+with a password kept as an scrypt hash and a lock-out after repeated failures; every form
+carries Flask-WTF's CSRF token; the Content Security Policy allows no script at all (there
+is none) and only the console's own stylesheet. Registering the blueprint sets up the
+session cookie, CSRFProtect (the signed device API is exempt) and Babel on the app.
 """
 
-import hmac
 import json
 import re
 import secrets
@@ -17,40 +18,113 @@ from datetime import timedelta
 from functools import wraps
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, redirect, request, session, url_for
-from jinja2 import DictLoader, Environment, select_autoescape
+from flask import Blueprint, Response, abort, redirect, render_template, request, session, url_for
+from flask_babel import Babel, ngettext
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
 
 from edge.adapters.catalog_files import open_catalog_file
+from edge.adapters.web_security import security_headers
 from edge.domain.model import Rejection
+from sync.hub.api import api
 from sync.hub.console_auth import SignInRefused, Viewer, sign_in
-from sync.hub.console_templates import STYLESHEET, TEMPLATES
 from sync.hub.model import HubError
 from sync.hub.reconcile import NEEDS_REVIEW
 from sync.hub.runtime import hub_runtime, hub_store
 from sync.hub.services import county, publishing, reports
 from sync.protocol import iso, parse_time
 
-console = Blueprint("console", __name__, url_prefix="/console")
-
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
+console = Blueprint(
+    "console",
+    __name__,
+    url_prefix="/console",
+    template_folder="templates",
+    static_folder="console_static",
+    static_url_path="/static",
 )
+
+LANGUAGES = ("zh", "en")
+TRANSLATIONS = Path(__file__).with_name("translations")
+SECURITY_HEADERS = security_headers(  # no script at all: there is none
+    "default-src 'none'",
+    "style-src 'self'",
+    "img-src 'self'",
+    "form-action 'self'",
+    "base-uri 'none'",
+    "frame-ancestors 'none'",
+)
+STYLESHEET_MAX_AGE_S = 3600
 SESSION_LIFETIME = timedelta(hours=8)
 UPLOAD_DIR = "console-uploads"
-KIND_NAMES = {"catalog": "目录 Catalog", "policy": "政策 Policy", "roster": "参保名册 Roster"}
+KIND_NAMES = {"catalog": _l("catalog"), "policy": _l("policy"), "roster": _l("roster")}
+STATE_NAMES = {
+    "enrolled": _l("enrolled"),
+    "awaiting_enrollment": _l("awaiting enrollment"),
+    "code_expired": _l("code expired"),
+    "revoked": _l("revoked"),
+}
+ERROR_MESSAGES = {
+    403: _l("Only county administrators may do this."),
+    404: _l("There is no such page or record."),
+    405: _l("This page does not take that kind of request."),
+    413: _l("The file is too large."),
+}
 
-_env = Environment(loader=DictLoader(TEMPLATES), autoescape=select_autoescape(default=True))
+csrf = CSRFProtect()
+babel = Babel()
 
 
 def render(name: str, **context) -> str:
     context.setdefault("viewer", current_viewer())
-    return _env.get_template(name).render(
-        url_for=url_for, csrf_token=csrf_token(), kind_names=KIND_NAMES, **context
+    return render_template(
+        f"console/{name}",
+        kind_names=KIND_NAMES,
+        state_names=STATE_NAMES,
+        lang=_locale(),
+        **context,
     )
 
 
-# ---- sessions, roles, CSRF ----------------------------------------------------------------
+# ---- the app, sessions, languages, roles ---------------------------------------------------
+
+
+@console.record_once
+def _install(state) -> None:
+    """What the console needs of the app it is registered on."""
+    app = state.app
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
+    app.config["PERMANENT_SESSION_LIFETIME"] = SESSION_LIFETIME
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the token lives as long as the session
+    # Over HTTPS Flask-WTF would also want a same-site Referer, which browsers never send
+    # under `Referrer-Policy: no-referrer`; the token and the SameSite=Strict cookie stay.
+    app.config.setdefault("WTF_CSRF_SSL_STRICT", False)
+    csrf.init_app(app)
+    csrf.exempt(api)  # device requests are signed and carry no cookie
+    babel.init_app(
+        app,
+        default_locale="zh",
+        default_translation_directories=str(TRANSLATIONS),
+        locale_selector=_locale,
+    )
+
+
+def _locale() -> str:
+    lang = session.get("lang")
+    return lang if lang in LANGUAGES else "zh"
+
+
+@console.after_request
+def _secure_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.endpoint == "console.static":
+        response.headers["Cache-Control"] = f"max-age={STYLESHEET_MAX_AGE_S}"
+    else:
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
 
 
 def current_viewer() -> Viewer | None:
@@ -60,37 +134,18 @@ def current_viewer() -> Viewer | None:
     return Viewer(data["username"], data["role"], data.get("township"))
 
 
-def csrf_token() -> str:
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(32)
-    return session["csrf"]
+def _within_console(target: str, default: str) -> str:
+    """`target` when it is a path of the console, else `default` (no open redirect)."""
+    return target if target.startswith("/console/") and not target.startswith("//") else default
 
 
-@console.before_request
-def _check_csrf() -> None:
-    if request.method == "POST":
-        sent = request.form.get("csrf_token", "")
-        expected = session.get("csrf", "")
-        if not sent or not hmac.compare_digest(sent.encode(), expected.encode()):
-            abort(400, "CSRF token missing or wrong / 表单已过期，请重新提交")
-
-
-@console.after_request
-def _secure_headers(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers.setdefault("Cache-Control", "no-store")
-    return response
-
-
-@console.record_once
-def _configure_sessions(state) -> None:
-    app = state.app
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
-    app.config["PERMANENT_SESSION_LIFETIME"] = SESSION_LIFETIME
+def _new_session(**values) -> None:
+    """A fresh session (signing in or out), keeping only the chosen language."""
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang
+    session.update(values)
 
 
 def signed_in(admin: bool = False) -> Callable:
@@ -136,33 +191,35 @@ def login():
                 hub_runtime().now(),
             )
         except SignInRefused as refused:
-            error = str(refused)
+            error = (
+                _("This user is locked out until %(time)s.", time=refused.locked_until)
+                if refused.code == "LOCKED"
+                else _("Wrong user name or password.")
+            )
         else:
-            session.clear()
+            _new_session(
+                viewer={
+                    "username": viewer.username,
+                    "role": viewer.role,
+                    "township": viewer.township,
+                }
+            )
             session.permanent = True
-            session["viewer"] = {
-                "username": viewer.username,
-                "role": viewer.role,
-                "township": viewer.township,
-            }
-            target = request.args.get("next", "")
-            if not target.startswith("/console/") or target.startswith("//"):
-                target = url_for("console.fleet")
-            return redirect(target)
+            return redirect(_within_console(request.args.get("next", ""), url_for("console.fleet")))
     return render("login.html", viewer=None, error=error), 401 if error else 200
 
 
 @console.post("/logout")
 def logout():
-    session.clear()
+    _new_session()
     return redirect(url_for("console.login"))
 
 
-@console.get("/console.css")
-def stylesheet() -> Response:
-    response = Response(STYLESHEET, mimetype="text/css")
-    response.headers["Cache-Control"] = "max-age=3600"
-    return response
+@console.post("/lang")
+def language():
+    if request.form.get("lang") in LANGUAGES:
+        session["lang"] = request.form["lang"]
+    return redirect(_within_console(request.form.get("next", ""), url_for("console.fleet")))
 
 
 # ---- fleet status ----------------------------------------------------------------------------
@@ -285,7 +342,7 @@ def _staged(token: str) -> Path:
         abort(400)
     path = _upload_dir() / token
     if not path.exists():
-        abort(400, "the uploaded file is gone: upload it again / 上传的文件已失效，请重新上传")
+        raise HubError(_("The uploaded file is gone: upload it again."))
     return path
 
 
@@ -301,7 +358,7 @@ def _read_upload(kind: str, path: Path, version: str | None):
         )
     except (Rejection, ValueError, OSError) as error:
         message = error.message if isinstance(error, Rejection) else str(error)
-        raise HubError(f"the file cannot be read / 文件无法读取: {message}") from None
+        raise HubError(_("The file cannot be read: %(reason)s", reason=message)) from None
 
 
 @console.route("/admin/publish/<kind>", methods=["GET", "POST"])
@@ -327,13 +384,13 @@ def publish(viewer: Viewer, kind: str):
                 f"{expires}T00:00:00+08:00" if len(expires) == 10 else expires, "expires"
             )
         except Exception:
-            context["error"] = "expiry must be a date YYYY-MM-DD / 有效期须为日期"
+            context["error"] = _("The expiry must be a date, YYYY-MM-DD.")
             return render("publish.html", **context), 400
         try:
             if step == "preview":
                 upload = request.files.get("file")
                 if upload is None or not upload.filename:
-                    raise HubError("choose a file / 请选择文件")
+                    raise HubError(_("Choose a file."))
                 suffix = ".json" if upload.filename.lower().endswith(".json") else ".csv"
                 token = secrets.token_urlsafe(16) + suffix
                 upload.save(_upload_dir() / token)
@@ -365,9 +422,9 @@ def publish(viewer: Viewer, kind: str):
 
 def _summary(kind: str, content) -> str:
     if kind == "catalog":
-        return f"{len(content)} items / 项"
+        return ngettext("%(num)d item", "%(num)d items", len(content))
     if kind == "roster" and isinstance(content, dict):
-        return f"{len(content.get('persons') or [])} persons / 人"
+        return ngettext("%(num)d person", "%(num)d persons", len(content.get("persons") or []))
     if isinstance(content, dict):
         return ", ".join(sorted(content))
     return ""
@@ -379,12 +436,16 @@ def clear_alarm(viewer: Viewer, alarm_id: int):
     store = hub_store()
     with store.unit_of_work():
         store.clear_alarm(alarm_id, iso(hub_runtime().now()))
-    back = request.form.get("back", "")
-    if not back.startswith("/console/") or back.startswith("//"):
-        back = url_for("console.fleet")
-    return redirect(back)
+    return redirect(_within_console(request.form.get("back", ""), url_for("console.fleet")))
 
 
-@console.errorhandler(403)
-def _forbidden(_error):
-    return render("error.html", message="只有县级管理员可以这样做 / admins only"), 403
+@console.errorhandler(CSRFError)
+def _csrf_refused(_error: CSRFError):
+    message = _("The form has expired or was not sent by this console: reload the page.")
+    return render("error.html", message=message), 400
+
+
+@console.errorhandler(HTTPException)
+def _refused(error: HTTPException):
+    message = ERROR_MESSAGES.get(error.code, _l("The request was refused."))
+    return render("error.html", message=message), error.code or 500

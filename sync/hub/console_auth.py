@@ -1,13 +1,11 @@
-"""Console sign-in: passwords kept as scrypt hashes, lock-out after repeated failures,
-and what each role may see (admins everything, coordinators their own township)."""
+"""Console sign-in: passwords kept as scrypt hashes (`edge.adapters.passwords`), lock-out
+after repeated failures, and what each role may see (admins everything, coordinators
+their own township)."""
 
-import base64
-import hashlib
-import hmac
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from edge.adapters.passwords import hash_password, verify_password
 from sync.hub.model import ConsoleUser, HubError
 from sync.hub.ports import HubStore
 from sync.protocol import iso
@@ -16,39 +14,17 @@ ROLES = ("admin", "coordinator")
 MIN_PASSWORD_LENGTH = 8
 MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+WRONG_MESSAGE = "用户名或密码不正确 / wrong user name or password"
 
 
 class SignInRefused(Exception):
-    """Why a sign-in failed, in words fit to show (never which part was wrong)."""
+    """Why a sign-in failed (never which part was wrong): `code` is `WRONG` or `LOCKED`
+    (then `locked_until` says until when); the message is in both languages."""
 
-
-def hash_password(password: str, salt: bytes | None = None) -> str:
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
-    encode = base64.urlsafe_b64encode
-    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${encode(salt).decode()}$" + (
-        encode(digest).decode()
-    )
-
-
-def verify_password(password: str, stored: str) -> bool:
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = base64.urlsafe_b64decode(digest)
-        actual = hashlib.scrypt(
-            password.encode(),
-            salt=base64.urlsafe_b64decode(salt),
-            dklen=len(expected),
-            n=int(n),
-            r=int(r),
-            p=int(p),
-        )
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(actual, expected)
+    def __init__(self, code: str, message: str, locked_until: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.locked_until = locked_until
 
 
 def add_user(
@@ -96,15 +72,16 @@ def sign_in(store: HubStore, username: str, password: str, now: datetime) -> Vie
     user = store.console_user(username)
     if user is None:
         hash_password(password)  # as slow as a real check: no user enumeration by timing
-        raise SignInRefused("用户名或密码不正确 / wrong user name or password")
+        raise SignInRefused("WRONG", WRONG_MESSAGE)
     if user.locked_until and now < datetime.fromisoformat(user.locked_until):
-        raise SignInRefused(f"账户已锁定至 {user.locked_until} / locked until {user.locked_until}")
+        until = user.locked_until
+        raise SignInRefused("LOCKED", f"账户已锁定至 {until} / locked until {until}", until)
     if not verify_password(password, user.password_hash):
         failures = user.failures + 1
         locked = iso(now + LOCKOUT) if failures >= MAX_FAILURES else None
         with store.unit_of_work():
             store.set_console_failures(user.username, 0 if locked else failures, locked)
-        raise SignInRefused("用户名或密码不正确 / wrong user name or password")
+        raise SignInRefused("WRONG", WRONG_MESSAGE)
     if user.failures or user.locked_until:
         with store.unit_of_work():
             store.set_console_failures(user.username, 0, None)

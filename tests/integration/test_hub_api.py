@@ -25,7 +25,7 @@ from edge.adapters.identity import DeviceIdentity
 from edge.console import main
 from edge.domain.ledger import b64url, raw_public_key
 from sync import agent
-from sync.client import HubClient, HubRefusal
+from sync.agent.client import HubClient, HubRefusal
 from sync.hub.services import county
 from sync.protocol import HEADER_HUB_TIME, encode_batch
 

@@ -1,5 +1,6 @@
 """The county hub's web console: sign-in, roles (coordinators see their township only),
-CSRF, CSP without script, provisioning, publishing with a diff, reconciliation, CSV."""
+CSRF, CSP without script, Chinese or English, provisioning, publishing with a diff,
+reconciliation, CSV."""
 
 import io
 import re
@@ -7,11 +8,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from password_fixtures import legacy_hash
 from sync_helpers import NOW, FakeClock, enroll, hub_store, new_device, start_hub
 
 from edge import demo as edge_demo
 from sync import agent
-from sync.hub import console_auth
+from sync.hub import console_auth, i18n
 from sync.hub.services import county, reconciliation
 
 PASSWORD = "correct horse 42"
@@ -48,19 +50,27 @@ def token(page: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
+def post_sign_in(client, username: str, password: str = PASSWORD):
+    page = client.get("/console/login").get_data(as_text=True)
+    return client.post(
+        "/console/login",
+        data={"username": username, "password": password, "csrf_token": token(page)},
+    )
+
+
 def signed_in(hub, username: str):
     client = hub.app.test_client()
-    page = client.get("/console/login").get_data(as_text=True)
-    answer = client.post(
-        "/console/login",
-        data={"username": username, "password": PASSWORD, "csrf_token": token(page)},
-    )
-    assert answer.status_code == 302
+    assert post_sign_in(client, username).status_code == 302
     return client
 
 
 def csrf_of(client, path="/console/") -> str:
     return token(client.get(path).get_data(as_text=True))
+
+
+def in_english(client, path="/console/login"):
+    client.post("/console/lang", data={"lang": "en", "csrf_token": csrf_of(client, path)})
+    return client
 
 
 class TestSignIn:
@@ -70,13 +80,11 @@ class TestSignIn:
 
     def test_a_wrong_password_is_refused_without_saying_which_part_was_wrong(self, hub):
         client = hub.app.test_client()
-        page = client.get("/console/login").get_data(as_text=True)
-        answer = client.post(
-            "/console/login",
-            data={"username": "admin", "password": "nope", "csrf_token": token(page)},
-        )
+        answer = post_sign_in(client, "admin", "nope")
         assert answer.status_code == 401
-        assert "wrong user name or password" in answer.get_data(as_text=True)
+        assert "用户名或密码不正确。" in answer.get_data(as_text=True)
+        answer = post_sign_in(in_english(client), "nobody")
+        assert "Wrong user name or password." in answer.get_data(as_text=True)
 
     def test_repeated_failures_lock_the_user_out(self, hub, hub_dir):
         with hub_store(hub_dir) as store:
@@ -91,13 +99,37 @@ class TestSignIn:
     def test_passwords_are_kept_as_slow_salted_hashes(self, hub, hub_dir):
         with hub_store(hub_dir) as store:
             stored = store.console_user("admin").password_hash
-        assert stored.startswith("scrypt$16384$") and PASSWORD not in stored
+        assert stored.startswith("$scrypt$ln=14,r=8,p=1$") and PASSWORD not in stored
         assert console_auth.hash_password(PASSWORD) != console_auth.hash_password(PASSWORD)
 
-    def test_a_post_without_the_csrf_token_is_refused(self, hub):
+    def test_a_password_hashed_in_the_older_format_still_signs_in(self, hub, hub_dir):
+        older = legacy_hash(PASSWORD, "sync.hub.console_auth")
+        with hub_store(hub_dir) as store, store.unit_of_work():
+            store.add_console_user(
+                "wang", older, "coordinator", "秣陵街道", "2026-01-05T08:00:00+08:00"
+            )
+        signed_in(hub, "wang")
+        with hub_store(hub_dir) as store:
+            assert console_auth.sign_in(store, "wang", PASSWORD, NOW).township == "秣陵街道"
+
+    def test_a_post_without_the_csrf_token_is_refused(self, hub, hub_dir):
         client = signed_in(hub, "admin")
         answer = client.post("/console/admin/devices", data={"clinic_code": "X", "township": "Y"})
-        assert answer.status_code == 400
+        assert answer.status_code == 400 and "表单已过期" in answer.get_data(as_text=True)
+        forged = {"clinic_code": "X", "township": "Y", "csrf_token": "forged"}
+        assert client.post("/console/admin/devices", data=forged).status_code == 400
+        with hub_store(hub_dir) as store:
+            assert "X" not in {slot.clinic_code for slot in store.slots()}
+
+    def test_signing_in_over_https_needs_no_referer(self, hub):
+        client = hub.app.test_client()  # Referrer-Policy: no-referrer, so browsers send none
+        page = client.get("/console/login", base_url="https://hub.example").get_data(as_text=True)
+        answer = client.post(
+            "/console/login",
+            base_url="https://hub.example",
+            data={"username": "admin", "password": PASSWORD, "csrf_token": token(page)},
+        )
+        assert answer.status_code == 302
 
     def test_every_page_forbids_script_and_carries_none(self, hub):
         client = signed_in(hub, "admin")
@@ -115,12 +147,39 @@ class TestSignIn:
             assert "<script" not in answer.get_data(as_text=True)
 
 
+class TestLanguage:
+    def test_the_console_catalog_is_complete_and_compiled(self):
+        assert i18n.CATALOGS.problems() == []
+
+    def test_pages_are_in_chinese_until_english_is_chosen_which_outlasts_signing_in(self, hub):
+        client = hub.app.test_client()
+        page = client.get("/console/login").get_data(as_text=True)
+        assert '<html lang="zh-Hans">' in page and "用户名" in page and "User name" not in page
+        page = in_english(client).get("/console/login").get_data(as_text=True)
+        assert '<html lang="en">' in page and "User name" in page and "用户名" not in page
+        assert post_sign_in(client, "admin").status_code == 302
+        page = client.get("/console/").get_data(as_text=True)
+        assert "Fleet status" in page and "awaiting enrollment" in page and "中文" in page
+        client.post("/console/lang", data={"lang": "zh", "csrf_token": token(page)})
+        assert "设备状态" in client.get("/console/").get_data(as_text=True)
+
+    def test_an_unknown_language_or_an_outside_address_is_ignored(self, hub):
+        client = hub.app.test_client()
+        page = client.get("/console/login").get_data(as_text=True)
+        answer = client.post(
+            "/console/lang",
+            data={"lang": "fr", "next": "//elsewhere.example/", "csrf_token": token(page)},
+        )
+        assert answer.headers["Location"] == "/console/"
+        assert "用户名" in client.get("/console/login").get_data(as_text=True)
+
+
 class TestFleet:
-    def test_the_fleet_page_shows_each_clinic_in_both_languages(self, hub):
+    def test_the_fleet_page_shows_each_clinic(self, hub):
         page = signed_in(hub, "admin").get("/console/").get_data(as_text=True)
-        assert "设备状态 Fleet status" in page
+        assert "设备状态" in page
         assert "ML-01" in page and "GL-01" in page and hub.device_id in page
-        assert "待登记 awaiting enrollment" in page
+        assert "待登记" in page
 
     def test_a_coordinator_sees_only_their_township(self, hub):
         client = signed_in(hub, "li")
@@ -192,7 +251,7 @@ class TestAdmin:
             },
             content_type="multipart/form-data",
         ).get_data(as_text=True)
-        assert "删除 removed 1" in page and "变更 changed 1" in page
+        assert "删除 1" in page and "变更 1" in page
         assert "price: 6.80 → 7.10" in page
         staged = re.search(r'name="token" value="([^"]+)"', page).group(1)
         done = client.post(

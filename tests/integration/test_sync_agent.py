@@ -3,7 +3,7 @@ updates applied or refused (and the device keeps working), status, backoff, the 
 
 import copy
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 
 import pytest
@@ -21,8 +21,10 @@ from sync_helpers import (
 
 from edge import demo as edge_demo
 from edge.adapters.catalog_files import open_catalog_file
-from sync import agent, agent_state
-from sync.client import HubClient
+from sync import agent
+from sync.agent import jobs
+from sync.agent import state as agent_state
+from sync.agent.client import HubClient
 from sync.hub.adapters.county_key import load_county_key
 from sync.hub.bootstrap import init_hub
 from sync.hub.server import serve_in_background
@@ -129,7 +131,7 @@ class TestUpload:
             device.settle(NOW + timedelta(seconds=second))
         enrollment = agent_state.enrollment(device.store)
         client = HubClient(enrollment.hub_url, device.identity)
-        report = agent._new_report(NOW, enrollment.hub_url)
+        report = jobs.new_report(NOW, enrollment.hub_url)
         agent.upload_outbox(device.store, client, NOW, report, max_records=6)
         assert (report["batches"], report["sent"], report["acked_seq"]) == (4, 21, 21)
         stored = hub_records(hub_dir, device.identity.device_id)
@@ -341,7 +343,7 @@ class TestStatusAndBackoff:
         for job in agent.JOBS:
             state = status["jobs"][job]
             assert state["failures"] == 1
-            wait = (agent.datetime.fromisoformat(state["next_attempt_at"]) - NOW).total_seconds()
+            wait = (datetime.fromisoformat(state["next_attempt_at"]) - NOW).total_seconds()
             assert 15 <= wait <= 30  # the first retry: between half and all of 30 s
         assert (
             agent.run_scheduled_job(device.data_dir, "upload", lambda: NOW) is None
@@ -356,7 +358,7 @@ class TestStatusAndBackoff:
         assert (state["failures"], state["next_attempt_at"]) == (0, None)
 
     def test_a_job_already_running_is_not_started_twice(self, device):
-        lock = agent._job_lock(device.data_dir, "upload")
+        lock = jobs.job_lock(device.data_dir, "upload")
         with lock:
             assert agent.run_scheduled_job(device.data_dir, "upload", lambda: NOW) is None
 

@@ -4,6 +4,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from password_fixtures import legacy_hash
 from web_support import NOW, PINS, store_of
 
 from edge import services
@@ -47,10 +48,29 @@ class TestSignIn:
             hashes = dict(store.db.execute("SELECT operator_id, pin_hash FROM operator"))
         finally:
             store.close()
-        assert all(h.startswith("scrypt$") for h in hashes.values())
-        assert all(PINS[o] not in h.split("$", 4)[-1] for o, h in hashes.items())
-        salts = {h.split("$")[4] for h in hashes.values()}
+        assert all(h.startswith("$scrypt$ln=4,r=8,p=1$") for h in hashes.values())
+        assert all(PINS[o] not in h.split("$", 3)[-1] for o, h in hashes.items())
+        salts = {h.split("$")[3] for h in hashes.values()}
         assert len(salts) == len(hashes)
+
+    def test_a_pin_hashed_in_the_older_format_signs_in_and_is_hashed_again(self, app, auth):
+        from web_ui import accounts
+
+        older = legacy_hash("1111", "web_ui.accounts.hash_pin(cost=4)")  # doc01's PIN
+        store = store_of(app)
+        try:
+            with store.write_transaction():
+                store.db.execute(
+                    "UPDATE operator SET pin_hash = ? WHERE operator_id = 'doc01'", [older]
+                )
+            assert auth.sign_in("doc01").headers["Location"] == "/settle"
+            (stored,) = store.db.execute(
+                "SELECT pin_hash FROM operator WHERE operator_id = 'doc01'"
+            ).fetchone()
+        finally:
+            store.close()
+        assert stored.startswith("$scrypt$ln=4,r=8,p=1$")
+        assert accounts.pin_matches("1111", stored)
 
     def test_five_wrong_pins_lock_the_operator_and_sign_the_lockout(self, auth, app, clock):
         for _ in range(4):

@@ -179,8 +179,8 @@ class TestCatalogCheck:
     def test_the_command_fails_on_a_stale_mo(self, tmp_path, monkeypatch, capsys):
         po_file, _ = self.write(tmp_path / "zh" / "LC_MESSAGES", self.catalog(Settle="结账"),
                                 mo=self.catalog())  # fmt: skip
-        monkeypatch.setattr(i18n, "po_path", lambda locale: po_file)
-        monkeypatch.setattr(i18n, "extracted_keys", lambda: self.WANTED)
+        monkeypatch.setattr(i18n.CATALOGS, "po_path", lambda locale: po_file)
+        monkeypatch.setattr(i18n.CATALOGS, "extracted_keys", lambda: self.WANTED)
         assert i18n.main(["check"]) == 1
         assert "translates 'Settle' differently" in capsys.readouterr().out
         i18n.compile_all()  # what the message tells to do

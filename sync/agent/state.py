@@ -1,53 +1,30 @@
 """The sync agent's own tables in the device's `clinic.db`: enrollment, job state, the
 county updates it installed (with their expiry) and the ones it refused.
 
-They are a separate migration set (`clinic-sync-agent`) so that the device store's schema
-stays edge's. Every write goes through `store.write_transaction()`, like the device's
-own writes.
+The tables belong to the device store's one migration set (`edge/adapters/schema.py`,
+step m006), made when the store is opened. Every write goes through
+`store.write_transaction()`, like the device's own writes.
 """
 
 from dataclasses import dataclass
 from datetime import datetime
 
-import sqlite_utils
-from sqlite_utils.migrations import Migrations
-
+from edge import services
 from edge.adapters.sqlite_store import SqliteDeviceStore
 
-migrations = Migrations("clinic-sync-agent")
+
+def stamp(now: datetime) -> str:
+    """The device's own time format (as `device.created_at`)."""
+    return now.astimezone(services.CLINIC_TZ).replace(microsecond=0).isoformat()
 
 
-@migrations()
-def m001_sync_agent(db: sqlite_utils.Database) -> None:
-    statements = [
-        """CREATE TABLE sync_enrollment (
-            id INTEGER PRIMARY KEY CHECK (id = 1), hub_url TEXT NOT NULL,
-            device_id TEXT NOT NULL, slot_id INTEGER, clinic_code TEXT NOT NULL,
-            township TEXT NOT NULL, county_name TEXT NOT NULL,
-            county_public_key TEXT NOT NULL, enrolled_at TEXT NOT NULL,
-            clock_offset_s INTEGER NOT NULL DEFAULT 0) STRICT""",
-        """CREATE TABLE sync_job (
-            job TEXT PRIMARY KEY, last_attempt_at TEXT, last_success_at TEXT,
-            last_error_code TEXT, last_error TEXT, failures INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at TEXT) STRICT""",
-        """CREATE TABLE sync_installed (
-            kind TEXT PRIMARY KEY, version TEXT NOT NULL, format TEXT NOT NULL,
-            expires_at TEXT NOT NULL, content_sha256 TEXT NOT NULL,
-            installed_at TEXT NOT NULL) STRICT""",
-        """CREATE TABLE sync_refusal (
-            refusal_id INTEGER PRIMARY KEY, kind TEXT NOT NULL, version TEXT,
-            code TEXT NOT NULL, message TEXT NOT NULL, message_zh TEXT NOT NULL,
-            refused_at TEXT NOT NULL, repeats INTEGER NOT NULL DEFAULT 1) STRICT""",
-    ]
-    for statement in statements:
-        db.execute(statement)
-
-
-def ensure_tables(store: SqliteDeviceStore) -> None:
-    """Create or upgrade the agent's tables (once; cheap to call every time)."""
-    if migrations.pending(store.db):
-        with store.write_transaction():
-            migrations.apply(store.db)
+def installed_version(store: SqliteDeviceStore, kind: str) -> str | None:
+    """The version of a county update's kind that the device store holds (county or local)."""
+    return {
+        "catalog": store.catalog_version,
+        "policy": store.policy_version,
+        "roster": store.roster_version,
+    }[kind]()
 
 
 @dataclass(frozen=True)

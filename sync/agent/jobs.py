@@ -1,0 +1,309 @@
+"""The agent's jobs and running them now: enrollment, and
+
+- `upload`: the outbox, in bounded gzip batches, until the hub has acknowledged it all;
+  nothing leaves the outbox before the hub's acknowledgement, and the ledger itself is
+  never touched;
+- `updates`: signed county versions (`county_updates.py`);
+- `heartbeat`: versions, records waiting, disk free, the device clock.
+
+Each job runs once at a time (a lock per data directory and job); after a failure it
+records when to try again (`sync.protocol.backoff_delay`). `sync_once` runs all three now.
+"""
+
+import random
+import shutil
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from edge import services
+from edge.adapters.identity import DeviceIdentity, IdentityError
+from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError
+from sync.agent import state
+from sync.agent.client import HubClient
+from sync.agent.county_updates import pull_updates
+from sync.protocol import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_RECORDS,
+    SyncError,
+    backoff_delay,
+    encode_batch,
+    iso,
+    key_fingerprint,
+    load_public_key,
+    plan_batch,
+)
+from sync.updates import KINDS
+
+JOBS = ("upload", "updates", "heartbeat")
+AGENT = "clinic-sync-agent/1"
+LOCK_WAIT_S = 120.0
+
+_locks: dict[tuple[str, str], threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def job_lock(data_dir: Path, job: str) -> threading.Lock:
+    key = (str(Path(data_dir).resolve()), job)
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())
+
+
+# ---- enrollment ------------------------------------------------------------------------------
+
+
+def enroll(
+    store: SqliteDeviceStore,
+    identity: DeviceIdentity,
+    data_dir: Path,
+    hub_url: str,
+    code: str,
+    now: datetime,
+) -> dict:
+    """Join a county hub with a one-time code: send this device's existing id and public
+    key, pin the county's public key, and return the clinic details."""
+    existing = state.enrollment(store)
+    if existing is not None:
+        raise SyncError(
+            "ALREADY_ENROLLED", f"with {existing.hub_url} as clinic {existing.clinic_code}"
+        )
+    client = HubClient(hub_url, identity)
+    answer = client.enroll(
+        {
+            "code": code.strip(),
+            "device_id": identity.device_id,
+            "public_key": identity.public_key_b64,
+            "device_clock": iso(now),
+        },
+        now,
+    )
+    fields = (
+        "device_id",
+        "clinic_code",
+        "township",
+        "county_name",
+        "county_public_key",
+        "enrolled_at",
+    )
+    if not all(isinstance(answer.get(name), str) for name in fields):
+        raise SyncError("BAD_RESPONSE", "the enrollment answer lacks the clinic details")
+    if answer["device_id"] != identity.device_id:
+        raise SyncError("BAD_RESPONSE", "the hub enrolled another device id")
+    load_public_key(answer["county_public_key"])
+    value = state.Enrollment(
+        hub_url=client.base_url,
+        device_id=identity.device_id,
+        slot_id=answer.get("slot_id"),
+        clinic_code=answer["clinic_code"],
+        township=answer["township"],
+        county_name=answer["county_name"],
+        county_public_key=answer["county_public_key"],
+        enrolled_at=answer["enrolled_at"],
+        clock_offset_s=client.clock_offset_s,
+    )
+    try:
+        with store.write_transaction():
+            state.save_enrollment(store, value)
+    except sqlite3.IntegrityError:
+        raise SyncError("ALREADY_ENROLLED") from None
+    fingerprint = key_fingerprint(value.county_public_key)
+    services.record_event(
+        store,
+        identity,
+        {
+            "event": "enrolled",
+            "hub_url": value.hub_url,
+            "clinic_code": value.clinic_code,
+            "township": value.township,
+            "county_key_fingerprint": fingerprint,
+        },
+        now,
+    )
+    return {
+        "device_id": value.device_id,
+        "clinic_code": value.clinic_code,
+        "township": value.township,
+        "county_name": value.county_name,
+        "county_key_fingerprint": fingerprint,
+        "hub_url": value.hub_url,
+        "enrolled_at": value.enrolled_at,
+    }
+
+
+# ---- the jobs --------------------------------------------------------------------------------
+
+
+def new_report(now: datetime, hub_url: str | None) -> dict:
+    return {
+        "started_at": state.stamp(now),
+        "hub_url": hub_url,
+        "sent": 0,
+        "uploaded": 0,
+        "duplicates": 0,
+        "batches": 0,
+        "acked_seq": None,
+        "records_waiting": None,
+        "updates_applied": [],
+        "updates_refused": [],
+        "heartbeat": False,
+        "errors": [],
+        "ok": False,
+    }
+
+
+def upload_outbox(
+    store: SqliteDeviceStore,
+    client: HubClient,
+    now: datetime,
+    report: dict,
+    *,
+    max_records: int = MAX_BATCH_RECORDS,
+    max_bytes: int = MAX_BATCH_BYTES,
+) -> None:
+    """Send what the hub has not acknowledged, in seq order, batch after batch."""
+    device = store.device()
+    cursor = device.synced_seq
+    (first_waiting,) = store.db.execute("SELECT min(seq) FROM outbox").fetchone()
+    if first_waiting is not None:
+        cursor = min(cursor, first_waiting - 1)
+    stalled = 0
+    while True:
+        rows = store.db.execute(
+            "SELECT seq, record FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?",
+            [cursor, max_records],
+        ).fetchall()
+        batch = plan_batch(rows, max_records=max_records, max_bytes=max_bytes)
+        if not batch:
+            return
+        answer = client.upload(encode_batch(text for _, text in batch), now)
+        acked = answer.get("acked_seq")
+        if type(acked) is not int or acked < 0:
+            raise SyncError("BAD_RESPONSE", "the hub's answer has no acknowledged seq")
+        report["batches"] += 1
+        report["sent"] += len(batch)
+        report["uploaded"] += int(answer.get("stored") or 0)
+        report["duplicates"] += int(answer.get("duplicates") or 0)
+        report["acked_seq"] = acked
+        state.apply_ack(store, acked, state.stamp(now))
+        refused = answer.get("refused") or []
+        if refused:
+            first = refused[0]
+            raise SyncError(
+                str(first.get("code", "HUB_ERROR")),
+                f"the hub refused record {first.get('seq')}: {first.get('detail', '')}",
+            )
+        stalled = 0 if acked > cursor else stalled + 1
+        if stalled >= 2:
+            raise SyncError("HUB_ERROR", f"the hub does not acknowledge past seq {acked}")
+        cursor = acked  # may move back: a hub restored from a backup gets the records again
+
+
+def send_heartbeat(
+    store: SqliteDeviceStore, client: HubClient, data_dir: Path, now: datetime, report: dict
+) -> None:
+    device, head = store.device(), store.ledger_head()
+    installed = state.installed_updates(store)
+    versions = {kind: state.installed_version(store, kind) for kind in KINDS}
+    document = {
+        "device_clock": iso(now),
+        "versions": versions,
+        "expires": {
+            kind: value.expires_at
+            for kind, value in installed.items()
+            if value.version == versions[kind]
+        },
+        "records_waiting": store.outbox_count(),
+        "synced_seq": device.synced_seq,
+        "ledger_head": {"seq": head.seq if head else 0, "hash": head.hash if head else None},
+        "disk_free_bytes": shutil.disk_usage(data_dir).free,
+        "agent": AGENT,
+    }
+    answer = client.heartbeat(document, now)
+    acked = answer.get("acked_seq")
+    if type(acked) is int:
+        state.apply_ack(store, acked, state.stamp(now))
+    report["heartbeat"] = True
+
+
+def run_job(
+    store: SqliteDeviceStore,
+    identity: DeviceIdentity,
+    data_dir: Path,
+    client: HubClient,
+    enrollment: state.Enrollment,
+    job: str,
+    now: datetime,
+    report: dict,
+    rng: Callable[[], float],
+) -> None:
+    """One job, with its outcome recorded (and, after a failure, when to try again)."""
+    try:
+        if job == "upload":
+            upload_outbox(store, client, now, report)
+        elif job == "updates":
+            pull_updates(store, identity, client, enrollment.county_public_key, now, report)
+        else:
+            send_heartbeat(store, client, data_dir, now, report)
+    except (SyncError, StoreError, IdentityError, sqlite3.Error) as error:
+        if not isinstance(error, SyncError):
+            error = SyncError("AGENT_ERROR", f"{type(error).__name__}: {error}")
+        report["errors"].append({"job": job, **error.to_dict()})
+        failures = state.job_states(store).get(job, state.JobState(job)).failures
+        delay = backoff_delay(failures + 1, rng)
+        state.record_job_outcome(
+            store,
+            job,
+            now,
+            error_code=error.code,
+            error=error.message_en,
+            next_attempt_at=now + timedelta(seconds=delay),
+        )
+    else:
+        state.record_job_outcome(store, job, now)
+
+
+def client_for(
+    enrollment: state.Enrollment, identity: DeviceIdentity, hub_url: str | None
+) -> HubClient:
+    return HubClient(
+        hub_url or enrollment.hub_url, identity, clock_offset_s=enrollment.clock_offset_s
+    )
+
+
+def sync_once(
+    store: SqliteDeviceStore,
+    identity: DeviceIdentity,
+    data_dir: Path,
+    now: datetime,
+    hub_url: str | None = None,
+) -> dict:
+    """Run upload, updates and heartbeat now ("sync now"), whatever their backoff says.
+    `hub_url` overrides the enrolled address for this run (diagnostics). Returns a report:
+    records sent and acknowledged, updates applied and refused, errors."""
+    enrollment = state.enrollment(store)
+    report = new_report(now, hub_url or (enrollment.hub_url if enrollment else None))
+    if enrollment is None:
+        report["errors"].append({"job": None, **SyncError("NOT_ENROLLED").to_dict()})
+        return report
+    try:
+        client = client_for(enrollment, identity, hub_url)
+    except SyncError as error:
+        report["errors"].append({"job": None, **error.to_dict()})
+        return report
+    rng = random.Random().random
+    for job in JOBS:
+        lock = job_lock(data_dir, job)
+        if not lock.acquire(timeout=LOCK_WAIT_S):
+            report["errors"].append({"job": job, **SyncError("BUSY").to_dict()})
+            continue
+        try:
+            run_job(store, identity, data_dir, client, enrollment, job, now, report, rng)
+        finally:
+            lock.release()
+    if client.clock_offset_s != enrollment.clock_offset_s:
+        state.save_clock_offset(store, client.clock_offset_s)
+    report["records_waiting"] = store.outbox_count()
+    report["ok"] = not report["errors"]
+    return report

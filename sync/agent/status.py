@@ -1,0 +1,88 @@
+"""What the terminal's status page shows of the agent: enrollment, the sync mark, each
+job's last outcome and backoff, the installed county versions and the refused ones."""
+
+from datetime import datetime
+
+from edge.adapters.sqlite_store import SqliteDeviceStore
+from sync.agent import state
+from sync.protocol import key_fingerprint
+from sync.updates import KINDS
+
+
+def sync_status(store: SqliteDeviceStore, now: datetime | None = None) -> dict:
+    """What the terminal's status page shows. With `now`, installed versions say whether
+    they have expired (stale data is shown as stale)."""
+    enrollment = state.enrollment(store)
+    device = store.device()
+    jobs = state.job_states(store)
+    installed = state.installed_updates(store)
+    versions = {}
+    for kind in KINDS:
+        version = state.installed_version(store, kind)
+        info = installed.get(kind)
+        from_county = info is not None and info.version == version
+        expires_at = info.expires_at if from_county else None
+        versions[kind] = {
+            "version": version,
+            "source": "county" if from_county else ("local" if version else None),
+            "expires_at": expires_at,
+            "expired": None
+            if now is None or expires_at is None
+            else now >= datetime.fromisoformat(expires_at),
+        }
+    attempts = [j for j in jobs.values() if j.last_attempt_at]
+    latest = max(attempts, key=lambda j: j.last_attempt_at, default=None)
+    successes = [j.last_success_at for j in jobs.values() if j.last_success_at]
+    failing = [j for j in jobs.values() if j.last_error_code]
+    last_failure = max(failing, key=lambda j: j.last_attempt_at, default=None)
+    return {
+        "enrolled": enrollment is not None,
+        "hub_url": enrollment.hub_url if enrollment else None,
+        "device_id": device.device_id if device else None,
+        "clinic_code": enrollment.clinic_code if enrollment else None,
+        "township": enrollment.township if enrollment else None,
+        "county_name": enrollment.county_name if enrollment else None,
+        "county_key_fingerprint": key_fingerprint(enrollment.county_public_key)
+        if enrollment
+        else None,
+        "enrolled_at": enrollment.enrolled_at if enrollment else None,
+        "clock_offset_s": enrollment.clock_offset_s if enrollment else None,
+        "last_sync_at": device.last_sync_at if device else None,
+        "last_success_at": max(successes, default=None),
+        "last_attempt_at": latest.last_attempt_at if latest else None,
+        "last_error": None
+        if last_failure is None
+        else {
+            "job": last_failure.job,
+            "code": last_failure.last_error_code,
+            "message": last_failure.last_error,
+            "at": last_failure.last_attempt_at,
+        },
+        "synced_seq": device.synced_seq if device else 0,
+        "records_waiting": store.outbox_count(),
+        "unsynced_fund": device.unsynced_fund if device else 0,
+        "jobs": {
+            job: {
+                "last_attempt_at": state.last_attempt_at,
+                "last_success_at": state.last_success_at,
+                "last_error_code": state.last_error_code,
+                "last_error": state.last_error,
+                "failures": state.failures,
+                "next_attempt_at": state.next_attempt_at,
+            }
+            for job, state in sorted(jobs.items())
+        },
+        "installed": versions,
+        "refused_updates": [
+            {
+                "kind": r.kind,
+                "version": r.version,
+                "code": r.code,
+                "message": r.message,
+                "message_zh": r.message_zh,
+                "refused_at": r.refused_at,
+                "repeats": r.repeats,
+            }
+            for r in state.refusals(store)
+        ],
+    }
