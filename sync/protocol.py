@@ -100,6 +100,7 @@ class SyncError(Exception):
         self.message_zh = zh
         self.message_en = en + (f": {detail}" if detail else "")
         self.retryable = retryable
+        self.version: str | None = None  # the update version a refusal is about, if any
         super().__init__(f"{code}: {self.message_en} / {zh}")
 
     def to_dict(self) -> dict:
@@ -190,9 +191,9 @@ def signed_request_of(headers: Mapping[str, str]) -> SignedRequest:
     values = [
         headers.get(h) for h in (HEADER_DEVICE, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)
     ]
-    if not all(values):
-        raise SyncError("UNSIGNED")
     device_id, timestamp, nonce, signature = values
+    if not (device_id and timestamp and nonce and signature):
+        raise SyncError("UNSIGNED")
     digits = timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12
     if not (digits and 8 <= len(nonce) <= 64 and len(device_id) <= 64):
         raise SyncError("BAD_REQUEST", "the signature headers are malformed")

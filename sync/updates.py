@@ -11,7 +11,7 @@ that the catalog it produces hashes to the target version's `result_sha256`.
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -84,9 +84,10 @@ def catalog_item_to_json(item: CatalogItem) -> dict:
     for key, value in optional.items():
         if value is None:
             continue
-        document[key] = value if isinstance(value, int | str) else str(value)
-        if key in ("valid_from", "valid_to"):
+        if isinstance(value, date):
             document[key] = value.isoformat()
+        else:
+            document[key] = value if isinstance(value, int | str) else str(value)
     if item.chronic_only:
         document["chronic_only"] = list(item.chronic_only)
     return document

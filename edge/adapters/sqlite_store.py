@@ -1,7 +1,9 @@
 """The device's SQLite store: catalog (with pinyin search), policy, roster, accumulators.
 
-One file, WAL, `synchronous=FULL`; the schema grows by migrations that commit together
-with the record of having run. Money is INTEGER fen, prices and ratios TEXT decimals.
+One file, WAL, `synchronous=FULL`; the schema grows by migrations (`schema.py`) that
+commit together with the record of having run. Money is INTEGER fen, prices and ratios
+TEXT decimals. Past 500 lines because it is one class, the store the settle path reads
+and writes in one transaction: splitting it by table would split that transaction.
 """
 
 import dataclasses

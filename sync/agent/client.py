@@ -77,13 +77,15 @@ class HubClient:
     # ---- the calls the agent makes ---------------------------------------------------------
 
     def enroll(self, document: dict, now: datetime) -> dict:
-        return self._json("POST", "/enroll", document, now)
+        return _answered(self._json("POST", "/enroll", document, now))
 
     def upload(self, gzipped_batch: bytes, now: datetime) -> dict:
-        return self._call("POST", "/records", gzipped_batch, now, BATCH_CONTENT_TYPE, "gzip")
+        return _answered(
+            self._call("POST", "/records", gzipped_batch, now, BATCH_CONTENT_TYPE, "gzip")
+        )
 
     def heartbeat(self, document: dict, now: datetime) -> dict:
-        return self._json("POST", "/heartbeat", document, now)
+        return _answered(self._json("POST", "/heartbeat", document, now))
 
     def update(
         self,
@@ -103,7 +105,7 @@ class HubClient:
 
     # ---- plumbing --------------------------------------------------------------------------
 
-    def _json(self, method: str, path: str, document: dict, now: datetime) -> dict:
+    def _json(self, method: str, path: str, document: dict, now: datetime) -> dict | None:
         body = json.dumps(document, ensure_ascii=False).encode()
         return self._call(method, path, body, now, "application/json")
 
@@ -203,3 +205,10 @@ def _error_of(error: urllib.error.HTTPError) -> SyncError:
     if error.code >= 500 or code == "HUB_ERROR":
         return SyncError("HUB_ERROR", f"HTTP {error.code} {message}".strip(), retryable=True)
     return HubRefusal(code, message, error.code, hub_time)
+
+
+def _answered(answer: dict | None) -> dict:
+    """Enrollment and uploads always answer with a document; an empty answer is wrong."""
+    if answer is None:
+        raise SyncError("BAD_RESPONSE", "the hub answered with no content")
+    return answer

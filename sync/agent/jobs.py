@@ -21,6 +21,7 @@ from pathlib import Path
 from edge import services
 from edge.adapters.identity import DeviceIdentity, IdentityError
 from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError
+from edge.ports import DeviceRow
 from sync.agent import state
 from sync.agent.client import HubClient
 from sync.agent.county_updates import pull_updates
@@ -163,7 +164,7 @@ def upload_outbox(
     max_bytes: int = MAX_BATCH_BYTES,
 ) -> None:
     """Send what the hub has not acknowledged, in seq order, batch after batch."""
-    device = store.device()
+    device = _device(store)
     cursor = device.synced_seq
     (first_waiting,) = store.db.execute("SELECT min(seq) FROM outbox").fetchone()
     if first_waiting is not None:
@@ -203,7 +204,7 @@ def upload_outbox(
 def send_heartbeat(
     store: SqliteDeviceStore, client: HubClient, data_dir: Path, now: datetime, report: dict
 ) -> None:
-    device, head = store.device(), store.ledger_head()
+    device, head = _device(store), store.ledger_head()
     installed = state.installed_updates(store)
     versions = {kind: state.installed_version(store, kind) for kind in KINDS}
     document = {
@@ -307,3 +308,10 @@ def sync_once(
     report["records_waiting"] = store.outbox_count()
     report["ok"] = not report["errors"]
     return report
+
+
+def _device(store: SqliteDeviceStore) -> DeviceRow:
+    device = store.device()
+    if device is None:
+        raise IdentityError("this device has no identity yet: run 'clinic device init'")
+    return device

@@ -20,8 +20,8 @@ def sync_status(store: SqliteDeviceStore, now: datetime | None = None) -> dict:
     for kind in KINDS:
         version = state.installed_version(store, kind)
         info = installed.get(kind)
-        from_county = info is not None and info.version == version
-        expires_at = info.expires_at if from_county else None
+        expires_at = info.expires_at if info is not None and info.version == version else None
+        from_county = expires_at is not None
         versions[kind] = {
             "version": version,
             "source": "county" if from_county else ("local" if version else None),
@@ -31,10 +31,10 @@ def sync_status(store: SqliteDeviceStore, now: datetime | None = None) -> dict:
             else now >= datetime.fromisoformat(expires_at),
         }
     attempts = [j for j in jobs.values() if j.last_attempt_at]
-    latest = max(attempts, key=lambda j: j.last_attempt_at, default=None)
+    latest = max(attempts, key=lambda j: j.last_attempt_at or "", default=None)
     successes = [j.last_success_at for j in jobs.values() if j.last_success_at]
     failing = [j for j in jobs.values() if j.last_error_code]
-    last_failure = max(failing, key=lambda j: j.last_attempt_at, default=None)
+    last_failure = max(failing, key=lambda j: j.last_attempt_at or "", default=None)
     return {
         "enrolled": enrollment is not None,
         "hub_url": enrollment.hub_url if enrollment else None,
