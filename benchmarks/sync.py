@@ -30,7 +30,8 @@ from sync.agent.client import HubClient
 from sync.demo import install_demo_county, provision_and_enroll
 from sync.hub.app import create_app
 from sync.hub.server import QuietRequestHandler
-from sync.protocol import BATCH_CONTENT_TYPE, encode_batch, plan_batch
+from sync.planner import plan_batch
+from sync.protocol import BATCH_CONTENT_TYPE, encode_batch
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=services.CLINIC_TZ)
 FULL_RECORDS = 20_000

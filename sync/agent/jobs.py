@@ -7,7 +7,7 @@
 - `heartbeat`: versions, records waiting, disk free, the device clock.
 
 Each job runs once at a time (a lock per data directory and job); after a failure it
-records when to try again (`sync.protocol.backoff_delay`). `sync_once` runs all three now.
+records when to try again (`sync.planner.backoff_delay`). `sync_once` runs all three now.
 """
 
 import random
@@ -25,16 +25,15 @@ from edge.ports import DeviceRow
 from sync.agent import state
 from sync.agent.client import HubClient
 from sync.agent.county_updates import pull_updates
+from sync.planner import backoff_delay, plan_batch
 from sync.protocol import (
     MAX_BATCH_BYTES,
     MAX_BATCH_RECORDS,
     SyncError,
-    backoff_delay,
     encode_batch,
     iso,
     key_fingerprint,
     load_public_key,
-    plan_batch,
 )
 from sync.updates import KINDS
 

@@ -9,13 +9,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sync_helpers import NOW
 
+from sync.planner import backoff_delay, plan_batch
 from sync.protocol import (
     MAX_CLOCK_DIFFERENCE,
     SyncError,
-    backoff_delay,
     decode_batch,
     encode_batch,
-    plan_batch,
     sign_request,
     signed_request_of,
     verify_request,
