@@ -3,6 +3,10 @@
 Real SQLite files, real processes, the real `clinic` command line; nothing is mocked.
 ledger.md is the contract: seq 1, 2, 3 … without gaps, each record chained to the one
 before and signed by the device key, every reversal cancelling one earlier settlement.
+
+One file past 500 lines because every proof here checks the same books the same way
+(`assert_whole`): the device set-up, the expected accumulators and the verifier they
+share are the proof's core, and splitting the scenarios apart would scatter it.
 """
 
 import base64

@@ -1,4 +1,5 @@
-"""Settle, reverse and close the day on a real device store, with a fixed clock."""
+"""Settle, reverse and close the day on a real device store, with a fixed clock (the
+use cases of edge/services.py, one class each, past 500 lines because there are many)."""
 
 import json
 import os

@@ -5,6 +5,9 @@ check the rules' invariants on every settlement and compare the engine, field fo
 with a reference settlement written here from the rules alone (exact `decimal`
 arithmetic, half up to the fen). Invalid documents are built by mutating valid ones so
 that one or several rejections apply, and the rejection code and line must agree.
+
+One file past 500 lines because the reference settlement, the strategies and the
+properties are one proof: each property leans on the same generators and reference.
 """
 
 import copy
