@@ -12,9 +12,10 @@ import gzip
 import hashlib
 import json
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -187,7 +188,14 @@ class SignedRequest:
     signature: str
 
 
-def signed_request_of(headers: Mapping[str, str]) -> SignedRequest:
+class RequestHeaders(Protocol):
+    """A request's headers as the hub reads them: a `Mapping[str, str]` or werkzeug's
+    case-insensitive `Headers`."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+
+def signed_request_of(headers: RequestHeaders) -> SignedRequest:
     values = [
         headers.get(h) for h in (HEADER_DEVICE, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)
     ]

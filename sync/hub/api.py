@@ -68,7 +68,7 @@ def _json_body(raw: bytes) -> dict:
     return document
 
 
-def _authenticated(raw: bytes):
+def _authenticated(raw: bytes) -> str:
     runtime = hub_runtime()
     return enrollment.authenticate(
         hub_store(),
@@ -98,9 +98,9 @@ def enroll_device() -> Response:
 @api.post("/records")
 def upload_records() -> Response:
     raw = _body()
-    slot = _authenticated(raw)
+    device_id = _authenticated(raw)
     batch = decode_batch(raw, request.headers.get("Content-Encoding"))
-    answer = uploads.ingest(hub_store(), slot, batch, hub_runtime().now())
+    answer = uploads.ingest(hub_store(), device_id, batch, hub_runtime().now())
     hub_runtime().wake_reconciler()
     return _json(answer)
 
@@ -108,8 +108,8 @@ def upload_records() -> Response:
 @api.post("/heartbeat")
 def device_heartbeat() -> Response:
     raw = _body()
-    slot = _authenticated(raw)
-    return _json(uploads.heartbeat(hub_store(), slot, _json_body(raw), hub_runtime().now()))
+    device_id = _authenticated(raw)
+    return _json(uploads.heartbeat(hub_store(), device_id, _json_body(raw), hub_runtime().now()))
 
 
 @api.get("/updates/<kind>")

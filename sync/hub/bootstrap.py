@@ -22,7 +22,7 @@ DATABASE_ENV = "CLINIC_HUB_DATABASE"
 
 
 def is_postgres_url(url: str | None) -> bool:
-    return bool(url) and url.split(":", 1)[0] in ("postgresql", "postgres")
+    return url is not None and url.split(":", 1)[0] in ("postgresql", "postgres")
 
 
 def database_url(data_dir: Path) -> str | None:

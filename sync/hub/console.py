@@ -447,5 +447,5 @@ def _csrf_refused(_error: CSRFError):
 
 @console.errorhandler(HTTPException)
 def _refused(error: HTTPException):
-    message = ERROR_MESSAGES.get(error.code, _l("The request was refused."))
+    message = ERROR_MESSAGES.get(error.code or 500, _l("The request was refused."))
     return render("error.html", message=message), error.code or 500

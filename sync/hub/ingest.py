@@ -11,6 +11,7 @@ different, self-consistent record (the device's ledger went backwards) or a tamp
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -39,9 +40,7 @@ class IngestPlan:
         return self.refusals
 
 
-def _shape_problem(record: object, device_id: str) -> tuple[str, str] | None:
-    if not isinstance(record, dict):
-        return "RECORD_MALFORMED", "not a JSON object"
+def _shape_problem(record: dict[str, Any], device_id: str) -> tuple[str, str] | None:
     seq = record.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         return "RECORD_MALFORMED", f"seq {seq!r} is not a positive whole number"
@@ -70,11 +69,14 @@ def plan_ingest(
     a new device); `stored_hashes`: the hashes held at the batch's seqs up to the head;
     `held`: the records held beyond a gap."""
     plan = IngestPlan(head_seq=head_seq, head_hash=head_hash)
-    candidates: dict[int, dict] = {}
+    candidates: dict[int, dict[str, Any]] = {}
     for record in batch:
+        if not isinstance(record, dict):
+            plan.refusals.append(Refusal(None, "RECORD_MALFORMED", "not a JSON object"))
+            continue
         shape = _shape_problem(record, device_id)
         if shape is not None:
-            seq = record.get("seq") if isinstance(record, dict) else None
+            seq = record.get("seq")
             plan.refusals.append(Refusal(seq if isinstance(seq, int) else None, *shape))
             continue
         seq = record["seq"]

@@ -31,6 +31,8 @@ class RunningHub:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
+        if isinstance(host, bytes | bytearray):  # the address may be given as bytes
+            host = host.decode()
         return f"http://{host}:{port}"
 
     @property

@@ -106,11 +106,10 @@ def test_a_second_publication_of_a_version_is_refused_and_the_unit_goes_on(store
 def _ingest_worker(url: str, device_id: str, batches: list, seed: int, barrier, results) -> None:
     store = PgHubStore.connect(url)
     try:
-        slot = store.slot_by_device(device_id)
         order = list(batches)
         random.Random(seed).shuffle(order)
         barrier.wait(timeout=60)
-        results.put([uploads.ingest(store, slot, batch, NOW)["stored"] for batch in order])
+        results.put([uploads.ingest(store, device_id, batch, NOW)["stored"] for batch in order])
     finally:
         store.close()
 

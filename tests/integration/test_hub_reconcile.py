@@ -12,6 +12,7 @@ from edge.demo import DEMO_CATALOG_VERSION
 from sync import agent
 from sync.hub import reconcile
 from sync.hub.services import reconciliation, reports
+from sync.protocol import iso
 
 EMPLOYEE = "32011500000501"  # employee: 30000 fen deductible on general visits
 INSULIN_X5 = [("XA10ACE168A001", "5")]  # 5 × ¥42.80 = 21400 fen, class A, no limits
@@ -77,7 +78,13 @@ def test_a_deductible_used_at_two_clinics_while_offline_is_a_difference_with_bot
     counts = upload_and_reconcile(hub_dir, *clinics)
     assert counts == {"not_a_settlement": 2, "ok": 1, "differs": 1}
     (item,) = items(hub_dir, reconcile.SETTLEMENT_DIFFERS)
-    assert (item.device_id, item.tx_id) == (clinics[1].identity.device_id, second["tx_id"])
+    assert (item.device_id, item.seq, item.tx_id, item.business_day, item.created_at) == (
+        clinics[1].identity.device_id,
+        second["seq"],
+        second["tx_id"],
+        second["created_at"][:10],
+        iso(NOW),
+    )
     fields = item.details["fields"]
     assert fields["deductible_applied"] == {"device": 21400, "hub": 8600}
     assert fields["fund"] == {"device": 0, "hub": 6400}

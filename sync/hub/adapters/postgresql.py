@@ -61,8 +61,9 @@ def redacted(url: str) -> str:
         info = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.Error:
         return "the configured PostgreSQL database"
-    return f"postgresql://{info.get('user', '')}@{info.get('host', '')}:{info.get('port', '')}/" + (
-        info.get("dbname") or ""
+    return (
+        f"postgresql://{info.get('user', '')}@{info.get('host', '')}:{info.get('port', '')}"
+        f"/{info.get('dbname') or ''}"
     )
 
 
@@ -130,12 +131,12 @@ class PgHubStore(SqlHubStore):
 
     def _recompute_window(self) -> tuple[int, int | None]:
         # One recomputation at a time across processes (the row lock lasts the unit).
-        (through,) = self._one("SELECT recomputed_through FROM hub_state FOR UPDATE")
+        (through,) = self._only("SELECT recomputed_through FROM hub_state FOR UPDATE")
         # Barrier: wait for the ingests in flight; every position handed out so far then
         # belongs to a finished transaction, so none is skipped by a later mark.
         self.conn.execute("SELECT pg_advisory_lock(?)", [INGEST_BARRIER])
         try:
-            last, called = self._one("SELECT last_value, is_called FROM record_position_seq")
+            last, called = self._only("SELECT last_value, is_called FROM record_position_seq")
         finally:
             self.conn.execute("SELECT pg_advisory_unlock(?)", [INGEST_BARRIER])
         return through, last if called else 0

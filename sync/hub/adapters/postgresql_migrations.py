@@ -91,7 +91,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
 
 
 def pending_migrations(conn: psycopg.Connection) -> list[int]:
-    exists = conn.execute("SELECT to_regclass('schema_migration') IS NOT NULL").fetchone()[0]
+    [(exists,)] = conn.execute("SELECT to_regclass('schema_migration') IS NOT NULL").fetchall()
     done = set()
     if exists:
         done = {v for (v,) in conn.execute("SELECT version FROM schema_migration")}

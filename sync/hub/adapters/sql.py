@@ -91,6 +91,13 @@ class SqlHubStore:
     def _one(self, sql: str, params: Sequence = ()) -> tuple | None:
         return self.conn.execute(sql, params).fetchone()
 
+    def _only(self, sql: str, params: Sequence = ()) -> tuple:
+        """The row of a query that always answers one (an aggregate, the hub's state)."""
+        row = self._one(sql, params)
+        if row is None:
+            raise HubStoreError(f"the hub database answered no row to: {sql}")
+        return row
+
     # ---- county ----------------------------------------------------------------------
 
     def county(self) -> County | None:
@@ -268,7 +275,7 @@ class SqlHubStore:
         return counts
 
     def last_seq_of_kind(self, device_id: str, kind: str, before_seq: int) -> int:
-        row = self._one(
+        row = self._only(
             "SELECT max(seq) FROM record WHERE device_id = ? AND kind = ? AND seq < ?",
             [device_id, kind, before_seq],
         )
@@ -342,9 +349,7 @@ class SqlHubStore:
         )
 
     @staticmethod
-    def _publication(row: tuple | None) -> Publication | None:
-        if row is None:
-            return None
+    def _publication(row: tuple) -> Publication:
         kind, version, published_at, expires_at, manifest, signature, content = row
         return Publication(
             kind,
@@ -357,22 +362,20 @@ class SqlHubStore:
         )
 
     def publication(self, kind: str, version: str) -> Publication | None:
-        return self._publication(
-            self._one(
-                f"SELECT {PUBLICATION_COLUMNS} FROM publication WHERE kind = ? AND version = ?",
-                [kind, version],
-            )
+        row = self._one(
+            f"SELECT {PUBLICATION_COLUMNS} FROM publication WHERE kind = ? AND version = ?",
+            [kind, version],
         )
+        return None if row is None else self._publication(row)
 
     def latest_publication(self, kind: str) -> Publication | None:
         # Versions only ever grow (the service refuses older ones), so the last one in wins.
-        return self._publication(
-            self._one(
-                f"SELECT {PUBLICATION_COLUMNS} FROM publication WHERE kind = ?"
-                f" ORDER BY {self.dialect.arrival} DESC LIMIT 1",
-                [kind],
-            )
+        row = self._one(
+            f"SELECT {PUBLICATION_COLUMNS} FROM publication WHERE kind = ?"
+            f" ORDER BY {self.dialect.arrival} DESC LIMIT 1",
+            [kind],
         )
+        return None if row is None else self._publication(row)
 
     def publications(self, kind: str | None = None) -> list[Publication]:
         sql = "SELECT kind, version, published_at, expires_at, manifest, signature, '{}'"
@@ -506,7 +509,7 @@ class SqlHubStore:
 
     def _recompute_window(self) -> tuple[int, int | None]:
         """(the last position recomputed, the last one that may be read; None: any)."""
-        (through,) = self._one("SELECT recomputed_through FROM hub_state")
+        (through,) = self._only("SELECT recomputed_through FROM hub_state")
         return through, None
 
     def records_to_recompute(self, limit: int) -> list[StoredRecord]:
@@ -573,8 +576,12 @@ class SqlHubStore:
             f" FROM reconciliation_item WHERE 1 = 1{where} ORDER BY item_id"
         )
         return [
-            ReconciliationItem(*row[:6], json.loads(row[6]), row[7])
-            for row in self.conn.execute(sql, params)
+            ReconciliationItem(
+                item_id, device_id, seq, tx_id, code, business_day, json.loads(details), created_at
+            )
+            for item_id, device_id, seq, tx_id, code, business_day, details, created_at in (
+                self.conn.execute(sql, params)
+            )
         ]
 
     def settlements(

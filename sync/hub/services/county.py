@@ -25,8 +25,9 @@ DEFAULT_CODE_LIFETIME = timedelta(hours=72)
 
 
 def refuse_a_second_county(store: HubStore, where: str) -> None:
-    if store.county() is not None:
-        raise HubError(f"{where} already holds the hub of {store.county().name}")
+    county = store.county()
+    if county is not None:
+        raise HubError(f"{where} already holds the hub of {county.name}")
 
 
 def create_county(
@@ -113,6 +114,14 @@ def find_slot(store: HubStore, target: str) -> Slot:
     return slot
 
 
+def reread_slot(store: HubStore, slot_id: int) -> Slot:
+    """A slot read again after a change to it; one that is gone is a broken store."""
+    slot = store.slot_by_id(slot_id)
+    if slot is None:
+        raise HubError(f"slot {slot_id} vanished from this hub")
+    return slot
+
+
 def revoke(store: HubStore, target: str, now: datetime, reason: str = "") -> Slot:
     """Stop a device (or an unused slot): its uploads and code are refused from now on;
     what it uploaded stays."""
@@ -121,4 +130,4 @@ def revoke(store: HubStore, target: str, now: datetime, reason: str = "") -> Slo
         if slot.revoked_at is not None:
             raise HubError(f"{target} was already revoked at {slot.revoked_at}")
         store.revoke_slot(slot.slot_id, iso(now), reason)
-    return store.slot_by_id(slot.slot_id)
+    return reread_slot(store, slot.slot_id)

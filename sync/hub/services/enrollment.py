@@ -3,15 +3,16 @@ key into a provisioned slot with a one-time code, then signs every request; the 
 checks the signature, the time and that the nonce is new.
 """
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import TypeGuard
 
 from edge.adapters.identity import device_id_for
 from sync.hub.model import Slot
 from sync.hub.ports import HubStore
-from sync.hub.services.county import code_hash, county_of
+from sync.hub.services.county import code_hash, county_of, reread_slot
 from sync.protocol import (
     MAX_CLOCK_DIFFERENCE,
+    RequestHeaders,
     SyncError,
     iso,
     load_public_key,
@@ -31,17 +32,18 @@ def _remember_nonce(store: HubStore, device_id: str, nonce: str, now: datetime) 
 
 def authenticate(
     store: HubStore,
-    headers: Mapping[str, str],
+    headers: RequestHeaders,
     *,
     method: str,
     path: str,
     body: bytes,
     now: datetime,
-) -> Slot:
-    """The enrolled, unrevoked device that signed this fresh, never-seen request."""
+) -> str:
+    """The id of the enrolled, unrevoked device that signed this fresh, never-seen
+    request."""
     claimed = signed_request_of(headers)
     slot = store.slot_by_device(claimed.device_id)
-    if slot is None:
+    if slot is None or slot.public_key is None:
         raise SyncError("UNKNOWN_DEVICE", claimed.device_id)
     if slot.revoked_at is not None:
         raise SyncError("DEVICE_REVOKED", f"{claimed.device_id} since {slot.revoked_at}")
@@ -50,12 +52,12 @@ def authenticate(
     )
     with store.unit_of_work():
         _remember_nonce(store, claimed.device_id, claimed.nonce, now)
-    return slot
+    return claimed.device_id
 
 
 def enroll(
     store: HubStore,
-    headers: Mapping[str, str],
+    headers: RequestHeaders,
     *,
     method: str,
     path: str,
@@ -68,7 +70,7 @@ def enroll(
     device after a lost answer gets the same answer; any other second use is refused."""
     claimed = signed_request_of(headers)
     code, device_id, public_key_b64 = (body.get(k) for k in ("code", "device_id", "public_key"))
-    if not all(isinstance(v, str) and v for v in (code, device_id, public_key_b64)):
+    if not (_text(code) and _text(device_id) and _text(public_key_b64)):
         raise SyncError("BAD_REQUEST", "enrollment needs code, device_id and public_key")
     if claimed.device_id != device_id:
         raise SyncError("BAD_REQUEST", "the signing device is not the one enrolling")
@@ -97,8 +99,12 @@ def enroll(
                 raise SyncError("DEVICE_REVOKED", f"{device_id} cannot enroll again")
             raise SyncError("ALREADY_ENROLLED", f"as clinic {existing.clinic_code}")
         store.enroll_slot(slot.slot_id, device_id, public_key_b64, iso(now))
-        slot = store.slot_by_id(slot.slot_id)
+        slot = reread_slot(store, slot.slot_id)
     return _enrollment_answer(store, slot, now)
+
+
+def _text(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and bool(value)
 
 
 def _enrollment_answer(store: HubStore, slot: Slot, now: datetime) -> dict:

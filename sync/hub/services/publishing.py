@@ -6,10 +6,16 @@ version), and what a new catalog would change.
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.domain.documents import insured_person_from_json, policy_from_json, roster_from_json
+from edge.domain.documents import (
+    insured_person_from_json,
+    obj,
+    policy_from_json,
+    roster_from_json,
+)
 from edge.domain.model import CatalogItem, Rejection
 from edge.domain.versions import version_order
 from sync.hub.model import HubError, Publication
@@ -63,21 +69,21 @@ def publish(
         raise HubError(f"unknown kind {kind!r}: catalog, policy or roster")
     try:
         if kind == "catalog":
-            content: dict = {"items": normalized_catalog(items or [])}
+            content: dict[str, Any] = {"items": normalized_catalog(items or [])}
             if not content["items"]:
                 raise HubError("an empty catalog cannot be published")
         elif kind == "policy":
-            named = policy_from_json(document).version
+            content = obj(document, kind)
+            named = policy_from_json(content).version
             version = version or named
             if named != version:
                 raise HubError(f"the policy document says version {named}, not {version}")
-            content = document
         else:
-            named, persons = roster_from_json(document)
+            content = obj(document, kind)
+            named, persons = roster_from_json(content)
             version = version or named
             if named != version:
                 raise HubError(f"the roster document says version {named}, not {version}")
-            content = document
     except Rejection as error:
         raise HubError(f"{kind} not published, nothing changed: {error.message}") from None
     if version is None:
@@ -104,7 +110,7 @@ def publish(
                 version, ((doc["code"], _dumps(doc)) for doc in content["items"])
             )
         elif kind == "roster":
-            entries = {p["insured_id"]: p for p in document["persons"]}
+            entries = {p["insured_id"]: p for p in content["persons"]}
             store.add_published_persons(
                 version, ((pid, _dumps(doc)) for pid, doc in entries.items())
             )

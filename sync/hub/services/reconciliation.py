@@ -124,7 +124,7 @@ def _recompute_settlement(
         if not present
     ]
     hub_result: dict | None = None
-    if missing:
+    if missing or policy is None or person is None:  # an absent one is in `missing`
         status = "not_recomputable"
         add_item(
             reconcile.NOT_RECOMPUTABLE,
@@ -193,7 +193,7 @@ def _apply_reversal(
 ) -> str:
     target = body.get("reverses")
     original = store.record_by_tx(device_id, target) if isinstance(target, str) else None
-    if original is None or original["kind"] != "settlement":
+    if not isinstance(target, str) or original is None or original["kind"] != "settlement":
         add_item(reconcile.REVERSAL_UNKNOWN, {"reverses": target})
         return "differs"
     recomputed = store.recomputation_of(device_id, target)

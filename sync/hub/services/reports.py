@@ -62,7 +62,7 @@ def fleet_status(store: HubStore, now: datetime, township: str | None = None) ->
                 "versions": beat.get("versions", {}),
                 "clock_skew_s": slot.clock_skew_s,
                 "alarms": alarms.get(slot.device_id or "", []),
-                "reconciliation_differences": differences.get(slot.device_id, 0),
+                "reconciliation_differences": differences.get(slot.device_id or "", 0),
             }
         )
     return rows

@@ -8,19 +8,20 @@ from datetime import datetime
 
 from edge.domain.ledger import genesis_hash
 from sync.hub.ingest import plan_ingest
-from sync.hub.model import HubError, Slot
+from sync.hub.model import HubError
 from sync.hub.ports import HubStore
 from sync.protocol import SyncError, iso, load_public_key, parse_time
 
 
-def ingest(store: HubStore, slot: Slot, batch: list[object], now: datetime) -> dict:
-    """Store a batch idempotently by (device_id, seq); answer the acknowledged high-water
-    mark. Every refusal raises an alarm for the device."""
-    device_id = slot.device_id
-    public_key = load_public_key(slot.public_key)
+def ingest(store: HubStore, device_id: str, batch: list[object], now: datetime) -> dict:
+    """Store a batch of an authenticated device idempotently by (device_id, seq); answer
+    the acknowledged high-water mark. Every refusal raises an alarm for the device."""
     received_at = iso(now)
     with store.unit_of_work():
-        current = store.slot_by_device(device_id)  # re-read inside the write lock
+        current = store.slot_by_device(device_id)  # read inside the write lock
+        if current is None or current.public_key is None:
+            raise HubError(f"device {device_id} is no longer enrolled at this hub")
+        public_key = load_public_key(current.public_key)
         head_seq = current.head_seq
         head_hash = current.head_hash or genesis_hash(public_key)
         seqs = [
@@ -60,9 +61,9 @@ def ingest(store: HubStore, slot: Slot, batch: list[object], now: datetime) -> d
     }
 
 
-def heartbeat(store: HubStore, slot: Slot, document: dict, now: datetime) -> dict:
-    """Remember what the device reports; a ledger head behind what the hub holds means the
-    device was restored from an old backup, and raises an alarm."""
+def heartbeat(store: HubStore, device_id: str, document: dict, now: datetime) -> dict:
+    """Remember what an authenticated device reports; a ledger head behind what the hub
+    holds means the device was restored from an old backup, and raises an alarm."""
     device_clock = parse_time(document.get("device_clock"), "device_clock")
     skew = round((device_clock - now).total_seconds())
     allowed = (
@@ -80,22 +81,24 @@ def heartbeat(store: HubStore, slot: Slot, document: dict, now: datetime) -> dic
     if not isinstance(head, dict):
         raise SyncError("BAD_REQUEST", "ledger_head must be an object")
     with store.unit_of_work():
-        store.record_contact(slot.device_id, iso(now), report, skew)
-        current = store.slot_by_device(slot.device_id)
+        store.record_contact(device_id, iso(now), report, skew)
+        current = store.slot_by_device(device_id)
+        if current is None:
+            raise HubError(f"device {device_id} is no longer enrolled at this hub")
         seq, hash_ = head.get("seq"), head.get("hash")
         if type(seq) is int and 0 <= seq < current.head_seq:
             store.raise_alarm(
-                slot.device_id,
+                device_id,
                 "LEDGER_WENT_BACKWARDS",
                 seq,
                 f"the device's ledger ends at seq {seq}; the hub holds up to {current.head_seq}",
                 iso(now),
             )
         elif type(seq) is int and 0 < seq <= current.head_seq:
-            held = store.stored_hashes(slot.device_id, [seq]).get(seq)
+            held = store.stored_hashes(device_id, [seq]).get(seq)
             if held is not None and held != hash_:
                 store.raise_alarm(
-                    slot.device_id,
+                    device_id,
                     "LEDGER_WENT_BACKWARDS",
                     seq,
                     f"the device's record {seq} is not the one the hub holds",
