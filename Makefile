@@ -104,4 +104,4 @@ lock:
 	  -o requirements/dev.txt pyproject.toml requirements/tools.in
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis .mypy_cache .import_linter_cache .grimp_cache
