@@ -6,6 +6,8 @@ import pytest
 
 from edge.adapters.sqlite_store import SqliteDeviceStore
 
+pytest_plugins = ["hub_fixtures"]  # the county hub's: hub_backend, hub, enrolled_device...
+
 EXAMPLE_POLICY = {
     "version": "2026.1",
     "class_b_prepay_ratio": "0.10",
@@ -66,6 +68,14 @@ def quote_doc(lines, catalog, person=None, accumulators=None, **visit) -> dict:
             **visit,
         },
     }
+
+
+def pytest_configure(config) -> None:
+    # The hub scenarios' PostgreSQL runs carry it (tests/hub_fixtures.py), so that a run
+    # can leave them out with -m "not postgresql", as `make test-dates` does.
+    config.addinivalue_line(
+        "markers", "postgresql: runs against the PostgreSQL server of tests/pg_server.py"
+    )
 
 
 @pytest.fixture

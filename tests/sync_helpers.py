@@ -94,10 +94,11 @@ def new_device(data_dir: Path, now: datetime = NOW) -> Device:
     return Device(data_dir, store, identity)
 
 
-def start_hub(hub_dir: Path, clock: FakeClock) -> RunningHub:
-    """The demo county's hub, serving on a free loopback port, reading `clock`."""
+def start_hub(hub_dir: Path, clock: FakeClock, **config) -> RunningHub:
+    """The demo county's hub, serving on a free loopback port, reading `clock`; `config`
+    adds to its app's (`RECONCILE_INTERVAL_S=60`, say)."""
     sync_demo.install_demo_county(hub_dir, clock())
-    return serve_in_background(hub_dir, config={"CLOCK": clock})
+    return serve_in_background(hub_dir, config={"CLOCK": clock, **config})
 
 
 def enroll(device: Device, hub_dir: Path, hub_url: str, now: datetime, **slot) -> dict:

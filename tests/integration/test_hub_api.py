@@ -1,5 +1,6 @@
 """The hub's device API over real HTTP on loopback: enrollment, request authentication,
-ingest refusals and alarms, export. Real SQLite files, a fake clock, no mocks."""
+ingest refusals and alarms, export. On each hub store (`hub_backend`, tests/hub_fixtures.py):
+real SQLite files or a real PostgreSQL server, a fake clock, no mocks."""
 
 import json
 import re
@@ -9,17 +10,7 @@ from datetime import timedelta
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sync_helpers import (
-    NOW,
-    FakeClock,
-    enroll,
-    hub_records,
-    hub_store,
-    new_device,
-    raw_call,
-    signed_call,
-    start_hub,
-)
+from sync_helpers import NOW, enroll, hub_records, hub_store, raw_call, signed_call
 
 from edge.adapters.identity import DeviceIdentity
 from edge.console import main
@@ -28,37 +19,6 @@ from sync import agent
 from sync.agent.client import HubClient, HubRefusal
 from sync.hub.services import county
 from sync.protocol import HEADER_HUB_TIME, encode_batch
-
-
-@pytest.fixture
-def clock():
-    return FakeClock(NOW)
-
-
-@pytest.fixture
-def hub_dir(tmp_path):
-    return tmp_path / "hub"
-
-
-@pytest.fixture
-def hub(hub_dir, clock):
-    running = start_hub(hub_dir, clock)
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def device(tmp_path):
-    made = new_device(tmp_path / "device")
-    yield made
-    made.store.close()
-
-
-@pytest.fixture
-def other_device(tmp_path):
-    made = new_device(tmp_path / "other")
-    yield made
-    made.store.close()
 
 
 def provision(hub_dir, **options) -> county.Provisioned:
@@ -81,6 +41,24 @@ def refusal(call) -> HubRefusal:
 def alarms(hub_dir, device_id) -> list[tuple[str, int | None]]:
     with hub_store(hub_dir) as store:
         return [(a.code, a.seq) for a in store.alarms(device_id)]
+
+
+def test_the_hub_keeps_its_data_in_the_store_of_hub_backend(hub, hub_dir, hub_backend):
+    """What every scenario of these modules takes for granted: its hub is on that store."""
+    import psycopg
+
+    from sync.hub.adapters.postgresql import PgHubStore
+    from sync.hub.adapters.sqlite import SqliteHubStore
+
+    with hub_store(hub_dir) as store:
+        county_name = county.county_of(store)["county"]
+        kind = type(store)
+    if hub_backend.name == "sqlite":
+        assert kind is SqliteHubStore and (hub_dir / "hub.db").exists()
+    else:
+        assert kind is PgHubStore and not (hub_dir / "hub.db").exists()
+        with psycopg.connect(hub_backend.database_url) as conn:
+            assert conn.execute("SELECT name FROM county").fetchone() == (county_name,)
 
 
 class TestEnrollment:
@@ -131,12 +109,12 @@ class TestEnrollment:
         first, again = client.enroll(document, NOW), client.enroll(document, NOW)
         assert first == again
 
-    def test_an_expired_code_is_refused(self, hub, hub_dir, device, clock):
+    def test_an_expired_code_is_refused(self, hub, hub_dir, device, hub_clock):
         code = provision(hub_dir, lifetime=timedelta(hours=1)).code
-        clock.advance(hours=2)
+        hub_clock.advance(hours=2)
         error = refusal(
             lambda: agent.enroll(
-                device.store, device.identity, device.data_dir, hub.url, code, clock()
+                device.store, device.identity, device.data_dir, hub.url, code, hub_clock()
             )
         )
         assert error.code == "CODE_EXPIRED"
@@ -178,33 +156,28 @@ class TestEnrollment:
 
 
 class TestRequestAuthentication:
-    @pytest.fixture
-    def enrolled(self, hub, hub_dir, device):
-        enroll(device, hub_dir, hub.url, NOW)
-        return device
-
     def heartbeat_body(self) -> bytes:
         return json.dumps({"device_clock": NOW.isoformat()}).encode()
 
-    def test_a_signed_fresh_request_is_answered(self, hub, enrolled):
+    def test_a_signed_fresh_request_is_answered(self, hub, enrolled_device):
         status, answer, _ = signed_call(
-            hub.url, enrolled.identity, "POST", "/heartbeat", self.heartbeat_body(), NOW
+            hub.url, enrolled_device.identity, "POST", "/heartbeat", self.heartbeat_body(), NOW
         )
         assert status == 200 and answer["acked_seq"] == 0
 
-    def test_a_captured_request_cannot_be_replayed(self, hub, enrolled):
+    def test_a_captured_request_cannot_be_replayed(self, hub, enrolled_device):
         body = self.heartbeat_body()
         status, _, headers = signed_call(
-            hub.url, enrolled.identity, "POST", "/heartbeat", body, NOW
+            hub.url, enrolled_device.identity, "POST", "/heartbeat", body, NOW
         )
         assert status == 200
         status, answer = raw_call(hub.url, "POST", "/heartbeat", body, headers)
         assert (status, answer["error"]["code"]) == (401, "NONCE_REUSED")
 
-    def test_a_stale_request_is_refused_and_told_the_hubs_time(self, hub, enrolled):
+    def test_a_stale_request_is_refused_and_told_the_hubs_time(self, hub, enrolled_device):
         status, answer, _ = signed_call(
             hub.url,
-            enrolled.identity,
+            enrolled_device.identity,
             "POST",
             "/heartbeat",
             self.heartbeat_body(),
@@ -218,9 +191,15 @@ class TestRequestAuthentication:
         with urllib.request.urlopen(hub.url + "/api/v1/time") as response:
             assert response.headers[HEADER_HUB_TIME] == NOW.isoformat()
 
-    def test_a_body_changed_in_transit_is_refused(self, hub, enrolled):
+    def test_a_body_changed_in_transit_is_refused(self, hub, enrolled_device):
         _, _, headers = signed_call(
-            hub.url, enrolled.identity, "GET", "/updates/policy", b"", NOW, nonce="nonce-first-one"
+            hub.url,
+            enrolled_device.identity,
+            "GET",
+            "/updates/policy",
+            b"",
+            NOW,
+            nonce="nonce-first-one",
         )
         status, answer = raw_call(hub.url, "POST", "/heartbeat", self.heartbeat_body(), headers)
         assert (status, answer["error"]["code"]) == (401, "BAD_SIGNATURE")
@@ -239,29 +218,32 @@ class TestRequestAuthentication:
         status, answer = raw_call(hub.url, "POST", "/records", b"", {})
         assert (status, answer["error"]["code"]) == (401, "UNSIGNED")
 
-    def test_a_revoked_device_is_refused_and_keeps_settling(self, hub, hub_dir, enrolled):
+    def test_a_revoked_device_is_refused_and_keeps_settling(self, hub, hub_dir, enrolled_device):
         with hub_store(hub_dir) as store:
-            county.revoke(store, enrolled.identity.device_id, NOW, "stolen")
-        enrolled.settle(NOW)
-        report = agent.sync_once(enrolled.store, enrolled.identity, enrolled.data_dir, NOW)
+            county.revoke(store, enrolled_device.identity.device_id, NOW, "stolen")
+        enrolled_device.settle(NOW)
+        report = agent.sync_once(
+            enrolled_device.store, enrolled_device.identity, enrolled_device.data_dir, NOW
+        )
         assert {e["code"] for e in report["errors"]} == {"DEVICE_REVOKED"}
-        assert enrolled.store.outbox_count() == 2  # the enrollment event and the visit
-        assert enrolled.settle(NOW)["seq"] == 3  # the terminal still settles
-        assert agent.sync_status(enrolled.store)["last_error"]["code"] == "DEVICE_REVOKED"
+        assert enrolled_device.store.outbox_count() == 2  # the enrollment event and the visit
+        assert enrolled_device.settle(NOW)["seq"] == 3  # the terminal still settles
+        assert agent.sync_status(enrolled_device.store)["last_error"]["code"] == "DEVICE_REVOKED"
 
-    def test_an_oversized_body_is_refused(self, hub, enrolled):
+    def test_an_oversized_body_is_refused(self, hub, enrolled_device):
         body = b"x" * (9 * 2**20)
-        status, answer, _ = signed_call(hub.url, enrolled.identity, "POST", "/records", body, NOW)
+        status, answer, _ = signed_call(
+            hub.url, enrolled_device.identity, "POST", "/records", body, NOW
+        )
         assert (status, answer["error"]["code"]) == (413, "TOO_LARGE")
 
 
 class TestIngest:
     @pytest.fixture
-    def enrolled(self, hub, hub_dir, device):
-        enroll(device, hub_dir, hub.url, NOW)
+    def enrolled(self, enrolled_device):
         for second in range(4):
-            device.settle(NOW + timedelta(seconds=second))
-        return device
+            enrolled_device.settle(NOW + timedelta(seconds=second))
+        return enrolled_device
 
     def upload(self, hub, device, records, nonce="nonce-upload-0001"):
         body = encode_batch(json.dumps(r, ensure_ascii=False) for r in records)

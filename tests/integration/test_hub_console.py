@@ -1,6 +1,6 @@
 """The county hub's web console: sign-in, roles (coordinators see their township only),
 CSRF, CSP without script, Chinese or English, provisioning, publishing with a diff,
-reconciliation, CSV."""
+reconciliation, CSV. On each hub store (`hub_backend`, tests/hub_fixtures.py)."""
 
 import io
 import re
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from password_fixtures import legacy_hash
-from sync_helpers import NOW, FakeClock, enroll, hub_store, new_device, start_hub
+from sync_helpers import NOW, enroll, hub_store
 
 from edge import demo as edge_demo
 from sync import agent
@@ -20,30 +20,20 @@ PASSWORD = "correct horse 42"
 
 
 @pytest.fixture
-def clock():
-    return FakeClock(NOW)
-
-
-@pytest.fixture
-def hub_dir(tmp_path):
-    return tmp_path / "hub"
-
-
-@pytest.fixture
-def hub(hub_dir, clock, tmp_path):
-    running = start_hub(hub_dir, clock)
+def hub(hub, hub_dir, make_device):
+    """The shared hub (tests/hub_fixtures.py) with an admin, a coordinator of 秣陵街道, a
+    slot in 谷里街道 awaiting enrollment, and ML-01's device in 秣陵街道, which has uploaded
+    a settlement (its id: hub.device_id)."""
     with hub_store(hub_dir) as store:
         console_auth.add_user(store, "admin", PASSWORD, "admin", None, NOW)
         console_auth.add_user(store, "li", PASSWORD, "coordinator", "秣陵街道", NOW)
         county.provision(store, clinic_code="GL-01", township="谷里街道", now=NOW)
-    device = new_device(tmp_path / "device")
-    enroll(device, hub_dir, running.url, NOW, clinic_code="ML-01", township="秣陵街道")
+    device = make_device("device")
+    enroll(device, hub_dir, hub.url, NOW, clinic_code="ML-01", township="秣陵街道")
     device.settle(NOW)
     assert agent.sync_once(device.store, device.identity, device.data_dir, NOW)["ok"]
-    running.device_id = device.identity.device_id
-    device.store.close()
-    yield running
-    running.stop()
+    hub.device_id = device.identity.device_id
+    return hub
 
 
 def token(page: str) -> str:
@@ -191,13 +181,13 @@ class TestFleet:
         assert client.get("/console/admin/devices").status_code == 403
         assert client.get("/console/admin/publish/policy").status_code == 403
 
-    def test_a_coordinator_cannot_open_a_device_of_another_township(self, hub, hub_dir, tmp_path):
-        other = new_device(tmp_path / "other")
-        enroll(other, hub_dir, hub.url, NOW, clinic_code="GL-02", township="谷里街道")
+    def test_a_coordinator_cannot_open_a_device_of_another_township(
+        self, hub, make_enrolled_device
+    ):
+        other = make_enrolled_device("other", clinic_code="GL-02", township="谷里街道")
         client = signed_in(hub, "li")
         assert client.get(f"/console/devices/{other.identity.device_id}").status_code == 404
         assert client.get(f"/console/devices/{hub.device_id}").status_code == 200
-        other.store.close()
 
     def test_the_settlements_csv_holds_the_uploaded_settlement(self, hub):
         answer = signed_in(hub, "li").get("/console/export/settlements.csv")
@@ -299,14 +289,14 @@ class TestAdmin:
         assert "says version 2026.1, not 2027.1" in answer.get_data(as_text=True)
 
     def test_the_reconciliation_page_lists_differences_with_both_amounts(
-        self, hub, hub_dir, tmp_path
+        self, hub, hub_dir, make_enrolled_device
     ):
         for index in range(2):
-            device = new_device(tmp_path / f"clinic-{index}")
-            enroll(device, hub_dir, hub.url, NOW, clinic_code=f"ML-1{index}", township="秣陵街道")
+            device = make_enrolled_device(
+                f"clinic-{index}", clinic_code=f"ML-1{index}", township="秣陵街道"
+            )
             device.settle(NOW, "32011500000501", [("XA10ACE168A001", "5")])
             agent.sync_once(device.store, device.identity, device.data_dir, NOW)
-            device.store.close()
         with hub_store(hub_dir) as store:
             reconciliation.reconcile_pending(store, NOW)
         page = signed_in(hub, "li").get("/console/reconciliation").get_data(as_text=True)

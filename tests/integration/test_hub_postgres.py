@@ -2,8 +2,9 @@
 several processes at once, the recomputation barrier, `clinic hub init --database`, and
 the hub under gunicorn with two workers. A real PostgreSQL server (tests/pg_server.py).
 
-The hub's behaviour scenarios run against this store in test_hub_postgres_api.py,
-_reconcile.py, _console.py and _faults.py."""
+The hub's behaviour scenarios run against this store and SQLite's alike (`hub_backend`,
+tests/hub_fixtures.py): test_hub_api.py, test_hub_console.py, test_hub_reconcile.py and
+test_sync_faults.py."""
 
 import dataclasses
 import multiprocessing
@@ -23,7 +24,6 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pg_server import pg_backend, pg_url, postgres  # noqa: F401
 from record_chains import chain
 from sync_helpers import NOW, new_device
 
@@ -57,14 +57,14 @@ def hub_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
-def store(pg_url, hub_dir):  # noqa: F811
+def store(pg_url, hub_dir):
     init_hub(hub_dir, "示范县", NOW, pg_url)
     opened = PgHubStore.open(pg_url)
     yield opened
     opened.close()
 
 
-def test_the_schema_is_a_versioned_list_of_steps_recorded_in_a_table(pg_url):  # noqa: F811
+def test_the_schema_is_a_versioned_list_of_steps_recorded_in_a_table(pg_url):
     with pytest.raises(HubStoreError, match="no county hub"):
         PgHubStore.open(pg_url)
     PgHubStore.open(pg_url, create=True).close()
@@ -114,7 +114,7 @@ def _ingest_worker(url: str, device_id: str, batches: list, seed: int, barrier, 
         store.close()
 
 
-def test_processes_ingesting_the_same_batches_at_once_store_each_record_once(store, pg_url):  # noqa: F811
+def test_processes_ingesting_the_same_batches_at_once_store_each_record_once(store, pg_url):
     key, device_id = enrolled_key(store)
     records = chain(400, key=key, device=device_id)
     # Overlapping batches, each process in its own order: a replay storm.
@@ -145,7 +145,7 @@ def test_processes_ingesting_the_same_batches_at_once_store_each_record_once(sto
     assert store.alarms(device_id) == []
 
 
-def test_recomputation_waits_for_an_ingest_that_commits_late(store, pg_url):  # noqa: F811
+def test_recomputation_waits_for_an_ingest_that_commits_late(store, pg_url):
     key, device_id = enrolled_key(store)
     other_key, other_id = enrolled_key(store)
     slow = PgHubStore.connect(pg_url)
@@ -172,10 +172,7 @@ def test_recomputation_waits_for_an_ingest_that_commits_late(store, pg_url):  # 
         reconciler.close()
 
 
-def test_clinic_hub_init_with_a_database_records_it_and_every_command_uses_it(
-    tmp_path,
-    pg_url,  # noqa: F811
-):
+def test_clinic_hub_init_with_a_database_records_it_and_every_command_uses_it(tmp_path, pg_url):
     hub_dir = tmp_path / "hub"
     runner = CliRunner()
     result = runner.invoke(
@@ -206,7 +203,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_gunicorn_workers_serve_one_postgresql_hub(tmp_path, pg_backend):  # noqa: F811
+def test_two_gunicorn_workers_serve_one_postgresql_hub(tmp_path, pg_backend):
     from sync.demo import install_demo_county
 
     database = pg_backend

@@ -1,11 +1,12 @@
 """The county recomputes every uploaded settlement with its own accumulators and reports
-every difference with both sides' amounts; daily closes are checked against their records."""
+every difference with both sides' amounts; daily closes are checked against their records.
+On each hub store (`hub_backend`, tests/hub_fixtures.py)."""
 
 import copy
 from datetime import timedelta
 
 import pytest
-from sync_helpers import NOW, FakeClock, enroll, hub_store, new_device, start_hub
+from sync_helpers import NOW, hub_store
 
 from edge import services
 from edge.demo import DEMO_CATALOG_VERSION
@@ -19,33 +20,12 @@ INSULIN_X5 = [("XA10ACE168A001", "5")]  # 5 × ¥42.80 = 21400 fen, class A, no 
 
 
 @pytest.fixture
-def clock():
-    return FakeClock(NOW)
-
-
-@pytest.fixture
-def hub_dir(tmp_path):
-    return tmp_path / "hub"
-
-
-@pytest.fixture
-def hub(hub_dir, clock):
-    running = start_hub(hub_dir, clock)
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def clinics(tmp_path, hub, hub_dir):
+def clinics(make_enrolled_device):
     """Two clinics' devices, both enrolled."""
-    made = []
-    for index, clinic in enumerate(("320115-001", "320115-002")):
-        device = new_device(tmp_path / f"device-{index}")
-        enroll(device, hub_dir, hub.url, NOW, clinic_code=clinic)
-        made.append(device)
-    yield made
-    for device in made:
-        device.store.close()
+    return [
+        make_enrolled_device(f"device-{index}", clinic_code=clinic)
+        for index, clinic in enumerate(("320115-001", "320115-002"))
+    ]
 
 
 def upload_and_reconcile(hub_dir, *devices) -> dict:
@@ -173,20 +153,15 @@ def test_the_reconciliation_csv_has_one_row_per_differing_field(clinics, hub_dir
     assert "SETTLEMENT_DIFFERS" in fund_row and fund_row.split(",")[7:9] == ["0", "6400"]
 
 
-def test_a_serving_hub_recomputes_uploads_in_the_background(tmp_path, clock):
-    import time
+class TestBackgroundReconciliation:
+    @pytest.fixture
+    def hub_config(self):
+        return {"RECONCILE_INTERVAL_S": 60}  # woken by each upload, long before the minute is up
 
-    from sync import demo as sync_demo
-    from sync.hub.server import serve_in_background
+    def test_a_serving_hub_recomputes_uploads_in_the_background(self, hub_dir, enrolled_device):
+        import time
 
-    hub_dir = tmp_path / "background-hub"
-    sync_demo.install_demo_county(hub_dir, NOW)
-    running = serve_in_background(
-        hub_dir, config={"CLOCK": clock, "RECONCILE_INTERVAL_S": 60}
-    )  # woken by each upload, long before the minute is up
-    device = new_device(tmp_path / "device")
-    try:
-        enroll(device, hub_dir, running.url, NOW)
+        device = enrolled_device
         device.settle(NOW, EMPLOYEE, INSULIN_X5)
         assert agent.sync_once(device.store, device.identity, device.data_dir, NOW)["ok"]
         deadline = time.monotonic() + 10
@@ -199,6 +174,3 @@ def test_a_serving_hub_recomputes_uploads_in_the_background(tmp_path, clock):
                 )
             status = found[0] if found else None
         assert status == "ok"
-    finally:
-        device.store.close()
-        running.stop()

@@ -8,7 +8,8 @@ follow China time whatever the date and the machine's zone.
 Each run sets CLINIC_TEST_TIME_SHIFT_S (read by `sitecustomize.py` beside this file) and
 TZ, checks that a child process really reads the moved clock, runs the tests, then runs
 the demo walkthrough twice in a scratch directory. PostgreSQL and Chromium keep the real
-clock, so their tests are not part of these runs (the hub's logic runs on SQLite here).
+clock, so their tests are not part of these runs: the hub's scenarios run on SQLite only
+here (-m "not postgresql" leaves out their PostgreSQL runs, tests/hub_fixtures.py).
 """
 
 import argparse
@@ -156,7 +157,7 @@ def run(moment: Moment, pytest_args: list[str]) -> list[str]:
     tests = subprocess.run(
         # time_machine is imported before pytest starts (sitecustomize), too early for
         # pytest to rewrite its plugin's asserts: that warning alone is not an error here.
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not postgresql",
          "-W", "ignore::pytest.PytestAssertRewriteWarning", *options, *paths],
         env=env, cwd=ROOT,
     )  # fmt: skip
