@@ -13,7 +13,7 @@ from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.clock import Clock
 from sync import agent
 from sync.hub import console_auth
-from sync.hub.adapters.county_key import load_county_key
+from sync.hub.adapters.county_key import COUNTY_KEY_FILE, load_county_key
 from sync.hub.bootstrap import init_hub, open_hub_store
 from sync.hub.server import RunningHub, serve_in_background
 from sync.hub.services import county, publishing
@@ -32,7 +32,7 @@ DEMO_CONSOLE_USERS = [
 def install_demo_county(hub_dir: Path, now: datetime) -> dict:
     """Make the hub (if there is none) and publish whatever demo version it lacks."""
     hub_dir = Path(hub_dir)
-    if not (hub_dir / "hub.db").exists():
+    if not (hub_dir / COUNTY_KEY_FILE).exists():  # every hub has its key, on either store
         init_hub(hub_dir, DEMO_COUNTY, now)
     store = open_hub_store(hub_dir)
     published = []

@@ -61,6 +61,13 @@ def test_the_hub_keeps_its_data_in_the_store_of_hub_backend(hub, hub_dir, hub_ba
             assert conn.execute("SELECT name FROM county").fetchone() == (county_name,)
 
 
+def test_installing_the_demo_county_again_publishes_nothing_new(hub, hub_dir, hub_clock):
+    from sync.demo import install_demo_county
+
+    again = install_demo_county(hub_dir, hub_clock() + timedelta(days=1))  # make demo, twice
+    assert again["published"] == []
+
+
 class TestEnrollment:
     def test_a_device_enrolls_its_own_id_and_key_and_pins_the_county_key(
         self, hub, hub_dir, device
