@@ -60,17 +60,22 @@ def quote(jsonl: bool) -> None:
     stdin = sys.stdin.buffer
     if jsonl:
         for raw in stdin:
-            click.echo(_dumps(quote_text(_decode(raw))))
+            click.echo(_dumps(_quote_bytes(raw)))
         return
-    result = quote_text(_decode(stdin.read()))
+    result = _quote_bytes(stdin.read())
     click.echo(_dumps(result))
     if "error" in result:
         sys.exit(2)
 
 
-def _decode(raw: bytes) -> str:
-    # Undecodable bytes become U+FFFD, which the JSON parser then rejects as BAD_INPUT.
-    return raw.decode("utf-8", errors="replace")
+def _quote_bytes(raw: bytes) -> dict:
+    """A document that is not UTF-8 is BAD_INPUT, even where the bad bytes sit inside a
+    string (read leniently they would turn into U+FFFD and be settled)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return Rejection("BAD_INPUT", f"document is not UTF-8 text (byte {error.start})").to_dict()
+    return quote_text(text)
 
 
 def _dumps(result: dict) -> str:

@@ -67,6 +67,15 @@ class TestQuote:
         assert done.returncode == 2
         assert json.loads(done.stdout)["error"]["code"] == "BAD_INPUT"
 
+    def test_invalid_utf8_inside_a_string_is_bad_input_too(self):
+        bad = json.dumps(GOOD, ensure_ascii=False).replace("药品A1", "药品\udcffA1")
+        raw = bad.encode("utf-8", errors="surrogateescape")  # the lone byte 0xFF in a name
+        for args in (["quote"], ["quote", "--jsonl"]):
+            done = subprocess.run([str(CLINIC), *args], input=raw + b"\n", capture_output=True,
+                                  timeout=60)  # fmt: skip
+            error = json.loads(done.stdout)["error"]
+            assert error["code"] == "BAD_INPUT" and "UTF-8" in error["message"], args
+
     def test_jsonl_answers_every_line_in_order_and_exits_0(self):
         lines = [json.dumps(GOOD), "{", json.dumps(UNKNOWN), json.dumps(GOOD)]
         done = clinic("quote", "--jsonl", stdin="\n".join(lines) + "\n")
