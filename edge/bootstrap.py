@@ -1,17 +1,12 @@
-"""The terminal's one bootstrap: which concrete store, identity and clock the device's
-entry points (the `clinic` commands, the terminal UI, the sync agent) work with. The use
-cases in `edge.services` take whatever is handed to them (`edge.ports.DeviceStore`);
-only this module names the SQLite adapter for them.
+"""The terminal's bootstrap: the concrete store the `clinic` commands and the terminal UI
+open. The use cases in `edge.services` take whatever is handed to them
+(`edge.ports.DeviceStore`); the maintenance commands and the agent's scheduler open the
+SQLite store themselves, being about that file.
 """
 
 from pathlib import Path
 
-from edge.adapters.identity import DeviceIdentity
 from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore, connect
-from edge.clock import Clock, configured_clock
-from edge.services import load_identity
-
-__all__ = ["configured_clock", "connect_store", "device_identity", "open_store"]
 
 
 def open_store(data_dir: Path, *, create: bool = False) -> SqliteDeviceStore:
@@ -22,12 +17,3 @@ def open_store(data_dir: Path, *, create: bool = False) -> SqliteDeviceStore:
 def connect_store(data_dir: Path) -> SqliteDeviceStore:
     """Another connection to a store already opened once by this process (a request's)."""
     return SqliteDeviceStore(connect(Path(data_dir) / DATABASE_FILE))
-
-
-def device_identity(store: SqliteDeviceStore, data_dir: Path) -> DeviceIdentity:
-    """The device's id and signing key, checked against the store's public key."""
-    return load_identity(store, Path(data_dir))
-
-
-def clock() -> Clock:
-    return configured_clock()

@@ -2,9 +2,9 @@
 
 Settlement days, accumulator years and validity checks follow China time whatever zone
 the machine is set to, so the clock reads aware datetimes in `CLINIC_TZ`. Only entry
-points (the `clinic` commands, the Flask app factories, the sync scheduler, the hub's
-WSGI factory) call `configured_clock()`; everything below them takes `now` or a clock as
-an argument.
+points (the `clinic` commands, the Flask app factories, the hub's WSGI factory) call
+`configured_clock()`; everything below them, the sync scheduler included, is handed `now`
+or a clock.
 
 `CLINIC_CLOCK=2026-11-22T09:30:00+08:00` in the environment starts the clock at that
 instant, from where it advances with real time: for tests, training and reproducing a

@@ -85,7 +85,7 @@ def open_hub(hub_dir: Path) -> Iterator:
 
 def parse_expiry(text: str) -> datetime:
     """A date (the start of that day, clinic time) or an ISO date-time with an offset."""
-    from edge.services import CLINIC_TZ
+    from edge.clock import CLINIC_TZ
 
     try:
         if len(text) == 10:

@@ -146,8 +146,8 @@ def sync_now():
         current_app.logger.exception("sync now")
         flash(_("Sync failed: %(error)s", error=sync_error_text(error)), "error")
     else:
-        for refusal in result.get("errors") or []:
-            flash(_("Sync failed: %(error)s", error=sync_error_text(refusal)), "error")
+        for failure in result.get("errors") or []:
+            flash(_("Sync failed: %(error)s", error=sync_error_text(failure)), "error")
         if result.get("ok", True):
             flash(_("Sync finished: %(result)s", result=_summary(result)), "info")
     return redirect(url_for("status.page"))

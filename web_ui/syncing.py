@@ -44,8 +44,6 @@ def county_public_key(store: SqliteDeviceStore) -> str | None:
         enrollment = state.enrollment(store)
     except (ImportError, AttributeError):
         return None
-    except Exception:  # no enrollment table yet: the agent has never run
-        return None
     return enrollment.county_public_key if enrollment is not None else None
 
 

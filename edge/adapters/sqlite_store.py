@@ -2,8 +2,8 @@
 
 One file, WAL, `synchronous=FULL`; the schema grows by migrations (`schema.py`) that
 commit together with the record of having run. Money is INTEGER fen, prices and ratios
-TEXT decimals. Past 500 lines because it is one class, the store the settle path reads
-and writes in one transaction: splitting it by table would split that transaction.
+TEXT decimals. Past 500 lines because it is one class, the one implementation of
+`edge.ports.DeviceStore` (and the queries the UI and the agent run on the same tables).
 """
 
 import dataclasses
@@ -144,7 +144,11 @@ class SqliteDeviceStore:
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         store = cls(connect(path))
-        migrations.apply(store.db)  # the one place clinic.db's schema changes
+        if migrations.pending(store.db):  # the one place clinic.db's schema changes
+            # under the write lock, checked again there: a scheduler, the doctor and a
+            # command opening a device from an older release at once must not collide
+            with store.write_transaction():
+                migrations.apply(store.db)
         return store
 
     def close(self) -> None:

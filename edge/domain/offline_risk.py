@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from edge.domain.model import OfflineLimits
 
-# Needs-review reasons (offline risk control, DESIGN.md).
+# Needs-review reasons (offline risk control: docs/ledger.md, settlement bodies).
 OFFLINE_TOO_LONG = "OFFLINE_TOO_LONG"
 OFFLINE_FUND_LIMIT = "OFFLINE_FUND_LIMIT"
 VISITS_PER_DAY_LIMIT = "VISITS_PER_DAY_LIMIT"

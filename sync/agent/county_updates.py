@@ -106,10 +106,6 @@ def _pull_one(
     )
 
 
-def _version_offered(error: SyncError) -> str | None:
-    return getattr(error, "version", None)
-
-
 def _refuse(
     store: SqliteDeviceStore,
     identity: DeviceIdentity,
@@ -119,7 +115,7 @@ def _refuse(
     report: dict,
 ) -> None:
     """The installed version stays; the refusal is kept, shown, and signed once."""
-    version = _version_offered(error)
+    version = error.version
     report["updates_refused"].append({"kind": kind, "version": version, **error.to_dict()})
     new = state.record_refusal(
         store, kind, version, error.code, error.message_en, error.message_zh, now

@@ -11,7 +11,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from edge import services
 from edge.adapters.sqlite_store import SqliteDeviceStore
-from edge.clock import Clock
+from edge.clock import CLINIC_TZ, Clock
 from sync.agent import state
 from sync.agent.jobs import JOBS, client_for, job_lock, new_report, run_job
 
@@ -71,8 +71,8 @@ def start_scheduler(
     """Start the agent's jobs in background threads (for `clinic serve`), each reading
     `clock`; the caller stops it with `scheduler.shutdown()`."""
     intervals = {**JOB_INTERVALS_S, **(intervals_s or {})}
-    scheduler = BackgroundScheduler(timezone=services.CLINIC_TZ)
-    start = datetime.now(services.CLINIC_TZ)  # APScheduler runs on the real clock
+    scheduler = BackgroundScheduler(timezone=CLINIC_TZ)
+    start = datetime.now(CLINIC_TZ)  # APScheduler runs on the real clock
     for index, job in enumerate(JOBS):
         scheduler.add_job(
             run_scheduled_job,

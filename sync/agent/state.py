@@ -9,13 +9,13 @@ step m006), made when the store is opened. Every write goes through
 from dataclasses import dataclass
 from datetime import datetime
 
-from edge import services
 from edge.adapters.sqlite_store import SqliteDeviceStore
+from edge.clock import CLINIC_TZ
 
 
 def stamp(now: datetime) -> str:
     """The device's own time format (as `device.created_at`)."""
-    return now.astimezone(services.CLINIC_TZ).replace(microsecond=0).isoformat()
+    return now.astimezone(CLINIC_TZ).replace(microsecond=0).isoformat()
 
 
 def installed_version(store: SqliteDeviceStore, kind: str) -> str | None:

@@ -2,7 +2,8 @@
 web console (`console.py`).
 
 `create_app(config)` takes a mapping: `HUB_DATA_DIR` (default `$CLINIC_HUB_DIR`), `CLOCK`
-(a callable giving an aware datetime; the system clock by default),
+(a callable giving an aware datetime; by default `edge.clock.configured_clock()`: China
+time, or the clock `CLINIC_CLOCK` starts),
 `RECONCILE_INTERVAL_S` (recompute uploads in a background thread every so many seconds,
 and soon after each upload; off when None), `CONSOLE` (serve the web console, default
 True). Run it under any WSGI server; `clinic hub serve` uses werkzeug's.

@@ -1,4 +1,4 @@
-"""What a running hub app holds, for its views (the device API in `app.py`, the console in
+"""What a running hub app holds, for its views (the device API in `api.py`, the console in
 `console.py`): the data directory, the county key, the clock and the background
 recomputation (`HubRuntime`, `hub_runtime()`), and each request's own store connection
 (`hub_store()`, closed when the request ends).

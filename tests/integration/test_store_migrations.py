@@ -76,3 +76,29 @@ def test_a_new_device_gets_the_same_tables_as_an_old_one_brought_forward(old_dev
     new = shape(tmp_path / "new")
     old = shape(old_device)
     assert old == new
+
+
+def _open_and_close(data_dir: str) -> str:
+    try:
+        SqliteDeviceStore.open(Path(data_dir)).close()
+        return "ok"
+    except Exception as error:  # reported to the parent, which fails the test
+        return f"{type(error).__name__}: {error}"
+
+
+def test_processes_opening_an_old_device_at_once_all_open_it(tmp_path):
+    """The scheduler, the doctor and a command may all be first to open an upgraded device:
+    the migration steps run under the write lock, once."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for round_ in range(5):
+        data_dir = tmp_path / f"device-{round_}"
+        data_dir.mkdir()
+        with (
+            gzip.open(FIXTURE / "clinic.db.gz") as packed,
+            open(data_dir / DATABASE_FILE, "wb") as db,
+        ):
+            shutil.copyfileobj(packed, db)
+        with context.Pool(4) as pool:
+            assert pool.map(_open_and_close, [str(data_dir)] * 4) == ["ok"] * 4
