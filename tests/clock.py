@@ -6,12 +6,12 @@ with a clock the product reads by itself. Tests that must run on the real clock 
 loss, the real `clinic demo`) read it through `real_now()` and derive their dates from it.
 """
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from edge.clock import CLINIC_TZ, system_clock
 from edge.demo import DEMO_DAY
 
-NOW = datetime.combine(DEMO_DAY, datetime.min.time(), CLINIC_TZ).replace(hour=9, minute=30)
+NOW = datetime.combine(DEMO_DAY, time(9, 30), CLINIC_TZ)
 TODAY = NOW.date()
 
 

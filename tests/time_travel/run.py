@@ -6,8 +6,9 @@ follow China time whatever the date and the machine's zone.
     python tests/time_travel/run.py [--only NAME] [PYTEST ARGS...]
 
 Each run sets CLINIC_TEST_TIME_SHIFT_S (read by `sitecustomize.py` beside this file) and
-TZ, checks that a child process really reads the moved clock, runs the tests, then runs
-the demo walkthrough twice in a scratch directory. PostgreSQL and Chromium keep the real
+TZ, checks that a child process really reads the moved clock and runs the tests; the
+walkthrough is tests/e2e/test_cli.py's, which runs `clinic demo --walkthrough` twice as
+child processes. PostgreSQL and Chromium keep the real
 clock, so their tests are not part of these runs: the hub's scenarios run on SQLite only
 here (-m "not postgresql" leaves out their PostgreSQL runs, tests/hub_fixtures.py).
 """
@@ -16,17 +17,13 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-CHINA = ZoneInfo("Asia/Shanghai")
-CLINIC = Path(sys.executable).with_name("clinic")
 
 # The tests whose outcome could depend on the date: engine, services, store, demo county,
 # sync agent and hub (on SQLite), the web UI through Flask's client, the command line, the
@@ -40,6 +37,7 @@ CORE = [
     "tests/integration/test_hub_reconcile.py",
     "tests/integration/test_web_settle.py",
     "tests/integration/test_web_records.py",
+    "tests/e2e/test_cli.py::test_demo_walkthrough_settles_verifies_and_syncs_with_the_local_hub",
 ]
 TESTS = [
     "tests/unit/test_clock.py",
@@ -121,30 +119,6 @@ def check_the_clock_moved(moment: Moment, env: dict) -> str | None:
     return None
 
 
-def walkthrough(env: dict) -> str | None:
-    """`clinic demo --walkthrough`, twice: settles, refuses the documented cases, syncs."""
-    with tempfile.TemporaryDirectory(prefix="clinic-dates-") as scratch:
-        args = [str(CLINIC), "demo", "--walkthrough", "--hub-port", "0", "--data-dir",
-                str(Path(scratch) / "demo")]  # fmt: skip
-        outputs = []
-        for _ in range(2):
-            done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
-            if done.returncode != 0:
-                return f"clinic demo --walkthrough failed:\n{done.stdout}{done.stderr}"
-            outputs.append(done.stdout)
-    first, second = outputs
-    for expected in ("NOT_ELIGIBLE", "CHRONIC_NOT_CERTIFIED", "intact: True", "daily close"):
-        if expected not in first:
-            return f"the walkthrough no longer shows {expected}:\n{first}"
-    settled = first.count("recorded as seq")
-    if settled != 5:
-        return f"the walkthrough settled {settled} visits, not 5:\n{first}"
-    records = int(first.split("daily close #")[1].split(":")[0])
-    if f"acknowledged up to seq {records + settled + 1}" not in second:
-        return f"the second walkthrough did not sync all {records + settled + 1} records"
-    return None
-
-
 def run(moment: Moment, pytest_args: list[str]) -> list[str]:
     env = environment(moment)
     shown = "the real time" if moment.at == "now" else moment.at
@@ -163,8 +137,6 @@ def run(moment: Moment, pytest_args: list[str]) -> list[str]:
     )  # fmt: skip
     if tests.returncode != 0:
         problems.append(f"pytest exited {tests.returncode}")
-    if problem := walkthrough(env):
-        problems.append(problem)
     return problems
 
 
