@@ -9,6 +9,7 @@ recomputes with it, and `clinic quote` exposes it to auditors.
 from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
+from functools import partial
 
 from edge.domain.model import (
     MAX_LINES,
@@ -262,22 +263,24 @@ def settle_totals(
 ) -> Settlement:
     total = sum(line.amount for line in lines)
     inscp_total = sum(line.inscp for line in lines)
-    totals = {
-        "total": total,
-        "inscp_total": inscp_total,
-        "fulamt_total": sum(line.fulamt_ownpay for line in lines),
-        "overlmt_total": sum(line.overlmt_selfpay for line in lines),
-        "preselfpay_total": sum(line.preselfpay for line in lines),
-        "fund_fixed_total": sum(line.fund_fixed for line in lines),
-        "lines": lines,
-    }
+    fund_fixed_total = sum(line.fund_fixed for line in lines)
+    classified = partial(
+        Settlement,
+        total=total,
+        inscp_total=inscp_total,
+        fulamt_total=sum(line.fulamt_ownpay for line in lines),
+        overlmt_total=sum(line.overlmt_selfpay for line in lines),
+        preselfpay_total=sum(line.preselfpay for line in lines),
+        fund_fixed_total=fund_fixed_total,
+        lines=lines,
+    )
 
     reason = not_eligible_reason(person, visit.date)
     if reason is not None:
         a = accumulators
-        return Settlement(
+        return classified(
             eligible=False, fund=0, assistance=0, personal_account=0, cash=total,
-            deductible_applied=0, policy_selfpay=inscp_total, **totals,
+            deductible_applied=0, policy_selfpay=inscp_total,
             accumulators_after=AccumulatorsAfter(
                 a.deductible_used, a.fund_paid, a.assistance_paid, person.account_balance,
                 a.day_fund_paid, a.ci_selfpay, a.ci_paid, dict(a.supplements_paid),
@@ -294,9 +297,7 @@ def settle_totals(
     deductible_left = max(0, benefit.deductible - accumulators.deductible_used)
     deductible_applied = min(deductible_left, pool)
     ratio_pay = fen_times_ratio(pool - deductible_applied, benefit.ratio)
-    fund, fund_limited_by = capped_fund(
-        benefit, accumulators, totals["fund_fixed_total"] + ratio_pay
-    )
+    fund, fund_limited_by = capped_fund(benefit, accumulators, fund_fixed_total + ratio_pay)
     policy_selfpay = inscp_total - fund
 
     # 2. Critical illness, 3. assistance, 4. supplements: each on what is left.
@@ -331,10 +332,10 @@ def settle_totals(
     for paid in supplements:
         if paid.amount > 0 or paid.name in supplements_paid:
             supplements_paid[paid.name] = supplements_paid.get(paid.name, 0) + paid.amount
-    return Settlement(
+    return classified(
         eligible=True, fund=fund, assistance=assistance,
         personal_account=personal_account, cash=cash,
-        deductible_applied=deductible_applied, policy_selfpay=policy_selfpay, **totals,
+        deductible_applied=deductible_applied, policy_selfpay=policy_selfpay,
         accumulators_after=AccumulatorsAfter(
             accumulators.deductible_used + deductible_applied,
             accumulators.fund_paid + fund,
