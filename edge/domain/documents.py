@@ -23,7 +23,6 @@ from edge.domain.model import (
     STATUSES,
     SUPPLEMENT_BASES,
     SUPPLEMENT_PAYS_AS,
-    VISIT_TYPES,
     Accumulators,
     AssistanceScheme,
     Benefit,
@@ -427,8 +426,11 @@ class InsuredPerson:
     region: str
     card_expiry: date | None
     person: Person
-    # {(year, "general" | "chronic" | "assistance"): Accumulators}
+    # {(year, visit type): deductible_used and fund_paid; (year, YEAR_WIDE): assistance,
+    #  critical illness and supplements}
     accumulators: Mapping[tuple[int, str], Accumulators]
+    # 家庭共济: the employees who authorised this person to use their personal account
+    family_account_holders: tuple[str, ...] = ()
 
 
 def masked_id_number(value: Any, path: str) -> str:
@@ -437,20 +439,31 @@ def masked_id_number(value: Any, path: str) -> str:
     return value
 
 
+YEAR_WIDE = "assistance"  # the scope of a year's figures that no visit type owns
+_YEAR_WIDE_FIELDS = ("assistance_paid", "ci_selfpay", "ci_paid", "supplements_paid")
+
+
 def _year_accumulators(value: Any, path: str) -> dict[str, Accumulators]:
+    """One year's figures: `{visit type: {deductible_used, fund_paid}, assistance_paid,
+    ci_selfpay, ci_paid, supplements_paid}`, each part optional."""
     doc = obj(value, path)
     result = {}
-    for visit_type in VISIT_TYPES:
-        entry = field(doc, visit_type, path, obj, None)
-        if entry is not None:
-            where = f"{path}.{visit_type}"
-            result[visit_type] = Accumulators(
-                deductible_used=field(entry, "deductible_used", where, fen, 0),
-                fund_paid=field(entry, "fund_paid", where, fen, 0),
-            )
-    assistance_paid = field(doc, "assistance_paid", path, fen, None)
-    if assistance_paid is not None:
-        result["assistance"] = Accumulators(assistance_paid=assistance_paid)
+    for visit_type, entry in doc.items():
+        if visit_type in _YEAR_WIDE_FIELDS or entry is None:
+            continue
+        where = f"{path}.{visit_type}"
+        entry = obj(entry, where)
+        result[visit_type] = Accumulators(
+            deductible_used=field(entry, "deductible_used", where, fen, 0),
+            fund_paid=field(entry, "fund_paid", where, fen, 0),
+        )
+    if any(doc.get(name) is not None for name in _YEAR_WIDE_FIELDS):
+        result[YEAR_WIDE] = Accumulators(
+            assistance_paid=field(doc, "assistance_paid", path, fen, 0),
+            ci_selfpay=field(doc, "ci_selfpay", path, fen, 0),
+            ci_paid=field(doc, "ci_paid", path, fen, 0),
+            supplements_paid=field(doc, "supplements_paid", path, fen_by_name, {}),
+        )
     return result
 
 
@@ -471,6 +484,7 @@ def insured_person_from_json(value: Any, path: str) -> InsuredPerson:
         card_expiry=field(doc, "card_expiry", path, iso_date, None),
         person=person_from_json(doc, path),
         accumulators=accumulators,
+        family_account_holders=field(doc, "family_account_holders", path, list_of(text), ()),
     )
 
 
@@ -484,4 +498,6 @@ def roster_from_json(value: Any, path: str = "roster") -> tuple[str, list[Insure
             if key in seen:
                 raise bad(f"{path}.persons[{index}]", f"repeats {key!r}")
             seen.add(key)
+        if entry.insured_id in entry.family_account_holders:
+            raise bad(f"{path}.persons[{index}].family_account_holders", "names the person")
     return version, list(persons)
