@@ -109,7 +109,7 @@ class TestSettle:
         body = record["body"]
         assert body["insured_id"] == POOR and body["operator"] == "doc01"
         assert body["catalog_version"] == demo.DEMO_CATALOG_VERSION
-        assert body["policy_version"] == "2026.1"
+        assert body["policy_version"] == "2026.2"
         assert body["visit"]["lines"][0] == {
             "code": "XJ01CAA040A001",
             "name": "阿莫西林胶囊",
@@ -314,7 +314,7 @@ class TestOfflineLimits:
     def test_too_much_fund_since_the_last_sync_is_flagged(self, device):
         store, _ = device
         policy = demo.load_json("policy.json")
-        policy["version"] = "2026.2"
+        policy["version"] = "2026.3"
         policy["offline_limits"]["max_fund_since_sync"] = 1000
         store.import_policy(policy, now=NOW)
         # each visit: 2 × ¥6.80 = 1360 fen, fund 748 fen; the second passes 1000 fen
