@@ -44,7 +44,7 @@ def install_demo_county(hub_dir: Path, now: datetime) -> dict:
                 console_auth.add_user(store, username, password, role, township, now)
         expires_at = now + DEMO_VALIDITY
         policy, roster = edge_demo.policy_document(), edge_demo.roster_document(now.date())
-        documents = {
+        documents: dict[str, tuple[str, dict]] = {
             "policy": (policy["version"], {"document": policy}),
             "catalog": (edge_demo.DEMO_CATALOG_VERSION,
                         {"items": edge_demo.catalog_items(now.date())}),
