@@ -70,6 +70,8 @@ NEEDS_REVIEW = {
 }
 
 INSURANCE_TYPES = {"resident": _l("Resident insurance"), "employee": _l("Employee insurance")}
+# The catalog's item classes (甲/乙/丙类), as the receipt and the split show them.
+ITEM_CLASSES = {"A": _l("Class A"), "B": _l("Class B"), "C": _l("Class C")}
 VISIT_TYPES = {
     "general": _l("General outpatient"),
     "chronic": _l("Chronic disease outpatient"),
