@@ -361,12 +361,12 @@ def _settlement(
         own = amount["preselfpay"] + amount["overlmt_selfpay"]
         lines.append(_columns(f"  自付 {format_yuan(own)}",
                               f"自费 {format_yuan(amount['fulamt_ownpay'])}", width))  # fmt: skip
-    own_total = result["preselfpay_total"] + result["overlmt_total"]
+    own_total = result.get("preselfpay_total", 0) + result.get("overlmt_total", 0)
     lines += [
         rule,
         _columns("医疗费总额", format_yuan(result["total"]), width, bold=True),
         _columns("  其中 自付", format_yuan(own_total), width),
-        _columns("       自费", format_yuan(result["fulamt_total"]), width),
+        _columns("       自费", format_yuan(result.get("fulamt_total", 0)), width),
         _columns("       政策内个人负担", format_yuan(result.get("policy_selfpay", 0)), width),
     ]
     if result.get("deductible_applied"):

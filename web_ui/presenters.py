@@ -259,7 +259,9 @@ def settlement_view(
         )
     return {
         "split": split(result),
-        "own_share_total": format_yuan(result["preselfpay_total"] + result["overlmt_total"]),
+        "own_share_total": format_yuan(
+            result.get("preselfpay_total", 0) + result.get("overlmt_total", 0)
+        ),
         "payers": payers(result, family_holder),
         "fund_limit": fund_limit(result),
         "eligible": result["eligible"],

@@ -87,7 +87,11 @@ def today():
         **{name: format_yuan(fen) for name, fen in totals.items()},
     }
     return render_template(
-        "records.html", rows=shown, query=query, day=day, totals=day_totals if shown else None
+        "records.html",
+        rows=shown,
+        query=query,
+        day=reports.chinese_day(day),
+        totals=day_totals if shown else None,
     )
 
 

@@ -320,9 +320,15 @@ def daily_close_report(
         people=people, originals=originals, operator_name=operator_name, seq=record["seq"],
         record_hash=record.get("hash", ""),
     )  # fmt: skip
-    lines = [PaperLine("日结单", align="center"), *report_lines(report, width)]
+    return report_text(report, width)
+
+
+def report_text(report: CloseReport, width: int = 48) -> str:
+    """The report as plain text with its title (and, once signed, its record and hash)."""
+    lines = [PaperLine("日结单" if report.signed else "日结预览", align="center"),
+             *report_lines(report, width)]  # fmt: skip
     if report.hash:
-        lines.append(PaperLine(f"记录 {record['seq']} 校验码 {report.hash[:16]}"))
+        lines.append(PaperLine(f"记录 {report.seq} 校验码 {report.hash[:16]}"))
     return "\n".join(place(line.text, width, line.align) for line in lines)
 
 
