@@ -2,6 +2,7 @@
 print, QR) and the daily close (日结)."""
 
 import io
+from datetime import datetime, timedelta
 
 import segno
 from flask import (
@@ -41,6 +42,7 @@ bp = Blueprint("records", __name__)
 SETTLERS = ("doctor", "tester")
 READERS = ("doctor", "tester", "coordinator")
 PAPER = {"58": (32, 384), "80": (48, 576)}  # paper width mm -> (text columns, dots)
+JUST_CONFIRMED = timedelta(minutes=2)  # a settlement this recent was just confirmed
 
 
 def _record_or_404(tx_id: str) -> dict:
@@ -217,13 +219,31 @@ def receipt(tx_id: str):
         review=presenters.review_messages(body.get("needs_review", [])),
         show_qr=request.args.get("qr") == "1",
         can_print=can_print,
-        auto_print=(
-            can_print
-            and record["kind"] == "settlement"
-            and request.args.get("print") == "auto"
-            and current_app.config["PRINT_RECEIPT_AFTER_SETTLE"]
-        ),
+        auto_print=can_print and _just_confirmed(record),
     )
+
+
+def _just_confirmed(record: dict) -> bool:
+    """This settlement's form is to print by itself (`PRINT_RECEIPT_AFTER_SETTLE`): the
+    settle page sent the doctor here (`?print=auto`), or this is the settlement the
+    signed-in operator confirmed a moment ago and its form has not printed by itself yet
+    (the settle page opens its receipt right after confirm)."""
+    if record["kind"] != "settlement" or not current_app.config["PRINT_RECEIPT_AFTER_SETTLE"]:
+        return False
+    if request.args.get("print") == "auto":
+        return True
+    made = datetime.fromisoformat(record["created_at"])
+    return (
+        record["body"].get("operator") == g.operator.operator_id
+        and timedelta(0) <= now() - made <= JUST_CONFIRMED
+        and record["tx_id"] not in _auto_printed()
+    )
+
+
+def _auto_printed() -> dict[str, None]:
+    """The settlements whose form printed by itself since the service started (the most
+    recent ones: older settlements are no longer `JUST_CONFIRMED` anyway)."""
+    return current_app.extensions.setdefault("clinic_auto_printed", {})
 
 
 def _item_classes(record: dict) -> dict[str, str]:
@@ -300,13 +320,15 @@ def auto_print(tx_id: str):
         return jsonify({"printed": False, "reason": "off", "messages": []})
     if record["kind"] != "settlement":
         return jsonify({"printed": False, "reason": "not_a_settlement", "messages": []}), 409
-    done = current_app.extensions.setdefault("clinic_auto_printed", set())
+    done = _auto_printed()
     if tx_id in done:
         return jsonify({"printed": False, "reason": "already", "messages": []})
-    done.add(tx_id)
+    done[tx_id] = None
+    while len(done) > 100:
+        del done[next(iter(done))]
     printed, shown = _print(record)
     if not printed:
-        done.discard(tx_id)
+        done.pop(tx_id, None)
     return jsonify(
         {
             "printed": printed,

@@ -351,6 +351,19 @@ class TestSettlementForm:
         assert again == {"printed": False, "reason": "already", "messages": []}
         assert printed(app).count("医保结算单") == 1
 
+    def test_the_receipt_shown_right_after_confirm_prints_by_itself_once(self, doctor, clock):
+        answer = settle(doctor)
+        page = doctor.client.get(answer["receipt_url"]).get_data(as_text=True)
+        assert 'data-url="/receipt/' in page  # the settle page's redirect after confirm
+        assert doctor.post_json(f"/receipt/{answer['tx_id']}/auto-print", {}).json["printed"]
+        again = doctor.client.get(answer["receipt_url"]).get_data(as_text=True)
+        assert 'data-url="/receipt/' not in again  # printed by itself: the button reprints
+        older = settle(doctor, "A32011501")
+        clock.advance(minutes=3)
+        doctor.sign_in("doc01")
+        later = doctor.client.get(older["receipt_url"]).get_data(as_text=True)
+        assert 'data-url="/receipt/' not in later  # opened later from today's list
+
     def test_switched_off_nothing_prints_by_itself(self, web_dir, clock):
         from web_ui.app import create_app
 
