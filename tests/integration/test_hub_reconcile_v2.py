@@ -33,7 +33,7 @@ CI_EMPLOYEE = "32011500000904"  # employee with no category: fund, critical illn
 DAY_CAP = 1500
 CI_THRESHOLD = 1000
 INSULIN_X5 = [("XA10ACE168A001", "5")]  # 5 × ¥42.80 = 21400 fen, class A, no limits
-OFFICE_VISIT = [("XJ01CAA040A001", "2"), ("110200005000000", "1")]
+OFFICE_VISIT = [("XJ01CAA040A001", "2")]  # 2 × ¥6.80: the fund pays 60%, more than half the cap
 
 
 def policy_document() -> dict:
