@@ -313,6 +313,55 @@ def test_a_holder_the_county_does_not_know_to_share_pays_nothing_at_the_county(c
     assert settled["body"]["result"]["family_account"] == 400
 
 
+def test_a_settlement_the_county_cannot_recompute_moves_its_figures_as_the_device_s_did(
+    clinics, hub_dir
+):
+    device = clinics[0]
+    local = device.store.catalog_items(["XA10ACE168A001"])
+    version = edge_demo.DEMO_CATALOG_VERSION + ".9"  # never published by the county
+    device.store.import_catalog(local.values(), version, source="installed on site", now=NOW)
+    settled = settle(device, NOW, PATIENT, INSULIN_X5, accounts=True)
+    assert upload_and_reconcile(hub_dir, device) == {"not_recomputable": 1}
+    (item,) = items(hub_dir, reconcile.NOT_RECOMPUTABLE)
+    assert item.details["device"]["family_account"] == 400
+    figures = reconcile.balances_as_json(balances(hub_dir, PATIENT, HOLDER))
+    assert figures == settled["body"]["result"]["accumulators_after"]
+    assert balances(hub_dir, HOLDER).account_balance == 0
+    services.reverse_settlement(
+        device.store, device.identity, tx_id=settled["tx_id"], reason="录入错误",
+        operator="doc01", now=NOW + timedelta(minutes=5),
+    )  # fmt: skip
+    assert upload_and_reconcile(hub_dir, device) == {"ok": 1}
+    assert balances(hub_dir, HOLDER).account_balance == 400
+    restored = reconcile.balances_as_json(balances(hub_dir, PATIENT, HOLDER))
+    assert {**restored, "supplements_paid": {}} == settled["body"]["accumulators_before"]
+
+
+def test_a_version_1_close_counts_the_payers_it_does_not_name_as_0(clinics):
+    """A close of version 1 totals five payers: the others are 0, so it differs only
+    where the records it covers paid by one of them."""
+    settled = settle(clinics[0], NOW, PATIENT, INSULIN_X5, accounts=True)
+    close = services.close_day(
+        clinics[0].store, clinics[0].identity, operator="doc01", now=NOW
+    ).record["body"]
+    five = ("count", "total", "fund", "assistance", "personal_account", "cash")
+    version_1 = {
+        **close,
+        **{part: {k: close[part][k] for k in five if k in close[part]} for part in
+           ("settlements", "reversals", "net")},
+    }  # fmt: skip
+    diff = reconcile.daily_close_differences(version_1, [settled])
+    assert diff == {
+        f"{part}.{name}": {"device": 0, "hub": settled["body"]["result"][name]}
+        for part in ("settlements", "net")
+        for name in ("critical_illness", "family_account")
+    } | {
+        f"{part}.{name}": {"device": 0, "hub": amount}
+        for part in ("settlements", "net")
+        for name, amount in (("cvlserv_pay", 351), ("oth_pay", 281))
+    }
+
+
 # ---- version 1 --------------------------------------------------------------------------
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "hub-2026-11"

@@ -97,8 +97,13 @@ def _recompute_settlement(
     insured_id = body.get("insured_id")
     try:
         visit_date, visit_type = reconcile.visit_date_and_type(body)
+        if not isinstance(insured_id, str):
+            raise TypeError("no insured person")
     except (KeyError, TypeError, ValueError):
-        add_item(reconcile.NOT_RECOMPUTABLE, {"reason": "the record holds no readable visit"})
+        add_item(
+            reconcile.NOT_RECOMPUTABLE,
+            {"reason": "the record holds no readable visit or insured person"},
+        )
         store.save_recomputation(
             device_id, record["seq"], record["tx_id"], "not_recomputable", None
         )
@@ -204,8 +209,10 @@ def _apply_reversal(
     try:
         visit_date, visit_type = reconcile.visit_date_and_type(original["body"])
     except (KeyError, TypeError, ValueError):
-        return "ok"  # its settlement moved no figure of the county's
-    insured_id = original["body"]["insured_id"]
+        return "ok"  # a settlement without a readable visit moved no figure of the county's
+    insured_id = original["body"].get("insured_id")
+    if not isinstance(insured_id, str):
+        return "ok"  # nor one without a person
     if hub_result:
         # The county's own settlement is taken back, the holder's balance it debited too.
         holder = hub_result.get("family_account_holder")
