@@ -25,7 +25,7 @@ from edge.cli_options import (
     now,
     print_json,
 )
-from edge.domain.documents import field, obj, text, visit_from_json
+from edge.domain.documents import YEAR_WIDE, field, obj, text, visit_from_json
 from edge.domain.model import Rejection
 from edge.domain.money import format_yuan
 from edge.domain.quote import quote_text
@@ -204,7 +204,12 @@ def roster_show(data_dir: Path, insured_id: str, as_json: bool) -> None:
         "birth_date": person.birth_date.isoformat(),
         "status": person.status,
         "waiting_until": _iso(person.waiting_until),
-        "categories": list(person.categories),
+        "categories": [
+            c.name if c.valid_from is None and c.valid_to is None
+            else {"name": c.name, "valid_from": _iso(c.valid_from), "valid_to": _iso(c.valid_to)}
+            for c in person.categories
+        ],
+        "family_account_holders": list(entry.family_account_holders),
         "chronic_certs": [
             {"disease_code": c.disease_code, "valid_from": _iso(c.valid_from),
              "valid_to": _iso(c.valid_to)}
@@ -224,21 +229,35 @@ def roster_show(data_dir: Path, insured_id: str, as_json: bool) -> None:
         + (f", waiting until {person.waiting_until}" if person.waiting_until else "")
     )
     if person.categories:
-        click.echo("assistance categories: " + ", ".join(person.categories))
+        click.echo(
+            "categories: "
+            + ", ".join(
+                c.name
+                + (f" ({c.valid_from} .. {c.valid_to})" if c.valid_from or c.valid_to else "")
+                for c in person.categories
+            )
+        )
+    if entry.family_account_holders:
+        click.echo("family account shared by: " + ", ".join(entry.family_account_holders))
     for cert in person.chronic_certs:
         click.echo(f"chronic certificate {cert.disease_code}: {cert.valid_from} .. {cert.valid_to}")
     if person.insurance_type == "employee":
         click.echo(f"personal account: {format_yuan(person.account_balance)}")
     for row in accumulators:
-        amounts = ", ".join(
-            f"{k} {format_yuan(v)}" for k, v in row.items() if k not in ("year", "scope")
-        )
+        figures = {k: v for k, v in row.items() if k not in ("year", "scope", "supplements_paid")}
+        figures.update(row.get("supplements_paid", {}))
+        amounts = ", ".join(f"{k} {format_yuan(v)}" for k, v in figures.items())
         click.echo(f"{row['year']} {row['scope']}: {amounts}")
 
 
 def _accumulator_fields(scope: str, values) -> dict:
-    if scope == "assistance":
-        return {"assistance_paid": values.assistance_paid}
+    if scope == YEAR_WIDE:
+        return {
+            "assistance_paid": values.assistance_paid,
+            "ci_selfpay": values.ci_selfpay,
+            "ci_paid": values.ci_paid,
+            "supplements_paid": dict(values.supplements_paid),
+        }
     return {"deductible_used": values.deductible_used, "fund_paid": values.fund_paid}
 
 
@@ -381,7 +400,9 @@ def settle_command(data_dir: Path) -> None:
     """Settle and record a visit: {"insured_id", "visit", "operator"} as JSON on stdin.
 
     Instead of "insured_id", "card" names a card reader URL (emulated://A32011501,
-    pcsc://) to read the patient's card from. `visit.date` defaults to today. Prints the
+    pcsc://) to read the patient's card from. `visit.date` defaults to today;
+    `visit.family_account_holder` names whose shared account pays when
+    `visit.use_family_account` is true and several employees share one. Prints the
     settlement with its seq, tx_id and hash.
     """
     with device_store(data_dir) as store:
@@ -399,6 +420,7 @@ def settle_command(data_dir: Path) -> None:
             visit=visit_from_json(visit_doc),
             operator=field(request, "operator", "", text),
             now=moment,
+            family_account_holder=field(visit_doc, "family_account_holder", "visit", text, None),
         )
     record = recorded.record
     print_json({"seq": record["seq"], "tx_id": record["tx_id"], "hash": record["hash"],

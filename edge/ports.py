@@ -2,9 +2,10 @@
 protocol and the rows it hands back. `edge.adapters.sqlite_store.SqliteDeviceStore` is the
 one real store; tests of pure logic may pass a fake built on the same protocol."""
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Protocol
 
 from edge.domain.documents import InsuredPerson
@@ -45,11 +46,12 @@ class DeviceStore(Protocol):
     def insured_person(
         self, insured_id: str, with_accumulators: bool = True
     ) -> InsuredPerson | None: ...
-    def accumulators(self, insured_id: str, year: int, visit_type: str) -> Accumulators: ...
+    def accumulators(
+        self, insured_id: str, on: date, visit_type: str, family_holder: str | None = None
+    ) -> Accumulators: ...
     def set_accumulators(
-        self, insured_id: str, year: int, visit_type: str, deductible_used: int,
-        fund_paid: int, assistance_paid: int, account_balance: int,
-        before: tuple[int, int, int, int] | None = None,
+        self, insured_id: str, on: date, visit_type: str, figures: Mapping[str, Any],
+        *, before: Mapping[str, Any] | None = None, family_holder: str | None = None,
     ) -> None: ...  # fmt: skip
 
     # the device and its operators

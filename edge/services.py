@@ -22,6 +22,7 @@ from edge.adapters.identity import (
 from edge.clock import CLINIC_TZ
 from edge.domain import offline_risk
 from edge.domain import records as rec
+from edge.domain.documents import InsuredPerson
 from edge.domain.ledger import (
     Verification,
     b64url,
@@ -39,18 +40,52 @@ from edge.ports import DeviceRow, DeviceStore, LedgerHead
 MAX_VISIT_TOTAL = 100_000_000  # fen: ¥1,000,000, far above any village visit
 
 
-def quote_visit(store: DeviceStore, insured_id: str, visit: Visit) -> Settlement:
+def quote_visit(
+    store: DeviceStore, insured_id: str, visit: Visit, family_account_holder: str | None = None
+) -> Settlement:
     """What settling `visit` would give now, without recording anything."""
-    entry = store.insured_person(insured_id)
+    entry = store.insured_person(insured_id, with_accumulators=False)
     if entry is None:
         raise Rejection("UNKNOWN_PERSON", f"insured person {insured_id!r} is not in the roster")
+    holder = family_holder(store, entry, visit, family_account_holder)
     return settle(
         store.current_policy(),
         store.catalog_items(line.code for line in visit.lines),
         entry.person,
-        store.accumulators(insured_id, visit.date.year, visit.visit_type),
+        store.accumulators(insured_id, visit.date, visit.visit_type, holder),
         visit,
     )
+
+
+def family_account_holders(store: DeviceStore, entry: InsuredPerson) -> list[InsuredPerson]:
+    """The employees in the roster who share their personal account with `entry` (家庭共济)."""
+    holders = []
+    for holder_id in entry.family_account_holders:
+        holder = store.insured_person(holder_id, with_accumulators=False)
+        if holder is not None and holder.person.insurance_type == "employee":
+            holders.append(holder)
+    return holders
+
+
+def family_holder(
+    store: DeviceStore, entry: InsuredPerson, visit: Visit, holder_id: str | None
+) -> str | None:
+    """Whose account the family account is: none unless the visit uses it, and then one
+    of the employees who authorised `entry` to (refused otherwise, nothing written)."""
+    if not visit.use_family_account:
+        return None
+    shared = [h.insured_id for h in family_account_holders(store, entry)]
+    if holder_id is None and len(shared) == 1:
+        return shared[0]
+    if holder_id not in shared:
+        raise Rejection(
+            "FAMILY_ACCOUNT_NOT_SHARED",
+            f"no employee has shared a personal account with {entry.insured_id}"
+            if not shared
+            else f"{holder_id!r} has not shared a personal account with {entry.insured_id}"
+            f" (those who have: {', '.join(shared)})",
+        )
+    return holder_id
 
 
 def card_holder(store: DeviceStore, insured_id: str, card_no: str) -> str:
@@ -125,8 +160,11 @@ def settle_visit(
     visit: Visit,
     operator: str,
     now: datetime,
+    family_account_holder: str | None = None,
 ) -> Settled:
-    """Settle and record one visit, or raise `Rejection` with nothing written."""
+    """Settle and record one visit, or raise `Rejection` with nothing written.
+    `family_account_holder`: whose shared account pays when the visit uses the family
+    account (may be left out when only one employee shares theirs)."""
     with store.write_transaction():
         _require_operator(store, operator)
         position = _next_position(store, identity, now, operator)
@@ -136,10 +174,11 @@ def settle_visit(
         entry = store.insured_person(insured_id, with_accumulators=False)
         if entry is None:
             raise Rejection("UNKNOWN_PERSON", f"insured person {insured_id!r} is not in the roster")
+        holder = family_holder(store, entry, visit, family_account_holder)
         policy = store.current_policy()
         catalog_version = store.catalog_version()
         catalog = store.catalog_items((line.code for line in visit.lines), catalog_version)
-        before = store.accumulators(insured_id, visit.date.year, visit.visit_type)
+        before = store.accumulators(insured_id, visit.date, visit.visit_type, holder)
         result = settle(policy, catalog, entry.person, before, visit)
         if result.total > MAX_VISIT_TOTAL:
             raise Rejection(
@@ -163,7 +202,7 @@ def settle_visit(
         body = rec.settlement_body(
             insured_id=insured_id,
             operator=operator,
-            visit=rec.visit_to_json(visit, lines),
+            visit=rec.visit_to_json(visit, lines, holder),
             catalog_version=catalog_version,
             policy_version=policy.version,
             accumulators_before=rec.accumulators_to_json(before, entry.person.account_balance),
@@ -172,12 +211,9 @@ def settle_visit(
         )
         record = _append(store, identity, position, "settlement", body,
                          insured_id=insured_id, fund=result.fund)  # fmt: skip
-        after = result.accumulators_after
         store.set_accumulators(
-            insured_id, visit.date.year, visit.visit_type, after.deductible_used,
-            after.fund_paid, after.assistance_paid, after.account_balance,
-            before=(before.deductible_used, before.fund_paid, before.assistance_paid,
-                    entry.person.account_balance),
+            insured_id, visit.date, visit.visit_type, body["result"]["accumulators_after"],
+            before=body["accumulators_before"], family_holder=holder,
         )  # fmt: skip
     return Settled(record, result)
 
@@ -209,17 +245,24 @@ def reverse_settlement(
         insured_id = body["insured_id"]
         visit_date = date.fromisoformat(body["visit"]["date"])
         visit_type = body["visit"]["visit_type"]
-        current = store.accumulators(insured_id, visit_date.year, visit_type)
+        holder = body["visit"].get("family_account_holder")  # version 1 records have none
+        current = store.accumulators(insured_id, visit_date, visit_type, holder)
         entry = store.insured_person(insured_id, with_accumulators=False)
         balance = entry.person.account_balance if entry else 0
-        after = rec.restored_accumulators(body, rec.accumulators_to_json(current, balance))
+        current_figures = rec.accumulators_to_json(current, balance)
+        after = rec.restored_accumulators(
+            body["accumulators_before"], body["result"]["accumulators_after"], current_figures
+        )
         record = _append(
             store, identity, position, "reversal",
             rec.reversal_body(original, reason=reason, operator=operator, accumulators_after=after),
             insured_id=insured_id, fund=body["result"]["fund"], reverses=tx_id,
         )  # fmt: skip
         if entry is not None:
-            store.set_accumulators(insured_id, visit_date.year, visit_type, **after)
+            store.set_accumulators(
+                insured_id, visit_date, visit_type, after, before=current_figures,
+                family_holder=holder,
+            )  # fmt: skip
     return Recorded(record)
 
 

@@ -3,10 +3,12 @@ on SQLite, so their logic is tested without a database. mypy checks that it keep
 with the protocol (`_checked` below)."""
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import date
+from typing import Any
 
-from edge.domain.documents import InsuredPerson
+from edge.domain.documents import YEAR_WIDE, InsuredPerson
 from edge.domain.model import Accumulators, CatalogItem, Policy
 from edge.ports import DeviceRow, DeviceStore, LedgerHead
 
@@ -24,12 +26,13 @@ class FakeDeviceStore:
         self.ledger: list[dict] = []  # records in seq order
         self.days: dict[int, tuple[str, str | None]] = {}  # seq -> (day, insured_id)
         self.sums: dict[tuple[str, int, str], tuple[int, int]] = {}
-        self.assistance: dict[tuple[str, int], int] = {}
+        self.year_wide: dict[tuple[str, int], Accumulators] = {}
+        self.day_fund: dict[tuple[str, date, str], int] = {}
         self.device_row: DeviceRow | None = None
         for entry in self.persons.values():
             for (year, scope), values in entry.accumulators.items():
-                if scope == "assistance":
-                    self.assistance[(entry.insured_id, year)] = values.assistance_paid
+                if scope == YEAR_WIDE:
+                    self.year_wide[(entry.insured_id, year)] = values
                 else:
                     self.sums[(entry.insured_id, year, scope)] = (
                         values.deductible_used, values.fund_paid,
@@ -63,19 +66,41 @@ class FakeDeviceStore:
     ) -> InsuredPerson | None:
         return self.persons.get(insured_id)
 
-    def accumulators(self, insured_id: str, year: int, visit_type: str) -> Accumulators:
-        deductible, fund = self.sums.get((insured_id, year, visit_type), (0, 0))
-        return Accumulators(deductible, fund, self.assistance.get((insured_id, year), 0))
+    def accumulators(
+        self, insured_id: str, on: date, visit_type: str, family_holder: str | None = None
+    ) -> Accumulators:
+        deductible, fund = self.sums.get((insured_id, on.year, visit_type), (0, 0))
+        year = self.year_wide.get((insured_id, on.year), Accumulators())
+        holder = self.persons.get(family_holder) if family_holder else None
+        return dataclasses.replace(
+            year,
+            deductible_used=deductible,
+            fund_paid=fund,
+            day_fund_paid=self.day_fund.get((insured_id, on, visit_type), 0),
+            family_account_balance=holder.person.account_balance if holder else 0,
+        )
 
     def set_accumulators(
-        self, insured_id: str, year: int, visit_type: str, deductible_used: int,
-        fund_paid: int, assistance_paid: int, account_balance: int,
-        before: tuple[int, int, int, int] | None = None,
+        self, insured_id: str, on: date, visit_type: str, figures: Mapping[str, Any],
+        *, before: Mapping[str, Any] | None = None, family_holder: str | None = None,
     ) -> None:  # fmt: skip
-        self.sums[(insured_id, year, visit_type)] = (deductible_used, fund_paid)
-        self.assistance[(insured_id, year)] = assistance_paid
+        self.sums[(insured_id, on.year, visit_type)] = (
+            figures["deductible_used"], figures["fund_paid"],
+        )  # fmt: skip
+        self.year_wide[(insured_id, on.year)] = Accumulators(
+            assistance_paid=figures["assistance_paid"],
+            ci_selfpay=figures["ci_selfpay"],
+            ci_paid=figures["ci_paid"],
+            supplements_paid=dict(figures["supplements_paid"]),
+        )
+        self.day_fund[(insured_id, on, visit_type)] = figures["day_fund_paid"]
+        self._set_balance(insured_id, figures["account_balance"])
+        if family_holder is not None:
+            self._set_balance(family_holder, figures["family_account_balance"])
+
+    def _set_balance(self, insured_id: str, balance: int) -> None:
         entry = self.persons[insured_id]
-        person = dataclasses.replace(entry.person, account_balance=account_balance)
+        person = dataclasses.replace(entry.person, account_balance=balance)
         self.persons[insured_id] = dataclasses.replace(entry, person=person)
 
     def device(self) -> DeviceRow | None:

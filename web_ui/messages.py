@@ -66,6 +66,13 @@ NEEDS_REVIEW = {
 
 INSURANCE_TYPES = {"resident": _l("Resident insurance"), "employee": _l("Employee insurance")}
 VISIT_TYPES = {"general": _l("General outpatient"), "chronic": _l("Chronic disease outpatient")}
+
+
+def visit_type_label(visit_type: str) -> str:
+    """A visit type's name for the doctor; a county's own visit type shows as it is named."""
+    return str(VISIT_TYPES.get(visit_type, visit_type))
+
+
 STATUSES = {"active": _l("Active"), "suspended": _l("Suspended"), "terminated": _l("Terminated")}
 CATEGORIES = {
     "extreme_poverty": _l("Extreme poverty"),

@@ -6,7 +6,7 @@ from datetime import date
 from flask_babel import gettext as _
 
 from edge.domain.documents import InsuredPerson
-from edge.domain.model import VISIT_TYPES, Accumulators, Policy
+from edge.domain.model import Accumulators, Policy
 from edge.domain.money import format_yuan
 from edge.domain.settlement import age_in_years, assistance_scheme, not_eligible_reason
 from web_ui import messages
@@ -39,21 +39,22 @@ def patient_panel(
     else:
         waiting_until = person.waiting_until.isoformat() if person.waiting_until else ""
         eligibility = _("In the waiting period until %(day)s", day=waiting_until)
-    scheme = assistance_scheme(policy, person)
+    categories = person.categories_on(today)
+    scheme = assistance_scheme(policy, categories)
     year = []
-    for visit_type in VISIT_TYPES:
+    for visit_type in policy.visit_types(person.insurance_type):
         benefit = policy.benefits[(person.insurance_type, visit_type)]
         used = accumulators[visit_type]
         year.append(
             {
-                "visit_type": str(messages.VISIT_TYPES[visit_type]),
+                "visit_type": messages.visit_type_label(visit_type),
                 "deductible_left": format_yuan(max(0, benefit.deductible - used.deductible_used)),
                 "cap_left": format_yuan(max(0, benefit.annual_cap - used.fund_paid)),
             }
         )
     assistance_left = None
     if scheme is not None:
-        paid = accumulators["general"].assistance_paid
+        paid = next(iter(accumulators.values())).assistance_paid  # year-wide
         assistance_left = format_yuan(max(0, scheme.annual_cap - paid))
     return {
         "insured_id": entry.insured_id,
@@ -66,12 +67,15 @@ def patient_panel(
         "status": str(messages.STATUSES[person.status]),
         "eligible": reason is None,
         "eligibility": eligibility,
-        "categories": [str(messages.CATEGORIES.get(c, c)) for c in person.categories],
+        "categories": [str(messages.CATEGORIES.get(c, c)) for c in sorted(categories)],
         "assistance_scheme": (
             str(messages.CATEGORIES.get(scheme.name, scheme.name)) if scheme else None
         ),
         "assistance_left": assistance_left,
         "year": year,
+        "visit_types": [
+            (v, messages.visit_type_label(v)) for v in policy.visit_types(person.insurance_type)
+        ],
         "employee": person.insurance_type == "employee",
         "account_balance": format_yuan(person.account_balance),
         "card_expired": entry.card_expiry is not None and entry.card_expiry < today,

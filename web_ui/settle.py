@@ -21,7 +21,7 @@ from drivers.cards import CardError
 from drivers.vouchers import VoucherError, load_public_key, verify_voucher
 from edge import services
 from edge.domain.documents import visit_from_json
-from edge.domain.model import VISIT_TYPES, Rejection, Visit
+from edge.domain.model import Rejection, Visit
 from edge.domain.money import format_yuan
 from web_ui import messages, presenters, queries, syncing
 from web_ui.auth import now, require
@@ -58,7 +58,7 @@ def page():
         patient=patient,
         source=(session.get("patient") or {}).get("via"),
         review=presenters.review_messages(forecast),
-        visit_types=[(v, str(messages.VISIT_TYPES[v])) for v in VISIT_TYPES],
+        visit_types=patient["visit_types"] if patient else [],
         poll_ms=current_app.config["CARD_POLL_MS"],
         has_reader=bool(current_app.config["CARD_READER"]),
         has_voucher_key=bool(county_key()),
@@ -69,7 +69,8 @@ def patient_panel(store, insured_id: str, today) -> dict | None:
     entry = store.insured_person(insured_id, with_accumulators=False)
     if entry is None:
         return None
-    accumulators = {v: store.accumulators(insured_id, today.year, v) for v in VISIT_TYPES}
+    visit_types = store.current_policy().visit_types(entry.person.insurance_type)
+    accumulators = {v: store.accumulators(insured_id, today, v) for v in visit_types}
     names = queries.diagnosis_names(store, [c.disease_code for c in entry.person.chronic_certs])
     return presenters.patient_panel(entry, store.current_policy(), accumulators, today, names)
 

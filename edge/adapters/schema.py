@@ -182,3 +182,25 @@ _SYNC_AGENT_TABLES = [
 def m006_sync_agent(db: sqlite_utils.Database) -> None:
     for statement in _SYNC_AGENT_TABLES:
         db.execute(statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
+
+
+@migrations()
+def m007_one_stop_accumulators(db: sqlite_utils.Database) -> None:
+    """Settlement rules version 2: the fund paid per person, date and visit type (the day
+    cap), the year's figures of critical illness and each supplement, the employees whose
+    personal account a person may use (家庭共济), and catalog items' fixed fund payment."""
+    db.execute(
+        """CREATE TABLE day_accumulator (
+            insured_id TEXT NOT NULL REFERENCES person(insured_id), day TEXT NOT NULL,
+            visit_type TEXT NOT NULL, fund_paid INTEGER NOT NULL CHECK (fund_paid >= 0),
+            PRIMARY KEY (insured_id, day, visit_type)) STRICT, WITHOUT ROWID"""
+    )
+    # name: ci_selfpay, ci_paid, or "supplement:" and the supplement's name
+    db.execute(
+        """CREATE TABLE year_accumulator (
+            insured_id TEXT NOT NULL REFERENCES person(insured_id), year INTEGER NOT NULL,
+            name TEXT NOT NULL, amount INTEGER NOT NULL CHECK (amount >= 0),
+            PRIMARY KEY (insured_id, year, name)) STRICT, WITHOUT ROWID"""
+    )
+    db.execute("ALTER TABLE person ADD COLUMN family_account_holders TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE catalog_item ADD COLUMN fund_fixed TEXT")

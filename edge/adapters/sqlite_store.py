@@ -19,18 +19,28 @@ from decimal import Decimal
 from itertools import islice
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import sqlite_utils
 
 from edge.adapters.schema import migrations
 from edge.domain.documents import (
+    YEAR_WIDE,
     InsuredPerson,
+    category_from_json,
     chronic_cert_from_json,
     policy_from_json,
     roster_from_json,
 )
 from edge.domain.ledger import record_hash
-from edge.domain.model import Accumulators, CatalogItem, ChronicCert, Person, Policy
+from edge.domain.model import (
+    Accumulators,
+    CatalogItem,
+    Category,
+    ChronicCert,
+    Person,
+    Policy,
+)
 from edge.domain.search_keys import pinyin_keys, search_key
 from edge.domain.versions import version_order
 from edge.ports import DeviceRow, LedgerHead
@@ -191,7 +201,7 @@ class SqliteDeviceStore:
                     str(item.price), _text(item.payment_standard), _text(item.self_prepay_ratio),
                     item.gender, item.min_age, item.max_age, _text(item.max_qty),
                     json.dumps(item.chronic_only), _text(item.valid_from), _text(item.valid_to),
-                    pinyin, initials,
+                    pinyin, initials, _text(item.fund_fixed),
                 )
             )  # fmt: skip
             keys.append((KEY_CODE, search_key(item.code), item.code))
@@ -200,7 +210,7 @@ class SqliteDeviceStore:
             keys.append((KEY_PINYIN, pinyin, item.code))
         try:
             self.db.conn.executemany(
-                f"INSERT INTO catalog_item VALUES ({', '.join('?' * 18)})", rows
+                f"INSERT INTO catalog_item VALUES ({', '.join('?' * 19)})", rows
             )
         except sqlite3.IntegrityError as error:
             raise StoreError(f"the catalog repeats an item code ({error})") from None
@@ -324,33 +334,42 @@ class SqliteDeviceStore:
     def _upsert_person(self, entry: InsuredPerson) -> None:
         p = entry.person
         self.db.execute(
-            """INSERT INTO person VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            """INSERT INTO person VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
             ON CONFLICT (insured_id) DO UPDATE SET card_no = excluded.card_no,
               name = excluded.name, id_number_masked = excluded.id_number_masked,
               region = excluded.region, card_expiry = excluded.card_expiry,
               insurance_type = excluded.insurance_type, gender = excluded.gender,
               birth_date = excluded.birth_date, status = excluded.status,
               waiting_until = excluded.waiting_until, categories = excluded.categories,
-              chronic_certs = excluded.chronic_certs, account_balance = excluded.account_balance
+              chronic_certs = excluded.chronic_certs, account_balance = excluded.account_balance,
+              family_account_holders = excluded.family_account_holders
             """,
             [
                 entry.insured_id, entry.card_no, entry.name, entry.id_number_masked,
                 entry.region, _text(entry.card_expiry), p.insurance_type, p.gender,
                 p.birth_date.isoformat(), p.status, _text(p.waiting_until),
-                json.dumps(p.categories),
+                json.dumps([_category_to_json(c) for c in p.categories]),
                 json.dumps([_cert_to_json(c) for c in p.chronic_certs]),
-                p.account_balance,
+                p.account_balance, json.dumps(entry.family_account_holders),
             ],
         )  # fmt: skip
         # The roster's figures may predate settlements this device has not uploaded yet:
         # keep the larger of the two, never undercounting a deductible or a cap. The
         # county's reconciliation settles the rest.
         for (year, scope), values in entry.accumulators.items():
-            if scope == "assistance":
+            if scope == YEAR_WIDE:
                 self.db.execute(
                     "INSERT INTO assistance_accumulator VALUES (?, ?, ?) ON CONFLICT DO UPDATE"
                     " SET assistance_paid = max(assistance_paid, excluded.assistance_paid)",
                     [entry.insured_id, year, values.assistance_paid],
+                )
+                self.db.conn.executemany(
+                    "INSERT INTO year_accumulator VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE"
+                    " SET amount = max(amount, excluded.amount)",
+                    [
+                        (entry.insured_id, year, name, amount)
+                        for name, amount in _year_figures(values).items()
+                    ],
                 )
             else:
                 self.db.execute(
@@ -367,7 +386,8 @@ class SqliteDeviceStore:
         row = self.db.execute(
             "SELECT insured_id, card_no, name, id_number_masked, region, card_expiry,"
             " insurance_type, gender, birth_date, status, waiting_until, categories,"
-            " chronic_certs, account_balance FROM person WHERE insured_id = ?",
+            " chronic_certs, account_balance, family_account_holders FROM person"
+            " WHERE insured_id = ?",
             [insured_id],
         ).fetchone()
         if row is None:
@@ -377,17 +397,41 @@ class SqliteDeviceStore:
             return dataclasses.replace(entry, accumulators=self._all_accumulators(insured_id))
         return entry
 
-    def accumulators(self, insured_id: str, year: int, visit_type: str) -> Accumulators:
-        """The year so far for one visit type, with the year's assistance."""
+    def accumulators(
+        self, insured_id: str, on: date, visit_type: str, family_holder: str | None = None
+    ) -> Accumulators:
+        """What a visit on `on` reads: the year so far for its visit type, the year-wide
+        figures, the fund paid that day for the visit type, and the balance of
+        `family_holder`'s personal account (0 without one)."""
+        year = on.year
         row = self.db.execute(
             "SELECT coalesce(a.deductible_used, 0), coalesce(a.fund_paid, 0),"
             " coalesce((SELECT assistance_paid FROM assistance_accumulator"
-            "   WHERE insured_id = :id AND year = :year), 0)"
+            "   WHERE insured_id = :id AND year = :year), 0),"
+            " coalesce((SELECT fund_paid FROM day_accumulator"
+            "   WHERE insured_id = :id AND day = :day AND visit_type = :visit_type), 0),"
+            " coalesce((SELECT account_balance FROM person WHERE insured_id = :holder), 0)"
             " FROM (SELECT 1) LEFT JOIN accumulator AS a"
             " ON a.insured_id = :id AND a.year = :year AND a.visit_type = :visit_type",
-            {"id": insured_id, "year": year, "visit_type": visit_type},
-        ).fetchone()
-        return Accumulators(*row)
+            {"id": insured_id, "year": year, "visit_type": visit_type,
+             "day": on.isoformat(), "holder": family_holder},
+        ).fetchone()  # fmt: skip
+        deductible_used, fund_paid, assistance_paid, day_fund_paid, family_balance = row
+        figures = dict(
+            self.db.execute(
+                "SELECT name, amount FROM year_accumulator WHERE insured_id = ? AND year = ?",
+                [insured_id, year],
+            ).fetchall()
+        )
+        return Accumulators(
+            deductible_used, fund_paid, assistance_paid, day_fund_paid,
+            ci_selfpay=figures.pop("ci_selfpay", 0),
+            ci_paid=figures.pop("ci_paid", 0),
+            supplements_paid={
+                name.removeprefix(_SUPPLEMENT): amount for name, amount in figures.items()
+            },
+            family_account_balance=family_balance,
+        )  # fmt: skip
 
     def _all_accumulators(self, insured_id: str) -> dict[tuple[int, str], Accumulators]:
         result = {}
@@ -397,11 +441,26 @@ class SqliteDeviceStore:
             [insured_id],
         ):
             result[(year, visit_type)] = Accumulators(deductible_used, fund_paid)
-        for year, assistance_paid in self.db.execute(
-            "SELECT year, assistance_paid FROM assistance_accumulator WHERE insured_id = ?",
-            [insured_id],
+        years = {
+            year: {"assistance_paid": assistance_paid}
+            for year, assistance_paid in self.db.execute(
+                "SELECT year, assistance_paid FROM assistance_accumulator WHERE insured_id = ?",
+                [insured_id],
+            )
+        }
+        for year, name, amount in self.db.execute(
+            "SELECT year, name, amount FROM year_accumulator WHERE insured_id = ?", [insured_id]
         ):
-            result[(year, "assistance")] = Accumulators(assistance_paid=assistance_paid)
+            years.setdefault(year, {})[name] = amount
+        for year, figures in years.items():
+            result[(year, YEAR_WIDE)] = Accumulators(
+                assistance_paid=figures.pop("assistance_paid", 0),
+                ci_selfpay=figures.pop("ci_selfpay", 0),
+                ci_paid=figures.pop("ci_paid", 0),
+                supplements_paid={
+                    name.removeprefix(_SUPPLEMENT): amount for name, amount in figures.items()
+                },
+            )
         return result
 
     # ---- device, operators --------------------------------------------------------------
@@ -516,34 +575,59 @@ class SqliteDeviceStore:
         return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
 
     def set_accumulators(
-        self, insured_id: str, year: int, visit_type: str, deductible_used: int,
-        fund_paid: int, assistance_paid: int, account_balance: int,
-        before: tuple[int, int, int, int] | None = None,
+        self, insured_id: str, on: date, visit_type: str, figures: Mapping[str, Any],
+        *, before: Mapping[str, Any] | None = None, family_holder: str | None = None,
     ) -> None:  # fmt: skip
-        """Write one person's accumulators after a settlement or reversal; with `before`
-        (the same four figures as they were), unchanged rows are not rewritten, so the
-        commit writes fewer pages."""
-        after = (deductible_used, fund_paid, assistance_paid, account_balance)
-        if before is None:
-            changed = [True] * 4
-        else:
-            changed = [a != b for a, b in zip(after, before, strict=True)]
-        if changed[0] or changed[1]:
+        """Write one person's accumulators after a settlement or reversal on a visit of
+        `on`: `figures` has every member of `records.ACCUMULATOR_FIELDS`, the family
+        account's balance being `family_holder`'s. With `before` (the same figures as
+        they were), unchanged rows are not rewritten, so the commit writes fewer pages."""
+
+        def changed(*names: str) -> bool:
+            return before is None or any(figures[n] != before[n] for n in names)
+
+        year = on.year
+        if changed("deductible_used", "fund_paid"):
             self.db.execute(
                 "INSERT INTO accumulator VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
                 " deductible_used = excluded.deductible_used, fund_paid = excluded.fund_paid",
-                [insured_id, year, visit_type, deductible_used, fund_paid],
+                [insured_id, year, visit_type, figures["deductible_used"], figures["fund_paid"]],
             )
-        if changed[2]:
+        if changed("assistance_paid"):
             self.db.execute(
                 "INSERT INTO assistance_accumulator VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET"
                 " assistance_paid = excluded.assistance_paid",
-                [insured_id, year, assistance_paid],
+                [insured_id, year, figures["assistance_paid"]],
             )
-        if changed[3]:
+        if changed("day_fund_paid"):
+            self.db.execute(
+                "INSERT INTO day_accumulator VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+                " fund_paid = excluded.fund_paid",
+                [insured_id, on.isoformat(), visit_type, figures["day_fund_paid"]],
+            )
+        if changed("ci_selfpay", "ci_paid", "supplements_paid"):
+            self.db.conn.executemany(
+                "INSERT INTO year_accumulator VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+                " amount = excluded.amount",
+                [
+                    (insured_id, year, name, amount)
+                    for name, amount in _year_figures(
+                        Accumulators(
+                            ci_selfpay=figures["ci_selfpay"], ci_paid=figures["ci_paid"],
+                            supplements_paid=figures["supplements_paid"],
+                        )
+                    ).items()
+                ],
+            )  # fmt: skip
+        if changed("account_balance"):
             self.db.execute(
                 "UPDATE person SET account_balance = ? WHERE insured_id = ?",
-                [account_balance, insured_id],
+                [figures["account_balance"], insured_id],
+            )
+        if family_holder is not None and changed("family_account_balance"):
+            self.db.execute(
+                "UPDATE person SET account_balance = ? WHERE insured_id = ?",
+                [figures["family_account_balance"], family_holder],
             )
 
     # ---- shared ------------------------------------------------------------------------
@@ -575,6 +659,16 @@ def _date(value: str | None) -> date | None:
 
 
 _NO_ACCUMULATORS: Mapping = MappingProxyType({})  # shared by cached entries: read-only
+_SUPPLEMENT = "supplement:"  # year_accumulator names of supplements' payments
+
+
+def _year_figures(values: Accumulators) -> dict[str, int]:
+    """The year_accumulator rows of a year's critical-illness and supplement figures."""
+    return {
+        "ci_selfpay": values.ci_selfpay,
+        "ci_paid": values.ci_paid,
+        **{_SUPPLEMENT + name: paid for name, paid in values.supplements_paid.items()},
+    }
 
 
 @functools.lru_cache(maxsize=PERSON_CACHE_SIZE)
@@ -584,7 +678,7 @@ def _entry_from_row(row: tuple) -> InsuredPerson:
     reads the same few persons again and again."""
     (insured_id, card_no, name, id_number_masked, region, card_expiry, insurance_type,
      gender, birth_date, status, waiting_until, categories, chronic_certs,
-     account_balance) = row  # fmt: skip
+     account_balance, family_account_holders) = row  # fmt: skip
     return InsuredPerson(
         insured_id=insured_id,
         card_no=card_no,
@@ -598,14 +692,25 @@ def _entry_from_row(row: tuple) -> InsuredPerson:
             birth_date=date.fromisoformat(birth_date),
             status=status,
             waiting_until=_date(waiting_until),
-            categories=tuple(json.loads(categories)),
+            categories=tuple(category_from_json(c, "categories") for c in json.loads(categories)),
             chronic_certs=tuple(
                 chronic_cert_from_json(c, "chronic_certs") for c in json.loads(chronic_certs)
             ),
             account_balance=account_balance,
         ),
         accumulators=_NO_ACCUMULATORS,
+        family_account_holders=tuple(json.loads(family_account_holders)),
     )
+
+
+def _category_to_json(category: Category) -> str | dict:
+    if category.valid_from is None and category.valid_to is None:
+        return category.name
+    return {
+        "name": category.name,
+        "valid_from": _text(category.valid_from),
+        "valid_to": _text(category.valid_to),
+    }
 
 
 def _cert_to_json(cert: ChronicCert) -> dict:
@@ -634,6 +739,7 @@ def _item_from_row(row: dict) -> CatalogItem:
         valid_to=_date(row["valid_to"]),
         spec=row["spec"],
         unit=row["unit"],
+        fund_fixed=_decimal(row["fund_fixed"]),
     )
 
 

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any, TypeVar, cast
 
 from edge.domain.model import (
+    CERTIFIED_VISIT_TYPE,
     GENDERS,
     INSURANCE_TYPES,
     ITEM_CLASSES,
@@ -20,16 +21,20 @@ from edge.domain.model import (
     PRICE_PLACES,
     QUANTITY_PLACES,
     STATUSES,
-    VISIT_TYPES,
+    SUPPLEMENT_BASES,
+    SUPPLEMENT_PAYS_AS,
     Accumulators,
     AssistanceScheme,
     Benefit,
     CatalogItem,
+    Category,
     ChronicCert,
+    CriticalIllness,
     OfflineLimits,
     Person,
     Policy,
     Rejection,
+    Supplement,
     Visit,
     VisitLine,
 )
@@ -173,21 +178,70 @@ def field(
 # ---- documents ----------------------------------------------------------------------
 
 
+def rules_label(value: Any, path: str) -> int:
+    if value not in (1, 2) or isinstance(value, bool) or not isinstance(value, int):
+        raise bad(path, f"must be 1 or 2 (got {value!r})")
+    return value
+
+
+def benefit_from_json(value: Any, path: str, visit_type: str) -> Benefit:
+    b = obj(value, path)
+    return Benefit(
+        deductible=field(b, "deductible", path, fen),
+        ratio=field(b, "ratio", path, ratio),
+        annual_cap=field(b, "annual_cap", path, fen),
+        visit_cap=field(b, "visit_cap", path, fen, None),
+        day_cap=field(b, "day_cap", path, fen, None),
+        requires_certificate=field(
+            b, "requires_certificate", path, flag, visit_type == CERTIFIED_VISIT_TYPE
+        ),
+        diseases=field(b, "diseases", path, list_of(text), None),
+    )
+
+
+def critical_illness_from_json(value: Any, path: str) -> CriticalIllness:
+    doc = obj(value, path)
+    return CriticalIllness(
+        visit_types=field(doc, "visit_types", path, list_of(text)),
+        insurance_types=field(doc, "insurance_types", path, list_of(one_of(INSURANCE_TYPES))),
+        threshold=field(doc, "threshold", path, fen),
+        ratio=field(doc, "ratio", path, ratio),
+        annual_cap=field(doc, "annual_cap", path, fen),
+    )
+
+
+def supplement_from_json(value: Any, path: str) -> Supplement:
+    doc = obj(value, path)
+    return Supplement(
+        name=field(doc, "name", path, text),
+        pays_as=field(doc, "pays_as", path, one_of(SUPPLEMENT_PAYS_AS)),
+        categories=field(doc, "categories", path, list_of(text)),
+        base=field(doc, "base", path, one_of(SUPPLEMENT_BASES)),
+        ratio=field(doc, "ratio", path, ratio),
+        annual_cap=field(doc, "annual_cap", path, fen),
+    )
+
+
+def supplements_from_json(value: Any, path: str) -> tuple[Supplement, ...]:
+    supplements = list_of(supplement_from_json)(value, path)
+    names = [s.name for s in supplements]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise bad(f"{path}[{index}].name", f"repeats {name!r}")
+    return supplements
+
+
 def policy_from_json(value: Any, path: str = "policy") -> Policy:
     doc = obj(value, path)
     benefits_doc = field(doc, "benefits", path, obj)
     benefits = {}
     for insurance_type in INSURANCE_TYPES:
         by_visit = field(benefits_doc, insurance_type, f"{path}.benefits", obj)
-        for visit_type in VISIT_TYPES:
-            where = f"{path}.benefits.{insurance_type}"
-            b = field(by_visit, visit_type, where, obj)
-            where = f"{where}.{visit_type}"
-            benefits[(insurance_type, visit_type)] = Benefit(
-                deductible=field(b, "deductible", where, fen),
-                ratio=field(b, "ratio", where, ratio),
-                annual_cap=field(b, "annual_cap", where, fen),
-            )
+        for visit_type, b in by_visit.items():
+            if not visit_type.strip():
+                raise bad(f"{path}.benefits.{insurance_type}", "names a visit type ''")
+            where = f"{path}.benefits.{insurance_type}.{visit_type}"
+            benefits[(insurance_type, visit_type)] = benefit_from_json(b, where, visit_type)
     assistance = {}
     for name, scheme in field(doc, "assistance", path, obj, {}).items():
         where = f"{path}.assistance.{name}"
@@ -209,6 +263,9 @@ def policy_from_json(value: Any, path: str = "policy") -> Policy:
                 limits, "max_visits_per_person_per_day", where, count, None
             ),
         ),
+        rules=field(doc, "rules", path, rules_label, 1),
+        critical_illness=field(doc, "critical_illness", path, critical_illness_from_json, None),
+        supplements=field(doc, "supplements", path, supplements_from_json, ()),
     )
 
 
@@ -231,7 +288,10 @@ def catalog_item_from_json(value: Any, path: str) -> CatalogItem:
         valid_to=field(doc, "valid_to", path, iso_date, None),
         spec=field(doc, "spec", path, optional_text, ""),
         unit=field(doc, "unit", path, optional_text, ""),
+        fund_fixed=field(doc, "fund_fixed", path, price, None),
     )
+    if item.fund_fixed is not None and item.item_class != "A":
+        raise bad(f"{path}.fund_fixed", f"is only for class A items (not {item.item_class})")
     if item.min_age is not None and item.max_age is not None and item.min_age > item.max_age:
         raise bad(f"{path}.min_age", "is above max_age")
     return item
@@ -256,6 +316,18 @@ def chronic_cert_from_json(value: Any, path: str) -> ChronicCert:
     )
 
 
+def category_from_json(value: Any, path: str) -> Category:
+    """A category's name (valid every day), or `{"name", "valid_from"?, "valid_to"?}`."""
+    if isinstance(value, str):
+        return Category(text(value, path))
+    doc = obj(value, path)
+    return Category(
+        name=field(doc, "name", path, text),
+        valid_from=field(doc, "valid_from", path, iso_date, None),
+        valid_to=field(doc, "valid_to", path, iso_date, None),
+    )
+
+
 def person_from_json(value: Any, path: str = "person") -> Person:
     doc = obj(value, path)
     return Person(
@@ -264,10 +336,14 @@ def person_from_json(value: Any, path: str = "person") -> Person:
         birth_date=field(doc, "birth_date", path, iso_date),
         status=field(doc, "status", path, one_of(STATUSES)),
         waiting_until=field(doc, "waiting_until", path, iso_date, None),
-        categories=field(doc, "categories", path, list_of(text), ()),
+        categories=field(doc, "categories", path, list_of(category_from_json), ()),
         chronic_certs=field(doc, "chronic_certs", path, list_of(chronic_cert_from_json), ()),
         account_balance=field(doc, "account_balance", path, fen, 0),
     )
+
+
+def fen_by_name(value: Any, path: str) -> dict[str, int]:
+    return {name: fen(amount, f"{path}.{name}") for name, amount in obj(value, path).items()}
 
 
 def accumulators_from_json(value: Any, path: str = "accumulators") -> Accumulators:
@@ -276,6 +352,11 @@ def accumulators_from_json(value: Any, path: str = "accumulators") -> Accumulato
         deductible_used=field(doc, "deductible_used", path, fen),
         fund_paid=field(doc, "fund_paid", path, fen),
         assistance_paid=field(doc, "assistance_paid", path, fen),
+        day_fund_paid=field(doc, "day_fund_paid", path, fen, 0),
+        ci_selfpay=field(doc, "ci_selfpay", path, fen, 0),
+        ci_paid=field(doc, "ci_paid", path, fen, 0),
+        supplements_paid=field(doc, "supplements_paid", path, fen_by_name, {}),
+        family_account_balance=field(doc, "family_account_balance", path, fen, 0),
     )
 
 
@@ -292,7 +373,7 @@ def visit_line_from_json(value: Any, path: str, index: int) -> VisitLine:
 def visit_from_json(value: Any, path: str = "visit") -> Visit:
     doc = obj(value, path)
     visit_date = field(doc, "date", path, iso_date)
-    visit_type = field(doc, "visit_type", path, one_of(VISIT_TYPES))
+    visit_type = field(doc, "visit_type", path, text)  # the policy's: checked by the engine
     diagnoses = field(doc, "diagnoses", path, list_of(text), ())
     raw_lines = field(doc, "lines", path, a_list)
     lines = tuple(
@@ -304,6 +385,7 @@ def visit_from_json(value: Any, path: str = "visit") -> Visit:
         diagnoses=diagnoses,
         lines=lines,
         use_personal_account=field(doc, "use_personal_account", path, flag, False),
+        use_family_account=field(doc, "use_family_account", path, flag, False),
     )
 
 
@@ -344,8 +426,11 @@ class InsuredPerson:
     region: str
     card_expiry: date | None
     person: Person
-    # {(year, "general" | "chronic" | "assistance"): Accumulators}
+    # {(year, visit type): deductible_used and fund_paid; (year, YEAR_WIDE): assistance,
+    #  critical illness and supplements}
     accumulators: Mapping[tuple[int, str], Accumulators]
+    # 家庭共济: the employees who authorised this person to use their personal account
+    family_account_holders: tuple[str, ...] = ()
 
 
 def masked_id_number(value: Any, path: str) -> str:
@@ -354,20 +439,31 @@ def masked_id_number(value: Any, path: str) -> str:
     return value
 
 
+YEAR_WIDE = "assistance"  # the scope of a year's figures that no visit type owns
+_YEAR_WIDE_FIELDS = ("assistance_paid", "ci_selfpay", "ci_paid", "supplements_paid")
+
+
 def _year_accumulators(value: Any, path: str) -> dict[str, Accumulators]:
+    """One year's figures: `{visit type: {deductible_used, fund_paid}, assistance_paid,
+    ci_selfpay, ci_paid, supplements_paid}`, each part optional."""
     doc = obj(value, path)
     result = {}
-    for visit_type in VISIT_TYPES:
-        entry = field(doc, visit_type, path, obj, None)
-        if entry is not None:
-            where = f"{path}.{visit_type}"
-            result[visit_type] = Accumulators(
-                deductible_used=field(entry, "deductible_used", where, fen, 0),
-                fund_paid=field(entry, "fund_paid", where, fen, 0),
-            )
-    assistance_paid = field(doc, "assistance_paid", path, fen, None)
-    if assistance_paid is not None:
-        result["assistance"] = Accumulators(assistance_paid=assistance_paid)
+    for visit_type, entry in doc.items():
+        if visit_type in _YEAR_WIDE_FIELDS or entry is None:
+            continue
+        where = f"{path}.{visit_type}"
+        entry = obj(entry, where)
+        result[visit_type] = Accumulators(
+            deductible_used=field(entry, "deductible_used", where, fen, 0),
+            fund_paid=field(entry, "fund_paid", where, fen, 0),
+        )
+    if any(doc.get(name) is not None for name in _YEAR_WIDE_FIELDS):
+        result[YEAR_WIDE] = Accumulators(
+            assistance_paid=field(doc, "assistance_paid", path, fen, 0),
+            ci_selfpay=field(doc, "ci_selfpay", path, fen, 0),
+            ci_paid=field(doc, "ci_paid", path, fen, 0),
+            supplements_paid=field(doc, "supplements_paid", path, fen_by_name, {}),
+        )
     return result
 
 
@@ -388,6 +484,7 @@ def insured_person_from_json(value: Any, path: str) -> InsuredPerson:
         card_expiry=field(doc, "card_expiry", path, iso_date, None),
         person=person_from_json(doc, path),
         accumulators=accumulators,
+        family_account_holders=field(doc, "family_account_holders", path, list_of(text), ()),
     )
 
 
@@ -401,4 +498,6 @@ def roster_from_json(value: Any, path: str = "roster") -> tuple[str, list[Insure
             if key in seen:
                 raise bad(f"{path}.persons[{index}]", f"repeats {key!r}")
             seen.add(key)
+        if entry.insured_id in entry.family_account_holders:
+            raise bad(f"{path}.persons[{index}].family_account_holders", "names the person")
     return version, list(persons)

@@ -1,16 +1,22 @@
-"""The settlement domain: the inputs and results of `settlement-rules.md`, as plain values.
+"""The settlement domain: the inputs and results of `settlement-rules.md` (version 1) and
+`settlement-rules-v2.md` (the one-stop chain), as plain values.
 
 Nothing here does I/O. Parsing untrusted documents into these types is `edge.domain.documents`;
 the arithmetic is `edge.domain.settlement`.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 INSURANCE_TYPES = ("resident", "employee")
+# Version 1's visit types; under version 2 the policy names its own.
 VISIT_TYPES = ("general", "chronic")
+CERTIFIED_VISIT_TYPE = "chronic"  # requires a certificate unless the policy says otherwise
+SUPPLEMENT_PAYS_AS = ("oth_pay", "cvlserv_pay")
+SUPPLEMENT_BASES = ("in_scope", "all")
 ITEM_KINDS = ("drug", "service", "material")
 ITEM_CLASSES = ("A", "B", "C")
 GENDERS = ("M", "F")
@@ -43,6 +49,33 @@ class Benefit:
     deductible: int  # fen
     ratio: Decimal
     annual_cap: int  # fen
+    visit_cap: int | None = None  # fen the basic fund pays at most for one visit
+    day_cap: int | None = None  # fen it pays one person on one date, this visit type
+    requires_certificate: bool = False
+    diseases: tuple[str, ...] | None = None  # certified diseases it accepts; None: any
+
+
+@dataclass(frozen=True, slots=True)
+class CriticalIllness:
+    """大病保险: a share of the year's in-scope self-pay above a threshold."""
+
+    visit_types: tuple[str, ...]
+    insurance_types: tuple[str, ...]
+    threshold: int  # fen
+    ratio: Decimal
+    annual_cap: int  # fen
+
+
+@dataclass(frozen=True, slots=True)
+class Supplement:
+    """An ordered payer after assistance (优抚二次补偿, 公务员医疗补助 …)."""
+
+    name: str
+    pays_as: str  # the setlinfo field it is counted in: oth_pay | cvlserv_pay
+    categories: tuple[str, ...]
+    base: str  # in_scope: pays on the in-scope remainder; all: on everything left
+    ratio: Decimal
+    annual_cap: int  # fen
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +101,12 @@ class Policy:
     benefits: dict[tuple[str, str], Benefit]  # (insurance_type, visit_type) -> Benefit
     assistance: dict[str, AssistanceScheme]
     offline_limits: OfflineLimits = OfflineLimits()
+    rules: int = 1  # a label only: every version 2 field applies wherever it is present
+    critical_illness: CriticalIllness | None = None
+    supplements: tuple[Supplement, ...] = ()
+
+    def visit_types(self, insurance_type: str) -> list[str]:
+        return [v for (i, v) in self.benefits if i == insurance_type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +127,7 @@ class CatalogItem:
     valid_to: date | None = None
     spec: str = ""
     unit: str = ""
+    fund_fixed: Decimal | None = None  # yuan per unit the fund pays instead of a ratio
 
     def valid_on(self, day: date) -> bool:
         return (self.valid_from is None or self.valid_from <= day) and (
@@ -108,24 +148,47 @@ class ChronicCert:
 
 
 @dataclass(frozen=True, slots=True)
+class Category:
+    """An assistance or supplement category, valid from..to (inclusive; None: open)."""
+
+    name: str
+    valid_from: date | None = None
+    valid_to: date | None = None
+
+    def valid_on(self, day: date) -> bool:
+        return (self.valid_from is None or self.valid_from <= day) and (
+            self.valid_to is None or day <= self.valid_to
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Person:
     insurance_type: str
     gender: str
     birth_date: date
     status: str
     waiting_until: date | None = None
-    categories: tuple[str, ...] = ()
+    categories: tuple[Category, ...] = ()
     chronic_certs: tuple[ChronicCert, ...] = ()
     account_balance: int = 0  # fen
+
+    def categories_on(self, day: date) -> frozenset[str]:
+        return frozenset(c.name for c in self.categories if c.valid_on(day))
 
 
 @dataclass(frozen=True, slots=True)
 class Accumulators:
-    """One person's year so far, for the visit's visit type (assistance is year-wide)."""
+    """One person's year so far, for the visit's visit type (assistance, critical illness
+    and supplements are year-wide), the visit's date, and the family account that may pay."""
 
     deductible_used: int = 0
     fund_paid: int = 0
     assistance_paid: int = 0
+    day_fund_paid: int = 0
+    ci_selfpay: int = 0
+    ci_paid: int = 0
+    supplements_paid: Mapping[str, int] = field(default_factory=dict)
+    family_account_balance: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +204,7 @@ class Visit:
     diagnoses: tuple[str, ...]
     lines: tuple[VisitLine, ...]
     use_personal_account: bool = False
+    use_family_account: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +217,7 @@ class LineResult:
     preselfpay: int
     inscp: int
     reasons: tuple[str, ...]
+    fund_fixed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +226,18 @@ class AccumulatorsAfter:
     fund_paid: int
     assistance_paid: int
     account_balance: int
+    day_fund_paid: int = 0
+    ci_selfpay: int = 0
+    ci_paid: int = 0
+    supplements_paid: Mapping[str, int] = field(default_factory=dict)
+    family_account_balance: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SupplementPaid:
+    name: str
+    pays_as: str
+    amount: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +263,42 @@ class Settlement:
     lines: tuple[LineResult, ...]
     accumulators_after: AccumulatorsAfter
     warnings: tuple[SettlementWarning, ...] = field(default=())
+    fund_fixed_total: int = 0
+    fund_limited_by: str | None = None  # visit_cap | day_cap | annual_cap
+    critical_illness: int = 0
+    supplements: tuple[SupplementPaid, ...] = ()
+    family_account: int = 0
+
+    def supplements_as(self, pays_as: str) -> int:
+        return sum(s.amount for s in self.supplements if s.pays_as == pays_as)
+
+    def setlinfo(self) -> dict[str, int]:
+        """The settlement in the national platform's names (2207 `setlinfo`), in fen."""
+        fund_pay = (
+            self.fund + self.critical_illness + self.assistance
+            + self.supplements_as("cvlserv_pay") + self.supplements_as("oth_pay")
+        )  # fmt: skip
+        return {
+            "medfee_sumamt": self.total,
+            "fulamt_ownpay_amt": self.fulamt_total,
+            "overlmt_selfpay": self.overlmt_total,
+            "preselfpay_amt": self.preselfpay_total,
+            "inscp_scp_amt": self.inscp_total,
+            "act_pay_dedc": self.deductible_applied,
+            "hifp_pay": self.fund,
+            "hifmi_pay": self.critical_illness,
+            "maf_pay": self.assistance,
+            "cvlserv_pay": self.supplements_as("cvlserv_pay"),
+            "oth_pay": self.supplements_as("oth_pay"),
+            "fund_pay_sumamt": fund_pay,
+            "acct_pay": self.personal_account,
+            "acct_mulaid_pay": self.family_account,
+            "psn_cash_pay": self.cash,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """The `quote` output document, field for field."""
+        after = self.accumulators_after
         return {
             "eligible": self.eligible,
             "total": self.total,
@@ -211,14 +321,28 @@ class Settlement:
                     "preselfpay": line.preselfpay,
                     "inscp": line.inscp,
                     "reasons": list(line.reasons),
+                    "fund_fixed": line.fund_fixed,
                 }
                 for line in self.lines
             ],
             "accumulators_after": {
-                "deductible_used": self.accumulators_after.deductible_used,
-                "fund_paid": self.accumulators_after.fund_paid,
-                "assistance_paid": self.accumulators_after.assistance_paid,
-                "account_balance": self.accumulators_after.account_balance,
+                "deductible_used": after.deductible_used,
+                "fund_paid": after.fund_paid,
+                "assistance_paid": after.assistance_paid,
+                "account_balance": after.account_balance,
+                "day_fund_paid": after.day_fund_paid,
+                "ci_selfpay": after.ci_selfpay,
+                "ci_paid": after.ci_paid,
+                "supplements_paid": dict(after.supplements_paid),
+                "family_account_balance": after.family_account_balance,
             },
             "warnings": [{"code": w.code, "message": w.message} for w in self.warnings],
+            "fund_fixed_total": self.fund_fixed_total,
+            "fund_limited_by": self.fund_limited_by,
+            "critical_illness": self.critical_illness,
+            "supplements": [
+                {"name": s.name, "pays_as": s.pays_as, "amount": s.amount} for s in self.supplements
+            ],
+            "family_account": self.family_account,
+            "setlinfo": self.setlinfo(),
         }

@@ -9,16 +9,46 @@ from typing import Any
 
 from edge.domain.model import Accumulators, Settlement, Visit
 
-MONEY_FIELDS = ("total", "fund", "assistance", "personal_account", "cash")
+RULES_VERSION = 2  # the result follows settlement-rules-v2.md (version 1 results lack its fields)
+
+# What a visit's payers paid, as daily closes and reversals total them: the total, then
+# each payer of the chain in its order. `cvlserv_pay` and `oth_pay` are the supplements
+# paying as each; a version 1 result has none of the payers after `assistance` but the
+# personal account and cash, which count as 0.
+MONEY_FIELDS = (
+    "total", "fund", "critical_illness", "assistance", "cvlserv_pay", "oth_pay",
+    "personal_account", "family_account", "cash",
+)  # fmt: skip
+VERSION_1_MONEY_FIELDS = ("total", "fund", "assistance", "personal_account", "cash")
+# The accumulators a settlement reads and moves, as records and `clinic quote` name them.
+ACCUMULATOR_FIELDS = (
+    "deductible_used", "fund_paid", "assistance_paid", "account_balance", "day_fund_paid",
+    "ci_selfpay", "ci_paid", "supplements_paid", "family_account_balance",
+)  # fmt: skip
 
 
-def visit_to_json(visit: Visit, catalog_lines: list[dict[str, Any]]) -> dict[str, Any]:
+def payer_amounts(result: dict[str, Any]) -> dict[str, int]:
+    """A settlement result's amounts per payer (MONEY_FIELDS), version 1 results included."""
+    amounts = {name: result.get(name, 0) for name in MONEY_FIELDS}
+    for pays_as in ("cvlserv_pay", "oth_pay"):
+        amounts[pays_as] = sum(
+            s["amount"] for s in result.get("supplements", []) if s["pays_as"] == pays_as
+        )
+    return amounts
+
+
+def visit_to_json(
+    visit: Visit, catalog_lines: list[dict[str, Any]], family_account_holder: str | None = None
+) -> dict[str, Any]:
     return {
         "date": visit.date.isoformat(),
         "visit_type": visit.visit_type,
         "diagnoses": list(visit.diagnoses),
         "lines": catalog_lines,
         "use_personal_account": visit.use_personal_account,
+        "use_family_account": visit.use_family_account,
+        # whose employee account the family account is: its balance is in the accumulators
+        "family_account_holder": family_account_holder,
     }
 
 
@@ -28,6 +58,11 @@ def accumulators_to_json(accumulators: Accumulators, account_balance: int) -> di
         "fund_paid": accumulators.fund_paid,
         "assistance_paid": accumulators.assistance_paid,
         "account_balance": account_balance,
+        "day_fund_paid": accumulators.day_fund_paid,
+        "ci_selfpay": accumulators.ci_selfpay,
+        "ci_paid": accumulators.ci_paid,
+        "supplements_paid": dict(accumulators.supplements_paid),
+        "family_account_balance": accumulators.family_account_balance,
     }
 
 
@@ -48,7 +83,7 @@ def settlement_body(
         "visit": visit,
         "catalog_version": catalog_version,
         "policy_version": policy_version,
-        "rules_version": 1,
+        "rules_version": RULES_VERSION,
         "accumulators_before": accumulators_before,
         "result": result.to_dict(),
         "needs_review": needs_review,
@@ -65,20 +100,34 @@ def reversal_body(
         "insured_id": original["body"]["insured_id"],
         "operator": operator,
         "reason": reason,
-        "amounts": {name: result[name] for name in MONEY_FIELDS},
+        "amounts": payer_amounts(result),
         "accumulators_after": accumulators_after,
     }
 
 
-def restored_accumulators(original_body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    """Accumulators with a settlement's effect taken back (never below zero)."""
-    result = original_body["result"]
-    return {
-        "deductible_used": max(0, current["deductible_used"] - result["deductible_applied"]),
-        "fund_paid": max(0, current["fund_paid"] - result["fund"]),
-        "assistance_paid": max(0, current["assistance_paid"] - result["assistance"]),
-        "account_balance": current["account_balance"] + result["personal_account"],
-    }
+def restored_accumulators(
+    before: dict[str, Any], after: dict[str, Any], current: dict[str, Any]
+) -> dict[str, Any]:
+    """`current` with one settlement's effect taken back: every figure moves back by what
+    the settlement moved it (`after` − `before`, its accumulators after and before), so
+    counters give back what the visit counted and balances get back what they paid (the
+    family holder's included). Counters never go below zero. A figure a version 1 record
+    does not name moved by nothing."""
+    restored: dict[str, Any] = {}
+    for name in ACCUMULATOR_FIELDS:
+        if name == "supplements_paid":
+            continue
+        moved = after.get(name, 0) - before.get(name, 0)
+        restored[name] = current[name] - moved
+        if not name.endswith("balance"):
+            restored[name] = max(0, restored[name])
+    supplements = dict(current["supplements_paid"])
+    before_paid, after_paid = before.get("supplements_paid", {}), after.get("supplements_paid", {})
+    for name, paid in after_paid.items():
+        if name in supplements:
+            supplements[name] = max(0, supplements[name] - (paid - before_paid.get(name, 0)))
+    restored["supplements_paid"] = supplements
+    return restored
 
 
 def _zero_totals() -> dict[str, Any]:
@@ -101,7 +150,7 @@ def daily_close_body(
     needs_review = 0
     for record in records:
         if record["kind"] == "settlement":
-            amounts, bucket = record["body"]["result"], settlements
+            amounts, bucket = payer_amounts(record["body"]["result"]), settlements
             needs_review += bool(record["body"]["needs_review"])
         elif record["kind"] == "reversal":
             amounts, bucket = record["body"]["amounts"], reversals
@@ -109,7 +158,7 @@ def daily_close_body(
             continue
         bucket["count"] += 1
         for name in MONEY_FIELDS:
-            bucket[name] += amounts[name]
+            bucket[name] += amounts.get(name, 0)  # a version 1 reversal names five
     net = {name: settlements[name] - reversals[name] for name in MONEY_FIELDS}
     return {
         "business_day": business_day,

@@ -17,6 +17,7 @@ from edge.adapters.identity import KEY_FILE, IdentityError
 from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore, connect, migrations
 from edge.domain.documents import visit_from_json
 from edge.domain.model import Rejection
+from edge.domain.records import MONEY_FIELDS
 
 RESIDENT = "32011500000001"
 POOR = "32011500000005"  # extreme poverty: assistance pays the policy self-pay
@@ -97,7 +98,7 @@ class TestIdentity:
 class TestSettle:
     def test_a_settlement_is_one_signed_record_with_accumulators_and_outbox(self, device):
         store, _ = device
-        before = store.accumulators(POOR, 2026, "general")
+        before = store.accumulators(POOR, TODAY, "general")
         recorded = settle(device, POOR)
         record = recorded.record
         assert (record["seq"], record["kind"], record["created_at"]) == (
@@ -117,7 +118,7 @@ class TestSettle:
             "quantity": "2",
         }
         assert body["result"]["cash"] == 0 and body["result"]["assistance"] > 0
-        after = store.accumulators(POOR, 2026, "general")
+        after = store.accumulators(POOR, TODAY, "general")
         assert after.fund_paid == before.fund_paid + recorded.settlement.fund
         assert after.assistance_paid == before.assistance_paid + recorded.settlement.assistance
         assert store.outbox_count() == 1
@@ -178,20 +179,20 @@ class TestSettle:
     )
     def test_bad_input_never_becomes_a_record(self, device, kwargs, code):
         store, _ = device
-        accumulators = store.accumulators(RESIDENT, 2026, "general")
+        accumulators = store.accumulators(RESIDENT, TODAY, "general")
         with pytest.raises(Rejection) as caught:
             settle(device, **kwargs)
         assert caught.value.code == code
         assert ledger_size(store) == 0 and store.outbox_count() == 0
-        assert store.accumulators(RESIDENT, 2026, "general") == accumulators
+        assert store.accumulators(RESIDENT, TODAY, "general") == accumulators
 
     def test_a_suspended_person_is_settled_in_cash_and_nothing_accumulates(self, device):
         store, _ = device
         suspended = "32011500000017"
-        before = store.accumulators(suspended, 2026, "general")
+        before = store.accumulators(suspended, TODAY, "general")
         recorded = settle(device, suspended)
         assert recorded.settlement.cash == recorded.settlement.total
-        assert store.accumulators(suspended, 2026, "general") == before
+        assert store.accumulators(suspended, TODAY, "general") == before
 
 
 def test_a_card_must_be_the_one_on_the_roster(device):
@@ -208,7 +209,7 @@ def test_a_card_must_be_the_one_on_the_roster(device):
 class TestReverse:
     def test_a_reversal_restores_the_accumulators_and_the_account(self, device):
         store, identity = device
-        before = store.accumulators(EMPLOYEE_RICH, 2026, "general")
+        before = store.accumulators(EMPLOYEE_RICH, TODAY, "general")
         original = settle(device, EMPLOYEE_RICH, visit(account=True)).record
         reversal = services.reverse_settlement(
             store, identity, tx_id=original["tx_id"], reason="录入错误", operator="doc01", now=NOW
@@ -216,7 +217,7 @@ class TestReverse:
         assert reversal["kind"] == "reversal" and reversal["seq"] == 2
         assert reversal["body"]["reverses"] == original["tx_id"]
         assert reversal["body"]["amounts"]["total"] == original["body"]["result"]["total"]
-        assert store.accumulators(EMPLOYEE_RICH, 2026, "general") == before
+        assert store.accumulators(EMPLOYEE_RICH, TODAY, "general") == before
         assert store.insured_person(EMPLOYEE_RICH).person.account_balance == 230000
         assert store.record_by_tx(original["tx_id"]) == original  # never edited
         assert services.verify_ledger(store).ok
@@ -269,11 +270,10 @@ class TestDailyClose:
         assert (body["from_seq"], body["to_seq"]) == (1, 3)
         assert body["settlements"]["count"] == 2 and body["reversals"]["count"] == 1
         assert body["net"] == {
+            **dict.fromkeys(MONEY_FIELDS, 0),
             "total": first.total,
             "fund": first.fund,
             "assistance": first.assistance,
-            "personal_account": 0,
-            "cash": 0,
         }
 
         third = settle(device, RESIDENT, now=NOW + timedelta(hours=1)).settlement

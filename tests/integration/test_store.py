@@ -14,6 +14,7 @@ from edge.adapters.catalog_files import open_catalog_file
 from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError, migrations
 from edge.domain.documents import CATALOG_CSV_COLUMNS
 from edge.domain.model import Accumulators, Rejection, Visit, VisitLine
+from edge.domain.records import ACCUMULATOR_FIELDS
 from edge.domain.versions import version_order
 from edge.services import quote_visit
 
@@ -287,21 +288,29 @@ class TestPolicyAndRoster:
         assert entry.name == "王建国"
         assert entry.person.account_balance == 48000
         assert entry.person.chronic_certs[0].valid_to == date(2027, 12, 31)
-        assert roster_store.accumulators("32011500000001", 2026, "general") == Accumulators(
+        day = date(2026, 11, 22)
+        assert roster_store.accumulators("32011500000001", day, "general") == Accumulators(
             12000, 0, 300
         )
-        assert roster_store.accumulators("32011500000001", 2026, "chronic") == Accumulators(
+        assert roster_store.accumulators("32011500000001", day, "chronic") == Accumulators(
             0, 0, 300
         )
-        assert roster_store.accumulators("32011500000001", 2027, "general") == Accumulators()
+        next_year = date(2027, 1, 5)
+        assert roster_store.accumulators("32011500000001", next_year, "general") == Accumulators()
 
     def test_a_newer_roster_never_lowers_what_this_device_has_counted(self, roster_store):
-        roster_store.set_accumulators("32011500000001", 2026, "general", 20000, 500, 900, 48000)
+        day = date(2026, 11, 22)
+        figures = {
+            **dict.fromkeys(ACCUMULATOR_FIELDS, 0),
+            "deductible_used": 20000, "fund_paid": 500, "assistance_paid": 900,
+            "account_balance": 48000, "supplements_paid": {},
+        }  # fmt: skip
+        roster_store.set_accumulators("32011500000001", day, "general", figures)
         newer = copy.deepcopy(ROSTER)
         newer["version"] = "2026.11.2"
         newer["persons"][0]["accumulators"]["2026"]["general"]["fund_paid"] = 700
         roster_store.import_roster(newer, now=NOW)
-        assert roster_store.accumulators("32011500000001", 2026, "general") == Accumulators(
+        assert roster_store.accumulators("32011500000001", day, "general") == Accumulators(
             20000, 700, 900
         )
 

@@ -229,6 +229,11 @@ class TestFund:
             "fund_paid": 3500,
             "assistance_paid": 0,
             "account_balance": 1550,
+            "day_fund_paid": 3500,
+            "ci_selfpay": 0,
+            "ci_paid": 0,
+            "supplements_paid": {},
+            "family_account_balance": 0,
         }
 
     def test_a_met_deductible_applies_nothing(self):
@@ -494,10 +499,17 @@ class TestMalformedDocuments:
         error = rejected(quote_doc([("A1", "1")], [item("A1", "1"), item("A1", "2")]))
         assert "catalog[1].code" in error["message"]
 
-    def test_a_policy_without_every_benefit_is_bad_input(self):
+    def test_a_visit_type_the_policy_lacks_for_the_person_is_bad_input(self):
+        doc = quote_doc([("A1", "1")], [item("A1", "1")], person=EMPLOYEE)
+        del doc["policy"]["benefits"]["employee"]["general"]
+        error = rejected(doc)
+        assert error["code"] == "BAD_INPUT"
+        assert "visit.visit_type 'general'" in error["message"]
+
+    def test_a_policy_without_an_insurance_type_is_bad_input(self):
         doc = quote_doc([("A1", "1")], [item("A1", "1")])
-        del doc["policy"]["benefits"]["employee"]["chronic"]
-        assert "policy.benefits.employee.chronic" in rejected(doc)["message"]
+        del doc["policy"]["benefits"]["employee"]
+        assert "policy.benefits.employee" in rejected(doc)["message"]
 
     def test_a_line_that_is_not_an_object_names_its_line(self):
         doc = quote_doc([("A1", "1")], [item("A1", "1")])
