@@ -681,12 +681,12 @@ def break_visit(s: Source, doc: dict) -> None:
                 lines[index]["quantity"] = bad
 
 
-BAD_FEN = [-1, -5000, "100", "0", 1.5, True, False, [], {}]
-BAD_RATIO = ["1.01", "-0.1", "2", 0.5, 1, "abc", "", "0,5", True]
+BAD_FEN = [-1, -5000, "100", "0", 1.5, True, False, [], {}, 10**13 + 1]
+BAD_RATIO = ["1.01", "-0.1", "2", 0.5, 1, "abc", "", "0,5", True, "0." + "1" * 19]
 BAD_DATE = ["2026-13-01", "2026-02-30", "20260101", 20260101, "2026/01/01", "", True, "next week"]
 BAD_BOOL = ["true", 1, 0, "yes", [], "false"]
 BAD_TEXT_LIST = ["I10", [1], [None], [["I10"]], {"I10": True}, 5, True]
-BAD_FUND_FIXED = ["-1", "1.23456", "8.00001", 8, 0, "abc", "", "1e2", "¥8", True, "8 "]
+BAD_FUND_FIXED = ["-1", "1.23456", "8.00001", 8, 0, "abc", "", "1e2", "¥8", True, "8 ", "100000000"]
 
 
 def _some_benefit(s: Source, doc: dict) -> dict:
@@ -857,6 +857,10 @@ def _mutate_visit_type(s: Source, doc: dict) -> str:
 
 
 def _mutate_misc(s: Source, doc: dict) -> str:
+    if chance(s, 4):
+        by_visit = doc["policy"]["benefits"][pick(s, ["resident", "employee"])]
+        by_visit[pick(s, ["", " "])] = copy.deepcopy(next(iter(by_visit.values())))
+        return "a visit type named by blanks"
     if chance(s, 2):
         doc["visit"]["use_family_account"] = pick(s, BAD_BOOL)
         return "use_family_account"

@@ -28,6 +28,12 @@ BASES = ("in_scope", "all")
 # assistance_paid and account_balance.
 NEW_FEN_ACCUMULATORS = ("day_fund_paid", "ci_selfpay", "ci_paid", "family_account_balance")
 CAP_ORDER = ("visit_cap", "day_cap", "annual_cap")
+# Version 1's value types (docs/settlement-rules.md, section 2), which version 2's new
+# members share: fen up to 10^13, ratios with at most 18 places, amounts in yuan (prices,
+# and so fund_fixed) below 10^8.
+MAX_FEN = 10**13
+MAX_RATIO_PLACES = 18
+MAX_YUAN = Decimal(10**8)
 
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]+(?:\.([0-9]+))?")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -82,12 +88,14 @@ def _completed_years(birth: date, on: date) -> int:
 
 
 def _is_fen(value: Any) -> bool:
-    return type(value) is int and value >= 0
+    return type(value) is int and 0 <= value <= MAX_FEN
 
 
 def _is_ratio(value: Any) -> bool:
     match = _PLAIN_DECIMAL.fullmatch(value) if isinstance(value, str) else None
-    return match is not None and Decimal(0) <= Decimal(value) <= Decimal(1)
+    if match is None or len(match.group(1) or "") > MAX_RATIO_PLACES:
+        return False
+    return Decimal(0) <= Decimal(value) <= Decimal(1)
 
 
 def _is_iso_date(value: Any) -> bool:
@@ -110,7 +118,9 @@ def _is_text_list(value: Any) -> bool:
 
 def _is_fund_fixed(value: Any) -> bool:
     match = _PLAIN_DECIMAL.fullmatch(value) if isinstance(value, str) else None
-    return match is not None and len(match.group(1) or "") <= 4 and Decimal(value) >= 0
+    if match is None or len(match.group(1) or "") > 4:
+        return False
+    return Decimal(0) <= Decimal(value) < MAX_YUAN
 
 
 def _check_optional(container: dict, key: str, ok, where: str) -> None:
@@ -129,12 +139,13 @@ def _check_policy(policy: dict) -> None:
     rules = policy.get("rules")
     if rules is not None and not (type(rules) is int and rules in (1, 2)):
         raise _bad("policy.rules")
-    for insurance_type, by_visit in policy["benefits"].items():
+    for insurance_type in INSURANCE_TYPES:  # both required, each with its visit types
+        by_visit = policy["benefits"].get(insurance_type)
         if not isinstance(by_visit, dict):
             raise _bad(f"policy.benefits.{insurance_type}")
         for visit_type, b in by_visit.items():
             where = f"policy.benefits.{insurance_type}.{visit_type}"
-            if not isinstance(b, dict):
+            if not _is_text(visit_type) or not isinstance(b, dict):
                 raise _bad(where)
             _check_optional(b, "visit_cap", _is_fen, where)
             _check_optional(b, "day_cap", _is_fen, where)

@@ -1,6 +1,6 @@
 """`clinic quote --jsonl` on a large seeded batch, every answer against the v2 reference.
 
-2000 documents, a third of them version 1 only, some broken (rejections of version 1,
+4000 documents, a third of them version 1 only, some broken (rejections of version 1,
 malformed version 2 fields), go through one run of the real command line; each output
 line must be the reference settlement (tests/settlement_reference_v2.py) of its input
 line, field for field, warning and error messages aside.
@@ -17,7 +17,7 @@ from settlement_reference_v2 import reference_quote
 
 CLINIC = Path(sys.executable).with_name("clinic")
 SEED = 20270101
-BATCH = 2000
+BATCH = 4000
 
 
 def comparable(result: dict) -> dict:

@@ -17,6 +17,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+import pytest
 import quote_v2_documents as gen
 import test_engine_properties as v1
 from hypothesis import HealthCheck, given, settings
@@ -84,7 +85,7 @@ def bad_new_fields(draw) -> tuple[dict, str]:
 
 
 SETTINGS = settings(
-    max_examples=200,
+    max_examples=400,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -119,7 +120,7 @@ def assert_same(actual: dict, expected: dict) -> None:
 # ---- (a) the engine against the reference ------------------------------------------------
 
 
-@settings(SETTINGS, max_examples=400)
+@settings(SETTINGS, max_examples=1000)
 @given(v2_documents())
 def test_the_engine_settles_every_v2_document_exactly_as_the_reference_does(doc):
     expected = reference_quote(doc)
@@ -127,7 +128,7 @@ def test_the_engine_settles_every_v2_document_exactly_as_the_reference_does(doc)
     assert_same(engine(doc), expected)
 
 
-@settings(SETTINGS, max_examples=200)
+@settings(SETTINGS, max_examples=400)
 @given(broken_visits())
 def test_the_engine_refuses_every_broken_visit_with_the_references_code_and_line(doc):
     expected = reference_quote(doc)
@@ -397,7 +398,7 @@ def v1_part(result: dict) -> dict:
     return part
 
 
-@settings(SETTINGS, max_examples=300)
+@settings(SETTINGS, max_examples=500)
 @given(v1.valid_documents())
 def test_a_v1_document_gives_exactly_the_v1_references_fields(doc):
     expected = v1.reference_quote(doc)
@@ -414,7 +415,7 @@ def test_a_v1_document_gives_exactly_the_v1_references_fields(doc):
     assert_same(actual, reference_quote(doc))
 
 
-@settings(SETTINGS, max_examples=100)
+@settings(SETTINGS, max_examples=200)
 @given(v1.invalid_documents())
 def test_a_broken_v1_document_is_refused_as_the_v1_reference_says(doc):
     expected = v1.reference_quote(doc)
@@ -425,7 +426,7 @@ def test_a_broken_v1_document_is_refused_as_the_v1_reference_says(doc):
 # ---- (d) malformed version 2 fields: BAD_INPUT, before EMPTY_VISIT ----------------------
 
 
-@settings(SETTINGS, max_examples=400)
+@settings(SETTINGS, max_examples=800)
 @given(bad_new_fields())
 def test_a_malformed_v2_field_is_bad_input_before_any_other_rejection(case):
     doc, what = case
@@ -700,6 +701,17 @@ def test_an_empty_diseases_list_refuses_every_visit_that_requires_a_certificate(
     _benefit(doc, "two_diseases")["diseases"] = ["I10.x00"]
     expected = _settles_as_the_reference(doc)
     assert (expected["lines"][0]["reasons"], expected["fund"]) == ([], 5000)
+    # a valid certificate of a disease the benefit does not list certifies nothing: an
+    # item only for E11.9 is self-paid at the two-diseases visit...
+    doc["person"]["chronic_certs"].append({"disease_code": "E11.9"})
+    doc["visit"]["diagnoses"] = ["I10.x00", "E11.9"]
+    doc["catalog"][0]["chronic_only"] = ["E11.9"]
+    expected = _settles_as_the_reference(doc)
+    assert (expected["lines"][0]["reasons"], expected["fund"]) == (["CHRONIC_ONLY"], 0)
+    # ...and covered at a chronic visit, whose benefit lists no diseases: 10000 × 0.70
+    doc["visit"]["visit_type"] = "chronic"
+    expected = _settles_as_the_reference(doc)
+    assert (expected["lines"][0]["reasons"], expected["fund"]) == ([], 7000)
 
 
 def test_a_person_who_is_not_eligible_gets_every_supplement_listed_with_0():
@@ -825,3 +837,118 @@ def test_the_family_account_pays_after_the_personal_account_for_any_insurance_ty
     assert (expected["personal_account"], expected["family_account"]) == (9000, 1000)
     assert expected["cash"] == 0
     assert expected["setlinfo"]["acct_mulaid_pay"] == 1000
+
+
+# ---- (d) again: each malformed member the page lists, on a visit without lines ----------
+
+
+def _well_formed_v2_document() -> dict:
+    doc = _doc(
+        [],  # no lines: EMPTY_VISIT, unless a BAD_INPUT comes first
+        [_item("GF", "10", fund_fixed="8"), _item("B1", "2", "B")],
+        person={"categories": ["civil_servant", {"name": "disabled_veteran"}]},
+        accumulators={"day_fund_paid": 0, "supplements_paid": {"charity_fund": 5}},
+        policy={
+            "critical_illness": {
+                "visit_types": ["chronic"],
+                "insurance_types": ["resident"],
+                "threshold": 1500000,
+                "ratio": "0.60",
+                "annual_cap": 40000000,
+            },
+            "supplements": [dict(VETERANS), dict(CIVIL)],
+        },
+        use_family_account=False,
+    )
+    _benefit(doc).update(visit_cap=3000, day_cap=5000)
+    return doc
+
+
+def _at(path: str, value: Any = None, *, delete: bool = False):
+    """A mutation writing `value` at a dotted path ("policy.rules", "catalog.1.class")."""
+
+    def mutate(doc: dict) -> None:
+        *parents, last = path.split(".")
+        target: Any = doc
+        for key in parents:
+            target = target[int(key)] if isinstance(target, list) else target[key]
+        key: Any = int(last) if isinstance(target, list) else last
+        if delete:
+            del target[key]
+        else:
+            target[key] = value
+
+    return mutate
+
+
+GENERAL = "policy.benefits.resident.general"
+TWO = "policy.benefits.employee.chronic"  # a benefit the visit does not use
+CI = "policy.critical_illness"
+MALFORMED = {
+    "rules 3": _at("policy.rules", 3),
+    "rules '2'": _at("policy.rules", "2"),
+    "rules true": _at("policy.rules", True),
+    "visit_cap -1": _at(f"{GENERAL}.visit_cap", -1),
+    "visit_cap '3000'": _at(f"{GENERAL}.visit_cap", "3000"),
+    "day_cap 1.5": _at(f"{GENERAL}.day_cap", 1.5),
+    "day_cap above 10^13 on an unused benefit": _at(f"{TWO}.day_cap", 10**13 + 1),
+    "requires_certificate 'true'": _at(f"{TWO}.requires_certificate", "true"),
+    "requires_certificate 1": _at(f"{GENERAL}.requires_certificate", 1),
+    "diseases a string": _at(f"{TWO}.diseases", "I10.x00"),
+    "diseases with a number": _at(f"{GENERAL}.diseases", ["I10.x00", 10]),
+    "diseases with a blank": _at(f"{GENERAL}.diseases", [" "]),
+    "a visit type named ''": _at(
+        "policy.benefits.employee.", {"deductible": 0, "ratio": "1", "annual_cap": 0}
+    ),
+    "visit_type not the policy's": _at("visit.visit_type", "two_diseases_typo"),
+    "critical_illness a list": _at(CI, []),
+    "critical_illness without visit_types": _at(f"{CI}.visit_types", delete=True),
+    "critical_illness insurance_types ['farmer']": _at(f"{CI}.insurance_types", ["farmer"]),
+    "critical_illness threshold null": _at(f"{CI}.threshold", None),
+    "critical_illness ratio '1.5'": _at(f"{CI}.ratio", "1.5"),
+    "critical_illness annual_cap -1": _at(f"{CI}.annual_cap", -1),
+    "supplements an object": _at("policy.supplements", {"a": dict(VETERANS)}),
+    "supplement not an object": _at("policy.supplements.0", "veterans"),
+    "supplement name ''": _at("policy.supplements.1.name", ""),
+    "supplement without name": _at("policy.supplements.0.name", delete=True),
+    "supplement name repeated": _at("policy.supplements.1.name", VETERANS["name"]),
+    "supplement pays_as hifp_pay": _at("policy.supplements.0.pays_as", "hifp_pay"),
+    "supplement categories a string": _at("policy.supplements.0.categories", "civil_servant"),
+    "supplement base 'scope'": _at("policy.supplements.1.base", "scope"),
+    "supplement ratio 0.5 (a number)": _at("policy.supplements.1.ratio", 0.5),
+    "supplement annual_cap null": _at("policy.supplements.1.annual_cap", None),
+    "fund_fixed on class B": _at("catalog.1.fund_fixed", "1"),
+    "fund_fixed on class C": _at("catalog.0.class", "C"),
+    "fund_fixed 5 places": _at("catalog.0.fund_fixed", "8.00001"),
+    "fund_fixed negative": _at("catalog.0.fund_fixed", "-1"),
+    "fund_fixed a number": _at("catalog.0.fund_fixed", 8),
+    "fund_fixed 10^8 yuan": _at("catalog.0.fund_fixed", "100000000"),
+    "category object without name": _at("person.categories.1", {"valid_from": "2026-01-01"}),
+    "category object bad date": _at("person.categories.1", {"name": "x", "valid_to": "2026-02-30"}),
+    "category a number": _at("person.categories.0", 7),
+    "day_fund_paid -1": _at("accumulators.day_fund_paid", -1),
+    "ci_selfpay '0'": _at("accumulators.ci_selfpay", "0"),
+    "ci_paid true": _at("accumulators.ci_paid", True),
+    "family_account_balance 0.5": _at("accumulators.family_account_balance", 0.5),
+    "supplements_paid a list": _at("accumulators.supplements_paid", []),
+    "supplements_paid value -5": _at("accumulators.supplements_paid.charity_fund", -5),
+    "use_family_account 'yes'": _at("visit.use_family_account", "yes"),
+}
+
+
+def test_the_well_formed_document_is_only_an_empty_visit():
+    doc = _well_formed_v2_document()
+    assert reference_quote(doc) == {"error": {"code": "EMPTY_VISIT"}}
+    assert engine(doc) == {"error": {"code": "EMPTY_VISIT"}}
+    doc["visit"]["lines"] = [{"code": "GF", "quantity": "1"}]
+    assert _settles_as_the_reference(doc)["fund"] == 800
+
+
+@pytest.mark.parametrize("mutate", MALFORMED.values(), ids=list(MALFORMED))
+def test_each_malformed_new_member_is_bad_input_naming_no_line_before_empty_visit(mutate):
+    doc = _well_formed_v2_document()
+    mutate(doc)
+    assert reference_quote(doc) == {"error": {"code": "BAD_INPUT"}}
+    assert engine(doc) == {"error": {"code": "BAD_INPUT"}}
+    doc["visit"]["lines"] = [{"code": "GF", "quantity": "1"}, {"code": "NOPE", "quantity": "0"}]
+    assert engine(doc) == {"error": {"code": "BAD_INPUT"}}
