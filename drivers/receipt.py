@@ -28,6 +28,7 @@ from drivers import escpos
 from drivers.base45 import b45decode, b45encode
 from edge.domain.ledger import b64url, b64url_decode, canonical
 from edge.domain.money import format_yuan
+from edge.domain.records import MONEY_FIELDS
 
 QR_PREFIX = "YBR1:"
 MAX_RECORD_BYTES = 64 * 1024  # a record inflating to more is not a receipt
@@ -49,7 +50,26 @@ ZDICT_V1 = (
     b'"use_personal_account":false,"visit_type":"general"}},"created_at":"2026-T:+08:00",'
     b'"device_id":"dev-","kind":"settlement","prev_hash":"","seq":1,"tx_id":"","v":1}'
 )
-VISIT_TYPES = {"general": "普通门诊 general", "chronic": "慢特病门诊 chronic"}
+VISIT_TYPES = {
+    "general": "普通门诊 general",
+    "chronic": "慢特病门诊 chronic",
+    "two_diseases": "两病门诊 two diseases",
+}
+# The payers of the one-stop chain (settlement-rules-v2.md), Chinese first; a supplement
+# is printed by the national field it pays as, its own name on the line below.
+PAYERS = {
+    "fund": "统筹基金 fund",
+    "critical_illness": "大病保险 critical",
+    "assistance": "医疗救助 assistance",
+    "cvlserv_pay": "公务员补助 civil srv",
+    "oth_pay": "优抚补助 veterans",
+    "personal_account": "个人账户 account",
+    "family_account": "家庭共济 family",
+}
+SUPPLEMENTS = {
+    "veterans_second_compensation": "优抚二次补偿",
+    "civil_servant_subsidy": "公务员医疗补助",
+}
 
 
 class ReceiptError(Exception):
@@ -142,9 +162,17 @@ class Receipt:
 
 
 def layout_receipt(
-    record: dict, *, clinic: str, operator_name: str | None = None, width: int = 32
+    record: dict,
+    *,
+    clinic: str,
+    operator_name: str | None = None,
+    width: int = 32,
+    family_holder_name: str | None = None,
 ) -> Receipt:
-    """The receipt for a settlement, a reversal or a daily close."""
+    """The receipt for a settlement, a reversal or a daily close. `family_holder_name`:
+    the name of the employee whose shared account the family account was (the settlement's
+    `visit.family_account_holder`; a reversal's caller looks it up in the settlement it
+    reverses); without it the receipt names them by insured id when the record does."""
     kind = record.get("kind")
     body = record["body"]
     rule = Line("-" * width)
@@ -158,9 +186,10 @@ def layout_receipt(
         Line(f"操作员 {operator_text}"),
     ]
     if kind == "settlement":
-        title, middle = "医保结算单", _settlement(body, width, rule)
+        holder = family_holder_name or body["visit"].get("family_account_holder")
+        title, middle = "医保结算单", _settlement(body, width, rule, holder)
     elif kind == "reversal":
-        title, middle = "医保结算冲销单", _reversal(body, width, rule)
+        title, middle = "医保结算冲销单", _reversal(body, width, rule, family_holder_name)
     elif kind == "daily_close":
         title, middle = "日结单", _daily_close(body, width, rule)
     else:
@@ -198,7 +227,7 @@ def _fit(blocks: list[Line | QrCode], width: int) -> list[Line | QrCode]:
     return fitted
 
 
-def _settlement(body: dict, width: int, rule: Line) -> list[Line]:
+def _settlement(body: dict, width: int, rule: Line, holder: str | None) -> list[Line]:
     result = body["result"]
     visit = body["visit"]
     lines = [
@@ -215,14 +244,9 @@ def _settlement(body: dict, width: int, rule: Line) -> list[Line]:
         lines.append(Line(item["name"]))
         lines.append(_columns(f"  ¥{item['price']} x {item['quantity']}{item['unit']}",
                               format_yuan(amount), width))  # fmt: skip
-    lines += [
-        rule,
-        _columns("合计 total", format_yuan(result["total"]), width, bold=True),
-        _columns("统筹基金 fund", format_yuan(result["fund"]), width),
-        _columns("医疗救助 assistance", format_yuan(result["assistance"]), width),
-        _columns("个人账户 account", format_yuan(result["personal_account"]), width),
-        _columns("现金 cash", format_yuan(result["cash"]), width, bold=True),
-    ]
+    lines += [rule, _columns("合计 total", format_yuan(result["total"]), width, bold=True)]
+    lines += _chain_rows(result, width, holder)
+    lines.append(_columns("现金 cash", format_yuan(result["cash"]), width, bold=True))
     if not result.get("eligible", True):
         lines.append(Line("不享受医保待遇 not eligible"))
     if body.get("needs_review"):
@@ -230,20 +254,62 @@ def _settlement(body: dict, width: int, rule: Line) -> list[Line]:
     return lines
 
 
-def _reversal(body: dict, width: int, rule: Line) -> list[Line]:
+FUND_LIMITS = {
+    "visit_cap": "本次统筹支付已达单次限额",
+    "day_cap": "本次统筹支付已达当日限额",
+    "annual_cap": "本次统筹支付已达年度限额",
+}
+
+
+def _chain_rows(result: dict, width: int, holder: str | None) -> list[Line]:
+    """Every payer between the total and the cash that paid, in the chain's order: the
+    fund (with the cap that held it back below it), critical illness, assistance, each
+    supplement (its own name below it), the personal account and the family account
+    (whose account below it). A version 1 result has none of the payers version 2 added."""
+    rows = _payer_row("fund", result["fund"], width)
+    if result.get("fund_limited_by") in FUND_LIMITS:  # why the fund paid no more
+        rows += _wrapped("  ", FUND_LIMITS[result["fund_limited_by"]], width)
+    for payer in ("critical_illness", "assistance"):
+        rows += _payer_row(payer, result.get(payer, 0), width)
+    for paid in result.get("supplements", []):
+        row = _payer_row(paid["pays_as"], paid["amount"], width)
+        if row:
+            rows += [*row, *_wrapped("  ", SUPPLEMENTS.get(paid["name"], paid["name"]), width)]
+    rows += _payer_row("personal_account", result.get("personal_account", 0), width)
+    rows += _family_rows(result.get("family_account", 0), width, holder)
+    return rows
+
+
+def _payer_row(payer: str, fen: int, width: int, sign: int = 1) -> list[Line]:
+    if not fen:
+        return []
+    return [_columns(PAYERS.get(payer, payer), format_yuan(sign * fen), width)]
+
+
+def _family_rows(fen: int, width: int, holder: str | None, sign: int = 1) -> list[Line]:
+    rows = _payer_row("family_account", fen, width, sign)
+    if rows and holder:
+        rows += _wrapped("  ", f"{holder}的个人账户", width)
+    return rows
+
+
+def _reversal(body: dict, width: int, rule: Line, holder: str | None) -> list[Line]:
     amounts = body["amounts"]
-    return [
+    lines = [
         Line(f"参保人 insured {body['insured_id']}"),
         Line(f"冲销原流水 reverses seq {body['reverses_seq']}"),
         *_wrapped("原交易 ", body["reverses"], width),
         *_wrapped("原因 reason ", body["reason"], width),
         rule,
         _columns("退还合计 total", format_yuan(-amounts["total"]), width, bold=True),
-        _columns("统筹基金 fund", format_yuan(-amounts["fund"]), width),
-        _columns("医疗救助 assistance", format_yuan(-amounts["assistance"]), width),
-        _columns("个人账户 account", format_yuan(-amounts["personal_account"]), width),
-        _columns("现金 cash", format_yuan(-amounts["cash"]), width, bold=True),
     ]
+    for payer in MONEY_FIELDS[1:-1]:
+        if payer == "family_account":
+            lines += _family_rows(amounts.get(payer, 0), width, holder, sign=-1)
+        else:
+            lines += _payer_row(payer, amounts.get(payer, 0), width, sign=-1)
+    lines.append(_columns("现金 cash", format_yuan(-amounts["cash"]), width, bold=True))
+    return lines
 
 
 def _daily_close(body: dict, width: int, rule: Line) -> list[Line]:
@@ -251,24 +317,37 @@ def _daily_close(body: dict, width: int, rule: Line) -> list[Line]:
         Line(f"营业日 business day {body['business_day']}"),
         Line(f"流水范围 seq {body['from_seq']} .. {body['to_seq']}"),
     ]
+    blocks = (body["settlements"], body["reversals"], body["net"])
+    shown = [name for name in MONEY_FIELDS
+             if name in ("total", "cash") or any(t.get(name, 0) for t in blocks)]  # fmt: skip
     for label, totals in (("结算 settlements", body["settlements"]),
                           ("冲销 reversals", body["reversals"])):  # fmt: skip
         lines += [rule, _columns(label, f"{totals['count']} 笔", width, bold=True)]
-        lines += _money_rows(totals, width)
-    lines += [rule, Line("净额 net", bold=True), *_money_rows(body["net"], width)]
+        lines += _money_rows(totals, width, shown)
+    lines += [rule, Line("净额 net", bold=True), *_money_rows(body["net"], width, shown)]
     if body.get("needs_review"):
         lines.append(Line(f"待县级复核 needs review: {body['needs_review']}"))
     return lines
 
 
-def _money_rows(totals: dict, width: int) -> list[Line]:
-    return [
-        _columns("  合计 total", format_yuan(totals["total"]), width),
-        _columns("  统筹 fund", format_yuan(totals["fund"]), width),
-        _columns("  救助 assistance", format_yuan(totals["assistance"]), width),
-        _columns("  个账 account", format_yuan(totals["personal_account"]), width),
-        _columns("  现金 cash", format_yuan(totals["cash"]), width),
-    ]
+CLOSE_LABELS = {
+    "total": "  合计 total",
+    "fund": "  统筹 fund",
+    "critical_illness": "  大病 critical",
+    "assistance": "  救助 assistance",
+    "cvlserv_pay": "  公务员 civil srv",
+    "oth_pay": "  优抚 veterans",
+    "personal_account": "  个账 account",
+    "family_account": "  共济 family",
+    "cash": "  现金 cash",
+}
+
+
+def _money_rows(totals: dict, width: int, shown: list[str]) -> list[Line]:
+    """A close's totals: the total and the cash, and each payer that is not 0 somewhere
+    in the close (a version 1 close names five amounts)."""
+    return [_columns(CLOSE_LABELS[name], format_yuan(totals.get(name, 0)), width)
+            for name in shown]  # fmt: skip
 
 
 def _columns(left: str, right: str, width: int, bold: bool = False) -> Line:

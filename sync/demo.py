@@ -11,6 +11,7 @@ from edge import demo as edge_demo
 from edge.adapters.identity import DeviceIdentity
 from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.clock import Clock
+from edge.domain.versions import version_order
 from sync import agent
 from sync.hub import console_auth
 from sync.hub.adapters.county_key import COUNTY_KEY_FILE, load_county_key
@@ -42,39 +43,24 @@ def install_demo_county(hub_dir: Path, now: datetime) -> dict:
             if store.console_user(username) is None:
                 console_auth.add_user(store, username, password, role, township, now)
         expires_at = now + DEMO_VALIDITY
-        if store.latest_publication("policy") is None:
+        policy, roster = edge_demo.policy_document(), edge_demo.roster_document(now.date())
+        documents: dict[str, tuple[str, dict]] = {
+            "policy": (policy["version"], {"document": policy}),
+            "catalog": (edge_demo.DEMO_CATALOG_VERSION,
+                        {"items": edge_demo.catalog_items(now.date())}),
+            "roster": (roster["version"], {"document": roster}),
+        }  # fmt: skip
+        for kind, (version, content) in documents.items():
+            # A hub made by an older demo publishes the newer version as an update: the
+            # devices enrolled before it move to it at their next sync.
+            latest = store.latest_publication(kind)
+            if latest is not None and version_order(latest.version) >= version_order(version):
+                continue
             publishing.publish(
-                store,
-                key,
-                kind="policy",
-                version=None,
-                expires_at=expires_at,
-                now=now,
-                document=edge_demo.policy_document(),
-            )
-            published.append("policy")
-        if store.latest_publication("catalog") is None:
-            publishing.publish(
-                store,
-                key,
-                kind="catalog",
-                version=edge_demo.DEMO_CATALOG_VERSION,
-                expires_at=expires_at,
-                now=now,
-                items=edge_demo.catalog_items(now.date()),
-            )
-            published.append("catalog")
-        if store.latest_publication("roster") is None:
-            publishing.publish(
-                store,
-                key,
-                kind="roster",
-                version=None,
-                expires_at=expires_at,
-                now=now,
-                document=edge_demo.roster_document(now.date()),
-            )
-            published.append("roster")
+                store, key, kind=kind, version=version if kind == "catalog" else None,
+                expires_at=expires_at, now=now, **content,
+            )  # fmt: skip
+            published.append(kind)
         return {**county.county_of(store), "published": published}
     finally:
         store.close()

@@ -80,6 +80,7 @@ def catalog_item_to_json(item: CatalogItem) -> dict:
         "max_qty": item.max_qty,
         "valid_from": item.valid_from,
         "valid_to": item.valid_to,
+        "fund_fixed": item.fund_fixed,
     }
     for key, value in optional.items():
         if value is None:

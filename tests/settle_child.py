@@ -46,10 +46,16 @@ GENERAL_PERSONS = [
     "32011700000025", "32011500000501", "32011500000502", "32011500000503",
     "32011600000504", "32011600000505", "32011500000506", "32011700000507",
     "32011700000508", "32011500000509",
+    # version 2's chain: a veteran, a civil servant, a daughter whose account is shared,
+    # a dated low-income guarantee, critical illness near its threshold
+    "32011500000026", "32011500000510", "32011500000511", "32011500000029",
+    "32011500000028", "32011500000027",
 ]  # fmt: skip
+FAMILY_ACCOUNT_USERS = {"32011500000027"}  # pays from a daughter's shared account
 # Persons with a hypertension (I10.x00) chronic certificate.
 CHRONIC_PERSONS = [
     "32011500000002", "32011500000003", "32011600000009", "32011600000010", "32011500000506",
+    "32011500000028",
 ]  # fmt: skip
 GENERAL_LINES = [
     [("XJ01CAA040A001", "2"), ("110200005000000", "1")],
@@ -81,6 +87,7 @@ def random_visit(rng: random.Random) -> tuple[str, object]:
             "diagnoses": diagnoses,
             "lines": [{"code": code, "quantity": qty} for code, qty in lines],
             "use_personal_account": rng.random() < 0.7,
+            "use_family_account": insured_id in FAMILY_ACCOUNT_USERS and rng.random() < 0.8,
         }
     )
     return insured_id, visit

@@ -31,6 +31,10 @@ REJECTIONS = {
         "This card is not the one on the roster for this person (replaced or reported lost)."
     ),
     "VOUCHER_USED": _l("This e-voucher has already been used: refresh it and scan again."),
+    "FAMILY_ACCOUNT_NOT_SHARED": _l(
+        "The family account cannot pay: no employee has shared a personal account with this"
+        " patient (or not the one chosen)."
+    ),
 }
 
 # Why a line is (partly) self-paid.
@@ -43,6 +47,7 @@ LINE_REASONS = {
     ),
     "QTY_OVER_LIMIT": _l("Above the covered quantity per visit: the excess is self-paid."),
     "OVER_PAYMENT_STANDARD": _l("Price above the payment standard: the difference is self-paid."),
+    "FIXED_PAYMENT": _l("The fund pays a fixed amount for this item."),
 }
 
 WARNINGS = {
@@ -65,12 +70,48 @@ NEEDS_REVIEW = {
 }
 
 INSURANCE_TYPES = {"resident": _l("Resident insurance"), "employee": _l("Employee insurance")}
-VISIT_TYPES = {"general": _l("General outpatient"), "chronic": _l("Chronic disease outpatient")}
+VISIT_TYPES = {
+    "general": _l("General outpatient"),
+    "chronic": _l("Chronic disease outpatient"),
+    "two_diseases": _l("Hypertension and diabetes outpatient"),
+}
 
 
 def visit_type_label(visit_type: str) -> str:
     """A visit type's name for the doctor; a county's own visit type shows as it is named."""
     return str(VISIT_TYPES.get(visit_type, visit_type))
+
+
+def ordered_visit_types(visit_types) -> list[str]:
+    """The visit types as the doctor is offered them: general first (the usual visit, and
+    the one chosen unless the doctor picks another), then chronic, then the county's own
+    in the order given. The store keeps a policy with its keys sorted, so the county's
+    order is not known here."""
+    known = [v for v in VISIT_TYPES if v in visit_types]
+    return known + [v for v in visit_types if v not in VISIT_TYPES]
+
+
+# Who pays, as the one-stop chain names them (settlement-rules-v2.md, section 4). A
+# supplement is shown by the national field it pays as, and by its own name when known.
+PAYERS = {
+    "fund": _l("Insurance fund"),
+    "critical_illness": _l("Critical illness insurance"),
+    "assistance": _l("Medical assistance"),
+    "oth_pay": _l("Special care subsidy"),
+    "cvlserv_pay": _l("Civil servant subsidy"),
+    "personal_account": _l("Personal account"),
+    "family_account": _l("Family account"),
+    "cash": _l("Cash"),
+}
+SUPPLEMENTS = {
+    "veterans_second_compensation": _l("Veterans' second compensation"),
+    "civil_servant_subsidy": _l("Civil servants' medical subsidy"),
+}
+
+
+def supplement_label(name: str) -> str:
+    """A supplement's own name for the doctor; a county's own supplement shows as named."""
+    return str(SUPPLEMENTS.get(name, name))
 
 
 STATUSES = {"active": _l("Active"), "suspended": _l("Suspended"), "terminated": _l("Terminated")}
@@ -79,6 +120,8 @@ CATEGORIES = {
     "low_income_guarantee": _l("Minimum living guarantee"),
     "low_income": _l("Low income"),
     "severe_disability": _l("Severe disability"),
+    "disabled_veteran": _l("Disabled veteran"),
+    "civil_servant": _l("Civil servant"),
 }
 ROLES = {
     "doctor": _l("Doctor"),
@@ -128,6 +171,8 @@ def rejection_field(rejection: Rejection) -> str:
         return "diagnoses"
     if code == "UNKNOWN_PERSON":
         return "patient"
+    if code == "FAMILY_ACCOUNT_NOT_SHARED":
+        return "family_account"
     if code == "AMOUNT_TOO_LARGE":
         return "total"
     if code == "BAD_INPUT":
@@ -136,6 +181,7 @@ def rejection_field(rejection: Rejection) -> str:
             ("visit.diagnoses", "diagnoses"),
             ("visit.lines", "lines"),
             ("visit.use_personal_account", "account"),
+            ("visit.use_family_account", "family_account"),
             ("visit.date", "date"),
         ):
             if rejection.message.startswith(prefix):

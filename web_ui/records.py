@@ -60,7 +60,7 @@ def today():
                 "time": record["created_at"][11:16],
                 "name": row.name,
                 "insured_id": body["insured_id"],
-                "split": presenters.split({**_zero(), **amounts}),
+                "split": presenters.split(amounts),
                 "reversed": row.reversed_by is not None,
                 "needs_review": bool(body.get("needs_review")),
             }
@@ -68,8 +68,19 @@ def today():
     return render_template("records.html", rows=shown, query=query, day=day)
 
 
-def _zero() -> dict:
-    return dict.fromkeys(presenters.MONEY + presenters.DETAIL_MONEY, 0)
+def _family_holder(store, record: dict) -> str | None:
+    """The insured id whose shared account the family account of a settlement was, or of
+    the settlement a reversal gives back (None without one, and in version 1 records)."""
+    body = record["body"]
+    if record["kind"] == "reversal":
+        original = store.record_by_tx(body.get("reverses", ""))
+        body = original["body"] if original is not None else {}
+    return body.get("visit", {}).get("family_account_holder")
+
+
+def _family_holder_text(store, record: dict) -> str:
+    holder = _family_holder(store, record)
+    return presenters.family_holder_text(holder, queries.person_name(store, holder or ""))
 
 
 @bp.get("/records/<tx_id>")
@@ -80,9 +91,17 @@ def detail(tx_id: str):
     body = record["body"]
     genuine = queries.record_is_genuine(store, record, services.public_key_of(store))
     view = None
+    holder = _family_holder_text(store, record)
     if record["kind"] == "settlement":
-        view = presenters.settlement_view(body["result"], body["visit"]["lines"])
+        view = presenters.settlement_view(body["result"], body["visit"]["lines"], holder)
     reversed_by = store.reversal_of(tx_id) if record["kind"] == "settlement" else None
+    reversal = None
+    if record["kind"] == "reversal":
+        reversal = {
+            "split": presenters.split(body["amounts"]),
+            "payers": presenters.amount_payers(body["amounts"], holder),
+        }
+    visit_type = body.get("visit", {}).get("visit_type")
     return render_template(
         "record.html",
         record=record,
@@ -93,11 +112,9 @@ def detail(tx_id: str):
         genuine=genuine,
         reversed_by=reversed_by,
         review=presenters.review_messages(body.get("needs_review", [])),
-        visit_type=str(messages.VISIT_TYPES.get(body.get("visit", {}).get("visit_type"), "")),
+        visit_type=messages.visit_type_label(visit_type) if visit_type else "",
         diagnoses=queries.diagnosis_names(store, body.get("visit", {}).get("diagnoses", [])),
-        amounts=presenters.split({**_zero(), **body["amounts"]})
-        if record["kind"] == "reversal"
-        else None,
+        reversal=reversal,
     )
 
 
@@ -129,12 +146,15 @@ def reverse(tx_id: str):
 
 
 def _layout(record: dict):
-    operator = get_store().active_operator(record["body"].get("operator", ""))
+    store = get_store()
+    operator = store.active_operator(record["body"].get("operator", ""))
+    holder = _family_holder(store, record)
     return layout_receipt(
         record,
         clinic=current_app.config["CLINIC_NAME"],
         operator_name=operator[0] if operator else None,
         width=PAPER[current_app.config["PAPER"]][0],
+        family_holder_name=queries.person_name(store, holder) if holder else None,
     )
 
 
@@ -149,7 +169,9 @@ def receipt(tx_id: str):
     body = record["body"]
     view = None
     if record["kind"] == "settlement":
-        view = presenters.settlement_view(body["result"], body["visit"]["lines"])
+        view = presenters.settlement_view(
+            body["result"], body["visit"]["lines"], _family_holder_text(get_store(), record)
+        )
     return render_template(
         "receipt.html",
         record=record,

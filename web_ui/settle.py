@@ -72,7 +72,14 @@ def patient_panel(store, insured_id: str, today) -> dict | None:
     visit_types = store.current_policy().visit_types(entry.person.insurance_type)
     accumulators = {v: store.accumulators(insured_id, today, v) for v in visit_types}
     names = queries.diagnosis_names(store, [c.disease_code for c in entry.person.chronic_certs])
-    return presenters.patient_panel(entry, store.current_policy(), accumulators, today, names)
+    return presenters.patient_panel(
+        entry,
+        store.current_policy(),
+        accumulators,
+        today,
+        names,
+        services.family_account_holders(store, entry),
+    )
 
 
 def _choose_patient(insured_id: str, via: str, **extra: str) -> bool:
@@ -188,20 +195,36 @@ def search_diagnoses():
     return jsonify(queries.search_diagnoses(get_store(), request.args.get("q", "")[:64]))
 
 
-def _visit(today) -> Visit:
-    """The visit the page sends (JSON); the date is always today's, set here."""
+def _visit(today) -> tuple[Visit, str | None]:
+    """The visit the page sends (JSON), and whose shared account the family account is to
+    be (`family_account_holder`, an insured id; may be left out when only one employee
+    shares theirs). The date is always today's, set here."""
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
         raise Rejection("BAD_INPUT", "visit must be a JSON object")
-    return visit_from_json(
+    visit = visit_from_json(
         {
             "date": today.isoformat(),
             "visit_type": payload.get("visit_type"),
             "diagnoses": payload.get("diagnoses") or [],
             "lines": payload.get("lines"),
             "use_personal_account": payload.get("use_personal_account") is True,
+            "use_family_account": payload.get("use_family_account") is True,
         }
     )
+    holder = payload.get("family_account_holder")
+    if holder is not None and not isinstance(holder, str):
+        raise Rejection("BAD_INPUT", "visit.use_family_account: the holder must be an insured id")
+    return visit, holder or None
+
+
+def _family_holder(store, insured_id: str, visit: Visit, requested: str | None) -> str | None:
+    """The holder whose account pays (None when the visit does not use the family
+    account); refused as the services refuse it when nobody shares one."""
+    entry = store.insured_person(insured_id, with_accumulators=False)
+    if entry is None:
+        raise Rejection("UNKNOWN_PERSON", f"insured person {insured_id!r} is not in the roster")
+    return services.family_holder(store, entry, visit, requested)
 
 
 def _no_patient():
@@ -243,11 +266,16 @@ def quote():
         return _no_patient()
     store = get_store()
     try:
-        visit = _visit(now().date())
-        settlement = services.quote_visit(store, insured_id, visit)
+        visit, requested = _visit(now().date())
+        holder = _family_holder(store, insured_id, visit, requested)
+        settlement = services.quote_visit(store, insured_id, visit, family_account_holder=holder)
     except Rejection as rejection:
         return jsonify({"ok": False, "errors": [messages.rejection_json(rejection)]}), 422
-    view = presenters.settlement_view(settlement.to_dict(), _line_items(store, visit))
+    view = presenters.settlement_view(
+        settlement.to_dict(),
+        _line_items(store, visit),
+        presenters.family_holder_text(holder, queries.person_name(store, holder or "")),
+    )
     if settlement.total > services.MAX_VISIT_TOTAL:
         view["errors"] = [messages.rejection_json(Rejection("AMOUNT_TOO_LARGE", ""))]
     return jsonify({"ok": True, **view})
@@ -264,7 +292,7 @@ def confirm():
     moment = now()
     patient = session["patient"]
     try:
-        visit = _visit(moment.date())
+        visit, holder = _visit(moment.date())
         identity = services.load_identity(store, current_app.config["DATA_DIR"])
         with store.write_transaction():  # the claims and the settlement: all or nothing
             queries.claim_visit_token(store, patient.get("visit_token", ""), moment)
@@ -277,6 +305,7 @@ def confirm():
                 visit=visit,
                 operator=g.operator.operator_id,
                 now=moment,
+                family_account_holder=holder,
             )
     except Rejection as rejection:
         return jsonify({"ok": False, "errors": [messages.rejection_json(rejection)]}), 422

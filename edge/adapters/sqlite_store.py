@@ -427,9 +427,7 @@ class SqliteDeviceStore:
             deductible_used, fund_paid, assistance_paid, day_fund_paid,
             ci_selfpay=figures.pop("ci_selfpay", 0),
             ci_paid=figures.pop("ci_paid", 0),
-            supplements_paid={
-                name.removeprefix(_SUPPLEMENT): amount for name, amount in figures.items()
-            },
+            supplements_paid=_supplements(figures),
             family_account_balance=family_balance,
         )  # fmt: skip
 
@@ -457,9 +455,7 @@ class SqliteDeviceStore:
                 assistance_paid=figures.pop("assistance_paid", 0),
                 ci_selfpay=figures.pop("ci_selfpay", 0),
                 ci_paid=figures.pop("ci_paid", 0),
-                supplements_paid={
-                    name.removeprefix(_SUPPLEMENT): amount for name, amount in figures.items()
-                },
+                supplements_paid=_supplements(figures),
             )
         return result
 
@@ -660,6 +656,12 @@ def _date(value: str | None) -> date | None:
 
 _NO_ACCUMULATORS: Mapping = MappingProxyType({})  # shared by cached entries: read-only
 _SUPPLEMENT = "supplement:"  # year_accumulator names of supplements' payments
+
+
+def _supplements(figures: Mapping[str, int]) -> dict[str, int]:
+    """Each supplement's year so far from year_accumulator rows (the critical-illness ones
+    taken out); one that paid nothing (a reversal took it back) is as if absent."""
+    return {name.removeprefix(_SUPPLEMENT): paid for name, paid in figures.items() if paid}
 
 
 def _year_figures(values: Accumulators) -> dict[str, int]:

@@ -38,7 +38,7 @@ __all__ = [  # the documents, re-exported for the callers that install and test 
     "walkthrough",
 ]
 
-DEMO_CATALOG_VERSION = "2026.11.1"
+DEMO_CATALOG_VERSION = "2026.11.2"  # 2026.11.2: the ¥10 general consultation fee, ¥8 fixed
 DEMO_OPERATORS = [
     ("doc01", "王医生", "doctor"),
     ("coord01", "李协管员", "coordinator"),
@@ -79,19 +79,39 @@ def install(store: SqliteDeviceStore, now: datetime) -> Iterator[str]:
         store.add_operator(operator_id, name, role)
 
 
-# (insured_id, visit type, diagnoses, [(code, quantity)], use personal account)
+# (insured_id, visit type, diagnoses, [(code, quantity)], what the visit pays with)
 SAMPLE_VISITS = [
     ("32011500000001", "general", ["J06.900"],
-     [("110200005000000", "1"), ("XJ01CAA040A001", "2"), ("XR05XAA202A001", "1")], False),
+     [("110200005000000", "1"), ("XJ01CAA040A001", "2"), ("XR05XAA202A001", "1")], {}),
     ("32011500000005", "general", ["J06.900"],
-     [("110200005000000", "1"), ("XJ01CAA040A001", "2"), ("XR05XAA202A001", "1")], False),
+     [("110200005000000", "1"), ("XJ01CAA040A001", "2"), ("XR05XAA202A001", "1")], {}),
     ("32011500000502", "general", ["J06.900"],
-     [("110200005000000", "1"), ("XJ01CAA040A001", "2")], True),
+     [("110200005000000", "1"), ("XJ01CAA040A001", "2")], {"use_personal_account": True}),
     ("32011500000002", "chronic", ["I10.x00"],
-     [("XC08CAB128A001", "2"), ("XC08CAB129A001", "1"), ("250302002000000", "1")], False),
-    ("32011500000017", "general", ["J06.900"], [("110200005000000", "1")], False),
-    ("32011500000022", "chronic", ["I10.x00"], [("XC08CAB128A001", "1")], False),
+     [("XC08CAB128A001", "2"), ("XC08CAB129A001", "1"), ("250302002000000", "1")], {}),
+    ("32011500000017", "general", ["J06.900"], [("110200005000000", "1")], {}),
+    ("32011500000022", "chronic", ["I10.x00"], [("XC08CAB128A001", "1")], {}),
+    # version 2's chain: a visit cap, 两病, critical illness, the veterans' compensation,
+    # the civil servants' subsidy, a daughter's shared account
+    ("32011600000020", "general", ["J06.900"],
+     [("110200005000000", "1"), ("XJ01CAA040A001", "3"), ("XJ01CAA040A002", "2")], {}),
+    ("32011500000003", "two_diseases", ["I10.x00"], [("XC08CAB128A001", "2")], {}),
+    ("32011500000028", "chronic", ["I10.x00"], [("XC08CAB128A001", "5")], {}),
+    ("32011500000026", "general", ["J06.900"],
+     [("110200005000000", "1"), ("XJ01CAA040A001", "1"), ("XR05XAA202A001", "1")], {}),
+    ("32011500000510", "general", ["J06.900"],
+     [("110200005000000", "1"), ("XJ01CAA040A001", "2")], {"use_personal_account": True}),
+    ("32011500000027", "general", ["J06.900"],
+     [("110200005000000", "1"), ("XJ01CAA040A001", "2")], {"use_family_account": True}),
 ]  # fmt: skip
+
+# The payers of the one-stop chain, in its order, by their national names.
+PAYERS = (
+    ("hifp_pay", "统筹基金"), ("hifmi_pay", "大病保险"), ("maf_pay", "医疗救助"),
+    ("oth_pay", "优抚补助"), ("cvlserv_pay", "公务员补助"), ("acct_pay", "个人账户"),
+    ("acct_mulaid_pay", "家庭共济账户"), ("psn_cash_pay", "现金"),
+)  # fmt: skip
+CAPS = {"visit_cap": "单次限额", "day_cap": "当日限额", "annual_cap": "年度限额"}
 
 
 def walkthrough(store: SqliteDeviceStore, identity: DeviceIdentity, now: datetime) -> Iterator[str]:
@@ -101,13 +121,13 @@ def walkthrough(store: SqliteDeviceStore, identity: DeviceIdentity, now: datetim
     for hit in store.search_catalog("amxl", limit=5):
         yield f"  {hit.code}  {hit.name} {hit.spec}  ¥{hit.price}/{hit.unit}"
     operator = DEMO_OPERATORS[0][0]
-    for insured_id, visit_type, diagnoses, lines, use_account in SAMPLE_VISITS:
+    for insured_id, visit_type, diagnoses, lines, pays_with in SAMPLE_VISITS:
         entry = store.insured_person(insured_id)
         if entry is None:  # a device whose roster is not the demo county's
             yield f"{insured_id}: not in this device's roster, skipped"
             continue
         visit = Visit(now.date(), visit_type, tuple(diagnoses),
-                      tuple(VisitLine(code, qty) for code, qty in lines), use_account)  # fmt: skip
+                      tuple(VisitLine(code, qty) for code, qty in lines), **pays_with)  # fmt: skip
         yield ""
         yield f"{entry.name} ({insured_id}, {entry.person.insurance_type}), {visit_type} visit:"
         try:
@@ -117,11 +137,16 @@ def walkthrough(store: SqliteDeviceStore, identity: DeviceIdentity, now: datetim
             yield f"  refused, nothing recorded: {rejection.code}: {rejection.message}"
             continue
         result = recorded.settlement
-        yield (
-            f"  total {format_yuan(result.total)} = fund {format_yuan(result.fund)}"
-            f" + assistance {format_yuan(result.assistance)}"
-            f" + account {format_yuan(result.personal_account)} + cash {format_yuan(result.cash)}"
+        paid = result.setlinfo()
+        yield f"  total {format_yuan(result.total)} = " + " + ".join(
+            f"{label} {name} {format_yuan(paid[name])}" for name, label in PAYERS if paid[name]
         )
+        if result.fund_limited_by:
+            yield f"  统筹基金已达{CAPS[result.fund_limited_by]} ({result.fund_limited_by})"
+        holder_id = recorded.record["body"]["visit"]["family_account_holder"]
+        holder = holder_id and store.insured_person(holder_id, with_accumulators=False)
+        if holder:
+            yield f"  家庭共济: {holder.name} ({holder_id}) 的个人账户 the personal account paid"
         for line in result.lines:
             if line.reasons:
                 yield f"  {line.code}: {', '.join(line.reasons)}"

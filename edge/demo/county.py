@@ -49,9 +49,10 @@ def roster_document(today: date) -> dict:
         for key in ("birth_date", "waiting_until", "card_expiry"):
             if key in person:
                 person[key] = _iso(person[key], today)
-        for cert in person["chronic_certs"]:
-            cert["valid_from"] = _iso(cert["valid_from"], today)
-            cert["valid_to"] = _iso(cert["valid_to"], today)
+        for dated in [*person["chronic_certs"], *person["categories"]]:
+            if isinstance(dated, dict):  # a category may be a bare name, valid every day
+                dated["valid_from"] = _iso(dated.get("valid_from"), today)
+                dated["valid_to"] = _iso(dated.get("valid_to"), today)
         person["accumulators"] = {
             str(int(year) - DEMO_DAY.year + today.year): values
             for year, values in person["accumulators"].items()

@@ -394,7 +394,7 @@ def visit_from_json(value: Any, path: str = "visit") -> Visit:
 CATALOG_CSV_COLUMNS = (
     "code", "name", "spec", "unit", "kind", "class", "price", "payment_standard",
     "self_prepay_ratio", "gender", "min_age", "max_age", "max_qty", "chronic_only",
-    "valid_from", "valid_to",
+    "valid_from", "valid_to", "fund_fixed",
 )  # fmt: skip
 _MASKED_ID = re.compile(r"[0-9]{6}\*{8}[0-9]{3}[0-9X]")
 

@@ -162,9 +162,16 @@ def test_a_doctor_settles_reverses_and_closes_the_day_in_the_browser(terminal, p
     # The live split is exactly what the quote engine gives for the same visit.
     expected = engine_split([(codes[0], "5"), (codes[1], "1")], ["J06.900"])
     assert "error" not in expected
-    for name in ("total", "fund", "assistance", "personal_account", "cash"):
+    for name in ("total", "cash"):
         shown = page.text_content(f'#split [data-amount="{name}"]')
         assert shown == format_yuan(expected[name]), name
+    # every payer that paid, in the chain's order, and none that did not
+    payers = page.eval_on_selector_all(
+        "#payers dd[data-payer]", "cells => cells.map(c => [c.dataset.payer, c.textContent])"
+    )
+    assert payers == [[name, format_yuan(expected[name])] for name in ("fund", "assistance")]
+    assert expected["personal_account"] == 0 and expected["fund"] and expected["assistance"]
+    assert page.text_content('#payers dt[data-payer="assistance"]') == "医疗救助"
     amounts = page.eval_on_selector_all(
         "#lines tbody .line-amount", "cells => cells.map(c => c.textContent)"
     )
@@ -253,3 +260,59 @@ def test_a_rejection_appears_next_to_its_line_and_a_broken_card_in_plain_words(t
     shot("suspended-all-cash")
     assert page.problems == ["Failed to load resource: the server responded with a status of"
                              " 422 (UNPROCESSABLE ENTITY)"]  # fmt: skip
+
+
+def test_a_patient_whose_daughter_shares_her_account_pays_from_it(terminal, page):
+    """孔凤英 (resident) may use her daughter 孔丽's employee account (家庭共济): the page
+    offers it with the daughter's name and balance, the split shows whose account pays,
+    and the receipt and the next visit show it paid."""
+    shot = Shots(page, "family-account")
+    page.goto(f"{terminal}/signin")
+    page.locator("label.choice", has_text="王医生").click()
+    page.fill("#pin", "1111")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/settle")
+
+    page.goto(f"{terminal}/tester")
+    with page.expect_navigation():
+        page.locator('button[data-card="A32011527"]').click()
+    page.goto(f"{terminal}/settle")
+    page.wait_for_selector("#patient-name")
+    page.wait_for_selector("#settle[data-ready]")
+    assert page.text_content("#patient-name") == "孔凤英"
+    offer = page.text_content('[data-field="family_account"] label')
+    assert "使用家庭共济账户：孔丽的个人账户，余额 ¥800.00" in offer
+
+    page.fill("#item-search", "amxl")
+    page.wait_for_selector('#item-results li[data-code="XJ01CAA040A001"]').click()
+    wait_until(page, "!document.getElementById('confirm').disabled")
+    assert page.locator('#payers [data-payer="family_account"]').count() == 0
+    cash_before = page.text_content('#split [data-amount="cash"]')
+    assert cash_before != "¥0.00"
+    page.locator("#use-family-account").check()
+    page.wait_for_selector('#payers dd[data-payer="family_account"]')
+    wait_until(page, "document.querySelector('#split [data-amount=\"cash\"]').textContent"
+                     " === '¥0.00'")  # fmt: skip
+    label = page.text_content('#payers dt[data-payer="family_account"]')
+    assert "家庭共济账户" in label and "孔丽的个人账户" in label
+    paid = page.text_content('#payers dd[data-payer="family_account"]')
+    assert paid == cash_before  # the daughter's account pays what was cash
+    shot("family-account-split")
+
+    page.locator("#confirm").click()
+    page.wait_for_url("**/receipt/**")
+    assert "家庭共济" in page.text_content("#receipt-split")
+    assert page.text_content('#receipt-split dd[data-payer="family_account"]') == paid
+    wait_until(page, "document.getElementById('receipt-text').textContent.includes('家庭共济')")
+    assert "孔丽的个人账户" in page.text_content("#receipt-text")
+    shot("family-account-receipt")
+
+    # Her next visit offers what is left of the daughter's account.
+    page.goto(f"{terminal}/tester")
+    with page.expect_navigation():
+        page.locator('button[data-card="A32011527"]').click()
+    page.goto(f"{terminal}/settle")
+    page.wait_for_selector("#settle[data-ready]")
+    left = format_yuan(80000 - int(paid.removeprefix("¥").replace(".", "").replace(",", "")))
+    assert f"余额 {left}" in page.text_content('[data-field="family_account"] label')
+    assert page.problems == []

@@ -37,6 +37,7 @@ def test_the_catalog_is_a_real_village_clinic_catalog():
         "valid_to",
         "valid_from",
         "self_prepay_ratio",
+        "fund_fixed",
     ):
         assert any(r[column] for r in rows), column
 
@@ -58,12 +59,16 @@ def test_the_roster_covers_every_case(demo_store):
     ages = {TODAY.year - p.birth_date.year for p in people}
     assert {p.insurance_type for p in people} == {"resident", "employee"}
     assert {p.status for p in people} == {"active", "suspended", "terminated"}
-    assert {c for p in people for c in p.categories} >= {
+    assert {c.name for p in people for c in p.categories} >= {
         "extreme_poverty",
         "low_income_guarantee",
         "low_income",
         "severe_disability",
+        "disabled_veteran",
+        "civil_servant",
     }
+    assert any(c.valid_to is not None for p in people for c in p.categories)
+    assert any(e.family_account_holders for e in entries)
     assert any(len(p.categories) > 1 for p in people)
     assert any(p.waiting_until and p.waiting_until >= TODAY for p in people)
     assert {c.disease_code for p in people for c in p.chronic_certs} == {"I10.x00", "E11.900"}
@@ -76,19 +81,17 @@ def test_every_demo_person_can_be_settled_for_a_consultation(demo_store):
     visit = Visit(TODAY, "general", ("J06.900",), (VisitLine("110200005000000", "1"),))
     for person in load_json("roster.json")["persons"]:
         result = quote_visit(demo_store, person["insured_id"], visit)
-        assert result.total == 600
+        assert result.total == 1000  # ¥10, of which the fund pays ¥8 to those it covers
+        assert result.fund_fixed_total == 800
 
 
 def test_the_sample_visits_show_each_outcome(demo_store):
     outcomes = []
-    for insured_id, visit_type, diagnoses, lines, use_account in SAMPLE_VISITS:
+    for insured_id, visit_type, diagnoses, lines, pays_with in SAMPLE_VISITS:
         visit = Visit(
-            TODAY,
-            visit_type,
-            tuple(diagnoses),
-            tuple(VisitLine(c, q) for c, q in lines),
-            use_account,
-        )
+            TODAY, visit_type, tuple(diagnoses), tuple(VisitLine(c, q) for c, q in lines),
+            **pays_with,
+        )  # fmt: skip
         try:
             result = quote_visit(demo_store, insured_id, visit)
             outcomes.append((result.eligible, result.assistance > 0, result.personal_account > 0))
@@ -114,7 +117,9 @@ INSTALL_DAYS = [
     date(2035, 6, 15),
 ]
 GENERAL = ("general", ("J06.900",))
-CONSULTATION = "110200005000000"
+CONSULTATION = "110200005000000"  # ¥10, the fund pays ¥8 of it
+AMOXICILLIN = "XJ01CAA040A001"  # ¥6.80
+AMOXICILLIN_500 = "XJ01CAA040A002"  # ¥9.50
 CHILD_GRANULES = "ZA01ABK0117010"  # 小儿感冒颗粒, max_age 14
 LEVOFLOXACIN = "XJ01MAA113A001"  # min_age 18
 AMLODIPINE = "XC08CAB128A001"  # a hypertension drug
@@ -177,25 +182,91 @@ def documented_cases(store, day: date) -> dict:
             store, "32011500000001", day, GENERAL, [LIQUORICE_SYRUP]
         ),
         "suspended": outcome(store, "32011500000017", day, GENERAL, [CONSULTATION]),
+        **one_stop_cases(store, day),
     }
 
 
+def payers(store, insured_id: str, day: date, kind, lines, **visit) -> dict:
+    """Who paid a quoted visit (the payers that paid more than 0), and which cap bound."""
+    visit_type, diagnoses = kind
+    quoted = quote_visit(
+        store, insured_id,
+        Visit(day, visit_type, diagnoses, tuple(VisitLine(c, q) for c, q in lines), **visit),
+    )  # fmt: skip
+    paid = {name: amount for name, amount in quoted.setlinfo().items() if amount}
+    return {
+        "payers": sorted(set(paid) - {"medfee_sumamt", "inscp_scp_amt", "fund_pay_sumamt"}),
+        "fund_limited_by": quoted.fund_limited_by,
+    }
+
+
+def one_stop_cases(store, day: date) -> dict:
+    """Version 2's cases: each demo person the README names for a payer of the chain."""
+    hypertension = ("I10.x00",)
+    return {
+        "a visit above the visit cap": payers(
+            store,
+            "32011500000001",
+            day,
+            GENERAL,
+            [(CONSULTATION, "1"), (AMOXICILLIN, "3"), (AMOXICILLIN_500, "2")],
+        ),
+        "two diseases (两病) visit": payers(
+            store, "32011500000002", day, ("two_diseases", hypertension), [(AMLODIPINE, "1")]
+        ),
+        "critical illness threshold crossed": payers(
+            store, "32011500000028", day, ("chronic", hypertension), [(AMLODIPINE, "5")]
+        ),
+        "disabled veteran": payers(
+            store, "32011500000026", day, GENERAL, [(CONSULTATION, "1"), (AMOXICILLIN, "1")]
+        ),
+        "civil servant": payers(
+            store,
+            "32011500000510",
+            day,
+            GENERAL,
+            [(CONSULTATION, "1"), (AMOXICILLIN, "1")],
+            use_personal_account=True,
+        ),
+        "daughter's account shared": payers(
+            store,
+            "32011500000027",
+            day,
+            GENERAL,
+            [(CONSULTATION, "1"), (AMOXICILLIN, "1")],
+            use_family_account=True,
+        ),
+        "low-income guarantee expired": payers(
+            store, "32011500000029", day, GENERAL, [(CONSULTATION, "1")]
+        ),
+    }
+
+
+HIFP, CASH = "hifp_pay", "psn_cash_pay"
 EXPECTED_CASES = {
     "turns 14 today: a child's drug still pays": (True, ()),
     "turned 15 yesterday: a child's drug does not": (True, ("AGE_RESTRICTED",)),
     "turns 18 tomorrow: an adults-only drug does not pay": (True, ("AGE_RESTRICTED",)),
-    "waiting period not over": (False, ()),
-    "waiting period over": (True, ()),
-    "waiting period ends today": (False, ()),
-    "waiting period ended yesterday": (True, ()),
+    "waiting period not over": (False, ("FIXED_PAYMENT",)),
+    "waiting period over": (True, ("FIXED_PAYMENT",)),
+    "waiting period ends today": (False, ("FIXED_PAYMENT",)),
+    "waiting period ended yesterday": (True, ("FIXED_PAYMENT",)),
     "certificate expired": "CHRONIC_NOT_CERTIFIED",
     "certificate not yet valid": "CHRONIC_NOT_CERTIFIED",
     "certificates valid": [(True, ())] * 3,
-    "card expired, insurance active": (True, ()),
+    "card expired, insurance active": (True, ("FIXED_PAYMENT",)),
     "catalog item not valid yet": "ITEM_NOT_VALID",
     "catalog item no longer valid": "ITEM_NOT_VALID",
-    "suspended": (False, ()),
-}
+    "suspended": (False, ("FIXED_PAYMENT",)),
+    "a visit above the visit cap": {"payers": [HIFP, CASH], "fund_limited_by": "visit_cap"},
+    "two diseases (两病) visit": {"payers": [HIFP, CASH], "fund_limited_by": None},
+    "critical illness threshold crossed": {"payers": ["hifmi_pay", HIFP, CASH],
+                                           "fund_limited_by": None},
+    "disabled veteran": {"payers": [HIFP, "oth_pay", CASH], "fund_limited_by": None},
+    "civil servant": {"payers": ["acct_pay", "cvlserv_pay", HIFP], "fund_limited_by": None},
+    "daughter's account shared": {"payers": ["acct_mulaid_pay", HIFP], "fund_limited_by": None},
+    "low-income guarantee expired": {"payers": [HIFP, CASH], "fund_limited_by": None},
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("day", [*INSTALL_DAYS, "real"], ids=str)

@@ -102,7 +102,7 @@ class TestReceiptLayout:
         lines = layout().text().splitlines()
         rows = {line.split()[0]: line for line in lines if "¥" in line and not line.startswith(" ")}
         assert rows["合计"].endswith("¥19.60") and rows["统筹基金"].endswith("¥13.72")
-        assert rows["医疗救助"].endswith("¥3.00") and rows["个人账户"].endswith("¥0.00")
+        assert rows["医疗救助"].endswith("¥3.00") and "个人账户" not in rows  # paid nothing
         assert rows["现金"].endswith("¥2.88")
         assert "  ¥6.80 x 2盒" in layout().text()
         assert {escpos.display_width(row) for row in rows.values()} == {32}
@@ -163,6 +163,107 @@ class TestReceiptLayout:
         receipt = layout(sealed(body=body))
         assert not any(isinstance(block, QrCode) for block in receipt.blocks)
         assert "verify with the ledger export" in receipt.text()
+
+
+# A version 2 settlement that goes down the whole chain (the numbers only need to add up).
+V2_RESULT_PAYERS = {
+    "total": 20000, "fund": 3000, "critical_illness": 1200, "assistance": 2500,
+    "personal_account": 4000, "family_account": 1500, "cash": 2900,
+    "supplements": [
+        {"name": "veterans_second_compensation", "pays_as": "oth_pay", "amount": 4100},
+        {"name": "civil_servant_subsidy", "pays_as": "cvlserv_pay", "amount": 800},
+        {"name": "county_top_up", "pays_as": "oth_pay", "amount": 0},
+    ],
+    "fund_limited_by": "visit_cap", "fund_fixed_total": 800,
+}  # fmt: skip
+
+
+def v2_settlement(holder: str | None = "32011500000511", **result) -> dict:
+    body = copy.deepcopy(SETTLEMENT_BODY)
+    body["rules_version"] = 2
+    body["visit"]["use_family_account"] = holder is not None
+    body["visit"]["family_account_holder"] = holder
+    body["result"].update(copy.deepcopy(V2_RESULT_PAYERS), **result)
+    return sealed(body=body)
+
+
+def amount_rows(text: str) -> list[str]:
+    """The lines between the total and the cash, the total and the cash included."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if "total" in line and "¥" in line)
+    end = next(i for i, line in enumerate(lines) if line.startswith("现金 cash"))
+    return [" ".join(line.split()) for line in lines[start : end + 1]]
+
+
+class TestVersion2Receipts:
+    def test_every_payer_that_paid_is_printed_in_the_chains_order(self):
+        text = layout(v2_settlement(), family_holder_name="孔丽").text()
+        assert amount_rows(text) == [
+            "合计 total ¥200.00",
+            "统筹基金 fund ¥30.00",
+            "本次统筹支付已达单次限额",
+            "大病保险 critical ¥12.00",
+            "医疗救助 assistance ¥25.00",
+            "优抚补助 veterans ¥41.00",
+            "优抚二次补偿",
+            "公务员补助 civil srv ¥8.00",
+            "公务员医疗补助",
+            "个人账户 account ¥40.00",
+            "家庭共济 family ¥15.00",
+            "孔丽的个人账户",
+            "现金 cash ¥29.00",
+        ]
+
+    def test_without_the_holders_name_the_family_account_names_the_holders_id(self):
+        text = layout(v2_settlement()).text()
+        assert "  32011500000511的个人账户" in text.splitlines()
+
+    def test_a_supplement_the_receipt_does_not_know_is_printed_by_its_own_name(self):
+        supplements = [
+            {"name": "county_top_up", "pays_as": "oth_pay", "amount": 4100},
+            {"name": "civil_servant_subsidy", "pays_as": "cvlserv_pay", "amount": 800},
+        ]
+        text = layout(v2_settlement(supplements=supplements)).text()
+        assert "优抚补助 veterans ¥41.00" in amount_rows(text)
+        assert "  county_top_up" in text.splitlines()
+
+    @pytest.mark.parametrize("width", [32, 48])
+    def test_every_row_fits_the_paper_and_amounts_line_up_at_the_right(self, width):
+        receipt = layout_receipt(v2_settlement(), clinic="张村卫生室", width=width,
+                                 family_holder_name="欧阳娜娜")  # fmt: skip
+        lines = [line for line in receipt.text().splitlines() if not line.startswith("[QR")]
+        assert max(escpos.display_width(line) for line in lines) <= width
+        rows = [line for line in lines if "¥" in line]  # items and amounts, right-aligned
+        assert len(rows) == 11 and {escpos.display_width(row) for row in rows} == {width}
+
+    def test_a_reversal_gives_back_every_payer_of_a_version_2_settlement(self):
+        amounts = {"total": 20000, "fund": 3000, "critical_illness": 1200, "assistance": 2500,
+                   "cvlserv_pay": 800, "oth_pay": 4100, "personal_account": 4000,
+                   "family_account": 1500, "cash": 2900}  # fmt: skip
+        body = {"reverses": SETTLEMENT["tx_id"], "reverses_seq": 7, "insured_id": "32011500000027",
+                "operator": "doc01", "reason": "录入错误", "amounts": amounts,
+                "accumulators_after": {}}  # fmt: skip
+        text = layout(sealed("reversal", body, seq=8), family_holder_name="孔丽").text()
+        assert amount_rows(text) == [
+            "退还合计 total -¥200.00", "统筹基金 fund -¥30.00", "大病保险 critical -¥12.00",
+            "医疗救助 assistance -¥25.00", "公务员补助 civil srv -¥8.00",
+            "优抚补助 veterans -¥41.00", "个人账户 account -¥40.00", "家庭共济 family -¥15.00",
+            "孔丽的个人账户", "现金 cash -¥29.00",
+        ]  # fmt: skip
+
+    def test_a_daily_close_prints_the_payers_the_close_has_amounts_for(self):
+        paid = {"count": 2, "total": 5000, "fund": 2000, "critical_illness": 0, "assistance": 0,
+                "cvlserv_pay": 0, "oth_pay": 1000, "personal_account": 0,
+                "family_account": 700, "cash": 1300}  # fmt: skip
+        body = {"business_day": "2026-11-22", "operator": "doc01", "from_seq": 1, "to_seq": 2,
+                "settlements": paid, "reversals": dict.fromkeys(paid, 0),
+                "net": {k: v for k, v in paid.items() if k != "count"},
+                "needs_review": 0}  # fmt: skip
+        text = layout(sealed("daily_close", body, seq=3)).text()
+        labels = [line.split()[0] for line in text.splitlines() if line.startswith("  ")
+                  and "¥" in line]  # fmt: skip
+        assert labels == ["合计", "统筹", "优抚", "共济", "现金"] * 3
+        assert "  共济 family" in text and "救助" not in text and "个账" not in text
 
 
 class TestReceiptQr:

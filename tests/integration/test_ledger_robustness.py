@@ -96,27 +96,41 @@ def without_zeros(books: dict) -> dict:
     return {
         "accumulator": {k: v for k, v in books["accumulator"].items() if any(v)},
         "assistance": {k: v for k, v in books["assistance"].items() if v},
+        "day": {k: v for k, v in books["day"].items() if v},
+        "year": {k: v for k, v in books["year"].items() if v},
         "balance": books["balance"],
     }
 
 
 def expected_books(records: list[dict], roster: dict) -> dict:
-    """Accumulators and account balances as the roster's starting values plus the ledger."""
+    """Accumulators and account balances as the roster's starting values plus the ledger:
+    every payer's amount, the day's fund, the year's critical illness and supplements,
+    and the family holders' balances."""
     deductible_fund: dict[tuple, list[int]] = {}
     assistance: dict[tuple, int] = {}
+    day: dict[tuple, int] = {}
+    year_figures: dict[tuple, int] = {}
     balance = {p["insured_id"]: p.get("account_balance", 0) for p in roster["persons"]}
     for person in roster["persons"]:
         for year, scopes in person.get("accumulators", {}).items():
+            key = (person["insured_id"], int(year))
             for visit_type in ("general", "chronic"):
                 if visit_type in scopes:
                     values = scopes[visit_type]
-                    deductible_fund[(person["insured_id"], int(year), visit_type)] = [
+                    deductible_fund[(*key, visit_type)] = [
                         values.get("deductible_used", 0), values.get("fund_paid", 0)
                     ]  # fmt: skip
             if "assistance_paid" in scopes:
-                assistance[(person["insured_id"], int(year))] = scopes["assistance_paid"]
+                assistance[key] = scopes["assistance_paid"]
+            for name in ("ci_selfpay", "ci_paid"):
+                year_figures[(*key, name)] = scopes.get(name, 0)
+            for name, paid in scopes.get("supplements_paid", {}).items():
+                year_figures[(*key, "supplement:" + name)] = paid
 
     settlements = {}
+
+    def add(books: dict, key: tuple, amount: int) -> None:
+        books[key] = books.get(key, 0) + amount
 
     def apply(body: dict, sign: int) -> None:
         insured_id, visit, result = body["insured_id"], body["visit"], body["result"]
@@ -124,9 +138,17 @@ def expected_books(records: list[dict], roster: dict) -> dict:
         pair = deductible_fund.setdefault((insured_id, year, visit["visit_type"]), [0, 0])
         pair[0] += sign * result["deductible_applied"]
         pair[1] += sign * result["fund"]
-        key = (insured_id, year)
-        assistance[key] = assistance.get(key, 0) + sign * result["assistance"]
+        add(assistance, (insured_id, year), sign * result["assistance"])
+        add(day, (insured_id, visit["date"], visit["visit_type"]), sign * result["fund"])
+        counted = result["accumulators_after"]["ci_selfpay"] - body["ci_selfpay_before"]
+        add(year_figures, (insured_id, year, "ci_selfpay"), sign * counted)
+        add(year_figures, (insured_id, year, "ci_paid"), sign * result["critical_illness"])
+        for paid in result["supplements"]:
+            add(year_figures, (insured_id, year, "supplement:" + paid["name"]),
+                sign * paid["amount"])  # fmt: skip
         balance[insured_id] -= sign * result["personal_account"]
+        if visit["family_account_holder"] is not None:
+            balance[visit["family_account_holder"]] -= sign * result["family_account"]
 
     for record in records:
         if record["kind"] == "settlement":
@@ -138,6 +160,8 @@ def expected_books(records: list[dict], roster: dict) -> dict:
         {
             "accumulator": {k: tuple(v) for k, v in deductible_fund.items()},
             "assistance": assistance,
+            "day": day,
+            "year": year_figures,
             "balance": balance,
         }
     )
@@ -155,6 +179,18 @@ def stored_books(db) -> dict:
             (i, y): a
             for i, y, a in db.execute(
                 "SELECT insured_id, year, assistance_paid FROM assistance_accumulator"
+            )
+        },
+        "day": {
+            (i, d, t): f
+            for i, d, t, f in db.execute(
+                "SELECT insured_id, day, visit_type, fund_paid FROM day_accumulator"
+            )
+        },
+        "year": {
+            (i, y, n): a
+            for i, y, n, a in db.execute(
+                "SELECT insured_id, year, name, amount FROM year_accumulator"
             )
         },
         "balance": dict(db.execute("SELECT insured_id, account_balance FROM person")),
@@ -176,7 +212,8 @@ def integrity(path: Path) -> list:
 
 
 _FACTS = ("$.seq", "$.kind", "$.tx_id", "$.body.insured_id", "$.body.reverses",
-          "$.body.visit.date", "$.body.visit.visit_type", "$.body.result")  # fmt: skip
+          "$.body.visit.date", "$.body.visit.visit_type", "$.body.visit.family_account_holder",
+          "$.body.accumulators_before.ci_selfpay", "$.body.result")  # fmt: skip
 
 
 def ledger_facts(db) -> list[tuple[tuple, dict]]:
@@ -191,11 +228,14 @@ def ledger_facts(db) -> list[tuple[tuple, dict]]:
         f"SELECT seq, kind, tx_id, insured_id, reverses, json_extract(record, {paths})"
         " FROM ledger ORDER BY seq"
     ):
-        seq, kind, tx_id, insured_id, reverses, day, visit_type, result = json.loads(extracted)
+        (seq, kind, tx_id, insured_id, reverses, day, visit_type, holder, ci_selfpay_before,
+         result) = json.loads(extracted)  # fmt: skip
         record = {
             "seq": seq, "kind": kind, "tx_id": tx_id,
             "body": {"insured_id": insured_id, "reverses": reverses, "result": result,
-                     "visit": {"date": day, "visit_type": visit_type}},
+                     "ci_selfpay_before": ci_selfpay_before,
+                     "visit": {"date": day, "visit_type": visit_type,
+                               "family_account_holder": holder}},
         }  # fmt: skip
         facts.append((tuple(columns), record))
     return facts

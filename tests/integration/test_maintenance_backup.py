@@ -19,7 +19,7 @@ from deploy_support import (
     settle_many,
 )
 
-from edge import maintenance, services
+from edge import demo, maintenance, services
 from edge.adapters.identity import KEY_FILE
 from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore
 from edge.console import main
@@ -53,7 +53,7 @@ def test_a_backup_is_one_private_archive_with_the_database_and_the_key(device, t
         True,
         True,
     )
-    assert manifest["versions"]["policy"] == "2026.1"
+    assert manifest["versions"]["policy"] == demo.policy_document()["version"]
     assert result.warnings == [] and result.pruned == []
 
 

@@ -23,6 +23,7 @@ from deploy_support import (
 from pcsc_fixtures import private_pcscd
 
 from drivers.printer import PrinterError
+from edge import demo
 from edge import maintenance as m
 from edge.adapters.identity import KEY_FILE
 from edge.adapters.sqlite_store import DATABASE_FILE
@@ -75,7 +76,8 @@ def test_a_healthy_device_passes_every_check(device, tmp_path):
     ).status
     assert statuses(checks) == expected
     assert finding(checks, "ledger").message.en == "3 records, chain intact"
-    assert "catalog 2026.11.1, policy 2026.1" in finding(checks, "versions").message.en
+    versions = f"catalog {demo.DEMO_CATALOG_VERSION}, policy {demo.policy_document()['version']}"
+    assert versions in finding(checks, "versions").message.en
     assert not m.doctor_failed(checks) or expected["storage"] == m.ERROR
 
 

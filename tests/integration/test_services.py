@@ -15,6 +15,7 @@ from clock import NOW, TODAY
 from edge import demo, services
 from edge.adapters.identity import KEY_FILE, IdentityError
 from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore, connect, migrations
+from edge.domain import records
 from edge.domain.documents import visit_from_json
 from edge.domain.model import Rejection
 from edge.domain.records import MONEY_FIELDS
@@ -109,7 +110,7 @@ class TestSettle:
         body = record["body"]
         assert body["insured_id"] == POOR and body["operator"] == "doc01"
         assert body["catalog_version"] == demo.DEMO_CATALOG_VERSION
-        assert body["policy_version"] == "2026.1"
+        assert body["policy_version"] == "2026.2"
         assert body["visit"]["lines"][0] == {
             "code": "XJ01CAA040A001",
             "name": "阿莫西林胶囊",
@@ -314,7 +315,7 @@ class TestOfflineLimits:
     def test_too_much_fund_since_the_last_sync_is_flagged(self, device):
         store, _ = device
         policy = demo.load_json("policy.json")
-        policy["version"] = "2026.2"
+        policy["version"] = "2026.3"
         policy["offline_limits"]["max_fund_since_sync"] = 1000
         store.import_policy(policy, now=NOW)
         # each visit: 2 × ¥6.80 = 1360 fen, fund 748 fen; the second passes 1000 fen
@@ -533,3 +534,115 @@ def test_record_times_and_days_are_china_time_whatever_the_system_zone(device):
     )
     assert recorded.record["created_at"] == "2026-11-22T00:30:00+08:00"
     assert store.settlements_on(RESIDENT, "2026-11-22") == 1
+
+
+# ---- settlement rules version 2: every payer, every accumulator -------------------------------
+
+VETERAN, MOTHER, DAUGHTER, CIVIL_SERVANT = (
+    "32011500000026", "32011500000027", "32011500000511", "32011500000510",
+)  # fmt: skip
+NEAR_CI_THRESHOLD = "32011500000028"  # 14998 yuan of the 15000 threshold counted
+CONSULTATION, AMOXICILLIN = "110200005000000", "XJ01CAA040A001"
+
+
+def chain_visit(**pays_with):
+    return visit_from_json(
+        {
+            "date": TODAY.isoformat(), "visit_type": "general", "diagnoses": ["J06.900"],
+            "lines": [{"code": CONSULTATION, "quantity": "1"},
+                      {"code": AMOXICILLIN, "quantity": "2"}],
+            **pays_with,
+        }
+    )  # fmt: skip
+
+
+def figures(store, insured_id, visit_type="general", holder=None) -> dict:
+    entry = store.insured_person(insured_id, with_accumulators=False)
+    return records.accumulators_to_json(
+        store.accumulators(insured_id, TODAY, visit_type, holder), entry.person.account_balance
+    )
+
+
+class TestOneStopChain:
+    def test_the_family_account_debits_the_holder_and_a_reversal_gives_it_back(self, device):
+        store, identity = device
+        before = figures(store, MOTHER, holder=DAUGHTER)
+        daughter_before = store.insured_person(DAUGHTER).person.account_balance
+        settled = settle(device, MOTHER, chain_visit(use_family_account=True))
+        paid = settled.settlement.family_account
+        assert paid > 0 and settled.settlement.cash == 0
+        body = settled.record["body"]
+        assert body["visit"]["family_account_holder"] == DAUGHTER
+        assert body["accumulators_before"]["family_account_balance"] == daughter_before
+        assert store.insured_person(DAUGHTER).person.account_balance == daughter_before - paid
+        services.reverse_settlement(
+            store, identity, tx_id=settled.record["tx_id"], reason="x", operator="doc01", now=NOW
+        )
+        assert store.insured_person(DAUGHTER).person.account_balance == daughter_before
+        assert figures(store, MOTHER, holder=DAUGHTER) == before
+
+    def test_a_family_account_nobody_shared_is_refused_and_nothing_is_written(self, device):
+        store, _ = device
+        size = ledger_size(store)
+        with pytest.raises(Rejection) as refused:
+            settle(device, RESIDENT, chain_visit(use_family_account=True))
+        assert refused.value.code == "FAMILY_ACCOUNT_NOT_SHARED"
+        with pytest.raises(Rejection):
+            services.settle_visit(
+                store, device[1], insured_id=MOTHER, visit=chain_visit(use_family_account=True),
+                operator="doc01", now=NOW, family_account_holder=EMPLOYEE_RICH,
+            )  # fmt: skip
+        assert ledger_size(store) == size
+
+    @pytest.mark.parametrize(
+        ("insured_id", "visit_type", "lines", "pays_with"),
+        [
+            (VETERAN, "general", [(CONSULTATION, "1"), ("XR05XAA202A001", "1")], {}),
+            (CIVIL_SERVANT, "general", [(CONSULTATION, "1"), (AMOXICILLIN, "2")],
+             {"use_personal_account": True}),
+            (NEAR_CI_THRESHOLD, "chronic", [("XC08CAB128A001", "5")], {}),
+        ],
+        ids=["veteran", "civil servant", "critical illness"],
+    )  # fmt: skip
+    def test_a_reversal_gives_every_payer_and_every_figure_back(
+        self, device, insured_id, visit_type, lines, pays_with
+    ):
+        store, identity = device
+        the_visit = visit_from_json(
+            {"date": TODAY.isoformat(), "visit_type": visit_type,
+             "diagnoses": ["I10.x00" if visit_type == "chronic" else "J06.900"],
+             "lines": [{"code": c, "quantity": q} for c, q in lines], **pays_with}
+        )  # fmt: skip
+        before = figures(store, insured_id, visit_type)
+        settled = settle(device, insured_id, the_visit)
+        after = figures(store, insured_id, visit_type)
+        assert after == settled.record["body"]["result"]["accumulators_after"]
+        assert after != before
+        reversal = services.reverse_settlement(
+            store, identity, tx_id=settled.record["tx_id"], reason="x", operator="doc01", now=NOW
+        )
+        assert figures(store, insured_id, visit_type) == before
+        assert reversal.record["body"]["amounts"] == records.payer_amounts(
+            settled.settlement.to_dict()
+        )
+
+    def test_the_day_cap_counts_the_days_visits_and_the_close_totals_every_payer(self, device):
+        store, identity = device
+        big = visit_from_json(
+            {"date": TODAY.isoformat(), "visit_type": "general", "diagnoses": ["J06.900"],
+             "lines": [{"code": CONSULTATION, "quantity": "1"},
+                       {"code": AMOXICILLIN, "quantity": "3"},
+                       {"code": "XJ01CAA040A002", "quantity": "2"}]}
+        )  # fmt: skip
+        first = settle(device, RESIDENT, big).settlement
+        second = settle(device, RESIDENT, big).settlement
+        # the demo's general visits: ¥20 a visit, ¥30 a day
+        assert (first.fund, first.fund_limited_by) == (2000, "visit_cap")
+        assert (second.fund, second.fund_limited_by) == (1000, "day_cap")
+        assert figures(store, RESIDENT)["day_fund_paid"] == 3000
+        veteran = settle(device, VETERAN, chain_visit()).settlement
+        close = services.close_day(store, identity, operator="doc01", now=NOW).record["body"]
+        assert close["net"]["fund"] == first.fund + second.fund + veteran.fund
+        assert close["net"]["oth_pay"] == veteran.supplements_as("oth_pay") > 0
+        paid = sum(close["net"][name] for name in MONEY_FIELDS if name != "total")
+        assert paid == close["net"]["total"]

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sync_helpers import (
     NOW,
     RESIDENT,
+    Device,
     FakeClock,
     enroll,
     hub_records,
@@ -20,7 +21,10 @@ from sync_helpers import (
 )
 
 from edge import demo as edge_demo
+from edge import services
 from edge.adapters.catalog_files import open_catalog_file
+from edge.adapters.sqlite_store import SqliteDeviceStore
+from edge.domain.model import Visit, VisitLine
 from sync import agent
 from sync.agent import jobs
 from sync.agent import state as agent_state
@@ -163,6 +167,37 @@ class TestUpload:
 
 
 class TestUpdates:
+    def test_a_device_of_the_version_1_demo_moves_to_version_2_by_sync(
+        self, tmp_path, hub, hub_dir
+    ):
+        """A terminal installed before the demo county's version 2 policy (2026.1, the ¥6
+        fee, no caps) gets the hub's 2026.2, catalog and roster by sync, and settles the
+        one-stop chain from then on."""
+        data_dir = tmp_path / "old-terminal"
+        data_dir.mkdir()
+        store = SqliteDeviceStore.open(data_dir, create=True)
+        store.import_policy(edge_demo.load_json("policy-2026.1.json"), now=NOW)
+        list(edge_demo.install(store, NOW))
+        old = Device(data_dir, store, services.init_device(store, data_dir, NOW))
+        try:
+            enroll(old, hub_dir, hub.url, NOW)
+            assert store.policy_version() == "2026.1"
+            report = sync(old)
+            assert {u["kind"]: u["version"] for u in report["updates_applied"]}["policy"] == (
+                "2026.2"
+            )
+            assert (store.current_policy().rules, store.policy_version()) == (2, "2026.2")
+            visit = Visit(NOW.date(), "general", ("J06.900",), (
+                VisitLine("110200005000000", "1"), VisitLine("XJ01CAA040A001", "3"),
+                VisitLine("XJ01CAA040A002", "2"),
+            ))  # fmt: skip
+            settled = services.settle_visit(
+                store, old.identity, insured_id=RESIDENT, visit=visit, operator="doc01", now=NOW
+            ).settlement
+            assert (settled.fund_fixed_total, settled.fund_limited_by) == (800, "visit_cap")
+        finally:
+            store.close()
+
     def test_a_new_catalog_arrives_as_a_delta_and_is_signed_as_an_event(self, device, hub_dir):
         publish(hub_dir, "catalog", "2026.12.1", items=demo_catalog_items(repriced))
         report = sync(device)
@@ -186,19 +221,19 @@ class TestUpdates:
         )
 
     def test_new_policy_and_roster_versions_are_installed(self, device, hub_dir):
-        policy = {**edge_demo.load_json("policy.json"), "version": "2026.2"}
+        policy = {**edge_demo.load_json("policy.json"), "version": "2026.3"}
         policy["benefits"]["resident"]["general"]["ratio"] = "0.60"
         roster = copy.deepcopy(edge_demo.load_json("roster.json"))
         roster["version"] = "2026.12.1"
         roster["persons"][0]["status"] = "suspended"
-        publish(hub_dir, "policy", "2026.2", document=policy)
+        publish(hub_dir, "policy", "2026.3", document=policy)
         publish(hub_dir, "roster", "2026.12.1", document=roster)
         report = sync(device)
         assert {(u["kind"], u["version"], u["format"]) for u in report["updates_applied"]} == {
-            ("policy", "2026.2", "full"),
+            ("policy", "2026.3", "full"),
             ("roster", "2026.12.1", "delta"),
         }
-        assert device.store.current_policy().version == "2026.2"
+        assert device.store.current_policy().version == "2026.3"
         assert device.store.insured_person(RESIDENT).person.status == "suspended"
 
     def test_nothing_new_means_nothing_applied(self, device):
@@ -224,37 +259,37 @@ class TestUpdates:
         publish(
             hub_dir,
             "policy",
-            "2026.2",
+            "2026.3",
             key=impostor,
-            document={**edge_demo.load_json("policy.json"), "version": "2026.2"},
+            document={**edge_demo.load_json("policy.json"), "version": "2026.3"},
         )
         report = sync(device)
         self.assert_refused_and_still_working(
-            device, report, "policy", "UPDATE_BAD_SIGNATURE", "2026.1"
+            device, report, "policy", "UPDATE_BAD_SIGNATURE", "2026.2"
         )
 
     def test_an_update_whose_content_was_altered_is_refused(self, device, hub_dir):
         publish(
             hub_dir,
             "policy",
-            "2026.2",
-            document={**edge_demo.load_json("policy.json"), "version": "2026.2"},
+            "2026.3",
+            document={**edge_demo.load_json("policy.json"), "version": "2026.3"},
         )
         with hub_store(hub_dir) as store:
             store.conn.execute(
                 "UPDATE publication SET content = replace(content, '\"0.55\"', '\"0.95\"')"
-                " WHERE kind = 'policy' AND version = '2026.2'"
+                " WHERE kind = 'policy' AND version = '2026.3'"
             )
         report = sync(device)
         self.assert_refused_and_still_working(
-            device, report, "policy", "UPDATE_HASH_MISMATCH", "2026.1"
+            device, report, "policy", "UPDATE_HASH_MISMATCH", "2026.2"
         )
 
     def test_an_older_version_than_the_installed_one_is_refused(self, device):
         newer = {**edge_demo.load_json("policy.json"), "version": "2026.5"}
         device.store.import_policy(
             newer, now=NOW
-        )  # installed on site, newer than the county's 2026.1
+        )  # installed on site, newer than the county's 2026.2
         report = sync(device)
         self.assert_refused_and_still_working(device, report, "policy", "UPDATE_OLDER", "2026.5")
 

@@ -10,6 +10,7 @@ from sync_helpers import hub_records, hub_store, start_hub
 from web_support import Auth, store_of
 
 import sync
+from edge import demo
 from sync.demo import DEMO_CLINIC, DEMO_COUNTY, DEMO_TOWNSHIP
 from sync.hub.services import county
 
@@ -67,7 +68,7 @@ class TestStatus:
         auth.sign_out()
         auth.sign_in("coord01")
         page = auth.client.get("/status").get_data(as_text=True)
-        assert "2026.11.1" in page and "2026.1" in page  # catalog, roster / policy
+        assert demo.DEMO_CATALOG_VERSION in page and demo.policy_document()["version"] in page
         assert '<dd id="waiting">1</dd>' in page
         assert "完整：已核验1条记录。" in page
         assert "就绪，已插卡" in page and "emulated://" in page  # card reader
@@ -245,7 +246,8 @@ class TestBackupAndEnrollment:
         assert oct(backup.stat().st_mode & 0o777) == "0o600"
         with sqlite3.connect(backup) as copy:
             assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-            assert copy.execute("SELECT count(*) FROM person").fetchone()[0] == 34
+            persons = len(demo.load_json("roster.json")["persons"])
+            assert copy.execute("SELECT count(*) FROM person").fetchone()[0] == persons
 
     def test_enrollment_with_a_one_time_code_joins_the_county(self, admin, hub, tmp_path, clock):
         code = enrollment_code(tmp_path / "hub", clock)

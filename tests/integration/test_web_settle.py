@@ -196,7 +196,7 @@ class TestLiveQuote:
         assert answer["ok"] is True
         for name in ("total", "fund", "assistance", "personal_account", "cash"):
             assert answer["split"][name] == format_yuan(getattr(expected, name))
-        assert [line["amount"] for line in answer["lines"]] == ["¥13.60", "¥6.00"]
+        assert [line["amount"] for line in answer["lines"]] == ["¥13.60", "¥10.00"]
         assert floats_in(answer) == []
 
     def test_quoting_records_nothing(self, doctor, app):

@@ -182,20 +182,39 @@ def test_the_indented_record_is_the_first_line_of_the_export():
 def test_the_example_bodies_are_what_the_code_writes():
     _, _, records = example_ledger()
     settlement, _, reversal, close = records
-    assert reversal["body"] == rec.reversal_body(
+    # A version 1 ledger: the code writes version 2's members besides, with version 1's
+    # values for version 1's members.
+    before, after = (
+        settlement["body"]["accumulators_before"],
+        settlement["body"]["result"]["accumulators_after"],
+    )
+    current = {**dict.fromkeys(rec.ACCUMULATOR_FIELDS, 0), "supplements_paid": {}, **after}
+    written = rec.reversal_body(
         settlement,
         reason=reversal["body"]["reason"],
         operator=reversal["body"]["operator"],
-        accumulators_after=rec.restored_accumulators(
-            settlement["body"], settlement["body"]["result"]["accumulators_after"]
-        ),
+        accumulators_after=rec.restored_accumulators(before, after, current),
     )
+    assert written["amounts"] == {
+        **dict.fromkeys(rec.MONEY_FIELDS, 0),
+        **reversal["body"]["amounts"],
+    }
+    written["amounts"] = reversal["body"]["amounts"]
+    written["accumulators_after"] = {
+        k: written["accumulators_after"][k] for k in reversal["body"]["accumulators_after"]
+    }
+    assert reversal["body"] == written
     # A close after midnight belongs to the day it closes.
     day = rec.closed_business_day(records[:3], close["created_at"][:10])
     assert (day, close["created_at"][:10]) == ("2026-11-22", "2026-11-23")
-    assert close["body"] == rec.daily_close_body(
+    written = rec.daily_close_body(
         records[:3], business_day=day, operator=close["body"]["operator"]
     )
+    for section in ("settlements", "reversals", "net"):
+        shown = close["body"][section]
+        assert written[section] == {**dict.fromkeys(rec.MONEY_FIELDS, 0), **shown}
+        written[section] = shown
+    assert close["body"] == written
 
 
 def test_the_example_settlement_is_what_the_rules_give_with_the_demo_county():
@@ -205,9 +224,16 @@ def test_the_example_settlement_is_what_the_rules_give_with_the_demo_county():
     roster = json.loads((demo / "roster.json").read_text(encoding="utf-8"))
     person = next(p for p in roster["persons"] if p["insured_id"] == body["insured_id"])
     before = body["accumulators_before"]
+    # The example was settled under the demo's policy 2026.1 and catalog 2026.11.1, when the
+    # general consultation fee was ¥6 with no fixed payment (the record names its price).
+    recorded_prices = {line["code"]: line["price"] for line in body["visit"]["lines"]}
+    catalog = [catalog_item_to_json(i) for i in open_catalog_file(demo / "catalog.csv").items]
+    for item in catalog:
+        item.pop("fund_fixed", None)
+        item["price"] = recorded_prices.get(item["code"], item["price"])
     document = {
-        "policy": json.loads((demo / "policy.json").read_text(encoding="utf-8")),
-        "catalog": [catalog_item_to_json(i) for i in open_catalog_file(demo / "catalog.csv").items],
+        "policy": json.loads((demo / "policy-2026.1.json").read_text(encoding="utf-8")),
+        "catalog": catalog,
         "person": {**person, "account_balance": before["account_balance"]},
         "accumulators": {k: before[k] for k in ("deductible_used", "fund_paid", "assistance_paid")},
         "visit": {
@@ -217,8 +243,22 @@ def test_the_example_settlement_is_what_the_rules_give_with_the_demo_county():
             ],
         },
     }
-    assert body["policy_version"] == document["policy"]["version"]
-    assert quote_document(document) == body["result"]
+    assert (body["rules_version"], body["policy_version"]) == (1, document["policy"]["version"])
+    assert version_1_members(quote_document(document), body["result"]) == body["result"]
+
+
+def version_1_members(result: dict, recorded: dict) -> dict:
+    """`result` with only the members a version 1 `recorded` result has: version 2 adds
+    members and keeps the values of version 1's."""
+    shown = {k: v for k, v in result.items() if k in recorded}
+    shown["lines"] = [
+        {k: v for k, v in line.items() if k in old}
+        for line, old in zip(result["lines"], recorded["lines"], strict=True)
+    ]
+    shown["accumulators_after"] = {
+        k: v for k, v in result["accumulators_after"].items() if k in recorded["accumulators_after"]
+    }
+    return shown
 
 
 # ---- sync-protocol.md: a signed request --------------------------------------------------------

@@ -48,11 +48,17 @@ let quoteOk = false;
 function visitDocument() {
   const type = document.querySelector('input[name="visit_type"]:checked');
   const account = document.getElementById("use-account");
+  const family = document.getElementById("use-family-account");
+  const holder = document.querySelector('input[name="family_holder"]:checked');
+  const useFamily = family ? family.checked : false;
   return {
     visit_type: type ? type.value : "general",
     diagnoses: state.diagnoses.map((d) => d.code),
     lines: state.lines.map((l) => ({ code: l.code, quantity: l.quantity })),
     use_personal_account: account ? account.checked : false,
+    // 家庭共济: whose shared account pays (one holder: the checkbox names them)
+    use_family_account: useFamily,
+    family_account_holder: useFamily ? holder?.value || family.dataset.holder || null : null,
   };
 }
 
@@ -86,6 +92,27 @@ function setAmounts(split) {
   for (const node of document.querySelectorAll("[data-amount]")) {
     node.textContent = split ? split[node.dataset.amount] : "¥0.00";
   }
+}
+
+// Who pays, in the chain's order, between the total and the cash; and why the fund paid
+// what it did when a cap held it back.
+function setPayers(payers, fundLimit) {
+  const list = document.getElementById("payers");
+  for (const node of list.querySelectorAll("[data-payer]")) node.remove();
+  const cash = document.getElementById("cash-label");
+  for (const payer of payers || []) {
+    const named = payer.name ? { "data-name": payer.name } : {};
+    const label = el("dt", { "data-payer": payer.payer, ...named }, payer.label);
+    if (payer.detail) label.append(" ", el("small", { class: "payer-detail", text: payer.detail }));
+    list.insertBefore(label, cash);
+    const amount = el("dd", { class: "money", "data-payer": payer.payer, ...named, text: payer.amount });
+    list.insertBefore(amount, cash);
+  }
+  const sentence = document.getElementById("fund-limit");
+  sentence.textContent = fundLimit ? fundLimit.message : "";
+  if (fundLimit) sentence.dataset.code = fundLimit.code;
+  else delete sentence.dataset.code;
+  sentence.hidden = !fundLimit;
 }
 
 function renderLines() {
@@ -165,6 +192,7 @@ async function quote() {
     quoteOk = false;
     clearErrors();
     setAmounts(null);
+    setPayers(null, null);
     applyView(null);
     document.getElementById("warnings").replaceChildren();
     confirmButton.disabled = true;
@@ -179,6 +207,7 @@ async function quote() {
   warnings.replaceChildren();
   if (status === 200 && data?.ok) {
     setAmounts(data.split);
+    setPayers(data.payers, data.fund_limit);
     applyView(data);
     for (const w of data.warnings) {
       warnings.append(el("li", { class: "warning", text: w.message, "data-code": w.code }));
@@ -188,6 +217,7 @@ async function quote() {
   } else {
     quoteOk = false;
     setAmounts(null);
+    setPayers(null, null);
     applyView(null);
     if (data?.errors) showErrors(data.errors);
     else if (data?.error) showErrors([data.error]);
@@ -314,6 +344,10 @@ if (hasPatient) {
     radio.addEventListener("change", requote);
   }
   document.getElementById("use-account")?.addEventListener("change", requote);
+  document.getElementById("use-family-account")?.addEventListener("change", requote);
+  for (const radio of document.querySelectorAll('input[name="family_holder"]')) {
+    radio.addEventListener("change", requote);
+  }
 
   const confirmButton = document.getElementById("confirm");
   confirmButton.addEventListener("click", async () => {
