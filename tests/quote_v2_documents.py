@@ -6,6 +6,9 @@ seeded `random.Random` (tests/e2e/test_quote_v2_batch.py): every choice goes thr
 written once. Nothing of the project is imported; the generators only aim for coverage
 (caps that tie, critical-illness thresholds crossed inside one visit, supplements in both
 orders...), the comparison with the reference is what checks the engine.
+
+Past 500 lines because the valid documents and the broken ones are built by the same
+choices, and both the unit properties and the command line's batch use them all.
 """
 
 import copy

@@ -12,6 +12,9 @@ malformed one is BAD_INPUT, before every other rejection, naming no line.
 
 Every amount is an integer number of fen; every product is computed exactly with
 `decimal` and rounded half up to the fen once, at the step the rules name.
+
+Past 500 lines because it is one settlement, read top to bottom like the pages: the new
+members' checks, one line, then the chain of payers.
 """
 
 import re

@@ -664,7 +664,6 @@ V1_FIELDS = (
 )  # fmt: skip
 V1_LINE_FIELDS = ("code", "amount", "fulamt_ownpay", "overlmt_selfpay", "preselfpay", "inscp",
                   "reasons")  # fmt: skip
-V1_ACCUMULATORS = ("deductible_used", "fund_paid", "assistance_paid", "account_balance")
 
 
 def v1_fields(result: dict) -> dict:
@@ -674,7 +673,7 @@ def v1_fields(result: dict) -> dict:
     part = {key: result[key] for key in V1_FIELDS if key in result}
     part["lines"] = [{k: line[k] for k in V1_LINE_FIELDS if k in line} for line in result["lines"]]
     after = result["accumulators_after"]
-    part["accumulators_after"] = {k: after[k] for k in V1_ACCUMULATORS if k in after}
+    part["accumulators_after"] = {k: after[k] for k in ACCUMULATORS if k in after}
     return part
 
 

@@ -9,12 +9,18 @@ county's own, the family account, persons who are not eligible. The page's invar
 are checked on every settlement, version 1 documents must settle exactly as the version 1
 reference says, malformed version 2 fields are BAD_INPUT before any other rejection, and
 each subtle case the page names has a worked example.
+
+One file past 500 lines because the properties, the worked examples and the list of
+malformed members are one proof against one reference, with the same document builders.
 """
 
+import ast
 import copy
 import functools
+import sys
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,6 +121,18 @@ def assert_same(actual: dict, expected: dict) -> None:
         assert got == want, ("line", index, got, want)
     for key in sorted(expected):
         assert actual[key] == expected[key], (key, actual[key], expected[key])
+
+
+def test_the_reference_and_its_documents_import_nothing_of_the_project():
+    tests = Path(__file__).resolve().parent.parent
+    allowed = set(sys.stdlib_module_names) | {"settlement_reference_v2"}
+    for name in ("settlement_reference_v2.py", "quote_v2_documents.py"):
+        tree = ast.parse((tests / name).read_text(encoding="utf-8"))
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}  # fmt: skip
+        imported |= {node.module or "" for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom)}  # fmt: skip
+        assert {module.split(".")[0] for module in imported} <= allowed, (name, imported)
 
 
 # ---- (a) the engine against the reference ------------------------------------------------
