@@ -17,6 +17,8 @@ malformed members are one proof against one reference, with the same document bu
 import ast
 import copy
 import functools
+import json
+import re
 import sys
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -133,6 +135,35 @@ def test_the_reference_and_its_documents_import_nothing_of_the_project():
         imported |= {node.module or "" for node in ast.walk(tree)
                      if isinstance(node, ast.ImportFrom)}  # fmt: skip
         assert {module.split(".")[0] for module in imported} <= allowed, (name, imported)
+
+
+def _worked_examples(page: str) -> list[tuple[dict, dict]]:
+    """The (input, output) documents of a rules page's worked examples."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / page).read_text(encoding="utf-8")
+    found = re.findall(r"```json (quote-input|quote-output)\n(.*?)```", text, re.DOTALL)
+    assert [kind for kind, _ in found] == ["quote-input", "quote-output"] * (len(found) // 2)
+    docs = [json.loads(body) for _, body in found]
+    return list(zip(docs[::2], docs[1::2], strict=True))
+
+
+@pytest.mark.parametrize("page", ["settlement-rules.md", "settlement-rules-v2.md"])
+def test_the_reference_gives_every_worked_example_of_the_rules_pages(page):
+    examples = _worked_examples(page)
+    assert len(examples) >= 6
+    for document, output in examples:
+        expected, got = comparable(output), reference_quote(document)
+        if page == "settlement-rules.md":  # it shows version 1's members only
+            got = _shown(got, expected)
+        assert got == expected
+
+
+def _shown(value: Any, like: Any) -> Any:
+    """`value` with only the members `like` has, at every depth."""
+    if isinstance(value, dict) and isinstance(like, dict):
+        return {key: _shown(value[key], like[key]) for key in like if key in value}
+    if isinstance(value, list) and isinstance(like, list) and len(value) == len(like):
+        return [_shown(v, w) for v, w in zip(value, like, strict=True)]
+    return value
 
 
 # ---- (a) the engine against the reference ------------------------------------------------
