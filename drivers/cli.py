@@ -24,6 +24,7 @@ from drivers.printer import PrinterError, printer_for_url
 from drivers.receipt import ReceiptError, layout_receipt, receipt_escpos, verify_receipt_qr
 from drivers.scanner import scanner_for_url
 from drivers.vouchers import VoucherError, load_public_key, mint_voucher
+from edge import services
 from edge.cli_options import data_dir_option, device_store, json_option, now, print_json
 
 PAPER = {"58": (32, 384), "80": (48, 576)}  # paper width mm -> (text columns, dots)
@@ -242,10 +243,12 @@ def _layout(data_dir: Path, seq_or_tx: str, clinic: str, paper: str):
     with device_store(data_dir) as store:
         record = _find_record(store, seq_or_tx)
         operator = store.active_operator(record["body"].get("operator", ""))
+        holder_id = services.family_account_holder_of(store, record)
+        holder = holder_id and store.insured_person(holder_id, with_accumulators=False)
     try:
         return layout_receipt(
             record, clinic=clinic, operator_name=operator[0] if operator else None,
-            width=PAPER[paper][0],
+            width=PAPER[paper][0], family_holder_name=holder.name if holder else None,
         )  # fmt: skip
     except ReceiptError as error:
         raise click.ClickException(str(error)) from None

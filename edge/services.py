@@ -67,6 +67,16 @@ def family_account_holders(store: DeviceStore, entry: InsuredPerson) -> list[Ins
     return holders
 
 
+def family_account_holder_of(store: DeviceStore, record: dict) -> str | None:
+    """Whose shared account the family account of a settlement was, or of the settlement a
+    reversal gives back (None without one, and in version 1 records)."""
+    body = record["body"]
+    if record["kind"] == "reversal":
+        original = store.record_by_tx(body.get("reverses", ""))
+        body = original["body"] if original is not None else {}
+    return body.get("visit", {}).get("family_account_holder")
+
+
 def family_holder(
     store: DeviceStore, entry: InsuredPerson, visit: Visit, holder_id: str | None
 ) -> str | None:

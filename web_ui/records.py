@@ -68,18 +68,8 @@ def today():
     return render_template("records.html", rows=shown, query=query, day=day)
 
 
-def _family_holder(store, record: dict) -> str | None:
-    """The insured id whose shared account the family account of a settlement was, or of
-    the settlement a reversal gives back (None without one, and in version 1 records)."""
-    body = record["body"]
-    if record["kind"] == "reversal":
-        original = store.record_by_tx(body.get("reverses", ""))
-        body = original["body"] if original is not None else {}
-    return body.get("visit", {}).get("family_account_holder")
-
-
 def _family_holder_text(store, record: dict) -> str:
-    holder = _family_holder(store, record)
+    holder = services.family_account_holder_of(store, record)
     return presenters.family_holder_text(holder, queries.person_name(store, holder or ""))
 
 
@@ -148,7 +138,7 @@ def reverse(tx_id: str):
 def _layout(record: dict):
     store = get_store()
     operator = store.active_operator(record["body"].get("operator", ""))
-    holder = _family_holder(store, record)
+    holder = services.family_account_holder_of(store, record)
     return layout_receipt(
         record,
         clinic=current_app.config["CLINIC_NAME"],

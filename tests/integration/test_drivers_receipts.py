@@ -582,6 +582,23 @@ class TestReceiptCommands:
             result.exit_code == 0 and "医保结算单" in result.output and "[QR YBR1:" in result.output
         )
 
+    def test_the_family_accounts_holder_is_named_on_the_settlement_and_its_reversal(
+        self, device, data_dir
+    ):
+        store, identity, _ = device
+        visit = visit_from_json({"date": "2026-11-22", "visit_type": "general",
+                                 "diagnoses": ["J06.900"], "use_family_account": True,
+                                 "lines": [{"code": "XJ01CAA040A001", "quantity": "2"}]})  # fmt: skip
+        settled = services.settle_visit(store, identity, insured_id="32011500000027",
+                                        visit=visit, operator="doc01", now=NOW)  # fmt: skip
+        reversed_ = services.reverse_settlement(
+            store, identity, tx_id=settled.record["tx_id"], reason="录入错误", operator="doc01",
+            now=NOW,
+        )  # fmt: skip
+        for seq in (settled.record["seq"], reversed_.record["seq"]):
+            shown = run("receipt", "show", str(seq), "--data-dir", str(data_dir)).output
+            assert "家庭共济" in shown and "孔丽的个人账户" in shown
+
     def test_a_record_that_does_not_exist_is_named(self, device, data_dir):
         result = CliRunner().invoke(main, ["receipt", "show", "42", "--data-dir", str(data_dir)])
         assert result.exit_code == 1 and "no record '42'" in result.output
