@@ -93,7 +93,7 @@ def bad_new_fields(draw) -> tuple[dict, str]:
 
 
 SETTINGS = settings(
-    max_examples=400,
+    max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -169,7 +169,7 @@ def _shown(value: Any, like: Any) -> Any:
 # ---- (a) the engine against the reference ------------------------------------------------
 
 
-@settings(SETTINGS, max_examples=1000)
+@settings(SETTINGS, max_examples=700)
 @given(v2_documents())
 def test_the_engine_settles_every_v2_document_exactly_as_the_reference_does(doc):
     expected = reference_quote(doc)
@@ -177,7 +177,7 @@ def test_the_engine_settles_every_v2_document_exactly_as_the_reference_does(doc)
     assert_same(engine(doc), expected)
 
 
-@settings(SETTINGS, max_examples=400)
+@settings(SETTINGS, max_examples=300)
 @given(broken_visits())
 def test_the_engine_refuses_every_broken_visit_with_the_references_code_and_line(doc):
     expected = reference_quote(doc)
@@ -475,7 +475,7 @@ def test_a_broken_v1_document_is_refused_as_the_v1_reference_says(doc):
 # ---- (d) malformed version 2 fields: BAD_INPUT, before EMPTY_VISIT ----------------------
 
 
-@settings(SETTINGS, max_examples=800)
+@settings(SETTINGS, max_examples=500)
 @given(bad_new_fields())
 def test_a_malformed_v2_field_is_bad_input_before_any_other_rejection(case):
     doc, what = case
