@@ -10,25 +10,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
-from edge.domain.records import MONEY_FIELDS, payer_amounts
+from edge.domain.records import MONEY_FIELDS, NATIONAL_NAMES, payer_amounts
 from sync.hub import reconcile
 from sync.hub.model import Slot
 from sync.hub.ports import HubStore
 from sync.protocol import canonical_json
 
-# The visit's total and each payer of the chain (edge.domain.records.MONEY_FIELDS) by the
-# names of the national platform's settlement result.
-NATIONAL_NAMES = {
-    "total": "medfee_sumamt",  # 医疗费总额
-    "fund": "hifp_pay",  # 统筹基金
-    "critical_illness": "hifmi_pay",  # 大病保险
-    "assistance": "maf_pay",  # 医疗救助
-    "cvlserv_pay": "cvlserv_pay",  # 公务员医疗补助
-    "oth_pay": "oth_pay",  # 其他补助（优抚补助等）
-    "personal_account": "acct_pay",  # 个人账户
-    "family_account": "acct_mulaid_pay",  # 家庭共济
-    "cash": "psn_cash_pay",  # 个人现金
-}
 PAYERS = tuple(NATIONAL_NAMES[name] for name in MONEY_FIELDS)
 
 
