@@ -517,3 +517,29 @@ def test_a_reversal_of_a_settlement_recomputed_by_the_previous_release_still_res
         assert store.balances(insured_id, NOW.date(), "general").fund_paid == 0
     finally:
         store.close()
+
+
+def test_a_demo_day_of_the_one_stop_chain_recomputes_at_the_county_with_no_difference(
+    make_enrolled_device, hub_dir
+):
+    """The demo walkthrough (a visit cap, 两病, critical illness, the veterans' and civil
+    servants' supplements, a shared account, and the day's close) on the demo county's own
+    version 2 policy: every record recomputes at the county as the device settled it."""
+    devices = [make_enrolled_device("demo")]
+    list(edge_demo.walkthrough(devices[0].store, devices[0].identity, NOW))
+    counts = upload_and_reconcile(hub_dir, *devices)
+    assert counts.get("differs", 0) == counts.get("not_recomputable", 0) == 0, items(hub_dir)
+    settlements = [
+        (device.identity.device_id, record["tx_id"])
+        for device in devices
+        for record in device.store.records()
+        if record["kind"] == "settlement"
+    ]
+    assert counts["ok"] == len(settlements) + len(devices)  # and each device's daily close
+    paid = set()
+    with hub_store(hub_dir) as store:
+        for device_id, tx_id in settlements:
+            status, county_result = store.recomputation_of(device_id, tx_id)
+            assert status == "ok"
+            paid |= {name for name, fen in county_result["setlinfo"].items() if fen}
+    assert {"hifmi_pay", "maf_pay", "oth_pay", "cvlserv_pay", "acct_mulaid_pay"} <= paid
