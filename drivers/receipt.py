@@ -139,9 +139,11 @@ def close_report_of(
     else:
         body = record["body"]
         low = body.get("from_seq")
-        covered = [] if low is None else [
-            r for r in store.records(after_seq=low - 1) if r["seq"] <= body["to_seq"]
-        ]  # fmt: skip
+        covered = []
+        for r in store.records(after_seq=low - 1) if low is not None else ():
+            if r["seq"] > body["to_seq"]:
+                break  # the records after the close are not its
+            covered.append(r)
         device_id, created_at = record["device_id"], record["created_at"]
     people: dict[str, reports.Person] = {}
     originals: dict[str, dict] = {}

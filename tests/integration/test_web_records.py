@@ -290,6 +290,17 @@ class TestDailyClose:
         lines = [line for line in text.splitlines() if not line.startswith(("[QR", "- - -"))]
         assert max(escpos.display_width(line) for line in lines) <= width
 
+    def test_an_earlier_close_lists_only_its_own_records(self, doctor):
+        _, _, preview = closed_day(doctor)
+        location = doctor.post("/close", {"expected": expected_of(preview)}).headers["Location"]
+        settle(doctor, "A32011502")  # the next day's business, as far as that close goes
+        doctor.post("/close")
+        report = doctor.client.get(location).get_data(as_text=True)
+        assert report.count("data-seq=") == 3 and "李秀英" not in report
+        assert "不一致" not in report
+        latest = doctor.client.get("/close").get_data(as_text=True)
+        assert "上次日结以来没有结算" in latest and "结算 0 笔" in latest
+
     def test_the_close_report_of_another_kind_of_record_is_a_404(self, doctor):
         answer = settle(doctor)
         assert doctor.client.get(f"/close/{answer['tx_id']}").status_code == 404
