@@ -101,8 +101,8 @@ def strip_state(store: SqliteDeviceStore, moment: datetime) -> dict | None:
     if info.get("revoked"):
         state, label, level = "revoked", _("Device withdrawn"), "danger"
         message = _(
-            "The county has withdrawn this terminal: it can no longer settle or reverse"
-            " settlements. Call the county medical insurance office."
+            "The county has withdrawn this terminal: settling and reversing are stopped."
+            " Call the county medical insurance office."
         )
     elif not info.get("enrolled"):
         state, label, level = "not_enrolled", _("Not enrolled with the county"), "warning"
@@ -122,9 +122,7 @@ def strip_state(store: SqliteDeviceStore, moment: datetime) -> dict | None:
     parts = []
     if waiting or state != "online":
         parts.append(_("%(count)d waiting to upload", count=waiting))
-    parts.append(
-        _("last sync %(time)s", time=last_sync) if last_sync else _("never synced")
-    )
+    parts.append(_("last sync %(time)s", time=last_sync) if last_sync else _("never synced"))
     stale = [
         _("The %(kind)s has expired: sync, or ask the county for a new one.", kind=kind_name)
         for kind, v in (info.get("installed") or {}).items()
@@ -189,9 +187,7 @@ def strip_sync():
         ok, message = False, _("Sync did not finish: try again in a minute.")
     else:
         ok = bool(result.get("ok"))
-        message = (
-            _("Sync finished.") if ok else first_error_text(result.get("errors") or [])
-        )
+        message = _("Sync finished.") if ok else first_error_text(result.get("errors") or [])
     if not request.is_json:
         flash(message, "info" if ok else "error")
         target = request.form.get("next", "")
