@@ -251,6 +251,7 @@ def sync_view(info: dict, moment: datetime) -> dict:
     connection = info.get("connection") or {"state": "unknown", "error": None}
     error = connection.get("error")
     revoked = info.get("revoked")
+    problem: dict | None = revoked or error
     return {
         "enrolled": info.get("enrolled", False),
         "online": bool(info.get("enrolled") and connection["state"] == "online" and not revoked),
@@ -262,7 +263,7 @@ def sync_view(info: dict, moment: datetime) -> dict:
         "last_success_at": local_time(info.get("last_success_at"), moment),
         "last_attempt_at": local_time(connection.get("checked_at"), moment),
         "error": first_error_text([error]) if error and not revoked else None,
-        "detail": _detail(revoked or error) if (revoked or error) else None,
+        "detail": _detail(problem) if problem else None,
         "stale": [
             str(DATA_KINDS.get(kind, kind)) for kind, v in installed.items() if v.get("expired")
         ],
