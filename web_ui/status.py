@@ -116,9 +116,12 @@ def strip_state(store: SqliteDeviceStore, moment: datetime) -> dict | None:
             "The county hub refused this terminal's data: settling goes on; the coordinator"
             " can see why on the status page."
         )
-    else:
+    elif connection["state"] == "offline":
         state, label, level = "offline", _("Offline"), "warning"
         message = _("The county hub cannot be reached: settling goes on and uploads later.")
+    else:  # no answer lately: the agent has not asked (not running, or just started)
+        state, label, level = "offline", _("Offline"), "warning"
+        message = _("No contact with the county hub lately: settling goes on and uploads later.")
     parts = []
     if waiting or state != "online":
         parts.append(_("%(count)d waiting to upload", count=waiting))

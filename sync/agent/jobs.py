@@ -261,7 +261,7 @@ def run_job(
         report["errors"].append({"job": job, **error.to_dict()})
         jobs_before = state.job_states(store)
         failures = jobs_before.get(job, state.JobState(job)).failures
-        if job == "heartbeat":
+        if job == "heartbeat" and error.code in UNREACHED:  # to see the hub come back
             delay = backoff_delay(failures + 1, rng, cap=HEARTBEAT_RETRY_CAP_S)
         else:
             delay = backoff_delay(failures + 1, rng)

@@ -14,6 +14,7 @@ from edge import services
 from edge.domain.model import Rejection
 from sync import agent
 from sync import demo as sync_demo
+from sync.agent import state as agent_state
 from sync.hub.server import serve_in_background
 from sync.hub.services import county
 from web_ui import status as web_status
@@ -246,6 +247,29 @@ class TestRevoked:
         hub.stop()
         scheduled(web_dir, clock, "heartbeat")
         assert strip(doctor)["state"] == "revoked"  # unreachable does not mean reinstated
+
+
+class TestStaleData:
+    def test_expired_county_data_is_named_on_the_strip(self, doctor, terminal, clock):
+        store, _ = terminal
+        scheduled_at = clock()
+        agent_state.save_installed(
+            store,
+            agent_state.Installed(
+                kind="catalog",
+                version=store.catalog_version(),
+                update_format="full",
+                expires_at=(scheduled_at + timedelta(minutes=1)).isoformat(),
+                content_sha256="0" * 64,
+                installed_at=scheduled_at.isoformat(),
+            ),
+        )
+        assert strip(doctor)["stale"] == []
+        clock.advance(minutes=1)  # the minute the catalog expires, the strip says so
+        state = strip(doctor)
+        assert state["stale"] == ["目录已过期：请同步，或向县医保局索取新版本。"]
+        assert state["level"] == "warning"
+        assert "目录已过期" in page_strip(doctor)
 
 
 class TestLocalTime:
