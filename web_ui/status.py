@@ -265,7 +265,10 @@ def sync_view(info: dict, moment: datetime) -> dict:
         ),
         "last_success_at": local_time(info.get("last_success_at"), moment),
         "last_attempt_at": local_time(connection.get("checked_at"), moment),
-        "error": first_error_text([error]) if error and not revoked else None,
+        # Offline is said by the strip above; a refusal is said here, its detail below.
+        "error": first_error_text([error])
+        if error and not revoked and connection["state"] == "refused"
+        else None,
         "detail": _detail(problem) if problem else None,
         "stale": [
             str(DATA_KINDS.get(kind, kind)) for kind, v in installed.items() if v.get("expired")

@@ -288,3 +288,31 @@ class TestLocalTime:
         moment = datetime.fromisoformat("2026-11-22T20:00:00+08:00")
         with app.test_request_context("/"):
             assert web_status.local_time(stamp, moment) == expected
+
+
+class TestStatusPage:
+    def test_offline_is_said_once_by_the_strip_with_the_detail_for_the_technician(
+        self, auth, terminal, hub, clock, web_dir
+    ):
+        hub.stop()
+        scheduled(web_dir, clock, "heartbeat")
+        auth.sign_in("coord01")
+        page = auth.client.get("/status").get_data(as_text=True)
+        assert page.count("连不上县级平台") == 1  # the strip; the page adds only the detail
+        assert 'id="sync-error"' not in page
+        detail = re.search(r'id="sync-detail">(.*?)</p>', page, re.S).group(1)
+        assert "HUB_UNREACHABLE" in detail
+        assert not ISO_TIME.search(page.split("<main")[1])
+
+    def test_a_revoked_device_is_named_on_the_status_page(
+        self, auth, terminal, hub, clock, web_dir
+    ):
+        _, identity = terminal
+        with hub_store(hub.hub_dir) as hub_db:
+            county.revoke(hub_db, identity.device_id, clock(), "lost")
+        scheduled(web_dir, clock, "heartbeat")
+        auth.sign_in("coord01")
+        page = auth.client.get("/status").get_data(as_text=True)
+        assert re.search(r'id="sync-status" class="warning">\s*设备已停用', page)
+        assert page.count("县医保局已停用本终端") == 1  # the strip says why, once
+        assert "DEVICE_REVOKED" in page  # the detail for the technician
