@@ -259,8 +259,7 @@ def run_job(
         if not isinstance(error, SyncError):
             error = SyncError("AGENT_ERROR", f"{type(error).__name__}: {error}")
         report["errors"].append({"job": job, **error.to_dict()})
-        jobs_before = state.job_states(store)
-        failures = jobs_before.get(job, state.JobState(job)).failures
+        failures = state.job_states(store).get(job, state.JobState(job)).failures
         if job == "heartbeat" and error.code in UNREACHED:  # to see the hub come back
             delay = backoff_delay(failures + 1, rng, cap=HEARTBEAT_RETRY_CAP_S)
         else:
