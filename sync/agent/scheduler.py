@@ -84,7 +84,8 @@ def start_scheduler(
     intervals = {**JOB_INTERVALS_S, **(intervals_s or {})}
     scheduler = BackgroundScheduler(timezone=CLINIC_TZ)
     start = datetime.now(CLINIC_TZ)  # APScheduler runs on the real clock
-    for index, job in enumerate(JOBS):
+    # The heartbeat first: until the hub has answered, the status strip cannot say 在线.
+    for index, job in enumerate(sorted(JOBS, key=lambda j: j != "heartbeat")):
         scheduler.add_job(
             run_scheduled_job,
             "interval",

@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from sync_helpers import OPERATOR, PERSONS, general_visit, hub_store, start_hub
+from sync_helpers import NOW, OPERATOR, PERSONS, general_visit, hub_store, start_hub
 from web_support import Auth
 
 from edge import services
@@ -157,6 +157,20 @@ class TestOnlineAndOffline:
         synced = clock() - timedelta(days=2)
         year = f"{synced.year}年" if synced.year != clock().year else ""
         assert strip(doctor)["last_sync"] == f"{year}{synced.month}月{synced.day}日 09:30"
+
+
+class TestInEnglish:
+    def test_the_strip_speaks_the_operators_language(self, doctor, terminal, hub, clock, web_dir):
+        doctor.post("/lang", {"lang": "en", "next": "/settle"})
+        assert strip(doctor)["text"] == "Online · last sync 09:30"
+        hub.stop()
+        clock.advance(days=1)
+        scheduled(web_dir, clock, "heartbeat")
+        synced = NOW  # the terminal fixture's sync
+        day = f"{synced:%b} {synced.day}" + (
+            f", {synced.year}" if synced.year != clock().year else ""
+        )
+        assert strip(doctor)["text"] == f"Offline · 0 waiting to upload · last sync {day} 09:30"
 
 
 class TestSyncNow:
