@@ -31,6 +31,10 @@ REJECTIONS = {
         "This card is not the one on the roster for this person (replaced or reported lost)."
     ),
     "VOUCHER_USED": _l("This e-voucher has already been used: refresh it and scan again."),
+    "DEVICE_REVOKED": _l(
+        "The county has withdrawn this terminal: it can no longer settle or reverse"
+        " settlements. Call the county medical insurance office."
+    ),
     "FAMILY_ACCOUNT_NOT_SHARED": _l(
         "The family account cannot pay: no employee has shared a personal account with this"
         " patient (or not the one chosen)."
