@@ -31,6 +31,19 @@ def read(auth, card: str):
     return auth.post("/settle/card")
 
 
+def put_draft_back(app, rows) -> None:
+    store = store_of(app)
+    try:
+        with store.write_transaction():
+            for row in rows:
+                store.db.execute(
+                    f"INSERT OR REPLACE INTO visit_draft VALUES ({', '.join('?' * len(row))})",
+                    list(row),
+                )
+    finally:
+        store.close()
+
+
 def visit(*lines, visit_type="general", diagnoses=("J06.900",), account=False) -> dict:
     return {
         "visit_type": visit_type,
@@ -305,11 +318,13 @@ class TestRejectionsNextToTheirField:
 
     def test_a_visit_is_settled_once_however_often_confirm_arrives(self, doctor, app):
         read(doctor, RESIDENT_CARD)
-        with doctor.client.session_transaction() as session:
-            chosen = dict(session["patient"])
+        store = store_of(app)
+        try:
+            chosen = store.db.execute("SELECT * FROM visit_draft").fetchall()
+        finally:
+            store.close()
         assert doctor.post_json("/api/settle", visit((AMOXICILLIN, "1"))).json["ok"] is True
-        with doctor.client.session_transaction() as session:  # a retry with the old cookie
-            session["patient"] = chosen
+        put_draft_back(app, chosen)  # as if a second tab held the same visit
         again = doctor.post_json("/api/settle", visit((AMOXICILLIN, "1")))
         assert again.status_code == 422
         assert again.json["errors"][0]["code"] == "ALREADY_SETTLED"
@@ -321,9 +336,15 @@ class TestRejectionsNextToTheirField:
 
     def test_a_patient_removed_from_the_roster_is_refused(self, doctor, app):
         read(doctor, RESIDENT_CARD)
-        with doctor.client.session_transaction() as session:
-            session["patient"] = {"insured_id": "00000000000000", "via": "card",
-                                  "visit_token": "t-removed"}  # fmt: skip
+        store = store_of(app)
+        try:
+            with store.write_transaction():
+                store.db.execute(
+                    "UPDATE visit_draft SET patient = ?",
+                    ['{"insured_id": "00000000000000", "via": "card", "visit_token": "t-r"}'],
+                )
+        finally:
+            store.close()
         answer = doctor.post_json("/api/settle", visit((AMOXICILLIN, "1")))
         assert answer.json["errors"][0]["code"] == "UNKNOWN_PERSON"
         assert answer.json["errors"][0]["field"] == "patient"
