@@ -32,11 +32,16 @@ export class OnScreenKeyboard {
     document.addEventListener("focusin", (event) => {
       const target = event.target;
       if (target instanceof HTMLElement && target.dataset.osk) this.open(target);
-      else if (!this.box.contains(target)) this.close();
+      else if (target instanceof Element && target.matches("input, select, textarea")) this.close();
     });
-    document.addEventListener("pointerdown", (event) => {
-      if (!this.field || this.box.contains(event.target) || event.target === this.field) return;
-      if (!(event.target instanceof HTMLElement && event.target.dataset.osk)) this.close();
+    // A tap elsewhere closes it, once that tap has done its work (closing on the way down
+    // would move the page under the finger); a search result picked gives the focus back
+    // to its field, and the keyboard stays.
+    document.addEventListener("click", (event) => {
+      if (!this.field || this.box.contains(event.target)) return;
+      const active = document.activeElement;
+      if (active instanceof HTMLElement && active.dataset.osk) return;
+      this.close();
     });
   }
 

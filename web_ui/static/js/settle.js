@@ -67,9 +67,13 @@ function keepDraft(leaving = false) {
   if (!draft) return;
   const body = draftBody(visitDocument());
   const text = JSON.stringify(body);
-  if (text === draftSent) return;
+  if (text === draftSent) {
+    if (!leaving) root.dataset.draftPending = "0";
+    return;
+  }
   draftSent = text;
   draftRev = Math.max(Date.now(), draftRev + 1);
+  const sent = draftRev;
   const payload = JSON.stringify({ draft_id: draft.draft_id, rev: draftRev, visit: body });
   const headers = {
     "Content-Type": "application/json",
@@ -78,10 +82,16 @@ function keepDraft(leaving = false) {
   };
   fetch("/api/draft", { method: "POST", headers, body: payload, keepalive: leaving,
     credentials: "same-origin" })
-    .then((response) => { root.dataset.draftSaved = String(response.ok ? draftRev : -1); })
+    .then((response) => {
+      if (response.ok && sent === draftRev) root.dataset.draftPending = "0";
+    })
     .catch(() => { if (!leaving) draftSent = ""; });
 }
-const keepDraftSoon = debounce(() => keepDraft(false), 150);
+const keepDraftLater = debounce(() => keepDraft(false), 150);
+function keepDraftSoon() {
+  root.dataset.draftPending = "1"; // for tests: "0" once the terminal has the latest
+  keepDraftLater();
+}
 window.addEventListener("pagehide", () => keepDraft(true));
 document.addEventListener("clinic:lock", () => keepDraft(true));
 
@@ -170,7 +180,9 @@ function renderLines() {
       line.quantity = qty.value.trim();
       requote();
     });
-    qty.addEventListener("pointerup", (event) => {
+    // On the click that ends a tap (not on the finger's lifting: the tap's own click would
+    // then land on whatever key of the pad opened under it).
+    qty.addEventListener("click", (event) => {
       if (event.pointerType === "mouse") return;
       keypad.open(line.quantity, WHOLE_UNITS.has(line.unit), (value) => {
         if (value !== null) {
