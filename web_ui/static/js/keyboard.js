@@ -95,7 +95,8 @@ export class OnScreenKeyboard {
     if (this.box.hidden) return;
     this.box.hidden = true;
     this.field = null;
-    document.body.classList.remove("osk-open");
+    // The room made below the page stays: taking it away would scroll the page under a
+    // finger already on its way to the next field.
   }
 
   press(key) {
