@@ -17,9 +17,11 @@ from flask_babel import gettext as _
 from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.domain.model import MAX_QUANTITY, QUANTITY_PLACES, Rejection, Visit
 
+# packages, pieces, doses and services counted one by one
 WHOLE_UNITS = frozenset(
-    "盒 瓶 支 袋 贴 片 粒 丸 枚 个 只 套 组 包 卷 罐 副 根 条 块 张 板 管 剂 次 人次 项 例 台".split()
-)
+    ["盒", "瓶", "支", "袋", "贴", "片", "粒", "丸", "枚", "个", "只", "套", "组", "包", "卷",
+     "罐", "副", "根", "条", "块", "张", "板", "管", "剂", "次", "人次", "项", "例", "台"]
+)  # fmt: skip
 CODE = "WHOLE_UNITS_ONLY"
 
 

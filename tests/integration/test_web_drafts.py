@@ -158,7 +158,9 @@ class TestTheIdleLock:
         assert answer.status_code == 401
         error = answer.json["error"]
         assert error["code"] == "SESSION_ENDED"
-        assert error["message"] == "长时间未操作，屏幕已锁定，本次未结算。就诊内容已保留：请重新登录后继续。"
+        assert error["message"] == (
+            "长时间未操作，屏幕已锁定，本次未结算。就诊内容已保留：请重新登录后继续。"
+        )
         assert "终端没有响应" not in error["message"]
         store = store_of(doctor.client.application)
         try:
