@@ -211,7 +211,7 @@ def _default_operator(store, operators: list, locked: str | None) -> str:
     last on this terminal, else the first operator who is not an administrator."""
     active = {o.operator_id for o in operators}
     for candidate in (locked, drafts.last_operator(store)):
-        if candidate in active:
+        if candidate is not None and candidate in active:
             return candidate
     others = [o for o in operators if o.role != "admin"] or operators
     return others[0].operator_id if others else ""

@@ -129,9 +129,7 @@ class TestTheVisitIsKept:
 
 
 class TestTheIdleLock:
-    def test_the_lock_says_why_and_returns_the_same_operator_to_the_same_visit(
-        self, doctor, clock
-    ):
+    def test_the_lock_says_why_and_returns_the_same_operator_to_the_same_visit(self, doctor, clock):
         started(doctor)
         clock.advance(minutes=16)
         response = doctor.client.get("/settle")
@@ -180,9 +178,7 @@ class TestTheIdleLock:
         doctor.sign_in("doc01")
         assert_intact(doctor)
 
-    def test_another_operator_starts_clean_and_the_draft_is_kept_for_its_owner(
-        self, doctor, clock
-    ):
+    def test_another_operator_starts_clean_and_the_draft_is_kept_for_its_owner(self, doctor, clock):
         started(doctor)
         clock.advance(minutes=16)
         doctor.client.get("/settle")
