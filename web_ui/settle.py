@@ -6,6 +6,7 @@ import secrets
 from flask import (
     Blueprint,
     current_app,
+    session,
     flash,
     g,
     jsonify,
@@ -15,6 +16,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from drivers.cards import CardError
 from drivers.vouchers import VoucherError, load_public_key, verify_voucher
@@ -71,6 +73,8 @@ def page():
         visit_types=visit_types,
         draft=restored_visit(store, draft, [v for v, _label in visit_types]) if draft else None,
         whole_units=sorted(quantities.WHOLE_UNITS),
+        expired_card=None if patient else session.get("expired_card"),
+        lookup_reasons=[(code, str(label)) for code, (label, _words) in LOOKUP_REASONS.items()],
         poll_ms=current_app.config["CARD_POLL_MS"],
         has_reader=bool(current_app.config["CARD_READER"]),
         has_voucher_key=bool(county_key()),
@@ -183,17 +187,71 @@ def read_card():
     try:
         card = hardware().read(now().date(), current_app.config["CARD_WAIT_SECONDS"])
     except CardError as error:
-        flash(
-            _("Card not read: %(message)s", message=messages.localized(error)) + f" [{error.code}]",
-            "error",
-        )
+        if error.code == "CARD_EXPIRED" and _offer_lookup(error.card):
+            return redirect(url_for("settle.page"))
+        flash(_("Card not read: %(message)s", message=messages.localized(error)), "error")
         return redirect(url_for("settle.page"))
     try:
         services.card_holder(get_store(), card.insured_id, card.card_no)
     except Rejection as rejection:
-        flash(f"{messages.rejection_json(rejection)['message']} [{rejection.code}]", "error")
+        flash(messages.rejection_json(rejection)["message"], "error")
         return redirect(url_for("settle.page"))
+    session.pop("expired_card", None)
     _choose_patient(card.insured_id, "card", card_no=card.card_no)
+    return redirect(url_for("settle.page"))
+
+
+# ---- an expired card whose insurance is still active: the next step --------------------------
+
+# Why a patient is looked up by insured number instead of read from a card: tapped, and
+# kept in Chinese in the signed event whatever the screen's language.
+LOOKUP_REASONS = {
+    "card_expired": (_l("The card has expired"), "卡片过期"),
+    "card_damaged": (_l("The card is damaged"), "卡片损坏"),
+    "card_forgotten": (_l("The card was left at home"), "未带卡"),
+    "other": (_l("Other"), "其他"),
+}
+
+
+def _offer_lookup(card) -> bool:
+    """After an expired card: when its holder's insurance is still active, the settle page
+    offers the e-voucher or a look-up by insured number (with a reason)."""
+    if card is None:
+        return False
+    entry = get_store().insured_person(card.insured_id, with_accumulators=False)
+    if entry is None or entry.person.status != "active":
+        return False
+    session["expired_card"] = {"insured_id": entry.insured_id, "name": entry.name}
+    return True
+
+
+@bp.post("/settle/lookup")
+@require(*SETTLERS)
+def lookup():
+    """Choose a patient by insured number, with a reason; recorded as a signed event."""
+    store = get_store()
+    insured_id = "".join(request.form.get("insured_id", "").split())[:32]
+    preset = request.form.get("reason", "")
+    if preset not in LOOKUP_REASONS:
+        flash(_("Choose why the patient is looked up without a card."), "error")
+        return redirect(url_for("settle.page"))
+    if not insured_id or store.insured_person(insured_id, with_accumulators=False) is None:
+        flash(str(messages.REJECTIONS["UNKNOWN_PERSON"]), "error")
+        return redirect(url_for("settle.page"))
+    moment = now()
+    services.record_event(
+        store,
+        services.load_identity(store, current_app.config["DATA_DIR"]),
+        {
+            "event": "patient_looked_up",
+            "operator": g.operator.operator_id,
+            "insured_id": insured_id,
+            "reason": LOOKUP_REASONS[preset][1],
+        },
+        moment,
+    )
+    session.pop("expired_card", None)
+    _choose_patient(insured_id, "lookup")
     return redirect(url_for("settle.page"))
 
 
@@ -216,16 +274,13 @@ def scan_voucher():
     try:
         voucher = verify_voucher(token, load_public_key(key_text), moment)
     except VoucherError as error:
-        flash(
-            _("E-voucher refused: %(message)s", message=messages.localized(error))
-            + f" [{error.code}]",
-            "error",
-        )
+        flash(_("E-voucher refused: %(message)s", message=messages.localized(error)), "error")
         return redirect(url_for("settle.page"))
     if queries.voucher_used(get_store(), voucher.nonce):
-        flash(str(messages.VOUCHER_USED) + " [VOUCHER_USED]", "error")
+        flash(str(messages.VOUCHER_USED), "error")
         return redirect(url_for("settle.page"))
     # Marked used only when its visit is settled, in the same transaction.
+    session.pop("expired_card", None)
     _choose_patient(voucher.insured_id, "voucher", voucher_nonce=voucher.nonce)
     return redirect(url_for("settle.page"))
 

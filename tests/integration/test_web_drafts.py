@@ -285,3 +285,40 @@ class TestPresetReversalReasons:
         assert "<span>Settled twice</span>" in page
         doctor.post(f"/records/{tx_id}/reverse", {"preset": "duplicate"})
         assert self.reason_of(app, 2) == "重复结算"
+
+
+class TestAnExpiredCard:
+    """The demo's `expired` card is 张建国's, whose insurance is active."""
+
+    def test_it_offers_the_e_voucher_and_a_look_up_by_insured_number(self, doctor):
+        read(doctor, "expired")
+        page = doctor.client.get("/settle").get_data(as_text=True)
+        assert "张建国的医保卡已过有效期，但医保仍有效" in page and "医保电子凭证" in page
+        assert 'id="lookup-form"' in page and 'value="32011500000001"' in page
+        assert "CARD_EXPIRED" not in page and "读卡失败" not in page
+        assert 'id="voucher-token"' in page
+
+    def test_the_look_up_needs_a_reason_and_is_a_signed_event(self, doctor, app):
+        read(doctor, "expired")
+        form = {"insured_id": "32011500000001"}
+        doctor.post("/settle/lookup", form)
+        page = doctor.client.get("/settle").get_data(as_text=True)
+        assert "请选择未用医保卡查找患者的原因。" in page and 'id="patient-name"' not in page
+        doctor.post("/settle/lookup", {**form, "reason": "card_expired"})
+        page = doctor.client.get("/settle").get_data(as_text=True)
+        assert "张建国" in page and "按医保编号查找" in page
+        store = store_of(app)
+        try:
+            (event,) = [r["body"] for r in store.records() if r["kind"] == "event"]
+        finally:
+            store.close()
+        assert event == {"event": "patient_looked_up", "operator": "doc01",
+                         "insured_id": "32011500000001", "reason": "卡片过期"}  # fmt: skip
+        body = {"visit_type": "general", "diagnoses": ["J06.900"],
+                "lines": [{"code": AMOXICILLIN, "quantity": "1"}]}  # fmt: skip
+        assert doctor.post_json("/api/settle", body).json["ok"] is True
+
+    def test_an_unknown_insured_number_is_refused(self, doctor, app):
+        doctor.post("/settle/lookup", {"insured_id": "99999999999999", "reason": "other"})
+        page = doctor.client.get("/settle").get_data(as_text=True)
+        assert "本终端的参保名册中没有此参保人。" in page and 'id="patient-name"' not in page
