@@ -117,7 +117,16 @@ def detail(tx_id: str):
         diagnoses=queries.diagnosis_names(store, body.get("visit", {}).get("diagnoses", [])),
         reversal=reversal,
         reasons=[(code, str(label)) for code, (label, _words) in REVERSAL_REASONS.items()],
+        operator_name=_operator_name(store, body.get("operator", "")),
     )
+
+
+def _operator_name(store, operator_id: str) -> str:
+    """The operator's name (an id like `doc01` means nothing to a doctor)."""
+    row = store.db.execute(
+        "SELECT name FROM operator WHERE operator_id = ?", [operator_id]
+    ).fetchone()
+    return row[0] if row else operator_id
 
 
 def reversal_reason(preset: str, note: str) -> str | None:

@@ -322,3 +322,13 @@ class TestAnExpiredCard:
         doctor.post("/settle/lookup", {"insured_id": "99999999999999", "reason": "other"})
         page = doctor.client.get("/settle").get_data(as_text=True)
         assert "本终端的参保名册中没有此参保人。" in page and 'id="patient-name"' not in page
+
+
+def test_a_record_names_its_operator_not_their_id(doctor):
+    read(doctor, POOR_CARD)
+    body = {"visit_type": "general", "diagnoses": ["J06.900"],
+            "lines": [{"code": AMOXICILLIN, "quantity": "1"}]}  # fmt: skip
+    tx_id = doctor.post_json("/api/settle", body).json["tx_id"]
+    page = doctor.client.get(f"/records/{tx_id}").get_data(as_text=True)
+    facts = page.split('class="facts-list"')[1].split("</dl>")[0]
+    assert "王医生" in facts and "doc01" not in facts
