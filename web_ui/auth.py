@@ -54,6 +54,9 @@ def install(app: Flask) -> None:
     app.config["PERMANENT_SESSION_LIFETIME"] = max(COOKIE_LIFETIME, idle * 2)
     app.before_request(_load_operator)
     app.context_processor(_template_globals)
+    # Locking only signs out, and must work when the server has already locked the
+    # session (and with it forgotten the page's CSRF token).
+    app.extensions["csrf"].exempt(lock)
 
 
 def _load_operator() -> None:

@@ -332,3 +332,16 @@ def test_a_record_names_its_operator_not_their_id(doctor):
     page = doctor.client.get(f"/records/{tx_id}").get_data(as_text=True)
     facts = page.split('class="facts-list"')[1].split("</dl>")[0]
     assert "王医生" in facts and "doc01" not in facts
+
+
+def test_the_page_can_lock_a_session_the_server_already_locked(doctor, clock):
+    started(doctor)
+    token = doctor.token
+    clock.advance(minutes=16)
+    doctor.client.get("/api/card")  # the card poll finds the session idle: locked
+    response = doctor.client.post("/lock", data={"next": "/settle", "csrf_token": token})
+    assert response.status_code == 302 and response.headers["Location"] == "/signin?next=/settle"
+    page = doctor.client.get("/signin?next=/settle").get_data(as_text=True)
+    assert "屏幕已锁定" in page
+    doctor.sign_in("doc01")
+    assert_intact(doctor)
