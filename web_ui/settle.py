@@ -6,13 +6,13 @@ import secrets
 from flask import (
     Blueprint,
     current_app,
-    session,
     flash,
     g,
     jsonify,
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_babel import gettext as _
