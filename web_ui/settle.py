@@ -2,6 +2,7 @@
 quotes, confirm. Thin: the services settle, the presenters format."""
 
 import secrets
+from datetime import datetime
 
 from flask import (
     Blueprint,
@@ -56,6 +57,12 @@ def page():
     store = get_store()
     moment = now()
     draft = current_draft()
+    if draft is not None and datetime.fromisoformat(draft.started_at).date() < moment.date():
+        # A visit is settled on the day it is built: an earlier day's card or e-voucher is
+        # read again today.
+        drafts.discard(store, g.operator.operator_id, draft.draft_id)
+        flash(_("An unfinished visit from an earlier day was set aside: read the card again."), "info")
+        draft = g.draft = None
     insured_id = current_patient()
     patient = None
     if draft is not None:

@@ -345,3 +345,11 @@ def test_the_page_can_lock_a_session_the_server_already_locked(doctor, clock):
     assert "屏幕已锁定" in page
     doctor.sign_in("doc01")
     assert_intact(doctor)
+
+
+def test_a_visit_left_unfinished_yesterday_is_set_aside(doctor, clock):
+    started(doctor)
+    clock.advance(days=1)
+    doctor.sign_in("doc01")
+    page, draft = settle_page(doctor)
+    assert draft is None and "往日未完成的就诊已作废：请重新读卡。" in page
