@@ -193,3 +193,37 @@ def test_a_visit_built_by_tapping_survives_a_reload_and_the_lock_then_settles_an
     assert "患者退药：2 he" in page.text_content(".facts-list")
     shot("reversed")
     assert page.problems == []
+
+
+def test_an_expired_card_leads_to_a_look_up_by_insured_number_by_tapping(terminal, page):
+    shot = Shots(page, "expired-card-look-up")
+    page.goto(f"{terminal}/signin")
+    page.locator("label.choice", has_text="王医生").tap()
+    tap_pin(page, "1111")
+    page.locator("#signin-submit").tap()
+    page.wait_for_url("**/settle")
+    page.goto(f"{terminal}/tester")
+    with page.expect_navigation():
+        page.locator('button[data-card="expired"]').tap()
+    page.goto(f"{terminal}/settle")
+    page.wait_for_selector("#lookup-form")
+    assert "医保仍有效" in page.text_content("#expired-card")
+    assert page.input_value("#lookup-id") == "32011500000001"
+    # the number as the patient says it: cleared and tapped in on the number pad
+    page.locator("#lookup-id").tap()
+    page.wait_for_selector('#osk[data-kind="numbers"]:not([hidden])')
+    page.locator('#osk button[data-osk-key="clear"]').tap()
+    tap_keys(page, "32011500000001")
+    assert small_targets(page, "#osk button") == []
+    no_sideways_scroll(page)
+    shot("number-pad")
+    page.locator("#osk button[data-osk-key=done]").tap()
+    page.locator("#lookup-form label.choice", has_text="卡片过期").tap()
+    assert small_targets(page, "#lookup-form label.choice span, #lookup-submit") == []
+    shot("look-up")
+    page.locator("#lookup-submit").tap()
+    page.wait_for_selector("#patient-name")
+    assert page.text_content("#patient-name") == "张建国"
+    assert page.text_content("#looked-up") == "按医保编号查找"
+    shot("patient-looked-up")
+    assert page.problems == []
