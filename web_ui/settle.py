@@ -61,7 +61,10 @@ def page():
         # A visit is settled on the day it is built: an earlier day's card or e-voucher is
         # read again today.
         drafts.discard(store, g.operator.operator_id, draft.draft_id)
-        flash(_("An unfinished visit from an earlier day was set aside: read the card again."), "info")
+        flash(
+            _("An unfinished visit from an earlier day was set aside: read the card again."),
+            "info",
+        )
         draft = g.draft = None
     insured_id = current_patient()
     patient = None
