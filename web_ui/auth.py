@@ -19,7 +19,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from web_ui import accounts, messages
+from web_ui import accounts, drafts, messages
 from web_ui.context import LANGUAGES, get_store
 
 bp = Blueprint("auth", __name__)
@@ -34,17 +34,29 @@ HOME = {
 BACKGROUND = {"settle.card_state", "static"}
 # The session cookie is written only when something in it changes, and `last_seen` only
 # once a minute: every write sends the whole session back as this request saw it, so two
-# overlapping requests that both wrote it would undo each other's flash or patient.
+# overlapping requests that both wrote it would undo each other's flash.
 LAST_SEEN_STEP = timedelta(minutes=1)
+# The session cookie outlives the idle lock by far, so that a locked screen still knows
+# whose it is and why it locked (the idle time itself is judged from `last_seen`).
+COOKIE_LIFETIME = timedelta(hours=16)
 
 
 def now() -> datetime:
     return current_app.config["CLOCK"]()
 
 
+def idle_limit() -> timedelta:
+    return timedelta(minutes=current_app.config["SESSION_IDLE_MINUTES"])
+
+
 def install(app: Flask) -> None:
+    idle = timedelta(minutes=app.config["SESSION_IDLE_MINUTES"])
+    app.config["PERMANENT_SESSION_LIFETIME"] = max(COOKIE_LIFETIME, idle * 2)
     app.before_request(_load_operator)
     app.context_processor(_template_globals)
+    # Locking only signs out, and must work when the server has already locked the
+    # session (and with it forgotten the page's CSRF token).
+    app.extensions["csrf"].exempt(lock)
 
 
 def _load_operator() -> None:
@@ -54,11 +66,11 @@ def _load_operator() -> None:
     if operator_id is None:
         return
     moment = now()
-    idle = timedelta(minutes=current_app.config["SESSION_IDLE_MINUTES"])
+    idle = idle_limit()
     last_seen = session.get("last_seen")
     seen = None if last_seen is None else datetime.fromisoformat(last_seen)
     if seen is None or moment - seen > idle:
-        _sign_out()
+        _lock(operator_id)
         g.timed_out = True
         return
     operator = accounts.get_operator(get_store(), operator_id)
@@ -66,7 +78,8 @@ def _load_operator() -> None:
         _sign_out()
         return
     g.operator = operator
-    if request.endpoint not in BACKGROUND and moment - seen >= LAST_SEEN_STEP:
+    step = min(LAST_SEEN_STEP, idle / 4)
+    if request.endpoint not in BACKGROUND and moment - seen >= step:
         session["last_seen"] = moment.isoformat()
 
 
@@ -77,6 +90,14 @@ def _sign_out() -> None:
         session["lang"] = lang
 
 
+def _lock(operator_id: str) -> None:
+    """Idle: the operator is signed out, and the sign-in page becomes the lock screen that
+    returns them to where they were (their visit is kept on the terminal: drafts.py)."""
+    _sign_out()
+    session.permanent = True
+    session["locked"] = operator_id
+
+
 def require(*roles: str, demo_opens: bool = False):
     """Only signed-in operators with one of `roles` (any role in demo mode if `demo_opens`)."""
 
@@ -85,17 +106,7 @@ def require(*roles: str, demo_opens: bool = False):
         def wrapped(*args, **kwargs):
             if g.operator is None:
                 if request.path.startswith("/api/"):
-                    return jsonify(
-                        {
-                            "error": {
-                                "code": "SIGNED_OUT",
-                                "field": "form",
-                                "message": _("Please sign in again."),
-                            }
-                        }
-                    ), 401
-                if getattr(g, "timed_out", False):
-                    flash(_("You were signed out after a period of inactivity."), "info")
+                    return jsonify({"error": _session_ended()}), 401
                 return redirect(url_for("auth.signin", next=request.full_path))
             allowed = g.operator.role in roles or (demo_opens and current_app.config["DEMO"])
             if not allowed:
@@ -105,6 +116,21 @@ def require(*roles: str, demo_opens: bool = False):
         return wrapped
 
     return decorate
+
+
+def _session_ended() -> dict:
+    """Why a request from a page came without a signed-in operator: said plainly, since
+    trying again cannot help; the page leads to the lock screen."""
+    if session.get("locked"):
+        return {
+            "code": "SESSION_ENDED",
+            "field": "form",
+            "message": _(
+                "The screen locked after a while without use, so nothing was settled. Your"
+                " visit is kept: sign in again to continue it."
+            ),
+        }
+    return {"code": "SIGNED_OUT", "field": "form", "message": _("Please sign in again.")}
 
 
 def _template_globals() -> dict:
@@ -130,6 +156,7 @@ def _template_globals() -> dict:
         "languages": LANGUAGES,
         "demo": current_app.config["DEMO"],
         "clinic_name": current_app.config["CLINIC_NAME"],
+        "idle_ms": int(idle_limit().total_seconds() * 1000),
     }
 
 
@@ -162,14 +189,55 @@ def signin():
             session.update(operator=result.operator.operator_id, last_seen=now().isoformat())
             if lang:
                 session["lang"] = lang
+            drafts.note_sign_in(store, result.operator.operator_id, now())
             target = request.args.get("next", "")
             if not target.startswith("/") or target.startswith("//"):
                 target = url_for(HOME[result.operator.role])
             return redirect(target)
         error = _account_message(result)
     operators = [o for o in accounts.operators(store) if o.active]
+    locked = session.get("locked")
+    if not chosen:
+        chosen = _default_operator(store, operators, locked)
     status = 401 if error else 200
-    return render_template("signin.html", operators=operators, error=error, chosen=chosen), status
+    return render_template(
+        "signin.html",
+        operators=operators,
+        error=error,
+        chosen=chosen,
+        reason=None if error else _signin_reason(locked, operators),
+    ), status
+
+
+def _default_operator(store, operators: list, locked: str | None) -> str:
+    """Whose name is chosen at first: the locked screen's owner, else whoever signed in
+    last on this terminal, else the first operator who is not an administrator."""
+    active = {o.operator_id for o in operators}
+    for candidate in (locked, drafts.last_operator(store)):
+        if candidate is not None and candidate in active:
+            return candidate
+    others = [o for o in operators if o.role != "admin"] or operators
+    return others[0].operator_id if others else ""
+
+
+def _signin_reason(locked: str | None, operators: list) -> str | None:
+    """Why the sign-in page is shown, when a session ended by itself."""
+    if not locked:
+        return None
+    name = next((o.name for o in operators if o.operator_id == locked), "")
+    minutes = current_app.config["SESSION_IDLE_MINUTES"]
+    if minutes >= 1:
+        return _(
+            "The screen locked after %(minutes)d minutes without use. %(name)s, enter your"
+            " password to return to where you were: an unfinished visit is kept.",
+            minutes=int(minutes),
+            name=name,
+        )
+    return _(
+        "The screen locked after a while without use. %(name)s, enter your password to"
+        " return to where you were: an unfinished visit is kept.",
+        name=name,
+    )
 
 
 def _account_message(result: accounts.SignIn) -> str:
@@ -186,6 +254,19 @@ def signout():
     _sign_out()
     flash(_("Signed out."), "info")
     return redirect(url_for("auth.signin"))
+
+
+@bp.post("/lock")
+def lock():
+    """The page's own idle timer locks the screen (the server also locks it by itself
+    when the next request comes too late)."""
+    operator_id = session.get("operator") or session.get("locked")
+    if operator_id:
+        _lock(operator_id)
+    target = request.form.get("next", "")
+    if not target.startswith("/") or target.startswith("//"):
+        target = url_for("auth.home")
+    return redirect(url_for("auth.signin", next=target))
 
 
 @bp.post("/lang")

@@ -43,6 +43,16 @@ SETTLERS = ("doctor", "tester")
 READERS = ("doctor", "tester", "coordinator")
 PAPER = {"58": (32, 384), "80": (48, 576)}  # paper width mm -> (text columns, dots)
 JUST_CONFIRMED = timedelta(minutes=2)  # a settlement this recent was just confirmed
+# Preset reasons for a reversal, tapped rather than typed: the label shown (translated) and
+# the words the signed record keeps (Chinese, the county's language, whatever the screen's).
+REVERSAL_REASONS = {
+    "entry_error": (_l("Entry error"), "录入错误"),
+    "returned": (_l("Patient returned the medicine"), "患者退药"),
+    "duplicate": (_l("Settled twice"), "重复结算"),
+    "wrong_patient": (_l("Wrong patient"), "患者信息错误"),
+    "other": (_l("Other"), "其他"),
+}
+MAX_REASON = 200
 
 
 def _record_or_404(tx_id: str) -> dict:
@@ -141,16 +151,36 @@ def detail(tx_id: str):
         visit_type=messages.visit_type_label(visit_type) if visit_type else "",
         diagnoses=queries.diagnosis_names(store, body.get("visit", {}).get("diagnoses", [])),
         reversal=reversal,
+        reasons=[(code, str(label)) for code, (label, _words) in REVERSAL_REASONS.items()],
+        operator_name=_operator_name(store, body.get("operator", "")),
     )
+
+
+def _operator_name(store, operator_id: str) -> str:
+    """The operator's name (an id like `doc01` means nothing to a doctor)."""
+    row = store.db.execute(
+        "SELECT name FROM operator WHERE operator_id = ?", [operator_id]
+    ).fetchone()
+    return row[0] if row else operator_id
+
+
+def reversal_reason(preset: str, note: str) -> str | None:
+    """The reason the record keeps: the preset's words, and the note when one is given
+    (a note alone is a reason too); None when neither is given."""
+    note = " ".join(note.split())
+    words = REVERSAL_REASONS[preset][1] if preset in REVERSAL_REASONS else ""
+    if words and note:
+        return f"{words}：{note}"[:MAX_REASON]
+    return (words or note)[:MAX_REASON] or None
 
 
 @bp.post("/records/<tx_id>/reverse")
 @require(*SETTLERS)
 def reverse(tx_id: str):
     store = get_store()
-    reason = request.form.get("reason", "").strip()[:200]
+    reason = reversal_reason(request.form.get("preset", ""), request.form.get("reason", ""))
     if not reason:
-        flash(_("Give a reason for the reversal."), "error")
+        flash(_("Choose a reason for the reversal."), "error")
         return redirect(url_for("records.detail", tx_id=tx_id))
     try:
         recorded = services.reverse_settlement(

@@ -2,6 +2,7 @@
 quotes, confirm. Thin: the services settle, the presenters format."""
 
 import secrets
+from datetime import datetime
 
 from flask import (
     Blueprint,
@@ -16,6 +17,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from drivers.cards import CardError
 from drivers.vouchers import VoucherError, load_public_key, verify_voucher
@@ -23,7 +25,7 @@ from edge import services
 from edge.domain.documents import visit_from_json
 from edge.domain.model import Rejection, Visit
 from edge.domain.money import format_yuan
-from web_ui import messages, presenters, queries, syncing
+from web_ui import drafts, messages, presenters, quantities, queries, syncing
 from web_ui.auth import now, require
 from web_ui.context import get_store, hardware
 from web_ui.risk import review_forecast
@@ -37,8 +39,16 @@ def county_key() -> str | None:
     return current_app.config["COUNTY_PUBLIC_KEY"] or syncing.county_public_key(get_store())
 
 
+def current_draft() -> drafts.Draft | None:
+    """The signed-in operator's visit being built (kept on the terminal: web_ui/drafts.py)."""
+    if "draft" not in g:
+        g.draft = drafts.current(get_store(), g.operator.operator_id)
+    return g.draft
+
+
 def current_patient() -> str | None:
-    return (session.get("patient") or {}).get("insured_id")
+    draft = current_draft()
+    return draft.insured_id if draft else None
 
 
 @bp.get("/settle")
@@ -46,23 +56,110 @@ def current_patient() -> str | None:
 def page():
     store = get_store()
     moment = now()
+    draft = current_draft()
+    if draft is not None and datetime.fromisoformat(draft.started_at).date() < moment.date():
+        # A visit is settled on the day it is built: an earlier day's card or e-voucher is
+        # read again today.
+        drafts.discard(store, g.operator.operator_id, draft.draft_id)
+        flash(
+            _("An unfinished visit from an earlier day was set aside: read the card again."),
+            "info",
+        )
+        draft = g.draft = None
     insured_id = current_patient()
     patient = None
-    if insured_id is not None:
-        patient = patient_panel(store, insured_id, moment.date())
+    if draft is not None:
+        patient = patient_panel(store, draft.insured_id, moment.date())
         if patient is None:
-            session.pop("patient", None)
+            drafts.discard(store, g.operator.operator_id, draft.draft_id)
+            draft, insured_id = None, None
     forecast = review_forecast(store, moment, insured_id)
+    visit_types = offered_visit_types(store, insured_id, moment.date()) if patient else []
     return render_template(
         "settle.html",
         patient=patient,
-        source=(session.get("patient") or {}).get("via"),
+        source=draft.patient.get("via") if draft else None,
         review=presenters.review_messages(forecast),
-        visit_types=patient["visit_types"] if patient else [],
+        visit_types=visit_types,
+        draft=restored_visit(store, draft, [v for v, _label in visit_types]) if draft else None,
+        whole_units=sorted(quantities.WHOLE_UNITS),
+        expired_card=None if patient else session.get("expired_card"),
+        lookup_reasons=[(code, str(label)) for code, (label, _words) in LOOKUP_REASONS.items()],
         poll_ms=current_app.config["CARD_POLL_MS"],
         has_reader=bool(current_app.config["CARD_READER"]),
         has_voucher_key=bool(county_key()),
     )
+
+
+def offered_visit_types(store, insured_id: str, today) -> list[tuple[str, str]]:
+    """The patient's visit types, less those that require a certificate the patient does not
+    hold valid today (慢特病门诊 is not offered to a patient with no certificate for it)."""
+    entry = store.insured_person(insured_id, with_accumulators=False)
+    if entry is None:
+        return []
+    policy = store.current_policy()
+    person = entry.person
+    valid = {c.disease_code for c in person.chronic_certs if c.valid_on(today)}
+    offered = []
+    for visit_type in messages.ordered_visit_types(policy.visit_types(person.insurance_type)):
+        benefit = policy.benefits[(person.insurance_type, visit_type)]
+        if benefit.requires_certificate:
+            accepted = valid if benefit.diseases is None else valid & set(benefit.diseases)
+            if not accepted:
+                continue
+        offered.append((visit_type, messages.visit_type_label(visit_type)))
+    return offered
+
+
+def restored_visit(store, draft: drafts.Draft, offered: list[str]) -> dict:
+    """The draft as the page starts from: names, prices and units looked up again."""
+    visit = draft.visit
+    codes = [line["code"] for line in visit.get("lines", [])]
+    items = store.catalog_items(codes)
+    names = queries.diagnosis_names(store, visit.get("diagnoses", []))
+    lines = []
+    for line in visit.get("lines", []):
+        item = items.get(line["code"])
+        lines.append(
+            {
+                "code": line["code"],
+                "quantity": line["quantity"],
+                "name": item.name if item else line["code"],
+                "spec": (item.spec or "") if item else "",
+                "unit": item.unit if item else "",
+                "price": f"¥{item.price}" if item else "",
+                "whole": quantities.whole_units_only(item.unit) if item else False,
+            }
+        )
+    visit_type = visit.get("visit_type")
+    return {
+        "draft_id": draft.draft_id,
+        "visit_type": visit_type if visit_type in offered else (offered[0] if offered else None),
+        "diagnoses": [{"code": c, "name": names.get(c, "")} for c in visit.get("diagnoses", [])],
+        "lines": lines,
+        "use_personal_account": bool(visit.get("use_personal_account")),
+        "use_family_account": bool(visit.get("use_family_account")),
+        "family_account_holder": visit.get("family_account_holder"),
+    }
+
+
+@bp.post("/api/draft")
+@require(*SETTLERS)
+def save_draft():
+    """The page keeps its visit on the terminal after every change (and as it leaves)."""
+    payload = request.get_json(silent=True)
+    draft = current_draft()
+    if not isinstance(payload, dict) or draft is None:
+        return jsonify({"ok": False, "kept": False}), 409
+    try:
+        visit = drafts.clean_visit(payload.get("visit"))
+        rev = int(payload.get("rev", 0))
+    except (TypeError, ValueError):
+        return jsonify({"ok": False, "kept": False}), 400
+    kept = drafts.save_visit(
+        get_store(), g.operator.operator_id, str(payload.get("draft_id", "")), visit, rev, now()
+    )
+    return jsonify({"ok": kept, "kept": kept}), 200 if kept else 409
 
 
 def patient_panel(store, insured_id: str, today) -> dict | None:
@@ -88,9 +185,8 @@ def _choose_patient(insured_id: str, via: str, **extra: str) -> bool:
         return False
     # The visit token lets the server settle this patient's visit once, however often
     # the confirm request arrives (double tap, retry, a second tab).
-    session["patient"] = {
-        "insured_id": insured_id, "via": via, "visit_token": secrets.token_hex(16), **extra,
-    }  # fmt: skip
+    patient = {"insured_id": insured_id, "via": via, "visit_token": secrets.token_hex(16), **extra}
+    drafts.start(get_store(), g.operator.operator_id, patient, now())
     return True
 
 
@@ -101,17 +197,71 @@ def read_card():
     try:
         card = hardware().read(now().date(), current_app.config["CARD_WAIT_SECONDS"])
     except CardError as error:
-        flash(
-            _("Card not read: %(message)s", message=messages.localized(error)) + f" [{error.code}]",
-            "error",
-        )
+        if error.code == "CARD_EXPIRED" and _offer_lookup(error.card):
+            return redirect(url_for("settle.page"))
+        flash(_("Card not read: %(message)s", message=messages.localized(error)), "error")
         return redirect(url_for("settle.page"))
     try:
         services.card_holder(get_store(), card.insured_id, card.card_no)
     except Rejection as rejection:
-        flash(f"{messages.rejection_json(rejection)['message']} [{rejection.code}]", "error")
+        flash(messages.rejection_json(rejection)["message"], "error")
         return redirect(url_for("settle.page"))
+    session.pop("expired_card", None)
     _choose_patient(card.insured_id, "card", card_no=card.card_no)
+    return redirect(url_for("settle.page"))
+
+
+# ---- an expired card whose insurance is still active: the next step --------------------------
+
+# Why a patient is looked up by insured number instead of read from a card: tapped, and
+# kept in Chinese in the signed event whatever the screen's language.
+LOOKUP_REASONS = {
+    "card_expired": (_l("The card has expired"), "卡片过期"),
+    "card_damaged": (_l("The card is damaged"), "卡片损坏"),
+    "card_forgotten": (_l("The card was left at home"), "未带卡"),
+    "other": (_l("Other"), "其他"),
+}
+
+
+def _offer_lookup(card) -> bool:
+    """After an expired card: when its holder's insurance is still active, the settle page
+    offers the e-voucher or a look-up by insured number (with a reason)."""
+    if card is None:
+        return False
+    entry = get_store().insured_person(card.insured_id, with_accumulators=False)
+    if entry is None or entry.person.status != "active":
+        return False
+    session["expired_card"] = {"insured_id": entry.insured_id, "name": entry.name}
+    return True
+
+
+@bp.post("/settle/lookup")
+@require(*SETTLERS)
+def lookup():
+    """Choose a patient by insured number, with a reason; recorded as a signed event."""
+    store = get_store()
+    insured_id = "".join(request.form.get("insured_id", "").split())[:32]
+    preset = request.form.get("reason", "")
+    if preset not in LOOKUP_REASONS:
+        flash(_("Choose why the patient is looked up without a card."), "error")
+        return redirect(url_for("settle.page"))
+    if not insured_id or store.insured_person(insured_id, with_accumulators=False) is None:
+        flash(str(messages.REJECTIONS["UNKNOWN_PERSON"]), "error")
+        return redirect(url_for("settle.page"))
+    moment = now()
+    services.record_event(
+        store,
+        services.load_identity(store, current_app.config["DATA_DIR"]),
+        {
+            "event": "patient_looked_up",
+            "operator": g.operator.operator_id,
+            "insured_id": insured_id,
+            "reason": LOOKUP_REASONS[preset][1],
+        },
+        moment,
+    )
+    session.pop("expired_card", None)
+    _choose_patient(insured_id, "lookup")
     return redirect(url_for("settle.page"))
 
 
@@ -134,16 +284,13 @@ def scan_voucher():
     try:
         voucher = verify_voucher(token, load_public_key(key_text), moment)
     except VoucherError as error:
-        flash(
-            _("E-voucher refused: %(message)s", message=messages.localized(error))
-            + f" [{error.code}]",
-            "error",
-        )
+        flash(_("E-voucher refused: %(message)s", message=messages.localized(error)), "error")
         return redirect(url_for("settle.page"))
     if queries.voucher_used(get_store(), voucher.nonce):
-        flash(str(messages.VOUCHER_USED) + " [VOUCHER_USED]", "error")
+        flash(str(messages.VOUCHER_USED), "error")
         return redirect(url_for("settle.page"))
     # Marked used only when its visit is settled, in the same transaction.
+    session.pop("expired_card", None)
     _choose_patient(voucher.insured_id, "voucher", voucher_nonce=voucher.nonce)
     return redirect(url_for("settle.page"))
 
@@ -151,7 +298,7 @@ def scan_voucher():
 @bp.post("/settle/clear")
 @require(*SETTLERS)
 def clear():
-    session.pop("patient", None)
+    drafts.discard(get_store(), g.operator.operator_id)
     return redirect(url_for("settle.page"))
 
 
@@ -257,6 +404,12 @@ def _line_items(store, visit: Visit) -> list[dict]:
     ]
 
 
+def _rejection_json(rejection: Rejection) -> dict:
+    if rejection.code == quantities.CODE:
+        return quantities.error_json(rejection)
+    return messages.rejection_json(rejection)
+
+
 @bp.post("/api/quote")
 @require(*SETTLERS)
 def quote():
@@ -267,10 +420,11 @@ def quote():
     store = get_store()
     try:
         visit, requested = _visit(now().date())
+        quantities.check_whole_units(store, visit)
         holder = _family_holder(store, insured_id, visit, requested)
         settlement = services.quote_visit(store, insured_id, visit, family_account_holder=holder)
     except Rejection as rejection:
-        return jsonify({"ok": False, "errors": [messages.rejection_json(rejection)]}), 422
+        return jsonify({"ok": False, "errors": [_rejection_json(rejection)]}), 422
     view = presenters.settlement_view(
         settlement.to_dict(),
         _line_items(store, visit),
@@ -290,9 +444,12 @@ def confirm():
         return _no_patient()
     store = get_store()
     moment = now()
-    patient = session["patient"]
+    draft = current_draft()
+    assert draft is not None
+    patient = draft.patient
     try:
         visit, holder = _visit(moment.date())
+        quantities.check_whole_units(store, visit)
         identity = services.load_identity(store, current_app.config["DATA_DIR"])
         with store.write_transaction():  # the claims and the settlement: all or nothing
             queries.claim_visit_token(store, patient.get("visit_token", ""), moment)
@@ -307,9 +464,9 @@ def confirm():
                 now=moment,
                 family_account_holder=holder,
             )
+            drafts.discard(store, g.operator.operator_id, draft.draft_id)  # settled: done
     except Rejection as rejection:
-        return jsonify({"ok": False, "errors": [messages.rejection_json(rejection)]}), 422
-    session.pop("patient", None)
+        return jsonify({"ok": False, "errors": [_rejection_json(rejection)]}), 422
     record = recorded.record
     return jsonify(
         {

@@ -204,3 +204,21 @@ def m007_one_stop_accumulators(db: sqlite_utils.Database) -> None:
     )
     db.execute("ALTER TABLE person ADD COLUMN family_account_holders TEXT NOT NULL DEFAULT '[]'")
     db.execute("ALTER TABLE catalog_item ADD COLUMN fund_fixed TEXT")
+
+
+@migrations()
+def m009_visit_drafts(db: sqlite_utils.Database) -> None:
+    """The terminal UI's visit being built, one per operator, kept on the device so that a
+    reload, another tab, a language switch, a restart or the idle lock never loses it:
+    the patient chosen (`patient`, JSON: insured id, how identified, the visit token) and
+    the visit as the page last sent it (`visit`, JSON); `draft_id` names one patient's
+    visit, so that a late save from the page of a patient already settled is refused.
+    And when each operator last signed in, so the sign-in page offers the last one."""
+    db.execute(
+        """CREATE TABLE visit_draft (
+            operator_id TEXT PRIMARY KEY REFERENCES operator(operator_id),
+            draft_id TEXT NOT NULL, patient TEXT NOT NULL, visit TEXT NOT NULL DEFAULT '{}',
+            rev INTEGER NOT NULL DEFAULT 0, started_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL) STRICT"""
+    )
+    db.execute("ALTER TABLE operator ADD COLUMN last_signed_in_at TEXT")

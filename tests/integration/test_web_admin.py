@@ -195,7 +195,7 @@ class TestOperators:
                 "请填写操作员姓名",
             ),
             ({"operator_id": "d9", "name": "x", "role": "boss", "pin": "1234"}, "请选择角色"),
-            ({"operator_id": "d9", "name": "x", "role": "doctor", "pin": "12"}, "PIN为4至8位数字"),
+            ({"operator_id": "d9", "name": "x", "role": "doctor", "pin": "12"}, "密码为4至8位数字"),
         ],
     )
     def test_a_bad_new_operator_is_refused_with_the_reason(self, admin, form, message):

@@ -39,7 +39,7 @@ class TestSignIn:
     def test_a_wrong_pin_is_refused_and_says_how_many_tries_are_left(self, auth):
         response = auth.sign_in("doc01", "9999")
         assert response.status_code == 401
-        assert "PIN错误。再错4次将被锁定。" in response.get_data(as_text=True)
+        assert "密码错误。再错4次将被锁定。" in response.get_data(as_text=True)
         assert auth.client.get("/settle").status_code == 302
 
     def test_a_pin_is_stored_as_a_salted_scrypt_hash(self, app):
@@ -76,7 +76,7 @@ class TestSignIn:
         for _ in range(4):
             auth.sign_in("doc01", "0000")
         response = auth.sign_in("doc01", "0000")
-        assert "PIN错误次数过多：该操作员已锁定至 09:45。" in response.get_data(as_text=True)
+        assert "密码错误次数过多：该操作员已锁定至 09:45。" in response.get_data(as_text=True)
         store = store_of(app)
         try:
             events = [r for r in store.records() if r["kind"] == "event"]
@@ -112,7 +112,7 @@ class TestSignIn:
         finally:
             store.close()
         page = auth.sign_in("doc02", "1234").get_data(as_text=True)
-        assert "此操作员尚未设置PIN" in page
+        assert "此操作员尚未设置密码" in page
 
     def test_signing_out_ends_the_session(self, doctor):
         assert doctor.sign_out().headers["Location"] == "/signin"
@@ -133,7 +133,7 @@ class TestSessions:
         response = doctor.client.get("/settle")
         assert response.status_code == 302 and response.headers["Location"].startswith("/signin")
         page = doctor.client.get(response.headers["Location"]).get_data(as_text=True)
-        assert "长时间未操作，已自动退出登录。" in page
+        assert "已15分钟未操作，屏幕已锁定。王医生，请输入密码回到刚才的页面" in page
 
     def test_activity_keeps_the_session_alive(self, doctor, clock):
         for _ in range(3):

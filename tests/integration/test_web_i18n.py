@@ -38,9 +38,9 @@ class TestLanguage:
     def test_driver_messages_follow_the_language(self, auth):
         auth.post("/lang", {"lang": "en"})
         auth.sign_in("doc01")
-        auth.post("/tester/insert", {"card": "expired"})
+        auth.post("/tester/insert", {"card": "malformed-tlv"})
         auth.post("/settle/card")
-        assert "the card has expired" in auth.client.get("/settle").get_data(as_text=True)
+        assert "data is malformed (TLV)" in auth.client.get("/settle").get_data(as_text=True)
 
     def test_an_unknown_language_is_ignored(self, auth):
         auth.post("/lang", {"lang": "fr"})

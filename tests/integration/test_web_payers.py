@@ -22,6 +22,7 @@ CIVIL_SERVANT_CARD, CIVIL_SERVANT = "B320115510", "32011500000510"  # 魏建华,
 MOTHER_CARD, MOTHER = "A32011527", "32011500000027"  # 孔凤英, her daughter shares her account
 DAUGHTER = "32011500000511"  # 孔丽, employee, account ¥800.00
 RESIDENT_CARD = "A32011501"  # 张建国: general visits capped at ¥20.00 a visit, ¥30.00 a day
+CHRONIC_CARD = "A32011502"  # 李秀英: a hypertension certificate
 EMPLOYEE, EMPLOYEE_NAME = "32011500000502", "唐晓燕"  # an employee, account ¥2,300.00
 CONSULTATION = "110200005000000"  # ¥10.00, the fund pays a fixed ¥8.00
 AMOXICILLIN = "XJ01CAA040A001"  # ¥6.80, class A
@@ -327,7 +328,7 @@ class TestRecordsAndTheDailyClose:
         assert "优抚医疗补助" in paper and "家庭共济" in paper and "救助" not in paper
 
     def test_the_visit_types_start_with_general_and_name_two_diseases(self, doctor):
-        read(doctor, RESIDENT_CARD)
+        read(doctor, CHRONIC_CARD)  # a hypertension certificate: every visit type
         page = doctor.client.get("/settle").get_data(as_text=True)
         radios = re.findall(r'name="visit_type" value="(\w+)" ?(checked)?', page)
         assert radios == [("general", "checked"), ("chronic", ""), ("two_diseases", "")]

@@ -136,7 +136,7 @@ class TestReversal:
         answer = settle(doctor)
         response = doctor.post(f"/records/{answer['tx_id']}/reverse", {"reason": "  "})
         page = doctor.client.get(response.headers["Location"]).get_data(as_text=True)
-        assert "请填写冲销原因。" in page
+        assert "请选择冲销原因。" in page
 
     def test_a_settlement_is_reversed_only_once(self, doctor):
         answer = settle(doctor)

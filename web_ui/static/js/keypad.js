@@ -1,5 +1,6 @@
 // A touch keypad for numbers. `attachKeypad(container, input)` makes the buttons of a
-// `.keypad` type into `input`; `QuantityKeypad` is the modal used for line quantities.
+// `.keypad` type into `input`; `QuantityKeypad` is the modal used for line quantities (an
+// item counted in whole units, boxes or tablets, gets no decimal point: web_ui/quantities.py).
 
 export function applyKey(value, key, { decimals = true, maxLength = 10 } = {}) {
   if (key === "back") return value.slice(0, -1);
@@ -27,6 +28,7 @@ export class QuantityKeypad {
     this.overlay = overlay;
     this.output = overlay.querySelector("#keypad-value");
     this.value = "";
+    this.whole = false;
     this.onDone = null;
     overlay.querySelector(".keypad").addEventListener("click", (event) => {
       const button = event.target.closest("button[data-key]");
@@ -45,12 +47,15 @@ export class QuantityKeypad {
   }
 
   press(key) {
-    this.value = applyKey(this.value, key, { decimals: true, maxLength: 10 });
+    this.value = applyKey(this.value, key, { decimals: !this.whole, maxLength: 10 });
     this.output.textContent = this.value;
   }
 
-  open(initial, onDone) {
+  open(initial, whole, onDone) {
     this.value = "";
+    this.whole = Boolean(whole);
+    const point = this.overlay.querySelector('button[data-key="."]');
+    if (point) point.disabled = this.whole;
     this.output.textContent = initial;
     this.onDone = onDone;
     this.overlay.hidden = false;

@@ -3,10 +3,13 @@
 
 import { debounce, el, getJSON, postJSON } from "./api.js";
 import { QuantityKeypad } from "./keypad.js";
+import "./keyboard.js";
 
 const root = document.getElementById("settle");
 const S = JSON.parse(root.dataset.strings);
 const hasPatient = root.dataset.hasPatient === "1";
+const draft = JSON.parse(root.dataset.draft || "null");
+const WHOLE_UNITS = new Set(JSON.parse(root.dataset.wholeUnits || "[]"));
 
 // ---- the card reader: read by itself when a card is inserted ------------------------------
 
@@ -40,10 +43,57 @@ if (!hasPatient && root.dataset.hasReader === "1") {
 
 // ---- the visit being built ------------------------------------------------------------------
 
-const state = { diagnoses: [], lines: [] };
+// The visit lives on the terminal (the draft): the page starts from it and sends every
+// change back, so a reload, another tab, a language switch or the idle lock loses nothing.
+const state = {
+  diagnoses: draft ? draft.diagnoses.map((d) => ({ code: d.code, name: d.name })) : [],
+  lines: draft ? draft.lines.map((l) => ({ ...l })) : [],
+};
 const keypad = new QuantityKeypad(document.getElementById("keypad"));
 let quoteSeq = 0;
 let quoteOk = false;
+let draftRev = 0;
+let draftSent = draft ? JSON.stringify(draftBody(visitDocument())) : "";
+
+function draftBody(visit) {
+  return { visit_type: visit.visit_type, diagnoses: visit.diagnoses, lines: visit.lines,
+    use_personal_account: visit.use_personal_account,
+    use_family_account: visit.use_family_account,
+    family_account_holder: visit.family_account_holder };
+}
+
+// Keep the visit on the terminal: after each change, and with `keepalive` as the page goes.
+function keepDraft(leaving = false) {
+  if (!draft) return;
+  const body = draftBody(visitDocument());
+  const text = JSON.stringify(body);
+  if (text === draftSent) {
+    if (!leaving) root.dataset.draftPending = "0";
+    return;
+  }
+  draftSent = text;
+  draftRev = Math.max(Date.now(), draftRev + 1);
+  const sent = draftRev;
+  const payload = JSON.stringify({ draft_id: draft.draft_id, rev: draftRev, visit: body });
+  const headers = {
+    "Content-Type": "application/json",
+    Accept: "application/json",
+    "X-CSRFToken": document.querySelector('meta[name="csrf-token"]')?.content ?? "",
+  };
+  fetch("/api/draft", { method: "POST", headers, body: payload, keepalive: leaving,
+    credentials: "same-origin" })
+    .then((response) => {
+      if (response.ok && sent === draftRev) root.dataset.draftPending = "0";
+    })
+    .catch(() => { if (!leaving) draftSent = ""; });
+}
+const keepDraftLater = debounce(() => keepDraft(false), 150);
+function keepDraftSoon() {
+  root.dataset.draftPending = "1"; // for tests: "0" once the terminal has the latest
+  keepDraftLater();
+}
+window.addEventListener("pagehide", () => keepDraft(true));
+document.addEventListener("clinic:lock", () => keepDraft(true));
 
 function visitDocument() {
   const type = document.querySelector('input[name="visit_type"]:checked');
@@ -130,9 +180,11 @@ function renderLines() {
       line.quantity = qty.value.trim();
       requote();
     });
-    qty.addEventListener("pointerup", (event) => {
+    // On the click that ends a tap (not on the finger's lifting: the tap's own click would
+    // then land on whatever key of the pad opened under it).
+    qty.addEventListener("click", (event) => {
       if (event.pointerType === "mouse") return;
-      keypad.open(line.quantity, (value) => {
+      keypad.open(line.quantity, WHOLE_UNITS.has(line.unit), (value) => {
         if (value !== null) {
           line.quantity = value;
           qty.value = value;
@@ -227,7 +279,11 @@ async function quote() {
   root.dataset.quoted = String(seq);
 }
 
-const requote = debounce(quote, 120);
+const quoteSoon = debounce(quote, 120);
+function requote() {
+  keepDraftSoon();
+  quoteSoon();
+}
 
 // ---- searching ---------------------------------------------------------------------------------
 
@@ -310,6 +366,7 @@ function addLine(hit) {
   const existing = state.lines.find((l) => l.code === hit.code);
   if (!existing) {
     state.lines.push({ code: hit.code, name: hit.name, spec: hit.spec || "", unit: hit.unit || "", price: hit.price || "", quantity: "1" });
+    keepDraft(); // at once: a line just added must survive an immediate reload
   }
   renderLines();
   document.querySelector(`#lines tr[data-code="${CSS.escape(hit.code)}"]`)?.scrollIntoView({ block: "nearest" });
@@ -348,6 +405,12 @@ if (hasPatient) {
   for (const radio of document.querySelectorAll('input[name="family_holder"]')) {
     radio.addEventListener("change", requote);
   }
+  // The visit kept on the terminal, back on the page.
+  if (state.diagnoses.length) renderChips();
+  if (state.lines.length) {
+    renderLines();
+    quote();
+  }
 
   const confirmButton = document.getElementById("confirm");
   confirmButton.addEventListener("click", async () => {
@@ -356,11 +419,17 @@ if (hasPatient) {
     confirmButton.textContent = S.settling;
     const { status, data } = await postJSON("/api/settle", visitDocument());
     if (status === 200 && data?.ok) {
+      draftSent = JSON.stringify(draftBody(visitDocument())); // settled: nothing to keep
       window.location.assign(data.receipt_url);
       return;
     }
     confirmButton.textContent = label;
     clearErrors();
+    if (status === 401) {
+      // The session ended (idle lock): trying again cannot work; the lock screen follows.
+      showErrors([{ field: "form", message: data?.error?.message || S.session_ended }]);
+      return;
+    }
     showErrors(data?.errors || [{ field: "form", message: S.network }]);
     confirmButton.disabled = false;
   });
