@@ -17,10 +17,7 @@ from edge.domain.model import Rejection
 def search_diagnoses(store: SqliteDeviceStore, query: str, limit: int = 12) -> list[dict]:
     """Diagnoses found by `query` (code, characters or pinyin anywhere, the county's
     aliases), the clinic's frequent ones first."""
-    return [
-        {"code": hit.code, "name": hit.name, "matched": hit.matched}
-        for hit in store.search_diagnoses(query, limit)
-    ]
+    return [{"code": hit.code, "name": hit.name} for hit in store.search_diagnoses(query, limit)]
 
 
 def diagnosis_names(store: SqliteDeviceStore, codes) -> dict[str, str]:

@@ -69,7 +69,7 @@ def core_name(name: str) -> str:
     return name[core_offset(name) :]
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)
 def _units(name: str) -> tuple[tuple[str, str], ...]:
     """(pinyin, initial) of each syllable; a run of Latin letters or digits is one unit
     that is its own pinyin and initials; punctuation is dropped."""
@@ -90,7 +90,6 @@ def pinyin_keys(name: str) -> tuple[str, str]:
     return "".join(u[0] for u in units), "".join(u[1] for u in units)
 
 
-@lru_cache(maxsize=65536)
 def name_keys(name: str) -> tuple[tuple[int, str], ...]:
     """Every (kind, key) a name is found by: its characters from each position, its full
     pinyin and initials from each syllable; from the start or the core's start as start

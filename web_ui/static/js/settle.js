@@ -328,11 +328,7 @@ if (hasPatient) {
     document.getElementById("diagnosis-search"),
     document.getElementById("diagnosis-results"),
     "/api/diagnoses",
-    (hit) => [
-      el("span", { class: "mono", text: hit.code }),
-      ` ${hit.name}`,
-      hit.matched === "pick" ? el("span", { class: "tag frequent", text: S.frequent }) : null,
-    ],
+    (hit) => [el("span", { class: "mono", text: hit.code }), ` ${hit.name}`],
     (hit) => {
       if (!state.diagnoses.some((d) => d.code === hit.code)) state.diagnoses.push(hit);
       renderChips();
