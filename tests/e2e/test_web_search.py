@@ -130,7 +130,7 @@ def test_a_doctor_finds_by_initials_applies_a_bundle_and_saves_one(terminal, pag
     page.locator("#bundle-ok").tap()
     page.wait_for_selector('#bundle-list button[data-source="clinic"]')
     assert page.text_content('#bundle-list button[data-source="clinic"]') == "急性上呼吸道感染"
-    assert page.text_content("#bundle-status") == "组套已保存。"
+    assert page.text_content("#bundle-note") == "组套已保存。"
     shot("bundle-saved")
 
     # Settled: the next search puts what the clinic settles first, marked 常用.

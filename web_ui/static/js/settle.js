@@ -262,6 +262,8 @@ function searchBox(input, list, url, render, pick, onEnterWithout) {
       list.append(option);
     });
     list.hidden = false;
+    // The list is in the page's flow (it covers nothing): bring it into view if it is not.
+    if (list.getBoundingClientRect().bottom > window.innerHeight) list.scrollIntoView({ block: "end" });
   }, 100);
 
   function choose(i) {
@@ -409,6 +411,7 @@ function showBundles(bundles) {
         return;
       }
       status.textContent = data.missing.length ? `${S.bundle_missing} ${data.missing.join(", ")}` : "";
+      document.getElementById("bundle-note").textContent = "";
       applyBundle(data);
     });
     list.append(button);
@@ -457,7 +460,7 @@ function bundleDialog() {
     if (status === 200 && data?.ok) {
       showBundles(data.bundles);
       close();
-      document.getElementById("bundle-status").textContent = S.bundle_saved;
+      document.getElementById("bundle-note").textContent = S.bundle_saved;
       return;
     }
     error.textContent = data?.message || S.network;
