@@ -61,7 +61,7 @@ SEARCH_LIMIT = 20
 ITEM_CACHE_SIZE = 5000  # parsed catalog items kept per connection
 PERSON_CACHE_SIZE = 4096  # parsed roster rows kept per process
 _IMPORT_BATCH = 2000
-_IMPORT_CACHE_KIB = 48 * 1024  # SQLite's page cache while a catalog goes in
+_IMPORT_CACHE_KIB = 32 * 1024  # SQLite's page cache while a catalog goes in
 
 # Search ranks: the clinic's own picks, then aliases, codes, names from their start, names
 # from inside (`edge.domain.search_keys` kinds, moved past the first two).
@@ -79,26 +79,26 @@ class _Picks:
 
     SEPARATOR = "\x01"
 
-    def __init__(self, stamp: tuple[int, int], ranked: list[tuple[str, str, float]]):
+    def __init__(self, stamp: tuple[int, int], ranked: list[tuple[float, tuple]]):
         self.stamp = stamp
-        self.ranked = ranked
+        self.ranked = ranked  # (score, row): row is (code, name, …)
         parts, self.starts = [], []
         offset = 0
-        for code, name, _score in ranked:
-            keys = [search_key(code), *(key for _kind, key in name_keys(name))]
+        for _score, row in ranked:
+            keys = [search_key(row[0]), *(key for _kind, key in name_keys(row[1]))]
             part = "".join(self.SEPARATOR + key for key in keys)
             self.starts.append(offset)
             parts.append(part)
             offset += len(part)
         self.text = "".join(parts)
 
-    def find(self, key: str, limit: int) -> list[str]:
-        found: list[str] = []
+    def find(self, key: str, limit: int) -> list[tuple]:
+        found: list[tuple] = []
         needle = self.SEPARATOR + key
         position = self.text.find(needle)
         while position >= 0 and len(found) < limit:
             index = bisect_right(self.starts, position) - 1
-            found.append(self.ranked[index][0])
+            found.append(self.ranked[index][1])
             if index + 1 >= len(self.starts):
                 break
             position = self.text.find(needle, self.starts[index + 1])
@@ -148,33 +148,36 @@ def prefix_range(prefix: str) -> tuple[str, str]:
 
 def _ranked_sql(alias_list: str, code_table: str, key_subquery: str, outer: str) -> str:
     """Per rank, the first `:limit` keys in key order (an index range scan that stops
-    early), then ranked; the caller drops repeats."""
+    early), each with the length it ranks by within its rank: `{union}` in `outer`."""
     window = " AND key >= :low AND key < :high ORDER BY key LIMIT :limit"
     parts = [
-        f"SELECT {RANK_ALIAS} AS rank, key, code FROM search_alias"
+        f"SELECT {RANK_ALIAS} AS rank, key, code, length(key) AS len FROM search_alias"
         f" WHERE list = '{alias_list}'{window}",
-        f"SELECT {_RANK_OF_KIND + KEY_CODE}, key, code FROM {code_table}"
+        f"SELECT {_RANK_OF_KIND + KEY_CODE}, key, code, length(key) FROM {code_table}"
         f" WHERE kind = {KEY_CODE}{window}",
         *(key_subquery.format(rank=_RANK_OF_KIND + kind, kind=kind) for kind in NAME_KINDS),
     ]
     return outer.format(union=" UNION ALL ".join(f"SELECT * FROM ({p})" for p in parts))
 
 
+# Each item once, at its best rank (SQLite takes the bare columns from the row min()
+# picks), the first `:limit` of them ranked; only those are then read from catalog_item.
 _SEARCH_SQL = _ranked_sql(
     "item",
     "catalog_search",
-    "SELECT {rank}, k.key, i.code FROM catalog_key AS k"
+    "SELECT {rank}, k.key, i.code, t.core_len FROM catalog_key AS k"
+    " JOIN catalog_term AS t ON t.term = k.term"
     " JOIN catalog_item AS i ON i.term = k.term WHERE k.kind = {kind}"
     " AND k.key >= :low AND k.key < :high ORDER BY k.key LIMIT :limit",
-    "SELECT m.rank, i.code, i.name, i.spec, i.unit, i.kind, i.class, i.price"
-    " FROM ({union}) AS m JOIN catalog_item AS i ON i.code = m.code"
-    " LEFT JOIN catalog_term AS t ON t.term = i.term"
-    " ORDER BY m.rank, coalesce(t.core_len, length(i.name)), m.key, i.code",
+    "SELECT m.rank, i.code, i.name, i.spec, i.unit, i.kind, i.class, i.price FROM ("
+    "SELECT code, min(rank) AS rank, len, key FROM ({union}) GROUP BY code"
+    " ORDER BY rank, len, key, code LIMIT :limit"
+    ") AS m JOIN catalog_item AS i ON i.code = m.code ORDER BY m.rank, m.len, m.key, m.code",
 )
 _DIAGNOSIS_SQL = _ranked_sql(
     "diagnosis",
     "diagnosis_search",
-    "SELECT {rank}, key, code FROM diagnosis_key WHERE kind = {kind}"
+    "SELECT {rank}, key, code, 0 FROM diagnosis_key WHERE kind = {kind}"
     " AND key >= :low AND key < :high ORDER BY key LIMIT :limit",
     "SELECT m.rank, d.code, d.name FROM ({union}) AS m JOIN diagnosis AS d ON d.code = m.code"
     " ORDER BY m.rank, length(d.name), m.key, d.code",
@@ -284,14 +287,14 @@ class SqliteDeviceStore:
         count = 0
         (cache_size,) = self.db.execute("PRAGMA cache_size").fetchone()
         # The search keys go in in no order: a page cache that holds most of them spares
-        # the import rewriting the same pages over and over (2.5x faster at 300,000 items).
+        # the import rewriting the same pages over and over (twice as fast at 300,000 items).
         self.db.execute(f"PRAGMA cache_size = {-_IMPORT_CACHE_KIB}")
         try:
             with self.write_transaction():
                 self._refuse_rollback("catalog", self.catalog_version(), version)
                 for table in ("catalog_search", "catalog_key", "catalog_item", "catalog_term"):
                     self.db.execute(f"DELETE FROM {table}")
-                terms: dict[str, tuple[int, str, str]] = {}
+                terms: dict[str, int] = {}
                 iterator = iter(items)
                 while batch := list(islice(iterator, _IMPORT_BATCH)):
                     self._insert_items(batch, terms)
@@ -302,20 +305,19 @@ class SqliteDeviceStore:
                 )
         finally:
             self.db.execute(f"PRAGMA cache_size = {int(cache_size)}")
+            self._own_writes += 1  # the picks' rows are read anew
         return count
 
-    def _insert_items(
-        self, items: list[CatalogItem], terms: dict[str, tuple[int, str, str]]
-    ) -> None:
+    def _insert_items(self, items: list[CatalogItem], terms: dict[str, int]) -> None:
         """Insert items; each distinct name (a term) is keyed once, when first seen."""
         rows, codes, new_terms, keys = [], [], [], []
         for item in items:
-            known = terms.get(item.name)
-            if known is None:
-                known = terms[item.name] = (len(terms) + 1, *pinyin_keys(item.name))
-                new_terms.append((known[0], item.name, len(item.name) - core_offset(item.name)))
-                keys.extend((kind, key, known[0]) for kind, key in name_keys(item.name))
-            term, pinyin, initials = known
+            term = terms.get(item.name)
+            if term is None:
+                term = terms[item.name] = len(terms) + 1
+                new_terms.append((term, item.name, len(item.name) - core_offset(item.name)))
+                keys.extend((kind, key, term) for kind, key in name_keys(item.name))
+            pinyin, initials = pinyin_keys(item.name)
             rows.append(
                 (
                     item.code, item.name, item.spec, item.unit, item.kind, item.item_class,
@@ -346,18 +348,11 @@ class SqliteDeviceStore:
             return []
         low, high = prefix_range(key)
         hits, seen = [], set()
-        picked = self._picked("item", key, limit)
-        if picked:
-            rows = self.db.execute(
-                "SELECT code, name, spec, unit, kind, class, price FROM catalog_item"
-                f" WHERE code IN ({', '.join('?' * len(picked))})",
-                picked,
-            )
-            by_code = {row[0]: row for row in rows}
-            for code in picked:
-                if code in by_code:
-                    seen.add(code)
-                    hits.append(SearchHit(*by_code[code], "pick"))
+        for row in self._picked("item", key, limit):
+            seen.add(row[0])
+            hits.append(SearchHit(*row, "pick"))
+        if len(hits) >= limit:
+            return hits
         for rank, code, name, spec, unit, item_kind, item_class, price in self.db.execute(
             _SEARCH_SQL, {"low": low, "high": high, "limit": limit}
         ):
@@ -369,6 +364,8 @@ class SqliteDeviceStore:
                         code, name, spec, unit, item_kind, item_class, price, matched, anywhere
                     )
                 )
+                if len(hits) == limit:  # the rows come ranked: the rest rank lower
+                    break
         return hits[:limit]
 
     def catalog_items(
@@ -418,6 +415,7 @@ class SqliteDeviceStore:
                     [(kind, key, code) for kind, key in name_keys(name)],
                 )
                 count += 1
+            self._own_writes += 1  # the picks' rows are read anew
             return count
 
     def search_diagnoses(self, query: str, limit: int = 12) -> list[DiagnosisHit]:
@@ -428,18 +426,9 @@ class SqliteDeviceStore:
             return []
         low, high = prefix_range(key)
         hits, seen = [], set()
-        picked = self._picked("diagnosis", key, limit)
-        if picked:
-            marks = ", ".join("?" * len(picked))
-            names = dict(
-                self.db.execute(
-                    f"SELECT code, name FROM diagnosis WHERE code IN ({marks})", picked
-                ).fetchall()
-            )
-            for code in picked:
-                if code in names:
-                    seen.add(code)
-                    hits.append(DiagnosisHit(code, names[code], "pick"))
+        for code, name in self._picked("diagnosis", key, limit):
+            seen.add(code)
+            hits.append(DiagnosisHit(code, name, "pick"))
         for rank, code, name in self.db.execute(
             _DIAGNOSIS_SQL, {"low": low, "high": high, "limit": limit}
         ):
@@ -499,8 +488,9 @@ class SqliteDeviceStore:
         self.db.conn.executemany("INSERT OR REPLACE INTO search_pick VALUES (?, ?, ?, ?)", rows)
         self._own_writes += 1
 
-    def _picked(self, target: str, key: str, limit: int) -> list[str]:
-        """The clinic's picks of `target` that `key` finds, most used (lately) first."""
+    def _picked(self, target: str, key: str, limit: int) -> list[tuple]:
+        """The clinic's picks of `target` that `key` finds, most used (lately) first: the
+        rows a hit is made of (code first, name second)."""
         stamp = (self.db.execute("PRAGMA data_version").fetchone()[0], self._own_writes)
         cached = self._picks.get(target)
         if cached is None or cached.stamp != stamp:
@@ -509,25 +499,26 @@ class SqliteDeviceStore:
 
     def _read_picks(self, target: str, stamp: tuple[int, int]) -> "_Picks":
         names = (
-            "SELECT p.code, i.name, p.score, p.last_day FROM search_pick AS p"
-            " JOIN catalog_item AS i ON i.code = p.code WHERE p.list = 'item'"
+            "SELECT p.score, p.last_day, i.code, i.name, i.spec, i.unit, i.kind, i.class,"
+            " i.price FROM search_pick AS p JOIN catalog_item AS i ON i.code = p.code"
+            " WHERE p.list = 'item'"
             if target == "item"
-            else "SELECT p.code, d.name, p.score, p.last_day FROM search_pick AS p"
+            else "SELECT p.score, p.last_day, d.code, d.name FROM search_pick AS p"
             " JOIN diagnosis AS d ON d.code = p.code WHERE p.list = 'diagnosis'"
         )
         rows = self.db.execute(names).fetchall()
         # decayed to the last day anything was settled: a ranking needs no clock
-        latest = date.fromisoformat(max((row[3] for row in rows), default="2000-01-01"))
+        latest = date.fromisoformat(max((row[1] for row in rows), default="2000-01-01"))
         ranked = sorted(
-            ((code, name, _decayed(score, day, latest)) for code, name, score, day in rows),
-            key=lambda row: (-row[2], row[0]),
+            ((_decayed(row[0], row[1], latest), tuple(row[2:])) for row in rows),
+            key=lambda entry: (-entry[0], entry[1][0]),
         )[:PICKS_KEPT]
         return _Picks(stamp, ranked)
 
     def picks(self, target: str = "item") -> list[tuple[str, float]]:
         """(code, score) of the clinic's picks, most used (lately) first."""
         self._picked(target, "", 0)
-        return [(code, round(score, 3)) for code, _, score in self._picks[target].ranked]
+        return [(row[0], round(score, 3)) for score, row in self._picks[target].ranked]
 
     # ---- bundles (组套) --------------------------------------------------------------
 
