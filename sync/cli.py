@@ -276,7 +276,8 @@ def hub_publish(
 @click.option("--township", help="Only this township's devices.")
 @json_option
 def hub_status(hub_dir: Path, township: str | None, as_json: bool) -> None:
-    """Fleet status: contact, backlog, versions, clock skew, alarms, differences."""
+    """Fleet status: contact, backlog, versions, clock skew, alarms, differences, and the
+    payers of each device's last daily close."""
     from sync.hub.services import reports
 
     with open_hub(hub_dir) as store:
@@ -295,7 +296,16 @@ def hub_status(hub_dir: Path, township: str | None, as_json: bool) -> None:
             f"  skew {row['clock_skew_s'] if row['clock_skew_s'] is not None else '?'}s"
             f"  alarms {len(row['alarms'])}  differences {row['reconciliation_differences']}"
             + (f"  [{versions}]" if versions else "")
+            + _last_close_text(row["last_close"])
         )
+
+
+def _last_close_text(close: dict | None) -> str:
+    """The payers of a device's last daily close, by national name (those that paid)."""
+    if close is None:
+        return ""
+    paid = ", ".join(f"{name} {amount}" for name, amount in close["payers"].items() if amount)
+    return f"  last close {close['business_day']}: {paid or 'nothing'}"
 
 
 @hub.command("reconcile")

@@ -22,6 +22,7 @@ from edge.demo.county import (
 )
 from edge.domain.model import CatalogItem, Rejection, Visit, VisitLine
 from edge.domain.money import format_yuan
+from edge.domain.records import CHINESE_NAMES, MONEY_FIELDS, NATIONAL_NAMES, payer_amounts
 from edge.domain.search_keys import aliases_from_csv
 
 __all__ = [  # the documents, re-exported for the callers that install and test the demo
@@ -122,12 +123,6 @@ SAMPLE_VISITS = [
      [("110200005000000", "1"), ("XJ01CAA040A001", "2")], {"use_family_account": True}),
 ]  # fmt: skip
 
-# The payers of the one-stop chain, in its order, by their national names.
-PAYERS = (
-    ("hifp_pay", "统筹基金"), ("hifmi_pay", "大病保险"), ("maf_pay", "医疗救助"),
-    ("oth_pay", "优抚补助"), ("cvlserv_pay", "公务员补助"), ("acct_pay", "个人账户"),
-    ("acct_mulaid_pay", "家庭共济账户"), ("psn_cash_pay", "现金"),
-)  # fmt: skip
 CAPS = {"visit_cap": "单次限额", "day_cap": "当日限额", "annual_cap": "年度限额"}
 
 
@@ -154,9 +149,11 @@ def walkthrough(store: SqliteDeviceStore, identity: DeviceIdentity, now: datetim
             yield f"  refused, nothing recorded: {rejection.code}: {rejection.message}"
             continue
         result = recorded.settlement
-        paid = result.setlinfo()
+        paid = payer_amounts(result.to_dict())
         yield f"  total {format_yuan(result.total)} = " + " + ".join(
-            f"{label} {name} {format_yuan(paid[name])}" for name, label in PAYERS if paid[name]
+            f"{CHINESE_NAMES[payer]} {NATIONAL_NAMES[payer]} {format_yuan(paid[payer])}"
+            for payer in MONEY_FIELDS[1:]
+            if paid[payer]
         )
         if result.fund_limited_by:
             yield f"  统筹基金已达{CAPS[result.fund_limited_by]} ({result.fund_limited_by})"

@@ -20,6 +20,18 @@ MONEY_FIELDS = (
     "personal_account", "family_account", "cash",
 )  # fmt: skip
 VERSION_1_MONEY_FIELDS = ("total", "fund", "assistance", "personal_account", "cash")
+# Each of MONEY_FIELDS by the national platform's name for it (2207 `setlinfo`) and as
+# clinics call it.
+NATIONAL_NAMES = {
+    "total": "medfee_sumamt", "fund": "hifp_pay", "critical_illness": "hifmi_pay",
+    "assistance": "maf_pay", "cvlserv_pay": "cvlserv_pay", "oth_pay": "oth_pay",
+    "personal_account": "acct_pay", "family_account": "acct_mulaid_pay", "cash": "psn_cash_pay",
+}  # fmt: skip
+CHINESE_NAMES = {
+    "total": "医疗费总额", "fund": "统筹基金", "critical_illness": "大病保险",
+    "assistance": "医疗救助", "cvlserv_pay": "公务员补助", "oth_pay": "优抚补助",
+    "personal_account": "个人账户", "family_account": "家庭共济账户", "cash": "现金",
+}  # fmt: skip
 # The accumulators a settlement reads and moves, as records and `clinic quote` name them.
 ACCUMULATOR_FIELDS = (
     "deductible_used", "fund_paid", "assistance_paid", "account_balance", "day_fund_paid",

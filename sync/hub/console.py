@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 from edge.adapters.catalog_files import open_catalog_file
 from edge.adapters.web_security import security_headers
 from edge.domain.model import Rejection
+from edge.domain.money import format_yuan
 from sync.hub.api import api
 from sync.hub.console_auth import SignInRefused, Viewer, sign_in
 from sync.hub.model import HubError
@@ -65,6 +66,18 @@ STATE_NAMES = {
     "code_expired": _l("code expired"),
     "revoked": _l("revoked"),
 }
+# The payers by their national names (`setlinfo`, reports.PAYERS), as people call them.
+PAYER_NAMES = {
+    "medfee_sumamt": _l("total"),
+    "hifp_pay": _l("basic fund"),
+    "hifmi_pay": _l("critical illness insurance"),
+    "maf_pay": _l("medical assistance"),
+    "cvlserv_pay": _l("civil servants' subsidy"),
+    "oth_pay": _l("veterans' and other subsidies"),
+    "acct_pay": _l("personal account"),
+    "acct_mulaid_pay": _l("family account"),
+    "psn_cash_pay": _l("cash"),
+}
 ERROR_MESSAGES = {
     403: _l("Only county administrators may do this."),
     404: _l("There is no such page or record."),
@@ -82,6 +95,9 @@ def render(name: str, **context) -> str:
         f"console/{name}",
         kind_names=KIND_NAMES,
         state_names=STATE_NAMES,
+        payer_names=PAYER_NAMES,
+        field_name=reports.national_field,
+        yuan=format_yuan,
         lang=_locale(),
         **context,
     )

@@ -4,7 +4,8 @@ beyond reading a stored document.
 """
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 class HubError(Exception):
@@ -93,12 +94,22 @@ class ReconciliationItem:
 
 @dataclass(frozen=True)
 class Balances:
-    """The county's running figures for one person, year and visit type."""
+    """The county's running figures that one visit reads and moves, by the names of
+    `edge.domain.records.ACCUMULATOR_FIELDS`: the person's year so far for the visit's
+    type (`deductible_used`, `fund_paid`), the year-wide figures (`assistance_paid`,
+    `ci_selfpay`, `ci_paid`, `supplements_paid` by supplement name), what the fund paid
+    the person on the visit's date for its type (`day_fund_paid`), the person's account
+    balance, and the balance of the family holder's account (0 when there is none)."""
 
-    deductible_used: int
-    fund_paid: int
-    assistance_paid: int
-    account_balance: int
+    deductible_used: int = 0
+    fund_paid: int = 0
+    assistance_paid: int = 0
+    account_balance: int = 0
+    day_fund_paid: int = 0
+    ci_selfpay: int = 0
+    ci_paid: int = 0
+    supplements_paid: Mapping[str, int] = field(default_factory=dict)
+    family_account_balance: int = 0
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ the database's job, not the code's. Money is integer fen; documents are JSON tex
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from datetime import date
 from typing import Protocol
 
+from edge.domain.model import Accumulators
 from sync.hub.model import (
     Alarm,
     Balances,
@@ -70,6 +72,9 @@ class HubStore(Protocol):
     def record_counts(self) -> dict[str, tuple[int, int]]: ...
     def last_seq_of_kind(self, device_id: str, kind: str, before_seq: int) -> int: ...
     def record_by_tx(self, device_id: str, tx_id: str) -> dict | None: ...
+    def last_records_of_kind(
+        self, kind: str, device_ids: Iterable[str] | None = None
+    ) -> dict[str, dict]: ...
 
     # alarms
     def raise_alarm(
@@ -99,17 +104,18 @@ class HubStore(Protocol):
     ) -> None: ...
     def person(self, insured_id: str) -> tuple[dict, int] | None: ...
     def seed_accumulator(
+        self, insured_id: str, year: int, scope: str, figures: Accumulators
+    ) -> None: ...
+    def balances(
+        self, insured_id: str, on: date, visit_type: str, family_holder: str | None = None
+    ) -> Balances: ...
+    def set_balances(
         self,
         insured_id: str,
-        year: int,
-        scope: str,
-        deductible_used: int,
-        fund_paid: int,
-        assistance_paid: int,
-    ) -> None: ...
-    def balances(self, insured_id: str, year: int, visit_type: str) -> Balances: ...
-    def set_balances(
-        self, insured_id: str, year: int, visit_type: str, balances: Balances
+        on: date,
+        visit_type: str,
+        balances: Balances,
+        family_holder: str | None = None,
     ) -> None: ...
 
     # recomputation and reconciliation

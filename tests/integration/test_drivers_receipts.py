@@ -586,9 +586,10 @@ class TestReceiptCommands:
         self, device, data_dir
     ):
         store, identity, _ = device
+        lines = [{"code": "XJ01CAA040A001", "quantity": "2"}]
         visit = visit_from_json({"date": "2026-11-22", "visit_type": "general",
                                  "diagnoses": ["J06.900"], "use_family_account": True,
-                                 "lines": [{"code": "XJ01CAA040A001", "quantity": "2"}]})  # fmt: skip
+                                 "lines": lines})  # fmt: skip
         settled = services.settle_visit(store, identity, insured_id="32011500000027",
                                         visit=visit, operator="doc01", now=NOW)  # fmt: skip
         reversed_ = services.reverse_settlement(

@@ -12,6 +12,8 @@ from password_fixtures import legacy_hash
 from sync_helpers import NOW, enroll, hub_store
 
 from edge import demo as edge_demo
+from edge import services
+from edge.domain.money import format_yuan
 from sync import agent
 from sync.hub import console_auth, i18n
 from sync.hub.services import county, reconciliation
@@ -194,7 +196,27 @@ class TestFleet:
         lines = answer.get_data(as_text=True).lstrip("\ufeff").splitlines()
         assert answer.mimetype == "text/csv"
         assert lines[0].startswith("device_id,seq") and len(lines) == 2
+        assert "medfee_sumamt,hifp_pay,hifmi_pay,maf_pay" in lines[0]  # national names
         assert lines[1].startswith(hub.device_id)
+
+    def test_the_fleet_shows_the_payers_of_each_device_s_last_daily_close(
+        self, hub, make_enrolled_device
+    ):
+        device = make_enrolled_device("closing", clinic_code="ML-02", township="秣陵街道")
+        fund = device.settle(NOW)["body"]["result"]["fund"]
+        services.close_day(device.store, device.identity, operator="doc01", now=NOW)
+        assert agent.sync_once(device.store, device.identity, device.data_dir, NOW)["ok"]
+        client = signed_in(hub, "li")
+        page = client.get("/console/").get_data(as_text=True)
+        assert "最近日结" in page and "hifp_pay" in page and format_yuan(fund) in page
+        page = client.get(f"/console/devices/{device.identity.device_id}").get_data(as_text=True)
+        assert "统筹基金" in page and "家庭共济" in page and "acct_mulaid_pay" in page
+        page = (
+            in_english(client, "/console/")
+            .get(f"/console/devices/{device.identity.device_id}")
+            .get_data(as_text=True)
+        )
+        assert "basic fund" in page and "Last daily close" in page
 
 
 class TestAdmin:
@@ -286,7 +308,7 @@ class TestAdmin:
             },
         )
         assert answer.status_code == 400
-        assert "says version 2026.1, not 2027.1" in answer.get_data(as_text=True)
+        assert f"says version {document['version']}, not 2027.1" in answer.get_data(as_text=True)
 
     def test_the_reconciliation_page_lists_differences_with_both_amounts(
         self, hub, hub_dir, make_enrolled_device
@@ -300,4 +322,4 @@ class TestAdmin:
         with hub_store(hub_dir) as store:
             reconciliation.reconcile_pending(store, NOW)
         page = signed_in(hub, "li").get("/console/reconciliation").get_data(as_text=True)
-        assert "SETTLEMENT_DIFFERS" in page and "fund: 0 → 6400" in page
+        assert "SETTLEMENT_DIFFERS" in page and "hifp_pay: 0 → 6400" in page  # the fund

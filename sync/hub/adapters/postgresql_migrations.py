@@ -87,6 +87,24 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 created_at TEXT NOT NULL)""",
         ],
     ),
+    (
+        2,
+        "version 2 figures",
+        [
+            # Settlement rules version 2: the year-wide critical-illness figures beside
+            # assistance_paid (on the year-wide scope's row), each supplement's year, the
+            # fund paid per person, date and visit type (the day cap); closes by kind.
+            """ALTER TABLE accumulator ADD COLUMN ci_selfpay BIGINT NOT NULL DEFAULT 0,
+                ADD COLUMN ci_paid BIGINT NOT NULL DEFAULT 0""",
+            """CREATE TABLE supplement_accumulator (
+                insured_id TEXT NOT NULL, year INTEGER NOT NULL, name TEXT NOT NULL,
+                paid BIGINT NOT NULL, PRIMARY KEY (insured_id, year, name))""",
+            """CREATE TABLE day_accumulator (
+                insured_id TEXT NOT NULL, day TEXT NOT NULL, visit_type TEXT NOT NULL,
+                fund_paid BIGINT NOT NULL, PRIMARY KEY (insured_id, day, visit_type))""",
+            "CREATE INDEX record_kind ON record (device_id, kind, seq)",
+        ],
+    ),
 ]
 
 

@@ -17,7 +17,10 @@ import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
+from datetime import date
 
+from edge.domain.documents import YEAR_WIDE
+from edge.domain.model import Accumulators
 from sync.hub.model import (
     Alarm,
     Balances,
@@ -281,6 +284,23 @@ class SqlHubStore:
         )
         return row[0] or 0
 
+    def last_records_of_kind(
+        self, kind: str, device_ids: Iterable[str] | None = None
+    ) -> dict[str, dict]:
+        """device_id -> its latest record of `kind`, for the enrolled devices (of
+        `device_ids`) that have one."""
+        of_devices = devices_in("s.device_id", device_ids)
+        if of_devices is None:
+            return {}
+        where, params = of_devices
+        rows = self.conn.execute(
+            "SELECT s.device_id, (SELECT r.record FROM record r WHERE r.device_id = s.device_id"
+            " AND r.kind = ? ORDER BY r.seq DESC LIMIT 1) FROM slot s"
+            f" WHERE s.device_id IS NOT NULL{where}",
+            [kind, *params],
+        )
+        return {device: json.loads(text) for device, text in rows if text is not None}
+
     def record_by_tx(self, device_id: str, tx_id: str) -> dict | None:
         row = self._one(
             "SELECT record FROM record WHERE device_id = ? AND tx_id = ?", [device_id, tx_id]
@@ -456,54 +476,124 @@ class SqlHubStore:
         return None if row is None else (json.loads(row[0]), row[1])
 
     def seed_accumulator(
+        self, insured_id: str, year: int, scope: str, figures: Accumulators
+    ) -> None:
+        """Start a person's figures of a year and scope (a visit type, or `YEAR_WIDE` with
+        the supplements) unless the county already keeps that year and scope."""
+        cursor = self.conn.execute(
+            "INSERT INTO accumulator (insured_id, year, scope, deductible_used, fund_paid,"
+            " assistance_paid, ci_selfpay, ci_paid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [
+                insured_id,
+                year,
+                scope,
+                figures.deductible_used,
+                figures.fund_paid,
+                figures.assistance_paid,
+                figures.ci_selfpay,
+                figures.ci_paid,
+            ],
+        )
+        if cursor.rowcount == 1 and scope == YEAR_WIDE:
+            self.conn.executemany(
+                "INSERT INTO supplement_accumulator (insured_id, year, name, paid)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [
+                    (insured_id, year, name, paid)
+                    for name, paid in sorted(figures.supplements_paid.items())
+                ],
+            )
+
+    def balances(
+        self, insured_id: str, on: date, visit_type: str, family_holder: str | None = None
+    ) -> Balances:
+        year = on.year
+        rows = {
+            scope: values
+            for scope, *values in self.conn.execute(
+                "SELECT scope, deductible_used, fund_paid, assistance_paid, ci_selfpay, ci_paid"
+                " FROM accumulator WHERE insured_id = ? AND year = ? AND scope IN (?, ?)",
+                [insured_id, year, visit_type, YEAR_WIDE],
+            )
+        }
+        deductible_used, fund_paid = (rows.get(visit_type) or [0, 0])[:2]
+        assistance_paid, ci_selfpay, ci_paid = (rows.get(YEAR_WIDE) or [0, 0, 0, 0, 0])[2:]
+        supplements = dict(
+            self.conn.execute(
+                "SELECT name, paid FROM supplement_accumulator WHERE insured_id = ? AND year = ?",
+                [insured_id, year],
+            ).fetchall()
+        )
+        day = self._one(
+            "SELECT fund_paid FROM day_accumulator"
+            " WHERE insured_id = ? AND day = ? AND visit_type = ?",
+            [insured_id, on.isoformat(), visit_type],
+        ) or (0,)
+        accounts = dict(
+            self.conn.execute(
+                "SELECT insured_id, account_balance FROM person WHERE insured_id IN (?, ?)",
+                [insured_id, family_holder or insured_id],
+            ).fetchall()
+        )
+        return Balances(
+            deductible_used=deductible_used,
+            fund_paid=fund_paid,
+            assistance_paid=assistance_paid,
+            account_balance=accounts.get(insured_id, 0),
+            day_fund_paid=day[0],
+            ci_selfpay=ci_selfpay,
+            ci_paid=ci_paid,
+            supplements_paid=supplements,
+            family_account_balance=accounts.get(family_holder, 0) if family_holder else 0,
+        )
+
+    def set_balances(
         self,
         insured_id: str,
-        year: int,
-        scope: str,
-        deductible_used: int,
-        fund_paid: int,
-        assistance_paid: int,
+        on: date,
+        visit_type: str,
+        balances: Balances,
+        family_holder: str | None = None,
     ) -> None:
-        self.conn.execute(
-            "INSERT INTO accumulator (insured_id, year, scope, deductible_used, fund_paid,"
-            " assistance_paid) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [insured_id, year, scope, deductible_used, fund_paid, assistance_paid],
-        )
-
-    def balances(self, insured_id: str, year: int, visit_type: str) -> Balances:
-        row = self._one(
-            "SELECT deductible_used, fund_paid FROM accumulator"
-            " WHERE insured_id = ? AND year = ? AND scope = ?",
-            [insured_id, year, visit_type],
-        ) or (0, 0)
-        assistance = self._one(
-            "SELECT assistance_paid FROM accumulator"
-            " WHERE insured_id = ? AND year = ? AND scope = 'assistance'",
-            [insured_id, year],
-        ) or (0,)
-        account = self._one(
-            "SELECT account_balance FROM person WHERE insured_id = ?", [insured_id]
-        ) or (0,)
-        return Balances(row[0], row[1], assistance[0], account[0])
-
-    def set_balances(self, insured_id: str, year: int, visit_type: str, balances: Balances) -> None:
+        year = on.year
         insert = (
             "INSERT INTO accumulator (insured_id, year, scope, deductible_used, fund_paid,"
-            " assistance_paid) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (insured_id, year, scope)"
+            " assistance_paid, ci_selfpay, ci_paid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (insured_id, year, scope)"
         )
+        b = balances
         self.conn.execute(
             insert + " DO UPDATE SET deductible_used = excluded.deductible_used,"
             " fund_paid = excluded.fund_paid",
-            [insured_id, year, visit_type, balances.deductible_used, balances.fund_paid, 0],
+            [insured_id, year, visit_type, b.deductible_used, b.fund_paid, 0, 0, 0],
         )
         self.conn.execute(
-            insert + " DO UPDATE SET assistance_paid = excluded.assistance_paid",
-            [insured_id, year, "assistance", 0, 0, balances.assistance_paid],
+            insert + " DO UPDATE SET assistance_paid = excluded.assistance_paid,"
+            " ci_selfpay = excluded.ci_selfpay, ci_paid = excluded.ci_paid",
+            [insured_id, year, YEAR_WIDE, 0, 0, b.assistance_paid, b.ci_selfpay, b.ci_paid],
+        )
+        self.conn.executemany(
+            "INSERT INTO supplement_accumulator (insured_id, year, name, paid)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (insured_id, year, name)"
+            " DO UPDATE SET paid = excluded.paid",
+            [(insured_id, year, name, paid) for name, paid in sorted(b.supplements_paid.items())],
+        )
+        self.conn.execute(
+            "INSERT INTO day_accumulator (insured_id, day, visit_type, fund_paid)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (insured_id, day, visit_type)"
+            " DO UPDATE SET fund_paid = excluded.fund_paid",
+            [insured_id, on.isoformat(), visit_type, b.day_fund_paid],
         )
         self.conn.execute(
             "UPDATE person SET account_balance = ? WHERE insured_id = ?",
-            [balances.account_balance, insured_id],
+            [b.account_balance, insured_id],
         )
+        if family_holder is not None and family_holder != insured_id:
+            self.conn.execute(
+                "UPDATE person SET account_balance = ? WHERE insured_id = ?",
+                [b.family_account_balance, family_holder],
+            )
 
     # ---- recomputation and reconciliation ---------------------------------------------
 

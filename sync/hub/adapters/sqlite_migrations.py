@@ -88,3 +88,26 @@ def m001_hub(db: sqlite_utils.Database) -> None:
     ]
     for statement in statements:
         db.execute(statement)
+
+
+@migrations()
+def m002_version_2_figures(db: sqlite_utils.Database) -> None:
+    """Settlement rules version 2: the county's year-wide critical-illness figures beside
+    `assistance_paid` (on the year-wide scope's row), what each supplement paid a person
+    in a year, and what the fund paid a person on one date for one visit type (the day
+    cap). Daily closes are found by kind (the fleet's last close of a device)."""
+    statements = [
+        "ALTER TABLE accumulator ADD COLUMN ci_selfpay INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE accumulator ADD COLUMN ci_paid INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE supplement_accumulator (
+            insured_id TEXT NOT NULL, year INTEGER NOT NULL, name TEXT NOT NULL,
+            paid INTEGER NOT NULL,
+            PRIMARY KEY (insured_id, year, name)) STRICT, WITHOUT ROWID""",
+        """CREATE TABLE day_accumulator (
+            insured_id TEXT NOT NULL, day TEXT NOT NULL, visit_type TEXT NOT NULL,
+            fund_paid INTEGER NOT NULL,
+            PRIMARY KEY (insured_id, day, visit_type)) STRICT, WITHOUT ROWID""",
+        "CREATE INDEX record_kind ON record (device_id, kind, seq)",
+    ]
+    for statement in statements:
+        db.execute(statement)

@@ -125,14 +125,9 @@ def _adopt_person(store: HubStore, document: dict, version: str) -> None:
     entry = insured_person_from_json(document, "person")
     store.upsert_person(entry.insured_id, document, version, entry.person.account_balance)
     for (year, scope), values in entry.accumulators.items():
-        store.seed_accumulator(
-            entry.insured_id,
-            year,
-            scope,
-            values.deductible_used,
-            values.fund_paid,
-            values.assistance_paid,
-        )
+        # a visit type's deductible and fund, or the year-wide assistance, critical
+        # illness and supplements (scope YEAR_WIDE)
+        store.seed_accumulator(entry.insured_id, year, scope, values)
 
 
 def _dumps(value: object) -> str:

@@ -10,7 +10,6 @@ from datetime import datetime
 from edge.domain.documents import policy_from_json
 from edge.domain.model import Policy, Rejection
 from sync.hub import reconcile
-from sync.hub.model import Balances
 from sync.hub.ports import HubStore
 from sync.protocol import iso
 
@@ -97,9 +96,14 @@ def _recompute_settlement(
     device_result = body.get("result") or {}
     insured_id = body.get("insured_id")
     try:
-        year, visit_type = reconcile.visit_year_and_type(body)
+        visit_date, visit_type = reconcile.visit_date_and_type(body)
+        if not isinstance(insured_id, str):
+            raise TypeError("no insured person")
     except (KeyError, TypeError, ValueError):
-        add_item(reconcile.NOT_RECOMPUTABLE, {"reason": "the record holds no readable visit"})
+        add_item(
+            reconcile.NOT_RECOMPUTABLE,
+            {"reason": "the record holds no readable visit or insured person"},
+        )
         store.save_recomputation(
             device_id, record["seq"], record["tx_id"], "not_recomputable", None
         )
@@ -108,9 +112,11 @@ def _recompute_settlement(
         add_item(
             reconcile.NEEDS_REVIEW, {"reasons": body["needs_review"], "insured_id": insured_id}
         )
-    before = store.balances(insured_id, year, visit_type)
     policy = versions.policy(body.get("policy_version", ""))
     person = store.person(insured_id)
+    # The family account the device let pay is the holder's, as the county keeps it.
+    named_holder = reconcile.family_account_holder(body)
+    holder = store.person(named_holder) if named_holder is not None else None
     missing = [
         what
         for what, present in (
@@ -120,6 +126,7 @@ def _recompute_settlement(
                 versions.has_catalog(body.get("catalog_version", "")),
             ),
             (f"insured person {insured_id}", person is not None),
+            (f"insured person {named_holder}", named_holder is None or holder is not None),
         )
         if not present
     ]
@@ -135,6 +142,15 @@ def _recompute_settlement(
             },
         )
     else:
+        # A holder the county's roster does not have sharing their account pays nothing.
+        paying = (
+            named_holder
+            if named_holder is not None
+            and holder is not None
+            and reconcile.shares_account(person[0], named_holder, holder[0])
+            else None
+        )
+        before = store.balances(insured_id, visit_date, visit_type, paying)
         codes = [line.get("code") for line in body["visit"].get("lines", [])]
         items = store.published_items(body["catalog_version"], codes)
         try:
@@ -153,6 +169,7 @@ def _recompute_settlement(
             hub_result = {
                 **settlement.to_dict(),
                 "accumulators_before": reconcile.balances_as_json(before),
+                "family_account_holder": paying,
             }
             diff = reconcile.differences(device_result, hub_result)
             status = "differs" if diff else "ok"
@@ -167,25 +184,16 @@ def _recompute_settlement(
                         ),
                     },
                 )
-            store.set_balances(insured_id, year, visit_type, reconcile.balances_after(settlement))
+            store.set_balances(
+                insured_id, visit_date, visit_type, reconcile.balances_after(settlement), paying
+            )
     if hub_result is None:
         # The county cannot settle it itself: its running figures follow the device's.
-        store.set_balances(insured_id, year, visit_type, _balances_by_device(before, device_result))
+        current = store.balances(insured_id, visit_date, visit_type, named_holder)
+        moved = reconcile.balances_moved(current, reconcile.device_movement(body))
+        store.set_balances(insured_id, visit_date, visit_type, moved, named_holder)
     store.save_recomputation(device_id, record["seq"], record["tx_id"], status, hub_result)
     return status
-
-
-def _balances_by_device(before: Balances, device_result: dict) -> Balances:
-    def amount(name: str) -> int:
-        value = device_result.get(name)
-        return value if type(value) is int else 0
-
-    return Balances(
-        before.deductible_used + amount("deductible_applied"),
-        before.fund_paid + amount("fund"),
-        before.assistance_paid + amount("assistance"),
-        max(0, before.account_balance - amount("personal_account")),
-    )
 
 
 def _apply_reversal(
@@ -197,15 +205,26 @@ def _apply_reversal(
         add_item(reconcile.REVERSAL_UNKNOWN, {"reverses": target})
         return "differs"
     recomputed = store.recomputation_of(device_id, target)
-    result = recomputed[1] if recomputed and recomputed[1] else original["body"]["result"]
-    year, visit_type = reconcile.visit_year_and_type(original["body"])
-    insured_id = original["body"]["insured_id"]
-    current = store.balances(insured_id, year, visit_type)
-    store.set_balances(
-        insured_id, year, visit_type, reconcile.balances_after_reversal(current, result)
-    )
+    hub_result = recomputed[1] if recomputed else None
+    try:
+        visit_date, visit_type = reconcile.visit_date_and_type(original["body"])
+    except (KeyError, TypeError, ValueError):
+        return "ok"  # a settlement without a readable visit moved no figure of the county's
+    insured_id = original["body"].get("insured_id")
+    if not isinstance(insured_id, str):
+        return "ok"  # nor one without a person
+    if hub_result:
+        # The county's own settlement is taken back, the holder's balance it debited too.
+        holder = hub_result.get("family_account_holder")
+        current = store.balances(insured_id, visit_date, visit_type, holder)
+        restored = reconcile.balances_after_reversal(current, hub_result)
+    else:
+        holder = reconcile.family_account_holder(original["body"])
+        current = store.balances(insured_id, visit_date, visit_type, holder)
+        restored = reconcile.balances_unmoved(current, reconcile.device_movement(original["body"]))
+    store.set_balances(insured_id, visit_date, visit_type, restored, holder)
     return "ok"
 
 
 def _money(result: dict) -> dict:
-    return {name: result.get(name) for name in reconcile.COMPARED_FIELDS}
+    return {name: result.get(name) for name in reconcile.COMPARED_FIELDS if name in result}

@@ -1,5 +1,7 @@
 """What coordinators read: the fleet's status (contact, backlog, versions, clock skew,
-alarms, differences) and the CSV reports of settlements and reconciliation items.
+alarms, differences, the payers of each device's last daily close) and the CSV reports of
+settlements and reconciliation items. Amounts by payer carry the names of the national
+platform's settlement result (`setlinfo`: hifp_pay, hifmi_pay, maf_pay, …).
 """
 
 import csv
@@ -8,10 +10,42 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
+from edge.domain.records import MONEY_FIELDS, NATIONAL_NAMES, payer_amounts
 from sync.hub import reconcile
 from sync.hub.model import Slot
 from sync.hub.ports import HubStore
 from sync.protocol import canonical_json
+
+PAYERS = tuple(NATIONAL_NAMES[name] for name in MONEY_FIELDS)
+
+
+def national_amounts(amounts: Mapping) -> dict[str, object]:
+    """{national name: amount} of amounts by MONEY_FIELDS; a payer not named (a version 1
+    close or reversal names five) is 0."""
+    return {NATIONAL_NAMES[name]: amounts.get(name, 0) for name in MONEY_FIELDS}
+
+
+def national_field(name: str) -> str:
+    """A compared field's name with a payer's part in its national name: `fund` is
+    `hifp_pay`, a daily close's `net.cash` is `net.psn_cash_pay`; others as they are."""
+    section, dot, payer = name.rpartition(".")
+    if section in ("settlements", "reversals", "net", "") and payer in NATIONAL_NAMES:
+        return section + dot + NATIONAL_NAMES[payer]
+    return name
+
+
+def last_close(record: dict | None) -> dict | None:
+    """A device's latest daily close for the fleet: its day, how many settlements, and
+    the net each payer paid (national names)."""
+    if record is None:
+        return None
+    body = record["body"]
+    return {
+        "seq": record["seq"],
+        "business_day": body.get("business_day"),
+        "settlements": (body.get("settlements") or {}).get("count"),
+        "payers": national_amounts(body.get("net") or {}),
+    }
 
 
 def slot_state(slot: Slot, now: datetime) -> str:
@@ -26,17 +60,19 @@ def slot_state(slot: Slot, now: datetime) -> str:
 
 def fleet_status(store: HubStore, now: datetime, township: str | None = None) -> list[dict]:
     """One row per device slot, for coordinators: contact, backlog, versions, skew, alarms,
-    reconciliation differences."""
+    reconciliation differences, the payers of the device's last daily close."""
     counts = store.record_counts()
     alarms: dict[str, list[str]] = defaultdict(list)
     for alarm in store.alarms():
         alarms[alarm.device_id].append(alarm.code)
     slots = store.slots(township)
+    enrolled = [s.device_id for s in slots if s.device_id]
     differences = Counter(
         item.device_id
-        for item in store.reconciliation_items([s.device_id for s in slots if s.device_id])
+        for item in store.reconciliation_items(enrolled)
         if item.code != reconcile.NEEDS_REVIEW
     )
+    closes = store.last_records_of_kind("daily_close", enrolled)
     rows = []
     for slot in slots:
         beat = slot.heartbeat_doc
@@ -63,6 +99,7 @@ def fleet_status(store: HubStore, now: datetime, township: str | None = None) ->
                 "clock_skew_s": slot.clock_skew_s,
                 "alarms": alarms.get(slot.device_id or "", []),
                 "reconciliation_differences": differences.get(slot.device_id or "", 0),
+                "last_close": last_close(closes.get(slot.device_id or "")),
             }
         )
     return rows
@@ -78,16 +115,14 @@ SETTLEMENT_CSV_COLUMNS = (
     "visit_type",
     "catalog_version",
     "policy_version",
-    "total",
-    "fund",
-    "assistance",
-    "personal_account",
-    "cash",
+    "rules_version",
+    *PAYERS,
+    "family_account_holder",
+    "fund_limited_by",
     "needs_review",
     "county_status",
-    "county_fund",
-    "county_assistance",
-    "county_cash",
+    *(f"county_{payer}" for payer in PAYERS[1:]),
+    "county_fund_limited_by",
 )
 RECONCILIATION_CSV_COLUMNS = (
     "item_id",
@@ -114,6 +149,8 @@ def _csv(columns: tuple[str, ...], rows: Iterable[Mapping]) -> str:
 
 
 def _csv_cell(value: object) -> object:
+    if isinstance(value, (dict, list)):
+        value = canonical_json(value).decode()
     # Keep spreadsheet formulas from running: a cell starting with =, +, - or @ is quoted.
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
         return "'" + value
@@ -121,10 +158,14 @@ def _csv_cell(value: object) -> object:
 
 
 def settlements_csv(store: HubStore, device_ids: Iterable[str] | None = None) -> str:
+    """One row per settlement: what the device's result says each payer paid, and what
+    the county's recomputation says (empty while it has none); national names."""
+
     def rows() -> Iterator[dict]:
         for record, status, hub in store.settlements(device_ids):
             body = record["body"]
             result, visit = body.get("result", {}), body.get("visit", {})
+            county = national_amounts(payer_amounts(hub)) if hub else {}
             yield {
                 "device_id": record["device_id"],
                 "seq": record["seq"],
@@ -135,15 +176,14 @@ def settlements_csv(store: HubStore, device_ids: Iterable[str] | None = None) ->
                 "visit_type": visit.get("visit_type"),
                 "catalog_version": body.get("catalog_version"),
                 "policy_version": body.get("policy_version"),
-                **{
-                    k: result.get(k)
-                    for k in ("total", "fund", "assistance", "personal_account", "cash")
-                },
+                "rules_version": body.get("rules_version"),
+                **national_amounts(payer_amounts(result)),
+                "family_account_holder": visit.get("family_account_holder"),
+                "fund_limited_by": result.get("fund_limited_by"),
                 "needs_review": ";".join(body.get("needs_review", [])),
                 "county_status": status or "pending",
-                "county_fund": (hub or {}).get("fund"),
-                "county_assistance": (hub or {}).get("assistance"),
-                "county_cash": (hub or {}).get("cash"),
+                **{f"county_{payer}": county.get(payer) for payer in PAYERS[1:]},
+                "county_fund_limited_by": (hub or {}).get("fund_limited_by"),
             }
 
     return _csv(SETTLEMENT_CSV_COLUMNS, rows())
@@ -165,6 +205,11 @@ def reconciliation_csv(store: HubStore, device_ids: Iterable[str] | None = None)
             if not fields:
                 yield {**base, "details": canonical_json(item.details).decode()}
             for name, sides in fields.items():
-                yield {**base, "field": name, "device": sides["device"], "hub": sides["hub"]}
+                yield {
+                    **base,
+                    "field": national_field(name),
+                    "device": sides["device"],
+                    "hub": sides["hub"],
+                }
 
     return _csv(RECONCILIATION_CSV_COLUMNS, rows())
