@@ -276,7 +276,7 @@ def save_bundle():
         )
     if not isinstance(lines, list) or not lines:
         return _bundle_refused(_("Add items to the visit first, then save them as a bundle."))
-    wanted: list[tuple[str, str]] = []
+    wanted = []  # (code, quantity)
     for line in lines:
         code = line.get("code") if isinstance(line, dict) else None
         quantity = str(line.get("quantity", "")).strip() if isinstance(line, dict) else ""

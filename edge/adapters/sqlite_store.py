@@ -310,7 +310,10 @@ class SqliteDeviceStore:
 
     def _insert_items(self, items: list[CatalogItem], terms: dict[str, int]) -> None:
         """Insert items; each distinct name (a term) is keyed once, when first seen."""
-        rows, codes, new_terms, keys = [], [], [], []
+        rows: list[tuple] = []
+        codes: list[tuple[int, str, str]] = []
+        new_terms: list[tuple[int, str, int]] = []
+        keys: list[tuple[int, str, int]] = []
         for item in items:
             term = terms.get(item.name)
             if term is None:
@@ -348,9 +351,11 @@ class SqliteDeviceStore:
             return []
         low, high = prefix_range(key)
         hits, seen = [], set()
-        for row in self._picked("item", key, limit):
-            seen.add(row[0])
-            hits.append(SearchHit(*row, "pick"))
+        for code, name, spec, unit, item_kind, item_class, price in self._picked(
+            "item", key, limit
+        ):
+            seen.add(code)
+            hits.append(SearchHit(code, name, spec, unit, item_kind, item_class, price, "pick"))
         if len(hits) >= limit:
             return hits
         for rank, code, name, spec, unit, item_kind, item_class, price in self.db.execute(
