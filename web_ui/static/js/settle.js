@@ -276,9 +276,12 @@ function searchBox(input, list, url, render, pick, onEnterWithout) {
   }
 
   input.addEventListener("input", run);
-  // A tap anywhere outside the box closes the list; coming back to the field reopens it.
+  // A tap anywhere outside the box closes the list (an on-screen keyboard, marked
+  // data-keyboard, types into the field and is not "outside"); back in the field, it reopens.
   document.addEventListener("pointerdown", (event) => {
-    if (!list.hidden && !input.parentElement.contains(event.target)) list.hidden = true;
+    if (list.hidden || input.parentElement.contains(event.target)) return;
+    if (event.target.closest?.("[data-keyboard]")) return;
+    list.hidden = true;
   });
   input.addEventListener("focus", () => {
     if (results.length && input.value.trim()) list.hidden = false;
