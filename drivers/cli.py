@@ -21,7 +21,13 @@ from drivers.demo_county_key import (
     demo_county_private_key,
 )
 from drivers.printer import PrinterError, printer_for_url
-from drivers.receipt import ReceiptError, layout_receipt, receipt_escpos, verify_receipt_qr
+from drivers.receipt import (
+    ReceiptError,
+    layout_receipt,
+    receipt_escpos,
+    receipt_facts,
+    verify_receipt_qr,
+)
 from drivers.scanner import scanner_for_url
 from drivers.vouchers import VoucherError, load_public_key, mint_voucher
 from edge import services
@@ -239,16 +245,26 @@ def _find_record(store, seq_or_tx: str) -> dict:
     raise click.ClickException(f"no record {seq_or_tx!r} in this device's ledger")
 
 
+def _diagnoses(store, codes: list[str]) -> dict[str, str]:
+    if not codes:
+        return {}
+    marks = ", ".join("?" * len(codes))
+    sql = f"SELECT code, name FROM diagnosis WHERE code IN ({marks})"
+    return dict(store.db.execute(sql, codes))
+
+
 def _layout(data_dir: Path, seq_or_tx: str, clinic: str, paper: str):
     with device_store(data_dir) as store:
         record = _find_record(store, seq_or_tx)
         operator = store.active_operator(record["body"].get("operator", ""))
         holder_id = services.family_account_holder_of(store, record)
         holder = holder_id and store.insured_person(holder_id, with_accumulators=False)
+        facts = receipt_facts(store, record, diagnosis_names=lambda codes: _diagnoses(store, codes))
     try:
         return layout_receipt(
             record, clinic=clinic, operator_name=operator[0] if operator else None,
             width=PAPER[paper][0], family_holder_name=holder.name if holder else None,
+            facts=facts,
         )  # fmt: skip
     except ReceiptError as error:
         raise click.ClickException(str(error)) from None

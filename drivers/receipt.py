@@ -17,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from typing import Any
 
 import segno
 from cryptography.exceptions import InvalidSignature
@@ -26,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from drivers import escpos
 from drivers.base45 import b45decode, b45encode
+from edge.domain import records as rec
+from edge.domain import reports
 from edge.domain.ledger import b64url, b64url_decode, canonical
 from edge.domain.money import format_yuan
 from edge.domain.records import MONEY_FIELDS
@@ -50,26 +53,118 @@ ZDICT_V1 = (
     b'"use_personal_account":false,"visit_type":"general"}},"created_at":"2026-T:+08:00",'
     b'"device_id":"dev-","kind":"settlement","prev_hash":"","seq":1,"tx_id":"","v":1}'
 )
-VISIT_TYPES = {
-    "general": "普通门诊 general",
-    "chronic": "慢特病门诊 chronic",
-    "two_diseases": "两病门诊 two diseases",
-}
-# The payers of the one-stop chain (settlement-rules-v2.md), Chinese first; a supplement
-# is printed by the national field it pays as, its own name on the line below.
-PAYERS = {
-    "fund": "统筹基金 fund",
-    "critical_illness": "大病保险 critical",
-    "assistance": "医疗救助 assistance",
-    "cvlserv_pay": "公务员补助 civil srv",
-    "oth_pay": "优抚补助 veterans",
-    "personal_account": "个人账户 account",
-    "family_account": "家庭共济 family",
-}
+# The receipt is Chinese only (the national 医保结算单); the labels of its payers, visit and
+# insurance types are the 日结's (edge/domain/reports.py). A supplement is printed by the
+# national field it pays as, its own name on the line below.
+VISIT_TYPES = reports.VISIT_TYPES
+INSURANCE_TYPES = reports.INSURANCE_TYPES
+PAYERS = {name: label for name, label in reports.PAYERS.items() if name not in ("total", "cash")}
 SUPPLEMENTS = {
     "veterans_second_compensation": "优抚二次补偿",
     "civil_servant_subsidy": "公务员医疗补助",
 }
+ITEM_CLASSES = {"A": "甲类", "B": "乙类", "C": "丙类"}
+
+
+@dataclass(frozen=True)
+class ReceiptFacts:
+    """What a receipt shows beyond its record, looked up by the caller: the patient (from
+    the roster), the diagnoses' names, each item's class (甲/乙/丙, from the catalog), the
+    fund's annual cap for the visit's insurance and visit type (from the policy), and for
+    a daily close its report (`edge.domain.reports.close_report`)."""
+
+    patient_name: str = ""
+    id_number_masked: str = ""
+    insurance_type: str = ""  # "employee" | "resident"
+    diagnoses: tuple[tuple[str, str], ...] = ()  # (code, name)
+    item_classes: Mapping[str, str] = field(default_factory=dict)  # code -> A | B | C
+    annual_cap: int | None = None
+    close_report: reports.CloseReport | None = None
+
+
+def receipt_facts(
+    store: Any,
+    record: dict,
+    *,
+    diagnosis_names: Callable[[list[str]], Mapping[str, str]] = lambda codes: {},
+) -> ReceiptFacts:
+    """What a receipt shows beyond its record, read from the device's store (an
+    `edge.ports.DeviceStore`): the roster's name, masked ID and insurance type, each item's
+    class in the installed catalog, the policy's annual cap for the visit, and for a daily
+    close the report of the records it covers (names and insurance types included).
+    `diagnosis_names` gives the names of diagnosis codes."""
+    body = record["body"]
+    kind = record["kind"]
+    if kind == "daily_close":
+        return ReceiptFacts(close_report=close_report_of(store, record))
+    entry = store.insured_person(body["insured_id"], with_accumulators=False)
+    facts = ReceiptFacts()
+    if entry is not None:
+        facts = ReceiptFacts(
+            patient_name=entry.name,
+            id_number_masked=entry.id_number_masked or "",
+            insurance_type=entry.person.insurance_type,
+        )
+    if kind != "settlement":
+        return facts
+    visit = body["visit"]
+    items = store.catalog_items(line["code"] for line in visit["lines"])
+    cap = None
+    if entry is not None:
+        benefit = store.current_policy().benefits.get(
+            (entry.person.insurance_type, visit["visit_type"])
+        )
+        cap = benefit.annual_cap if benefit is not None else None
+    names = diagnosis_names(list(visit.get("diagnoses", [])))
+    return ReceiptFacts(
+        patient_name=facts.patient_name,
+        id_number_masked=facts.id_number_masked,
+        insurance_type=facts.insurance_type,
+        diagnoses=tuple((code, names.get(code, "")) for code in visit.get("diagnoses", [])),
+        item_classes={code: item.item_class for code, item in items.items()},
+        annual_cap=cap,
+    )
+
+
+def close_report_of(
+    store: Any, record: dict | None, *, now: str = "", operator: str = ""
+) -> reports.CloseReport:
+    """The 日结 report of a signed close `record`, or with `record` None the preview of
+    the close `operator` would sign at `now` (the same body `services.close_day` signs)."""
+    if record is None:
+        since = list(store.records(after_seq=store.last_seq_of_kind("daily_close")))
+        day = rec.closed_business_day(since, now[:10])
+        body = rec.daily_close_body(since, business_day=day, operator=operator)
+        covered, device_id, created_at = since, store.device().device_id, now
+    else:
+        body = record["body"]
+        low = body.get("from_seq")
+        covered = []
+        for r in store.records(after_seq=low - 1) if low is not None else ():
+            if r["seq"] > body["to_seq"]:
+                break  # the records after the close are not its
+            covered.append(r)
+        device_id, created_at = record["device_id"], record["created_at"]
+    people: dict[str, reports.Person] = {}
+    originals: dict[str, dict] = {}
+    for r in covered:
+        insured_id = r["body"].get("insured_id")
+        if insured_id and insured_id not in people:
+            entry = store.insured_person(insured_id, with_accumulators=False)
+            people[insured_id] = reports.Person(
+                entry.name if entry else "", entry.person.insurance_type if entry else ""
+            )
+        if r["kind"] == "reversal":
+            original = store.record_by_tx(r["body"]["reverses"])
+            if original is not None:
+                originals[original["tx_id"]] = original
+    signer = store.active_operator(body.get("operator", ""))
+    return reports.close_report(
+        body, covered, device_id=device_id, created_at=created_at, people=people,
+        originals=originals, operator_name=signer[0] if signer else "",
+        seq=record["seq"] if record else None, record_hash=record["hash"] if record else "",
+        signed=record is not None,
+    )  # fmt: skip
 
 
 class ReceiptError(Exception):
@@ -168,48 +263,48 @@ def layout_receipt(
     operator_name: str | None = None,
     width: int = 32,
     family_holder_name: str | None = None,
+    facts: ReceiptFacts | None = None,
 ) -> Receipt:
-    """The receipt for a settlement, a reversal or a daily close. `family_holder_name`:
+    """The receipt (Chinese only) for a settlement (医保结算单), a reversal (冲销单) or a
+    daily close (日结单). `facts`: what the record does not hold (the patient's name and
+    masked ID, insurance type, diagnoses' names, item classes, the annual cap, the close's
+    report); without them the receipt shows what the record has. `family_holder_name`:
     the name of the employee whose shared account the family account was (the settlement's
     `visit.family_account_holder`; a reversal's caller looks it up in the settlement it
     reverses); without it the receipt names them by insured id when the record does."""
+    facts = facts or ReceiptFacts()
     kind = record.get("kind")
     body = record["body"]
     rule = Line("-" * width)
     operator = body.get("operator", "")
-    operator_text = f"{operator_name} ({operator})" if operator_name else operator
     head = [
         Line(clinic, "center", bold=True),
         Line(f"设备 {record['device_id']}"),
-        Line(f"流水号 seq {record['seq']}"),
-        Line(f"时间 {_local_time(record['created_at'])}"),
-        Line(f"操作员 {operator_text}"),
+        Line(f"流水号 {record['seq']}"),
+        Line(f"时间 {reports.chinese_time(record['created_at'])}"),
+        Line(f"操作员 {operator_name or operator}"),
     ]
     if kind == "settlement":
         holder = family_holder_name or body["visit"].get("family_account_holder")
-        title, middle = "医保结算单", _settlement(body, width, rule, holder)
+        title, middle = "医保结算单", _settlement(body, width, rule, holder, facts)
     elif kind == "reversal":
-        title, middle = "医保结算冲销单", _reversal(body, width, rule, family_holder_name)
+        title, middle = "医保结算冲销单", _reversal(body, width, rule, family_holder_name, facts)
     elif kind == "daily_close":
-        title, middle = "日结单", _daily_close(body, width, rule)
+        title, middle = "日结单", _daily_close(record, width, facts, operator_name)
+        head = [Line(clinic, "center", bold=True)]
     else:
         raise ReceiptError("NOT_PRINTABLE", f"a {kind!r} record has no receipt")
-    subtitle = {"settlement": "Settlement receipt", "reversal": "Settlement reversal",
-                "daily_close": "Daily close"}[kind]  # fmt: skip
     qr = receipt_qr_payload(record)
     tail: list[Line | QrCode] = [
         rule,
-        *_wrapped("交易号 tx ", record["tx_id"], width),
-        Line(f"哈希 hash {record['hash'][:16]}"),
+        *_wrapped("交易号 ", record["tx_id"], width),
+        Line(f"校验码 {record['hash'][:16]}"),
     ]
     if _fits(qr, "L"):
-        tail += [QrCode(qr), Line("扫码验签 scan to verify", "center")]
+        tail += [QrCode(qr), Line("扫码验签", "center")]
     else:
-        tail += [
-            Line("记录过长无法生成二维码", "center"),
-            Line("verify with the ledger export", "center"),
-        ]
-    heading = [Line(title, "center", bold=True, big=True), Line(subtitle, "center")]
+        tail += [Line("记录过长无法生成二维码", "center"), Line("请用台账导出核验", "center")]
+    heading = [Line(title, "center", bold=True, big=True)]
     blocks: list[Line | QrCode] = [*heading, *head, rule, *middle, *tail]
     return Receipt(tuple(_fit(blocks, width)), width, title)
 
@@ -227,31 +322,80 @@ def _fit(blocks: list[Line | QrCode], width: int) -> list[Line | QrCode]:
     return fitted
 
 
-def _settlement(body: dict, width: int, rule: Line, holder: str | None) -> list[Line]:
+def _patient(body: dict, facts: ReceiptFacts, width: int) -> list[Line]:
+    lines = []
+    if facts.patient_name:
+        lines.append(Line(f"姓名 {facts.patient_name}"))
+    if facts.id_number_masked:
+        lines.append(Line(f"身份证号 {facts.id_number_masked}"))
+    lines.append(Line(f"医保编号 {body['insured_id']}"))
+    if facts.insurance_type:
+        insurance = INSURANCE_TYPES.get(facts.insurance_type, facts.insurance_type)
+        lines.append(Line(f"险种 {insurance}"))
+    return lines
+
+
+def _settlement(
+    body: dict, width: int, rule: Line, holder: str | None, facts: ReceiptFacts
+) -> list[Line]:
     result = body["result"]
     visit = body["visit"]
+    names = dict(facts.diagnoses)
     lines = [
-        Line(f"参保人 insured {body['insured_id']}"),
-        Line(f"就诊 date {visit['date']}"),
-        Line(f"类型 type {VISIT_TYPES.get(visit['visit_type'], visit['visit_type'])}"),
-        rule,
+        *_patient(body, facts, width),
+        Line(f"门诊类别 {VISIT_TYPES.get(visit['visit_type'], visit['visit_type'])}"),
+        Line(f"就诊日期 {reports.chinese_day(visit['date'])}"),
     ]
+    for index, code in enumerate(visit.get("diagnoses", [])):
+        label = "诊断 " if index == 0 else "     "
+        lines += _wrapped(label, f"{code} {names.get(code, '')}".strip(), width)
+    lines += [rule, _columns("项目  类别 单价×数量", "金额", width)]
     amounts = result["lines"]
     for index, item in enumerate(visit["lines"]):
-        amount = amounts[index]["amount"] if index < len(amounts) else None
-        if amount is None or amounts[index]["code"] != item["code"]:
+        amount = amounts[index] if index < len(amounts) else None
+        if amount is None or amount["code"] != item["code"]:
             raise ReceiptError("BAD_RECORD", f"line {index} has no matching result")
+        item_class = ITEM_CLASSES.get(facts.item_classes.get(item["code"], ""), "")
         lines.append(Line(item["name"]))
-        lines.append(_columns(f"  ¥{item['price']} x {item['quantity']}{item['unit']}",
-                              format_yuan(amount), width))  # fmt: skip
-    lines += [rule, _columns("合计 total", format_yuan(result["total"]), width, bold=True)]
+        price = f"¥{item['price']}×{item['quantity']}{item['unit']}"
+        lines.append(_columns("  " + " ".join(filter(None, (item_class, price))),
+                              format_yuan(amount["amount"]), width))  # fmt: skip
+        own = amount["preselfpay"] + amount["overlmt_selfpay"]
+        lines.append(_columns(f"  自付 {format_yuan(own)}",
+                              f"自费 {format_yuan(amount['fulamt_ownpay'])}", width))  # fmt: skip
+    own_total = result.get("preselfpay_total", 0) + result.get("overlmt_total", 0)
+    lines += [
+        rule,
+        _columns("医疗费总额", format_yuan(result["total"]), width, bold=True),
+        _columns("  其中 自付", format_yuan(own_total), width),
+        _columns("       自费", format_yuan(result.get("fulamt_total", 0)), width),
+        _columns("       政策内个人负担", format_yuan(result.get("policy_selfpay", 0)), width),
+    ]
+    if result.get("deductible_applied"):
+        lines.append(_columns("       含起付线", format_yuan(result["deductible_applied"]), width))
     lines += _chain_rows(result, width, holder)
-    lines.append(_columns("现金 cash", format_yuan(result["cash"]), width, bold=True))
+    lines.append(_columns("现金支付", format_yuan(result["cash"]), width, bold=True))
     if not result.get("eligible", True):
-        lines.append(Line("不享受医保待遇 not eligible"))
+        lines.append(Line("不享受医保待遇"))
     if body.get("needs_review"):
-        lines.append(Line("待县级复核 needs county review"))
+        lines.append(Line("待县级复核"))
+    lines += [rule, *_year_rows(body, facts, width)]
     return lines
+
+
+def _year_rows(body: dict, facts: ReceiptFacts, width: int) -> list[Line]:
+    """The personal account's balance after the visit (employees, or anyone with one) and
+    the year so far of the fund for the visit's type: used, and left of the annual cap."""
+    after = body["result"].get("accumulators_after", {})
+    rows = []
+    if facts.insurance_type == "employee" or after.get("account_balance"):
+        rows.append(_columns("个人账户余额", format_yuan(after.get("account_balance", 0)), width))
+    visit_type = VISIT_TYPES.get(body["visit"]["visit_type"], "")
+    used = after.get("fund_paid", 0)
+    rows.append(_columns(f"本年{visit_type}统筹已用", format_yuan(used), width))
+    if facts.annual_cap is not None:
+        rows.append(_columns("本年统筹剩余", format_yuan(max(0, facts.annual_cap - used)), width))
+    return rows
 
 
 FUND_LIMITS = {
@@ -293,61 +437,37 @@ def _family_rows(fen: int, width: int, holder: str | None, sign: int = 1) -> lis
     return rows
 
 
-def _reversal(body: dict, width: int, rule: Line, holder: str | None) -> list[Line]:
+def _reversal(
+    body: dict, width: int, rule: Line, holder: str | None, facts: ReceiptFacts
+) -> list[Line]:
     amounts = body["amounts"]
     lines = [
-        Line(f"参保人 insured {body['insured_id']}"),
-        Line(f"冲销原流水 reverses seq {body['reverses_seq']}"),
-        *_wrapped("原交易 ", body["reverses"], width),
-        *_wrapped("原因 reason ", body["reason"], width),
+        *_patient(body, facts, width),
+        Line(f"冲销原流水号 {body['reverses_seq']}"),
+        *_wrapped("原交易号 ", body["reverses"], width),
+        *_wrapped("冲销原因 ", body["reason"], width),
         rule,
-        _columns("退还合计 total", format_yuan(-amounts["total"]), width, bold=True),
+        _columns("退还合计", format_yuan(-amounts["total"]), width, bold=True),
     ]
     for payer in MONEY_FIELDS[1:-1]:
         if payer == "family_account":
             lines += _family_rows(amounts.get(payer, 0), width, holder, sign=-1)
         else:
             lines += _payer_row(payer, amounts.get(payer, 0), width, sign=-1)
-    lines.append(_columns("现金 cash", format_yuan(-amounts["cash"]), width, bold=True))
+    lines.append(_columns("退还现金", format_yuan(-amounts["cash"]), width, bold=True))
     return lines
 
 
-def _daily_close(body: dict, width: int, rule: Line) -> list[Line]:
-    lines = [
-        Line(f"营业日 business day {body['business_day']}"),
-        Line(f"流水范围 seq {body['from_seq']} .. {body['to_seq']}"),
-    ]
-    blocks = (body["settlements"], body["reversals"], body["net"])
-    shown = [name for name in MONEY_FIELDS
-             if name in ("total", "cash") or any(t.get(name, 0) for t in blocks)]  # fmt: skip
-    for label, totals in (("结算 settlements", body["settlements"]),
-                          ("冲销 reversals", body["reversals"])):  # fmt: skip
-        lines += [rule, _columns(label, f"{totals['count']} 笔", width, bold=True)]
-        lines += _money_rows(totals, width, shown)
-    lines += [rule, Line("净额 net", bold=True), *_money_rows(body["net"], width, shown)]
-    if body.get("needs_review"):
-        lines.append(Line(f"待县级复核 needs review: {body['needs_review']}"))
-    return lines
-
-
-CLOSE_LABELS = {
-    "total": "  合计 total",
-    "fund": "  统筹 fund",
-    "critical_illness": "  大病 critical",
-    "assistance": "  救助 assistance",
-    "cvlserv_pay": "  公务员 civil srv",
-    "oth_pay": "  优抚 veterans",
-    "personal_account": "  个账 account",
-    "family_account": "  共济 family",
-    "cash": "  现金 cash",
-}
-
-
-def _money_rows(totals: dict, width: int, shown: list[str]) -> list[Line]:
-    """A close's totals: the total and the cash, and each payer that is not 0 somewhere
-    in the close (a version 1 close names five amounts)."""
-    return [_columns(CLOSE_LABELS[name], format_yuan(totals.get(name, 0)), width)
-            for name in shown]  # fmt: skip
+def _daily_close(
+    record: dict, width: int, facts: ReceiptFacts, operator_name: str | None
+) -> list[Line]:
+    """The 日结 (`edge.domain.reports`): from the facts' report, else from the close record
+    alone (its totals, without the transaction list)."""
+    report = facts.close_report or reports.close_report(
+        record["body"], None, device_id=record["device_id"], created_at=record["created_at"],
+        operator_name=operator_name or "", seq=record["seq"], record_hash=record["hash"],
+    )  # fmt: skip
+    return [Line(p.text, p.align, p.bold) for p in reports.report_lines(report, width)]
 
 
 def _columns(left: str, right: str, width: int, bold: bool = False) -> Line:
@@ -364,11 +484,6 @@ def _wrapped(label: str, value: str, width: int) -> list[Line]:
             current = "  "
         current += ch
     return [*lines, Line(current)]
-
-
-def _local_time(created_at: str) -> str:
-    """The record's own wall-clock time (the clinic's zone), without the offset."""
-    return datetime.fromisoformat(created_at).strftime("%Y-%m-%d %H:%M:%S")
 
 
 # ---- ESC/POS ----------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from edge.domain.documents import YEAR_WIDE, field, obj, text, visit_from_json
 from edge.domain.model import Rejection
 from edge.domain.money import format_yuan
 from edge.domain.quote import quote_text
-from edge.domain.reports import daily_close_report
+from edge.domain.reports import report_text
 
 
 def open_store(data_dir: Path) -> SqliteDeviceStore:
@@ -470,16 +470,19 @@ def reverse_command(data_dir: Path, tx_id: str, reason: str, operator_id: str) -
 @json_option
 def close_day_command(data_dir: Path, operator_id: str, as_json: bool) -> None:
     """Sign the daily close (日结): totals since the previous close, reversals netted."""
+    from drivers.receipt import close_report_of
+
     with device_store(data_dir) as store:
         recorded = services.close_day(
             store, services.load_identity(store, data_dir), operator=operator_id, now=now()
         )
+        report = close_report_of(store, recorded.record)  # with the records it covers
     record = recorded.record
     if as_json:
         print_json({"seq": record["seq"], "tx_id": record["tx_id"], "hash": record["hash"],
                     **record["body"]})  # fmt: skip
         return
-    click.echo(daily_close_report(record))
+    click.echo(report_text(report))
 
 
 # ---- ledger ----------------------------------------------------------------------------------

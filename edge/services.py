@@ -177,6 +177,7 @@ def settle_visit(
     account (may be left out when only one employee shares theirs)."""
     with store.write_transaction():
         _require_operator(store, operator)
+        _require_not_revoked(store)
         position = _next_position(store, identity, now, operator)
         today = position.created_at.date()
         if visit.date > today:
@@ -242,6 +243,7 @@ def reverse_settlement(
         raise Rejection("BAD_INPUT", "a reversal needs a reason")
     with store.write_transaction():
         _require_operator(store, operator)
+        _require_not_revoked(store)
         original = store.record_by_tx(tx_id)
         if original is None or original["kind"] != "settlement":
             raise Rejection("UNKNOWN_SETTLEMENT", f"no settlement {tx_id!r} on this device")
@@ -317,6 +319,14 @@ def verify_ledger(store: DeviceStore, public_key: Ed25519PublicKey | None = None
 def _require_operator(store: DeviceStore, operator: str) -> None:
     if store.active_operator(operator) is None:
         raise Rejection("UNKNOWN_OPERATOR", f"operator {operator!r} is unknown or disabled")
+
+
+def _require_not_revoked(store: DeviceStore) -> None:
+    """The county has withdrawn this device (its hub said so to the sync agent): it
+    settles and reverses no more."""
+    since = store.revoked_since()
+    if since is not None:
+        raise Rejection("DEVICE_REVOKED", f"the county revoked this device (known since {since})")
 
 
 @dataclass(frozen=True)

@@ -466,6 +466,11 @@ def sync_status_command(data_dir: Path, as_json: bool) -> None:
         f"last sync {status['last_sync_at'] or 'never'}; records waiting"
         f" {status['records_waiting']}"
     )
+    if status["revoked"]:
+        click.echo(
+            f"REVOKED by the county (first heard {status['revoked']['since']}):"
+            " this device settles and reverses no more"
+        )
     if status["last_error"]:
         error = status["last_error"]
         click.echo(f"last error ({error['job']}, {error['at']}): {error['message']}")

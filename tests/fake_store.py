@@ -116,6 +116,9 @@ class FakeDeviceStore:
     def active_operator(self, operator_id: str) -> tuple[str, str] | None:
         return self.operators.get(operator_id)
 
+    def revoked_since(self) -> str | None:
+        return None
+
     def ledger_head(self) -> LedgerHead | None:
         if not self.ledger:
             return None

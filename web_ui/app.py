@@ -48,6 +48,7 @@ def default_config(data_dir: Path | None) -> dict:
         "CLINIC_NAME": os.environ.get("CLINIC_NAME", "村卫生室 Village clinic"),
         "COUNTY_PUBLIC_KEY": None,
         "PAPER": "58",
+        "PRINT_RECEIPT_AFTER_SETTLE": True,
         "CLOCK": configured_clock(),  # tests give their own; see edge/clock.py
         "SESSION_IDLE_MINUTES": 15,
         "LOCKOUT_MINUTES": 15,

@@ -60,6 +60,14 @@ def prepare_demo(data_dir: Path) -> list[str]:
 )
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 32))
 @click.option("--no-sync", is_flag=True, help="Do not start the background sync agent.")
+@click.option(
+    "--paper", type=click.Choice(["58", "80"]), default="58", show_default=True,
+    help="Receipt paper width in mm.",
+)  # fmt: skip
+@click.option(
+    "--auto-print/--no-auto-print", default=True, show_default=True,
+    help="Print the settlement form by itself right after confirm.",
+)  # fmt: skip
 def serve(
     data_dir: Path,
     host: str,
@@ -71,6 +79,8 @@ def serve(
     county_key: str | None,
     threads: int,
     no_sync: bool,
+    paper: str = "58",
+    auto_print: bool = True,
 ) -> None:
     """Run the terminal UI (waitress) and the sync agent."""
     from edge.adapters.identity import IdentityError
@@ -78,7 +88,13 @@ def serve(
     from web_ui import accounts, syncing
     from web_ui.app import create_app
 
-    config: dict = {"DATA_DIR": data_dir, "DEMO": demo, "CLOCK": clock()}
+    config: dict = {
+        "DATA_DIR": data_dir,
+        "DEMO": demo,
+        "CLOCK": clock(),
+        "PAPER": paper,
+        "PRINT_RECEIPT_AFTER_SETTLE": auto_print,
+    }
     for key, value in (
         ("CARD_READER", reader_url),
         ("PRINTER", printer_url),

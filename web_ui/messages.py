@@ -31,6 +31,10 @@ REJECTIONS = {
         "This card is not the one on the roster for this person (replaced or reported lost)."
     ),
     "VOUCHER_USED": _l("This e-voucher has already been used: refresh it and scan again."),
+    "DEVICE_REVOKED": _l(
+        "The county has withdrawn this terminal: it can no longer settle or reverse"
+        " settlements. Call the county medical insurance office."
+    ),
     "FAMILY_ACCOUNT_NOT_SHARED": _l(
         "The family account cannot pay: no employee has shared a personal account with this"
         " patient (or not the one chosen)."
@@ -70,6 +74,8 @@ NEEDS_REVIEW = {
 }
 
 INSURANCE_TYPES = {"resident": _l("Resident insurance"), "employee": _l("Employee insurance")}
+# The catalog's item classes (甲/乙/丙类), as the receipt and the split show them.
+ITEM_CLASSES = {"A": _l("Class A"), "B": _l("Class B"), "C": _l("Class C")}
 VISIT_TYPES = {
     "general": _l("General outpatient"),
     "chronic": _l("Chronic disease outpatient"),

@@ -207,14 +207,25 @@ def fund_limit(result: dict) -> dict | None:
     return {"code": limit, "message": message}
 
 
-def settlement_view(result: dict, lines: list[dict], family_holder: str = "") -> dict:
+def settlement_view(
+    result: dict, lines: list[dict], family_holder: str = "", item_classes: dict | None = None
+) -> dict:
     """The split with who paid, why the fund paid what it did, each line's amounts and why
     anything is self-paid.
 
     `lines` gives each result line's name, quantity, unit and price, in the same order;
-    `family_holder` whose account the family account is (`family_holder_text`).
+    `family_holder` whose account the family account is (`family_holder_text`);
+    `item_classes` each item's class (A/B/C: 甲/乙/丙) by code, when the caller knows it.
+    Each line's own share (自付: the class B share paid first and what is over the price
+    limit) and self-funded part (自费: outside the catalog's coverage) are apart; what the
+    patient pays within the policy (the deductible and the co-payment) is the visit's
+    `policy_selfpay`, so the columns and the cash add up.
     """
     shown = []
+    item_class_labels = {
+        code: messages.ITEM_CLASSES.get(item_class, "")
+        for code, item_class in (item_classes or {}).items()
+    }
     for index, (line, item) in enumerate(zip(result["lines"], lines, strict=True)):
         self_paid = line["fulamt_ownpay"] + line["overlmt_selfpay"] + line["preselfpay"]
         reasons = [
@@ -239,12 +250,18 @@ def settlement_view(result: dict, lines: list[dict], family_holder: str = "") ->
                 "price": f"¥{item['price']}" if item.get("price") else "",
                 "amount": format_yuan(line["amount"]),
                 "self_paid": format_yuan(self_paid),
+                "own_share": format_yuan(line["preselfpay"] + line["overlmt_selfpay"]),
+                "self_funded": format_yuan(line["fulamt_ownpay"]),
+                "item_class": str(item_class_labels.get(line["code"], "")),
                 "covered": format_yuan(line["inscp"]),
                 "reasons": reasons,
             }
         )
     return {
         "split": split(result),
+        "own_share_total": format_yuan(
+            result.get("preselfpay_total", 0) + result.get("overlmt_total", 0)
+        ),
         "payers": payers(result, family_holder),
         "fund_limit": fund_limit(result),
         "eligible": result["eligible"],

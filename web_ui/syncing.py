@@ -48,20 +48,20 @@ def county_public_key(store: SqliteDeviceStore) -> str | None:
 
 
 def error_message(error, locale_is_english: bool) -> str:
-    """A sync error (an exception or an error dict of a report) in the operator's language."""
+    """A sync error (an exception or an error dict of a report) in the operator's language:
+    the plain message, without its code."""
     if isinstance(error, dict):
         zh, en = error.get("message_zh"), error.get("message")
     else:
         zh, en = getattr(error, "message_zh", None), getattr(error, "message_en", None)
-    text = (en if locale_is_english else zh) or en or zh or str(error)
-    code = error.get("code") if isinstance(error, dict) else getattr(error, "code", None)
-    return f"{text} [{code}]" if code else text
+    return (en if locale_is_english else zh) or en or zh or str(error)
 
 
 def sync_now(
     store: SqliteDeviceStore, identity: DeviceIdentity, data_dir: Path, now: datetime
 ) -> dict:
-    return _agent().sync_once(store, identity, data_dir, now)
+    """Sync now; a hub that cannot be reached ends the run at the first job that tries."""
+    return _agent().sync_once(store, identity, data_dir, now, stop_when_unreached=True)
 
 
 def enroll(

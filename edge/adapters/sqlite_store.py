@@ -899,6 +899,16 @@ class SqliteDeviceStore:
         ).fetchone()
         return row[0]
 
+    def revoked_since(self) -> str | None:
+        """When the sync agent first heard the county hub say this device (or its slot) is
+        revoked, None when it is not: the agent's `sync_job` row "revocation"
+        (`sync.agent.state.record_revoked`), cleared when the hub accepts the device again."""
+        row = self.db.execute(
+            "SELECT last_attempt_at FROM sync_job"
+            " WHERE job = 'revocation' AND last_error_code IS NOT NULL"
+        ).fetchone()
+        return None if row is None else row[0]
+
     def outbox_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
 

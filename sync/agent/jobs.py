@@ -23,7 +23,7 @@ from edge.adapters.identity import DeviceIdentity, IdentityError
 from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError
 from edge.ports import DeviceRow
 from sync.agent import state
-from sync.agent.client import HubClient
+from sync.agent.client import HubClient, HubRefusal
 from sync.agent.county_updates import pull_updates
 from sync.planner import backoff_delay, plan_batch
 from sync.protocol import (
@@ -40,6 +40,14 @@ from sync.updates import KINDS
 JOBS = ("upload", "updates", "heartbeat")
 AGENT = "clinic-sync-agent/1"
 LOCK_WAIT_S = 120.0
+# The heartbeat is how the terminal knows it is online: after a failure it tries again
+# within half a minute (not the other jobs' growing backoff), so that the status strip
+# says 在线 within a minute of the hub coming back; and it gives up on a silent network
+# sooner than the other requests do.
+HEARTBEAT_RETRY_CAP_S = 30.0
+HEARTBEAT_TIMEOUT_S = 10.0
+# Errors that mean the hub was not reached (or failed): the terminal is offline.
+UNREACHED = ("HUB_UNREACHABLE", "HUB_ERROR", "BAD_RESPONSE")
 
 _locks: dict[tuple[str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -239,6 +247,7 @@ def run_job(
     rng: Callable[[], float],
 ) -> None:
     """One job, with its outcome recorded (and, after a failure, when to try again)."""
+    batches = report["batches"]
     try:
         if job == "upload":
             upload_outbox(store, client, now, report)
@@ -251,7 +260,10 @@ def run_job(
             error = SyncError("AGENT_ERROR", f"{type(error).__name__}: {error}")
         report["errors"].append({"job": job, **error.to_dict()})
         failures = state.job_states(store).get(job, state.JobState(job)).failures
-        delay = backoff_delay(failures + 1, rng)
+        if job == "heartbeat" and error.code in UNREACHED:  # to see the hub come back
+            delay = backoff_delay(failures + 1, rng, cap=HEARTBEAT_RETRY_CAP_S)
+        else:
+            delay = backoff_delay(failures + 1, rng)
         state.record_job_outcome(
             store,
             job,
@@ -260,8 +272,37 @@ def run_job(
             error=error.message_en,
             next_attempt_at=now + timedelta(seconds=delay),
         )
+        if isinstance(error, HubRefusal) and error.code in state.REVOKED_CODES:
+            _revoked(store, identity, client, error, now)
     else:
+        was_failing = state.job_states(store).get(job, state.JobState(job)).failures > 0
         state.record_job_outcome(store, job, now)
+        if job == "upload" and report["batches"] == batches:
+            return  # nothing to send: the hub was not asked
+        if state.clear_revoked(store, now):
+            services.record_event(
+                store, identity, {"event": "device_reinstated", "hub_url": client.base_url}, now
+            )
+        if was_failing:  # the hub answers again: the others need not wait out their backoff
+            state.clear_backoff(store, tuple(j for j in JOBS if j != job))
+
+
+def _revoked(
+    store: SqliteDeviceStore,
+    identity: DeviceIdentity,
+    client: HubClient,
+    error: SyncError,
+    now: datetime,
+) -> None:
+    """The county has withdrawn this device: remembered (settling stops, see
+    `edge.services`) and, the first time, signed as an event."""
+    if state.record_revoked(store, error.code, error.detail, now):
+        services.record_event(
+            store,
+            identity,
+            {"event": "device_revoked", "code": error.code, "hub_url": client.base_url},
+            now,
+        )
 
 
 def client_for(
@@ -278,10 +319,14 @@ def sync_once(
     data_dir: Path,
     now: datetime,
     hub_url: str | None = None,
+    *,
+    stop_when_unreached: bool = False,
 ) -> dict:
     """Run upload, updates and heartbeat now ("sync now"), whatever their backoff says.
-    `hub_url` overrides the enrolled address for this run (diagnostics). Returns a report:
-    records sent and acknowledged, updates applied and refused, errors."""
+    `hub_url` overrides the enrolled address for this run (diagnostics). With
+    `stop_when_unreached`, a job that cannot reach the hub ends the run (the terminal's
+    "sync now": one wait for a silent network, not three). Returns a report: records sent
+    and acknowledged, updates applied and refused, errors."""
     enrollment = state.enrollment(store)
     report = new_report(now, hub_url or (enrollment.hub_url if enrollment else None))
     if enrollment is None:
@@ -302,6 +347,10 @@ def sync_once(
             run_job(store, identity, data_dir, client, enrollment, job, now, report, rng)
         finally:
             lock.release()
+        if stop_when_unreached and any(
+            e["job"] == job and e["code"] in UNREACHED for e in report["errors"]
+        ):
+            break
     if client.clock_offset_s != enrollment.clock_offset_s:
         state.save_clock_offset(store, client.clock_offset_s)
     report["records_waiting"] = store.outbox_count()

@@ -108,7 +108,8 @@ def save_clock_offset(store: SqliteDeviceStore, offset_s: int) -> None:
 def job_states(store: SqliteDeviceStore) -> dict[str, JobState]:
     rows = store.db.execute(
         "SELECT job, last_attempt_at, last_success_at, last_error_code, last_error, failures,"
-        " next_attempt_at FROM sync_job"
+        " next_attempt_at FROM sync_job WHERE job != ?",
+        [REVOCATION],
     )
     return {row[0]: JobState(*row) for row in rows}
 
@@ -230,3 +231,74 @@ def apply_ack(store: SqliteDeviceStore, acked_seq: int, at: str) -> int:
             [mark, synced_now, at],
         )
     return mark
+
+
+# ---- the county's word on this device ----------------------------------------------------
+
+# The `sync_job` row that holds it (not a job: the scheduler never runs it). While the hub
+# answers that this device is revoked, `last_error_code` holds the hub's code,
+# `last_attempt_at` when it was first heard and `failures` how many answers said so since;
+# the next request the hub accepts clears the code (`last_success_at`). The device store
+# reads the same row to stop settling (`SqliteDeviceStore.revoked_since`).
+REVOCATION = "revocation"
+REVOKED_CODES = ("DEVICE_REVOKED", "SLOT_REVOKED")
+
+
+@dataclass(frozen=True)
+class Revocation:
+    code: str
+    detail: str
+    since: str
+    answers: int
+
+
+def revocation(store: SqliteDeviceStore) -> Revocation | None:
+    row = store.db.execute(
+        "SELECT last_error_code, coalesce(last_error, ''), last_attempt_at, failures"
+        " FROM sync_job WHERE job = ? AND last_error_code IS NOT NULL",
+        [REVOCATION],
+    ).fetchone()
+    return None if row is None else Revocation(*row)
+
+
+def record_revoked(store: SqliteDeviceStore, code: str, detail: str, at: datetime) -> bool:
+    """The hub answered that this device (or its slot) is revoked. True the first time."""
+    stamp = at.isoformat(timespec="seconds")
+    with store.write_transaction():
+        known = revocation(store) is not None
+        if known:
+            store.db.execute(
+                "UPDATE sync_job SET failures = failures + 1, last_error_code = ?,"
+                " last_error = ? WHERE job = ?",
+                [code, detail, REVOCATION],
+            )
+        else:
+            store.db.execute(
+                "INSERT INTO sync_job (job, last_attempt_at, last_error_code, last_error,"
+                " failures) VALUES (?, ?, ?, ?, 1) ON CONFLICT (job) DO UPDATE SET"
+                " last_attempt_at = excluded.last_attempt_at,"
+                " last_error_code = excluded.last_error_code,"
+                " last_error = excluded.last_error, failures = 1",
+                [REVOCATION, stamp, code, detail],
+            )
+    return not known
+
+
+def clear_revoked(store: SqliteDeviceStore, at: datetime) -> bool:
+    """The hub accepted a request of this device: it is not revoked (any more). True when
+    it had been."""
+    with store.write_transaction():
+        cleared = store.db.execute(
+            "UPDATE sync_job SET last_error_code = NULL, last_error = NULL, failures = 0,"
+            " last_success_at = ? WHERE job = ? AND last_error_code IS NOT NULL",
+            [at.isoformat(timespec="seconds"), REVOCATION],
+        ).rowcount
+    return cleared > 0
+
+
+def clear_backoff(store: SqliteDeviceStore, jobs: tuple[str, ...]) -> None:
+    """The hub answers again: the jobs that were waiting out a backoff run at their next
+    turn instead."""
+    with store.write_transaction():
+        for job in jobs:
+            store.db.execute("UPDATE sync_job SET next_attempt_at = NULL WHERE job = ?", [job])

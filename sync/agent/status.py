@@ -1,12 +1,18 @@
-"""What the terminal's status page shows of the agent: enrollment, the sync mark, each
+"""What the terminal's status page and status strip show of the agent: enrollment,
+whether the hub answers, whether the county revoked this device, the sync mark, each
 job's last outcome and backoff, the installed county versions and the refused ones."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from edge.adapters.sqlite_store import SqliteDeviceStore
 from sync.agent import state
+from sync.agent.jobs import UNREACHED
 from sync.protocol import key_fingerprint
 from sync.updates import KINDS
+
+# The hub counts as answering when its latest answer is this recent: the heartbeat runs
+# every 30 s (and retries within 30 s after a failure), so a running agent always has one.
+ONLINE_FOR = timedelta(seconds=90)
 
 
 def sync_status(store: SqliteDeviceStore, now: datetime | None = None) -> dict:
@@ -35,8 +41,13 @@ def sync_status(store: SqliteDeviceStore, now: datetime | None = None) -> dict:
     successes = [j.last_success_at for j in jobs.values() if j.last_success_at]
     failing = [j for j in jobs.values() if j.last_error_code]
     last_failure = max(failing, key=lambda j: j.last_attempt_at or "", default=None)
+    revoked = state.revocation(store)
     return {
         "enrolled": enrollment is not None,
+        "connection": connection(jobs, now),
+        "revoked": None
+        if revoked is None
+        else {"code": revoked.code, "detail": revoked.detail, "since": revoked.since},
         "hub_url": enrollment.hub_url if enrollment else None,
         "device_id": device.device_id if device else None,
         "clinic_code": enrollment.clinic_code if enrollment else None,
@@ -85,4 +96,38 @@ def sync_status(store: SqliteDeviceStore, now: datetime | None = None) -> dict:
             }
             for r in state.refusals(store)
         ],
+    }
+
+
+def connection(jobs: dict[str, state.JobState], now: datetime | None) -> dict:
+    """Whether the hub answered the agent's latest request: "online" (recently, when `now`
+    is given), "offline" (not reached, with the error), "refused" (the hub answered no),
+    or "unknown" (never asked, or not lately: the
+    agent is not running). A heartbeat or an updates check always asks the hub; an upload
+    that succeeds may have had nothing to send, so only its failures count."""
+    outcomes = []
+    for job in jobs.values():
+        if job.last_attempt_at is None:
+            continue
+        failed = job.last_error_code is not None
+        if failed or job.job != "upload":
+            outcomes.append((datetime.fromisoformat(job.last_attempt_at), failed, job))
+    if not outcomes:
+        return {"state": "unknown", "checked_at": None, "error": None}
+    at, failed, job = max(outcomes, key=lambda o: (o[0], o[1]))
+    if failed:
+        error = {"job": job.job, "code": job.last_error_code, "message": job.last_error}
+        # The hub not reached is being offline; a hub that answers but refuses is a problem
+        # to show (revocation is told apart by `sync_status`'s "revoked").
+        unreached = job.last_error_code in UNREACHED or job.last_error_code == "AGENT_ERROR"
+        return {
+            "state": "offline" if unreached else "refused",
+            "checked_at": job.last_attempt_at,
+            "error": error,
+        }
+    fresh = now is None or now - at <= ONLINE_FOR
+    return {
+        "state": "online" if fresh else "unknown",
+        "checked_at": job.last_attempt_at,
+        "error": None,
     }

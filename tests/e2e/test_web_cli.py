@@ -8,6 +8,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from web_support import make_demo_device
 
@@ -25,6 +26,27 @@ def test_serve_listens_on_loopback_port_8080_by_default():
     help_text = CliRunner().invoke(main, ["serve", "--help"]).output
     for option in ("--data-dir", "--host", "--port", "--reader", "--printer", "--demo"):
         assert option in help_text
+
+
+@pytest.mark.parametrize(
+    ("args", "paper", "auto_print"),
+    [([], "58", True), (["--paper", "80", "--no-auto-print"], "80", False)],
+)
+def test_serve_sets_the_paper_and_whether_the_form_prints_by_itself(
+    monkeypatch, tmp_path, args, paper, auto_print
+):
+    from edge.adapters.sqlite_store import StoreError
+
+    seen = {}
+
+    def create_app(config):
+        seen.update(config)
+        raise StoreError("stop here")
+
+    monkeypatch.setattr("web_ui.app.create_app", create_app)
+    result = CliRunner().invoke(main, ["serve", "--data-dir", str(tmp_path), *args])
+    assert result.exit_code == 1 and "stop here" in result.output
+    assert seen["PAPER"] == paper and seen["PRINT_RECEIPT_AFTER_SETTLE"] is auto_print
 
 
 def test_serve_refuses_a_data_dir_without_device_data(tmp_path):

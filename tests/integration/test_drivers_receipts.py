@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import zlib
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from drivers.receipt import (
     ZDICT_V1,
     QrCode,
     ReceiptError,
+    ReceiptFacts,
     layout_receipt,
     receipt_escpos,
     receipt_qr_payload,
@@ -83,28 +85,66 @@ def sealed(kind: str = "settlement", body: dict | None = None, seq: int = 7) -> 
 SETTLEMENT = sealed()
 
 
+FACTS = ReceiptFacts(
+    patient_name="孔丽", id_number_masked="320115********1234", insurance_type="employee",
+    diagnoses=(("I10.x00", "原发性高血压"),),
+    item_classes={"XC08CAB128A001": "A", "250302002000000": "B"}, annual_cap=300000,
+)  # fmt: skip
+
+
 def layout(record=SETTLEMENT, **kwargs):
     return layout_receipt(record, clinic="张村卫生室", operator_name="王医生", **kwargs)
 
 
+def paper(receipt) -> list[str]:
+    return [line for line in receipt.text().splitlines() if not line.startswith("[QR")]
+
+
 class TestReceiptLayout:
-    def test_a_settlement_receipt_shows_clinic_operator_items_and_the_split(self):
-        text = layout().text()
+    @pytest.mark.parametrize("width", [32, 48])
+    def test_a_settlement_receipt_is_a_chinese_settlement_form_with_every_field(self, width):
+        text = layout(facts=FACTS, width=width).text()
         for expected in [
-            "医保结算单", "张村卫生室", "设备 dev-0123456789ab", "流水号 seq 7",
-            "时间 2026-11-22 09:41:07", "操作员 王医生 (doc01)", "参保人 insured 32011500000002",
-            "类型 type 慢特病门诊 chronic", "就诊 date 2026-11-22", "硝苯地平缓释片", "血糖测定",
-            f"哈希 hash {SETTLEMENT['hash'][:16]}", "扫码验签 scan to verify",
+            "医保结算单", "张村卫生室", "设备 dev-0123456789ab", "流水号 7",
+            "时间 2026年11月22日 09:41", "操作员 王医生", "姓名 孔丽",
+            "身份证号 320115********1234", "医保编号 32011500000002", "险种 职工医保",
+            "门诊类别 慢特病门诊", "就诊日期 2026年11月22日", "诊断 I10.x00 原发性高血压",
+            "硝苯地平缓释片", "血糖测定", f"校验码 {SETTLEMENT['hash'][:16]}", "扫码验签",
         ]:  # fmt: skip
             assert expected in text, expected
+        rows = [" ".join(line.split()) for line in paper(layout(facts=FACTS, width=width))]
+        assert "甲类 ¥6.80×2盒 ¥13.60" in rows and "乙类 ¥6.00×1次 ¥6.00" in rows
+        assert rows.count("自付 ¥0.00 自费 ¥0.00") == 2  # each line its own split
+        assert "个人账户余额 ¥0.00" in rows  # an employee: the balance after the visit
+        assert "本年慢特病门诊统筹已用 ¥13.72" in rows and "本年统筹剩余 ¥2,986.28" in rows
+
+    @pytest.mark.parametrize("width", [32, 48])
+    def test_the_receipt_is_chinese_only(self, width):
+        for record in (SETTLEMENT, v2_settlement()):
+            text = "\n".join(paper(layout(record, facts=FACTS, width=width)))
+            for code in ("dev-0123456789ab", "I10.x00", record["hash"][:16], record["tx_id"]):
+                text = text.replace(code, "")  # codes, not words
+            words = [w for w in re.findall(r"[A-Za-z]+", text) if not re.fullmatch("[a-f]+", w)]
+            assert words == [], words
+
+    def test_each_lines_own_and_self_paid_parts_and_the_totals(self):
+        body = copy.deepcopy(SETTLEMENT_BODY)
+        body["result"]["lines"][0].update(preselfpay=136, overlmt_selfpay=100, inscp=1124)
+        body["result"]["lines"][1].update(fulamt_ownpay=600, inscp=0)
+        body["result"].update(preselfpay_total=136, overlmt_total=100, fulamt_total=600,
+                              deductible_applied=200, policy_selfpay=500)  # fmt: skip
+        rows = [" ".join(line.split()) for line in paper(layout(sealed(body=body), facts=FACTS))]
+        assert rows.count("自付 ¥2.36 自费 ¥0.00") == 1 and "自付 ¥0.00 自费 ¥6.00" in rows
+        assert "其中 自付 ¥2.36" in rows and "自费 ¥6.00" in rows
+        assert "政策内个人负担 ¥5.00" in rows and "含起付线 ¥2.00" in rows
 
     def test_amounts_come_from_integer_fen_and_line_up_at_the_right_edge(self):
         lines = layout().text().splitlines()
         rows = {line.split()[0]: line for line in lines if "¥" in line and not line.startswith(" ")}
-        assert rows["合计"].endswith("¥19.60") and rows["统筹基金"].endswith("¥13.72")
+        assert rows["医疗费总额"].endswith("¥19.60") and rows["统筹基金"].endswith("¥13.72")
         assert rows["医疗救助"].endswith("¥3.00") and "个人账户" not in rows  # paid nothing
-        assert rows["现金"].endswith("¥2.88")
-        assert "  ¥6.80 x 2盒" in layout().text()
+        assert rows["现金支付"].endswith("¥2.88")
+        assert "  ¥6.80×2盒" in layout().text()  # no class known without the catalog
         assert {escpos.display_width(row) for row in rows.values()} == {32}
 
     def test_no_line_is_wider_than_the_paper(self):
@@ -113,12 +153,11 @@ class TestReceiptLayout:
         record = sealed(body=body)
         for width in (32, 48):
             receipt = layout_receipt(record, clinic="江宁区谷里街道张村村卫生室（第二服务点）",
-                                     operator_name="王医生", width=width)  # fmt: skip
-            lines = [line for line in receipt.text().splitlines() if not line.startswith("[QR")]
-            assert max(escpos.display_width(line) for line in lines) <= width
+                                     operator_name="王医生", width=width, facts=FACTS)  # fmt: skip
+            assert max(escpos.display_width(line) for line in paper(receipt)) <= width
 
     def test_the_layout_is_a_pure_function_of_the_record_and_the_names(self):
-        assert layout() == layout()
+        assert layout(facts=FACTS) == layout(facts=FACTS)
         assert layout().blocks != layout_receipt(SETTLEMENT, clinic="李村卫生室").blocks
 
     def test_without_an_operator_name_the_operator_id_is_shown(self):
@@ -134,18 +173,22 @@ class TestReceiptLayout:
                 "amounts": {"total": 1960, "fund": 1372, "assistance": 300,
                             "personal_account": 0, "cash": 288},
                 "accumulators_after": {}}  # fmt: skip
-        text = layout(sealed("reversal", body, seq=8)).text()
-        assert "医保结算冲销单" in text and "冲销原流水 reverses seq 7" in text
-        assert "原因 reason 录入错误" in text and "-¥19.60" in text and "-¥2.88" in text
+        text = layout(sealed("reversal", body, seq=8), facts=FACTS).text()
+        assert "医保结算冲销单" in text and "冲销原流水号 7" in text and "姓名 孔丽" in text
+        assert "冲销原因 录入错误" in text and "-¥19.60" in text and "-¥2.88" in text
 
-    def test_a_daily_close_receipt_shows_counts_and_totals(self):
+    @pytest.mark.parametrize("width", [32, 48])
+    def test_a_daily_close_receipt_shows_counts_totals_cash_to_hand_and_signatures(self, width):
         totals = {"count": 2, "total": 3920, "fund": 2744, "assistance": 600,
                   "personal_account": 0, "cash": 576}  # fmt: skip
         body = {"business_day": "2026-11-22", "operator": "doc01", "from_seq": 1, "to_seq": 9,
                 "settlements": totals, "reversals": {**totals, "count": 0},
                 "net": {k: 0 for k in totals if k != "count"}, "needs_review": 0}  # fmt: skip
-        text = layout(sealed("daily_close", body, seq=10)).text()
-        assert "日结单" in text and "营业日 business day 2026-11-22" in text and "2 笔" in text
+        receipt = layout(sealed("daily_close", body, seq=10), width=width)
+        text = receipt.text()
+        assert "日结单" in text and "营业日 2026年11月22日" in text and "结算 2笔" in text
+        assert "现金合计（应交）" in text and "医生签字" in text and "复核人签字" in text
+        assert max(escpos.display_width(line) for line in paper(receipt)) <= width
 
     def test_an_event_record_has_no_receipt(self):
         with pytest.raises(ReceiptError, match="NOT_PRINTABLE"):
@@ -162,7 +205,7 @@ class TestReceiptLayout:
         body["note"] = os.urandom(3000).hex()  # incompressible
         receipt = layout(sealed(body=body))
         assert not any(isinstance(block, QrCode) for block in receipt.blocks)
-        assert "verify with the ledger export" in receipt.text()
+        assert "请用台账导出核验" in receipt.text()
 
 
 # A version 2 settlement that goes down the whole chain (the numbers only need to add up).
@@ -190,8 +233,8 @@ def v2_settlement(holder: str | None = "32011500000511", **result) -> dict:
 def amount_rows(text: str) -> list[str]:
     """The lines between the total and the cash, the total and the cash included."""
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if "total" in line and "¥" in line)
-    end = next(i for i, line in enumerate(lines) if line.startswith("现金 cash"))
+    start = next(i for i, line in enumerate(lines) if "合计" in line or "总额" in line)
+    end = next(i for i, line in enumerate(lines) if line.startswith(("现金支付", "退还现金")))
     return [" ".join(line.split()) for line in lines[start : end + 1]]
 
 
@@ -199,19 +242,22 @@ class TestVersion2Receipts:
     def test_every_payer_that_paid_is_printed_in_the_chains_order(self):
         text = layout(v2_settlement(), family_holder_name="孔丽").text()
         assert amount_rows(text) == [
-            "合计 total ¥200.00",
-            "统筹基金 fund ¥30.00",
+            "医疗费总额 ¥200.00",
+            "其中 自付 ¥0.00",
+            "自费 ¥0.00",
+            "政策内个人负担 ¥5.88",
+            "统筹基金 ¥30.00",
             "本次统筹支付已达单次限额",
-            "大病保险 critical ¥12.00",
-            "医疗救助 assistance ¥25.00",
-            "优抚补助 veterans ¥41.00",
+            "大病保险 ¥12.00",
+            "医疗救助 ¥25.00",
+            "优抚医疗补助 ¥41.00",
             "优抚二次补偿",
-            "公务员补助 civil srv ¥8.00",
+            "公务员医疗补助 ¥8.00",
             "公务员医疗补助",
-            "个人账户 account ¥40.00",
-            "家庭共济 family ¥15.00",
+            "个人账户 ¥40.00",
+            "家庭共济 ¥15.00",
             "孔丽的个人账户",
-            "现金 cash ¥29.00",
+            "现金支付 ¥29.00",
         ]
 
     def test_without_the_holders_name_the_family_account_names_the_holders_id(self):
@@ -224,7 +270,7 @@ class TestVersion2Receipts:
             {"name": "civil_servant_subsidy", "pays_as": "cvlserv_pay", "amount": 800},
         ]
         text = layout(v2_settlement(supplements=supplements)).text()
-        assert "优抚补助 veterans ¥41.00" in amount_rows(text)
+        assert "优抚医疗补助 ¥41.00" in amount_rows(text)
         assert "  county_top_up" in text.splitlines()
 
     @pytest.mark.parametrize("width", [32, 48])
@@ -234,7 +280,7 @@ class TestVersion2Receipts:
         lines = [line for line in receipt.text().splitlines() if not line.startswith("[QR")]
         assert max(escpos.display_width(line) for line in lines) <= width
         rows = [line for line in lines if "¥" in line]  # items and amounts, right-aligned
-        assert len(rows) == 11 and {escpos.display_width(row) for row in rows} == {width}
+        assert len(rows) == 17 and {escpos.display_width(row) for row in rows} == {width}
 
     def test_a_reversal_gives_back_every_payer_of_a_version_2_settlement(self):
         amounts = {"total": 20000, "fund": 3000, "critical_illness": 1200, "assistance": 2500,
@@ -245,10 +291,9 @@ class TestVersion2Receipts:
                 "accumulators_after": {}}  # fmt: skip
         text = layout(sealed("reversal", body, seq=8), family_holder_name="孔丽").text()
         assert amount_rows(text) == [
-            "退还合计 total -¥200.00", "统筹基金 fund -¥30.00", "大病保险 critical -¥12.00",
-            "医疗救助 assistance -¥25.00", "公务员补助 civil srv -¥8.00",
-            "优抚补助 veterans -¥41.00", "个人账户 account -¥40.00", "家庭共济 family -¥15.00",
-            "孔丽的个人账户", "现金 cash -¥29.00",
+            "退还合计 -¥200.00", "统筹基金 -¥30.00", "大病保险 -¥12.00", "医疗救助 -¥25.00",
+            "公务员医疗补助 -¥8.00", "优抚医疗补助 -¥41.00", "个人账户 -¥40.00",
+            "家庭共济 -¥15.00", "孔丽的个人账户", "退还现金 -¥29.00",
         ]  # fmt: skip
 
     def test_a_daily_close_prints_the_payers_the_close_has_amounts_for(self):
@@ -260,10 +305,15 @@ class TestVersion2Receipts:
                 "net": {k: v for k, v in paid.items() if k != "count"},
                 "needs_review": 0}  # fmt: skip
         text = layout(sealed("daily_close", body, seq=3)).text()
-        labels = [line.split()[0] for line in text.splitlines() if line.startswith("  ")
-                  and "¥" in line]  # fmt: skip
-        assert labels == ["合计", "统筹", "优抚", "共济", "现金"] * 3
-        assert "  共济 family" in text and "救助" not in text and "个账" not in text
+        lines = text.splitlines()
+        payers = lines[lines.index("按支付方") + 1 : lines.index("按支付方") + 5]
+        assert [line.split() for line in payers] == [
+            ["统筹基金", "¥20.00"],
+            ["优抚医疗补助", "¥10.00"],
+            ["家庭共济", "¥7.00"],
+            ["现金", "¥13.00"],
+        ]
+        assert "救助" not in text and "个人账户" not in text
 
 
 class TestReceiptQr:
@@ -543,7 +593,8 @@ class TestReceiptCommands:
                      "--data-dir", str(data_dir), "--clinic", "张村卫生室")  # fmt: skip
         assert result.exit_code == 0, result.output
         text = escpos.render_text(out.read_bytes())
-        assert "张村卫生室" in text and "操作员 王医生 (doc01)" in text
+        assert "张村卫生室" in text and "操作员 王医生" in text and "姓名 " in text
+        assert "甲类" in text or "乙类" in text or "丙类" in text
         payload = escpos.qr_payloads(out.read_bytes())[0].decode()
         assert verify_receipt_qr(payload, device[1].public_key).record["seq"] == 1
 

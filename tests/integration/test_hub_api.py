@@ -15,6 +15,7 @@ from sync_helpers import NOW, enroll, hub_records, hub_store, raw_call, signed_c
 from edge.adapters.identity import DeviceIdentity
 from edge.console import main
 from edge.domain.ledger import b64url, raw_public_key
+from edge.domain.model import Rejection
 from sync import agent
 from sync.agent.client import HubClient, HubRefusal
 from sync.hub.services import county
@@ -225,7 +226,7 @@ class TestRequestAuthentication:
         status, answer = raw_call(hub.url, "POST", "/records", b"", {})
         assert (status, answer["error"]["code"]) == (401, "UNSIGNED")
 
-    def test_a_revoked_device_is_refused_and_keeps_settling(self, hub, hub_dir, enrolled_device):
+    def test_a_revoked_device_is_refused_and_stops_settling(self, hub, hub_dir, enrolled_device):
         with hub_store(hub_dir) as store:
             county.revoke(store, enrolled_device.identity.device_id, NOW, "stolen")
         enrolled_device.settle(NOW)
@@ -233,9 +234,15 @@ class TestRequestAuthentication:
             enrolled_device.store, enrolled_device.identity, enrolled_device.data_dir, NOW
         )
         assert {e["code"] for e in report["errors"]} == {"DEVICE_REVOKED"}
-        assert enrolled_device.store.outbox_count() == 2  # the enrollment event and the visit
-        assert enrolled_device.settle(NOW)["seq"] == 3  # the terminal still settles
-        assert agent.sync_status(enrolled_device.store)["last_error"]["code"] == "DEVICE_REVOKED"
+        # the enrollment event, the visit, and the revocation the device signed when it heard
+        assert enrolled_device.store.outbox_count() == 3
+        assert enrolled_device.records()[-1]["body"]["event"] == "device_revoked"
+        with pytest.raises(Rejection) as refused:  # the county withdrew it: no more visits
+            enrolled_device.settle(NOW)
+        assert refused.value.code == "DEVICE_REVOKED"
+        assert enrolled_device.store.ledger_head().seq == 3
+        status = agent.sync_status(enrolled_device.store)
+        assert status["last_error"]["code"] == "DEVICE_REVOKED" and status["revoked"]
 
     def test_an_oversized_body_is_refused(self, hub, enrolled_device):
         body = b"x" * (9 * 2**20)

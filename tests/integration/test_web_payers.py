@@ -150,7 +150,7 @@ class TestWhyTheFundPaidNoMore:
         read(doctor, RESIDENT_CARD)
         settled = doctor.post_json("/api/settle", visit(*self.BIG)).json
         paper = doctor.client.get(settled["receipt_url"] + "/text").get_data(as_text=True)
-        fund = paper.index("统筹基金 fund")
+        fund = paper.index("统筹基金 ")
         assert paper.index("本次统筹支付已达单次限额") > fund
 
     def test_a_visit_under_every_cap_has_no_sentence(self, doctor):
@@ -231,7 +231,7 @@ class TestFamilyAccount:
         receipt = doctor.client.get(settled["receipt_url"]).get_data(as_text=True)
         assert "家庭共济账户" in receipt and "孔丽的个人账户" in receipt
         paper = doctor.client.get(settled["receipt_url"] + "/text").get_data(as_text=True)
-        family = re.search(r"家庭共济 family +(¥\S+)\n  孔丽的个人账户", paper)
+        family = re.search(r"家庭共济 +(¥\S+)\n  孔丽的个人账户", paper)
         assert family and family.group(1) == format_yuan(paid)
         detail = doctor.client.get(f"/records/{settled['tx_id']}").get_data(as_text=True)
         assert "孔丽的个人账户" in detail and format_yuan(paid) in detail
@@ -251,7 +251,7 @@ class TestFamilyAccount:
         assert split and "家庭共济账户" in split.group(1) and "孔丽的个人账户" in split.group(1)
         assert 'data-payer="personal_account"' not in split.group(1)  # it paid nothing
         paper = doctor.client.get(f"/receipt/{reversal}/text").get_data(as_text=True)
-        assert re.search(r"家庭共济 family +-¥\S+\n  孔丽的个人账户", paper)
+        assert re.search(r"家庭共济 +-¥\S+\n  孔丽的个人账户", paper)
 
     def test_a_patient_nobody_shares_with_is_refused_next_to_the_checkbox(self, doctor, app):
         read(doctor, RESIDENT_CARD)
@@ -319,12 +319,12 @@ class TestRecordsAndTheDailyClose:
         assert "优抚补助" in detail and "优抚二次补偿" in detail
         response = doctor.post("/close")
         page = doctor.client.get(response.headers["Location"]).get_data(as_text=True)
-        report = page.split('id="close-report">')[1].split("</pre>")[0]
-        header = report.splitlines()[4].split()
-        assert header == ["笔数", "总额", "统筹", "优抚", "共济", "现金"]  # only what was paid
+        by_payer = page.split('id="by-payer"')[1].split("</table>")[0]
+        payers = re.findall(r'data-payer="(\w+)"', by_payer)
+        assert payers == ["fund", "oth_pay", "family_account", "cash"]  # only what was paid
         paper = doctor.client.get(response.headers["Location"].replace("/close/", "/receipt/")
                                   + "/text").get_data(as_text=True)  # fmt: skip
-        assert "优抚 veterans" in paper and "共济 family" in paper and "救助" not in paper
+        assert "优抚医疗补助" in paper and "家庭共济" in paper and "救助" not in paper
 
     def test_the_visit_types_start_with_general_and_name_two_diseases(self, doctor):
         read(doctor, RESIDENT_CARD)

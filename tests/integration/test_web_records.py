@@ -1,10 +1,12 @@
 """Today's settlements, their detail and verification, reversal, receipts, daily close."""
 
+import re
 from pathlib import Path
 
 import pytest
 from web_support import Auth, app_config, store_of
 
+from drivers import escpos
 from drivers.printer import PrinterEmulator
 from drivers.receipt import receipt_qr_payload
 from edge.adapters.sqlite_store import SqliteDeviceStore
@@ -48,6 +50,17 @@ class TestToday:
         page = doctor.client.get("/records?q=1").get_data(as_text=True)
         assert settled[0]["tx_id"] in page
         assert [s["tx_id"] for s in settled[1:] if s["tx_id"] in page] == []
+
+    def test_a_whole_row_opens_its_record_and_the_day_has_a_totals_row(self, doctor):
+        first = settle(doctor, "A32011505")
+        second = settle(doctor, "A32011501")
+        doctor.post(f"/records/{first['tx_id']}/reverse", {"reason": "录入错误"})
+        page = doctor.client.get("/records").get_data(as_text=True)
+        assert f'<a class="row-link" href="/records/{second["tx_id"]}">张建国</a>' in page
+        totals = page.split('id="day-totals"', 1)[1].split("</tr>", 1)[0]
+        second_total = page.split(second["tx_id"], 1)[1].split('class="money">', 1)[1]
+        assert f'data-amount="total">{second_total.split("<")[0]}<' in totals  # first netted
+        assert "结算 2 笔" in totals and "冲销 1 笔" in totals
 
     def test_a_search_that_finds_nothing_says_so(self, doctor):
         settle(doctor)
@@ -164,7 +177,7 @@ class TestReceipts:
         response = auth.post(f"/receipt/{answer['tx_id']}/print")
         page = auth.client.get(response.headers["Location"]).get_data(as_text=True)
         assert "未能打印：打印机缺纸。结算已保存，排除故障后可补打。" in page
-        assert "[PAPER_OUT]" in page
+        assert "[PAPER_OUT]" not in page  # no error codes for the doctor
 
     def test_without_a_printer_the_receipt_is_shown_with_its_qr_code(self, web_dir, clock):
         from web_ui.app import create_app
@@ -189,27 +202,191 @@ class TestReceipts:
         assert receipt_qr_payload(record).startswith("YBR1:")
 
 
+def numbers(text: str) -> int:
+    """Fen from a formatted amount (¥1,234.50 or -¥0.80)."""
+    sign = -1 if text.strip().startswith("-") else 1
+    return sign * int(re.sub(r"[^0-9]", "", text))
+
+
+def cells(page: str, table_id: str) -> list[tuple[str, str]]:
+    """(row heading, amount) of a close table."""
+    table = page.split(f'id="{table_id}"', 1)[1].split("</table>", 1)[0]
+    return [
+        (re.sub(r"<[^>]+>", "", head).split()[0], amount)
+        for head, amount in re.findall(r'<th scope="row">(.*?)</th><td class="money">([^<]*)</td>',
+                                       table)
+    ]  # fmt: skip
+
+
+def closed_day(doctor) -> tuple[dict, dict, str]:
+    """Three settlements (a resident, an employee, a reversed one), then the preview."""
+    first = settle(doctor)
+    second = settle(doctor, "A32011501")
+    doctor.post(f"/records/{first['tx_id']}/reverse", {"reason": "录入错误"})
+    return first, second, doctor.client.get("/close").get_data(as_text=True)
+
+
 class TestDailyClose:
-    def test_the_close_page_counts_what_the_close_will_sum(self, doctor):
+    def test_the_preview_shows_the_amounts_before_anything_is_signed(self, doctor, app):
         settle(doctor)
         page = doctor.client.get("/close").get_data(as_text=True)
-        assert "上次日结以来：结算1笔，冲销0笔。" in page
+        assert "日结预览" in page and "尚未签名" in page and "结算 1 笔" in page
+        assert "¥13.60" in page and 'id="cash-to-hand"' in page
+        store = store_of(app)
+        try:
+            assert store.last_seq_of_kind("daily_close") == 0  # nothing signed by looking
+        finally:
+            store.close()
 
-    def test_closing_the_day_shows_the_printable_report(self, doctor, app):
-        first = settle(doctor)
-        settle(doctor, "A32011501")
-        doctor.post(f"/records/{first['tx_id']}/reverse", {"reason": "录入错误"})
-        response = doctor.post("/close")
+    def test_the_signed_close_has_the_previews_amounts_and_adds_up(self, doctor, app):
+        _, _, preview = closed_day(doctor)
+        response = doctor.post("/close", {"expected": expected_of(preview)})
         assert response.headers["Location"].startswith("/close/")
-        page = doctor.client.get(response.headers["Location"]).get_data(as_text=True)
-        assert "日结报表 Daily close  2026-11-22" in page and "data-print" in page
-        assert "冲销 reversals           1" in page
-        doctor.post(f"/receipt/{response.headers['Location'].split('/')[-1]}/print")
-        assert "日结单" in printed(app)
+        report = doctor.client.get(response.headers["Location"]).get_data(as_text=True)
+        assert "日结已签名。" in report
+        for table in ("close-totals-list", "by-payer", "by-insurance", "by-visit-type"):
+            assert section(report, table) == section(preview, table), table
+        store = store_of(app)
+        try:
+            close = store.record_by_tx(response.headers["Location"].split("/")[-1])
+        finally:
+            store.close()
+        net = close["body"]["net"]
+        payers = dict(cells(report, "by-payer"))
+        assert numbers(payers["现金"]) == net["cash"] and numbers(payers["统筹基金"]) == net["fund"]
+        for table in ("by-insurance", "by-visit-type"):
+            assert sum(numbers(amount) for _, amount in cells(report, table)) == net["total"]
+        assert sum(numbers(a) for p, a in cells(report, "by-payer")) == net["total"]
+        assert numbers(report.split('id="cash-to-hand">')[1].split("<")[0]) == net["cash"]
+        assert "居民医保" in report and "普通门诊" in report
+        assert "医生签字" in report and "复核人签字" in report and "录入错误" in report
+        assert report.count('<tr class="reversal"') == 1 and report.count("data-seq=") == 3
+
+    def test_a_settlement_after_the_preview_is_not_signed_unseen(self, doctor):
+        _, _, preview = closed_day(doctor)
+        settle(doctor, "A32011505")
+        response = doctor.post("/close", {"expected": expected_of(preview)})
+        assert response.headers["Location"] == "/close"
+        page = doctor.client.get("/close").get_data(as_text=True)
+        assert "预览之后又有结算或冲销" in page and "结算 3 笔" in page
+
+    @pytest.mark.parametrize("paper", ["58", "80"])
+    def test_the_close_prints_on_the_receipt_printer_and_says_so(self, web_dir, clock, paper):
+        from web_ui.app import create_app
+
+        app = create_app(app_config(web_dir, clock, PAPER=paper))
+        doctor = Auth(app.test_client())
+        doctor.sign_in("doc01")
+        _, _, preview = closed_day(doctor)
+        location = doctor.post("/close", {"expected": expected_of(preview)}).headers["Location"]
+        answer = doctor.post(f"/receipt/{location.split('/')[-1]}/print", {"next": location})
+        page = doctor.client.get(answer.headers["Location"]).get_data(as_text=True)
+        assert "日结单已打印。" in page and "结算单已打印" not in page
+        text = printed(app)
+        for expected in ("日结单", "交易明细", "按险种", "按门诊类别", "按支付方",
+                         "现金合计（应交）", "冲销明细", "医生签字", "复核人签字"):  # fmt: skip
+            assert expected in text, expected
+        width = {"58": 32, "80": 48}[paper]
+        lines = [line for line in text.splitlines() if not line.startswith(("[QR", "- - -"))]
+        assert max(escpos.display_width(line) for line in lines) <= width
+
+    def test_an_earlier_close_lists_only_its_own_records(self, doctor):
+        _, _, preview = closed_day(doctor)
+        location = doctor.post("/close", {"expected": expected_of(preview)}).headers["Location"]
+        settle(doctor, "A32011502")  # the next day's business, as far as that close goes
+        doctor.post("/close")
+        report = doctor.client.get(location).get_data(as_text=True)
+        assert report.count("data-seq=") == 3 and "李秀英" not in report
+        assert "不一致" not in report
+        latest = doctor.client.get("/close").get_data(as_text=True)
+        assert "上次日结以来没有结算" in latest and "结算 0 笔" in latest
 
     def test_the_close_report_of_another_kind_of_record_is_a_404(self, doctor):
         answer = settle(doctor)
         assert doctor.client.get(f"/close/{answer['tx_id']}").status_code == 404
+
+
+def expected_of(page: str) -> str:
+    return page.split('name="expected" value="', 1)[1].split('"', 1)[0]
+
+
+def section(page: str, table_id: str) -> str:
+    if table_id == "close-totals-list":
+        return page.split('id="close-totals"', 1)[1].split("</dl>", 1)[0]
+    return page.split(f'id="{table_id}"', 1)[1].split("</table>", 1)[0]
+
+
+class TestSettlementForm:
+    @pytest.mark.parametrize("paper", ["58", "80"])
+    def test_the_printed_form_has_every_field(self, web_dir, clock, paper):
+        from web_ui.app import create_app
+
+        app = create_app(app_config(web_dir, clock, PAPER=paper))
+        doctor = Auth(app.test_client())
+        doctor.sign_in("doc01")
+        answer = settle(doctor, "A32011501")
+        doctor.post(f"/receipt/{answer['tx_id']}/print")
+        text = printed(app)
+        for expected in ("医保结算单", "测试村卫生室", "操作员 ", "时间 2026年11月22日",
+                         "姓名 张建国", "身份证号 ", "*", "险种 ", "门诊类别 普通门诊",
+                         "诊断 J06.900 ", "自付 ", "自费 ", "现金支付", "本年普通门诊统筹已用",
+                         "本年统筹剩余", "扫码验签"):  # fmt: skip
+            assert expected in text, expected
+        assert re.search("[甲乙丙]类 ¥", text)
+        assert " total" not in text and "cash" not in text  # Chinese only
+
+    def test_the_on_screen_split_columns_add_up_to_what_the_patient_pays(self, doctor):
+        answer = settle(doctor, "A32011501", lines=((AMOXICILLIN, "2"), ("110200005000000", "1")))
+        page = doctor.client.get(f"/receipt/{answer['tx_id']}").get_data(as_text=True)
+        own = re.findall(r'data-amount="(own_share|self_funded|policy_selfpay)">([^<]*)<', page)
+        cash = page.split('data-amount="cash">')[1].split("<")[0]
+        paid_by_others = sum(
+            numbers(a)
+            for a in re.findall(
+                r'<dd class="money" data-payer="(?:critical_illness|'
+                r"assistance|personal_account|family_account|"
+                r'cvlserv_pay|oth_pay)"[^>]*>([^<]*)<',
+                page,
+            )
+        )
+        assert sum(numbers(a) for _, a in own) - paid_by_others == numbers(cash) > 0
+        assert "甲类" in page or "乙类" in page or "丙类" in page
+
+    def test_after_confirm_the_form_prints_by_itself_once(self, doctor, app):
+        answer = settle(doctor)
+        page = doctor.client.get(f"/receipt/{answer['tx_id']}?print=auto").get_data(as_text=True)
+        assert 'data-url="/receipt/' in page
+        first = doctor.post_json(f"/receipt/{answer['tx_id']}/auto-print", {}).json
+        assert first["printed"] and first["messages"][0]["text"] == "结算单已打印。"
+        again = doctor.post_json(f"/receipt/{answer['tx_id']}/auto-print", {}).json
+        assert again == {"printed": False, "reason": "already", "messages": []}
+        assert printed(app).count("医保结算单") == 1
+
+    def test_the_receipt_shown_right_after_confirm_prints_by_itself_once(self, doctor, clock):
+        answer = settle(doctor)
+        page = doctor.client.get(answer["receipt_url"]).get_data(as_text=True)
+        assert 'data-url="/receipt/' in page  # the settle page's redirect after confirm
+        assert doctor.post_json(f"/receipt/{answer['tx_id']}/auto-print", {}).json["printed"]
+        again = doctor.client.get(answer["receipt_url"]).get_data(as_text=True)
+        assert 'data-url="/receipt/' not in again  # printed by itself: the button reprints
+        older = settle(doctor, "A32011501")
+        clock.advance(minutes=3)
+        doctor.sign_in("doc01")
+        later = doctor.client.get(older["receipt_url"]).get_data(as_text=True)
+        assert 'data-url="/receipt/' not in later  # opened later from today's list
+
+    def test_switched_off_nothing_prints_by_itself(self, web_dir, clock):
+        from web_ui.app import create_app
+
+        app = create_app(app_config(web_dir, clock, PRINT_RECEIPT_AFTER_SETTLE=False))
+        doctor = Auth(app.test_client())
+        doctor.sign_in("doc01")
+        answer = settle(doctor)
+        page = doctor.client.get(f"/receipt/{answer['tx_id']}?print=auto").get_data(as_text=True)
+        assert 'data-url="/receipt/' not in page
+        off = doctor.post_json(f"/receipt/{answer['tx_id']}/auto-print", {}).json
+        assert off["printed"] is False and off["reason"] == "off"
+        assert not Path(app.config["PRINTER"].removeprefix("emulated://")).exists()
 
 
 @pytest.mark.parametrize("query", ["", "张", "320115000000"])

@@ -1,0 +1,150 @@
+"""The status strip in a real headless Chromium (800×480, touch, zh-CN) against a real hub:
+the sync agent's scheduler runs in the background on short intervals, the hub stops and
+starts again, and the strip on the doctor's page goes 在线 → 离线 · N笔待上传 · 上次同步 →
+在线 by itself, nobody pressing anything. Screenshots go to test-artifacts/web-e2e/."""
+
+import time
+from datetime import timedelta
+
+import pytest
+import test_web_browser as browser_tests
+from sync_helpers import hub_store, start_hub
+from web_support import NOW, app_config, make_demo_device, served
+
+from edge import services
+from edge.adapters.sqlite_store import SqliteDeviceStore
+from sync import agent
+from sync import demo as sync_demo
+from sync.hub.server import serve_in_background
+from sync.hub.services import county
+
+# Chromium and its page, launched as the other browser tests launch them.
+browser = browser_tests.browser
+page = browser_tests.page
+Shots, wait_until = browser_tests.Shots, browser_tests.wait_until
+
+SPEED = 10  # the product's clock runs ten times faster than the wall clock here
+
+
+class FastClock:
+    """China time from NOW, running SPEED times faster than real time: the agent's backoff
+    (up to 30 s after a heartbeat fails) and the strip's one minute pass in seconds. The
+    hub and the terminal read the same clock, so signed requests stay fresh."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def __call__(self):
+        return NOW + timedelta(seconds=(time.monotonic() - self.start) * SPEED)
+
+
+@pytest.fixture
+def county_and_terminal(tmp_path):
+    from web_ui.app import create_app
+
+    clock = FastClock()
+    hub_dir, data_dir = tmp_path / "hub", tmp_path / "device"
+    hub = {"running": start_hub(hub_dir, clock)}
+    port = hub["running"].port
+    make_demo_device(data_dir)
+    store = SqliteDeviceStore.open(data_dir)
+    try:
+        sync_demo.provision_and_enroll(
+            store,
+            services.load_identity(store, data_dir),
+            data_dir,
+            hub_dir=hub_dir,
+            hub_url=hub["running"].url,
+            now=clock(),
+        )
+    finally:
+        store.close()
+    app = create_app(app_config(data_dir, clock, TESTING=False, STATUS_POLL_MS=300))
+    scheduler = agent.start_scheduler(
+        data_dir,
+        clock,
+        intervals_s={"heartbeat": 0.5, "upload": 0.5, "updates": 60},
+        first_run_after_s=0.1,
+    )
+
+    def stop_hub():
+        hub["running"].stop()
+
+    def start_again():
+        hub["running"] = serve_in_background(hub_dir, port=port, config={"CLOCK": clock})
+
+    try:
+        with served(app) as url:
+            yield {
+                "url": url,
+                "stop_hub": stop_hub,
+                "start_hub": start_again,
+                "data_dir": data_dir,
+                "hub_dir": hub_dir,
+                "clock": clock,
+            }
+    finally:
+        scheduler.shutdown(wait=True)
+        hub["running"].stop()
+
+
+def test_the_strip_goes_offline_and_back_online_as_the_hub_stops_and_starts(
+    county_and_terminal, page
+):
+    terminal = county_and_terminal
+    shot = Shots(page, "status-strip")
+
+    page.goto(f"{terminal['url']}/signin")
+    page.locator("label.choice", has_text="王医生").tap()
+    for key in "1111":
+        page.locator(f'.keypad button[data-key="{key}"]').tap()
+    page.locator("#signin-submit").tap()
+    page.wait_for_url("**/settle")
+
+    wait_until(page, "document.querySelector('#status-strip[data-state=\"online\"]')")
+    assert page.text_content("#status-strip .strip-label") == "在线"
+    box = page.locator("#strip-sync").bounding_box()
+    assert box is not None and box["height"] >= 44 and box["width"] >= 44
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 800
+    shot("online")
+
+    # A record waits, the hub goes away: within the strip's minute it says so by itself.
+    data_dir = terminal["data_dir"]
+    store = SqliteDeviceStore.open(data_dir)
+    try:
+        services.record_event(
+            store,
+            services.load_identity(store, data_dir),
+            {"event": "test_marker"},
+            terminal["clock"](),
+        )
+    finally:
+        store.close()
+    terminal["stop_hub"]()
+    wait_until(page, "document.querySelector('#status-strip[data-state=\"offline\"]')", 20)
+    text = page.text_content("#status-strip")
+    assert "离线" in text and "笔待上传" in text and "上次同步" in text
+    assert "Errno" not in text and "[" not in text
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 800
+    shot("offline")
+
+    # The hub is back: 在线 again, and the waiting record goes up, nobody pressing anything.
+    terminal["start_hub"]()
+    wait_until(page, "document.querySelector('#status-strip[data-state=\"online\"]')", 20)
+    wait_until(page, "!document.querySelector('#status-strip').textContent.includes('待上传')", 20)
+    assert page.text_content("#status-strip .strip-label") == "在线"
+    shot("online-again")
+
+    # The county withdraws the device: the strip turns red with the reason.
+    store = SqliteDeviceStore.open(data_dir)
+    try:
+        device_id = store.device().device_id
+    finally:
+        store.close()
+    with hub_store(terminal["hub_dir"]) as hub_db:
+        county.revoke(hub_db, device_id, terminal["clock"](), "test")
+    wait_until(page, "document.querySelector('#status-strip[data-state=\"revoked\"]')", 20)
+    assert "设备已停用" in page.text_content("#status-strip")
+    assert page.is_hidden("#strip-sync")
+    shot("revoked")
+    assert page.problems == []
