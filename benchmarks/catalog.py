@@ -6,6 +6,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from pypinyin import lazy_pinyin
+
 from benchmarks.catalog_data import GeneratedCatalog, write_catalog_csv
 from benchmarks.context import BenchContext
 from benchmarks.measure import ChildRun, run_child, summarize_ns, target
@@ -16,7 +18,7 @@ from edge.adapters.sqlite_store import (
     SqliteDeviceStore,
     prefix_range,
 )
-from edge.domain.search_keys import pinyin_keys, search_key
+from edge.domain.search_keys import matches, pinyin_keys, search_key
 
 CATALOG_VERSION = "2026.1"
 IMPORT_TARGET_S = 60.0
@@ -24,8 +26,13 @@ IMPORT_RSS_TARGET_MB = 200.0
 SEARCH_P99_TARGET_MS = 10.0
 SEARCH_FLOOR_RATIO_TARGET = 2.0
 
-# Queries per kind in the search mix (200 in all).
-QUERY_MIX = {"initials": 50, "pinyin": 40, "code": 30, "name": 50, "miss": 30}
+# Queries per kind in the search mix (300 in all): from the start of a name, and from
+# inside it (characters, a syllable's pinyin or initials anywhere: 西林, xilin, xl).
+QUERY_MIX = {
+    "initials": 40, "pinyin": 30, "code": 30, "name": 40, "miss": 30,
+    "name_inside": 50, "pinyin_inside": 40, "initials_inside": 40,
+}  # fmt: skip
+PICKS = 300  # codes the clinic has settled before (frequent and recent first in search)
 
 
 def catalog_csv(ctx: BenchContext) -> GeneratedCatalog:
@@ -117,6 +124,21 @@ def search_queries(sample: tuple[tuple[str, str], ...], seed: int) -> list[tuple
     def name() -> str:
         return rng.choice(rows)[1][: rng.randint(1, 3)]
 
+    def inside(text: str, most: int) -> str:
+        start = rng.randint(1, max(1, len(text) - 1))
+        return text[start : start + rng.randint(2, most)]
+
+    def name_inside() -> str:
+        return inside(rng.choice(rows)[1], 3)
+
+    def pinyin_inside() -> str:
+        syllables = lazy_pinyin(rng.choice(rows)[1])
+        start = rng.randint(1, max(1, len(syllables) - 1))
+        return "".join(syllables[start:])[: rng.randint(2, 10)]
+
+    def initials_inside() -> str:
+        return inside(rng.choice(rows)[3], 4)
+
     def miss() -> str:
         # No pinyin syllable starts with i, u or v; codes start with X; 龘 is in no name.
         return rng.choice(
@@ -127,7 +149,11 @@ def search_queries(sample: tuple[tuple[str, str], ...], seed: int) -> list[tuple
             )
         )
 
-    makers = {"initials": initials, "pinyin": pinyin, "code": code, "name": name, "miss": miss}
+    makers = {
+        "initials": initials, "pinyin": pinyin, "code": code, "name": name, "miss": miss,
+        "name_inside": name_inside, "pinyin_inside": pinyin_inside,
+        "initials_inside": initials_inside,
+    }  # fmt: skip
     queries: list[tuple[str, str]] = []
     seen: set[str] = set()
     for kind, wanted in QUERY_MIX.items():
@@ -143,13 +169,37 @@ def search_queries(sample: tuple[tuple[str, str], ...], seed: int) -> list[tuple
     return queries
 
 
+def seed_picks(data_dir: Path, sample: tuple[tuple[str, str], ...], seed: int) -> list:
+    """A clinic's history: PICKS sampled codes settled before, with scores as a year of
+    settling leaves them. Returns (code, name) best first, as search ranks them."""
+    rng = random.Random(seed + 1)
+    chosen = rng.sample(list(sample), min(PICKS, len(sample)))
+    scored = sorted(
+        ((code, name, round(rng.paretovariate(1.2), 3)) for code, name in chosen),
+        key=lambda row: (-row[2], row[0]),
+    )
+    conn = sqlite3.connect(data_dir / DATABASE_FILE)
+    try:
+        with conn:
+            conn.execute("DELETE FROM search_pick")
+            conn.executemany(
+                "INSERT INTO search_pick VALUES ('item', ?, ?, '2026-11-22')",
+                [(code, score) for code, _, score in scored],
+            )
+    finally:
+        conn.close()
+    return [(code, name) for code, name, _ in scored]
+
+
 def _floor_search(conn: sqlite3.Connection, params: dict) -> list:
     return conn.execute(_SEARCH_SQL, params).fetchall()
 
 
 def bench_catalog_search(ctx: BenchContext) -> dict:
-    """`store.search_catalog` against the same SQL on a bare sqlite3 connection (the floor)."""
+    """`store.search_catalog` against the same SQL on a bare sqlite3 connection (the floor);
+    the store also puts the clinic's picks (PICKS of them) first, the floor does not."""
     data_dir = imported_data_dir(ctx)
+    picks = seed_picks(data_dir, catalog_csv(ctx).sample, ctx.seed)
     queries = search_queries(catalog_csv(ctx).sample, ctx.seed)
     rounds = ctx.scale(5, 2)
     store = SqliteDeviceStore.open(data_dir)
@@ -159,7 +209,7 @@ def bench_catalog_search(ctx: BenchContext) -> dict:
         for _, query in queries:
             low, high = prefix_range(search_key(query))
             params.append({"low": low, "high": high, "limit": SEARCH_LIMIT})
-        hits = _check_same_results(store, conn, queries, params)
+        hits = _check_same_results(store, conn, queries, params, picks)
         store_ns: dict[str, list[int]] = defaultdict(list)
         floor_ns: dict[str, list[int]] = defaultdict(list)
         rng = random.Random(ctx.seed)
@@ -197,7 +247,7 @@ def bench_catalog_search(ctx: BenchContext) -> dict:
         for kind in store_ns
     }
     summary = [
-        f"{len(queries)} queries x {rounds} rounds, limit {SEARCH_LIMIT}",
+        f"{len(queries)} queries x {rounds} rounds, limit {SEARCH_LIMIT}, {len(picks)} picks",
         f"search_catalog  p50 {all_store['p50_us']:7.1f} us  p99 {all_store['p99_us']:7.1f} us",
         f"raw SQL floor   p50 {all_floor['p50_us']:7.1f} us  p99 {all_floor['p99_us']:7.1f} us",
         f"ratio to floor  p50 {ratio_p50:.2f}x  p99 {ratio_p99:.2f}x",
@@ -212,6 +262,7 @@ def bench_catalog_search(ctx: BenchContext) -> dict:
         "queries": len(queries),
         "rounds": rounds,
         "limit": SEARCH_LIMIT,
+        "picks": len(picks),
         "store": all_store,
         "floor": all_floor,
         "ratio_p50": round(ratio_p50, 3),
@@ -234,12 +285,15 @@ def _check_same_results(
     conn: sqlite3.Connection,
     queries: list[tuple[str, str]],
     params: list[dict],
+    picks: list[tuple[str, str]],
 ) -> dict[str, list[int]]:
-    """Hit counts per query kind; fails when the store and the floor disagree (also warms up)."""
+    """Hit counts per query kind; fails when the store disagrees with the picks that match
+    (checked here key by key) followed by the floor's answer (also warms up)."""
     hits: dict[str, list[int]] = defaultdict(list)
     for (kind, query), query_params in zip(queries, params, strict=True):
         found = [hit.code for hit in store.search_catalog(query)]
-        floor_codes: list[str] = []
+        key = search_key(query)
+        floor_codes = [code for code, name in picks if matches(key, code, name)][:SEARCH_LIMIT]
         for row in _floor_search(conn, query_params):
             if row[1] not in floor_codes:
                 floor_codes.append(row[1])

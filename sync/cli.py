@@ -217,7 +217,7 @@ def hub_export(hub_dir: Path, device_id: str, output) -> None:
 
 @hub.command("publish")
 @hub_dir_option
-@click.argument("kind", type=click.Choice(["catalog", "policy", "roster"]))
+@click.argument("kind", type=click.Choice(["catalog", "policy", "roster", "aliases"]))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--version", "version", help="The version (required for catalog CSV files).")
 @click.option("--expires", required=True, help="Expiry: YYYY-MM-DD or an ISO date-time.")
@@ -232,10 +232,13 @@ def hub_publish(
     encoding: str,
     as_json: bool,
 ) -> None:
-    """Sign and publish a catalog (CSV or JSON), policy or roster (JSON) version."""
+    """Sign and publish a catalog (CSV or JSON), policy or roster (JSON) version, or the
+    search aliases (CSV: alias,list,code)."""
     from edge.adapters.catalog_files import open_catalog_file
+    from edge.domain.search_keys import aliases_from_csv
     from sync.hub.adapters.county_key import load_county_key
     from sync.hub.services import publishing
+    from sync.updates import aliases_content
 
     expires_at = parse_expiry(expires)
     with open_hub(hub_dir) as store, plain_errors():
@@ -253,9 +256,15 @@ def hub_publish(
             )
         else:
             try:
-                document = json.loads(file.read_text(encoding=encoding))
+                text = file.read_text(encoding=encoding)
+                document = (
+                    aliases_content(aliases_from_csv(text))
+                    if kind == "aliases"
+                    else json.loads(text)
+                )
             except ValueError as error:
-                raise click.ClickException(f"{file} is not JSON: {error}") from None
+                what = "an alias list (alias,list,code)" if kind == "aliases" else "JSON"
+                raise click.ClickException(f"{file} is not {what}: {error}") from None
             manifest = publishing.publish(
                 store,
                 key,

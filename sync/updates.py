@@ -1,4 +1,5 @@
-"""County updates — catalog, policy and roster versions — as signed documents. Pure.
+"""County updates — catalog, policy, roster and search alias versions — as signed
+documents. Pure.
 
 An update is `{"manifest": …, "signature": …, "content": …}`. The manifest names the
 kind, version, format (`full` or a `delta` from `base_version`), expiry and the SHA-256 of
@@ -22,7 +23,7 @@ from edge.domain.model import CatalogItem, Rejection
 from edge.domain.versions import version_order
 from sync.protocol import MESSAGES, SyncError, canonical_json, iso, parse_time, sha256_hex
 
-KINDS = ("catalog", "policy", "roster")
+KINDS = ("catalog", "policy", "roster", "aliases")
 FULL, DELTA = "full", "delta"
 MANIFEST_VERSION = 1
 
@@ -265,6 +266,29 @@ def policy_document_of(update: VerifiedUpdate) -> dict:
             "UPDATE_INVALID", f"policy says {policy.version}, manifest {update.version}"
         )
     return update.content
+
+
+def aliases_content(rows: Iterable[tuple[str, str, str]]) -> dict:
+    """An alias list's content from (list, alias, code) rows: `{"aliases": [{"alias",
+    "list", "code"}]}`, in the order given."""
+    return {"aliases": [{"alias": a, "list": t, "code": c} for t, a, c in rows]}
+
+
+def alias_rows_of(content: object) -> list[tuple[str, str, str]]:
+    """(list, alias, code) rows of an alias list's content; SyncError when malformed."""
+    entries = content.get("aliases") if isinstance(content, dict) else None
+    if not isinstance(entries, list):
+        raise SyncError("UPDATE_INVALID", "an alias list needs an aliases list")
+    rows = []
+    for index, entry in enumerate(entries):
+        values = [
+            entry.get(k) if isinstance(entry, dict) else None for k in ("list", "alias", "code")
+        ]
+        cells = [v.strip() for v in values if isinstance(v, str) and v.strip()]
+        if len(cells) != 3 or cells[0] not in ("item", "diagnosis"):
+            raise SyncError("UPDATE_INVALID", f"aliases[{index}]: needs alias, list, code")
+        rows.append((cells[0], cells[1], cells[2]))
+    return rows
 
 
 def roster_document_of(update: VerifiedUpdate) -> dict:

@@ -9,43 +9,15 @@ from datetime import datetime
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.adapters.sqlite_store import (
-    KEY_CODE,
-    KEY_INITIALS,
-    KEY_NAME,
-    KEY_PINYIN,
-    SqliteDeviceStore,
-    prefix_range,
-)
+from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.domain.ledger import b64url_decode, canonical, genesis_hash
 from edge.domain.model import Rejection
-from edge.domain.search_keys import search_key
-
-_DIAGNOSIS_SQL = (
-    "SELECT m.kind, d.code, d.name FROM ("
-    + " UNION ALL ".join(
-        f"SELECT * FROM (SELECT kind, key, code FROM diagnosis_search WHERE kind = {kind}"
-        " AND key >= :low AND key < :high ORDER BY key LIMIT :limit)"
-        for kind in (KEY_CODE, KEY_NAME, KEY_INITIALS, KEY_PINYIN)
-    )
-    + ") AS m JOIN diagnosis AS d ON d.code = m.code ORDER BY m.kind, length(m.key), m.key"
-)
 
 
 def search_diagnoses(store: SqliteDeviceStore, query: str, limit: int = 12) -> list[dict]:
-    """Diagnoses whose ICD code, Chinese name, pinyin initials or pinyin start with `query`."""
-    key = search_key(query)
-    if not key:
-        return []
-    low, high = prefix_range(key)
-    hits, seen = [], set()
-    for _kind, code, name in store.db.execute(
-        _DIAGNOSIS_SQL, {"low": low, "high": high, "limit": limit}
-    ):
-        if code not in seen:
-            seen.add(code)
-            hits.append({"code": code, "name": name})
-    return hits[:limit]
+    """Diagnoses found by `query` (code, characters or pinyin anywhere, the county's
+    aliases), the clinic's frequent ones first."""
+    return [{"code": hit.code, "name": hit.name} for hit in store.search_diagnoses(query, limit)]
 
 
 def diagnosis_names(store: SqliteDeviceStore, codes) -> dict[str, str]:

@@ -3,6 +3,7 @@ quotes, confirm. Thin: the services settle, the presenters format."""
 
 import secrets
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 
 from flask import (
     Blueprint,
@@ -22,6 +23,7 @@ from flask_babel import lazy_gettext as _l
 from drivers.cards import CardError
 from drivers.vouchers import VoucherError, load_public_key, verify_voucher
 from edge import services
+from edge.adapters.sqlite_store import BUNDLE_NAME_MAX, StoreError
 from edge.domain.documents import visit_from_json
 from edge.domain.model import Rejection, Visit
 from edge.domain.money import format_yuan
@@ -316,6 +318,11 @@ def card_state():
     return jsonify(answer)
 
 
+# ---- search and bundles (组套) ------------------------------------------------------------
+# Search finds items and diagnoses as a clinic HIS does (see SqliteDeviceStore.search_catalog);
+# a bundle is a named set of lines (and diagnoses) applied to the visit with one tap.
+
+
 @bp.get("/api/catalog")
 @require(*SETTLERS)
 def search_catalog():
@@ -330,6 +337,7 @@ def search_catalog():
                 "class": h.item_class,
                 "price": f"¥{h.price}",
                 "matched": h.matched,
+                "frequent": h.matched == "pick",
             }
             for h in hits
         ]
@@ -340,6 +348,119 @@ def search_catalog():
 @require(*SETTLERS)
 def search_diagnoses():
     return jsonify(queries.search_diagnoses(get_store(), request.args.get("q", "")[:64]))
+
+
+def _bundle_summary(bundle) -> dict:
+    return {
+        "id": bundle.bundle_id,
+        "name": bundle.name,
+        "source": bundle.source,
+        "lines": len(bundle.lines),
+    }
+
+
+@bp.get("/api/bundles")
+@require(*SETTLERS)
+def list_bundles():
+    return jsonify([_bundle_summary(b) for b in get_store().bundles()])
+
+
+@bp.get("/api/bundles/<int:bundle_id>")
+@require(*SETTLERS)
+def bundle_lines(bundle_id: int):
+    """A bundle as the visit takes it: its lines with the catalog's names and prices
+    (codes no longer in the catalog are listed as missing) and its diagnoses."""
+    store = get_store()
+    bundle = store.bundle(bundle_id)
+    if bundle is None:
+        return jsonify({"ok": False, "message": _("That bundle no longer exists.")}), 404
+    items = store.catalog_items(code for code, _quantity in bundle.lines)
+    names = queries.diagnosis_names(store, bundle.diagnoses)
+    return jsonify(
+        {
+            "ok": True,
+            "name": bundle.name,
+            "lines": [
+                {
+                    "code": code,
+                    "name": items[code].name,
+                    "spec": items[code].spec,
+                    "unit": items[code].unit,
+                    "price": f"¥{items[code].price}",
+                    "quantity": quantity,
+                }
+                for code, quantity in bundle.lines
+                if code in items
+            ],
+            "diagnoses": [
+                {"code": code, "name": names[code]} for code in bundle.diagnoses if code in names
+            ],
+            "missing": [code for code, _quantity in bundle.lines if code not in items],
+        }
+    )
+
+
+def _bundle_refused(message: str):
+    return jsonify({"ok": False, "message": message}), 422
+
+
+@bp.post("/api/bundles")
+@require(*SETTLERS)
+def save_bundle():
+    """Save the visit's lines (and diagnoses) as a bundle of this clinic's."""
+    store = get_store()
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        return _bundle_refused(_("The bundle could not be read."))
+    name = payload.get("name")
+    lines = payload.get("lines")
+    diagnoses = payload.get("diagnoses") or []
+    if not isinstance(name, str) or not " ".join(name.split()):
+        return _bundle_refused(_("Give the bundle a name."))
+    if len(" ".join(name.split())) > BUNDLE_NAME_MAX:
+        return _bundle_refused(
+            _("The name is too long (at most %(n)d characters).", n=BUNDLE_NAME_MAX)
+        )
+    if not isinstance(lines, list) or not lines:
+        return _bundle_refused(_("Add items to the visit first, then save them as a bundle."))
+    wanted = []  # (code, quantity)
+    for line in lines:
+        code = line.get("code") if isinstance(line, dict) else None
+        quantity = str(line.get("quantity", "")).strip() if isinstance(line, dict) else ""
+        if not isinstance(code, str) or not _positive(quantity):
+            return _bundle_refused(_("Every line needs an item and a quantity above zero."))
+        wanted.append((code, quantity))
+    unknown = {code for code, _quantity in wanted} - set(store.catalog_items(c for c, _q in wanted))
+    if unknown:
+        return _bundle_refused(_("Not in the catalog: %(codes)s", codes=", ".join(sorted(unknown))))
+    if not isinstance(diagnoses, list) or not all(isinstance(c, str) for c in diagnoses):
+        return _bundle_refused(_("The bundle could not be read."))
+    try:
+        bundle_id = store.save_bundle(
+            name, wanted, diagnoses, created_by=g.operator.operator_id, now=now()
+        )
+    except StoreError:
+        return _bundle_refused(_("A county bundle already has that name; choose another."))
+    return jsonify(
+        {"ok": True, "id": bundle_id, "bundles": [_bundle_summary(b) for b in store.bundles()]}
+    )
+
+
+@bp.post("/api/bundles/<int:bundle_id>/delete")
+@require(*SETTLERS)
+def delete_bundle(bundle_id: int):
+    """Delete one of the clinic's bundles (the county's stay)."""
+    store = get_store()
+    if not store.delete_bundle(bundle_id):
+        return _bundle_refused(_("Only this clinic's own bundles can be deleted."))
+    return jsonify({"ok": True, "bundles": [_bundle_summary(b) for b in store.bundles()]})
+
+
+def _positive(text: str) -> bool:
+    try:
+        return Decimal(text) > 0 and Decimal(text).is_finite()
+    except (InvalidOperation, ValueError):
+        return False
 
 
 def _visit(today) -> tuple[Visit, str | None]:

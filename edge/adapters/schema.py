@@ -206,6 +206,70 @@ def m007_one_stop_accumulators(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE catalog_item ADD COLUMN fund_fixed TEXT")
 
 
+# Search like a clinic HIS: catalog names keyed once per distinct name (a term), from
+# every character and syllable; diagnoses the same way; the county's aliases; what the
+# clinic settles most and lately; and bundles (组套) of lines a doctor applies at once.
+_SEARCH_TABLES = [
+    """CREATE TABLE catalog_term (
+            term INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+            core_len INTEGER NOT NULL) STRICT""",
+    """CREATE TABLE catalog_key (
+            kind INTEGER NOT NULL, key TEXT NOT NULL, term INTEGER NOT NULL,
+            PRIMARY KEY (kind, key, term)) STRICT, WITHOUT ROWID""",
+    """CREATE TABLE diagnosis_key (
+            kind INTEGER NOT NULL, key TEXT NOT NULL, code TEXT NOT NULL,
+            PRIMARY KEY (kind, key, code)) STRICT, WITHOUT ROWID""",
+    # list: 'item' or 'diagnosis'; key: the alias's characters, full pinyin or initials
+    """CREATE TABLE search_alias (
+            list TEXT NOT NULL CHECK (list IN ('item', 'diagnosis')), key TEXT NOT NULL,
+            code TEXT NOT NULL, alias TEXT NOT NULL,
+            PRIMARY KEY (list, key, code)) STRICT, WITHOUT ROWID""",
+    """CREATE TABLE search_alias_version (
+            version TEXT PRIMARY KEY, source TEXT NOT NULL, alias_count INTEGER NOT NULL,
+            installed_at TEXT NOT NULL) STRICT""",
+    # score: settlements that used the code, halved every 30 days since last_day
+    """CREATE TABLE search_pick (
+            list TEXT NOT NULL CHECK (list IN ('item', 'diagnosis')), code TEXT NOT NULL,
+            score REAL NOT NULL, last_day TEXT NOT NULL,
+            PRIMARY KEY (list, code)) STRICT, WITHOUT ROWID""",
+    # lines: [{"code", "quantity"}]; diagnoses: [code]; source: 'county' or 'clinic'
+    """CREATE TABLE bundle (
+            bundle_id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+            source TEXT NOT NULL CHECK (source IN ('county', 'clinic')),
+            lines TEXT NOT NULL, diagnoses TEXT NOT NULL, created_by TEXT,
+            created_at TEXT NOT NULL) STRICT""",
+    "CREATE INDEX catalog_item_by_term ON catalog_item (term, code)",
+]
+
+
+@migrations()
+def m008_search_anywhere(db: sqlite_utils.Database) -> None:
+    from edge.domain.search_keys import KEY_CODE, core_offset, name_keys
+
+    db.execute("ALTER TABLE catalog_item ADD COLUMN term INTEGER")
+    for statement in _SEARCH_TABLES:
+        db.execute(statement)
+    # the names were keyed from their start only: key them anew, once per distinct name
+    names = [row[0] for row in db.execute("SELECT DISTINCT name FROM catalog_item ORDER BY name")]
+    for term, name in enumerate(names, start=1):
+        db.execute(
+            "INSERT INTO catalog_term VALUES (?, ?, ?)", [term, name, len(name) - core_offset(name)]
+        )
+        db.conn.executemany(
+            "INSERT INTO catalog_key VALUES (?, ?, ?)",
+            [(kind, key, term) for kind, key in name_keys(name)],
+        )
+    db.execute("UPDATE catalog_item SET term = (SELECT term FROM catalog_term AS t WHERE t.name ="
+               " catalog_item.name)")  # fmt: skip
+    db.execute(f"DELETE FROM catalog_search WHERE kind != {KEY_CODE}")
+    for code, name in db.execute("SELECT code, name FROM diagnosis").fetchall():
+        db.conn.executemany(
+            "INSERT OR IGNORE INTO diagnosis_key VALUES (?, ?, ?)",
+            [(kind, key, code) for kind, key in name_keys(name)],
+        )
+    db.execute(f"DELETE FROM diagnosis_search WHERE kind != {KEY_CODE}")
+
+
 @migrations()
 def m009_visit_drafts(db: sqlite_utils.Database) -> None:
     """The terminal UI's visit being built, one per operator, kept on the device so that a

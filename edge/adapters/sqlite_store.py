@@ -11,6 +11,7 @@ import functools
 import json
 import sqlite3
 import threading
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,7 +42,17 @@ from edge.domain.model import (
     Person,
     Policy,
 )
-from edge.domain.search_keys import pinyin_keys, search_key
+from edge.domain.search_keys import (
+    KEY_CODE,
+    KEY_NAME_INSIDE,
+    MATCHED,
+    NAME_KINDS,
+    alias_keys,
+    core_offset,
+    name_keys,
+    pinyin_keys,
+    search_key,
+)
 from edge.domain.versions import version_order
 from edge.ports import DeviceRow, LedgerHead
 
@@ -50,9 +61,48 @@ SEARCH_LIMIT = 20
 ITEM_CACHE_SIZE = 5000  # parsed catalog items kept per connection
 PERSON_CACHE_SIZE = 4096  # parsed roster rows kept per process
 _IMPORT_BATCH = 2000
+_IMPORT_CACHE_KIB = 32 * 1024  # SQLite's page cache while a catalog goes in
 
-# Search key kinds, in rank order: a code match beats a name match beats a pinyin match.
-KEY_CODE, KEY_NAME, KEY_INITIALS, KEY_PINYIN = range(4)
+# Search ranks: the clinic's own picks, then aliases, codes, names from their start, names
+# from inside (`edge.domain.search_keys` kinds, moved past the first two).
+RANK_PICK, RANK_ALIAS = 0, 1
+_RANK_OF_KIND = 2
+PICK_HALF_LIFE_DAYS = 30
+PICKS_KEPT = 400  # the clinic's most used codes of each list that search looks through
+BUNDLE_NAME_MAX = 40
+
+
+class _Picks:
+    """The clinic's picks of one list, best first, with every search key of each laid
+    end to end in one string (each key after a separator), so that one `str.find` per
+    pick found answers which picks a query finds."""
+
+    SEPARATOR = "\x01"
+
+    def __init__(self, stamp: tuple[int, int], ranked: list[tuple[float, tuple]]):
+        self.stamp = stamp
+        self.ranked = ranked  # (score, row): row is (code, name, …)
+        parts, self.starts = [], []
+        offset = 0
+        for _score, row in ranked:
+            keys = [search_key(row[0]), *(key for _kind, key in name_keys(row[1]))]
+            part = "".join(self.SEPARATOR + key for key in keys)
+            self.starts.append(offset)
+            parts.append(part)
+            offset += len(part)
+        self.text = "".join(parts)
+
+    def find(self, key: str, limit: int) -> list[tuple]:
+        found: list[tuple] = []
+        needle = self.SEPARATOR + key
+        position = self.text.find(needle)
+        while position >= 0 and len(found) < limit:
+            index = bisect_right(self.starts, position) - 1
+            found.append(self.ranked[index][1])
+            if index + 1 >= len(self.starts):
+                break
+            position = self.text.find(needle, self.starts[index + 1])
+        return found
 
 
 class StoreError(Exception):
@@ -68,7 +118,27 @@ class SearchHit:
     kind: str
     item_class: str
     price: str
-    matched: str  # "code" | "name" | "initials" | "pinyin"
+    matched: str  # "pick" | "alias" | "code" | "name" | "initials" | "pinyin"
+    anywhere: bool = False  # found inside the name rather than from its start
+
+
+@dataclass(frozen=True, slots=True)
+class DiagnosisHit:
+    code: str
+    name: str
+    matched: str
+    anywhere: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """A named set of lines (and diagnoses) a doctor applies to a visit at once (组套)."""
+
+    bundle_id: int
+    name: str
+    source: str  # "county" (published, read-only here) | "clinic" (saved by a doctor)
+    lines: tuple[tuple[str, str], ...]  # (code, quantity)
+    diagnoses: tuple[str, ...]
 
 
 def prefix_range(prefix: str) -> tuple[str, str]:
@@ -76,17 +146,51 @@ def prefix_range(prefix: str) -> tuple[str, str]:
     return prefix, prefix + "\U0010ffff"
 
 
-_SEARCH_SQL = (
-    "SELECT m.kind, i.code, i.name, i.spec, i.unit, i.kind, i.class, i.price FROM ("
-    + " UNION ALL ".join(
-        f"SELECT * FROM (SELECT kind, key, code FROM catalog_search WHERE kind = {kind}"
-        " AND key >= :low AND key < :high ORDER BY key LIMIT :limit)"
-        for kind in (KEY_CODE, KEY_NAME, KEY_INITIALS, KEY_PINYIN)
-    )
-    + ") AS m JOIN catalog_item AS i ON i.code = m.code"
-    " ORDER BY m.kind, length(m.key), m.key"
+def _ranked_sql(alias_list: str, code_table: str, key_subquery: str, outer: str) -> str:
+    """Per rank, the first `:limit` keys in key order (an index range scan that stops
+    early), each with the length it ranks by within its rank: `{union}` in `outer`."""
+    window = " AND key >= :low AND key < :high ORDER BY key LIMIT :limit"
+    parts = [
+        f"SELECT {RANK_ALIAS} AS rank, key, code, length(key) AS len FROM search_alias"
+        f" WHERE list = '{alias_list}'{window}",
+        f"SELECT {_RANK_OF_KIND + KEY_CODE}, key, code, length(key) FROM {code_table}"
+        f" WHERE kind = {KEY_CODE}{window}",
+        *(key_subquery.format(rank=_RANK_OF_KIND + kind, kind=kind) for kind in NAME_KINDS),
+    ]
+    return outer.format(union=" UNION ALL ".join(f"SELECT * FROM ({p})" for p in parts))
+
+
+# Each item once, at its best rank (SQLite takes the bare columns from the row min()
+# picks), the first `:limit` of them ranked; only those are then read from catalog_item.
+_SEARCH_SQL = _ranked_sql(
+    "item",
+    "catalog_search",
+    "SELECT {rank}, k.key, i.code, t.core_len FROM catalog_key AS k"
+    " JOIN catalog_term AS t ON t.term = k.term"
+    " JOIN catalog_item AS i ON i.term = k.term WHERE k.kind = {kind}"
+    " AND k.key >= :low AND k.key < :high ORDER BY k.key LIMIT :limit",
+    "SELECT m.rank, i.code, i.name, i.spec, i.unit, i.kind, i.class, i.price FROM ("
+    "SELECT code, min(rank) AS rank, len, key FROM ({union}) GROUP BY code"
+    " ORDER BY rank, len, key, code LIMIT :limit"
+    ") AS m JOIN catalog_item AS i ON i.code = m.code ORDER BY m.rank, m.len, m.key, m.code",
 )
-_MATCHED = ("code", "name", "initials", "pinyin")
+_DIAGNOSIS_SQL = _ranked_sql(
+    "diagnosis",
+    "diagnosis_search",
+    "SELECT {rank}, key, code, 0 FROM diagnosis_key WHERE kind = {kind}"
+    " AND key >= :low AND key < :high ORDER BY key LIMIT :limit",
+    "SELECT m.rank, d.code, d.name FROM ({union}) AS m JOIN diagnosis AS d ON d.code = m.code"
+    " ORDER BY m.rank, length(d.name), m.key, d.code",
+)
+
+
+def _matched(rank: int) -> tuple[str, bool]:
+    if rank == RANK_PICK:
+        return "pick", False
+    if rank == RANK_ALIAS:
+        return "alias", False
+    kind = rank - _RANK_OF_KIND
+    return MATCHED[kind], kind >= KEY_NAME_INSIDE
 
 
 def connect(path: Path) -> sqlite_utils.Database:
@@ -113,6 +217,10 @@ class SqliteDeviceStore:
         self._policy: Policy | None = None  # parsed once per installed version
         self._items: dict[str, CatalogItem] = {}  # parsed items of `_items_version`
         self._items_version: str | None = None
+        # the clinic's picks of each list, (code, name, score) best first, and what they
+        # were read at: (PRAGMA data_version, this connection's own writes)
+        self._picks: dict[str, _Picks] = {}
+        self._own_writes = 0
 
     @contextmanager
     def write_transaction(self) -> Iterator[None]:
@@ -177,23 +285,41 @@ class SqliteDeviceStore:
         `items` may be a lazy iterator: a bad item raises and nothing is changed.
         """
         count = 0
-        with self.write_transaction():
-            self._refuse_rollback("catalog", self.catalog_version(), version)
-            self.db.execute("DELETE FROM catalog_search")
-            self.db.execute("DELETE FROM catalog_item")
-            iterator = iter(items)
-            while batch := list(islice(iterator, _IMPORT_BATCH)):
-                self._insert_items(batch)
-                count += len(batch)
-            self.db.execute(
-                "INSERT INTO catalog_version VALUES (?, ?, ?, ?)",
-                [version, source, count, _installed_at(now)],
-            )
+        (cache_size,) = self.db.execute("PRAGMA cache_size").fetchone()
+        # The search keys go in in no order: a page cache that holds most of them spares
+        # the import rewriting the same pages over and over (twice as fast at 300,000 items).
+        self.db.execute(f"PRAGMA cache_size = {-_IMPORT_CACHE_KIB}")
+        try:
+            with self.write_transaction():
+                self._refuse_rollback("catalog", self.catalog_version(), version)
+                for table in ("catalog_search", "catalog_key", "catalog_item", "catalog_term"):
+                    self.db.execute(f"DELETE FROM {table}")
+                terms: dict[str, int] = {}
+                iterator = iter(items)
+                while batch := list(islice(iterator, _IMPORT_BATCH)):
+                    self._insert_items(batch, terms)
+                    count += len(batch)
+                self.db.execute(
+                    "INSERT INTO catalog_version VALUES (?, ?, ?, ?)",
+                    [version, source, count, _installed_at(now)],
+                )
+        finally:
+            self.db.execute(f"PRAGMA cache_size = {int(cache_size)}")
+            self._own_writes += 1  # the picks' rows are read anew
         return count
 
-    def _insert_items(self, items: list[CatalogItem]) -> None:
-        rows, keys = [], []
+    def _insert_items(self, items: list[CatalogItem], terms: dict[str, int]) -> None:
+        """Insert items; each distinct name (a term) is keyed once, when first seen."""
+        rows: list[tuple] = []
+        codes: list[tuple[int, str, str]] = []
+        new_terms: list[tuple[int, str, int]] = []
+        keys: list[tuple[int, str, int]] = []
         for item in items:
+            term = terms.get(item.name)
+            if term is None:
+                term = terms[item.name] = len(terms) + 1
+                new_terms.append((term, item.name, len(item.name) - core_offset(item.name)))
+                keys.extend((kind, key, term) for kind, key in name_keys(item.name))
             pinyin, initials = pinyin_keys(item.name)
             rows.append(
                 (
@@ -201,36 +327,50 @@ class SqliteDeviceStore:
                     str(item.price), _text(item.payment_standard), _text(item.self_prepay_ratio),
                     item.gender, item.min_age, item.max_age, _text(item.max_qty),
                     json.dumps(item.chronic_only), _text(item.valid_from), _text(item.valid_to),
-                    pinyin, initials, _text(item.fund_fixed),
+                    pinyin, initials, _text(item.fund_fixed), term,
                 )
             )  # fmt: skip
-            keys.append((KEY_CODE, search_key(item.code), item.code))
-            keys.append((KEY_NAME, search_key(item.name), item.code))
-            keys.append((KEY_INITIALS, initials, item.code))
-            keys.append((KEY_PINYIN, pinyin, item.code))
+            codes.append((KEY_CODE, search_key(item.code), item.code))
         try:
             self.db.conn.executemany(
-                f"INSERT INTO catalog_item VALUES ({', '.join('?' * 19)})", rows
+                f"INSERT INTO catalog_item VALUES ({', '.join('?' * 20)})", rows
             )
         except sqlite3.IntegrityError as error:
             raise StoreError(f"the catalog repeats an item code ({error})") from None
-        self.db.conn.executemany("INSERT OR IGNORE INTO catalog_search VALUES (?, ?, ?)", keys)
+        self.db.conn.executemany("INSERT INTO catalog_term VALUES (?, ?, ?)", new_terms)
+        self.db.conn.executemany("INSERT OR IGNORE INTO catalog_search VALUES (?, ?, ?)", codes)
+        self.db.conn.executemany("INSERT OR IGNORE INTO catalog_key VALUES (?, ?, ?)", keys)
 
     def search_catalog(self, query: str, limit: int = SEARCH_LIMIT) -> list[SearchHit]:
-        """Items whose code, name, pinyin initials or full pinyin start with `query`."""
+        """Items found by `query` as a clinic HIS finds them: the clinic's frequent and
+        recent picks first, then the county's aliases, codes from their start, names
+        (characters, full pinyin, initials) from their start or their core's start (salt
+        and form prefixes ignored), then from anywhere inside."""
         key = search_key(query)
         if not key:
             return []
         low, high = prefix_range(key)
         hits, seen = [], set()
-        for kind, code, name, spec, unit, item_kind, item_class, price in self.db.execute(
+        for code, name, spec, unit, item_kind, item_class, price in self._picked(
+            "item", key, limit
+        ):
+            seen.add(code)
+            hits.append(SearchHit(code, name, spec, unit, item_kind, item_class, price, "pick"))
+        if len(hits) >= limit:
+            return hits
+        for rank, code, name, spec, unit, item_kind, item_class, price in self.db.execute(
             _SEARCH_SQL, {"low": low, "high": high, "limit": limit}
         ):
             if code not in seen:
                 seen.add(code)
+                matched, anywhere = _matched(rank)
                 hits.append(
-                    SearchHit(code, name, spec, unit, item_kind, item_class, price, _MATCHED[kind])
+                    SearchHit(
+                        code, name, spec, unit, item_kind, item_class, price, matched, anywhere
+                    )
                 )
+                if len(hits) == limit:  # the rows come ranked: the rest rank lower
+                    break
         return hits[:limit]
 
     def catalog_items(
@@ -271,15 +411,205 @@ class SqliteDeviceStore:
                     "INSERT OR IGNORE INTO diagnosis VALUES (?, ?, ?, ?)",
                     [code, name, pinyin, initials],
                 )
-                for kind, key in (
-                    (KEY_CODE, search_key(code)),
-                    (KEY_NAME, search_key(name)),
-                    (KEY_INITIALS, initials),
-                    (KEY_PINYIN, pinyin),
-                ):
-                    self.db.execute(
-                        "INSERT OR IGNORE INTO diagnosis_search VALUES (?, ?, ?)", [kind, key, code]
-                    )
+                self.db.execute(
+                    "INSERT OR IGNORE INTO diagnosis_search VALUES (?, ?, ?)",
+                    [KEY_CODE, search_key(code), code],
+                )
+                self.db.conn.executemany(
+                    "INSERT OR IGNORE INTO diagnosis_key VALUES (?, ?, ?)",
+                    [(kind, key, code) for kind, key in name_keys(name)],
+                )
+                count += 1
+            self._own_writes += 1  # the picks' rows are read anew
+            return count
+
+    def search_diagnoses(self, query: str, limit: int = 12) -> list[DiagnosisHit]:
+        """Diagnoses found by `query`, ranked as `search_catalog` ranks items (感冒 finds
+        急性鼻咽炎[感冒], 上感 the county's alias of 急性上呼吸道感染)."""
+        key = search_key(query)
+        if not key:
+            return []
+        low, high = prefix_range(key)
+        hits, seen = [], set()
+        for code, name in self._picked("diagnosis", key, limit):
+            seen.add(code)
+            hits.append(DiagnosisHit(code, name, "pick"))
+        for rank, code, name in self.db.execute(
+            _DIAGNOSIS_SQL, {"low": low, "high": high, "limit": limit}
+        ):
+            if code not in seen:
+                seen.add(code)
+                hits.append(DiagnosisHit(code, name, *_matched(rank)))
+        return hits[:limit]
+
+    # ---- aliases (the county's list: 上感, 高血压, 糖尿病 …) --------------------------------
+
+    def alias_version(self) -> str | None:
+        return self._latest("search_alias_version")
+
+    def import_aliases(
+        self, rows: Iterable[tuple[str, str, str]], version: str, source: str, *, now: datetime
+    ) -> int:
+        """Replace the alias list with a newer version: (list, alias, code) rows, list being
+        "item" or "diagnosis". Codes not (or no longer) in the catalog are kept and found
+        once they are."""
+        with self.write_transaction():
+            self._refuse_rollback("alias list", self.alias_version(), version)
+            self.db.execute("DELETE FROM search_alias")
+            count = 0
+            for target, alias, code in rows:
+                if target not in ("item", "diagnosis"):
+                    raise StoreError(f"alias {alias!r}: unknown list {target!r}")
+                self.db.conn.executemany(
+                    "INSERT OR IGNORE INTO search_alias VALUES (?, ?, ?, ?)",
+                    [(target, key, code, alias) for key in alias_keys(alias)],
+                )
+                count += 1
+            self.db.execute(
+                "INSERT INTO search_alias_version VALUES (?, ?, ?, ?)",
+                [version, source, count, _installed_at(now)],
+            )
+        return count
+
+    # ---- what the clinic settles (frequent and recent first) ---------------------------
+
+    def _count_picks(self, record: dict, day: str) -> None:
+        """Inside the settlement's transaction: each code the visit used counts once,
+        on top of its earlier count halved every PICK_HALF_LIFE_DAYS days."""
+        visit = record.get("body", {}).get("visit") or {}
+        wanted = {("item", line["code"]) for line in visit.get("lines", []) if "code" in line}
+        wanted |= {("diagnosis", code) for code in visit.get("diagnoses", [])}
+        if not wanted:
+            return
+        today = date.fromisoformat(day)
+        rows = []
+        for target, code in sorted(wanted):
+            found = self.db.execute(
+                "SELECT score, last_day FROM search_pick WHERE list = ? AND code = ?",
+                [target, code],
+            ).fetchone()
+            score = _decayed(found[0], found[1], today) if found else 0.0
+            rows.append((target, code, score + 1, max(day, found[1]) if found else day))
+        self.db.conn.executemany("INSERT OR REPLACE INTO search_pick VALUES (?, ?, ?, ?)", rows)
+        self._own_writes += 1
+
+    def _picked(self, target: str, key: str, limit: int) -> list[tuple]:
+        """The clinic's picks of `target` that `key` finds, most used (lately) first: the
+        rows a hit is made of (code first, name second)."""
+        stamp = (self.db.execute("PRAGMA data_version").fetchone()[0], self._own_writes)
+        cached = self._picks.get(target)
+        if cached is None or cached.stamp != stamp:
+            cached = self._picks[target] = self._read_picks(target, stamp)
+        return cached.find(key, limit)
+
+    def _read_picks(self, target: str, stamp: tuple[int, int]) -> "_Picks":
+        names = (
+            "SELECT p.score, p.last_day, i.code, i.name, i.spec, i.unit, i.kind, i.class,"
+            " i.price FROM search_pick AS p JOIN catalog_item AS i ON i.code = p.code"
+            " WHERE p.list = 'item'"
+            if target == "item"
+            else "SELECT p.score, p.last_day, d.code, d.name FROM search_pick AS p"
+            " JOIN diagnosis AS d ON d.code = p.code WHERE p.list = 'diagnosis'"
+        )
+        rows = self.db.execute(names).fetchall()
+        # decayed to the last day anything was settled: a ranking needs no clock
+        latest = date.fromisoformat(max((row[1] for row in rows), default="2000-01-01"))
+        ranked = sorted(
+            ((_decayed(row[0], row[1], latest), tuple(row[2:])) for row in rows),
+            key=lambda entry: (-entry[0], entry[1][0]),
+        )[:PICKS_KEPT]
+        return _Picks(stamp, ranked)
+
+    def picks(self, target: str = "item") -> list[tuple[str, float]]:
+        """(code, score) of the clinic's picks, most used (lately) first."""
+        self._picked(target, "", 0)
+        return [(row[0], round(score, 3)) for score, row in self._picks[target].ranked]
+
+    # ---- bundles (组套) --------------------------------------------------------------
+
+    def bundles(self) -> list[Bundle]:
+        """The county's bundles, then the clinic's own, each by name."""
+        rows = self.db.execute(
+            "SELECT bundle_id, name, source, lines, diagnoses FROM bundle"
+            " ORDER BY source = 'clinic', name"
+        )
+        return [_bundle_from_row(row) for row in rows]
+
+    def bundle(self, bundle_id: int) -> Bundle | None:
+        row = self.db.execute(
+            "SELECT bundle_id, name, source, lines, diagnoses FROM bundle WHERE bundle_id = ?",
+            [bundle_id],
+        ).fetchone()
+        return None if row is None else _bundle_from_row(row)
+
+    def save_bundle(
+        self,
+        name: str,
+        lines: Iterable[tuple[str, str]],
+        diagnoses: Iterable[str] = (),
+        *,
+        created_by: str | None,
+        now: datetime,
+        source: str = "clinic",
+    ) -> int:
+        """Save a bundle under `name`; a clinic bundle of that name gets the new lines
+        (and keeps its id), a county one is not touched. Returns its id."""
+        name = " ".join(name.split())
+        lines = [(str(code), str(quantity)) for code, quantity in lines]
+        if not name or len(name) > BUNDLE_NAME_MAX:
+            raise StoreError(f"a bundle needs a name of 1 to {BUNDLE_NAME_MAX} characters")
+        if not lines:
+            raise StoreError("a bundle needs at least one line")
+        with self.write_transaction():
+            found = self.db.execute(
+                "SELECT bundle_id, source FROM bundle WHERE name = ?", [name]
+            ).fetchone()
+            if found is not None and found[1] != source:
+                raise StoreError(f"the county's bundle {name!r} cannot be replaced here")
+            values = [
+                json.dumps([{"code": c, "quantity": q} for c, q in lines], ensure_ascii=False),
+                json.dumps(list(diagnoses), ensure_ascii=False),
+                created_by,
+                _installed_at(now),
+            ]
+            if found is not None:  # the same bundle, its lines replaced
+                self.db.execute(
+                    "UPDATE bundle SET lines = ?, diagnoses = ?, created_by = ?, created_at = ?"
+                    " WHERE bundle_id = ?",
+                    [*values, found[0]],
+                )
+                return int(found[0])
+            cursor = self.db.execute(
+                "INSERT INTO bundle (name, source, lines, diagnoses, created_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [name, source, *values],
+            )
+            return int(cursor.lastrowid or 0)
+
+    def delete_bundle(self, bundle_id: int) -> bool:
+        """Delete one of the clinic's own bundles; False when there is none by that id."""
+        with self.write_transaction():
+            cursor = self.db.execute(
+                "DELETE FROM bundle WHERE bundle_id = ? AND source = 'clinic'", [bundle_id]
+            )
+            return cursor.rowcount > 0
+
+    def install_county_bundles(self, bundles: Iterable[dict], *, now: datetime) -> int:
+        """Replace the county's bundles: {"name", "lines": [{"code", "quantity"}],
+        "diagnoses": [code]} each. The clinic's own are kept."""
+        with self.write_transaction():
+            self.db.execute("DELETE FROM bundle WHERE source = 'county'")
+            count = 0
+            for entry in bundles:
+                self.db.execute("DELETE FROM bundle WHERE name = ?", [entry["name"]])
+                self.save_bundle(
+                    entry["name"],
+                    [(line["code"], line["quantity"]) for line in entry["lines"]],
+                    entry.get("diagnoses", ()),
+                    created_by=None,
+                    now=now,
+                    source="county",
+                )
                 count += 1
             return count
 
@@ -535,6 +865,8 @@ class SqliteDeviceStore:
         )  # fmt: skip
         self._trusted_head = (record["seq"], text, record)
         self.db.execute("INSERT INTO outbox VALUES (?, ?)", [record["seq"], record["created_at"]])
+        if record["kind"] == "settlement":
+            self._count_picks(record, day)
 
     def records(self, after_seq: int = 0) -> Iterator[dict]:
         """Stored records in `seq` order, as stored (not verified)."""
@@ -649,6 +981,22 @@ class SqliteDeviceStore:
                 f"{what} version {offered} is not newer than the installed {installed};"
                 " refusing to roll back"
             )
+
+
+def _decayed(score: float, last_day: str, today: date) -> float:
+    days = max(0, (today - date.fromisoformat(last_day)).days)
+    return score * 0.5 ** (days / PICK_HALF_LIFE_DAYS)
+
+
+def _bundle_from_row(row: tuple) -> Bundle:
+    bundle_id, name, source, lines, diagnoses = row
+    return Bundle(
+        bundle_id,
+        name,
+        source,
+        tuple((line["code"], line["quantity"]) for line in json.loads(lines)),
+        tuple(json.loads(diagnoses)),
+    )
 
 
 def _installed_at(now: datetime) -> str:

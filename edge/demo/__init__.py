@@ -23,12 +23,15 @@ from edge.demo.county import (
 from edge.domain.model import CatalogItem, Rejection, Visit, VisitLine
 from edge.domain.money import format_yuan
 from edge.domain.records import CHINESE_NAMES, MONEY_FIELDS, NATIONAL_NAMES, payer_amounts
+from edge.domain.search_keys import aliases_from_csv
 
 __all__ = [  # the documents, re-exported for the callers that install and test the demo
+    "DEMO_ALIAS_VERSION",
     "DEMO_CATALOG_VERSION",
     "DEMO_DAY",
     "DEMO_OPERATORS",
     "SAMPLE_VISITS",
+    "alias_rows",
     "catalog_items",
     "demo_date",
     "diagnoses_file",
@@ -40,6 +43,7 @@ __all__ = [  # the documents, re-exported for the callers that install and test 
 ]
 
 DEMO_CATALOG_VERSION = "2026.11.2"  # 2026.11.2: the ¥10 general consultation fee, ¥8 fixed
+DEMO_ALIAS_VERSION = "2026.11.1"
 DEMO_OPERATORS = [
     ("doc01", "王医生", "doctor"),
     ("coord01", "李协管员", "coordinator"),
@@ -76,8 +80,21 @@ def install(store: SqliteDeviceStore, now: datetime) -> Iterator[str]:
     if store.roster_version() is None:
         count = store.import_roster(roster_document(today), now=now)
         yield f"roster: {count} insured persons installed"
+    if store.alias_version() is None:
+        count = store.import_aliases(
+            alias_rows(), DEMO_ALIAS_VERSION, source="demo aliases.csv", now=now
+        )
+        yield f"search aliases {DEMO_ALIAS_VERSION}: {count} installed"
+    if not any(bundle.source == "county" for bundle in store.bundles()):
+        count = store.install_county_bundles(load_json("bundles.json")["bundles"], now=now)
+        yield f"bundles: {count} installed"
     for operator_id, name, role in DEMO_OPERATORS:
         store.add_operator(operator_id, name, role)
+
+
+def alias_rows() -> list[tuple[str, str, str]]:
+    """The demo county's search aliases, (list, alias, code) each."""
+    return aliases_from_csv(data_file("aliases.csv").read_text(encoding="utf-8"))
 
 
 # (insured_id, visit type, diagnoses, [(code, quantity)], what the visit pays with)

@@ -1,7 +1,7 @@
-"""The `updates` job: signed policy, catalog and roster versions from the county, verified
-against the county key pinned at enrollment before anything is applied. A refused one is
-kept (and signed once into the ledger) while the installed version stays in use; a delta
-that does not fit is followed by the full version."""
+"""The `updates` job: signed policy, catalog, roster and search alias versions from the
+county, verified against the county key pinned at enrollment before anything is applied.
+A refused one is kept (and signed once into the ledger) while the installed version stays
+in use; a delta that does not fit is followed by the full version."""
 
 from datetime import datetime
 
@@ -14,6 +14,7 @@ from sync.protocol import SyncError, iso, load_public_key
 from sync.updates import (
     DELTA,
     VerifiedUpdate,
+    alias_rows_of,
     catalog_item_to_json,
     catalog_items_of,
     policy_document_of,
@@ -21,7 +22,8 @@ from sync.updates import (
     verify_update,
 )
 
-UPDATE_ORDER = ("policy", "catalog", "roster")  # a catalog may need the newer policy
+# a catalog may need the newer policy; aliases name codes of the catalog and diagnoses
+UPDATE_ORDER = ("policy", "catalog", "roster", "aliases")
 
 
 def _installed_catalog(store: SqliteDeviceStore) -> dict[str, dict]:
@@ -44,6 +46,10 @@ def _apply(store: SqliteDeviceStore, update: VerifiedUpdate, now: datetime) -> N
             )
         elif update.kind == "policy":
             store.import_policy(policy_document_of(update), now=now)
+        elif update.kind == "aliases":
+            store.import_aliases(
+                alias_rows_of(update.content), update.version, source="county", now=now
+            )
         else:
             store.import_roster(roster_document_of(update), now=now)
     except StoreError as error:

@@ -24,6 +24,7 @@ def installed_version(store: SqliteDeviceStore, kind: str) -> str | None:
         "catalog": store.catalog_version,
         "policy": store.policy_version,
         "roster": store.roster_version,
+        "aliases": store.alias_version,
     }[kind]()
 
 

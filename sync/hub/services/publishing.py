@@ -24,6 +24,8 @@ from sync.protocol import SyncError, canonical_json, iso
 from sync.updates import (
     DELTA,
     KINDS,
+    alias_rows_of,
+    aliases_content,
     catalog_content,
     catalog_item_to_json,
     make_manifest,
@@ -66,12 +68,19 @@ def publish(
     """Sign and publish a new catalog (`items`), policy or roster (`document`) version;
     returns its manifest. Older or equal versions and past expiries are refused."""
     if kind not in KINDS:
-        raise HubError(f"unknown kind {kind!r}: catalog, policy or roster")
+        raise HubError(f"unknown kind {kind!r}: catalog, policy, roster or aliases")
     try:
         if kind == "catalog":
             content: dict[str, Any] = {"items": normalized_catalog(items or [])}
             if not content["items"]:
                 raise HubError("an empty catalog cannot be published")
+        elif kind == "aliases":  # the search aliases doctors type (上感, 高血压 …)
+            try:
+                content = aliases_content(alias_rows_of(document))
+            except SyncError as error:
+                raise HubError(f"aliases not published, nothing changed: {error}") from None
+            if not content["aliases"]:
+                raise HubError("an empty alias list cannot be published")
         elif kind == "policy":
             content = obj(document, kind)
             named = policy_from_json(content).version
@@ -155,7 +164,12 @@ def update_for(
         "signature": latest.signature,
         "content": latest.content,
     }
-    if full or since is None or kind == "policy" or store.publication(kind, since) is None:
+    if (
+        full
+        or since is None
+        or kind in ("policy", "aliases")
+        or store.publication(kind, since) is None
+    ):
         return snapshot
     if kind == "catalog":
         upsert, remove = store.catalog_changes(since, latest.version)

@@ -20,6 +20,8 @@ export class OnScreenKeyboard {
       id: "osk",
       role: "group",
       "aria-label": labels.keyboard,
+      // the search lists close on a tap outside them: typing here is not outside
+      "data-keyboard": "",
       hidden: true,
     });
     // Keys never take the focus from the field they type into.

@@ -318,6 +318,8 @@ function searchBox(input, list, url, render, pick, onEnterWithout) {
       list.append(option);
     });
     list.hidden = false;
+    // The list is in the page's flow (it covers nothing): bring it into view if it is not.
+    if (list.getBoundingClientRect().bottom > window.innerHeight) list.scrollIntoView({ block: "end" });
   }, 100);
 
   function choose(i) {
@@ -330,6 +332,16 @@ function searchBox(input, list, url, render, pick, onEnterWithout) {
   }
 
   input.addEventListener("input", run);
+  // A tap anywhere outside the box closes the list (an on-screen keyboard, marked
+  // data-keyboard, types into the field and is not "outside"); back in the field, it reopens.
+  document.addEventListener("pointerdown", (event) => {
+    if (list.hidden || input.parentElement.contains(event.target)) return;
+    if (event.target.closest?.("[data-keyboard]")) return;
+    list.hidden = true;
+  });
+  input.addEventListener("focus", () => {
+    if (results.length && input.value.trim()) list.hidden = false;
+  });
   input.addEventListener("keydown", (event) => {
     if (event.key === "ArrowDown") {
       list.querySelector("li[role=option]")?.focus();
@@ -392,6 +404,7 @@ if (hasPatient) {
     "/api/catalog",
     (hit) => [
       el("span", { class: "item-name", text: hit.name }),
+      hit.frequent ? el("span", { class: "tag frequent", text: S.frequent }) : null,
       el("small", { text: ` ${hit.spec} · ${hit.price}/${hit.unit} · ${hit.class}` }),
     ],
     addLine,
@@ -433,6 +446,102 @@ if (hasPatient) {
     showErrors(data?.errors || [{ field: "form", message: S.network }]);
     confirmButton.disabled = false;
   });
+}
+
+// ---- bundles (组套): a visit's usual lines, applied with one tap -------------------------
+
+function applyBundle(bundle) {
+  for (const line of bundle.lines) {
+    if (!state.lines.some((l) => l.code === line.code)) {
+      state.lines.push({ code: line.code, name: line.name, spec: line.spec || "", unit: line.unit || "", price: line.price || "", quantity: line.quantity });
+    }
+  }
+  for (const d of bundle.diagnoses) {
+    if (!state.diagnoses.some((known) => known.code === d.code)) state.diagnoses.push(d);
+  }
+  renderChips();
+  renderLines();
+  requote();
+}
+
+function showBundles(bundles) {
+  const list = document.getElementById("bundle-list");
+  list.replaceChildren();
+  for (const bundle of bundles) {
+    const button = el("button", {
+      type: "button",
+      class: `bundle ${bundle.source}`,
+      "data-bundle": String(bundle.id),
+      "data-source": bundle.source,
+      text: bundle.name,
+    });
+    button.addEventListener("click", async () => {
+      const status = document.getElementById("bundle-status");
+      const { status: code, data } = await getJSON(`/api/bundles/${bundle.id}`);
+      if (code !== 200 || !data?.ok) {
+        status.textContent = data?.message || S.bundle_gone;
+        return;
+      }
+      status.textContent = data.missing.length ? `${S.bundle_missing} ${data.missing.join(", ")}` : "";
+      document.getElementById("bundle-note").textContent = "";
+      applyBundle(data);
+    });
+    list.append(button);
+  }
+}
+
+async function loadBundles() {
+  const { status, data } = await getJSON("/api/bundles");
+  if (status === 200 && Array.isArray(data)) showBundles(data);
+}
+
+function bundleDialog() {
+  const dialog = document.getElementById("bundle-dialog");
+  const form = document.getElementById("bundle-form");
+  const name = document.getElementById("bundle-name");
+  const error = document.getElementById("bundle-error");
+  const close = () => {
+    dialog.hidden = true;
+    document.getElementById("bundle-save").focus();
+  };
+  document.getElementById("bundle-save").addEventListener("click", () => {
+    const status = document.getElementById("bundle-status");
+    if (state.lines.length === 0) {
+      status.textContent = S.bundle_empty;
+      return;
+    }
+    status.textContent = "";
+    error.textContent = "";
+    // A name to start from, so that saving needs no typing: the visit's first diagnosis.
+    name.value = state.diagnoses[0]?.name || state.lines[0].name || "";
+    dialog.hidden = false;
+    name.focus();
+    name.select();
+  });
+  document.getElementById("bundle-cancel").addEventListener("click", close);
+  dialog.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") close();
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const { status, data } = await postJSON("/api/bundles", {
+      name: name.value,
+      lines: state.lines.map((l) => ({ code: l.code, quantity: l.quantity })),
+      diagnoses: state.diagnoses.map((d) => d.code),
+    });
+    if (status === 200 && data?.ok) {
+      showBundles(data.bundles);
+      close();
+      document.getElementById("bundle-note").textContent = S.bundle_saved;
+      return;
+    }
+    error.textContent = data?.message || S.network;
+  });
+}
+
+if (hasPatient) {
+  loadBundles();
+  bundleDialog();
 }
 
 root.dataset.ready = "1"; // for people and tests alike: the page now reacts to input
