@@ -334,7 +334,8 @@ def search_catalog():
                 "name": h.name,
                 "spec": h.spec,
                 "unit": h.unit,
-                "class": h.item_class,
+                # 甲类 / 乙类 / 丙类 as doctors say it, not the catalog's letter
+                "class": str(messages.ITEM_CLASSES.get(h.item_class, h.item_class)),
                 "price": f"¥{h.price}",
                 "matched": h.matched,
                 "frequent": h.matched == "pick",

@@ -236,8 +236,15 @@ function applyView(view) {
   }
 }
 
+// For tests: "1" from a change until the split shown answers the visit as it is now.
+let quoteAsked = 0;
+function quoteAnswered(asked) {
+  if (asked === quoteAsked) root.dataset.quotePending = "0";
+}
+
 async function quote() {
   const seq = ++quoteSeq;
+  const asked = quoteAsked;
   const confirmButton = document.getElementById("confirm");
   const hint = document.getElementById("split-hint");
   if (state.lines.length === 0) {
@@ -248,6 +255,7 @@ async function quote() {
     applyView(null);
     document.getElementById("warnings").replaceChildren();
     confirmButton.disabled = true;
+    quoteAnswered(asked);
     hint.textContent = S.add_item;
     return;
   }
@@ -277,11 +285,14 @@ async function quote() {
   }
   confirmButton.disabled = !quoteOk || state.lines.length === 0;
   root.dataset.quoted = String(seq);
+  quoteAnswered(asked);
 }
 
 const quoteSoon = debounce(quote, 120);
 function requote() {
   keepDraftSoon();
+  quoteAsked += 1;
+  root.dataset.quotePending = "1";
   quoteSoon();
 }
 
@@ -294,6 +305,7 @@ function searchBox(input, list, url, render, pick, onEnterWithout) {
     if (!q) {
       list.hidden = true;
       list.replaceChildren();
+      delete list.dataset.query;
       results = [];
       return;
     }
@@ -318,6 +330,7 @@ function searchBox(input, list, url, render, pick, onEnterWithout) {
       list.append(option);
     });
     list.hidden = false;
+    list.dataset.query = q; // what the list answers (the tests wait on it, not on time)
     // The list is in the page's flow (it covers nothing): bring it into view if it is not.
     if (list.getBoundingClientRect().bottom > window.innerHeight) list.scrollIntoView({ block: "end" });
   }, 100);
@@ -327,6 +340,7 @@ function searchBox(input, list, url, render, pick, onEnterWithout) {
     input.value = "";
     list.hidden = true;
     list.replaceChildren();
+    delete list.dataset.query;
     results = [];
     input.focus();
   }
