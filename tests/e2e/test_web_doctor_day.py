@@ -8,11 +8,13 @@ Sign in on the PIN pad → a card goes in and the page reads it by itself → a 
 with one tap → items by pinyin inside a name (`aldp` → 苯磺酸氨氯地平片, `xl` → …西林…) and
 by characters inside a name (西林) → a reload mid-visit finds it intact → the screen locks
 when left alone and the PIN pad returns the doctor to the same visit → settle, and the
-医保结算单 prints by itself → reverse with a preset reason → the status strip goes 离线 when
-the hub stops and 在线 when it starts again on the same port and data → the 日结 previewed
+医保结算单 prints by itself → the status strip goes 离线 when the hub stops → a reversal
+with a preset reason, made offline, waits to go up → the strip goes 在线 when the hub
+starts again on the same port and data, and the reversal goes up → the 日结 previewed
 with its amounts, signed and printed, with the right message. A screenshot of every step
 goes to test-artifacts/web-e2e/doctor-day/."""
 
+import re
 import threading
 import time
 from datetime import timedelta
@@ -46,9 +48,10 @@ FAST = 10  # how much faster than the wall clock the product's clock runs while 
 
 class GearClock:
     """China time from NOW for the terminal, its agent and the hub alike (signed requests
-    stay fresh). It stands still while the doctor works, so nothing depends on how fast
-    the machine taps, and runs FAST times faster than the wall clock while the hub is
-    stopped and started, so the agent's backoff and the strip's minute pass in seconds."""
+    stay fresh). It stands still while the doctor builds and settles the visit and signs
+    the day, so nothing depends on how fast the machine taps, and runs FAST times faster
+    than the wall clock from the hub's stop to its return, so the agent's backoff and the
+    strip's minute pass in seconds."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -285,25 +288,7 @@ def test_a_doctors_whole_day_by_touch_alone(day, page):
     no_sideways_scroll(page)
     shot("settled-and-printed")
 
-    # A mistake: the settlement is reversed with a preset reason, nothing typed.
-    tap_nav(page, "/records")
-    with page.expect_navigation():
-        page.locator("#records tbody tr.record-row a").first.tap()
-    page.locator("#reversal-reasons label.choice", has_text="录入错误").tap()
-    shot("reversal-reason")
-    page.locator("#reverse").tap()
-    page.wait_for_url("**/receipt/**")
-    assert "结算已冲销" in page.text_content("#receipt-title")
-    shot("reversed")
-    tap_nav(page, "/records")
-    with page.expect_navigation():
-        page.locator("#records tbody tr.record-row a").first.tap()  # the newest: the reversal
-    facts = page.text_content(".facts-list")
-    assert "录入错误" in facts
-    assert f"{NOW.month}月{NOW.day}日 09:30" in facts and "T09:30" not in facts
-    shot("reversal-recorded")
-
-    # Noon: the hub goes down. The strip says so by itself, and comes back by itself.
+    # Noon: the hub goes down. The strip says so by itself, nobody pressing anything.
     clock.gear(FAST)
     strip_is(page, "online")
     day["stop_hub"]()
@@ -313,6 +298,29 @@ def test_a_doctors_whole_day_by_touch_alone(day, page):
     assert "Errno" not in text and "[" not in text
     no_sideways_scroll(page)
     shot("strip-offline")
+
+    # A mistake: the settlement is reversed with a preset reason, nothing typed, while the
+    # hub is down; the reversal waits on the terminal to go up.
+    tap_nav(page, "/records")
+    with page.expect_navigation():
+        page.locator("#records tbody tr.record-row a").first.tap()
+    page.locator("#reversal-reasons label.choice", has_text="录入错误").tap()
+    shot("reversal-reason")
+    page.locator("#reverse").tap()
+    page.wait_for_url("**/receipt/**")
+    assert "结算已冲销" in page.text_content("#receipt-title")
+    strip_is(page, "offline")
+    wait_until(page, "document.querySelector('#status-strip').textContent.includes('1笔待上传')")
+    shot("reversed-offline")
+    tap_nav(page, "/records")
+    with page.expect_navigation():
+        page.locator("#records tbody tr.record-row a").first.tap()  # the newest: the reversal
+    facts = page.text_content(".facts-list")
+    assert "录入错误" in facts
+    assert re.search(r"\d{4}年\d{1,2}月\d{1,2}日 \d\d:\d\d", facts) and "T09:" not in facts
+    shot("reversal-recorded")
+
+    # The hub is back on the same port with the same data: 在线, the reversal goes up.
     day["start_hub"]()
     strip_is(page, "online")
     wait_until(page, "!document.querySelector('#status-strip').textContent.includes('待上传')", 20)
