@@ -31,6 +31,21 @@ CHAIN = ("fund", "critical_illness", "assistance", "supplements", "personal_acco
          "family_account")  # fmt: skip
 
 
+def usable_visit_types(person, policy: Policy, today: date) -> list[str]:
+    """The patient's visit types, less those that require a certificate the patient does not
+    hold valid today (慢特病门诊 and 两病门诊 only with a valid certificate for them)."""
+    valid = {c.disease_code for c in person.chronic_certs if c.valid_on(today)}
+    usable = []
+    for visit_type in messages.ordered_visit_types(policy.visit_types(person.insurance_type)):
+        benefit = policy.benefits[(person.insurance_type, visit_type)]
+        if benefit.requires_certificate:
+            accepted = valid if benefit.diseases is None else valid & set(benefit.diseases)
+            if not accepted:
+                continue
+        usable.append(visit_type)
+    return usable
+
+
 def patient_panel(
     entry: InsuredPerson,
     policy: Policy,
@@ -42,7 +57,7 @@ def patient_panel(
     """The patient panel: who, eligibility, categories, what is left of the year, and the
     employees whose personal account the patient may use (家庭共济)."""
     person = entry.person
-    visit_types = messages.ordered_visit_types(policy.visit_types(person.insurance_type))
+    visit_types = usable_visit_types(person, policy, today)
     reason = not_eligible_reason(person, today)
     if reason is None:
         eligibility = None
