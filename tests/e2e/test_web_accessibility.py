@@ -166,6 +166,24 @@ def test_every_terminal_page_has_no_serious_accessibility_finding_and_big_target
     page.wait_for_url("**/close/**")
     check("close-signed")
 
+    # An expired card: the look-up by insured number; a patient sharing a family account.
+    insert_card(page, terminal, "expired")
+    page.goto(f"{terminal}/settle")
+    page.wait_for_selector("#lookup-form")
+    check("settle-expired-card")
+    page.locator("#lookup-id").tap()
+    page.wait_for_selector('#osk[data-kind="numbers"]:not([hidden])')
+    check("settle-number-keyboard")
+    page.locator("#osk button[data-osk-key=done]").tap()
+    insert_card(page, terminal, "locked")
+    page.goto(f"{terminal}/settle")
+    page.wait_for_selector(".flash.error")
+    check("settle-locked-card")
+    insert_card(page, terminal, "A32011527")
+    page.goto(f"{terminal}/settle")
+    page.wait_for_selector('#settle[data-ready] [data-field="family_account"]')
+    check("settle-family-account")
+
     # The lock screen, as the page's idle timer leaves it.
     page.evaluate(
         """() => { const f = document.createElement('form'); f.method = 'post';
