@@ -31,6 +31,13 @@ CHAIN = ("fund", "critical_illness", "assistance", "supplements", "personal_acco
          "family_account")  # fmt: skip
 
 
+def local_date(day: date | None) -> str:
+    """A day as the terminal says it: 2026年12月1日 (never 2026-12-01)."""
+    if day is None:
+        return ""
+    return _("%(month)d/%(day)d/%(year)d", year=day.year, month=day.month, day=day.day)
+
+
 def usable_visit_types(person, policy: Policy, today: date) -> list[str]:
     """The patient's visit types, less those that require a certificate the patient does not
     hold valid today (慢特病门诊 and 两病门诊 only with a valid certificate for them)."""
@@ -64,7 +71,7 @@ def patient_panel(
     elif person.status != "active":
         eligibility = _("Insurance status: %(status)s", status=messages.STATUSES[person.status])
     else:
-        waiting_until = person.waiting_until.isoformat() if person.waiting_until else ""
+        waiting_until = local_date(person.waiting_until)
         eligibility = _("In the waiting period until %(day)s", day=waiting_until)
     categories = person.categories_on(today)
     scheme = assistance_scheme(policy, categories)
@@ -117,13 +124,13 @@ def patient_panel(
         "employee": person.insurance_type == "employee",
         "account_balance": format_yuan(person.account_balance),
         "card_expired": entry.card_expiry is not None and entry.card_expiry < today,
-        "card_expiry": entry.card_expiry.isoformat() if entry.card_expiry else None,
+        "card_expiry": local_date(entry.card_expiry) or None,
         "chronic_certs": [
             {
                 "code": cert.disease_code,
                 "name": diagnosis_names.get(cert.disease_code, ""),
-                "valid_from": cert.valid_from.isoformat() if cert.valid_from else "",
-                "valid_to": cert.valid_to.isoformat() if cert.valid_to else "",
+                "valid_from": local_date(cert.valid_from),
+                "valid_to": local_date(cert.valid_to),
                 "valid": cert.valid_on(today),
             }
             for cert in person.chronic_certs

@@ -27,7 +27,7 @@ NOT_TARGETS = ", ".join([
     "table.tappable a.row-link",  # its row is the target
 ])  # fmt: skip
 
-ISO_TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d")  # times as the terminal says them
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\d")  # days and times as the terminal says them
 JARGON = re.compile(r"哈希|PIN|doc01|所选文件")
 
 MEASURE = """([targets, exceptions]) => [...document.querySelectorAll(targets)]
