@@ -207,6 +207,8 @@ def test_every_terminal_page_has_no_serious_accessibility_finding_and_big_target
     page.locator("#records tbody a").first.tap()
     page.wait_for_load_state()
     check("record-coordinator")
+    page.goto(f"{terminal}/records/no-such-record")
+    check("not-found")
     page.context.clear_cookies()
 
     # The administrator and the tester.
@@ -218,6 +220,10 @@ def test_every_terminal_page_has_no_serious_accessibility_finding_and_big_target
     sign_in(page, terminal, "测试员", "4444")
     insert_card(page, terminal, "A32011505")
     check("tester")
+    with page.expect_navigation():
+        page.locator("#mint-voucher").tap()
+    page.wait_for_selector("#voucher-token-text")
+    check("tester-voucher")
     page.goto(f"{terminal}/status")
     check("status-tester")
 
