@@ -31,6 +31,28 @@ CHAIN = ("fund", "critical_illness", "assistance", "supplements", "personal_acco
          "family_account")  # fmt: skip
 
 
+def local_date(day: date | None) -> str:
+    """A day as the terminal says it: 2026年12月1日 (never 2026-12-01)."""
+    if day is None:
+        return ""
+    return _("%(month)d/%(day)d/%(year)d", year=day.year, month=day.month, day=day.day)
+
+
+def usable_visit_types(person, policy: Policy, today: date) -> list[str]:
+    """The patient's visit types, less those that require a certificate the patient does not
+    hold valid today (慢特病门诊 and 两病门诊 only with a valid certificate for them)."""
+    valid = {c.disease_code for c in person.chronic_certs if c.valid_on(today)}
+    usable = []
+    for visit_type in messages.ordered_visit_types(policy.visit_types(person.insurance_type)):
+        benefit = policy.benefits[(person.insurance_type, visit_type)]
+        if benefit.requires_certificate:
+            accepted = valid if benefit.diseases is None else valid & set(benefit.diseases)
+            if not accepted:
+                continue
+        usable.append(visit_type)
+    return usable
+
+
 def patient_panel(
     entry: InsuredPerson,
     policy: Policy,
@@ -42,14 +64,14 @@ def patient_panel(
     """The patient panel: who, eligibility, categories, what is left of the year, and the
     employees whose personal account the patient may use (家庭共济)."""
     person = entry.person
-    visit_types = messages.ordered_visit_types(policy.visit_types(person.insurance_type))
+    visit_types = usable_visit_types(person, policy, today)
     reason = not_eligible_reason(person, today)
     if reason is None:
         eligibility = None
     elif person.status != "active":
         eligibility = _("Insurance status: %(status)s", status=messages.STATUSES[person.status])
     else:
-        waiting_until = person.waiting_until.isoformat() if person.waiting_until else ""
+        waiting_until = local_date(person.waiting_until)
         eligibility = _("In the waiting period until %(day)s", day=waiting_until)
     categories = person.categories_on(today)
     scheme = assistance_scheme(policy, categories)
@@ -102,13 +124,13 @@ def patient_panel(
         "employee": person.insurance_type == "employee",
         "account_balance": format_yuan(person.account_balance),
         "card_expired": entry.card_expiry is not None and entry.card_expiry < today,
-        "card_expiry": entry.card_expiry.isoformat() if entry.card_expiry else None,
+        "card_expiry": local_date(entry.card_expiry) or None,
         "chronic_certs": [
             {
                 "code": cert.disease_code,
                 "name": diagnosis_names.get(cert.disease_code, ""),
-                "valid_from": cert.valid_from.isoformat() if cert.valid_from else "",
-                "valid_to": cert.valid_to.isoformat() if cert.valid_to else "",
+                "valid_from": local_date(cert.valid_from),
+                "valid_to": local_date(cert.valid_to),
                 "valid": cert.valid_on(today),
             }
             for cert in person.chronic_certs

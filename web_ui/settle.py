@@ -100,17 +100,10 @@ def offered_visit_types(store, insured_id: str, today) -> list[tuple[str, str]]:
     if entry is None:
         return []
     policy = store.current_policy()
-    person = entry.person
-    valid = {c.disease_code for c in person.chronic_certs if c.valid_on(today)}
-    offered = []
-    for visit_type in messages.ordered_visit_types(policy.visit_types(person.insurance_type)):
-        benefit = policy.benefits[(person.insurance_type, visit_type)]
-        if benefit.requires_certificate:
-            accepted = valid if benefit.diseases is None else valid & set(benefit.diseases)
-            if not accepted:
-                continue
-        offered.append((visit_type, messages.visit_type_label(visit_type)))
-    return offered
+    return [
+        (visit_type, messages.visit_type_label(visit_type))
+        for visit_type in presenters.usable_visit_types(entry.person, policy, today)
+    ]
 
 
 def restored_visit(store, draft: drafts.Draft, offered: list[str]) -> dict:

@@ -29,7 +29,15 @@ from web_ui.context import get_store
 from web_ui.risk import review_forecast
 
 bp = Blueprint("status", __name__)
-DATA_KINDS = {"catalog": _l("Catalog"), "policy": _l("Policy"), "roster": _l("Roster")}
+DATA_KINDS = {
+    "catalog": _l("Catalog"),
+    "policy": _l("Policy"),
+    "roster": _l("Roster"),
+    "aliases": _l("Search aliases"),
+}
+# What makes the strip say the terminal's data is stale: what prices and pays a visit. An
+# expired alias list only means search knows fewer nicknames; the status page shows it.
+STRIP_STALE_KINDS = ("catalog", "policy", "roster")
 VIEWERS = ("coordinator", "admin", "tester")
 SYNCERS = ("coordinator", "admin")
 # Who may press 立即同步 on the status strip: every signed-in operator.
@@ -129,7 +137,7 @@ def strip_state(store: SqliteDeviceStore, moment: datetime) -> dict | None:
     stale = [
         _("The %(kind)s has expired: sync, or ask the county for a new one.", kind=kind_name)
         for kind, v in (info.get("installed") or {}).items()
-        if v.get("expired")
+        if v.get("expired") and kind in STRIP_STALE_KINDS
         for kind_name in [str(DATA_KINDS.get(kind, kind))]
     ]
     if stale and level == "ok":
@@ -318,6 +326,7 @@ def page():
             (_("Catalog"), _installed(store, "catalog_version", moment)),
             (_("Policy"), _installed(store, "policy_version", moment)),
             (_("Roster"), _installed(store, "roster_version", moment)),
+            (_("Search aliases"), _installed(store, "search_alias_version", moment)),
         ],
         ledger=verification(store) if device else None,
         card=card,

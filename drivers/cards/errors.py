@@ -50,16 +50,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "CARD_EXPIRED": ("卡片已过有效期", "the card has expired"),
     # status words (ISO/IEC 7816-4)
     "FILE_INVALIDATED": (
-        "所选文件已失效（卡片可能已挂失、冻结或注销）",
+        "这张卡已失效（可能已挂失、冻结或注销）：请患者出示医保电子凭证",
         "selected file invalidated (the card may be reported lost, frozen or cancelled)",
     ),
     "DATA_CORRUPTED": ("卡片返回的数据可能已损坏", "part of the data returned may be corrupted"),
     "END_OF_FILE": ("读到文件末尾仍不完整", "end of file reached before all data was read"),
     "WRONG_LENGTH": ("指令长度错误", "wrong length"),
     "COMMAND_INCOMPATIBLE": ("指令与文件结构不符", "command incompatible with the file structure"),
+    # What a doctor reads: plain words, no "PIN" (the card's own lock, not the terminal's).
     "SECURITY_STATUS": (
-        "安全状态不满足（需要认证或PIN）",
-        "security status not satisfied (authentication or PIN needed)",
+        "卡片已锁定，无法读取：请患者出示医保电子凭证，或到医保经办机构解锁",
+        "the card is locked and cannot be read: use the patient's e-voucher, or have the card"
+        " unlocked at the insurance office",
     ),
     "AUTH_BLOCKED": ("认证方法已锁定", "authentication method blocked"),
     "CONDITIONS_NOT_SATISFIED": ("使用条件不满足", "conditions of use not satisfied"),

@@ -135,6 +135,17 @@ def test_the_strip_goes_offline_and_back_online_as_the_hub_stops_and_starts(
     assert page.text_content("#status-strip .strip-label") == "在线"
     shot("online-again")
 
+    # A patient's visit ready to confirm when the county withdraws the device.
+    page.goto(f"{terminal['url']}/tester")
+    with page.expect_navigation():
+        page.locator('button[data-card="A32011505"]').tap()
+    page.goto(f"{terminal['url']}/settle")
+    page.wait_for_selector("#settle[data-ready]")
+    page.fill("#item-search", "amxl")
+    page.locator('#item-results li[data-code="XJ01CAA040A001"]').tap()
+    wait_until(page, "!document.getElementById('confirm').disabled")
+    assert page.is_hidden("#confirm-withdrawn")
+
     # The county withdraws the device: the strip turns red with the reason.
     store = SqliteDeviceStore.open(data_dir)
     try:
@@ -146,5 +157,13 @@ def test_the_strip_goes_offline_and_back_online_as_the_hub_stops_and_starts(
     wait_until(page, "document.querySelector('#status-strip[data-state=\"revoked\"]')", 20)
     assert "设备已停用" in page.text_content("#status-strip")
     assert page.is_hidden("#strip-sync")
+    # 确认结算 greys out by itself, the reason beside it; after a reload too.
+    wait_until(page, "document.getElementById('confirm').disabled")
+    assert "县医保局已停用本终端：不能结算" in page.text_content("#confirm-withdrawn")
     shot("revoked")
+    page.reload()
+    page.wait_for_selector("#settle[data-ready]")
+    page.wait_for_selector("#confirm-withdrawn:not([hidden])")
+    wait_until(page, "document.getElementById('settle').dataset.quoted")  # the kept visit
+    assert page.locator("#confirm").is_disabled()
     assert page.problems == []

@@ -245,6 +245,21 @@ class TestVisitTypes:
         radios = re.findall(r'name="visit_type" value="(\w+)"', page)
         assert radios == ["general"] and "慢特病门诊" not in page.split('class="panel visit"')[1]
 
+    def test_the_year_table_lists_only_the_visit_types_the_patient_may_use(self, doctor):
+        read(doctor, RESIDENT_CARD)  # no certificate: 普通门诊 only
+        page = settle_page(doctor)[0]
+        year = page.split('<table class="year">')[1].split("</table>")[0]
+        assert "普通门诊" in year and "慢特病门诊" not in year and "两病门诊" not in year
+        read(doctor, CHRONIC_CARD)  # a hypertension certificate: every visit type
+        year = settle_page(doctor)[0].split('<table class="year">')[1].split("</table>")[0]
+        assert "慢特病门诊" in year and "两病门诊" in year
+
+    def test_the_certificate_s_days_read_as_chinese_dates(self, doctor):
+        read(doctor, CHRONIC_CARD)
+        panel = settle_page(doctor)[0].split('class="panel visit"')[0]
+        assert re.search(r"\d{4}年\d{1,2}月\d{1,2}日–\d{4}年\d{1,2}月\d{1,2}日", panel)
+        assert re.search(r"\d{4}-\d\d-\d\d", panel) is None
+
     def test_a_certificate_holder_is_offered_them(self, doctor):
         read(doctor, CHRONIC_CARD)
         radios = re.findall(r'name="visit_type" value="(\w+)"', settle_page(doctor)[0])

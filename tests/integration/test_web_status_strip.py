@@ -285,6 +285,32 @@ class TestStaleData:
         assert state["level"] == "warning"
         assert "目录已过期" in page_strip(doctor)
 
+    def test_an_expired_alias_list_does_not_make_the_terminal_stale(self, doctor, terminal, clock):
+        """Search only knows fewer nicknames: nothing the doctor must act on, and settling
+        goes on; the status page names it for the coordinator."""
+        store, _ = terminal
+        scheduled_at = clock()
+        agent_state.save_installed(
+            store,
+            agent_state.Installed(
+                kind="aliases",
+                version=store.alias_version(),
+                update_format="full",
+                expires_at=(scheduled_at + timedelta(minutes=1)).isoformat(),
+                content_sha256="0" * 64,
+                installed_at=scheduled_at.isoformat(),
+            ),
+        )
+        clock.advance(minutes=2)
+        before = strip(doctor)
+        assert before["stale"] == [] and "搜索别名" not in page_strip(doctor)
+        doctor.sign_out()
+        doctor.sign_in("coord01")
+        page = doctor.client.get("/status").get_data(as_text=True)
+        assert "aliases" not in page
+        assert re.search(r"<th>搜索别名</th><td class=\"mono\">", page)
+        assert "搜索别名已过期" in page
+
 
 class TestLocalTime:
     @pytest.mark.parametrize(

@@ -10,6 +10,9 @@ const S = JSON.parse(root.dataset.strings);
 const hasPatient = root.dataset.hasPatient === "1";
 const draft = JSON.parse(root.dataset.draft || "null");
 const WHOLE_UNITS = new Set(JSON.parse(root.dataset.wholeUnits || "[]"));
+// 设备已停用: the county has withdrawn this terminal. The server refuses to settle anyway;
+// the button is greyed out with the reason as soon as the status strip says so.
+let withdrawn = document.getElementById("status-strip")?.dataset.state === "revoked";
 
 // ---- the card reader: read by itself when a card is inserted ------------------------------
 
@@ -283,10 +286,27 @@ async function quote() {
     else if (data?.error) showErrors([data.error]);
     else showErrors([{ field: "form", message: S.network }]);
   }
-  confirmButton.disabled = !quoteOk || state.lines.length === 0;
+  confirmButton.disabled = withdrawn || !quoteOk || state.lines.length === 0;
   root.dataset.quoted = String(seq);
   quoteAnswered(asked);
 }
+
+// 设备已停用 (see `withdrawn` above): the button greyed out, the reason next to it.
+function showWithdrawn() {
+  const confirmButton = document.getElementById("confirm");
+  const note = document.getElementById("confirm-withdrawn");
+  if (!confirmButton || !note) return;
+  note.hidden = !withdrawn;
+  if (withdrawn) confirmButton.disabled = true;
+  else quote();
+}
+
+document.addEventListener("clinic:status", (event) => {
+  const now = event.detail?.state === "revoked";
+  if (now === withdrawn) return;
+  withdrawn = now;
+  showWithdrawn();
+});
 
 const quoteSoon = debounce(quote, 120);
 function requote() {
@@ -314,10 +334,12 @@ function searchBox(input, list, url, render, pick, onEnterWithout) {
     results = status === 200 && Array.isArray(data) ? data : [];
     list.replaceChildren();
     if (results.length === 0) {
-      list.append(el("li", { class: "none", text: S.no_match }));
+      // A listbox holds options only: "nothing found" is one that cannot be chosen.
+      list.append(el("li", { class: "none", role: "option", "aria-disabled": "true", text: S.no_match }));
     }
     results.forEach((hit, i) => {
-      const option = el("li", { role: "option", tabIndex: -1, "data-code": hit.code }, ...render(hit));
+      // A roving tab stop: Tab reaches the list (and so its scrolled part), arrows move in it.
+      const option = el("li", { role: "option", tabIndex: i === 0 ? 0 : -1, "data-code": hit.code }, ...render(hit));
       option.addEventListener("click", () => choose(i));
       option.addEventListener("keydown", (event) => {
         if (event.key === "Enter") choose(i);
@@ -440,6 +462,7 @@ if (hasPatient) {
   }
 
   const confirmButton = document.getElementById("confirm");
+  if (withdrawn) showWithdrawn();
   confirmButton.addEventListener("click", async () => {
     confirmButton.disabled = true;
     const label = confirmButton.textContent;
@@ -458,7 +481,7 @@ if (hasPatient) {
       return;
     }
     showErrors(data?.errors || [{ field: "form", message: S.network }]);
-    confirmButton.disabled = false;
+    confirmButton.disabled = withdrawn;
   });
 }
 
