@@ -140,8 +140,7 @@ def detail(tx_id: str):
     visit_type = body.get("visit", {}).get("visit_type")
     return render_template(
         "record.html",
-        # the time as people read it (2026年11月22日 09:30), never the stored ISO string
-        record={**record, "created_at": reports.chinese_time(record["created_at"])},
+        record=record,
         body=body,
         kind=str(messages.KINDS.get(record["kind"], record["kind"])),
         name=queries.person_name(store, body.get("insured_id", "")),
