@@ -99,9 +99,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.after_request(_security_headers)
     _error_handlers(app)
 
-    from web_ui import admin, auth, records, settle, status, tester
+    from web_ui import admin, auth, ime, records, settle, status, tester
 
-    for module in (auth, settle, records, status, tester, admin):
+    for module in (auth, settle, records, status, tester, admin, ime):
         app.register_blueprint(module.bp)
     auth.install(app)
     return app

@@ -5,8 +5,14 @@
 // field as if typed (an `input` event follows), so the page reacts exactly as to a real
 // keyboard, which keeps working alongside. `inputmode="none"` keeps a tablet's own
 // keyboard from covering ours.
+//
+// A field that also takes Chinese (`data-osk-ime`, the search fields) gets a row of
+// candidate characters above the keys: the letters just before the caret are taken as
+// pinyin (a syllable or its start, xi → 西 希 息 …), and tapping a character puts it in
+// place of those letters. Letters left unconverted stay letters (pinyin initials still
+// search as before). The candidates are characters of the installed names (/api/ime).
 
-import { el } from "./api.js";
+import { el, getJSON } from "./api.js";
 
 const LETTER_ROWS = ["1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm"];
 const NUMBER_ROWS = ["123", "456", "789", ".0"];
@@ -29,6 +35,19 @@ export class OnScreenKeyboard {
     this.box.addEventListener("click", (event) => {
       const key = event.target.closest("button[data-osk-key]");
       if (key) this.press(key.dataset.oskKey);
+      const candidate = event.target.closest("button[data-osk-char]");
+      if (candidate) this.choose(candidate.dataset.oskChar);
+    });
+    this.asked = 0; // the latest candidate request: older answers are dropped
+    this.candidates = el("div", {
+      class: "osk-row osk-candidates",
+      role: "group",
+      "aria-label": labels.candidates,
+      hidden: true,
+    });
+    // a real keyboard typing into the field offers candidates as well
+    document.addEventListener("input", (event) => {
+      if (event.target === this.field) this.suggest();
     });
     document.body.append(this.box);
     document.addEventListener("focusin", (event) => {
@@ -61,6 +80,10 @@ export class OnScreenKeyboard {
   build(kind) {
     this.box.replaceChildren();
     this.box.dataset.kind = kind;
+    this.showCandidates([]);
+    if (kind === "letters" && this.field && "oskIme" in this.field.dataset) {
+      this.box.append(this.candidates);
+    }
     const rows = kind === "numbers" ? NUMBER_ROWS : LETTER_ROWS;
     rows.forEach((row, index) => {
       const line = el("div", { class: "osk-row" });
@@ -97,6 +120,7 @@ export class OnScreenKeyboard {
     if (this.box.hidden) return;
     this.box.hidden = true;
     this.field = null;
+    this.showCandidates([]);
     // The room made below the page stays: taking it away would scroll the page under a
     // finger already on its way to the next field.
   }
@@ -133,6 +157,52 @@ export class OnScreenKeyboard {
     } catch {
       // a field type without a caret (number): the value is set all the same
     }
+    field.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+
+  // The letters just before the caret, as pinyin: where they start, and what they are.
+  pending() {
+    const field = this.field;
+    if (!field || !("oskIme" in field.dataset)) return null;
+    const caret = field.selectionStart ?? field.value.length;
+    const match = /[a-z]+$/i.exec(field.value.slice(0, caret));
+    if (!match || match[0].length > 32) return null;
+    return { from: caret - match[0].length, to: caret, pinyin: match[0].toLowerCase() };
+  }
+
+  async suggest() {
+    const asked = ++this.asked;
+    const run = this.pending();
+    if (!run) {
+      this.showCandidates([]);
+      return;
+    }
+    const { status, data } = await getJSON(`/api/ime?pinyin=${encodeURIComponent(run.pinyin)}`);
+    if (asked !== this.asked) return;
+    this.showCandidates(status === 200 && data ? data.candidates : []);
+  }
+
+  showCandidates(chars) {
+    this.candidates.replaceChildren(
+      ...chars.map((ch) =>
+        el("button", { type: "button", tabIndex: -1, "data-osk-char": ch, text: ch }),
+      ),
+    );
+    this.candidates.hidden = chars.length === 0;
+    document.body.classList.toggle("osk-candidates-open", chars.length > 0);
+  }
+
+  choose(ch) {
+    const field = this.field;
+    const run = this.pending();
+    if (!field || !run) return;
+    const value = field.value;
+    const max = field.maxLength > 0 ? field.maxLength : Infinity;
+    const next = value.slice(0, run.from) + ch + value.slice(run.to);
+    if (next.length > max) return;
+    field.value = next;
+    const caret = run.from + ch.length;
+    field.setSelectionRange(caret, caret);
     field.dispatchEvent(new Event("input", { bubbles: true }));
   }
 }
