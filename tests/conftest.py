@@ -6,7 +6,10 @@ import pytest
 
 from edge.adapters.sqlite_store import SqliteDeviceStore
 
-pytest_plugins = ["hub_fixtures"]  # the county hub's: hub_backend, hub, enrolled_device...
+pytest_plugins = [
+    "hub_fixtures",  # the county hub's: hub_backend, hub, enrolled_device...
+    "browser_support",  # the kiosk browser's: browser, page
+]
 
 EXAMPLE_POLICY = {
     "version": "2026.1",

@@ -5,10 +5,9 @@ Screenshots of every page checked go to test-artifacts/web-e2e/accessibility/.""
 
 import re
 
-import playwright.sync_api as playwright_api
 import pytest
 from axe import describe, violations
-from test_web_browser import ARGS, CHROMIUM, Shots, wait_until
+from browser_support import Shots, wait_until
 from web_support import FakeClock, app_config, make_demo_device, served
 
 AMOXICILLIN = "XJ01CAA040A001"
@@ -39,14 +38,6 @@ MEASURE = """([targets, exceptions]) => [...document.querySelectorAll(targets)]
   .filter(b => b.width < 44 || b.height < 44)"""
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def terminal(tmp_path):
     from web_ui.app import create_app
@@ -57,18 +48,6 @@ def terminal(tmp_path):
                                 CARD_POLL_MS=200))  # fmt: skip
     with served(app) as url:
         yield url
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(
-        viewport={"width": 800, "height": 480}, has_touch=True, locale="zh-CN"
-    )
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.on("dialog", lambda dialog: dialog.accept())
-    yield page
-    context.close()
 
 
 class Checker:

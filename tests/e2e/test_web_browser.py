@@ -4,12 +4,9 @@ by pinyin, check the live split against the quote engine, confirm, reverse, clos
 Screenshots of every step at 800×480 go to test-artifacts/web-e2e/."""
 
 import json
-import shutil
-import time
-from pathlib import Path
 
-import playwright.sync_api as playwright_api
 import pytest
+from browser_support import Shots, wait_until
 from web_support import NOW, FakeClock, app_config, make_demo_device, served
 
 from edge.demo import load_json
@@ -17,26 +14,7 @@ from edge.domain.documents import catalog_row_from_csv
 from edge.domain.money import format_yuan
 from edge.domain.quote import quote_document
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-e2e"
 POOR = "32011500000005"  # 陈志强, extreme poverty: the assistance pays what the fund leaves
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -49,40 +27,6 @@ def terminal(tmp_path):
                                 CARD_POLL_MS=200))  # fmt: skip
     with served(app) as url:
         yield url
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(
-        viewport={"width": 800, "height": 480}, has_touch=True, locale="zh-CN"
-    )
-    page = context.new_page()
-    page.set_default_timeout(30_000)  # generous: CI machines are slow, not the UI
-    page.problems = []
-    page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda error: page.problems.append(str(error)))
-    page.on("dialog", lambda dialog: dialog.accept())
-    yield page
-    context.close()
-
-
-def wait_until(page, expression: str, timeout: float = 30.0) -> None:
-    """Poll a JavaScript expression from outside the page (the page's CSP forbids eval)."""
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(f"() => Boolean({expression})"):
-        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
-        page.wait_for_timeout(50)
-
-
-class Shots:
-    def __init__(self, page, name: str) -> None:
-        self.page, self.folder, self.count = page, ARTIFACTS / name, 0
-        shutil.rmtree(self.folder, ignore_errors=True)
-        self.folder.mkdir(parents=True)
-
-    def __call__(self, step: str) -> None:
-        self.count += 1
-        self.page.screenshot(path=self.folder / f"{self.count:02d}-{step}.png")
 
 
 def engine_split(codes_and_quantities: list[tuple[str, str]], diagnoses: list[str]) -> dict:

@@ -21,7 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import test_web_browser as browser_tests
+from browser_support import Shots, wait_until
 from sync_helpers import start_hub
 from web_support import NOW, app_config, make_demo_device, served
 
@@ -34,9 +34,6 @@ from sync.hub.server import serve_in_background
 
 # Chromium and its page (800×480, touch, zh-CN; dialogs accepted), as the other browser
 # tests launch them.
-browser = browser_tests.browser
-page = browser_tests.page
-Shots, wait_until = browser_tests.Shots, browser_tests.wait_until
 
 PATIENT, PATIENT_NAME = "A32011501", "张建国"
 AMLODIPINE = "XC08CAA130A001"  # 苯磺酸氨氯地平片 5mg*28片

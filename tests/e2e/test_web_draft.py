@@ -4,22 +4,13 @@ lets the screen lock (a short idle time), unlocks on the PIN pad, settles, and r
 with a preset reason. Nothing is typed but by tapping. Screenshots go to
 test-artifacts/web-e2e/draft-lock-keyboard/."""
 
-import playwright.sync_api as playwright_api
 import pytest
-from test_web_browser import ARGS, CHROMIUM, Shots, wait_until
+from browser_support import Shots, wait_until
 from web_support import FakeClock, app_config, make_demo_device, served
 
 IDLE_SECONDS = 8  # the test's idle time: long enough for a tap or two, short to wait for
 AMOXICILLIN = "XJ01CAA040A001"  # 阿莫西林胶囊, by the box
 CONSULTATION = "110200005000000"  # 一般诊疗费
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -33,21 +24,6 @@ def terminal(tmp_path):
                                 SESSION_IDLE_MINUTES=IDLE_SECONDS / 60))  # fmt: skip
     with served(app) as url:
         yield url
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(
-        viewport={"width": 800, "height": 480}, has_touch=True, locale="zh-CN"
-    )
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.problems = []
-    page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda error: page.problems.append(str(error)))
-    page.on("dialog", lambda dialog: dialog.accept())
-    yield page
-    context.close()
 
 
 def tap_keys(page, text: str) -> None:

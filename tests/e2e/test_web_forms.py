@@ -7,15 +7,12 @@ right message. Screenshots go to test-artifacts/web-e2e/forms/."""
 from pathlib import Path
 
 import pytest
-from test_web_browser import ARGS, CHROMIUM, Shots, wait_until  # the same browser set-up
+from browser_support import Shots, wait_until
 from web_support import FakeClock, app_config, make_demo_device, served
 
 from drivers.printer import PrinterEmulator
 
-pytest_plugins = ["test_web_browser"]  # its browser and page fixtures
-
 LINES = [{"code": "XJ01CAA040A001", "quantity": "2"}, {"code": "110200005000000", "quantity": "1"}]
-assert ARGS and CHROMIUM.exists()
 
 
 @pytest.fixture

@@ -4,21 +4,12 @@ types x, i on the on-screen keyboard, picks 西 from the candidate row, then l, 
 initials search as before). Nothing is typed but by tapping. Screenshots go to
 test-artifacts/web-e2e/pinyin-input/."""
 
-import playwright.sync_api as playwright_api
 import pytest
-from test_web_browser import ARGS, CHROMIUM, Shots
+from browser_support import Shots
 from web_support import FakeClock, app_config, make_demo_device, served
 
 AMOXICILLIN = "XJ01CAA040A001"  # 阿莫西林胶囊
 CANDIDATES = '#osk [role="group"][aria-label="候选汉字"]'
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -30,20 +21,6 @@ def terminal(tmp_path):
     app = create_app(app_config(data_dir, FakeClock(), TESTING=False, CARD_POLL_MS=200))
     with served(app) as url:
         yield url
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(
-        viewport={"width": 800, "height": 480}, has_touch=True, locale="zh-CN"
-    )
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.problems = []
-    page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda error: page.problems.append(str(error)))
-    yield page
-    context.close()
 
 
 def tap_keys(page, text: str) -> None:

@@ -3,21 +3,12 @@ finds 苯磺酸氨氯地平片 by `aldp`, applies the county's cold bundle with 
 visit as a bundle of the clinic's own, and the result list closes on a tap outside and
 never covers the quantity fields. Screenshots to test-artifacts/web-e2e/search-bundles/."""
 
-import playwright.sync_api as playwright_api
 import pytest
-from test_web_browser import ARGS, CHROMIUM, Shots, wait_until
+from browser_support import Shots, wait_until
 from web_support import FakeClock, app_config, make_demo_device, served
 
 AMLODIPINE = "XC08CAA130A001"  # 苯磺酸氨氯地平片 5mg*28片
 COLD = ["110200005000000", "XJ01CAA040A001", "XR05XAA202A001"]  # the county's 感冒 bundle
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -29,20 +20,6 @@ def terminal(tmp_path):
     app = create_app(app_config(data_dir, FakeClock(), TESTING=False, CARD_POLL_MS=200))
     with served(app) as url:
         yield url
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(
-        viewport={"width": 800, "height": 480}, has_touch=True, locale="zh-CN"
-    )
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.problems = []
-    page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda error: page.problems.append(str(error)))
-    yield page
-    context.close()
 
 
 def box(page, selector: str) -> dict:

@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
-import test_web_browser as browser_tests
+from browser_support import Shots, wait_until
 from sync_helpers import hub_store, start_hub
 from web_support import NOW, app_config, make_demo_device, served
 
@@ -19,9 +19,6 @@ from sync.hub.server import serve_in_background
 from sync.hub.services import county
 
 # Chromium and its page, launched as the other browser tests launch them.
-browser = browser_tests.browser
-page = browser_tests.page
-Shots, wait_until = browser_tests.Shots, browser_tests.wait_until
 
 SPEED = 10  # the product's clock runs ten times faster than the wall clock here
 
