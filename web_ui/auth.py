@@ -139,7 +139,11 @@ def _template_globals() -> dict:
     if operator is not None:
         role, demo = operator.role, current_app.config["DEMO"]
         if role in ("doctor", "tester"):
-            nav += [("settle.page", _("Settle")), ("records.today", _("Today"))]
+            nav += [
+                ("settle.page", _("Settle")),
+                ("records.today", _("Today")),
+                ("records.close_page", _("Daily close")),
+            ]
         if role == "coordinator":
             nav.append(("records.today", _("Today")))
         if role in ("coordinator", "admin", "tester"):

@@ -131,7 +131,7 @@ def strip_state(store: SqliteDeviceStore, moment: datetime) -> dict | None:
         state, label, level = "offline", _("Offline"), "warning"
         message = _("No contact with the county hub lately: settling goes on and uploads later.")
     parts = []
-    if waiting or state != "online":
+    if waiting:
         parts.append(_("%(count)d waiting to upload", count=waiting))
     parts.append(_("last sync %(time)s", time=last_sync) if last_sync else _("never synced"))
     stale = [

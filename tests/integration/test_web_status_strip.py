@@ -170,7 +170,7 @@ class TestInEnglish:
         day = f"{synced:%b} {synced.day}" + (
             f", {synced.year}" if synced.year != clock().year else ""
         )
-        assert strip(doctor)["text"] == f"Offline · 0 waiting to upload · last sync {day} 09:30"
+        assert strip(doctor)["text"] == f"Offline · last sync {day} 09:30"  # nothing waiting
 
 
 class TestSyncNow:
