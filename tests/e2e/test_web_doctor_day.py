@@ -6,12 +6,13 @@ are the emulated ones.
 
 Sign in on the PIN pad → a card goes in and the page reads it by itself → a bundle (组套)
 with one tap → items by pinyin inside a name (`aldp` → 苯磺酸氨氯地平片, `xl` → …西林…) and
-by characters inside a name (西林) → a reload mid-visit finds it intact → the screen locks
-when left alone and the PIN pad returns the doctor to the same visit → settle, and the
-医保结算单 prints by itself → the status strip goes 离线 when the hub stops → a reversal
-with a preset reason, made offline, waits to go up → the strip goes 在线 when the hub
-starts again on the same port and data, and the reversal goes up → the 日结 previewed
-with its amounts, signed and printed, with the right message. A screenshot of every step
+by characters inside a name (西林, typed with the keyboard's pinyin candidates) → a reload
+mid-visit finds it intact → the screen locks when left alone and the PIN pad returns the
+doctor to the same visit → settle, and the 医保结算单 prints by itself → the status strip
+goes 离线 when the hub stops → a reversal with a preset reason, made offline, waits to go
+up → the strip goes 在线 when the hub starts again on the same port and data, and the
+reversal goes up → the 日结 previewed with its amounts, signed and printed, with the right
+message. A screenshot of every step
 goes to test-artifacts/web-e2e/doctor-day/."""
 
 import re
@@ -233,10 +234,21 @@ def test_a_doctors_whole_day_by_touch_alone(day, page):
     page.locator("#osk button[data-osk-key=done]").tap()
     page.wait_for_selector("#osk", state="hidden")
 
-    # By characters inside a name: 西林. The kiosk has no Chinese input method, so this is
-    # what the search field sends when characters arrive (a barcode or a pasted name).
-    found = page.request.get(f"{url}/api/catalog", params={"q": "西林"}).json()
-    assert any(hit["name"].startswith("阿莫西林") for hit in found), found
+    # By characters inside a name: 西林, typed with the keyboard's pinyin candidates
+    # (x i → 西, l i n → 林); the search finds 阿莫西林胶囊 by the characters inside it.
+    page.locator("#item-search").tap()
+    page.wait_for_selector("#osk:not([hidden])")
+    tap_keys(page, "xi")
+    page.locator('#osk .osk-candidates button[data-osk-char="西"]').tap()
+    tap_keys(page, "lin")
+    page.locator('#osk .osk-candidates button[data-osk-char="林"]').tap()
+    assert page.input_value("#item-search") == "西林"
+    page.wait_for_selector('#item-results[data-query="西林"] li[role=option]')
+    assert any(name.startswith("阿莫西林") for name in result_names(page))
+    shot("found-by-xilin")
+    page.locator('#osk button[data-osk-key="clear"]').tap()
+    page.locator("#osk button[data-osk-key=done]").tap()
+    page.wait_for_selector("#osk", state="hidden")
 
     draft_saved_and_quoted(page)
     wait_until(page, "!document.getElementById('confirm').disabled")
