@@ -66,3 +66,19 @@ class Shots:
     def __call__(self, step: str) -> None:
         self.count += 1
         self.page.screenshot(path=self.folder / f"{self.count:02d}-{step}.png")
+
+
+def tap_keys(page, text: str) -> None:
+    """Type by tapping the on-screen keyboard, key by key."""
+    for ch in text:
+        page.locator(f'#osk button[data-osk-key="{ch}"]').tap()
+
+
+def tap_pin(page, pin: str) -> None:
+    """Enter a password on the sign-in or lock screen's number pad."""
+    for key in pin:
+        page.locator(f'.keypad button[data-key="{key}"]').tap()
+
+
+def no_sideways_scroll(page) -> None:
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 800

@@ -22,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from browser_support import Shots, wait_until
+from browser_support import Shots, no_sideways_scroll, tap_keys, tap_pin, wait_until
 from sync_helpers import start_hub
 from web_support import NOW, app_config, make_demo_device, served
 
@@ -120,24 +120,9 @@ def day(tmp_path):
 # ---- tapping, never typing ------------------------------------------------------------------
 
 
-def tap_keys(page, text: str) -> None:
-    """Type by tapping the on-screen keyboard, key by key."""
-    for ch in text:
-        page.locator(f'#osk button[data-osk-key="{ch}"]').tap()
-
-
-def tap_pin(page, pin: str) -> None:
-    for key in pin:
-        page.locator(f'.keypad button[data-key="{key}"]').tap()
-
-
 def tap_nav(page, path: str) -> None:
     with page.expect_navigation():
         page.locator(f'nav a[href="{path}"]').tap()
-
-
-def no_sideways_scroll(page) -> None:
-    assert page.evaluate("() => document.documentElement.scrollWidth") <= 800
 
 
 def lines_on(page) -> list:

@@ -5,7 +5,7 @@ with a preset reason. Nothing is typed but by tapping. Screenshots go to
 test-artifacts/web-e2e/draft-lock-keyboard/."""
 
 import pytest
-from browser_support import Shots, wait_until
+from browser_support import Shots, no_sideways_scroll, tap_keys, tap_pin, wait_until
 from web_support import FakeClock, app_config, make_demo_device, served
 
 IDLE_SECONDS = 8  # the test's idle time: long enough for a tap or two, short to wait for
@@ -24,21 +24,6 @@ def terminal(tmp_path):
                                 SESSION_IDLE_MINUTES=IDLE_SECONDS / 60))  # fmt: skip
     with served(app) as url:
         yield url
-
-
-def tap_keys(page, text: str) -> None:
-    """Type by tapping the on-screen keyboard, key by key."""
-    for ch in text:
-        page.locator(f'#osk button[data-osk-key="{ch}"]').tap()
-
-
-def tap_pin(page, pin: str) -> None:
-    for key in pin:
-        page.locator(f'.keypad button[data-key="{key}"]').tap()
-
-
-def no_sideways_scroll(page) -> None:
-    assert page.evaluate("() => document.documentElement.scrollWidth") <= 800
 
 
 def small_targets(page, selector: str) -> list:

@@ -5,7 +5,7 @@ initials search as before). Nothing is typed but by tapping. Screenshots go to
 test-artifacts/web-e2e/pinyin-input/."""
 
 import pytest
-from browser_support import Shots
+from browser_support import Shots, no_sideways_scroll, tap_keys
 from web_support import FakeClock, app_config, make_demo_device, served
 
 AMOXICILLIN = "XJ01CAA040A001"  # 阿莫西林胶囊
@@ -23,17 +23,8 @@ def terminal(tmp_path):
         yield url
 
 
-def tap_keys(page, text: str) -> None:
-    for ch in text:
-        page.locator(f'#osk button[data-osk-key="{ch}"]').tap()
-
-
 def tap_candidate(page, ch: str) -> None:
     page.locator(f'{CANDIDATES} button[data-osk-char="{ch}"]').tap()
-
-
-def no_sideways_scroll(page) -> None:
-    assert page.evaluate("() => document.documentElement.scrollWidth") <= 800
 
 
 def candidate_boxes(page) -> list:
