@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, flash, g, redirect, render_template, r
 from flask_babel import gettext as _
 
 from edge import services
+from edge.adapters.sqlite_store import private_database_file
 from web_ui import accounts, messages, syncing
 from web_ui.auth import now, require
 from web_ui.context import data_dir, get_store
@@ -101,6 +102,7 @@ def backup():
     folder = data_dir() / BACKUP_DIR
     folder.mkdir(mode=0o700, exist_ok=True)
     target = folder / f"clinic-{now().strftime('%Y%m%d-%H%M%S')}.db"
+    private_database_file(target)  # 0600 from the start, not after the copy
     destination = sqlite3.connect(target)
     try:
         with destination:

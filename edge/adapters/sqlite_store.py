@@ -9,11 +9,14 @@ TEXT decimals. Past 500 lines because it is one class, the one implementation of
 import dataclasses
 import functools
 import json
+import os
+import re
 import sqlite3
+import stat
 import threading
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -62,6 +65,11 @@ ITEM_CACHE_SIZE = 5000  # parsed catalog items kept per connection
 PERSON_CACHE_SIZE = 4096  # parsed roster rows kept per process
 _IMPORT_BATCH = 2000
 _IMPORT_CACHE_KIB = 32 * 1024  # SQLite's page cache while a catalog goes in
+# A catalog import builds these beside the installed ones and renames them into place.
+_CATALOG_TABLES = ("catalog_item", "catalog_term", "catalog_search", "catalog_key")
+_STAGED, _RETIRED, _ALTERNATE = "_staged", "_retired", "_b"
+_CREATE_TABLE = re.compile(r'^CREATE TABLE\s+("[^"]+"|\S+)', re.IGNORECASE)
+_CREATE_INDEX = re.compile(r'^CREATE INDEX\s+("[^"]+"|\S+)\s+ON\s+("[^"]+"|\S+)', re.IGNORECASE)
 
 # Search ranks: the clinic's own picks, then aliases, codes, names from their start, names
 # from inside (`edge.domain.search_keys` kinds, moved past the first two).
@@ -193,8 +201,37 @@ def _matched(rank: int) -> tuple[str, bool]:
     return MATCHED[kind], kind >= KEY_NAME_INSIDE
 
 
+def private_database_file(path: Path) -> None:
+    """Make `path` (created empty if missing: SQLite takes an empty file as a new database)
+    readable by its owner only, whatever the umask and the folder, and its -wal, -shm and
+    -journal if present. SQLite creates those with the database file's own mode, so a
+    0600 database keeps them 0600 too. Another user's files (root's probes) are left."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        _private(fd)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        try:
+            fd = os.open(f"{path}{suffix}", os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            _private(fd)
+        finally:
+            os.close(fd)
+
+
+def _private(fd: int) -> None:
+    if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
+        with suppress(PermissionError):  # not ours: its owner's `clinic` fixes it
+            os.fchmod(fd, 0o600)
+
+
 def connect(path: Path) -> sqlite_utils.Database:
-    """A connection with the durability settings every money-recording write needs."""
+    """A connection with the durability settings every money-recording write needs, to a
+    database file only its owner can read."""
+    private_database_file(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
@@ -280,36 +317,79 @@ class SqliteDeviceStore:
     def import_catalog(
         self, items: Iterable[CatalogItem], version: str, source: str, *, now: datetime
     ) -> int:
-        """Replace the catalog with a newer version in one transaction; returns the count.
+        """Replace the catalog with a newer version; returns the count.
 
-        `items` may be a lazy iterator: a bad item raises and nothing is changed.
-        """
+        The new catalog is built beside the installed one (`*_staged` tables) in short
+        write transactions of _IMPORT_BATCH items, so a settle waits for one batch at most,
+        never for the whole file; then one short transaction renames the tables into place.
+        `items` may be a lazy iterator: a bad item, a crash or a power cut before the swap
+        leave the installed catalog exactly as it was."""
+        self._refuse_rollback("catalog", self.catalog_version(), version)
         count = 0
         (cache_size,) = self.db.execute("PRAGMA cache_size").fetchone()
         # The search keys go in in no order: a page cache that holds most of them spares
         # the import rewriting the same pages over and over (twice as fast at 300,000 items).
         self.db.execute(f"PRAGMA cache_size = {-_IMPORT_CACHE_KIB}")
         try:
-            with self.write_transaction():
-                self._refuse_rollback("catalog", self.catalog_version(), version)
-                for table in ("catalog_search", "catalog_key", "catalog_item", "catalog_term"):
-                    self.db.execute(f"DELETE FROM {table}")
-                terms: dict[str, int] = {}
-                iterator = iter(items)
-                while batch := list(islice(iterator, _IMPORT_BATCH)):
+            self._drop_catalog_tables(_RETIRED)  # left by a crash after an earlier swap
+            self._create_staged_catalog()
+            terms: dict[str, int] = {}
+            iterator = iter(items)
+            while batch := list(islice(iterator, _IMPORT_BATCH)):
+                with self.write_transaction():
                     self._insert_items(batch, terms)
-                    count += len(batch)
+                count += len(batch)
+            with self.write_transaction():
+                # checked again: another import may have installed one meanwhile
+                self._refuse_rollback("catalog", self.catalog_version(), version)
+                for table in _CATALOG_TABLES:
+                    self.db.execute(f"ALTER TABLE {table} RENAME TO {table}{_RETIRED}")
+                    self.db.execute(f"ALTER TABLE {table}{_STAGED} RENAME TO {table}")
                 self.db.execute(
                     "INSERT INTO catalog_version VALUES (?, ?, ?, ?)",
                     [version, source, count, _installed_at(now)],
                 )
+        except BaseException:
+            self._drop_catalog_tables(_STAGED)
+            raise
         finally:
             self.db.execute(f"PRAGMA cache_size = {int(cache_size)}")
             self._own_writes += 1  # the picks' rows are read anew
+        self._drop_catalog_tables(_RETIRED)
         return count
 
+    def _create_staged_catalog(self) -> None:
+        """Empty `*_staged` copies of the catalog tables (their current columns, as the
+        migrations left them) and of their indexes, under the index names not in use."""
+        with self.write_transaction():
+            self._drop_catalog_tables(_STAGED)  # a crashed import's
+            for table in _CATALOG_TABLES:
+                (sql,) = self.db.execute(
+                    "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", [table]
+                ).fetchone()
+                self.db.execute(_CREATE_TABLE.sub(f"CREATE TABLE {table}{_STAGED}", sql, 1))
+                for name, index_sql in self.db.execute(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+                    " AND tbl_name = ? AND sql IS NOT NULL",
+                    [table],
+                ).fetchall():
+                    # an index keeps its name through a rename: alternate two names
+                    other = (
+                        name[: -len(_ALTERNATE)] if name.endswith(_ALTERNATE) else name + _ALTERNATE
+                    )
+                    self.db.execute(
+                        _CREATE_INDEX.sub(f"CREATE INDEX {other} ON {table}{_STAGED}", index_sql, 1)
+                    )
+
+    def _drop_catalog_tables(self, suffix: str) -> None:
+        """Drop the `suffix` copies of the catalog tables, one short transaction each."""
+        for table in _CATALOG_TABLES:
+            with self.write_transaction():
+                self.db.execute(f"DROP TABLE IF EXISTS {table}{suffix}")
+
     def _insert_items(self, items: list[CatalogItem], terms: dict[str, int]) -> None:
-        """Insert items; each distinct name (a term) is keyed once, when first seen."""
+        """Insert items into the staged tables; each distinct name (a term) is keyed once,
+        when first seen."""
         rows: list[tuple] = []
         codes: list[tuple[int, str, str]] = []
         new_terms: list[tuple[int, str, int]] = []
@@ -333,13 +413,17 @@ class SqliteDeviceStore:
             codes.append((KEY_CODE, search_key(item.code), item.code))
         try:
             self.db.conn.executemany(
-                f"INSERT INTO catalog_item VALUES ({', '.join('?' * 20)})", rows
+                f"INSERT INTO catalog_item{_STAGED} VALUES ({', '.join('?' * 20)})", rows
             )
         except sqlite3.IntegrityError as error:
             raise StoreError(f"the catalog repeats an item code ({error})") from None
-        self.db.conn.executemany("INSERT INTO catalog_term VALUES (?, ?, ?)", new_terms)
-        self.db.conn.executemany("INSERT OR IGNORE INTO catalog_search VALUES (?, ?, ?)", codes)
-        self.db.conn.executemany("INSERT OR IGNORE INTO catalog_key VALUES (?, ?, ?)", keys)
+        self.db.conn.executemany(f"INSERT INTO catalog_term{_STAGED} VALUES (?, ?, ?)", new_terms)
+        self.db.conn.executemany(
+            f"INSERT OR IGNORE INTO catalog_search{_STAGED} VALUES (?, ?, ?)", codes
+        )
+        self.db.conn.executemany(
+            f"INSERT OR IGNORE INTO catalog_key{_STAGED} VALUES (?, ?, ?)", keys
+        )
 
     def search_catalog(self, query: str, limit: int = SEARCH_LIMIT) -> list[SearchHit]:
         """Items found by `query` as a clinic HIS finds them: the clinic's frequent and
@@ -422,6 +506,21 @@ class SqliteDeviceStore:
                 count += 1
             self._own_writes += 1  # the picks' rows are read anew
             return count
+
+    def unknown_diagnoses(self, codes: Iterable[str]) -> list[str]:
+        """The codes not in the installed diagnosis list, in order; none while the device
+        has no list yet (the format check of `visit_from_json` still applies)."""
+        wanted = list(dict.fromkeys(codes))
+        if not wanted or self.db.execute("SELECT 1 FROM diagnosis LIMIT 1").fetchone() is None:
+            return []
+        known = {
+            code
+            for (code,) in self.db.execute(
+                f"SELECT code FROM diagnosis WHERE code IN ({', '.join('?' * len(wanted))})",
+                wanted,
+            )
+        }
+        return [code for code in wanted if code not in known]
 
     def search_diagnoses(self, query: str, limit: int = 12) -> list[DiagnosisHit]:
         """Diagnoses found by `query`, ranked as `search_catalog` ranks items (感冒 finds
