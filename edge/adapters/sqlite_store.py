@@ -56,7 +56,7 @@ from edge.domain.search_keys import (
     pinyin_keys,
     search_key,
 )
-from edge.domain.versions import version_order
+from edge.domain.versions import supersedes, version_problem
 from edge.ports import DeviceRow, LedgerHead
 
 DATABASE_FILE = "clinic.db"
@@ -324,7 +324,7 @@ class SqliteDeviceStore:
         never for the whole file; then one short transaction renames the tables into place.
         `items` may be a lazy iterator: a bad item, a crash or a power cut before the swap
         leave the installed catalog exactly as it was."""
-        self._refuse_rollback("catalog", self.catalog_version(), version)
+        self._refuse_rollback("catalog", self.catalog_version(), version, now)
         count = 0
         (cache_size,) = self.db.execute("PRAGMA cache_size").fetchone()
         # The search keys go in in no order: a page cache that holds most of them spares
@@ -341,7 +341,7 @@ class SqliteDeviceStore:
                 count += len(batch)
             with self.write_transaction():
                 # checked again: another import may have installed one meanwhile
-                self._refuse_rollback("catalog", self.catalog_version(), version)
+                self._refuse_rollback("catalog", self.catalog_version(), version, now)
                 for table in _CATALOG_TABLES:
                     self.db.execute(f"ALTER TABLE {table} RENAME TO {table}{_RETIRED}")
                     self.db.execute(f"ALTER TABLE {table}{_STAGED} RENAME TO {table}")
@@ -553,7 +553,7 @@ class SqliteDeviceStore:
         "item" or "diagnosis". Codes not (or no longer) in the catalog are kept and found
         once they are."""
         with self.write_transaction():
-            self._refuse_rollback("alias list", self.alias_version(), version)
+            self._refuse_rollback("alias list", self.alias_version(), version, now)
             self.db.execute("DELETE FROM search_alias")
             count = 0
             for target, alias, code in rows:
@@ -720,7 +720,7 @@ class SqliteDeviceStore:
     def import_policy(self, document: dict, *, now: datetime) -> Policy:
         policy = policy_from_json(document)
         with self.write_transaction():
-            self._refuse_rollback("policy", self.policy_version(), policy.version)
+            self._refuse_rollback("policy", self.policy_version(), policy.version, now)
             self.db.execute(
                 "INSERT INTO policy_version VALUES (?, ?, ?)",
                 [
@@ -751,7 +751,7 @@ class SqliteDeviceStore:
         """Install a roster version: persons are upserted, accumulators it carries are set."""
         version, persons = roster_from_json(document)
         with self.write_transaction():
-            self._refuse_rollback("roster", self.roster_version(), version)
+            self._refuse_rollback("roster", self.roster_version(), version, now)
             for entry in persons:
                 self._upsert_person(entry)
             self.db.execute(
@@ -1074,8 +1074,11 @@ class SqliteDeviceStore:
         return row[0] if row else None
 
     @staticmethod
-    def _refuse_rollback(what: str, installed: str | None, offered: str) -> None:
-        if installed is not None and version_order(offered) <= version_order(installed):
+    def _refuse_rollback(what: str, installed: str | None, offered: str, now: datetime) -> None:
+        problem = version_problem(offered, now.date())
+        if problem is not None:
+            raise StoreError(f"{what} {problem}")
+        if installed is not None and not supersedes(offered, installed, now.date()):
             raise StoreError(
                 f"{what} version {offered} is not newer than the installed {installed};"
                 " refusing to roll back"

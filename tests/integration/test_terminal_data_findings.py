@@ -1,0 +1,273 @@
+"""The terminal's data findings of the security review, each reproduced on real files:
+imports that never block settling, files only the service can read, a restore that
+cannot roll the ledger back, clear errors instead of tracebacks, diagnosis codes checked,
+versions that cannot jump absurdly ahead."""
+
+import dataclasses
+import os
+import shutil
+import sqlite3
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from deploy_support import NOW, file_sha256, ledger_rows, settle, settle_many
+
+from edge import demo, maintenance, services
+from edge.adapters.identity import KEY_FILE
+from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore, StoreError
+from edge.console import main
+from edge.domain.documents import visit_from_json
+from edge.domain.model import Rejection
+from edge.maintenance import MaintenanceError
+from sync.hub.adapters.county_key import COUNTY_KEY_FILE
+from sync.hub.bootstrap import init_hub, open_hub_store
+from sync.hub.model import HubError
+from sync.hub.services.publishing import publish
+from sync.protocol import SyncError
+from sync.updates import (
+    catalog_content,
+    catalog_item_to_json,
+    make_manifest,
+    sign_update,
+    verify_update,
+)
+
+RESIDENT = "32011500000001"
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def device(tmp_path):
+    from deploy_support import new_device
+
+    data_dir = tmp_path / "device"
+    store, identity = new_device(data_dir)
+    yield data_dir, store, identity
+    store.close()
+
+
+# ---- database files 0600 whatever the folder and umask ----------------------------------
+
+
+class TestPrivateFiles:
+    def test_a_device_made_in_an_open_folder_under_a_lax_umask_is_owner_only(self, tmp_path):
+        data_dir = tmp_path / "open"
+        data_dir.mkdir(mode=0o755)
+        old = os.umask(0o022)
+        try:
+            store = SqliteDeviceStore.open(data_dir, create=True)
+            services.init_device(store, data_dir, NOW)
+            store.db.execute("CREATE TABLE scratch (x)")  # something in the -wal
+            backup = maintenance.backup(data_dir, tmp_path / "stick", now=NOW).path
+            names = sorted(p.name for p in data_dir.iterdir() if p.is_file())
+            assert names == [DATABASE_FILE, f"{DATABASE_FILE}-shm", f"{DATABASE_FILE}-wal", KEY_FILE]
+            assert {name: mode(data_dir / name) for name in names} == dict.fromkeys(names, 0o600)
+            assert mode(backup) == 0o600
+            store.close()
+        finally:
+            os.umask(old)
+
+    def test_an_existing_world_readable_database_is_made_private_on_open(self, device):
+        data_dir, store, _identity = device
+        store.close()
+        for name in (DATABASE_FILE, f"{DATABASE_FILE}-wal", f"{DATABASE_FILE}-shm"):
+            if (data_dir / name).exists():
+                os.chmod(data_dir / name, 0o644)
+        SqliteDeviceStore.open(data_dir).close()
+        assert mode(data_dir / DATABASE_FILE) == 0o600
+
+    @pytest.mark.parametrize("hub_backend", ["sqlite"], indirect=True)
+    def test_hub_init_into_an_existing_0755_folder_keeps_roster_and_hashes_private(
+        self, tmp_path, hub_backend
+    ):
+        hub_dir = tmp_path / "hub"
+        hub_dir.mkdir(mode=0o755)
+        old = os.umask(0o022)
+        try:
+            done = CliRunner().invoke(
+                main, ["hub", "init", "--data-dir", str(hub_dir), "--county", "江宁区"]
+            )
+            assert done.exit_code == 0, done.output
+            files = [p for p in hub_dir.iterdir() if p.is_file()]
+            assert {p.name for p in files} >= {"hub.db", COUNTY_KEY_FILE}
+            assert {p.name: mode(p) for p in files} == {p.name: 0o600 for p in files}
+        finally:
+            os.umask(old)
+
+
+# ---- restore guard -----------------------------------------------------------------------
+
+
+class TestRestoreGuard:
+    def test_moving_the_database_aside_does_not_let_an_old_backup_roll_the_ledger_back(
+        self, device, tmp_path
+    ):
+        data_dir, store, identity = device
+        settle_many(store, identity, 2)
+        old = maintenance.backup(data_dir, tmp_path / "stick", now=NOW).path
+        settle_many(store, identity, 3, NOW + timedelta(hours=1))
+        store.db.execute("UPDATE device SET synced_seq = 5")  # the county holds seq 1..5
+        store.close()
+        aside = tmp_path / "aside"
+        aside.mkdir()
+        for name in (DATABASE_FILE, f"{DATABASE_FILE}-wal", f"{DATABASE_FILE}-shm"):
+            if (data_dir / name).exists():
+                shutil.move(data_dir / name, aside / name)
+
+        done = CliRunner().invoke(main, ["restore", str(old), "--data-dir", str(data_dir)])
+        assert done.exit_code != 0
+        assert "没有当前账本" in done.output and "no current ledger" in done.output
+        assert "--force" in done.output and "Traceback" not in done.output
+        assert not (data_dir / DATABASE_FILE).exists()  # nothing restored
+
+    def test_a_fresh_init_in_place_of_the_moved_database_is_refused_too(self, device, tmp_path):
+        data_dir, store, identity = device
+        settle_many(store, identity, 2)
+        old = maintenance.backup(data_dir, tmp_path / "stick", now=NOW).path
+        settle_many(store, identity, 2, NOW + timedelta(hours=1))
+        store.close()
+        (tmp_path / "aside").mkdir()
+        for name in (DATABASE_FILE, f"{DATABASE_FILE}-wal", f"{DATABASE_FILE}-shm", KEY_FILE):
+            if (data_dir / name).exists():
+                shutil.move(data_dir / name, tmp_path / "aside" / name)
+        fresh = SqliteDeviceStore.open(data_dir, create=True)  # `clinic init` anew
+        services.init_device(fresh, data_dir, NOW + timedelta(hours=2))
+        fresh.close()
+        (data_dir / KEY_FILE).unlink()  # the backup brings the device's own key
+        empty = file_sha256(data_dir / DATABASE_FILE)
+        with pytest.raises(MaintenanceError, match="no current ledger"):
+            maintenance.restore(data_dir, old, now=NOW + timedelta(hours=2))
+        assert file_sha256(data_dir / DATABASE_FILE) == empty
+        result = maintenance.restore(data_dir, old, force=True, now=NOW + timedelta(hours=2))
+        assert result.head_seq == 2 and result.overridden
+        assert [row[0] for row in ledger_rows(data_dir)] == [1, 2]
+
+
+# ---- diagnosis codes -----------------------------------------------------------------------
+
+
+def _visit(diagnoses):
+    return visit_from_json(
+        {
+            "date": NOW.date().isoformat(),
+            "visit_type": "general",
+            "diagnoses": diagnoses,
+            "lines": [{"code": "XJ01CAA040A001", "quantity": "1"}],
+        }
+    )
+
+
+class TestDiagnosisCodes:
+    @pytest.mark.parametrize(
+        "code", ["随便写的", "J06.900; DROP", "<script>", "j06.900", "J06.900\x1b", "", "J" * 40]
+    )
+    def test_free_text_is_never_a_diagnosis_code(self, code):
+        with pytest.raises(Rejection) as refused:
+            _visit([code])
+        assert refused.value.code == "BAD_INPUT"
+        assert refused.value.message.startswith("visit.diagnoses[0]")
+
+    def test_a_code_not_in_the_installed_list_is_refused_before_signing(self, device):
+        data_dir, store, identity = device
+        store.load_diagnoses([("J06.900", "急性上呼吸道感染"), ("I10.x00", "高血压")])
+        head = store.ledger_head()
+        with pytest.raises(Rejection) as refused:
+            services.settle_visit(
+                store, identity, insured_id=RESIDENT, visit=_visit(["J06.900", "Z99.999"]),
+                operator="doc01", now=NOW,
+            )  # fmt: skip
+        assert refused.value.code == "UNKNOWN_DIAGNOSIS" and "Z99.999" in refused.value.message
+        assert store.ledger_head() == head  # nothing signed
+        recorded = services.settle_visit(
+            store, identity, insured_id=RESIDENT, visit=_visit(["J06.900"]),
+            operator="doc01", now=NOW,
+        )  # fmt: skip
+        assert recorded.record["body"]["visit"]["diagnoses"] == ["J06.900"]
+
+
+# ---- versions cannot jump absurdly ahead ------------------------------------------------------
+
+
+COUNTY = Ed25519PrivateKey.generate()
+
+
+def _demo_items():
+    return list(demo.catalog_items(NOW.date()))[:3]
+
+
+def _catalog_update(version: str) -> dict:
+    content = catalog_content([catalog_item_to_json(item) for item in _demo_items()])
+    return sign_update(
+        make_manifest(
+            kind="catalog", version=version, content=content, published_at=NOW,
+            expires_at=NOW + timedelta(days=90),
+        ),
+        content,
+        COUNTY,
+    )  # fmt: skip
+
+
+def _verify(version: str, installed: str | None) -> object:
+    return verify_update(
+        _catalog_update(version), COUNTY.public_key(), kind="catalog",
+        installed_version=installed, now=NOW,
+    )  # fmt: skip
+
+
+class TestVersionBound:
+    @pytest.mark.parametrize("version", ["9999999999", "3000.1", "2026.1234567", "v2", "2026.x"])
+    def test_a_county_signed_absurd_version_is_refused(self, version):
+        with pytest.raises(SyncError) as refused:
+            _verify(version, "2026.11")
+        assert refused.value.code == "UPDATE_BAD_VERSION"
+        assert "版本号" in refused.value.message_zh
+
+    def test_a_normal_version_still_goes_on_after_an_absurd_one_was_installed(self):
+        # a device that installed 9999999999 before this rule takes the next sane one
+        assert _verify("2026.12", "9999999999").version == "2026.12"
+        with pytest.raises(SyncError) as older:
+            _verify("2026.10", "2026.11")
+        assert older.value.code == "UPDATE_OLDER"
+
+    def test_the_store_refuses_an_absurd_version_and_recovers_from_one(self, device):
+        _data_dir, store, _identity = device
+        items = list(store.catalog_items(["XJ01CAA040A001"]).values())
+        with pytest.raises(StoreError, match="YEAR"):
+            store.import_catalog(items, "9999999999", "x.csv", now=NOW)
+        # as if installed before the rule: the next sane version replaces it
+        store.db.execute(
+            "INSERT INTO catalog_version VALUES ('9999999999', 'old', 1, ?)", [NOW.isoformat()]
+        )
+        assert store.import_catalog(items, "2026.12", "new.csv", now=NOW) == 1
+        assert store.catalog_version() == "2026.12"
+
+    def test_the_hub_refuses_to_publish_one_and_recovers_from_one(self, tmp_path, hub_backend):
+        hub_dir = tmp_path / "hub"
+        init_hub(hub_dir, "江宁区", NOW, database=hub_backend.database_url)
+        from sync.hub.adapters.county_key import load_county_key
+
+        key = load_county_key(hub_dir)
+        store = open_hub_store(hub_dir)
+        expires = NOW + timedelta(days=9)
+        try:
+            with pytest.raises(HubError, match="YEAR"):
+                publish(store, key, kind="catalog", version="9999999999", items=_demo_items(),
+                        expires_at=expires, now=NOW)  # fmt: skip
+            assert store.latest_publication("catalog") is None
+            publish(store, key, kind="catalog", version="2026.11", items=_demo_items(),
+                    expires_at=expires, now=NOW)  # fmt: skip
+            # one signed before the rule: the county's next normal version goes out again
+            absurd = dataclasses.replace(store.latest_publication("catalog"), version="9999999999")
+            store.add_publication(absurd)
+            publish(store, key, kind="catalog", version="2026.12", items=_demo_items(),
+                    expires_at=expires, now=NOW)  # fmt: skip
+            assert store.latest_publication("catalog").version == "2026.12"
+        finally:
+            store.close()
