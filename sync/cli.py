@@ -5,6 +5,7 @@ Hub commands take `--data-dir` (default `$CLINIC_HUB_DIR`, else
 `$CLINIC_DATA_DIR`). Errors are one line on standard error, exit status 1, nothing changed.
 """
 
+import csv
 import json
 import os
 import sys
@@ -262,7 +263,11 @@ def hub_publish(
                     if kind == "aliases"
                     else json.loads(text)
                 )
-            except ValueError as error:
+            except RecursionError:
+                raise click.ClickException(
+                    f"{file} 嵌套过深，未发布 / is nested too deeply, nothing published"
+                ) from None
+            except (ValueError, csv.Error) as error:
                 what = "an alias list (alias,list,code)" if kind == "aliases" else "JSON"
                 raise click.ClickException(f"{file} is not {what}: {error}") from None
             manifest = publishing.publish(

@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import sqlite3
 import stat
 import threading
@@ -65,6 +66,7 @@ ITEM_CACHE_SIZE = 5000  # parsed catalog items kept per connection
 PERSON_CACHE_SIZE = 4096  # parsed roster rows kept per process
 _IMPORT_BATCH = 2000
 _IMPORT_CACHE_KIB = 32 * 1024  # SQLite's page cache while a catalog goes in
+_FULL_BELOW = 1024 * 1024  # free bytes under which an I/O error is taken for a full disk
 # A catalog import builds these beside the installed ones and renames them into place.
 _CATALOG_TABLES = ("catalog_item", "catalog_term", "catalog_search", "catalog_key")
 _STAGED, _RETIRED, _ALTERNATE = "_staged", "_retired", "_b"
@@ -111,6 +113,37 @@ class _Picks:
                 break
             position = self.text.find(needle, self.starts[index + 1])
         return found
+
+
+def database_error_text(error: sqlite3.Error, data_dir: Path | None = None) -> str:
+    """What an operator reads for a database failure, in Chinese and English: a full disk,
+    a damaged file or a busy database each say what to do, never a traceback. A full disk
+    shows as SQLITE_FULL, or as an I/O error when even the -shm file cannot grow."""
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _disk_full(data_dir)):
+        return (
+            "磁盘已满，未做任何更改：请腾出空间后重试（clinic doctor 查看磁盘） / the disk is"
+            " full, nothing changed: free some space and try again (clinic doctor shows it)"
+        )
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return (
+            "设备数据库已损坏，未做任何更改：运行 clinic doctor，然后用 clinic restore 恢复最近的"
+            " 备份 / the device database is damaged, nothing changed: run clinic doctor, then"
+            f" clinic restore the latest backup ({error})"
+        )
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return (
+            "设备数据库正忙，未做任何更改：请稍后重试 / the device database is busy, nothing"
+            f" changed: try again in a moment ({error})"
+        )
+    return f"设备数据库出错，未做任何更改 / a device database error, nothing changed: {error}"
+
+
+def _disk_full(data_dir: Path | None) -> bool:
+    try:
+        return data_dir is not None and shutil.disk_usage(data_dir).free < _FULL_BELOW
+    except OSError:
+        return False
 
 
 class StoreError(Exception):

@@ -2,9 +2,9 @@
 
 A version is `YEAR[.N[.N[.N]]]` (2026.11, 2026.11.2), numbers only, its first number at
 most MAX_YEARS_AHEAD past today's year: a signed `9999999999`, `3000.1` or `v2` would
-otherwise sort after every normal version ever published and freeze that kind for good. A version already
-installed that breaks this rule is replaced by the next sane one (`supersedes`): that is
-the county's way back (docs/updates.md)."""
+otherwise sort after every normal version ever published and freeze that kind for good.
+A version already installed that breaks this rule is replaced by the next sane one
+(`supersedes`): that is the county's way back (docs/updates.md)."""
 
 from datetime import date
 

@@ -4,10 +4,15 @@ cannot roll the ledger back, clear errors instead of tracebacks, diagnosis codes
 versions that cannot jump absurdly ahead."""
 
 import dataclasses
+import errno
+import json
 import os
 import shutil
 import sqlite3
 import stat
+import subprocess
+import sys
+from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 
@@ -271,3 +276,160 @@ class TestVersionBound:
             assert store.latest_publication("catalog").version == "2026.12"
         finally:
             store.close()
+
+
+# ---- clear errors instead of tracebacks ------------------------------------------------------
+
+CLINIC = Path(sys.executable).with_name("clinic")
+SETTLE_INPUT = json.dumps(
+    {
+        "insured_id": RESIDENT,
+        "operator": "doc01",
+        "visit": {
+            "visit_type": "general",
+            "diagnoses": ["J06.900"],
+            "lines": [{"code": "XJ01CAA040A001", "quantity": "1"}],
+        },
+    }
+)
+
+
+def clinic(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    """The real command in its own process (a fault there never takes pytest down)."""
+    return subprocess.run(
+        [str(CLINIC), *args],
+        input=stdin.encode(),
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "CLINIC_CLOCK": NOW.isoformat()},
+    )
+
+
+def closed_device(device) -> Path:
+    """The device's folder with everything in clinic.db (no -wal), the store closed."""
+    data_dir, store, _identity = device
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    return data_dir
+
+
+def catalog_state(data_dir: Path) -> tuple:
+    with sqlite3.connect(data_dir / DATABASE_FILE) as conn:
+        return (
+            conn.execute("SELECT version FROM catalog_version ORDER BY rowid").fetchall(),
+            conn.execute("SELECT count(*) FROM catalog_item").fetchone(),
+        )
+
+
+class TestClearErrors:
+    def test_a_csv_field_over_128_kib_is_a_clear_refusal(self, device, tmp_path):
+        data_dir = closed_device(device)
+        before = catalog_state(data_dir)
+        path = tmp_path / "huge.csv"
+        path.write_text(
+            "code,name,kind,class,price\nA1,阿莫西林,drug,A,1.00\n"
+            f'A2,"{"长" * 200_000}",drug,A,1.00\n',
+            encoding="utf-8",
+        )
+        done = clinic("catalog", "import", str(path), "--version", "2026.12",
+                      "--data-dir", str(data_dir))  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        err = done.stderr.decode()
+        assert "目录未导入" in err and "nothing changed" in err and "line 3" in err
+        assert "Traceback" not in err
+        assert catalog_state(data_dir) == before
+
+    def test_deeply_nested_json_is_a_clear_refusal(self, device, tmp_path):
+        data_dir = closed_device(device)
+        before = catalog_state(data_dir)
+        path = tmp_path / "deep.json"
+        path.write_text('{"version": "2026.12", "items": ' + "[" * 200_000 + "]" * 200_000 + "}")
+        done = clinic("catalog", "import", str(path), "--data-dir", str(data_dir))
+        err = done.stderr.decode()
+        assert done.returncode == 1 and "Traceback" not in err, err
+        assert "目录未导入" in err and "nested too deeply" in err
+        assert catalog_state(data_dir) == before
+        nested = '{"insured_id": ' + "[" * 200_000 + "]" * 200_000 + "}"
+        done = clinic("settle", "--data-dir", str(data_dir), stdin=nested)
+        assert done.returncode == 1 and "Traceback" not in done.stderr.decode()
+        assert "nested too deeply" in done.stderr.decode()
+
+    @pytest.mark.parametrize("damage", ["pages", "header"])
+    def test_a_corrupt_database_is_a_clear_error_in_settle_and_verify(self, device, damage):
+        data_dir, store, identity = device
+        settle_many(store, identity, 3)
+        data_dir = closed_device(device)
+        database = data_dir / DATABASE_FILE
+        data = bytearray(database.read_bytes())
+        if damage == "header":
+            data[:100] = b"\x00" * 100
+        else:  # every page after the first two: the schema still reads, the tables do not
+            for offset in range(8192, len(data), 4096):
+                data[offset : offset + 64] = b"\xa5" * 64
+        database.write_bytes(bytes(data))
+        damaged = file_sha256(database)
+        for args, stdin in ((("settle",), SETTLE_INPUT), (("ledger", "verify"), "")):
+            done = clinic(*args, "--data-dir", str(data_dir), stdin=stdin)
+            err = done.stderr.decode()
+            assert done.returncode == 1, (args, err)
+            assert "Traceback" not in err, err
+            assert "已损坏" in err and "damaged" in err and "clinic restore" in err, err
+        assert file_sha256(database) == damaged  # nothing written
+
+    def test_a_full_disk_is_a_clear_error_and_changes_nothing(self, device, tmp_path):
+        data_dir = closed_device(device)
+        small = tmp_path / "small"
+        small.mkdir()
+        mounted = _mount_small_tmpfs(small)
+        try:
+            if not mounted:  # not root: the database's own limit stands in for the disk
+                pytest.fail("this test needs root to mount a small tmpfs (a real full disk)")
+            for name in (DATABASE_FILE, KEY_FILE):
+                shutil.copy2(data_dir / name, small / name)
+            verified = clinic("ledger", "verify", "--data-dir", str(small))
+            assert verified.returncode == 0, verified.stderr
+            rows = ledger_rows(small)
+            # The terminal's service has the database open (its -wal and -shm exist) when
+            # the disk fills: the settle's write is what finds no room, and rolls back.
+            service = SqliteDeviceStore.open(small)
+            _fill(small / "filler")
+            done = clinic("settle", "--data-dir", str(small), stdin=SETTLE_INPUT)
+            err = done.stderr.decode()
+            assert done.returncode == 1 and "Traceback" not in err, err
+            assert "磁盘已满" in err and "the disk is full" in err, err
+            again = clinic("ledger", "verify", "--data-dir", str(small))  # reads still work
+            assert again.returncode == 0, again.stderr.decode()
+            service.close()
+            # with nothing open, even opening needs room (the -shm): the same clear message
+            done = clinic("settle", "--data-dir", str(small), stdin=SETTLE_INPUT)
+            assert done.returncode == 1 and "磁盘已满" in done.stderr.decode()
+            (small / "filler").unlink()
+            assert ledger_rows(small) == rows  # nothing changed
+            ok = clinic("settle", "--data-dir", str(small), stdin=SETTLE_INPUT)
+            assert ok.returncode == 0, ok.stderr  # and settling goes on once there is room
+        finally:
+            if mounted:
+                subprocess.run(["umount", str(small)], check=True)
+
+
+def _mount_small_tmpfs(where: Path) -> bool:
+    if os.geteuid() != 0:
+        return False
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(where)],
+        capture_output=True,
+    )
+    return done.returncode == 0
+
+
+def _fill(path: Path) -> None:
+    """Write until the file system says it is full."""
+    with path.open("wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+    with suppress(OSError):
+        os.sync()
