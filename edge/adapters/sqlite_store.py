@@ -64,8 +64,9 @@ DATABASE_FILE = "clinic.db"
 SEARCH_LIMIT = 20
 ITEM_CACHE_SIZE = 5000  # parsed catalog items kept per connection
 PERSON_CACHE_SIZE = 4096  # parsed roster rows kept per process
-_IMPORT_BATCH = 2000
+_IMPORT_BATCH = 1000  # items per short write transaction of a catalog import
 _IMPORT_CACHE_KIB = 32 * 1024  # SQLite's page cache while a catalog goes in
+_IMPORT_BUSY_MS = 120_000  # how long one import batch may wait for the write lock
 _FULL_BELOW = 1024 * 1024  # free bytes under which an I/O error is taken for a full disk
 # A catalog import builds these beside the installed ones and renames them into place.
 _CATALOG_TABLES = ("catalog_item", "catalog_term", "catalog_search", "catalog_key")
@@ -360,9 +361,16 @@ class SqliteDeviceStore:
         self._refuse_rollback("catalog", self.catalog_version(), version, now)
         count = 0
         (cache_size,) = self.db.execute("PRAGMA cache_size").fetchone()
+        (busy_ms,) = self.db.execute("PRAGMA busy_timeout").fetchone()
         # The search keys go in in no order: a page cache that holds most of them spares
         # the import rewriting the same pages over and over (twice as fast at 300,000 items).
         self.db.execute(f"PRAGMA cache_size = {-_IMPORT_CACHE_KIB}")
+        # SQLite's lock is not fair: between busy settles the import's batch may wait long.
+        # It can afford to; a settle waits at most one batch.
+        self.db.execute(f"PRAGMA busy_timeout = {_IMPORT_BUSY_MS}")
+        # The staged rows are worth nothing until the swap: no fsync for each batch (a power
+        # cut loses them, and the next import starts over); the swap itself commits FULL.
+        self.db.execute("PRAGMA synchronous = NORMAL")
         try:
             self._drop_catalog_tables(_RETIRED)  # left by a crash after an earlier swap
             self._create_staged_catalog()
@@ -372,6 +380,10 @@ class SqliteDeviceStore:
                 with self.write_transaction():
                     self._insert_items(batch, terms)
                 count += len(batch)
+                # copy this batch's pages into the database now, outside the write lock: left
+                # to the WAL's autocheckpoint, a settle's commit could be the one to copy them
+                self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self.db.execute("PRAGMA synchronous = FULL")
             with self.write_transaction():
                 # checked again: another import may have installed one meanwhile
                 self._refuse_rollback("catalog", self.catalog_version(), version, now)
@@ -387,6 +399,8 @@ class SqliteDeviceStore:
             raise
         finally:
             self.db.execute(f"PRAGMA cache_size = {int(cache_size)}")
+            self.db.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+            self.db.execute("PRAGMA synchronous = FULL")
             self._own_writes += 1  # the picks' rows are read anew
         self._drop_catalog_tables(_RETIRED)
         return count

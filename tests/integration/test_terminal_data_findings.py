@@ -12,6 +12,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
@@ -72,7 +73,8 @@ class TestPrivateFiles:
             store.db.execute("CREATE TABLE scratch (x)")  # something in the -wal
             backup = maintenance.backup(data_dir, tmp_path / "stick", now=NOW).path
             names = sorted(p.name for p in data_dir.iterdir() if p.is_file())
-            assert names == [DATABASE_FILE, f"{DATABASE_FILE}-shm", f"{DATABASE_FILE}-wal", KEY_FILE]
+            db = DATABASE_FILE
+            assert names == [db, f"{db}-shm", f"{db}-wal", KEY_FILE]
             assert {name: mode(data_dir / name) for name in names} == dict.fromkeys(names, 0o600)
             assert mode(backup) == 0o600
             store.close()
@@ -180,7 +182,7 @@ class TestDiagnosisCodes:
         assert refused.value.message.startswith("visit.diagnoses[0]")
 
     def test_a_code_not_in_the_installed_list_is_refused_before_signing(self, device):
-        data_dir, store, identity = device
+        _data_dir, store, identity = device
         store.load_diagnoses([("J06.900", "急性上呼吸道感染"), ("I10.x00", "高血压")])
         head = store.ledger_head()
         with pytest.raises(Rejection) as refused:
@@ -433,3 +435,90 @@ def _fill(path: Path) -> None:
             assert error.errno == errno.ENOSPC
     with suppress(OSError):
         os.sync()
+
+
+# ---- imports never block settling ---------------------------------------------------------
+
+LARGE_CATALOG = 100_000  # `make bench` (benchmarks/catalog.py) measures 10^6
+
+
+def catalog_with_demo_items(path: Path, count: int) -> Path:
+    """`count` generated items and the demo's own (so that settling goes on after the swap)."""
+    from benchmarks.catalog_data import write_catalog_csv
+
+    write_catalog_csv(path, count, seed=16)
+    demo_rows = (Path(demo.__file__).with_name("catalog.csv")).read_text("utf-8-sig")
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(demo_rows.split("\n", 1)[1])
+    return path
+
+
+def start_import(path: Path, data_dir: Path, version: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(CLINIC), "catalog", "import", str(path), "--version", version,
+         "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "CLINIC_CLOCK": NOW.isoformat()},
+    )  # fmt: skip
+
+
+class TestImportsNeverBlockSettling:
+    def test_settling_goes_on_while_a_large_catalog_is_imported(self, device, tmp_path):
+        data_dir, store, identity = device
+        path = catalog_with_demo_items(tmp_path / "large.csv", LARGE_CATALOG)
+        demo_count = store.catalog_items(["XJ01CAA040A001"]) and len(
+            store.db.execute("SELECT code FROM catalog_item").fetchall()
+        )
+        importer = start_import(path, data_dir, "2026.12")
+        waits, failures, moment = [], [], NOW
+        while importer.poll() is None:
+            moment += timedelta(seconds=1)
+            started = time.perf_counter()
+            try:
+                settle(store, identity, moment)
+            except sqlite3.OperationalError as error:  # "database is locked"
+                failures.append(str(error))
+            waits.append(time.perf_counter() - started)
+            time.sleep(0.02)  # a busy clinic settles every few seconds; this, 30 a second
+        _out, err = importer.communicate()
+        assert importer.returncode == 0, err.decode()
+        assert failures == []
+        # the import held the write lock for one batch at a time, never for its whole run
+        longest = max(waits)
+        print(f"\n{len(waits)} settles during the import, longest {longest * 1000:.0f} ms"
+              f" (the {waits.index(longest) + 1}th)")  # fmt: skip
+        assert len(waits) > 20 and longest < 2.0
+        assert store.catalog_version() == "2026.12"
+        (count,) = store.db.execute("SELECT count(*) FROM catalog_item").fetchone()
+        assert count == LARGE_CATALOG + demo_count
+        assert settle(store, identity, moment + timedelta(seconds=1))["seq"] == len(waits) + 1
+        leftovers = store.db.execute(
+            "SELECT name FROM sqlite_master WHERE name LIKE '%\\_staged' ESCAPE '\\'"
+            " OR name LIKE '%\\_retired' ESCAPE '\\'"
+        ).fetchall()
+        assert leftovers == []
+
+    def test_a_crash_mid_import_leaves_the_old_catalog_and_the_next_import_works(
+        self, device, tmp_path
+    ):
+        data_dir, store, identity = device
+        path = catalog_with_demo_items(tmp_path / "mid.csv", 60_000)
+        version = store.catalog_version()
+        before = store.catalog_items(["XJ01CAA040A001"])
+        importer = start_import(path, data_dir, "2026.12")
+        deadline = time.monotonic() + 60
+        staged = 0
+        while staged < 5000 and importer.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            with suppress(sqlite3.OperationalError):  # not made yet
+                (staged,) = store.db.execute("SELECT count(*) FROM catalog_item_staged").fetchone()
+        importer.kill()  # the power cut, mid-import
+        importer.communicate()
+        assert staged >= 5000  # it was well under way
+        assert store.catalog_version() == version
+        assert store.catalog_items(["XJ01CAA040A001"]) == before
+        settle(store, identity, NOW + timedelta(minutes=1))  # settling never noticed
+        done = clinic("catalog", "import", str(path), "--version", "2026.12",
+                      "--data-dir", str(data_dir))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert store.catalog_version() == "2026.12"
