@@ -240,7 +240,10 @@ def private_database_file(path: Path) -> None:
     readable by its owner only, whatever the umask and the folder, and its -wal, -shm and
     -journal if present. SQLite creates those with the database file's own mode, so a
     0600 database keeps them 0600 too. Another user's files (root's probes) are left."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except PermissionError:  # another user's database: SQLite says what it can do
+        return
     try:
         _private(fd)
     finally:
@@ -248,7 +251,7 @@ def private_database_file(path: Path) -> None:
     for suffix in ("-wal", "-shm", "-journal"):
         try:
             fd = os.open(f"{path}{suffix}", os.O_RDONLY)
-        except FileNotFoundError:
+        except OSError:  # none (the usual case), or not ours to open
             continue
         try:
             _private(fd)
