@@ -105,6 +105,17 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX record_kind ON record (device_id, kind, seq)",
         ],
     ),
+    (
+        3,
+        "malformed records",
+        [
+            # Records kept as evidence but never computed with (a body that is not
+            # well-formed, or one the recomputation failed on); records are append-only.
+            """CREATE TABLE malformed_record (
+                device_id TEXT NOT NULL, seq BIGINT NOT NULL, problem TEXT NOT NULL,
+                flagged_at TEXT NOT NULL, PRIMARY KEY (device_id, seq))""",
+        ],
+    ),
 ]
 
 

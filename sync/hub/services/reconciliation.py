@@ -1,8 +1,13 @@
 """Recomputation and reconciliation: every uploaded record, in order of arrival, settled
 again by the county (`sync.hub.reconcile` decides) on its own data and running
 accumulators; each difference becomes a reconciliation item.
+
+A record flagged malformed at ingest is skipped. One record never stops the county's
+recomputation: a record that fails unexpectedly is undone, flagged and alarmed, and the
+pass goes on with the next.
 """
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
@@ -10,8 +15,11 @@ from datetime import datetime
 from edge.domain.documents import policy_from_json
 from edge.domain.model import Policy, Rejection
 from sync.hub import reconcile
+from sync.hub.model import StoredRecord
 from sync.hub.ports import HubStore
 from sync.protocol import iso
+
+log = logging.getLogger(__name__)
 
 
 class _Versions:
@@ -47,10 +55,25 @@ def reconcile_pending(store: HubStore, now: datetime, *, batch: int = 500) -> di
             if not pending:
                 break
             for stored in pending:
-                outcome = _recompute_one(store, versions, stored.device_id, stored.record, now)
-                counts[outcome] += 1
+                counts[_recompute_guarded(store, versions, stored, now)] += 1
             store.mark_recomputed_through(pending[-1].position)
     return dict(counts)
+
+
+def _recompute_guarded(
+    store: HubStore, versions: _Versions, stored: StoredRecord, now: datetime
+) -> str:
+    if stored.malformed:
+        return "malformed"
+    try:
+        with store.savepoint():
+            return _recompute_one(store, versions, stored.device_id, stored.record, now)
+    except Exception as error:
+        log.exception("recomputing %s seq %s failed", stored.device_id, stored.seq)
+        problem = f"recomputation failed: {type(error).__name__}: {error}"[:500]
+        store.flag_malformed(stored.device_id, [(stored.seq, problem)], iso(now))
+        store.raise_alarm(stored.device_id, "RECOMPUTE_FAILED", stored.seq, problem, iso(now))
+        return "failed"
 
 
 def _recompute_one(
@@ -64,7 +87,9 @@ def _recompute_one(
         return _apply_reversal(store, device_id, body, add_item)
     if kind == "daily_close":
         previous = store.last_seq_of_kind(device_id, "daily_close", seq)
-        covered = list(store.records(device_id, after_seq=previous, to_seq=seq - 1))
+        covered = list(
+            store.records(device_id, after_seq=previous, to_seq=seq - 1, well_formed=True)
+        )
         diff = reconcile.daily_close_differences(body, covered)
         if diff:
             add_item(reconcile.DAILY_CLOSE_DIFFERS, {"fields": diff})
