@@ -241,3 +241,22 @@ def test_an_absurd_timestamp_is_refused_as_stale_not_a_500(hub, clinics):
     status, answer = raw_call(hub.url, "POST", "/heartbeat", b"{}", headers)
     assert status == 401 and answer["error"]["code"] == "STALE_TIMESTAMP", answer
     assert answer["error"]["message_zh"].startswith("请求时间")
+
+
+def test_records_stored_before_bodies_were_checked_are_flagged_when_recomputed(
+    hub, hub_dir, clinics
+):
+    # A hub upgraded with poisoned records already stored (and not flagged) at ingest.
+    poisoner, honest = clinics
+    records = chain_of(poisoner, poisoned_bodies(honest.settle(NOW)["body"]))
+    poisoner_id = poisoner.identity.device_id
+    with hub_store(hub_dir) as store, store.unit_of_work():
+        store.add_records(poisoner_id, records, NOW.isoformat())
+    assert agent.sync_once(honest.store, honest.identity, honest.data_dir, NOW)["ok"]
+    with hub_store(hub_dir) as store:
+        counts = reconciliation.reconcile_pending(store, NOW)
+        assert counts["malformed"] == 3 and "failed" not in counts, counts
+        assert sorted(store.malformed_records(poisoner_id)) == [1, 2, 3]
+        assert store.records_to_recompute(10) == []
+    answer = signed_in(hub, "admin").get("/console/export/settlements.csv")
+    assert answer.status_code == 200 and "poison-" not in answer.get_data(as_text=True)

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from edge.domain.documents import policy_from_json
 from edge.domain.model import Policy, Rejection
+from edge.domain.records import body_problem
 from sync.hub import reconcile
 from sync.hub.model import StoredRecord
 from sync.hub.ports import HubStore
@@ -65,6 +66,13 @@ def _recompute_guarded(
 ) -> str:
     if stored.malformed:
         return "malformed"
+    # Checked again here for records stored before ingest checked bodies.
+    problem = body_problem(stored.record["kind"], stored.record["body"])
+    if problem is not None:
+        detail = f"seq {stored.seq}: {problem}"
+        store.flag_malformed(stored.device_id, [(stored.seq, detail)], iso(now))
+        store.raise_alarm(stored.device_id, "BODY_MALFORMED", stored.seq, detail, iso(now))
+        return "malformed"
     try:
         with store.savepoint():
             return _recompute_one(store, versions, stored.device_id, stored.record, now)
@@ -87,9 +95,11 @@ def _recompute_one(
         return _apply_reversal(store, device_id, body, add_item)
     if kind == "daily_close":
         previous = store.last_seq_of_kind(device_id, "daily_close", seq)
-        covered = list(
-            store.records(device_id, after_seq=previous, to_seq=seq - 1, well_formed=True)
-        )
+        covered = [
+            r
+            for r in store.records(device_id, after_seq=previous, to_seq=seq - 1, well_formed=True)
+            if body_problem(r["kind"], r["body"]) is None  # one stored before bodies were checked
+        ]
         diff = reconcile.daily_close_differences(body, covered)
         if diff:
             add_item(reconcile.DAILY_CLOSE_DIFFERS, {"fields": diff})
