@@ -4,8 +4,8 @@ written with a leading apostrophe, which shows it as the text it is. One functio
 every CSV export."""
 
 # What starts a formula in Excel, WPS or LibreOffice: = + - @, and a TAB, CR or LF before
-# one (the cell is trimmed before it is read); the full-width forms a Chinese input method
-# types (＝ ＋ － ＠), which WPS converts.
+# one (the cell is trimmed before it is read); and, cheaply, the full-width forms a Chinese
+# input method types (＝ ＋ － ＠), in case a spreadsheet reads them as the narrow ones.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 
 
