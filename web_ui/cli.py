@@ -11,7 +11,7 @@ from edge.cli_options import clock, data_dir_option, now  # noqa: E402
 # waitress stops accepting at `connection_limit` open connections and closes an idle one
 # only after `channel_timeout`: at its default 100, 110 idle sockets (a stuck browser, a
 # local program) froze the UI. poll() has no FD_SETSIZE ceiling as select() has.
-CONNECTION_LIMIT = 1000
+CONNECTION_LIMIT = 500  # well below the usual 1024 open files a process may have
 CHANNEL_TIMEOUT_S = 60
 
 
