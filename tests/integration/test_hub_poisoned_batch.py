@@ -260,3 +260,23 @@ def test_records_stored_before_bodies_were_checked_are_flagged_when_recomputed(
         assert store.records_to_recompute(10) == []
     answer = signed_in(hub, "admin").get("/console/export/settlements.csv")
     assert answer.status_code == 200 and "poison-" not in answer.get_data(as_text=True)
+
+
+class TestTheBackgroundRecomputation:
+    @pytest.fixture
+    def hub_config(self) -> dict:
+        return {"RECONCILE_INTERVAL_S": 60}  # and soon after each upload
+
+    def test_it_goes_on_past_a_poisoned_batch(self, hub, hub_dir, clinics):
+        poisoner, honest = clinics
+        status, _answer = upload(hub, poisoner, chain_of(poisoner, poisoned_bodies(
+            honest.settle(NOW)["body"])))  # fmt: skip
+        assert status == 200
+        assert agent.sync_once(honest.store, honest.identity, honest.data_dir, NOW)["ok"]
+        settled = honest.records()[-1]
+        deadline = time.monotonic() + 20
+        with hub_store(hub_dir) as store:
+            while store.recomputation_of(honest.identity.device_id, settled["tx_id"]) is None:
+                assert time.monotonic() < deadline, "the background recomputation stopped"
+                time.sleep(0.1)
+            assert store.records_to_recompute(10) == []
