@@ -223,6 +223,12 @@ def test_a_seq_beyond_64_bits_is_refused_not_a_500(hub, hub_dir, clinics, seq):
     assert status == 200, answer
     assert [(r["seq"], r["code"]) for r in answer["refused"]] == [(None, "RECORD_MALFORMED")]
     assert answer["acked_seq"] == 1
+    beat = {"device_clock": NOW.isoformat(), "ledger_head": {"seq": seq, "hash": "x"}}
+    status, answer, _ = signed_call(
+        hub.url, device.identity, "POST", "/heartbeat", json.dumps(beat).encode(), NOW,
+        nonce="nonce-heartbeat-huge-seq",
+    )  # fmt: skip
+    assert status == 200 and answer["acked_seq"] == 1, answer
 
 
 def test_an_absurd_timestamp_is_refused_as_stale_not_a_500(hub, clinics):
