@@ -217,28 +217,28 @@ class HubClient:
             method=method,
         )
         self.bytes_sent += len(body)
-        refused: urllib.error.HTTPError | None = None
+        refused = False
+        data: bytes | None
         try:
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    status, answer_headers = response.status, response.headers
-                    data = _read_body(response)
-            except urllib.error.HTTPError as error:
-                refused, status, answer_headers = error, error.code, error.headers
-                data = _read_body(error) if error.fp is not None else b""
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                status, answer_headers = response.status, response.headers
+                data = _read_body(response)
+        except urllib.error.HTTPError as error:
+            refused, status, answer_headers = True, error.code, error.headers
+            data = _error_body(error)
         except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-            if refused is not None:  # the error's body did not arrive whole
-                raise SyncError("HUB_ERROR", f"HTTP {refused.code}", retryable=True) from None
             reason = getattr(error, "reason", None) or error
             raise SyncError(
                 "HUB_UNREACHABLE", str(reason) or type(error).__name__, retryable=True
             ) from None
-        if status >= 500:  # the hub (or a proxy before it) failed: nothing in it counts
+        # A 5xx (the hub or a proxy before it failed), or an error whose body did not
+        # arrive whole: nothing in it counts.
+        if status >= 500 or data is None:
             raise SyncError("HUB_ERROR", f"HTTP {status}", retryable=True)
         self._last_answer = _Answer(method, full_path, nonce, status, answer_headers, data)
         if not enrolling:
             self._verify(self.county_key, self._last_answer)
-        if refused is not None:
+        if refused:
             raise _error_of(status, answer_headers, data)
         if status == 204:
             return None
@@ -262,6 +262,15 @@ def _read_body(response) -> bytes:
         except (OSError, EOFError) as error:
             raise http.client.HTTPException(f"broken gzip answer: {error}") from None
     return data
+
+
+def _error_body(error: urllib.error.HTTPError) -> bytes | None:
+    if error.fp is None:
+        return b""
+    try:
+        return _read_body(error)
+    except (OSError, http.client.HTTPException):
+        return None
 
 
 @dataclass(frozen=True)
