@@ -52,7 +52,7 @@ from sync.hub.console_auth import (
 from sync.hub.model import HubError
 from sync.hub.reconcile import NEEDS_REVIEW
 from sync.hub.runtime import hub_runtime, hub_store
-from sync.hub.services import county, publishing, reports
+from sync.hub.services import county, enrollment, publishing, reports
 from sync.protocol import iso, parse_time
 
 console = Blueprint(
@@ -351,12 +351,19 @@ def devices(viewer: Viewer):
         except HubError as refused:
             error = str(refused)
     rows = reports.fleet_status(store, now)
+    prefix = enrollment.ENROLLMENT_ALARM
     return render(
         "devices.html",
         rows=rows,
         provisioned=provisioned,
         error=error,
         county=county.county_of(store),
+        # Guessed enrollment codes: alarms of a client address, not of a device.
+        enrollment_alarms=[
+            (a.device_id.removeprefix(prefix), a)
+            for a in store.alarms()
+            if a.device_id.startswith(prefix)
+        ],
     )
 
 

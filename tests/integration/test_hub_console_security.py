@@ -331,3 +331,23 @@ def test_old_windows_are_forgotten(hub, hub_dir, hub_clock):
     with hub_store(hub_dir) as store:
         rows = store.conn.execute("SELECT scope, window_start FROM throttle").fetchall()
     assert len(rows) == 3 and len({window for _scope, window in rows}) == 1  # this window's
+
+
+def test_the_admins_see_the_guessing_on_the_devices_page_and_clear_it(hub, hub_dir, hub_clock):
+    guesses(hub, hub_clock, enrollment.ENROLL_ALARM_AFTER + 1)
+    admin = signed_in(hub, "admin")
+    page = admin.get("/console/admin/devices").get_data(as_text=True)
+    assert "登记失败的尝试" in page and "127.0.0.1" in page and "可能有人在猜登记码" in page
+    (alarm,) = [a for a in hub_store_alarms(hub_dir) if a.device_id == "enrollment:127.0.0.1"]
+    answer = admin.post(
+        f"/console/admin/alarms/{alarm.alarm_id}/clear",
+        data={"csrf_token": csrf_of(admin), "back": "/console/admin/devices"},
+    )
+    assert answer.headers["Location"].endswith("/console/admin/devices")
+    assert enrollment_alarms(hub_dir) == {}
+    assert "登记失败的尝试" not in admin.get("/console/admin/devices").get_data(as_text=True)
+
+
+def hub_store_alarms(hub_dir):
+    with hub_store(hub_dir) as store:
+        return store.alarms()
