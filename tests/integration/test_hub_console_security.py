@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sync_helpers import hub_store, signed_call
 
 from edge.adapters.identity import DeviceIdentity, device_id_for
+from sync import agent
+from sync.agent.client import HubRefusal
 from sync.hub import console_auth
 from sync.hub.services import county, enrollment
 
@@ -264,7 +266,7 @@ def enrollment_alarms(hub_dir) -> dict[str, tuple[str, str, int]]:
         }
 
 
-def test_guessing_codes_at_speed_is_refused_after_the_budget(hub, hub_dir, hub_clock):
+def test_guessing_codes_at_speed_is_refused_after_the_budget(hub, hub_dir, hub_clock, make_device):
     code = a_code(hub_dir, hub_clock)
     # Without a trusted proxy, X-Forwarded-For is the client's own claim: ignored.
     answers = guesses(hub, hub_clock, 40, forwarded_for=lambda i: f"198.51.100.{i}")
@@ -279,8 +281,12 @@ def test_guessing_codes_at_speed_is_refused_after_the_budget(hub, hub_dir, hub_c
     assert code_ == "ENROLL_GUESSING" and "127.0.0.1" in detail
     assert repeats == 40 - enrollment.ENROLL_ALARM_AFTER + 1  # one per failure from the 5th
 
-    # Even the right code waits for the window to end; then it enrolls.
+    # Even the right code waits for the window to end, and the terminal says why.
     assert try_enroll(hub, hub_clock, code)[0] == 429
+    device = make_device("device")
+    with pytest.raises(HubRefusal) as refused:
+        agent.enroll(device.store, device.identity, device.data_dir, hub.url, code, hub_clock())
+    assert refused.value.code == "ENROLL_THROTTLED" and "登记尝试失败次数过多" in str(refused.value)
     hub_clock.advance(seconds=enrollment.ENROLL_WINDOW.total_seconds())
     status, answer = try_enroll(hub, hub_clock, code)
     assert status == 200 and answer["clinic_code"] == "GL-09"
