@@ -406,6 +406,8 @@ class SqliteDeviceStore:
             self.db.execute("PRAGMA synchronous = FULL")
             self._own_writes += 1  # the picks' rows are read anew
         self._drop_catalog_tables(_RETIRED)
+        # give the disk back: the WAL grew by the whole catalog (on an SD card it matters)
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return count
 
     def _create_staged_catalog(self) -> None:

@@ -439,7 +439,7 @@ def _fill(path: Path) -> None:
 
 # ---- imports never block settling ---------------------------------------------------------
 
-LARGE_CATALOG = 100_000  # `make bench` (benchmarks/catalog.py) measures 10^6
+LARGE_CATALOG = 300_000  # `make bench` (benchmarks/catalog.py) measures 10^6
 
 
 def catalog_with_demo_items(path: Path, count: int) -> Path:
