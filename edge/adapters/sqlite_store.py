@@ -398,7 +398,8 @@ class SqliteDeviceStore:
                     [version, source, count, _installed_at(now)],
                 )
         except BaseException:
-            self._drop_catalog_tables(_STAGED)
+            with suppress(sqlite3.Error):  # the import's own error is the one to tell
+                self._drop_catalog_tables(_STAGED)
             raise
         finally:
             self.db.execute(f"PRAGMA cache_size = {int(cache_size)}")
