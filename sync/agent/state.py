@@ -84,7 +84,11 @@ def enrollment(store: SqliteDeviceStore) -> Enrollment | None:
         " county_public_key, enrolled_at, clock_offset_s, hub_certificate, plain_http_lab"
         " FROM sync_enrollment"
     ).fetchone()
-    return None if row is None else Enrollment(*row[:-1], plain_http_lab=bool(row[-1]))
+    if row is None:
+        return None
+    fields = list(row)
+    fields[-1] = bool(fields[-1])  # plain_http_lab, an integer in SQLite
+    return Enrollment(*fields)
 
 
 def save_enrollment(store: SqliteDeviceStore, value: Enrollment) -> None:

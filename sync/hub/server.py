@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import gunicorn.http.wsgi
 from flask import Flask
@@ -64,6 +65,8 @@ class ServerLimits:
 
 class HeadFirstConn(TConn):
     """A connection whose request head is read in the event loop before a thread takes it."""
+
+    parser: Any
 
     def __init__(self, cfg, sock, client, server):
         super().__init__(cfg, sock, client, server)
@@ -235,7 +238,7 @@ def serve(
 ) -> None:
     """Serve the hub in the foreground until SIGTERM or SIGINT."""
     # gunicorn names itself in `Server` (older versions with their version): say less.
-    gunicorn.http.wsgi.SERVER = SERVER_NAME  # type: ignore[attr-defined]
+    gunicorn.http.wsgi.SERVER = SERVER_NAME
     options = server_options(host=host, port=port, certificate=certificate, key=key, limits=limits)
     HubServer(app_config, options).run()
 

@@ -24,6 +24,9 @@ KEY_FILE = "hub-tls.key"
 # Devices pin the certificate itself: a new one means pinning again on every device, so
 # it lasts long (docs/security-tls.md, "Renewal").
 DEFAULT_VALIDITY = timedelta(days=5 * 365)
+# Valid from a year back: a terminal whose clock lags (no real-time clock, offline boots)
+# still accepts it; the pin, not the dates, is what it trusts.
+BACKDATED = timedelta(days=365)
 
 
 def _names(hosts: list[str]) -> list[x509.GeneralName]:
@@ -52,7 +55,7 @@ def self_signed(
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_before(now - BACKDATED)
         .not_valid_after(now + validity)
         .add_extension(x509.SubjectAlternativeName(_names(hosts)), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
