@@ -207,6 +207,12 @@ def hub_certificate(hub_dir: Path, tls_hosts: tuple, as_json: bool) -> None:
     help="Serve plain HTTP on a non-loopback address (behind a TLS reverse proxy"
     " elsewhere, or a lab). Plain HTTP on loopback needs no flag.",
 )
+@click.option(
+    "--behind-tls-proxy",
+    is_flag=True,
+    help="Plain HTTP to a TLS reverse proxy (nginx, Caddy: deploy/hub/); the console's"
+    " cookie is still sent over HTTPS only.",
+)
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option(
     "--threads", default=8, show_default=True, type=click.IntRange(1, 256), help="Per worker."
@@ -219,6 +225,7 @@ def hub_serve(
     certificate: Path | None,
     key: Path | None,
     plain_http: bool,
+    behind_tls_proxy: bool,
     workers: int,
     threads: int,
 ) -> None:
@@ -231,6 +238,7 @@ def hub_serve(
 
     if key is not None and certificate is None:
         raise click.UsageError("--key needs --certificate")
+    plain_http = plain_http or behind_tls_proxy
     if certificate is None and not plain_http:
         certificate, key = configured(hub_dir) or (None, None)
     if certificate is None and not (plain_http or is_loopback(host)):
@@ -243,6 +251,8 @@ def hub_serve(
         "HUB_DATA_DIR": str(hub_dir),
         "RECONCILE_INTERVAL_S": reconcile_interval or None,
         "CLOCK": clock(),
+        # The console's session cookie only ever travels over HTTPS.
+        "SESSION_COOKIE_SECURE": bool(certificate) or behind_tls_proxy,
     }
     with plain_errors():
         # Checked once here, so that a broken hub says why instead of failing in workers.

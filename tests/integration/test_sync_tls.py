@@ -153,6 +153,11 @@ def test_a_lab_enrollment_over_plain_http_is_stored_and_shown(device, tmp_path, 
     assert "plain http:// allowed for a lab" in result.output
 
 
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
 def sync_lab_enroll(device, hub_dir: Path, url: str) -> dict:
     with hub_store(hub_dir) as store:
         code = county.provision(store, clinic_code="C9", township="T", now=NOW).code
@@ -202,26 +207,39 @@ def test_clinic_hub_init_makes_a_certificate_devices_pin_through_the_command_lin
         status = runner.invoke(main, ["sync", "status", "--data-dir", str(device.data_dir)])
         assert fingerprint in status.output
 
-        # Renewed: the device refuses the new certificate until it is pinned again.
+        # Renewal without a gap: the devices pin the old and the new certificate together
+        # while the hub still serves the old one, then the hub switches.
+        old_pem = certificate_path.read_text()
         renewed = runner.invoke(
             main, ["hub", "certificate", "--data-dir", str(hub_dir), "--tls-host", "127.0.0.1"]
         )
         assert renewed.exit_code == 0, renewed.output
+        assert certificate_path.read_text() != old_pem
+        both = tmp_path / "old-and-new.pem"
+        both.write_text(old_pem + certificate_path.read_text())
+        pinned = runner.invoke(
+            main, ["sync", "pin", "--data-dir", str(device.data_dir), "--hub-ca", str(both)]
+        )
+        assert pinned.exit_code == 0, pinned.output
+        synced = runner.invoke(main, ["sync", "once", "--data-dir", str(device.data_dir)])
+        assert synced.exit_code == 0, synced.output  # the old certificate, still trusted
     finally:
         running.stop()
     running = serve_in_background(hub_dir, port=running.port, config={"CLOCK": hub_clock}, tls=tls)
     try:
         synced = runner.invoke(main, ["sync", "once", "--data-dir", str(device.data_dir)])
-        assert synced.exit_code == 1
-        assert "证书" in synced.output and "certificate" in synced.output
+        assert synced.exit_code == 0, synced.output  # the new one
+
+        # A device still pinned to the old certificate alone refuses the renewed hub.
         pinned = runner.invoke(
             main,
             ["sync", "pin", "--data-dir", str(device.data_dir), "--hub-ca",
-             str(certificate_path)],
+             str(write(tmp_path / "old.pem", old_pem))],
         )  # fmt: skip
         assert pinned.exit_code == 0, pinned.output
         synced = runner.invoke(main, ["sync", "once", "--data-dir", str(device.data_dir)])
-        assert synced.exit_code == 0, synced.output
+        assert synced.exit_code == 1
+        assert "证书" in synced.output and "certificate" in synced.output
     finally:
         running.stop()
     events = [r["body"].get("event") for r in device.records() if r["kind"] == "event"]

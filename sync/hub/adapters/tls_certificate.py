@@ -8,6 +8,7 @@ fingerprint is what to compare by eye.
 
 import ipaddress
 import os
+import secrets
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -48,7 +49,13 @@ def self_signed(
     if not hosts:
         raise HubError("give at least one host name or address devices use for the hub")
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0][:64])])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, hosts[0][:64]),
+            # Each certificate its own subject, so that old and new never look alike.
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, secrets.token_hex(8)),
+        ]
+    )
     certificate = (
         x509.CertificateBuilder()
         .subject_name(subject)
