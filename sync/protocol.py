@@ -64,6 +64,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "CODE_USED": ("登记码已被使用", "the enrollment code was already used"),
     "CODE_EXPIRED": ("登记码已过期", "the enrollment code has expired"),
     "SLOT_REVOKED": ("这个设备位已被停用", "this device slot has been revoked"),
+    "ENROLL_THROTTLED": (
+        "登记尝试失败次数过多，请稍后再试",
+        "too many failed enrollment attempts: try again later",
+    ),
     "DEVICE_ID_MISMATCH": (
         "设备编号与设备公钥不符",
         "the device id does not belong to the device's public key",

@@ -289,6 +289,14 @@ def m009_visit_drafts(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m010_operator_session_version(db: sqlite_utils.Database) -> None:
+    """The terminal UI's sessions live in a signed cookie, which a copy keeps valid: each
+    session carries its operator's `session_version`, and signing out or a PIN set anew
+    moves the version on, so every older session (a copied cookie too) stops working."""
+    db.execute("ALTER TABLE operator ADD COLUMN session_version INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
 def m011_hub_certificate(db: sqlite_utils.Database) -> None:
     """TLS to the county hub: the hub certificate (or CA) the device pinned at enrollment
     (PEM; NULL: the system's CAs for https, nothing for a loopback hub), and whether plain

@@ -8,7 +8,7 @@ bilingual error document and HTTP status.
 import gzip
 import json
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from sync.hub.runtime import hub_runtime, hub_store
@@ -32,6 +32,7 @@ HTTP_STATUS = {
     "ALREADY_ENROLLED": 409,
     "CODE_EXPIRED": 410,
     "TOO_LARGE": 413,
+    "ENROLL_THROTTLED": 429,
 }
 COMPRESS_ABOVE = 1024
 
@@ -80,6 +81,17 @@ def _authenticated(raw: bytes) -> str:
     )
 
 
+def client_address() -> str:
+    """Who sent the request, for throttles and alarms: the socket's peer, or behind a
+    reverse proxy the hub trusts (`TRUST_PROXY`), the address that proxy appended last to
+    X-Forwarded-For (anything before it is what the client claimed)."""
+    peer = request.remote_addr or "unknown"
+    if not current_app.config.get("TRUST_PROXY"):
+        return peer
+    forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",")]
+    return forwarded[-1][:64] or peer
+
+
 @api.post("/enroll")
 def enroll_device() -> Response:
     raw = _body()
@@ -91,6 +103,7 @@ def enroll_device() -> Response:
         body=_json_body(raw),
         raw_body=raw,
         now=hub_runtime().now(),
+        client=client_address(),
     )
     return _json(answer)
 

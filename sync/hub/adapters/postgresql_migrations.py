@@ -105,6 +105,24 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX record_kind ON record (device_id, kind, seq)",
         ],
     ),
+    (
+        4,
+        "console sessions and throttle",
+        [
+            # Console sessions kept by the hub (the cookie holds a random id, whose hash is
+            # the key), so that sign-out, a role or password change end them at once.
+            """CREATE TABLE console_session (
+                session_hash TEXT PRIMARY KEY, username TEXT NOT NULL,
+                created_at TEXT NOT NULL, last_seen_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL)""",
+            "CREATE INDEX console_session_user ON console_session (username)",
+            # Failed attempts per scope and time window (enrollment codes).
+            """CREATE TABLE throttle (
+                scope TEXT NOT NULL, window_start TEXT NOT NULL, failures BIGINT NOT NULL,
+                PRIMARY KEY (scope, window_start))""",
+            "CREATE INDEX throttle_window ON throttle (window_start)",
+        ],
+    ),
 ]
 
 

@@ -24,6 +24,7 @@ from edge.domain.model import Accumulators
 from sync.hub.model import (
     Alarm,
     Balances,
+    ConsoleSession,
     ConsoleUser,
     County,
     HubStoreError,
@@ -721,3 +722,73 @@ class SqlHubStore:
             "UPDATE console_user SET failures = ?, locked_until = ? WHERE username = ?",
             [failures, locked_until, username],
         )
+
+    def count_console_attempt(self, username: str) -> tuple[int, str | None] | None:
+        """Count one more attempt of `username` and read the count and lock in the same
+        statement (the row stays locked to the end of the unit of work): parallel
+        attempts each see a different count. None: no such user."""
+        rows = self.conn.execute(  # fetchall: RETURNING rows are read to the end
+            "UPDATE console_user SET failures = failures + 1 WHERE username = ?"
+            " RETURNING failures, locked_until",
+            [username],
+        ).fetchall()
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    # ---- console sessions ----------------------------------------------------------------
+
+    def add_console_session(
+        self, session_hash: str, username: str, created_at: str, expires_at: str
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO console_session (session_hash, username, created_at, last_seen_at,"
+            " expires_at) VALUES (?, ?, ?, ?, ?)",
+            [session_hash, username, created_at, created_at, expires_at],
+        )
+
+    def console_session(self, session_hash: str) -> ConsoleSession | None:
+        row = self._one(
+            "SELECT s.session_hash, s.username, u.role, u.township, s.created_at,"
+            " s.last_seen_at, s.expires_at FROM console_session s"
+            " JOIN console_user u ON u.username = s.username WHERE s.session_hash = ?",
+            [session_hash],
+        )
+        return None if row is None else ConsoleSession(*row)
+
+    def touch_console_session(self, session_hash: str, last_seen_at: str) -> None:
+        self.conn.execute(
+            "UPDATE console_session SET last_seen_at = ? WHERE session_hash = ?",
+            [last_seen_at, session_hash],
+        )
+
+    def end_console_sessions(self, username: str) -> int:
+        cursor = self.conn.execute("DELETE FROM console_session WHERE username = ?", [username])
+        return cursor.rowcount
+
+    def end_console_session(self, session_hash: str) -> None:
+        self.conn.execute("DELETE FROM console_session WHERE session_hash = ?", [session_hash])
+
+    def forget_console_sessions_before(self, at: str) -> None:
+        self.conn.execute("DELETE FROM console_session WHERE expires_at < ?", [at])
+
+    # ---- throttles -----------------------------------------------------------------------
+
+    def count_failure(self, scope: str, window_start: str) -> int:
+        """One more failure of `scope` in the window, and the window's count: one
+        statement, so parallel requests each see a different count."""
+        rows = self.conn.execute(
+            "INSERT INTO throttle (scope, window_start, failures) VALUES (?, ?, 1)"
+            " ON CONFLICT (scope, window_start) DO UPDATE"
+            " SET failures = throttle.failures + 1 RETURNING failures",
+            [scope, window_start],
+        ).fetchall()
+        return rows[0][0]
+
+    def uncount_failure(self, scope: str, window_start: str) -> None:
+        self.conn.execute(
+            "UPDATE throttle SET failures = failures - 1"
+            " WHERE scope = ? AND window_start = ? AND failures > 0",
+            [scope, window_start],
+        )
+
+    def forget_failures_before(self, window_start: str) -> None:
+        self.conn.execute("DELETE FROM throttle WHERE window_start < ?", [window_start])

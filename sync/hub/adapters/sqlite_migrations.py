@@ -111,3 +111,23 @@ def m002_version_2_figures(db: sqlite_utils.Database) -> None:
     ]
     for statement in statements:
         db.execute(statement)
+
+
+@migrations()
+def m004_console_sessions_throttle(db: sqlite_utils.Database) -> None:
+    """Console sessions kept by the hub (the cookie holds only a random id, whose hash is
+    the key here), so that signing out, a role or password change end them at once; and
+    counters of failed attempts per scope and time window (enrollment codes)."""
+    statements = [
+        """CREATE TABLE console_session (
+            session_hash TEXT PRIMARY KEY, username TEXT NOT NULL,
+            created_at TEXT NOT NULL, last_seen_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL) STRICT, WITHOUT ROWID""",
+        "CREATE INDEX console_session_user ON console_session (username)",
+        """CREATE TABLE throttle (
+            scope TEXT NOT NULL, window_start TEXT NOT NULL, failures INTEGER NOT NULL,
+            PRIMARY KEY (scope, window_start)) STRICT, WITHOUT ROWID""",
+        "CREATE INDEX throttle_window ON throttle (window_start)",
+    ]
+    for statement in statements:
+        db.execute(statement)

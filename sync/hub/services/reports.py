@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
 from edge.domain.records import MONEY_FIELDS, NATIONAL_NAMES, payer_amounts
+from edge.domain.spreadsheet import safe_cell
 from sync.hub import reconcile
 from sync.hub.model import Slot
 from sync.hub.ports import HubStore
@@ -151,10 +152,7 @@ def _csv(columns: tuple[str, ...], rows: Iterable[Mapping]) -> str:
 def _csv_cell(value: object) -> object:
     if isinstance(value, (dict, list)):
         value = canonical_json(value).decode()
-    # Keep spreadsheet formulas from running: a cell starting with =, +, - or @ is quoted.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return value
+    return safe_cell(value)  # no spreadsheet formula runs from an exported cell
 
 
 def settlements_csv(store: HubStore, device_ids: Iterable[str] | None = None) -> str:
