@@ -210,8 +210,8 @@ def hub_certificate(hub_dir: Path, tls_hosts: tuple, as_json: bool) -> None:
 @click.option(
     "--behind-tls-proxy",
     is_flag=True,
-    help="Plain HTTP to a TLS reverse proxy (nginx, Caddy: deploy/hub/); the console's"
-    " cookie is still sent over HTTPS only.",
+    help="Plain HTTP to a TLS reverse proxy (nginx, Caddy: deploy/hub/) whose"
+    " X-Forwarded-For is trusted; the console's cookie is still sent over HTTPS only.",
 )
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option(
@@ -254,6 +254,8 @@ def hub_serve(
         # The console's session cookie only ever travels over HTTPS.
         "SESSION_COOKIE_SECURE": bool(certificate) or behind_tls_proxy,
     }
+    if behind_tls_proxy:  # the client's address is the one the proxy appended
+        app_config["TRUST_PROXY"] = True
     with plain_errors():
         # Checked once here, so that a broken hub says why instead of failing in workers.
         create_app({**app_config, "RECONCILE_INTERVAL_S": None})

@@ -231,3 +231,13 @@ def test_plain_http_on_a_public_address_needs_saying_so(hub_dir):
     )
     assert refused.exit_code == 1
     assert "--plain-http" in refused.output and "证书" in refused.output
+
+
+def test_behind_a_tls_proxy_the_console_cookie_is_sent_over_https_only(hub_dir):
+    with serving(hub_dir, "--behind-tls-proxy") as (_server, port):
+        status, headers, _ = get(port, "/console/login")
+        assert status == 200
+        assert "Secure" in headers["Set-Cookie"] and "HttpOnly" in headers["Set-Cookie"]
+    with serving(hub_dir) as (_server, port):  # plain HTTP on loopback: a developer's
+        _status, headers, _ = get(port, "/console/login")
+        assert "Secure" not in headers["Set-Cookie"]
