@@ -4,6 +4,10 @@
   body hash, timestamp and a random nonce; the hub refuses a timestamp outside
   `MAX_CLOCK_DIFFERENCE` of its own clock and a nonce it has seen, so a captured request
   cannot be replayed.
+- Every answer of the hub's device API is signed by the county key the device pinned at
+  enrollment, over the request it answers (method, path, device, nonce), its status, body
+  and the hub's time, so that nothing else can answer for the hub and an old answer does
+  not fit a new request.
 - Ledger records travel as JSON Lines, gzip-compressed, in bounded batches.
 - Errors carry a stable `code` and a message in Chinese and English.
 """
@@ -30,6 +34,8 @@ HEADER_TIMESTAMP = "X-Clinic-Timestamp"
 HEADER_NONCE = "X-Clinic-Nonce"
 HEADER_SIGNATURE = "X-Clinic-Signature"
 HEADER_HUB_TIME = "X-Clinic-Hub-Time"
+HEADER_HUB_SIGNATURE = "X-Clinic-Hub-Signature"
+ANSWER_PROTOCOL = "clinic-sync-1-answer"
 
 MAX_CLOCK_DIFFERENCE = timedelta(minutes=5)
 BATCH_CONTENT_TYPE = "application/x-ndjson"
@@ -106,6 +112,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "BAD_CERTIFICATE": (
         "证书文件不正确（需要 PEM 格式的证书）",
         "the certificate file is not valid (a PEM certificate is needed)",
+    ),
+    "ANSWER_UNSIGNED": (
+        "县级平台的回答没有签名（可能不是县级平台在回答）",
+        "the hub's answer is not signed by the county (something else may be answering)",
+    ),
+    "BAD_ANSWER_SIGNATURE": (
+        "县级平台的回答签名无效（可能被伪造或重放）",
+        "the hub's answer does not verify with the county key (forged or replayed)",
+    ),
+    "ACK_MISMATCH": (
+        "县级平台确认的记录与本机账本不符，待上传记录未清除",
+        "the hub acknowledged records that do not match this device's ledger;"
+        " nothing was removed from the outbox",
     ),
 }
 
@@ -271,6 +290,80 @@ def verify_request(
             "STALE_TIMESTAMP",
             f"signed at {sent.isoformat()}, the hub's clock reads {now.isoformat()}",
         )
+
+
+# ---- answer signing ------------------------------------------------------------------------
+
+
+def answer_payload(
+    *,
+    method: str,
+    path: str,
+    device_id: str,
+    nonce: str,
+    status: int,
+    body_sha256: str,
+    hub_time: str,
+) -> bytes:
+    """The bytes the county key signs for one answer: the request it answers (the device's
+    nonce makes it fit that request only), its status, its body and the hub's time."""
+    fields = [ANSWER_PROTOCOL, method.upper(), path, device_id, nonce, str(status)]
+    return "\n".join([*fields, body_sha256, hub_time]).encode()
+
+
+def sign_answer(
+    county_key: Ed25519PrivateKey,
+    *,
+    method: str,
+    path: str,
+    device_id: str,
+    nonce: str,
+    status: int,
+    body: bytes,
+    hub_time: str,
+) -> str:
+    """`X-Clinic-Hub-Signature` of an answer; `body` as before any Content-Encoding."""
+    payload = answer_payload(
+        method=method,
+        path=path,
+        device_id=device_id,
+        nonce=nonce,
+        status=status,
+        body_sha256=sha256_hex(body),
+        hub_time=hub_time,
+    )
+    return b64url(county_key.sign(payload))
+
+
+def verify_answer(
+    county_key: Ed25519PublicKey,
+    *,
+    signature: str | None,
+    hub_time: str | None,
+    method: str,
+    path: str,
+    device_id: str,
+    nonce: str,
+    status: int,
+    body: bytes,
+) -> None:
+    """Raise a retryable `SyncError` unless the answer is signed by the county key for
+    exactly this request, status and body. Nothing of an answer counts before this."""
+    if not signature or hub_time is None:
+        raise SyncError("ANSWER_UNSIGNED", f"HTTP {status}", retryable=True)
+    payload = answer_payload(
+        method=method,
+        path=path,
+        device_id=device_id,
+        nonce=nonce,
+        status=status,
+        body_sha256=sha256_hex(body),
+        hub_time=hub_time,
+    )
+    try:
+        county_key.verify(b64url_decode(signature), payload)
+    except (InvalidSignature, ValueError, TypeError):
+        raise SyncError("BAD_ANSWER_SIGNATURE", f"HTTP {status}", retryable=True) from None
 
 
 # ---- record batches ----------------------------------------------------------------------

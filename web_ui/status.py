@@ -46,8 +46,16 @@ STRIP_SYNCERS = ("doctor", "tester", "coordinator", "admin")
 # The strip asks for its state by itself: that must not keep an idle session alive.
 auth.BACKGROUND.add("status.strip")
 
-# What the strip says about the hub, by `sync.agent.status.connection`'s state.
-NETWORK_ERRORS = ("HUB_UNREACHABLE", "HUB_ERROR", "BAD_RESPONSE", "AGENT_ERROR")
+# What the strip says about the hub, by `sync.agent.status.connection`'s state. An answer
+# not signed by the county is no answer (`sync.agent.jobs.UNREACHED`).
+NETWORK_ERRORS = (
+    "HUB_UNREACHABLE",
+    "HUB_ERROR",
+    "BAD_RESPONSE",
+    "AGENT_ERROR",
+    "ANSWER_UNSIGNED",
+    "BAD_ANSWER_SIGNATURE",
+)
 
 
 # ---- times as people read them ------------------------------------------------------------

@@ -2,7 +2,8 @@
 uploads and heartbeats, county updates, the hub's clock. Each view authenticates the
 device, hands the request to a use case (`sync.hub.services`) with the request's store and
 the hub's clock (`sync.hub.runtime`), and answers JSON; a `SyncError` becomes its
-bilingual error document and HTTP status.
+bilingual error document and HTTP status. Every answer (errors and 204 included) is
+signed by the county key over the request it answers (`sync.protocol.sign_answer`).
 """
 
 import gzip
@@ -13,7 +14,17 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from sync.hub.runtime import hub_runtime, hub_store
 from sync.hub.services import enrollment, publishing, uploads
-from sync.protocol import API_PREFIX, HEADER_HUB_TIME, SyncError, decode_batch, iso
+from sync.protocol import (
+    API_PREFIX,
+    HEADER_DEVICE,
+    HEADER_HUB_SIGNATURE,
+    HEADER_HUB_TIME,
+    HEADER_NONCE,
+    SyncError,
+    decode_batch,
+    iso,
+    sign_answer,
+)
 
 HTTP_STATUS = {
     "BAD_REQUEST": 400,
@@ -46,13 +57,9 @@ def _signed_path() -> str:
 
 
 def _json(value: object, status: int = 200) -> Response:
+    """Compressed (if asked) only once signed, in `_sign_answer`."""
     data = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-    response = Response(data, status=status, mimetype="application/json")
-    if len(data) > COMPRESS_ABOVE and "gzip" in request.headers.get("Accept-Encoding", ""):
-        response.set_data(gzip.compress(data, compresslevel=6, mtime=0))
-        response.headers["Content-Encoding"] = "gzip"
-        response.headers["Vary"] = "Accept-Encoding"
-    return response
+    return Response(data, status=status, mimetype="application/json")
 
 
 def _body() -> bytes:
@@ -146,9 +153,28 @@ def hub_time() -> Response:
 
 
 @api.after_request
-def _stamp_hub_time(response: Response) -> Response:
-    response.headers[HEADER_HUB_TIME] = iso(hub_runtime().now())
+def _sign_answer(response: Response) -> Response:
+    runtime = hub_runtime()
+    hub_time = iso(runtime.now())
+    data = response.get_data()
+    response.headers[HEADER_HUB_TIME] = hub_time
     response.headers["Cache-Control"] = "no-store"
+    # The device's nonce binds the answer to its request: a signed answer kept from
+    # earlier does not verify for any other request.
+    response.headers[HEADER_HUB_SIGNATURE] = sign_answer(
+        runtime.county_key,
+        method=request.method,
+        path=_signed_path(),
+        device_id=request.headers.get(HEADER_DEVICE, ""),
+        nonce=request.headers.get(HEADER_NONCE, ""),
+        status=response.status_code,
+        body=data,
+        hub_time=hub_time,
+    )
+    if len(data) > COMPRESS_ABOVE and "gzip" in request.headers.get("Accept-Encoding", ""):
+        response.set_data(gzip.compress(data, compresslevel=6, mtime=0))
+        response.headers["Content-Encoding"] = "gzip"
+        response.headers["Vary"] = "Accept-Encoding"
     return response
 
 

@@ -15,8 +15,10 @@ from sync.protocol import (
     SyncError,
     decode_batch,
     encode_batch,
+    sign_answer,
     sign_request,
     signed_request_of,
+    verify_answer,
     verify_request,
 )
 
@@ -91,6 +93,59 @@ class TestRequestSignatures:
             "message_zh": "这台设备已被县级平台停用",
             "detail": "dev-1",
         }
+
+
+ANSWER = {
+    "method": "POST",
+    "path": "/api/v1/records",
+    "device_id": "dev-1",
+    "nonce": "n-0123456789",
+    "status": 200,
+    "body": b'{"acked_seq":3,"acked_hash":"ab"}',
+    "hub_time": "2026-03-02T08:00:00+00:00",
+}
+
+
+def check_answer(signature, *, key=KEY, **changes):
+    answer = {**ANSWER, **changes}
+    verify_answer(key.public_key(), signature=signature, **answer)
+
+
+class TestAnswerSignatures:
+    def test_an_answer_signed_by_the_county_key_verifies(self):
+        check_answer(sign_answer(KEY, **ANSWER))
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"nonce": "n-another-request"},  # an old answer replayed to a new request
+            {"path": "/api/v1/heartbeat"},
+            {"method": "GET"},
+            {"device_id": "dev-2"},
+            {"status": 403},
+            {"body": b'{"acked_seq":1000000,"acked_hash":"ab"}'},
+            {"hub_time": "2026-03-02T08:00:01+00:00"},
+        ],
+    )
+    def test_an_answer_for_another_request_status_body_or_time_does_not_verify(self, change):
+        with pytest.raises(SyncError) as refused:
+            check_answer(sign_answer(KEY, **ANSWER), **change)
+        assert refused.value.code == "BAD_ANSWER_SIGNATURE" and refused.value.retryable
+
+    def test_an_answer_signed_by_another_key_does_not_verify(self):
+        with pytest.raises(SyncError, match="BAD_ANSWER_SIGNATURE"):
+            check_answer(sign_answer(Ed25519PrivateKey.generate(), **ANSWER))
+
+    @pytest.mark.parametrize("signature", [None, "", "not base64 !", "AAAA"])
+    def test_a_missing_or_garbled_signature_does_not_verify(self, signature):
+        with pytest.raises(SyncError) as refused:
+            check_answer(signature)
+        assert refused.value.code in ("ANSWER_UNSIGNED", "BAD_ANSWER_SIGNATURE")
+        assert "县级平台" in refused.value.message_zh
+
+    def test_an_answer_without_the_hub_time_is_unsigned(self):
+        with pytest.raises(SyncError, match="ANSWER_UNSIGNED"):
+            check_answer(sign_answer(KEY, **ANSWER), hub_time=None)
 
 
 class TestBatches:

@@ -83,8 +83,9 @@ def heartbeat(store: HubStore, device_id: str, document: dict, now: datetime) ->
     with store.unit_of_work():
         store.record_contact(device_id, iso(now), report, skew)
         current = store.slot_by_device(device_id)
-        if current is None:
+        if current is None or current.public_key is None:
             raise HubError(f"device {device_id} is no longer enrolled at this hub")
+        acked_hash = current.head_hash or genesis_hash(load_public_key(current.public_key))
         seq, hash_ = head.get("seq"), head.get("hash")
         if type(seq) is int and 0 <= seq < current.head_seq:
             store.raise_alarm(
@@ -104,7 +105,8 @@ def heartbeat(store: HubStore, device_id: str, document: dict, now: datetime) ->
                     f"the device's record {seq} is not the one the hub holds",
                     iso(now),
                 )
-    return {"hub_time": iso(now), "acked_seq": current.head_seq}
+    # The device moves its outbox only when this hash is its own at `acked_seq`.
+    return {"hub_time": iso(now), "acked_seq": current.head_seq, "acked_hash": acked_hash}
 
 
 def export_records(store: HubStore, device_id: str) -> Iterator[dict]:
