@@ -18,12 +18,13 @@ connections hold a thousand sockets, not a thousand threads.
 import collections
 import contextlib
 import errno
+import resource
 import selectors
 import ssl
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,18 @@ def server_options(
     return options
 
 
+def open_files_allowed() -> int:
+    """Raise this process's open-file limit to its hard limit (a shell's default of 1,024
+    would stop a worker accepting long before its connection limit); returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+    return soft
+
+
 def serve(
     app_config: Mapping,
     *,
@@ -239,6 +252,7 @@ def serve(
     """Serve the hub in the foreground until SIGTERM or SIGINT."""
     # gunicorn names itself in `Server` (older versions with their version): say less.
     gunicorn.http.wsgi.SERVER = SERVER_NAME
+    limits = replace(limits, connections=min(limits.connections, open_files_allowed() - 64))
     options = server_options(host=host, port=port, certificate=certificate, key=key, limits=limits)
     HubServer(app_config, options).run()
 
