@@ -82,6 +82,22 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "RECORD_MALFORMED": ("记录格式不正确", "a record is malformed"),
     "RECORD_FOREIGN": ("批次中含有其他设备的记录", "the batch carries another device's records"),
     "RECORD_INVALID": ("记录的哈希或签名不正确（被篡改）", "a record's hash or signature is wrong"),
+    "BODY_MALFORMED": (
+        "记录内容格式不正确：已作为证据保存，不参与核算",
+        "a signed record's body is malformed: kept as evidence, left out of reconciliation",
+    ),
+    "RECOMPUTE_FAILED": (
+        "县级平台无法重算这条记录：已标记，不参与核算",
+        "the hub could not recompute this record: flagged, left out of reconciliation",
+    ),
+    "BATCH_TOO_LARGE": (
+        "一批上传的记录太多，全部未保存",
+        f"too many records in one batch (at most {MAX_BATCH_RECORDS}): none was stored",
+    ),
+    "HELD_LIMIT": (
+        "缺号之后暂存的记录太多：请先补传缺少的记录",
+        "too many records held beyond a gap: send the missing records first",
+    ),
     "CHAIN_BROKEN": ("记录链断开", "a record does not chain to the one before it"),
     "LEDGER_WENT_BACKWARDS": (
         "设备账本倒退（可能从旧备份恢复）",
@@ -284,12 +300,20 @@ def verify_request(
         public_key.verify(b64url_decode(claimed.signature), payload)
     except (InvalidSignature, ValueError):
         raise SyncError("BAD_SIGNATURE") from None
-    sent = datetime.fromtimestamp(int(claimed.timestamp), UTC)
-    if abs(sent - now) > MAX_CLOCK_DIFFERENCE:
+    # Compared as whole seconds: an absurd timestamp (999999999999) is no date at all.
+    sent = int(claimed.timestamp)
+    if abs(sent - now.timestamp()) > MAX_CLOCK_DIFFERENCE.total_seconds():
         raise SyncError(
             "STALE_TIMESTAMP",
-            f"signed at {sent.isoformat()}, the hub's clock reads {now.isoformat()}",
+            f"signed at {_moment(sent)}, the hub's clock reads {now.isoformat()}",
         )
+
+
+def _moment(seconds: int) -> str:
+    try:
+        return datetime.fromtimestamp(seconds, UTC).isoformat()
+    except (ValueError, OverflowError, OSError):
+        return f"{seconds} seconds after 1970"
 
 
 # ---- answer signing ------------------------------------------------------------------------
@@ -376,9 +400,14 @@ def encode_batch(record_texts: Iterable[str]) -> bytes:
 
 
 def decode_batch(
-    body: bytes, content_encoding: str | None, *, limit: int = MAX_DECOMPRESSED_BYTES
+    body: bytes,
+    content_encoding: str | None,
+    *,
+    limit: int = MAX_DECOMPRESSED_BYTES,
+    max_records: int = MAX_BATCH_RECORDS,
 ) -> list[object]:
-    """The parsed lines of an upload; refuses a body that inflates past `limit`."""
+    """The parsed lines of an upload; refuses a body that inflates past `limit` or holds
+    more than `max_records` lines (counted before any is parsed)."""
     if (content_encoding or "").lower() == "gzip":
         inflater = zlib.decompressobj(wbits=31)
         try:
@@ -393,8 +422,12 @@ def decode_batch(
         raise SyncError("BAD_REQUEST", f"unsupported Content-Encoding {content_encoding!r}")
     else:
         data = body
+    lines = data.split(b"\n")
+    count = sum(1 for line in lines if line.strip())
+    if count > max_records:
+        raise SyncError("BATCH_TOO_LARGE", f"{count} records")
     records: list[object] = []
-    for number, line in enumerate(data.split(b"\n"), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:

@@ -43,6 +43,7 @@ HTTP_STATUS = {
     "ALREADY_ENROLLED": 409,
     "CODE_EXPIRED": 410,
     "TOO_LARGE": 413,
+    "BATCH_TOO_LARGE": 413,
     "ENROLL_THROTTLED": 429,
 }
 COMPRESS_ABOVE = 1024
@@ -119,7 +120,11 @@ def enroll_device() -> Response:
 def upload_records() -> Response:
     raw = _body()
     device_id = _authenticated(raw)
-    batch = decode_batch(raw, request.headers.get("Content-Encoding"))
+    try:
+        batch = decode_batch(raw, request.headers.get("Content-Encoding"))
+    except SyncError as error:
+        uploads.refuse_batch(hub_store(), device_id, error, hub_runtime().now())
+        raise
     answer = uploads.ingest(hub_store(), device_id, batch, hub_runtime().now())
     hub_runtime().wake_reconciler()
     return _json(answer)
@@ -128,6 +133,8 @@ def upload_records() -> Response:
 @api.post("/heartbeat")
 def device_heartbeat() -> Response:
     raw = _body()
+    if len(raw) > uploads.MAX_HEARTBEAT_BYTES:
+        raise SyncError("TOO_LARGE", f"a heartbeat is at most {uploads.MAX_HEARTBEAT_BYTES} bytes")
     device_id = _authenticated(raw)
     return _json(uploads.heartbeat(hub_store(), device_id, _json_body(raw), hub_runtime().now()))
 

@@ -78,6 +78,7 @@ class StoredRecord:
     device_id: str
     seq: int
     record: dict
+    malformed: bool = False  # flagged: kept as evidence, never computed with
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,19 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sync_helpers import NOW
 
+from edge.domain.ledger import b64url
 from sync.planner import backoff_delay, plan_batch
 from sync.protocol import (
     MAX_CLOCK_DIFFERENCE,
+    SignedRequest,
     SyncError,
     decode_batch,
     encode_batch,
+    sha256_hex,
     sign_answer,
     sign_request,
     signed_request_of,
+    signing_payload,
     verify_answer,
     verify_request,
 )
@@ -76,6 +80,20 @@ class TestRequestSignatures:
             with pytest.raises(SyncError) as refused:
                 check(signed(), now=now)
             assert refused.value.code == "STALE_TIMESTAMP"
+
+    @pytest.mark.parametrize("timestamp", ["999999999999", "0", "253402300800"])
+    def test_an_absurd_signed_timestamp_is_stale_not_a_crash(self, timestamp):
+        # 999999999999 s is the year 33658: no datetime holds it (it was a 500 at the hub).
+        claimed = SignedRequest("dev-1", timestamp, "n-0123456789", "")
+        payload = signing_payload(
+            method="POST", path="/api/v1/records", body_sha256=sha256_hex(BODY),
+            timestamp=timestamp, nonce=claimed.nonce, device_id="dev-1",
+        )  # fmt: skip
+        claimed = SignedRequest("dev-1", timestamp, claimed.nonce, b64url(KEY.sign(payload)))
+        with pytest.raises(SyncError) as refused:
+            check(claimed)
+        assert refused.value.code == "STALE_TIMESTAMP"
+        assert timestamp in refused.value.detail or "1970" in refused.value.detail
 
     def test_a_request_inside_the_window_is_fresh(self):
         check(signed(), now=NOW + MAX_CLOCK_DIFFERENCE - timedelta(seconds=1))
@@ -175,6 +193,13 @@ class TestBatches:
         with pytest.raises(SyncError) as refused:
             decode_batch(bomb, "gzip", limit=10_000)
         assert refused.value.code == "TOO_LARGE"
+
+    def test_a_batch_of_more_records_than_allowed_is_refused_before_parsing(self):
+        lines = b"".join(b'{"seq": %d}\n' % n for n in range(1, 1002))
+        with pytest.raises(SyncError) as refused:
+            decode_batch(gzip.compress(lines), "gzip")
+        assert refused.value.code == "BATCH_TOO_LARGE" and "1001 records" in refused.value.detail
+        assert len(decode_batch(lines, None, max_records=1001)) == 1001
 
     @pytest.mark.parametrize(
         "body, encoding",

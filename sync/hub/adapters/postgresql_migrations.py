@@ -106,6 +106,17 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         ],
     ),
     (
+        3,
+        "malformed records",
+        [
+            # Records kept as evidence but never computed with (a body that is not
+            # well-formed, or one the recomputation failed on); records are append-only.
+            """CREATE TABLE malformed_record (
+                device_id TEXT NOT NULL, seq BIGINT NOT NULL, problem TEXT NOT NULL,
+                flagged_at TEXT NOT NULL, PRIMARY KEY (device_id, seq))""",
+        ],
+    ),
+    (
         4,
         "console sessions and throttle",
         [

@@ -16,6 +16,7 @@ stores instead of one.
 import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import date
 
@@ -53,6 +54,11 @@ SLOT_COLUMNS = ", ".join(f.name for f in fields(Slot))
 PUBLICATION_COLUMNS = ", ".join(f.name for f in fields(Publication))
 # Bound parameters per `IN (…)` list, below either database's limit.
 IN_CHUNK = 500
+# `r` (a record) is not flagged malformed: computations leave flagged records out.
+WELL_FORMED = (
+    " AND NOT EXISTS (SELECT 1 FROM malformed_record m"
+    " WHERE m.device_id = r.device_id AND m.seq = r.seq)"
+)
 
 
 def dumps(value: object) -> str:
@@ -91,6 +97,18 @@ class SqlHubStore:
 
     def close(self) -> None:
         self.conn.close()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a unit of work: what the block wrote is undone if it raises."""
+        self.conn.execute("SAVEPOINT one_record")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK TO SAVEPOINT one_record")
+            self.conn.execute("RELEASE SAVEPOINT one_record")
+            raise
+        self.conn.execute("RELEASE SAVEPOINT one_record")
 
     def _one(self, sql: str, params: Sequence = ()) -> tuple | None:
         return self.conn.execute(sql, params).fetchone()
@@ -254,13 +272,21 @@ class SqlHubStore:
         )
 
     def records(
-        self, device_id: str, after_seq: int = 0, to_seq: int | None = None
+        self,
+        device_id: str,
+        after_seq: int = 0,
+        to_seq: int | None = None,
+        *,
+        well_formed: bool = False,
     ) -> Iterator[dict]:
-        sql = "SELECT record FROM record WHERE device_id = ? AND seq > ?"
+        """A device's records in seq order; `well_formed`: without the flagged ones."""
+        sql = "SELECT record FROM record r WHERE device_id = ? AND seq > ?"
         params: list = [device_id, after_seq]
         if to_seq is not None:
             sql += " AND seq <= ?"
             params.append(to_seq)
+        if well_formed:
+            sql += WELL_FORMED
         for (text,) in self.conn.execute(sql + " ORDER BY seq", params):
             yield json.loads(text)
 
@@ -296,17 +322,36 @@ class SqlHubStore:
         where, params = of_devices
         rows = self.conn.execute(
             "SELECT s.device_id, (SELECT r.record FROM record r WHERE r.device_id = s.device_id"
-            " AND r.kind = ? ORDER BY r.seq DESC LIMIT 1) FROM slot s"
+            f" AND r.kind = ?{WELL_FORMED} ORDER BY r.seq DESC LIMIT 1) FROM slot s"
             f" WHERE s.device_id IS NOT NULL{where}",
             [kind, *params],
         )
         return {device: json.loads(text) for device, text in rows if text is not None}
 
     def record_by_tx(self, device_id: str, tx_id: str) -> dict | None:
+        """The well-formed record named `tx_id` (a flagged one is none to compute with)."""
         row = self._one(
-            "SELECT record FROM record WHERE device_id = ? AND tx_id = ?", [device_id, tx_id]
+            f"SELECT record FROM record r WHERE device_id = ? AND tx_id = ?{WELL_FORMED}",
+            [device_id, tx_id],
         )
         return None if row is None else json.loads(row[0])
+
+    def flag_malformed(self, device_id: str, problems: Sequence[tuple[int, str]], at: str) -> None:
+        """Flag records as kept for evidence only: (seq, why) each; the first flag stays."""
+        self.conn.executemany(
+            "INSERT INTO malformed_record (device_id, seq, problem, flagged_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (device_id, seq) DO NOTHING",
+            [(device_id, seq, problem, at) for seq, problem in problems],
+        )
+
+    def malformed_records(self, device_id: str) -> dict[int, str]:
+        """seq -> why, of a device's flagged records."""
+        return dict(
+            self.conn.execute(
+                "SELECT seq, problem FROM malformed_record WHERE device_id = ? ORDER BY seq",
+                [device_id],
+            ).fetchall()
+        )
 
     # ---- alarms ----------------------------------------------------------------------
 
@@ -606,14 +651,17 @@ class SqlHubStore:
     def records_to_recompute(self, limit: int) -> list[StoredRecord]:
         through, visible = self._recompute_window()
         arrival = self.dialect.arrival
-        sql = f"SELECT {arrival}, device_id, seq, record FROM record WHERE {arrival} > ?"
+        sql = (
+            f"SELECT {arrival}, device_id, seq, record, EXISTS (SELECT 1 FROM malformed_record m"
+            f" WHERE m.device_id = r.device_id AND m.seq = r.seq) FROM record r WHERE {arrival} > ?"
+        )
         params: list = [through]
         if visible is not None:
             sql += f" AND {arrival} <= ?"
             params.append(visible)
         return [
-            StoredRecord(position, device_id, seq, json.loads(text))
-            for position, device_id, seq, text in self.conn.execute(
+            StoredRecord(position, device_id, seq, json.loads(text), bool(malformed))
+            for position, device_id, seq, text, malformed in self.conn.execute(
                 sql + f" ORDER BY {arrival} LIMIT ?", [*params, limit]
             )
         ]
@@ -686,7 +734,7 @@ class SqlHubStore:
         sql = (
             "SELECT r.record, c.status, c.hub_result FROM record r LEFT JOIN recomputation c"
             " ON c.device_id = r.device_id AND c.seq = r.seq WHERE r.kind = 'settlement'"
-            f"{where} ORDER BY r.{self.dialect.arrival}"
+            f"{WELL_FORMED}{where} ORDER BY r.{self.dialect.arrival}"
         )
         for text, status, result in self.conn.execute(sql, params):
             yield json.loads(text), status, loads(result)

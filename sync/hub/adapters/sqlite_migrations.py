@@ -114,6 +114,18 @@ def m002_version_2_figures(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m003_malformed_records(db: sqlite_utils.Database) -> None:
+    """Records stored as evidence but never computed with: signed and chained, their body
+    not well-formed (`edge.domain.records.body_problem`), or one the recomputation failed
+    on. Records are append-only, so the flag is a row of its own."""
+    db.execute(
+        """CREATE TABLE malformed_record (
+            device_id TEXT NOT NULL, seq INTEGER NOT NULL, problem TEXT NOT NULL,
+            flagged_at TEXT NOT NULL, PRIMARY KEY (device_id, seq)) STRICT, WITHOUT ROWID"""
+    )
+
+
+@migrations()
 def m004_console_sessions_throttle(db: sqlite_utils.Database) -> None:
     """Console sessions kept by the hub (the cookie holds only a random id, whose hash is
     the key here), so that signing out, a role or password change end them at once; and

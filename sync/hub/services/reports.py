@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
-from edge.domain.records import MONEY_FIELDS, NATIONAL_NAMES, payer_amounts
+from edge.domain.records import MONEY_FIELDS, NATIONAL_NAMES, body_problem, payer_amounts
 from edge.domain.spreadsheet import safe_cell
 from sync.hub import reconcile
 from sync.hub.model import Slot
@@ -162,6 +162,10 @@ def settlements_csv(store: HubStore, device_ids: Iterable[str] | None = None) ->
     def rows() -> Iterator[dict]:
         for record, status, hub in store.settlements(device_ids):
             body = record["body"]
+            # Flagged records are not listed; one stored before bodies were checked is
+            # left out here too.
+            if body_problem("settlement", body) is not None:
+                continue
             result, visit = body.get("result", {}), body.get("visit", {})
             county = national_amounts(payer_amounts(hub)) if hub else {}
             yield {
