@@ -7,7 +7,7 @@ three kinds of update and send heartbeats, from a pool of client threads, for at
 bounded time. Reported: records ingested per second, p50/p99 batch latency, and records
 lost or duplicated (what the hub holds compared with what was sent).
 
-Run against SQLite (`clinic hub serve`'s werkzeug server, one process) and, when the
+Run against SQLite (waitress in the benchmark's process, as the demo's hub) and, when the
 PostgreSQL server binaries are installed, PostgreSQL behind gunicorn with 2 workers.
 Standalone against a running hub: `python -m benchmarks.load --hub URL --hub-dir DIR`.
 """
@@ -290,7 +290,7 @@ def load_against_sqlite(workdir: Path, **sizes) -> dict:
     running = serve_in_background(hub_dir, config={"RECONCILE_INTERVAL_S": None})
     try:
         return {
-            "hub": "sqlite, werkzeug threaded",
+            "hub": "sqlite, waitress threaded",
             **run_load(running.url, hub_dir, workdir=workdir, **sizes),
         }
     finally:
