@@ -15,8 +15,9 @@ import shutil
 import sqlite3
 import stat
 import threading
+import time
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -64,13 +65,51 @@ DATABASE_FILE = "clinic.db"
 SEARCH_LIMIT = 20
 ITEM_CACHE_SIZE = 5000  # parsed catalog items kept per connection
 PERSON_CACHE_SIZE = 4096  # parsed roster rows kept per process
-_IMPORT_BATCH = 1000  # items per short write transaction of a catalog import
+_IMPORT_BATCH = 1000  # most items per short write transaction of an import
+_MIN_BATCH = 50  # fewest, however slow the disk
+_BATCH_TARGET_S = 0.1  # how long one import batch should hold the write lock
+_WAL_KEPT = 64 * 1024 * 1024  # bytes of WAL file kept once checkpointed
+_DROP_BATCH = 5000  # rows per transaction when an old catalog or roster is dropped
 _IMPORT_CACHE_KIB = 32 * 1024  # SQLite's page cache while a catalog goes in
 _IMPORT_BUSY_MS = 120_000  # how long one import batch may wait for the write lock
 _FULL_BELOW = 1024 * 1024  # free bytes under which an I/O error is taken for a full disk
 # A catalog import builds these beside the installed ones and renames them into place.
 _CATALOG_TABLES = ("catalog_item", "catalog_term", "catalog_search", "catalog_key")
 _STAGED, _RETIRED, _ALTERNATE = "_staged", "_retired", "_b"
+_ALIAS_TABLES = ("search_alias",)
+_ROSTER_TABLES = ("person",)
+# What a large roster import needs until its swap: whose balance settlements changed
+# meanwhile, whom the roster lists, and its accumulator figures (merged after the swap).
+_ROSTER_SCRATCH = MappingProxyType(
+    {
+        f"balance_noted{_STAGED}": "insured_id TEXT PRIMARY KEY",
+        f"roster_id{_STAGED}": "insured_id TEXT PRIMARY KEY",
+        f"roster_figure{_STAGED}": "kind TEXT NOT NULL, params TEXT NOT NULL",
+    }
+)
+_NOTE_BALANCES = f"""CREATE TRIGGER person_balance{_STAGED} AFTER UPDATE OF account_balance
+    ON person BEGIN INSERT OR IGNORE INTO balance_noted{_STAGED} VALUES (new.insured_id); END"""
+_UPSERT_PERSON = """INSERT INTO {table} VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+    ON CONFLICT (insured_id) DO UPDATE SET card_no = excluded.card_no,
+      name = excluded.name, id_number_masked = excluded.id_number_masked,
+      region = excluded.region, card_expiry = excluded.card_expiry,
+      insurance_type = excluded.insurance_type, gender = excluded.gender,
+      birth_date = excluded.birth_date, status = excluded.status,
+      waiting_until = excluded.waiting_until, categories = excluded.categories,
+      chronic_certs = excluded.chronic_certs, account_balance = excluded.account_balance,
+      family_account_holders = excluded.family_account_holders"""
+# The roster's figures may predate settlements this device has not uploaded yet: keep the
+# larger of the two, never undercounting a deductible or a cap. The county's
+# reconciliation settles the rest.
+_MERGE_FIGURE = {
+    "assistance": "INSERT INTO assistance_accumulator VALUES (?, ?, ?) ON CONFLICT DO UPDATE"
+    " SET assistance_paid = max(assistance_paid, excluded.assistance_paid)",
+    "year": "INSERT INTO year_accumulator VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE"
+    " SET amount = max(amount, excluded.amount)",
+    "scope": "INSERT INTO accumulator VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
+    " SET deductible_used = max(deductible_used, excluded.deductible_used),"
+    " fund_paid = max(fund_paid, excluded.fund_paid)",
+}
 _CREATE_TABLE = re.compile(r'^CREATE TABLE\s+("[^"]+"|\S+)', re.IGNORECASE)
 _CREATE_INDEX = re.compile(r'^CREATE INDEX\s+("[^"]+"|\S+)\s+ON\s+("[^"]+"|\S+)', re.IGNORECASE)
 
@@ -276,6 +315,8 @@ def connect(path: Path) -> sqlite_utils.Database:
     # every 4000 pages rather than SQLite's 1000, so a checkpoint lands on one settlement
     # in ~500, as it would for single-page writes at the default.
     conn.execute("PRAGMA wal_autocheckpoint = 4000")
+    # a WAL an import grew is cut back to this when a writer starts it over (an SD card's room)
+    conn.execute(f"PRAGMA journal_size_limit = {_WAL_KEPT}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 10000")
     return sqlite_utils.Database(conn)
@@ -357,12 +398,41 @@ class SqliteDeviceStore:
         """Replace the catalog with a newer version; returns the count.
 
         The new catalog is built beside the installed one (`*_staged` tables) in short
-        write transactions of _IMPORT_BATCH items, so a settle waits for one batch at most,
+        write transactions (`_write_in_batches`), so a settle waits for one batch at most,
         never for the whole file; then one short transaction renames the tables into place.
         `items` may be a lazy iterator: a bad item, a crash or a power cut before the swap
         leave the installed catalog exactly as it was."""
         self._refuse_rollback("catalog", self.catalog_version(), version, now)
-        count = 0
+        terms: dict[str, int] = {}
+        with self._staging(_CATALOG_TABLES):
+            count = self._write_in_batches(
+                items, lambda batch: self._catalog_rows(batch, terms), self._insert_catalog_rows
+            )
+
+            def swap() -> None:
+                # checked again: another import may have installed one meanwhile
+                self._refuse_rollback("catalog", self.catalog_version(), version, now)
+                self._swap_staged(_CATALOG_TABLES)
+                self.db.execute(
+                    "INSERT INTO catalog_version VALUES (?, ?, ?, ?)",
+                    [version, source, count, _installed_at(now)],
+                )
+
+            self._commit_staged(swap)
+        return count
+
+    # ---- staging: what imports share ------------------------------------------------
+
+    @contextmanager
+    def _staging(
+        self, tables: tuple[str, ...], scratch: Mapping[str, str] = MappingProxyType({})
+    ) -> Iterator[None]:
+        """Around an import that builds `tables` beside the installed ones: import-time
+        settings, empty `*_staged` copies (a crashed import's left-overs dropped first),
+        the staged copies dropped again if the import fails, the old tables (renamed aside
+        by the swap) dropped after it. `scratch`: more tables the import needs until its
+        swap (name: columns), made and dropped with the copies."""
+        staged = tables + tuple(name[: -len(_STAGED)] for name in scratch)
         (cache_size,) = self.db.execute("PRAGMA cache_size").fetchone()
         (busy_ms,) = self.db.execute("PRAGMA busy_timeout").fetchone()
         # The search keys go in in no order: a page cache that holds most of them spares
@@ -375,48 +445,95 @@ class SqliteDeviceStore:
         # cut loses them, and the next import starts over); the swap itself commits FULL.
         self.db.execute("PRAGMA synchronous = NORMAL")
         try:
-            self._drop_catalog_tables(_RETIRED)  # left by a crash after an earlier swap
-            self._create_staged_catalog()
-            terms: dict[str, int] = {}
-            iterator = iter(items)
-            while batch := list(islice(iterator, _IMPORT_BATCH)):
-                with self.write_transaction():
-                    self._insert_items(batch, terms)
-                count += len(batch)
-                # copy this batch's pages into the database now, outside the write lock: left
-                # to the WAL's autocheckpoint, a settle's commit could be the one to copy them
-                self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            self.db.execute("PRAGMA synchronous = FULL")
+            self._drop_tables(tables, _RETIRED)  # left by a crash after an earlier swap
+            self._drop_staged_triggers()  # before the tables they write to
+            self._drop_tables(staged, _STAGED)  # left by a crashed import
+            self._create_staged(tables)
             with self.write_transaction():
-                # checked again: another import may have installed one meanwhile
-                self._refuse_rollback("catalog", self.catalog_version(), version, now)
-                for table in _CATALOG_TABLES:
-                    self.db.execute(f"ALTER TABLE {table} RENAME TO {table}{_RETIRED}")
-                    self.db.execute(f"ALTER TABLE {table}{_STAGED} RENAME TO {table}")
-                self.db.execute(
-                    "INSERT INTO catalog_version VALUES (?, ?, ?, ?)",
-                    [version, source, count, _installed_at(now)],
-                )
+                for name, columns in scratch.items():
+                    self.db.execute(f"CREATE TABLE {name} ({columns}) STRICT")
+            yield
         except BaseException:
             with suppress(sqlite3.Error):  # the import's own error is the one to tell
-                self._drop_catalog_tables(_STAGED)
+                self._drop_staged_triggers()
+                self._drop_tables(staged, _STAGED)
             raise
         finally:
             self.db.execute(f"PRAGMA cache_size = {int(cache_size)}")
             self.db.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
             self.db.execute("PRAGMA synchronous = FULL")
             self._own_writes += 1  # the picks' rows are read anew
-        self._drop_catalog_tables(_RETIRED)
-        # give the disk back: the WAL grew by the whole catalog (on an SD card it matters)
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._drop_tables(tables, _RETIRED)
+        # Copy the last pages back. Not TRUNCATE: it holds off every writer while it waits
+        # for readers (a busy clinic's settles waited 1.6 s); the WAL, grown by the whole
+        # import, is cut back to `_WAL_KEPT` by the next write that starts it over.
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _drop_staged_triggers(self) -> None:
+        """A staging trigger left behind would fail every settle once its table is gone."""
+        with self.write_transaction():
+            for (name,) in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE ?",
+                [f"%{_STAGED}"],
+            ).fetchall():
+                self.db.execute(f"DROP TRIGGER {name}")
+
+    def _commit_staged(self, swap: Callable[[], None]) -> None:
+        """Run `swap` (renames and the version row) in one short, fully synced transaction.
+        Foreign keys are off for it (a no-op inside a transaction, so around it): with them
+        on, renaming `person` aside would repoint the accumulators' references."""
+        self.db.execute("PRAGMA synchronous = FULL")
+        self.db.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with self.write_transaction():
+                swap()
+        finally:
+            self.db.execute("PRAGMA foreign_keys = ON")
+
+    def _write_in_batches(
+        self,
+        items: Iterable[Any],
+        prepare: Callable[[list[Any]], Any],
+        write: Callable[[Any], object],
+    ) -> int:
+        """Write `items` in short transactions; returns the count. `prepare` turns a batch
+        into rows outside the write lock (search keys, JSON: the slow part), `write` inserts
+        them. A batch that held the lock over _BATCH_TARGET_S halves the next one (a loaded
+        Pi, a slow card), a quick one doubles it up to _IMPORT_BATCH."""
+        count, size = 0, _IMPORT_BATCH
+        iterator = iter(items)
+        while batch := list(islice(iterator, size)):
+            rows = prepare(batch)
+            with self._import_transaction() as held:
+                write(rows)
+            count += len(batch)
+            if held[0] > _BATCH_TARGET_S:
+                size = max(_MIN_BATCH, size // 2)
+            elif held[0] < _BATCH_TARGET_S / 4:
+                size = min(_IMPORT_BATCH, size * 2)
         return count
 
-    def _create_staged_catalog(self) -> None:
-        """Empty `*_staged` copies of the catalog tables (their current columns, as the
-        migrations left them) and of their indexes, under the index names not in use."""
+    @contextmanager
+    def _import_transaction(self) -> Iterator[list[float]]:
+        """One short write transaction of an import (yields [seconds it held the lock],
+        filled in after), then room for settles. SQLite's lock is not fair: a waiting
+        settle polls it every 100 ms at most, and back-to-back batches starved one for
+        2.6 s; so the import pauses as long as it held the lock. And it copies the batch's
+        pages into the database outside the lock: left to the WAL's autocheckpoint, a
+        settle's commit could be the one to copy them."""
+        held = [0.0]
         with self.write_transaction():
-            self._drop_catalog_tables(_STAGED)  # a crashed import's
-            for table in _CATALOG_TABLES:
+            started = time.perf_counter()
+            yield held
+        held[0] = time.perf_counter() - started
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        time.sleep(held[0])
+
+    def _create_staged(self, tables: tuple[str, ...]) -> None:
+        """Empty `*_staged` copies of `tables` (their current columns, as the migrations
+        left them) and of their indexes, under the index names not in use."""
+        with self.write_transaction():
+            for table in tables:
                 (sql,) = self.db.execute(
                     "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", [table]
                 ).fetchone()
@@ -434,15 +551,45 @@ class SqliteDeviceStore:
                         _CREATE_INDEX.sub(f"CREATE INDEX {other} ON {table}{_STAGED}", index_sql, 1)
                     )
 
-    def _drop_catalog_tables(self, suffix: str) -> None:
-        """Drop the `suffix` copies of the catalog tables, one short transaction each."""
-        for table in _CATALOG_TABLES:
-            with self.write_transaction():
-                self.db.execute(f"DROP TABLE IF EXISTS {table}{suffix}")
+    def _swap_staged(self, tables: tuple[str, ...]) -> None:
+        """Inside the swap's transaction: the installed tables aside, the staged in place.
+        Other tables' foreign keys keep naming the installed table (SQLite would otherwise
+        point them at the renamed-aside one); the caller turned `foreign_keys` off."""
+        self.db.execute("PRAGMA legacy_alter_table = ON")
+        try:
+            for table in tables:
+                self.db.execute(f"ALTER TABLE {table} RENAME TO {table}{_RETIRED}")
+                self.db.execute(f"ALTER TABLE {table}{_STAGED} RENAME TO {table}")
+        finally:
+            self.db.execute("PRAGMA legacy_alter_table = OFF")
 
-    def _insert_items(self, items: list[CatalogItem], terms: dict[str, int]) -> None:
-        """Insert items into the staged tables; each distinct name (a term) is keyed once,
-        when first seen."""
+    def _drop_tables(self, tables: tuple[str, ...], suffix: str) -> None:
+        """Drop the `suffix` copies of `tables`. DROP TABLE of a million rows holds the
+        write lock for seconds: the rows go first, in short transactions of
+        _DROP_BATCH, and the empty table is dropped last."""
+        for table in tables:
+            name = f"{table}{suffix}"
+            found = self.db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name]
+            ).fetchone()
+            if found is None:
+                continue
+            keys = [row[1] for row in self.db.execute(f"PRAGMA table_info({name})") if row[5]]
+            key = ", ".join(keys) if keys else "rowid"
+            while True:
+                with self._import_transaction():
+                    deleted = self.db.execute(
+                        f"DELETE FROM {name} WHERE ({key}) IN"
+                        f" (SELECT {key} FROM {name} LIMIT {_DROP_BATCH})"
+                    ).rowcount
+                if deleted < _DROP_BATCH:
+                    break
+            with self.write_transaction():
+                self.db.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def _catalog_rows(self, items: list[CatalogItem], terms: dict[str, int]) -> tuple:
+        """The staged tables' rows for a batch of items; each distinct name (a term) is
+        keyed once, when first seen."""
         rows: list[tuple] = []
         codes: list[tuple[int, str, str]] = []
         new_terms: list[tuple[int, str, int]] = []
@@ -464,6 +611,10 @@ class SqliteDeviceStore:
                 )
             )  # fmt: skip
             codes.append((KEY_CODE, search_key(item.code), item.code))
+        return rows, new_terms, codes, keys
+
+    def _insert_catalog_rows(self, prepared: tuple) -> None:
+        rows, new_terms, codes, keys = prepared
         try:
             self.db.conn.executemany(
                 f"INSERT INTO catalog_item{_STAGED} VALUES ({', '.join('?' * 20)})", rows
@@ -604,23 +755,34 @@ class SqliteDeviceStore:
     ) -> int:
         """Replace the alias list with a newer version: (list, alias, code) rows, list being
         "item" or "diagnosis". Codes not (or no longer) in the catalog are kept and found
-        once they are."""
-        with self.write_transaction():
-            self._refuse_rollback("alias list", self.alias_version(), version, now)
-            self.db.execute("DELETE FROM search_alias")
-            count = 0
-            for target, alias, code in rows:
+        once they are. Staged and swapped in like the catalog."""
+        self._refuse_rollback("alias list", self.alias_version(), version, now)
+
+        def keyed(batch: list[tuple[str, str, str]]) -> list[tuple[str, str, str, str]]:
+            keys: list[tuple[str, str, str, str]] = []
+            for target, alias, code in batch:
                 if target not in ("item", "diagnosis"):
                     raise StoreError(f"alias {alias!r}: unknown list {target!r}")
-                self.db.conn.executemany(
-                    "INSERT OR IGNORE INTO search_alias VALUES (?, ?, ?, ?)",
-                    [(target, key, code, alias) for key in alias_keys(alias)],
-                )
-                count += 1
-            self.db.execute(
-                "INSERT INTO search_alias_version VALUES (?, ?, ?, ?)",
-                [version, source, count, _installed_at(now)],
+                keys.extend((target, key, code, alias) for key in alias_keys(alias))
+            return keys
+
+        def insert(keys: list[tuple[str, str, str, str]]) -> None:
+            self.db.conn.executemany(
+                f"INSERT OR IGNORE INTO search_alias{_STAGED} VALUES (?, ?, ?, ?)", keys
             )
+
+        with self._staging(_ALIAS_TABLES):
+            count = self._write_in_batches(rows, keyed, insert)
+
+            def swap() -> None:
+                self._refuse_rollback("alias list", self.alias_version(), version, now)
+                self._swap_staged(_ALIAS_TABLES)
+                self.db.execute(
+                    "INSERT INTO search_alias_version VALUES (?, ?, ?, ?)",
+                    [version, source, count, _installed_at(now)],
+                )
+
+            self._commit_staged(swap)
         return count
 
     # ---- what the clinic settles (frequent and recent first) ---------------------------
@@ -801,65 +963,95 @@ class SqliteDeviceStore:
         return self._latest("roster_version")
 
     def import_roster(self, document: dict, *, now: datetime) -> int:
-        """Install a roster version: persons are upserted, accumulators it carries are set."""
+        """Install a roster version: persons are upserted, accumulators it carries are set.
+
+        A delta (up to _IMPORT_BATCH persons) goes in in one short transaction. A larger
+        roster is staged like the catalog: the installed persons are copied to
+        `person_staged` and the roster upserted there in short transactions, then one
+        transaction swaps the tables. Balances settlements changed meanwhile are carried
+        over (a trigger notes whose); for a person the roster lists, the roster's balance
+        stands, as if the settlement had come just before the import. The roster's
+        accumulator figures only ever raise a figure (max), so they are merged after the
+        swap in short transactions, from a table a crash leaves for the next import."""
         version, persons = roster_from_json(document)
-        with self.write_transaction():
-            self._refuse_rollback("roster", self.roster_version(), version, now)
-            for entry in persons:
-                self._upsert_person(entry)
-            self.db.execute(
-                "INSERT INTO roster_version VALUES (?, ?, ?)",
-                [version, len(persons), _installed_at(now)],
+        self._refuse_rollback("roster", self.roster_version(), version, now)
+        self._merge_pending_figures()  # a crash after an earlier swap left them
+        if len(persons) <= _IMPORT_BATCH:
+            with self.write_transaction():
+                self._refuse_rollback("roster", self.roster_version(), version, now)
+                for entry in persons:
+                    self.db.execute(_UPSERT_PERSON.format(table="person"), _person_row(entry))
+                    for kind, params in _figure_rows(entry):
+                        self.db.execute(_MERGE_FIGURE[kind], params)
+                self.db.execute(
+                    "INSERT INTO roster_version VALUES (?, ?, ?)",
+                    [version, len(persons), _installed_at(now)],
+                )
+            return len(persons)
+        with self._staging(_ROSTER_TABLES, _ROSTER_SCRATCH):
+            with self.write_transaction():
+                self.db.execute(_NOTE_BALANCES)
+            (last,) = self.db.execute("SELECT coalesce(max(rowid), 0) FROM person").fetchone()
+            self._write_in_batches(
+                range(1, last + 1),
+                lambda batch: (batch[0], batch[-1]),
+                lambda bounds: self.db.execute(
+                    f"INSERT INTO person{_STAGED} SELECT * FROM person WHERE rowid BETWEEN ? AND ?",
+                    bounds,
+                ),
             )
+            self._write_in_batches(persons, _roster_rows, self._insert_roster_rows)
+
+            def swap() -> None:
+                self._refuse_rollback("roster", self.roster_version(), version, now)
+                self.db.execute(f"DROP TRIGGER person_balance{_STAGED}")
+                self.db.execute(
+                    f"UPDATE person{_STAGED} SET account_balance = (SELECT account_balance"
+                    f" FROM person WHERE person.insured_id = person{_STAGED}.insured_id)"
+                    f" WHERE insured_id IN (SELECT insured_id FROM balance_noted{_STAGED})"
+                    f" AND insured_id NOT IN (SELECT insured_id FROM roster_id{_STAGED})"
+                )
+                self._swap_staged(_ROSTER_TABLES)
+                self.db.execute(f"ALTER TABLE roster_figure{_STAGED} RENAME TO roster_figure")
+                self.db.execute(
+                    "INSERT INTO roster_version VALUES (?, ?, ?)",
+                    [version, len(persons), _installed_at(now)],
+                )
+
+            self._commit_staged(swap)
+            self._drop_tables(("balance_noted", "roster_id"), _STAGED)
+        self._merge_pending_figures()
         return len(persons)
 
-    def _upsert_person(self, entry: InsuredPerson) -> None:
-        p = entry.person
-        self.db.execute(
-            """INSERT INTO person VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-            ON CONFLICT (insured_id) DO UPDATE SET card_no = excluded.card_no,
-              name = excluded.name, id_number_masked = excluded.id_number_masked,
-              region = excluded.region, card_expiry = excluded.card_expiry,
-              insurance_type = excluded.insurance_type, gender = excluded.gender,
-              birth_date = excluded.birth_date, status = excluded.status,
-              waiting_until = excluded.waiting_until, categories = excluded.categories,
-              chronic_certs = excluded.chronic_certs, account_balance = excluded.account_balance,
-              family_account_holders = excluded.family_account_holders
-            """,
-            [
-                entry.insured_id, entry.card_no, entry.name, entry.id_number_masked,
-                entry.region, _text(entry.card_expiry), p.insurance_type, p.gender,
-                p.birth_date.isoformat(), p.status, _text(p.waiting_until),
-                json.dumps([_category_to_json(c) for c in p.categories]),
-                json.dumps([_cert_to_json(c) for c in p.chronic_certs]),
-                p.account_balance, json.dumps(entry.family_account_holders),
-            ],
-        )  # fmt: skip
-        # The roster's figures may predate settlements this device has not uploaded yet:
-        # keep the larger of the two, never undercounting a deductible or a cap. The
-        # county's reconciliation settles the rest.
-        for (year, scope), values in entry.accumulators.items():
-            if scope == YEAR_WIDE:
-                self.db.execute(
-                    "INSERT INTO assistance_accumulator VALUES (?, ?, ?) ON CONFLICT DO UPDATE"
-                    " SET assistance_paid = max(assistance_paid, excluded.assistance_paid)",
-                    [entry.insured_id, year, values.assistance_paid],
-                )
-                self.db.conn.executemany(
-                    "INSERT INTO year_accumulator VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE"
-                    " SET amount = max(amount, excluded.amount)",
-                    [
-                        (entry.insured_id, year, name, amount)
-                        for name, amount in _year_figures(values).items()
-                    ],
-                )
-            else:
-                self.db.execute(
-                    "INSERT INTO accumulator VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
-                    " SET deductible_used = max(deductible_used, excluded.deductible_used),"
-                    " fund_paid = max(fund_paid, excluded.fund_paid)",
-                    [entry.insured_id, year, scope, values.deductible_used, values.fund_paid],
-                )
+    def _insert_roster_rows(self, prepared: tuple[list[list], list[tuple[str, str]]]) -> None:
+        persons, figures = prepared
+        self.db.conn.executemany(_UPSERT_PERSON.format(table=f"person{_STAGED}"), persons)
+        self.db.conn.executemany(
+            f"INSERT INTO roster_id{_STAGED} VALUES (?)", [[row[0]] for row in persons]
+        )
+        self.db.conn.executemany(f"INSERT INTO roster_figure{_STAGED} VALUES (?, ?)", figures)
+
+    def _merge_pending_figures(self) -> None:
+        """Merge the accumulator figures of a swapped-in roster, in short transactions;
+        each batch's rows are deleted with it, so a crash merges the rest next time."""
+        found = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'roster_figure'"
+        ).fetchone()
+        if found is None:
+            return
+        while True:
+            with self._import_transaction():
+                rows = self.db.execute(
+                    f"SELECT rowid, kind, params FROM roster_figure ORDER BY rowid"
+                    f" LIMIT {_IMPORT_BATCH}"
+                ).fetchall()
+                for _rowid, kind, params in rows:
+                    self.db.execute(_MERGE_FIGURE[kind], json.loads(params))
+                if rows:
+                    self.db.execute("DELETE FROM roster_figure WHERE rowid <= ?", [rows[-1][0]])
+                else:
+                    self.db.execute("DROP TABLE roster_figure")
+                    return
 
     def insured_person(
         self, insured_id: str, with_accumulators: bool = True
@@ -1184,6 +1376,44 @@ def _year_figures(values: Accumulators) -> dict[str, int]:
         "ci_paid": values.ci_paid,
         **{_SUPPLEMENT + name: paid for name, paid in values.supplements_paid.items()},
     }
+
+
+def _person_row(entry: InsuredPerson) -> list:
+    """The `person` row of a roster entry (the order of `_UPSERT_PERSON`)."""
+    p = entry.person
+    return [
+        entry.insured_id, entry.card_no, entry.name, entry.id_number_masked,
+        entry.region, _text(entry.card_expiry), p.insurance_type, p.gender,
+        p.birth_date.isoformat(), p.status, _text(p.waiting_until),
+        json.dumps([_category_to_json(c) for c in p.categories]),
+        json.dumps([_cert_to_json(c) for c in p.chronic_certs]),
+        p.account_balance, json.dumps(entry.family_account_holders),
+    ]  # fmt: skip
+
+
+def _figure_rows(entry: InsuredPerson) -> list[tuple[str, list]]:
+    """The accumulator figures a roster entry carries: (`_MERGE_FIGURE` kind, params)."""
+    rows: list[tuple[str, list]] = []
+    for (year, scope), values in entry.accumulators.items():
+        if scope == YEAR_WIDE:
+            rows.append(("assistance", [entry.insured_id, year, values.assistance_paid]))
+            rows.extend(
+                ("year", [entry.insured_id, year, name, amount])
+                for name, amount in _year_figures(values).items()
+            )
+        else:
+            rows.append(
+                ("scope", [entry.insured_id, year, scope, values.deductible_used, values.fund_paid])
+            )
+    return rows
+
+
+def _roster_rows(batch: list[InsuredPerson]) -> tuple[list[list], list[tuple[str, str]]]:
+    """A batch of roster entries as staged rows: persons, and figures as JSON."""
+    figures = [
+        (kind, json.dumps(params)) for entry in batch for kind, params in _figure_rows(entry)
+    ]
+    return [_person_row(entry) for entry in batch], figures
 
 
 @functools.lru_cache(maxsize=PERSON_CACHE_SIZE)
