@@ -16,6 +16,7 @@ from benchmarks.catalog import (
     bench_catalog_import,
     bench_catalog_import_while_settling,
     bench_catalog_search,
+    bench_roster_import_while_settling,
 )
 from benchmarks.context import BenchContext
 from benchmarks.load import bench_load
@@ -31,6 +32,7 @@ SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
     "catalog_import": bench_catalog_import,
     "catalog_search": bench_catalog_search,
     "catalog_import_settling": bench_catalog_import_while_settling,
+    "roster_import_settling": bench_roster_import_while_settling,
     "settle": bench_settle,
     "ui": bench_ui,
     "sync": bench_sync,

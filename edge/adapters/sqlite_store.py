@@ -975,7 +975,7 @@ class SqliteDeviceStore:
         swap in short transactions, from a table a crash leaves for the next import."""
         version, persons = roster_from_json(document)
         self._refuse_rollback("roster", self.roster_version(), version, now)
-        self._merge_pending_figures()  # a crash after an earlier swap left them
+        self.merge_pending_roster_figures()  # a crash after an earlier swap left them
         if len(persons) <= _IMPORT_BATCH:
             with self.write_transaction():
                 self._refuse_rollback("roster", self.roster_version(), version, now)
@@ -1020,7 +1020,7 @@ class SqliteDeviceStore:
 
             self._commit_staged(swap)
             self._drop_tables(("balance_noted", "roster_id"), _STAGED)
-        self._merge_pending_figures()
+        self.merge_pending_roster_figures()
         return len(persons)
 
     def _insert_roster_rows(self, prepared: tuple[list[list], list[tuple[str, str]]]) -> None:
@@ -1031,7 +1031,7 @@ class SqliteDeviceStore:
         )
         self.db.conn.executemany(f"INSERT INTO roster_figure{_STAGED} VALUES (?, ?)", figures)
 
-    def _merge_pending_figures(self) -> None:
+    def merge_pending_roster_figures(self) -> None:
         """Merge the accumulator figures of a swapped-in roster, in short transactions;
         each batch's rows are deleted with it, so a crash merges the rest next time."""
         found = self.db.execute(

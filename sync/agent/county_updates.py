@@ -36,7 +36,8 @@ def _installed_catalog(store: SqliteDeviceStore) -> dict[str, dict]:
 
 
 def _apply(store: SqliteDeviceStore, update: VerifiedUpdate, now: datetime) -> None:
-    """Install a verified update in one transaction (the store's import)."""
+    """Install a verified update (the store's import: a large catalog, alias list or
+    roster is staged in short transactions and swapped in in one)."""
     try:
         if update.kind == "catalog":
             current = _installed_catalog(store) if update.update_format == DELTA else {}
@@ -156,6 +157,8 @@ def pull_updates(
     """Fetch, verify and install each kind of county update; a refused one is recorded and
     the others still go. A delta that does not fit falls back to the full version."""
     county_key = load_public_key(county_public_key)
+    # a large roster swapped in just before a crash may still have figures to merge
+    store.merge_pending_roster_figures()
     for kind in UPDATE_ORDER:
         for full in (False, True):
             try:

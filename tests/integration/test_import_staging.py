@@ -15,7 +15,7 @@ import pytest
 from clock import NOW
 from deploy_support import new_device, settle
 
-from edge import demo
+from benchmarks.roster_data import roster_import_command, write_roster_json
 from edge.adapters.sqlite_store import StoreError
 
 EMPLOYEE = "32011500000502"  # has a personal account balance; not in the generated rosters
@@ -23,34 +23,12 @@ GENERATED = "9" + "0" * 13
 
 
 def large_roster(path: Path, count: int, version: str) -> Path:
-    """`count` generated persons, each with accumulator figures."""
-    template = demo.roster_document(NOW.date())["persons"][0]
-    persons = []
-    for index in range(count):
-        person = dict(template, insured_id=f"9{index:013d}", card_no=f"G{index:09d}")
-        person["accumulators"] = {
-            str(NOW.year): {
-                "general": {"deductible_used": index % 500, "fund_paid": 7},
-                "chronic": {"deductible_used": 0, "fund_paid": 0},
-                "assistance_paid": 3,
-            }
-        }
-        persons.append(person)
-    path.write_text(json.dumps({"version": version, "persons": persons}), "utf-8")
-    return path
+    return write_roster_json(path, count, version, NOW.date())
 
 
 def start_roster_import(path: Path, data_dir: Path) -> subprocess.Popen:
-    """The store's import in its own process, as the sync agent runs it."""
-    code = (
-        "import json, sys; from datetime import datetime;"
-        " from edge.adapters.sqlite_store import SqliteDeviceStore;"
-        " store = SqliteDeviceStore.open(sys.argv[1]);"
-        " store.import_roster(json.loads(open(sys.argv[2]).read()),"
-        " now=datetime.fromisoformat(sys.argv[3]))"
-    )
     return subprocess.Popen(
-        [sys.executable, "-c", code, str(data_dir), str(path), NOW.isoformat()],
+        roster_import_command(sys.executable, data_dir, path, NOW.isoformat()),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
@@ -180,4 +158,36 @@ class TestStagedAliasImports:
         assert store.alias_version() == version + ".1"
         (count,) = store.db.execute("SELECT count(DISTINCT alias) FROM search_alias").fetchone()
         assert count == 3000
+        assert leftovers(store) == []
+
+
+class TestRosterFiguresAfterTheSwap:
+    def test_a_crash_after_the_swap_leaves_the_figures_for_the_next_import(
+        self, device, tmp_path, monkeypatch
+    ):
+        _data_dir, store, _identity = device
+        version = next_version(store)
+        document = json.loads(large_roster(tmp_path / "r.json", 3000, version).read_text())
+        merge = type(store).merge_pending_roster_figures
+        calls = []
+
+        def power_cut_after_the_swap(self):
+            calls.append(1)
+            if len(calls) == 2:  # the merge after the swap
+                raise KeyboardInterrupt("power cut")
+            merge(self)
+
+        monkeypatch.setattr(type(store), "merge_pending_roster_figures", power_cut_after_the_swap)
+        with pytest.raises(KeyboardInterrupt):
+            store.import_roster(document, now=NOW)
+        monkeypatch.undo()
+        assert store.roster_version() == version  # the persons went in, in one swap
+        last = f"9{2999:013d}"
+        assert store.insured_person(last) is not None
+        assert store.accumulators(last, NOW.date(), "general").deductible_used == 0
+        (pending,) = store.db.execute("SELECT count(*) FROM roster_figure").fetchone()
+        assert pending == 3000 * 5  # assistance, ci_selfpay, ci_paid, general, chronic
+        store.merge_pending_roster_figures()  # the sync agent's next pass, or the next import
+        figures = store.accumulators(last, NOW.date(), "general")
+        assert (figures.deductible_used, figures.fund_paid, figures.assistance_paid) == (499, 7, 3)
         assert leftovers(store) == []
