@@ -125,6 +125,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "the county hub's certificate is not the one this device pinned at enrollment"
         " (impersonation?): nothing was sent",
     ),
+    "HUB_CERTIFICATE_REQUIRED": (
+        "https:// 的县级平台须在登记时固定其证书或 CA：请用 --hub-ca 指定证书文件"
+        "（或在登记页面粘贴证书）",
+        "an https:// hub needs its certificate or CA pinned at enrollment: give the"
+        " certificate file with --hub-ca (or paste it on the enrollment form)",
+    ),
     "BAD_CERTIFICATE": (
         "证书文件不正确（需要 PEM 格式的证书）",
         "the certificate file is not valid (a PEM certificate is needed)",

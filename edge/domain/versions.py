@@ -1,6 +1,6 @@
 """The order of catalog, policy and roster versions, shared by the device and the hub.
 
-A version is `YEAR[.N[.N[.N]]]` (2026.11, 2026.11.2), numbers only, its first number at
+A version is `YEAR[.N…]` (2026.11, 2026.11.2; at most 8 numbers), numbers only, its first number at
 most MAX_YEARS_AHEAD past today's year: a signed `9999999999`, `3000.1` or `v2` would
 otherwise sort after every normal version ever published and freeze that kind for good.
 A version already installed that breaks this rule is replaced by the next sane one
@@ -9,7 +9,7 @@ A version already installed that breaks this rule is replaced by the next sane o
 from datetime import date
 
 MAX_YEARS_AHEAD = 1
-_MAX_PARTS, _MAX_DIGITS = 4, 6
+_MAX_PARTS, _MAX_DIGITS = 8, 6
 
 
 def version_order(version: str) -> tuple[tuple[int, int, str], ...]:
@@ -27,7 +27,7 @@ def version_problem(version: str, today: date) -> str | None:
     if not 1 <= len(parts) <= _MAX_PARTS or not all(
         p.isascii() and p.isdigit() and len(p) <= _MAX_DIGITS for p in parts
     ):
-        return f"version {version!r} is not YEAR[.N[.N[.N]]] (numbers of at most 6 digits)"
+        return f"version {version!r} is not YEAR[.N…] (at most 8 numbers of at most 6 digits)"
     latest = today.year + MAX_YEARS_AHEAD
     if int(parts[0]) > latest:
         return f"version {version!r}: its year is after {latest}"

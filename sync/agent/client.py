@@ -13,7 +13,8 @@ correct its clock. Enrollment itself is trust on first use: its answer brings th
 and is checked only against that key (it proves the answerer holds it).
 
 The connection: https:// trusts only the hub certificate or CA pinned at enrollment
-(`hub_certificate`, PEM; without one, the system's CAs). Plain http:// is refused before
+(`hub_certificate`, PEM; enrollment requires one for https://, so only a device enrolled
+before pinning existed trusts the system's CAs). Plain http:// is refused before
 anything is sent, except to this machine (127.0.0.0/8, ::1, localhost: the demo) or when
 the enrollment allowed it for a lab (`plain_http_lab`).
 """

@@ -14,6 +14,7 @@ import random
 import shutil
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -88,7 +89,7 @@ def enroll(
         raise SyncError(
             "ALREADY_ENROLLED", f"with {existing.hub_url} as clinic {existing.clinic_code}"
         )
-    certificate_fingerprint_ = pinned_fingerprint(hub_certificate)
+    certificate_fingerprint_ = pinned_fingerprint(hub_certificate, hub_url)
     client = HubClient(
         hub_url, identity, hub_certificate=hub_certificate, plain_http_lab=plain_http_lab
     )
@@ -160,9 +161,13 @@ def enroll(
     }
 
 
-def pinned_fingerprint(hub_certificate: str | None) -> str | None:
-    """The SHA-256 fingerprint of a pinned certificate (PEM); refuses what is not one."""
+def pinned_fingerprint(hub_certificate: str | None, hub_url: str) -> str | None:
+    """The SHA-256 fingerprint of a pinned certificate (PEM); refuses what is not one, and
+    an https:// hub without one: the system's CAs would let any certificate they sign
+    answer for the county."""
     if hub_certificate is None:
+        if urllib.parse.urlsplit(hub_url).scheme == "https":
+            raise SyncError("HUB_CERTIFICATE_REQUIRED", hub_url)
         return None
     if "-----BEGIN CERTIFICATE-----" not in hub_certificate:
         raise SyncError("BAD_CERTIFICATE", "no PEM certificate in the file")
@@ -183,8 +188,8 @@ def pin_hub(
     enrollment = state.enrollment(store)
     if enrollment is None:
         raise SyncError("NOT_ENROLLED")
-    fingerprint = pinned_fingerprint(hub_certificate)
     url = hub_url or enrollment.hub_url
+    fingerprint = pinned_fingerprint(hub_certificate, url)
     client = HubClient(
         url, identity, hub_certificate=hub_certificate, plain_http_lab=plain_http_lab
     )

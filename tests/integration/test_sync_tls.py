@@ -100,17 +100,26 @@ def test_enrolling_with_a_pin_the_hub_does_not_match_saves_nothing(
         assert all(slot.device_id is None for slot in store.slots())  # the code unused
 
 
-def test_https_without_a_pin_trusts_only_the_systems_cas(hub, hub_dir, device):
-    with pytest.raises(SyncError) as refused:
-        enroll(device, hub_dir, hub.url, NOW)  # a self-signed hub is no system CA's
-    assert refused.value.code == "HUB_CERTIFICATE"
-
-
 def test_a_pin_that_is_not_a_certificate_is_refused_before_asking_the_hub(hub, hub_dir, device):
     with pytest.raises(SyncError) as refused:
         enroll(device, hub_dir, hub.url, NOW, hub_certificate="not a certificate")
     assert refused.value.code == "BAD_CERTIFICATE"
     assert "证书" in refused.value.message_zh
+
+
+def test_an_https_hub_is_not_enrolled_or_pinned_without_its_certificate(
+    hub, hub_dir, hub_clock, device, hub_tls
+):
+    # Trusting the system's CAs would let any certificate they sign answer for the county.
+    with pytest.raises(SyncError) as refused:
+        enroll(device, hub_dir, hub.url, NOW)
+    assert refused.value.code == "HUB_CERTIFICATE_REQUIRED"
+    assert "--hub-ca" in refused.value.message_zh and "pinned" in refused.value.message_en
+    assert state.enrollment(device.store) is None
+    enroll(device, hub_dir, hub.url, NOW, hub_certificate=pem(hub_tls))
+    with pytest.raises(SyncError, match="HUB_CERTIFICATE_REQUIRED"):
+        agent.pin_hub(device.store, device.identity, NOW, hub_certificate=None)
+    assert state.enrollment(device.store).hub_certificate == pem(hub_tls)
 
 
 @pytest.mark.parametrize(

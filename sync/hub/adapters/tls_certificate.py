@@ -23,7 +23,7 @@ from sync.protocol import certificate_fingerprint
 CERTIFICATE_FILE = "hub-tls.crt"
 KEY_FILE = "hub-tls.key"
 # Devices pin the certificate itself: a new one means pinning again on every device, so
-# it lasts long (docs/security-tls.md, "Renewal").
+# it lasts long (docs/security.md, "Renewal and re-pinning").
 DEFAULT_VALIDITY = timedelta(days=5 * 365)
 # Valid from a year back: a terminal whose clock lags (no real-time clock, offline boots)
 # still accepts it; the pin, not the dates, is what it trusts.
