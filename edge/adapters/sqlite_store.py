@@ -464,9 +464,9 @@ class SqliteDeviceStore:
             self.db.execute("PRAGMA synchronous = FULL")
             self._own_writes += 1  # the picks' rows are read anew
         self._drop_tables(tables, _RETIRED)
-        # Copy the last pages back. Not TRUNCATE: it holds off every writer while it waits
-        # for readers (a busy clinic's settles waited 1.6 s); the WAL, grown by the whole
-        # import, is cut back to `_WAL_KEPT` by the next write that starts it over.
+        # Copy the last pages back. Not TRUNCATE: it holds off every writer while it copies
+        # and waits for readers, and a busy clinic always has one; the WAL, grown by the
+        # whole import, is cut back to `_WAL_KEPT` by the next write that starts it over.
         self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _drop_staged_triggers(self) -> None:
