@@ -26,6 +26,7 @@ from edge.domain.documents import visit_from_json
 from edge.domain.ledger import genesis_hash, new_record
 from sync import agent
 from sync.agent import jobs
+from sync.agent import state as agent_state
 from sync.agent.client import HubClient
 from sync.demo import install_demo_county, provision_and_enroll
 from sync.hub.app import create_app
@@ -165,7 +166,8 @@ def bench_sync(ctx: BenchContext) -> dict:
                 position += len(batch)
 
             floor_s = bare_posts(url + "/bench/sink", batches)
-            client = HubClient(url, identity)
+            county_key = agent_state.enrollment(store).county_public_key
+            client = HubClient(url, identity, county_key=county_key)
             report = jobs.new_report(NOW, url)
             start = time.perf_counter()
             agent.upload_outbox(store, client, NOW, report)

@@ -51,9 +51,16 @@ def size(big: bool) -> bytes:
     return bytes([GS, 0x21, 0x11 if big else 0x00])
 
 
+def printable(text: str) -> str:
+    """`text` without control characters (C0 with TAB, CR, LF, ESC, GS; DEL; C1): names
+    come from the catalog, the roster and the operators, and an ESC p or GS V in one would
+    kick the cash drawer or cut the paper. The builders here emit every command byte."""
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cc")
+
+
 def text_line(text: str) -> bytes:
     """One line of text; a character GB18030 cannot encode is an error, not a '?'."""
-    return text.encode(ENCODING) + bytes([LF])
+    return printable(text).encode(ENCODING) + bytes([LF])
 
 
 def feed(lines: int) -> bytes:

@@ -310,9 +310,13 @@ def layout_receipt(
 
 
 def _fit(blocks: list[Line | QrCode], width: int) -> list[Line | QrCode]:
-    """Lines wider than the paper (a long clinic or item name) go on over several lines."""
+    """Lines wider than the paper (a long clinic or item name) go on over several lines;
+    control characters in them are dropped (`escpos.printable`), so the layout is what
+    prints."""
     fitted: list[Line | QrCode] = []
     for block in blocks:
+        if isinstance(block, Line):
+            block = Line(escpos.printable(block.text), block.align, block.bold, block.big)
         columns = width // 2 if isinstance(block, Line) and block.big else width
         if isinstance(block, QrCode) or escpos.display_width(block.text) <= columns:
             fitted.append(block)

@@ -4,6 +4,10 @@
   body hash, timestamp and a random nonce; the hub refuses a timestamp outside
   `MAX_CLOCK_DIFFERENCE` of its own clock and a nonce it has seen, so a captured request
   cannot be replayed.
+- Every answer of the hub's device API is signed by the county key the device pinned at
+  enrollment, over the request it answers (method, path, device, nonce), its status, body
+  and the hub's time, so that nothing else can answer for the hub and an old answer does
+  not fit a new request.
 - Ledger records travel as JSON Lines, gzip-compressed, in bounded batches.
 - Errors carry a stable `code` and a message in Chinese and English.
 """
@@ -30,6 +34,8 @@ HEADER_TIMESTAMP = "X-Clinic-Timestamp"
 HEADER_NONCE = "X-Clinic-Nonce"
 HEADER_SIGNATURE = "X-Clinic-Signature"
 HEADER_HUB_TIME = "X-Clinic-Hub-Time"
+HEADER_HUB_SIGNATURE = "X-Clinic-Hub-Signature"
+ANSWER_PROTOCOL = "clinic-sync-1-answer"
 
 MAX_CLOCK_DIFFERENCE = timedelta(minutes=5)
 BATCH_CONTENT_TYPE = "application/x-ndjson"
@@ -64,6 +70,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "CODE_USED": ("登记码已被使用", "the enrollment code was already used"),
     "CODE_EXPIRED": ("登记码已过期", "the enrollment code has expired"),
     "SLOT_REVOKED": ("这个设备位已被停用", "this device slot has been revoked"),
+    "ENROLL_THROTTLED": (
+        "登记尝试失败次数过多，请稍后再试",
+        "too many failed enrollment attempts: try again later",
+    ),
     "DEVICE_ID_MISMATCH": (
         "设备编号与设备公钥不符",
         "the device id does not belong to the device's public key",
@@ -72,6 +82,22 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "RECORD_MALFORMED": ("记录格式不正确", "a record is malformed"),
     "RECORD_FOREIGN": ("批次中含有其他设备的记录", "the batch carries another device's records"),
     "RECORD_INVALID": ("记录的哈希或签名不正确（被篡改）", "a record's hash or signature is wrong"),
+    "BODY_MALFORMED": (
+        "记录内容格式不正确：已作为证据保存，不参与核算",
+        "a signed record's body is malformed: kept as evidence, left out of reconciliation",
+    ),
+    "RECOMPUTE_FAILED": (
+        "县级平台无法重算这条记录：已标记，不参与核算",
+        "the hub could not recompute this record: flagged, left out of reconciliation",
+    ),
+    "BATCH_TOO_LARGE": (
+        "一批上传的记录太多，全部未保存",
+        f"too many records in one batch (at most {MAX_BATCH_RECORDS}): none was stored",
+    ),
+    "HELD_LIMIT": (
+        "缺号之后暂存的记录太多：请先补传缺少的记录",
+        "too many records held beyond a gap: send the missing records first",
+    ),
     "CHAIN_BROKEN": ("记录链断开", "a record does not chain to the one before it"),
     "LEDGER_WENT_BACKWARDS": (
         "设备账本倒退（可能从旧备份恢复）",
@@ -88,6 +114,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "this device is not enrolled with a county hub: run 'clinic enroll'",
     ),
     "BUSY": ("另一次同步正在进行", "another sync is running"),
+    "ANSWER_UNSIGNED": (
+        "县级平台的回答没有签名（可能不是县级平台在回答）",
+        "the hub's answer is not signed by the county (something else may be answering)",
+    ),
+    "BAD_ANSWER_SIGNATURE": (
+        "县级平台的回答签名无效（可能被伪造或重放）",
+        "the hub's answer does not verify with the county key (forged or replayed)",
+    ),
+    "ACK_MISMATCH": (
+        "县级平台确认的记录与本机账本不符，待上传记录未清除",
+        "the hub acknowledged records that do not match this device's ledger;"
+        " nothing was removed from the outbox",
+    ),
 }
 
 
@@ -232,12 +271,94 @@ def verify_request(
         public_key.verify(b64url_decode(claimed.signature), payload)
     except (InvalidSignature, ValueError):
         raise SyncError("BAD_SIGNATURE") from None
-    sent = datetime.fromtimestamp(int(claimed.timestamp), UTC)
-    if abs(sent - now) > MAX_CLOCK_DIFFERENCE:
+    # Compared as whole seconds: an absurd timestamp (999999999999) is no date at all.
+    sent = int(claimed.timestamp)
+    if abs(sent - now.timestamp()) > MAX_CLOCK_DIFFERENCE.total_seconds():
         raise SyncError(
             "STALE_TIMESTAMP",
-            f"signed at {sent.isoformat()}, the hub's clock reads {now.isoformat()}",
+            f"signed at {_moment(sent)}, the hub's clock reads {now.isoformat()}",
         )
+
+
+def _moment(seconds: int) -> str:
+    try:
+        return datetime.fromtimestamp(seconds, UTC).isoformat()
+    except (ValueError, OverflowError, OSError):
+        return f"{seconds} seconds after 1970"
+
+
+# ---- answer signing ------------------------------------------------------------------------
+
+
+def answer_payload(
+    *,
+    method: str,
+    path: str,
+    device_id: str,
+    nonce: str,
+    status: int,
+    body_sha256: str,
+    hub_time: str,
+) -> bytes:
+    """The bytes the county key signs for one answer: the request it answers (the device's
+    nonce makes it fit that request only), its status, its body and the hub's time."""
+    fields = [ANSWER_PROTOCOL, method.upper(), path, device_id, nonce, str(status)]
+    return "\n".join([*fields, body_sha256, hub_time]).encode()
+
+
+def sign_answer(
+    county_key: Ed25519PrivateKey,
+    *,
+    method: str,
+    path: str,
+    device_id: str,
+    nonce: str,
+    status: int,
+    body: bytes,
+    hub_time: str,
+) -> str:
+    """`X-Clinic-Hub-Signature` of an answer; `body` as before any Content-Encoding."""
+    payload = answer_payload(
+        method=method,
+        path=path,
+        device_id=device_id,
+        nonce=nonce,
+        status=status,
+        body_sha256=sha256_hex(body),
+        hub_time=hub_time,
+    )
+    return b64url(county_key.sign(payload))
+
+
+def verify_answer(
+    county_key: Ed25519PublicKey,
+    *,
+    signature: str | None,
+    hub_time: str | None,
+    method: str,
+    path: str,
+    device_id: str,
+    nonce: str,
+    status: int,
+    body: bytes,
+) -> None:
+    """Raise a retryable `SyncError` unless the answer is signed by the county key for
+    exactly this request, status and body. Nothing of an answer counts before this."""
+    if not signature or hub_time is None:
+        raise SyncError("ANSWER_UNSIGNED", f"HTTP {status}", retryable=True)
+    payload = answer_payload(
+        method=method,
+        path=path,
+        device_id=device_id,
+        nonce=nonce,
+        status=status,
+        body_sha256=sha256_hex(body),
+        hub_time=hub_time,
+    )
+    try:
+        county_key.verify(b64url_decode(signature), payload)
+    except (InvalidSignature, ValueError, TypeError):
+        raise SyncError("BAD_ANSWER_SIGNATURE", f"HTTP {status}", retryable=True) from None
 
 
 # ---- record batches ----------------------------------------------------------------------
@@ -250,9 +371,14 @@ def encode_batch(record_texts: Iterable[str]) -> bytes:
 
 
 def decode_batch(
-    body: bytes, content_encoding: str | None, *, limit: int = MAX_DECOMPRESSED_BYTES
+    body: bytes,
+    content_encoding: str | None,
+    *,
+    limit: int = MAX_DECOMPRESSED_BYTES,
+    max_records: int = MAX_BATCH_RECORDS,
 ) -> list[object]:
-    """The parsed lines of an upload; refuses a body that inflates past `limit`."""
+    """The parsed lines of an upload; refuses a body that inflates past `limit` or holds
+    more than `max_records` lines (counted before any is parsed)."""
     if (content_encoding or "").lower() == "gzip":
         inflater = zlib.decompressobj(wbits=31)
         try:
@@ -267,8 +393,12 @@ def decode_batch(
         raise SyncError("BAD_REQUEST", f"unsupported Content-Encoding {content_encoding!r}")
     else:
         data = body
+    lines = data.split(b"\n")
+    count = sum(1 for line in lines if line.strip())
+    if count > max_records:
+        raise SyncError("BATCH_TOO_LARGE", f"{count} records")
     records: list[object] = []
-    for number, line in enumerate(data.split(b"\n"), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:

@@ -57,17 +57,21 @@ class Operator:
     has_pin: bool
     failed_attempts: int
     locked_until: str | None
+    session_version: int = 0
 
     def locked_at(self, now: datetime) -> bool:
         return self.locked_until is not None and datetime.fromisoformat(self.locked_until) > now
 
 
-_COLUMNS = "operator_id, name, role, active, pin_hash IS NOT NULL, failed_attempts, locked_until"
+_COLUMNS = (
+    "operator_id, name, role, active, pin_hash IS NOT NULL, failed_attempts, locked_until,"
+    " session_version"
+)
 
 
 def _operator(row) -> Operator:
-    operator_id, name, role, active, has_pin, failed, locked = row
-    return Operator(operator_id, name, role, bool(active), bool(has_pin), failed, locked)
+    operator_id, name, role, active, has_pin, failed, locked, version = row
+    return Operator(operator_id, name, role, bool(active), bool(has_pin), failed, locked, version)
 
 
 def operators(store: SqliteDeviceStore) -> list[Operator]:
@@ -198,20 +202,32 @@ def set_pin(
     by: str,
     cost: int = DEFAULT_COST,
 ) -> None:
-    """Set or reset an operator's PIN (which also lifts a lockout), as a signed event."""
+    """Set or reset an operator's PIN (which also lifts a lockout), as a signed event.
+    Every session the operator had ends (whoever knew the old PIN is out)."""
     check_pin_format(pin)
     if get_operator(store, operator_id) is None:
         raise AccountError("UNKNOWN_OPERATOR", operator_id)
     hashed = hash_pin(pin, cost)
     with store.write_transaction():
         store.db.execute(
-            "UPDATE operator SET pin_hash = ?, failed_attempts = 0, locked_until = NULL"
-            " WHERE operator_id = ?",
+            "UPDATE operator SET pin_hash = ?, failed_attempts = 0, locked_until = NULL,"
+            " session_version = session_version + 1 WHERE operator_id = ?",
             [hashed, operator_id],
         )
     _record(
         store, data_dir, now, {"event": "operator_pin_set", "operator": by, "target": operator_id}
     )
+
+
+def end_sessions(store: SqliteDeviceStore, operator_id: str) -> int:
+    """Every session of the operator ends (sign-out): the new session version."""
+    with store.write_transaction():
+        row = store.db.execute(
+            "UPDATE operator SET session_version = session_version + 1 WHERE operator_id = ?"
+            " RETURNING session_version",
+            [operator_id],
+        ).fetchone()
+    return 0 if row is None else row[0]
 
 
 def add_operator(

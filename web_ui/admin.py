@@ -3,7 +3,17 @@ backups."""
 
 import sqlite3
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 
 from edge import services
@@ -75,6 +85,9 @@ def reset_pin(operator_id: str):
     except accounts.AccountError as error:
         _account_error(error)
     else:
+        if operator_id == g.operator.operator_id:  # this session goes on; every other ends
+            changed = accounts.get_operator(get_store(), operator_id)
+            session["sv"] = changed.session_version if changed else None
         flash(_("PIN set for %(operator)s.", operator=operator_id), "info")
     return redirect(url_for("admin.page"))
 

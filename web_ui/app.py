@@ -1,21 +1,25 @@
 """The clinic terminal's web UI: `create_app(test_config=None)` (config keys: README.md)."""
 
+import json
 import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask, jsonify, render_template, request, session
-from flask_babel import Babel
+from flask import Flask, current_app, jsonify, render_template, request, session
+from flask.json.provider import DefaultJSONProvider
+from flask_babel import Babel, force_locale
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from edge import bootstrap, demo
 from edge.adapters.catalog_files import read_diagnoses
 from edge.adapters.identity import IdentityError
 from edge.adapters.sqlite_store import StoreError
-from edge.adapters.web_security import security_headers
+from edge.adapters.web_security import host_allowed, json_depth, security_headers
 from edge.clock import configured_clock
 from web_ui import accounts
 from web_ui.context import LANGUAGES, close_store
@@ -35,8 +39,25 @@ SECURITY_HEADERS = security_headers(
     "frame-ancestors 'none'",
 )
 
+# The pages' JSON is a flat visit (lines of a few fields): nothing needs more levels, and
+# a body nested thousands deep would otherwise end in a RecursionError, a 500.
+MAX_JSON_DEPTH = 16
+
 csrf = CSRFProtect()
 babel = Babel()
+
+
+class BoundedJSON(DefaultJSONProvider):
+    """Request bodies deeper than MAX_JSON_DEPTH are malformed JSON (a clear 400)."""
+
+    def loads(self, s, **kwargs):
+        try:
+            value = json.loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+        if json_depth(value) > MAX_JSON_DEPTH:
+            raise ValueError("JSON nested too deeply")
+        return value
 
 
 def default_config(data_dir: Path | None) -> dict:
@@ -62,12 +83,16 @@ def default_config(data_dir: Path | None) -> dict:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Strict",
         "MAX_CONTENT_LENGTH": 256 * 1024,
+        # Host names besides the loopback ones that the kiosk browser may use for the
+        # terminal (docs/configuration.md); any other Host header is refused.
+        "KIOSK_HOSTS": re.findall(r"[^,\s]+", os.environ.get("CLINIC_KIOSK_HOSTS", "")),
     }
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """The terminal UI for the device whose data is in `DATA_DIR` (which must exist)."""
     app = Flask(__name__)
+    app.json = BoundedJSON(app)
     config = dict(test_config or {})
     data_dir = config.get("DATA_DIR") or os.environ.get("CLINIC_DATA_DIR")
     if not data_dir:
@@ -93,7 +118,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config["CARD_READER"], app.config["PRINTER"], app.config["CLOCK"]
     )
 
+    app.before_request(_trusted_host)  # first: a foreign Host gets nothing else
     csrf.init_app(app)
+    app.before_request(_readable_json)
     babel.init_app(app, locale_selector=_locale)
     app.teardown_appcontext(close_store)
     app.after_request(_security_headers)
@@ -132,6 +159,46 @@ def _prepare_store(app: Flask) -> None:
 def _locale() -> str:
     lang = session.get("lang")
     return lang if lang in LANGUAGES else "zh"
+
+
+UNTRUSTED_HOST = _l(
+    "This terminal answers only under its own address (127.0.0.1 or localhost): the page"
+    " was opened under another name. Nothing was done."
+)
+
+
+def _trusted_host():
+    """DNS rebinding: a page of evil.example whose name now points at 127.0.0.1 reaches
+    the terminal in the kiosk's own browser, with `Host: evil.example`: refused before
+    anything else runs, in both languages (whose session would choose one?), as plain text
+    that touches no session and gives the page no form token."""
+    if host_allowed(request.headers.get("Host"), set(current_app.config["KIOSK_HOSTS"])):
+        return None
+    message = "\n".join(_in(lang, UNTRUSTED_HOST) for lang in ("zh", "en"))
+    if wants_json():
+        body = {"code": "UNTRUSTED_HOST", "message": message, "field": "form"}
+        return jsonify({"error": body}), 400
+    return current_app.response_class(message, 400, mimetype="text/plain")
+
+
+def _in(lang: str, message) -> str:
+    with force_locale(lang):
+        return str(message)
+
+
+def _readable_json():
+    """A JSON body that cannot be read (malformed, too deeply nested) is refused here with
+    a clear message, before any page code sees it; one too large is a 413."""
+    if request.method == "POST" and request.is_json:
+        try:
+            request.get_json()
+        except BadRequest:
+            return error_response(
+                400,
+                _("The data sent could not be read (not JSON, or nested too deeply)."),
+                "BAD_JSON",
+            )
+    return None
 
 
 def _security_headers(response):

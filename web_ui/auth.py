@@ -19,6 +19,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 
+from edge.adapters.web_security import safe_local_path
 from web_ui import accounts, drafts, messages
 from web_ui.context import LANGUAGES, get_store
 
@@ -60,22 +61,24 @@ def install(app: Flask) -> None:
 
 
 def _load_operator() -> None:
-    """The signed-in operator, still active, and not idle for longer than allowed."""
+    """The signed-in operator, still active, in a session not ended since (sign-out, a new
+    PIN: `session_version`), and not idle for longer than allowed."""
     g.operator = None
     operator_id = session.get("operator")
     if operator_id is None:
+        return
+    operator = accounts.get_operator(get_store(), operator_id)
+    if operator is None or not operator.active or session.get("sv") != operator.session_version:
+        _sign_out()  # a copy of a cookie whose session has ended is worth nothing
         return
     moment = now()
     idle = idle_limit()
     last_seen = session.get("last_seen")
     seen = None if last_seen is None else datetime.fromisoformat(last_seen)
     if seen is None or moment - seen > idle:
+        accounts.end_sessions(get_store(), operator_id)
         _lock(operator_id)
         g.timed_out = True
-        return
-    operator = accounts.get_operator(get_store(), operator_id)
-    if operator is None or not operator.active:
-        _sign_out()
         return
     g.operator = operator
     step = min(LAST_SEEN_STEP, idle / 4)
@@ -190,14 +193,16 @@ def signin():
             lang = session.get("lang")
             session.clear()
             session.permanent = True
-            session.update(operator=result.operator.operator_id, last_seen=now().isoformat())
+            session.update(
+                operator=result.operator.operator_id,
+                sv=result.operator.session_version,
+                last_seen=now().isoformat(),
+            )
             if lang:
                 session["lang"] = lang
             drafts.note_sign_in(store, result.operator.operator_id, now())
-            target = request.args.get("next", "")
-            if not target.startswith("/") or target.startswith("//"):
-                target = url_for(HOME[result.operator.role])
-            return redirect(target)
+            target = safe_local_path(request.args.get("next"))
+            return redirect(target or url_for(HOME[result.operator.role]))
         error = _account_message(result)
     operators = [o for o in accounts.operators(store) if o.active]
     locked = session.get("locked")
@@ -255,6 +260,8 @@ def _account_message(result: accounts.SignIn) -> str:
 
 @bp.post("/signout")
 def signout():
+    if g.operator is not None:  # every copy of this session's cookie ends with it
+        accounts.end_sessions(get_store(), g.operator.operator_id)
     _sign_out()
     flash(_("Signed out."), "info")
     return redirect(url_for("auth.signin"))
@@ -264,12 +271,12 @@ def signout():
 def lock():
     """The page's own idle timer locks the screen (the server also locks it by itself
     when the next request comes too late)."""
+    if g.operator is not None:
+        accounts.end_sessions(get_store(), g.operator.operator_id)
     operator_id = session.get("operator") or session.get("locked")
     if operator_id:
         _lock(operator_id)
-    target = request.form.get("next", "")
-    if not target.startswith("/") or target.startswith("//"):
-        target = url_for("auth.home")
+    target = safe_local_path(request.form.get("next")) or url_for("auth.home")
     return redirect(url_for("auth.signin", next=target))
 
 
@@ -278,7 +285,4 @@ def language():
     lang = request.form.get("lang")
     if lang in LANGUAGES:
         session["lang"] = lang
-    target = request.form.get("next", "")
-    if not target.startswith("/") or target.startswith("//"):
-        target = url_for("auth.home")
-    return redirect(target)
+    return redirect(safe_local_path(request.form.get("next")) or url_for("auth.home"))

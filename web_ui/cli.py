@@ -8,6 +8,28 @@ COMMANDS: list[click.Command] = []
 
 from edge.cli_options import clock, data_dir_option, now  # noqa: E402
 
+# waitress stops accepting at `connection_limit` open connections and closes an idle one
+# only after `channel_timeout`: at its default 100, 110 idle sockets (a stuck browser, a
+# local program) froze the UI. poll() has no FD_SETSIZE ceiling as select() has.
+CONNECTION_LIMIT = 500  # well below the usual 1024 open files a process may have
+CHANNEL_TIMEOUT_S = 60
+
+
+def create_web_server(app, host: str, port: int, threads: int):
+    """The waitress server `clinic serve` runs (the tests run this one too)."""
+    from waitress.server import create_server
+
+    return create_server(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        ident="clinic",
+        connection_limit=CONNECTION_LIMIT,
+        channel_timeout=CHANNEL_TIMEOUT_S,
+        asyncore_use_poll=True,
+    )
+
 
 def prepare_demo(data_dir: Path) -> list[str]:
     """Demo mode: a device identity and the demo county's data, if they are not there yet."""
@@ -58,6 +80,14 @@ def prepare_demo(data_dir: Path) -> list[str]:
     envvar="CLINIC_COUNTY_KEY",
     help="The county public key (base64url) that signs e-vouchers.",
 )
+@click.option(
+    "--kiosk-host",
+    "kiosk_hosts",
+    multiple=True,
+    help="A host name the kiosk browser uses for the terminal besides 127.0.0.1 and"
+    " localhost (repeatable; or $CLINIC_KIOSK_HOSTS, comma-separated); requests under any"
+    " other name are refused.",
+)
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 32))
 @click.option("--no-sync", is_flag=True, help="Do not start the background sync agent.")
 @click.option(
@@ -79,6 +109,7 @@ def serve(
     county_key: str | None,
     threads: int,
     no_sync: bool,
+    kiosk_hosts: tuple[str, ...] = (),
     paper: str = "58",
     auto_print: bool = True,
 ) -> None:
@@ -95,6 +126,8 @@ def serve(
         "PAPER": paper,
         "PRINT_RECEIPT_AFTER_SETTLE": auto_print,
     }
+    if kiosk_hosts:
+        config["KIOSK_HOSTS"] = list(kiosk_hosts)
     for key, value in (
         ("CARD_READER", reader_url),
         ("PRINTER", printer_url),
@@ -121,9 +154,7 @@ def serve(
         scheduler = syncing.start_scheduler(data_dir, clock())
         if scheduler is None:
             click.echo("sync agent not available: running without background sync", err=True)
-    from waitress.server import create_server
-
-    server = create_server(app, host=host, port=port, threads=threads, ident="clinic")
+    server = create_web_server(app, host, port, threads)
     shown = f"[{host}]" if ":" in host else host
     click.echo(
         f"clinic terminal UI on http://{shown}:{server.effective_port}/ (data {data_dir});"

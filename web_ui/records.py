@@ -30,6 +30,7 @@ from drivers.receipt import (
     receipt_qr_payload,
 )
 from edge import services
+from edge.adapters.web_security import safe_local_path
 from edge.domain import reports
 from edge.domain.model import Rejection
 from edge.domain.money import format_yuan
@@ -332,10 +333,8 @@ def print_receipt(tx_id: str):
     record = _record_or_404(tx_id)
     for category, message in _print(record)[1]:
         flash(message, category)
-    target = request.form.get("next", "")
-    if not target.startswith("/") or target.startswith("//"):
-        target = url_for("records.receipt", tx_id=tx_id)
-    return redirect(target)
+    target = safe_local_path(request.form.get("next"))
+    return redirect(target or url_for("records.receipt", tx_id=tx_id))
 
 
 @bp.post("/receipt/<tx_id>/auto-print")

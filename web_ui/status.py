@@ -21,6 +21,7 @@ from flask_babel import lazy_gettext as _l
 from drivers.printer import PrinterError
 from edge import services
 from edge.adapters.sqlite_store import SqliteDeviceStore
+from edge.adapters.web_security import safe_local_path
 from edge.clock import CLINIC_TZ
 from edge.domain.money import format_yuan
 from web_ui import auth, messages, presenters, syncing
@@ -45,8 +46,16 @@ STRIP_SYNCERS = ("doctor", "tester", "coordinator", "admin")
 # The strip asks for its state by itself: that must not keep an idle session alive.
 auth.BACKGROUND.add("status.strip")
 
-# What the strip says about the hub, by `sync.agent.status.connection`'s state.
-NETWORK_ERRORS = ("HUB_UNREACHABLE", "HUB_ERROR", "BAD_RESPONSE", "AGENT_ERROR")
+# What the strip says about the hub, by `sync.agent.status.connection`'s state. An answer
+# not signed by the county is no answer (`sync.agent.jobs.UNREACHED`).
+NETWORK_ERRORS = (
+    "HUB_UNREACHABLE",
+    "HUB_ERROR",
+    "BAD_RESPONSE",
+    "AGENT_ERROR",
+    "ANSWER_UNSIGNED",
+    "BAD_ANSWER_SIGNATURE",
+)
 
 
 # ---- times as people read them ------------------------------------------------------------
@@ -201,10 +210,7 @@ def strip_sync():
         message = _("Sync finished.") if ok else first_error_text(result.get("errors") or [])
     if not request.is_json:
         flash(message, "info" if ok else "error")
-        target = request.form.get("next", "")
-        if not target.startswith("/") or target.startswith("//"):
-            target = url_for("auth.home")
-        return redirect(target)
+        return redirect(safe_local_path(request.form.get("next")) or url_for("auth.home"))
     return jsonify({"ok": ok, "message": message, "strip": strip_state(store, now())})
 
 

@@ -286,3 +286,11 @@ def m009_visit_drafts(db: sqlite_utils.Database) -> None:
             updated_at TEXT NOT NULL) STRICT"""
     )
     db.execute("ALTER TABLE operator ADD COLUMN last_signed_in_at TEXT")
+
+
+@migrations()
+def m010_operator_session_version(db: sqlite_utils.Database) -> None:
+    """The terminal UI's sessions live in a signed cookie, which a copy keeps valid: each
+    session carries its operator's `session_version`, and signing out or a PIN set anew
+    moves the version on, so every older session (a copied cookie too) stops working."""
+    db.execute("ALTER TABLE operator ADD COLUMN session_version INTEGER NOT NULL DEFAULT 0")

@@ -5,6 +5,9 @@ accumulators before, full result); reversals carry what they undo; a daily close
 everything since the previous close, like a cash register's Z report.
 """
 
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from edge.domain.model import Accumulators, Settlement, Visit
@@ -182,3 +185,289 @@ def daily_close_body(
         "net": net,
         "needs_review": needs_review,
     }
+
+
+# ---- well-formed bodies ----------------------------------------------------------------
+#
+# What a well-formed body of each kind holds (docs/ledger.md, "Well-formed bodies"): its
+# known members only, each of its type, amounts in whole fen, texts and lists bounded.
+# The hub stores a signed record whose body is not (it is evidence) but never computes
+# with it. Members a version 1 record lacks are optional; version 1's are required.
+
+MAX_FEN = 10**12  # ten billion yuan: far above any visit, day or year of a clinic
+MAX_LINES = 500  # lines of one visit
+MAX_TEXT = 1000  # a free text (a reason, a warning's message)
+MAX_BODY_NODES = 20_000  # values in one body, all levels
+MAX_DEPTH = 8
+
+Check = Callable[[Any, str], str | None]
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _fen(value: Any, where: str) -> str | None:
+    if type(value) is not int:
+        return f"{where} must be a whole number of fen, not {_shown(value)}"
+    if abs(value) > MAX_FEN:
+        return f"{where} is out of range ({value})"
+    return None
+
+
+def _count(value: Any, where: str) -> str | None:
+    if type(value) is not int or not 0 <= value <= 2**63 - 1:
+        return f"{where} must be a whole number from 0, not {_shown(value)}"
+    return None
+
+
+def _flag(value: Any, where: str) -> str | None:
+    return None if type(value) is bool else f"{where} must be true or false"
+
+
+def _text(limit: int = 64, *, nullable: bool = False) -> Check:
+    def check(value: Any, where: str) -> str | None:
+        if value is None and nullable:
+            return None
+        if not isinstance(value, str):
+            return f"{where} must be text, not {_shown(value)}"
+        if len(value) > limit:
+            return f"{where} is longer than {limit} characters"
+        return None
+
+    return check
+
+
+def _decimal(value: Any, where: str) -> str | None:
+    """A price or quantity: a finite decimal number as text ("6.80", "2")."""
+    problem = _text(32)(value, where)
+    if problem is not None:
+        return problem
+    try:
+        finite = Decimal(value).is_finite()
+    except ArithmeticError:
+        finite = False
+    return None if finite else f"{where} must be a decimal number as text, not {_shown(value)}"
+
+
+def _day(value: Any, where: str) -> str | None:
+    problem = _text(10)(value, where)
+    if problem is not None:
+        return problem
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return f"{where} must be a date (YYYY-MM-DD), not {_shown(value)}"
+    return None
+
+
+def _optional(check: Check) -> Check:
+    return lambda value, where: None if value is None else check(value, where)
+
+
+def _list_of(check: Check, limit: int) -> Check:
+    def list_check(value: Any, where: str) -> str | None:
+        if not isinstance(value, list):
+            return f"{where} must be a list, not {_shown(value)}"
+        if len(value) > limit:
+            return f"{where} has more than {limit} entries"
+        for number, entry in enumerate(value):
+            problem = check(entry, f"{where}[{number}]")
+            if problem is not None:
+                return problem
+        return None
+
+    return list_check
+
+
+def _map_of(check: Check, limit: int = 32) -> Check:
+    """{name: value}: names are short texts."""
+
+    def map_check(value: Any, where: str) -> str | None:
+        if not isinstance(value, dict):
+            return f"{where} must be an object, not {_shown(value)}"
+        if len(value) > limit:
+            return f"{where} has more than {limit} members"
+        for name, entry in value.items():
+            problem = _text()(name, f"a name in {where}") or check(entry, f"{where}.{name}")
+            if problem is not None:
+                return problem
+        return None
+
+    return map_check
+
+
+def _object(required: dict[str, Check], optional: dict[str, Check] | None = None) -> Check:
+    optional = optional or {}
+
+    def object_check(value: Any, where: str) -> str | None:
+        if not isinstance(value, dict):
+            return f"{where} must be an object, not {_shown(value)}"
+        missing = [name for name in required if name not in value]
+        if missing:
+            return f"{where} lacks {', '.join(missing)}"
+        unknown = [name for name in value if name not in required and name not in optional]
+        if unknown:
+            return f"{where} has unknown members {_shown(sorted(map(str, unknown)))}"
+        for name, entry in value.items():
+            problem = (required.get(name) or optional[name])(entry, f"{where}.{name}")
+            if problem is not None:
+                return problem
+        return None
+
+    return object_check
+
+
+_ID = _text(64)
+_ACCUMULATORS = _object(
+    {name: _fen for name in ("deductible_used", "fund_paid", "assistance_paid", "account_balance")},
+    {
+        **{name: _fen for name in ("day_fund_paid", "ci_selfpay", "ci_paid")},
+        "supplements_paid": _map_of(_fen),
+        "family_account_balance": _fen,
+    },
+)
+_AMOUNTS = _object(
+    dict.fromkeys(VERSION_1_MONEY_FIELDS, _fen),
+    {name: _fen for name in MONEY_FIELDS if name not in VERSION_1_MONEY_FIELDS},
+)
+_VISIT = _object(
+    {
+        "date": _day,
+        "visit_type": _text(32),
+        "diagnoses": _list_of(_text(32), 50),
+        "lines": _list_of(
+            _object(
+                {
+                    "code": _ID,
+                    "name": _text(200),
+                    "price": _decimal,
+                    "unit": _text(32),
+                    "quantity": _decimal,
+                }
+            ),
+            MAX_LINES,
+        ),
+        "use_personal_account": _flag,
+    },
+    {"use_family_account": _flag, "family_account_holder": _text(nullable=True)},
+)
+RESULT_AMOUNTS = (
+    "total", "fund", "assistance", "personal_account", "cash", "inscp_total",
+    "deductible_applied", "fulamt_total", "overlmt_total", "preselfpay_total", "policy_selfpay",
+)  # fmt: skip
+_RESULT_LINE = _object(
+    {
+        "code": _ID,
+        **{
+            name: _fen
+            for name in ("amount", "fulamt_ownpay", "overlmt_selfpay", "preselfpay", "inscp")
+        },
+        "reasons": _list_of(_text(MAX_TEXT), 20),
+    },
+    {"fund_fixed": _fen},
+)
+_RESULT = _object(
+    {
+        "eligible": _flag,
+        **dict.fromkeys(RESULT_AMOUNTS, _fen),
+        "lines": _list_of(_RESULT_LINE, MAX_LINES),
+        "accumulators_after": _ACCUMULATORS,
+        "warnings": _list_of(_object({"code": _ID, "message": _text(MAX_TEXT)}), 50),
+    },
+    {
+        "fund_fixed_total": _fen,
+        "fund_limited_by": _text(32, nullable=True),
+        "critical_illness": _fen,
+        "supplements": _list_of(
+            _object({"name": _text(), "pays_as": _text(32), "amount": _fen}), 32
+        ),
+        "family_account": _fen,
+        "setlinfo": _map_of(_fen),
+    },
+)
+_TOTALS = _object(
+    {"count": _count, **dict.fromkeys(VERSION_1_MONEY_FIELDS, _fen)},
+    {name: _fen for name in MONEY_FIELDS if name not in VERSION_1_MONEY_FIELDS},
+)
+BODY_SCHEMAS: dict[str, Check] = {
+    "settlement": _object(
+        {
+            "insured_id": _ID,
+            "operator": _ID,
+            "visit": _VISIT,
+            "catalog_version": _text(nullable=True),
+            "policy_version": _ID,
+            "accumulators_before": _ACCUMULATORS,
+            "result": _RESULT,
+            "needs_review": _list_of(_ID, 10),
+        },
+        {"rules_version": _count},
+    ),
+    "reversal": _object(
+        {
+            "reverses": _ID,
+            "reverses_seq": _count,
+            "insured_id": _ID,
+            "operator": _ID,
+            "reason": _text(MAX_TEXT),
+            "amounts": _AMOUNTS,
+            "accumulators_after": _ACCUMULATORS,
+        }
+    ),
+    "daily_close": _object(
+        {
+            "business_day": _day,
+            "operator": _ID,
+            "from_seq": _optional(_count),
+            "to_seq": _optional(_count),
+            "settlements": _TOTALS,
+            "reversals": _TOTALS,
+            "net": _AMOUNTS,
+            "needs_review": _count,
+        }
+    ),
+}
+
+
+def _json_problem(value: Any, where: str, budget: list[int], depth: int = 0) -> str | None:
+    """What no body may hold at any level: a fraction, an integer beyond 64 bits, a text
+    beyond MAX_TEXT × 4, nesting beyond MAX_DEPTH or more than MAX_BODY_NODES values."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return f"the body holds more than {MAX_BODY_NODES} values"
+    if depth > MAX_DEPTH:
+        return f"{where} is nested deeper than {MAX_DEPTH} levels"
+    if value is None or type(value) is bool:
+        return None
+    if type(value) is int:
+        return None if -(2**63) <= value < 2**63 else f"{where} does not fit in 64 bits"
+    if isinstance(value, str):
+        return None if len(value) <= 4 * MAX_TEXT else f"{where} is too long"
+    if isinstance(value, list):
+        entries = enumerate(value)
+    elif isinstance(value, dict):
+        entries = value.items()  # type: ignore[assignment]
+    else:
+        return f"{where} holds {_shown(value)}, which a record never holds (amounts are fen)"
+    for key, entry in entries:
+        problem = _json_problem(entry, f"{where}.{key}", budget, depth + 1)
+        if problem is not None:
+            return problem
+    return None
+
+
+def body_problem(kind: str, body: Any) -> str | None:
+    """Why a record's body is not well-formed for its kind, or None when it is. An
+    `event` needs its `event` name; a kind this code does not know only the bounds every
+    body keeps (a later version's verifier may know it)."""
+    if not isinstance(body, dict):
+        return f"body must be an object, not {_shown(body)}"
+    problem = _json_problem(body, "body", [MAX_BODY_NODES])
+    if problem is not None:
+        return problem
+    if kind == "event":
+        return _text()(body.get("event"), "body.event")
+    schema = BODY_SCHEMAS.get(kind)
+    return None if schema is None else schema(body, "body")

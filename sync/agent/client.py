@@ -5,6 +5,12 @@ Standard library only (`urllib`). A hub that says the request's time is stale te
 own time; the client then signs with the device clock corrected by that offset (and the
 offset is kept), so a device whose clock drifted can still sync while the drift is shown
 to coordinators.
+
+Every answer must be signed by the county key pinned at enrollment, for the request it
+answers (`sync.protocol.verify_answer`); an answer that is not counts as no answer (a
+retryable `SyncError`), so nothing else can acknowledge records, revoke the device or
+correct its clock. Enrollment itself is trust on first use: its answer brings the key,
+and is checked only against that key (it proves the answerer holds it).
 """
 
 import gzip
@@ -15,15 +21,22 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.message import Message
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.adapters.identity import DeviceIdentity
 from sync.protocol import (
     API_PREFIX,
     BATCH_CONTENT_TYPE,
+    HEADER_HUB_SIGNATURE,
     HEADER_HUB_TIME,
     SyncError,
+    load_public_key,
     sign_request,
+    verify_answer,
 )
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -59,6 +72,7 @@ class HubClient:
         base_url: str,
         identity: DeviceIdentity,
         *,
+        county_key: str | None = None,
         clock_offset_s: int = 0,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         nonce: Callable[[], str] = new_nonce,
@@ -69,6 +83,8 @@ class HubClient:
         self.base_url = base_url.rstrip("/")
         self.base_path = parsed.path.rstrip("/")
         self.identity = identity
+        # The pinned county key (base64url); None until enrollment brings it.
+        self.county_key = None if county_key is None else load_public_key(county_key)
         self.clock_offset_s = clock_offset_s
         self.timeout_s = timeout_s
         self.nonce = nonce
@@ -77,7 +93,24 @@ class HubClient:
     # ---- the calls the agent makes ---------------------------------------------------------
 
     def enroll(self, document: dict, now: datetime) -> dict:
-        return _answered(self._json("POST", "/enroll", document, now))
+        """Trust on first use: the answer names the county key, is checked against it, and
+        the key is pinned for this client's later calls."""
+        body = json.dumps(document, ensure_ascii=False).encode()
+        answer = _answered(
+            self._call("POST", "/enroll", body, now, "application/json", enrolling=True)
+        )
+        key = answer.get("county_public_key")
+        if not isinstance(key, str):
+            raise SyncError("BAD_RESPONSE", "the enrollment answer names no county key")
+        try:
+            county_key = load_public_key(key)
+        except SyncError:
+            raise SyncError(
+                "BAD_RESPONSE", "the enrollment answer's county key is not a key"
+            ) from None
+        self._verify(county_key, self._last_answer)
+        self.county_key = county_key
+        return answer
 
     def upload(self, gzipped_batch: bytes, now: datetime) -> dict:
         return _answered(
@@ -105,6 +138,8 @@ class HubClient:
 
     # ---- plumbing --------------------------------------------------------------------------
 
+    _last_answer: "_Answer"
+
     def _json(self, method: str, path: str, document: dict, now: datetime) -> dict | None:
         body = json.dumps(document, ensure_ascii=False).encode()
         return self._call(method, path, body, now, "application/json")
@@ -117,15 +152,36 @@ class HubClient:
         now: datetime,
         content_type: str | None = None,
         content_encoding: str | None = None,
+        *,
+        enrolling: bool = False,
     ) -> dict | None:
+        if self.county_key is None and not enrolling:
+            raise SyncError("NOT_ENROLLED", "no county key is pinned to check the hub's answers")
+        send = (method, path, body, now, content_type, content_encoding, enrolling)
         try:
-            return self._send(method, path, body, now, content_type, content_encoding)
+            return self._send(*send)
         except HubRefusal as refusal:
             if refusal.code != "STALE_TIMESTAMP" or refusal.hub_time is None:
                 raise
-            # Our clock is off: sign with the hub's time from now on, and try once more.
+            # Our clock is off (the hub signed that): sign with the hub's time from now on,
+            # and try once more.
             self.clock_offset_s = round((refusal.hub_time - now).total_seconds())
-            return self._send(method, path, body, now, content_type, content_encoding)
+            return self._send(*send)
+
+    def _verify(self, county_key: Ed25519PublicKey | None, answer: "_Answer") -> None:
+        if county_key is None:
+            raise SyncError("NOT_ENROLLED", "no county key is pinned to check the hub's answers")
+        verify_answer(
+            county_key,
+            signature=answer.headers.get(HEADER_HUB_SIGNATURE),
+            hub_time=answer.headers.get(HEADER_HUB_TIME),
+            method=answer.method,
+            path=answer.path,
+            device_id=self.identity.device_id,
+            nonce=answer.nonce,
+            status=answer.status,
+            body=answer.body,
+        )
 
     def _send(
         self,
@@ -135,8 +191,10 @@ class HubClient:
         now: datetime,
         content_type: str | None,
         content_encoding: str | None,
+        enrolling: bool,
     ) -> dict | None:
         full_path = self.base_path + API_PREFIX + path
+        nonce = self.nonce()
         headers = sign_request(
             self.identity.private_key,
             device_id=self.identity.device_id,
@@ -144,7 +202,7 @@ class HubClient:
             path=full_path,
             body=body,
             now=now + timedelta(seconds=self.clock_offset_s),
-            nonce=self.nonce(),
+            nonce=nonce,
         )
         headers["User-Agent"] = USER_AGENT
         headers["Accept-Encoding"] = "gzip"
@@ -159,17 +217,29 @@ class HubClient:
             method=method,
         )
         self.bytes_sent += len(body)
+        refused = False
+        data: bytes | None
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                status = response.status
+                status, answer_headers = response.status, response.headers
                 data = _read_body(response)
         except urllib.error.HTTPError as error:
-            raise _error_of(error) from None
+            refused, status, answer_headers = True, error.code, error.headers
+            data = _error_body(error)
         except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
             reason = getattr(error, "reason", None) or error
             raise SyncError(
                 "HUB_UNREACHABLE", str(reason) or type(error).__name__, retryable=True
             ) from None
+        # A 5xx (the hub or a proxy before it failed), or an error whose body did not
+        # arrive whole: nothing in it counts.
+        if status >= 500 or data is None:
+            raise SyncError("HUB_ERROR", f"HTTP {status}", retryable=True)
+        self._last_answer = _Answer(method, full_path, nonce, status, answer_headers, data)
+        if not enrolling:
+            self._verify(self.county_key, self._last_answer)
+        if refused:
+            raise _error_of(status, answer_headers, data)
         if status == 204:
             return None
         try:
@@ -194,17 +264,37 @@ def _read_body(response) -> bytes:
     return data
 
 
-def _error_of(error: urllib.error.HTTPError) -> SyncError:
-    hub_time = _hub_time(error.headers.get(HEADER_HUB_TIME) if error.headers else None)
+def _error_body(error: urllib.error.HTTPError) -> bytes | None:
+    if error.fp is None:
+        return b""
     try:
-        data = _read_body(error)
+        return _read_body(error)
+    except (OSError, http.client.HTTPException):
+        return None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """An answer as it arrived, with the request it answers: what its signature covers."""
+
+    method: str
+    path: str
+    nonce: str
+    status: int
+    headers: Message
+    body: bytes
+
+
+def _error_of(status: int, headers: Message | None, data: bytes) -> SyncError:
+    hub_time = _hub_time(headers.get(HEADER_HUB_TIME) if headers else None)
+    try:
         detail = json.loads(data)["error"]
         code, message = str(detail["code"]), str(detail.get("detail") or "")
-    except (ValueError, KeyError, TypeError, OSError, http.client.HTTPException):
-        code, message = "HUB_ERROR", f"HTTP {error.code}"
-    if error.code >= 500 or code == "HUB_ERROR":
-        return SyncError("HUB_ERROR", f"HTTP {error.code} {message}".strip(), retryable=True)
-    return HubRefusal(code, message, error.code, hub_time)
+    except (ValueError, KeyError, TypeError):
+        code, message = "HUB_ERROR", f"HTTP {status}"
+    if code == "HUB_ERROR":
+        return SyncError("HUB_ERROR", f"HTTP {status} {message}".strip(), retryable=True)
+    return HubRefusal(code, message, status, hub_time)
 
 
 def _answered(answer: dict | None) -> dict:

@@ -21,6 +21,7 @@ from pathlib import Path
 from edge import services
 from edge.adapters.identity import DeviceIdentity, IdentityError
 from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError
+from edge.domain.ledger import genesis_hash
 from edge.ports import DeviceRow
 from sync.agent import state
 from sync.agent.client import HubClient, HubRefusal
@@ -46,8 +47,12 @@ LOCK_WAIT_S = 120.0
 # sooner than the other requests do.
 HEARTBEAT_RETRY_CAP_S = 30.0
 HEARTBEAT_TIMEOUT_S = 10.0
+# Answers that do not come from the county hub, or acknowledge what this ledger does not
+# hold: nothing of them counts, and each is signed as an event (once in a row per job).
+UNTRUSTED = ("ANSWER_UNSIGNED", "BAD_ANSWER_SIGNATURE", "ACK_MISMATCH")
 # Errors that mean the hub was not reached (or failed): the terminal is offline.
-UNREACHED = ("HUB_UNREACHABLE", "HUB_ERROR", "BAD_RESPONSE")
+# An answer not signed by the county is no answer.
+UNREACHED = ("HUB_UNREACHABLE", "HUB_ERROR", "BAD_RESPONSE", *UNTRUSTED[:2])
 
 _locks: dict[tuple[str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -172,6 +177,7 @@ def upload_outbox(
 ) -> None:
     """Send what the hub has not acknowledged, in seq order, batch after batch."""
     device = _device(store)
+    genesis = genesis_hash(client.identity.public_key)
     cursor = device.synced_seq
     (first_waiting,) = store.db.execute("SELECT min(seq) FROM outbox").fetchone()
     if first_waiting is not None:
@@ -191,11 +197,23 @@ def upload_outbox(
             raise SyncError("BAD_RESPONSE", "the hub's answer has no acknowledged seq")
         report["batches"] += 1
         report["sent"] += len(batch)
+        refused = answer.get("refused") or []
+        try:
+            state.apply_ack(store, acked, answer.get("acked_hash"), genesis, state.stamp(now))
+        except SyncError as mismatch:
+            if not refused:
+                raise
+            # The hub said why it holds other records (this ledger went backwards, say):
+            # that is the error to show; nothing was moved either way.
+            first = refused[0]
+            raise SyncError(
+                str(first.get("code", "HUB_ERROR")),
+                f"the hub refused record {first.get('seq')}: {first.get('detail', '')};"
+                f" {mismatch.detail}",
+            ) from None
         report["uploaded"] += int(answer.get("stored") or 0)
         report["duplicates"] += int(answer.get("duplicates") or 0)
         report["acked_seq"] = acked
-        state.apply_ack(store, acked, state.stamp(now))
-        refused = answer.get("refused") or []
         if refused:
             first = refused[0]
             raise SyncError(
@@ -231,7 +249,8 @@ def send_heartbeat(
     answer = client.heartbeat(document, now)
     acked = answer.get("acked_seq")
     if type(acked) is int:
-        state.apply_ack(store, acked, state.stamp(now))
+        genesis = genesis_hash(client.identity.public_key)
+        state.apply_ack(store, acked, answer.get("acked_hash"), genesis, state.stamp(now))
     report["heartbeat"] = True
 
 
@@ -259,7 +278,21 @@ def run_job(
         if not isinstance(error, SyncError):
             error = SyncError("AGENT_ERROR", f"{type(error).__name__}: {error}")
         report["errors"].append({"job": job, **error.to_dict()})
-        failures = state.job_states(store).get(job, state.JobState(job)).failures
+        before = state.job_states(store).get(job, state.JobState(job))
+        failures = before.failures
+        if error.code in UNTRUSTED and before.last_error_code != error.code:
+            services.record_event(
+                store,
+                identity,
+                {
+                    "event": "hub_answer_refused",
+                    "job": job,
+                    "code": error.code,
+                    "detail": error.detail,
+                    "hub_url": client.base_url,
+                },
+                now,
+            )
         if job == "heartbeat" and error.code in UNREACHED:  # to see the hub come back
             delay = backoff_delay(failures + 1, rng, cap=HEARTBEAT_RETRY_CAP_S)
         else:
@@ -309,7 +342,10 @@ def client_for(
     enrollment: state.Enrollment, identity: DeviceIdentity, hub_url: str | None
 ) -> HubClient:
     return HubClient(
-        hub_url or enrollment.hub_url, identity, clock_offset_s=enrollment.clock_offset_s
+        hub_url or enrollment.hub_url,
+        identity,
+        county_key=enrollment.county_public_key,
+        clock_offset_s=enrollment.clock_offset_s,
     )
 
 

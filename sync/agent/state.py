@@ -6,11 +6,13 @@ step m006), made when the store is opened. Every write goes through
 `store.write_transaction()`, like the device's own writes.
 """
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
 from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.clock import CLINIC_TZ
+from sync.protocol import SyncError
 
 
 def stamp(now: datetime) -> str:
@@ -211,16 +213,32 @@ def refusals(store: SqliteDeviceStore, limit: int = 20) -> list[Refused]:
     return [Refused(*row) for row in rows]
 
 
-def apply_ack(store: SqliteDeviceStore, acked_seq: int, at: str) -> int:
+def apply_ack(
+    store: SqliteDeviceStore, acked_seq: int, acked_hash: object, genesis: str, at: str
+) -> int:
     """The hub holds every record up to `acked_seq`: drop them from the outbox (never from
     the ledger) and move the device's sync mark (the fund settled since the last sync
     counts from it) and its last sync time, in one transaction. Returns the new mark.
-    A hub that reports less than the device already knew (restored from a backup) never
-    moves the mark back; the agent uploads again from what the hub holds."""
+
+    Only an acknowledgement of this device's own ledger counts: `acked_seq` at most its
+    head and `acked_hash` its record's hash there (`genesis` at 0); anything else raises
+    ACK_MISMATCH with nothing moved. A hub that reports less than the device already knew
+    (restored from a backup) never moves the mark back; the agent uploads again from
+    what the hub holds."""
     with store.write_transaction():
         (synced,) = store.db.execute("SELECT synced_seq FROM device").fetchone()
         (head,) = store.db.execute("SELECT coalesce(max(seq), 0) FROM ledger").fetchone()
-        mark = max(synced, min(acked_seq, head))  # a hub cannot acknowledge the future
+        if acked_seq > head:
+            raise SyncError(
+                "ACK_MISMATCH", f"the hub acknowledged seq {acked_seq}; this ledger ends at {head}"
+            )
+        row = store.db.execute("SELECT record FROM ledger WHERE seq = ?", [acked_seq]).fetchone()
+        own = genesis if row is None else json.loads(row[0]).get("hash")
+        if acked_hash != own:
+            raise SyncError(
+                "ACK_MISMATCH", f"the hub's record {acked_seq} is not this device's record"
+            )
+        mark = max(synced, acked_seq)
         store.db.execute("DELETE FROM outbox WHERE seq <= ?", [mark])
         # A sync happened when the hub took something new or holds everything; a hub that
         # answers but takes nothing (refusing a record) must not look like a sync.

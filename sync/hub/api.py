@@ -2,18 +2,29 @@
 uploads and heartbeats, county updates, the hub's clock. Each view authenticates the
 device, hands the request to a use case (`sync.hub.services`) with the request's store and
 the hub's clock (`sync.hub.runtime`), and answers JSON; a `SyncError` becomes its
-bilingual error document and HTTP status.
+bilingual error document and HTTP status. Every answer (errors and 204 included) is
+signed by the county key over the request it answers (`sync.protocol.sign_answer`).
 """
 
 import gzip
 import json
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from sync.hub.runtime import hub_runtime, hub_store
 from sync.hub.services import enrollment, publishing, uploads
-from sync.protocol import API_PREFIX, HEADER_HUB_TIME, SyncError, decode_batch, iso
+from sync.protocol import (
+    API_PREFIX,
+    HEADER_DEVICE,
+    HEADER_HUB_SIGNATURE,
+    HEADER_HUB_TIME,
+    HEADER_NONCE,
+    SyncError,
+    decode_batch,
+    iso,
+    sign_answer,
+)
 
 HTTP_STATUS = {
     "BAD_REQUEST": 400,
@@ -32,6 +43,8 @@ HTTP_STATUS = {
     "ALREADY_ENROLLED": 409,
     "CODE_EXPIRED": 410,
     "TOO_LARGE": 413,
+    "BATCH_TOO_LARGE": 413,
+    "ENROLL_THROTTLED": 429,
 }
 COMPRESS_ABOVE = 1024
 
@@ -45,13 +58,9 @@ def _signed_path() -> str:
 
 
 def _json(value: object, status: int = 200) -> Response:
+    """Compressed (if asked) only once signed, in `_sign_answer`."""
     data = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-    response = Response(data, status=status, mimetype="application/json")
-    if len(data) > COMPRESS_ABOVE and "gzip" in request.headers.get("Accept-Encoding", ""):
-        response.set_data(gzip.compress(data, compresslevel=6, mtime=0))
-        response.headers["Content-Encoding"] = "gzip"
-        response.headers["Vary"] = "Accept-Encoding"
-    return response
+    return Response(data, status=status, mimetype="application/json")
 
 
 def _body() -> bytes:
@@ -80,6 +89,17 @@ def _authenticated(raw: bytes) -> str:
     )
 
 
+def client_address() -> str:
+    """Who sent the request, for throttles and alarms: the socket's peer, or behind a
+    reverse proxy the hub trusts (`TRUST_PROXY`), the address that proxy appended last to
+    X-Forwarded-For (anything before it is what the client claimed)."""
+    peer = request.remote_addr or "unknown"
+    if not current_app.config.get("TRUST_PROXY"):
+        return peer
+    forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",")]
+    return forwarded[-1][:64] or peer
+
+
 @api.post("/enroll")
 def enroll_device() -> Response:
     raw = _body()
@@ -91,6 +111,7 @@ def enroll_device() -> Response:
         body=_json_body(raw),
         raw_body=raw,
         now=hub_runtime().now(),
+        client=client_address(),
     )
     return _json(answer)
 
@@ -99,7 +120,11 @@ def enroll_device() -> Response:
 def upload_records() -> Response:
     raw = _body()
     device_id = _authenticated(raw)
-    batch = decode_batch(raw, request.headers.get("Content-Encoding"))
+    try:
+        batch = decode_batch(raw, request.headers.get("Content-Encoding"))
+    except SyncError as error:
+        uploads.refuse_batch(hub_store(), device_id, error, hub_runtime().now())
+        raise
     answer = uploads.ingest(hub_store(), device_id, batch, hub_runtime().now())
     hub_runtime().wake_reconciler()
     return _json(answer)
@@ -108,6 +133,8 @@ def upload_records() -> Response:
 @api.post("/heartbeat")
 def device_heartbeat() -> Response:
     raw = _body()
+    if len(raw) > uploads.MAX_HEARTBEAT_BYTES:
+        raise SyncError("TOO_LARGE", f"a heartbeat is at most {uploads.MAX_HEARTBEAT_BYTES} bytes")
     device_id = _authenticated(raw)
     return _json(uploads.heartbeat(hub_store(), device_id, _json_body(raw), hub_runtime().now()))
 
@@ -133,9 +160,28 @@ def hub_time() -> Response:
 
 
 @api.after_request
-def _stamp_hub_time(response: Response) -> Response:
-    response.headers[HEADER_HUB_TIME] = iso(hub_runtime().now())
+def _sign_answer(response: Response) -> Response:
+    runtime = hub_runtime()
+    hub_time = iso(runtime.now())
+    data = response.get_data()
+    response.headers[HEADER_HUB_TIME] = hub_time
     response.headers["Cache-Control"] = "no-store"
+    # The device's nonce binds the answer to its request: a signed answer kept from
+    # earlier does not verify for any other request.
+    response.headers[HEADER_HUB_SIGNATURE] = sign_answer(
+        runtime.county_key,
+        method=request.method,
+        path=_signed_path(),
+        device_id=request.headers.get(HEADER_DEVICE, ""),
+        nonce=request.headers.get(HEADER_NONCE, ""),
+        status=response.status_code,
+        body=data,
+        hub_time=hub_time,
+    )
+    if len(data) > COMPRESS_ABOVE and "gzip" in request.headers.get("Accept-Encoding", ""):
+        response.set_data(gzip.compress(data, compresslevel=6, mtime=0))
+        response.headers["Content-Encoding"] = "gzip"
+        response.headers["Vary"] = "Accept-Encoding"
     return response
 
 

@@ -6,7 +6,9 @@ web console (`console.py`).
 time, or the clock `CLINIC_CLOCK` starts),
 `RECONCILE_INTERVAL_S` (recompute uploads in a background thread every so many seconds,
 and soon after each upload; off when None), `CONSOLE` (serve the web console, default
-True). Run it under any WSGI server; `clinic hub serve` uses werkzeug's.
+True), `TRUST_PROXY` (the hub is behind a reverse proxy: the client's address, which
+enrollment throttles, is the last in X-Forwarded-For; default `$CLINIC_HUB_TRUST_PROXY`
+= 1). Run it under any WSGI server; `clinic hub serve` uses werkzeug's.
 """
 
 import os
@@ -48,6 +50,8 @@ def create_app(config: Mapping | None = None) -> Flask:
         RECONCILE_INTERVAL_S=None,
         CONSOLE=True,
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        # Behind a reverse proxy: take the client's address from X-Forwarded-For.
+        TRUST_PROXY=os.environ.get("CLINIC_HUB_TRUST_PROXY") == "1",
     )
     app.config.update(config or {})
     if not app.config["HUB_DATA_DIR"]:

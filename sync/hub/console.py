@@ -4,7 +4,8 @@ and roster versions (with a diff against the current one), reconciliation, CSV e
 
 Server-rendered Jinja templates (`templates/console/`), in Chinese unless English is
 chosen (Flask-Babel; the catalog is `translations/`, `python -m sync.hub.i18n`). Sign-in
-with a password kept as an scrypt hash and a lock-out after repeated failures; every form
+with a password kept as an scrypt hash and a lock-out after repeated failures; the session
+cookie carries only a random id of a session the hub keeps (`console_auth`); every form
 carries Flask-WTF's CSRF token; the Content Security Policy allows no script at all (there
 is none) and only the console's own stylesheet. Registering the blueprint sets up the
 session cookie, CSRFProtect (the signed device API is exempt) and Babel on the app.
@@ -15,12 +16,21 @@ import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import wraps
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import Babel, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -32,11 +42,19 @@ from edge.adapters.web_security import security_headers
 from edge.domain.model import Rejection
 from edge.domain.money import format_yuan
 from sync.hub.api import api
-from sync.hub.console_auth import SignInRefused, Viewer, sign_in
+from sync.hub.console_auth import (
+    SESSION_LIFETIME,
+    SignInRefused,
+    Viewer,
+    end_sessions,
+    session_viewer,
+    sign_in,
+    start_session,
+)
 from sync.hub.model import HubError
 from sync.hub.reconcile import NEEDS_REVIEW
 from sync.hub.runtime import hub_runtime, hub_store
-from sync.hub.services import county, publishing, reports
+from sync.hub.services import county, enrollment, publishing, reports
 from sync.protocol import iso, parse_time
 
 console = Blueprint(
@@ -59,7 +77,6 @@ SECURITY_HEADERS = security_headers(  # no script at all: there is none
     "frame-ancestors 'none'",
 )
 STYLESHEET_MAX_AGE_S = 3600
-SESSION_LIFETIME = timedelta(hours=8)
 UPLOAD_DIR = "console-uploads"
 KIND_NAMES = {"catalog": _l("catalog"), "policy": _l("policy"), "roster": _l("roster")}
 STATE_NAMES = {
@@ -152,10 +169,15 @@ def _secure_headers(response: Response) -> Response:
 
 
 def current_viewer() -> Viewer | None:
-    data = session.get("viewer")
-    if not data:
-        return None
-    return Viewer(data["username"], data["role"], data.get("township"))
+    """The signed-in user as the hub's session table has them now (read once a request)."""
+    if "viewer" not in g:
+        session_id = session.get("sid")
+        g.viewer = (
+            session_viewer(hub_store(), session_id, hub_runtime().now())
+            if isinstance(session_id, str)
+            else None
+        )
+    return g.viewer
 
 
 def _within_console(target: str, default: str) -> str:
@@ -221,13 +243,7 @@ def login():
                 else _("Wrong user name or password.")
             )
         else:
-            _new_session(
-                viewer={
-                    "username": viewer.username,
-                    "role": viewer.role,
-                    "township": viewer.township,
-                }
-            )
+            _new_session(sid=start_session(hub_store(), viewer, hub_runtime().now()))
             session.permanent = True
             return redirect(_within_console(request.args.get("next", ""), url_for("console.fleet")))
     return render("login.html", viewer=None, error=error), 401 if error else 200
@@ -235,6 +251,9 @@ def login():
 
 @console.post("/logout")
 def logout():
+    viewer = current_viewer()
+    if viewer is not None:  # every session of this user ends, copies of the cookie too
+        end_sessions(hub_store(), viewer.username)
     _new_session()
     return redirect(url_for("console.login"))
 
@@ -422,6 +441,7 @@ def devices(viewer: Viewer):
         except HubError as refused:
             error = str(refused)
     slots, pager = paged("page", FLEET_PAGE, lambda n, at: store.slots_page(None, n, at))
+    prefix = enrollment.ENROLLMENT_ALARM
     return render(
         "devices.html",
         rows=reports.fleet_rows(store, now, slots),
@@ -429,6 +449,11 @@ def devices(viewer: Viewer):
         provisioned=provisioned,
         error=error,
         county=county.county_of(store),
+        # Guessed enrollment codes: alarms of a client address, not of a device.
+        enrollment_alarms=[
+            (a.device_id.removeprefix(prefix), a)
+            for a in store.alarms_page(device_prefix=prefix, limit=LIST_PAGE, offset=0)
+        ],
     )
 
 

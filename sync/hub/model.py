@@ -90,6 +90,7 @@ class StoredRecord:
     device_id: str
     seq: int
     record: dict
+    malformed: bool = False  # flagged: kept as evidence, never computed with
 
 
 @dataclass(frozen=True)
@@ -132,3 +133,16 @@ class ConsoleUser:
     township: str | None
     failures: int
     locked_until: str | None
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    """A signed-in console session, with its user's current role and township."""
+
+    session_hash: str
+    username: str
+    role: str
+    township: str | None
+    created_at: str
+    last_seen_at: str
+    expires_at: str

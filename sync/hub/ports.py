@@ -16,6 +16,7 @@ from edge.domain.model import Accumulators
 from sync.hub.model import (
     Alarm,
     Balances,
+    ConsoleSession,
     ConsoleUser,
     County,
     Publication,
@@ -30,6 +31,7 @@ class HubStore(Protocol):
     """What the hub's use cases need from storage. Writes only inside `unit_of_work()`."""
 
     def unit_of_work(self) -> AbstractContextManager[None]: ...
+    def savepoint(self) -> AbstractContextManager[None]: ...
     def close(self) -> None: ...
 
     # county
@@ -69,6 +71,8 @@ class HubStore(Protocol):
         device_id: str,
         after_seq: int = 0,
         to_seq: int | None = None,
+        *,
+        well_formed: bool = False,
     ) -> Iterator[dict]: ...
     def record_counts(
         self, device_ids: Iterable[str] | None = None
@@ -78,6 +82,10 @@ class HubStore(Protocol):
     def last_records_of_kind(
         self, kind: str, device_ids: Iterable[str] | None = None
     ) -> dict[str, dict]: ...
+    def flag_malformed(
+        self, device_id: str, problems: Sequence[tuple[int, str]], at: str
+    ) -> None: ...
+    def malformed_records(self, device_id: str) -> dict[int, str]: ...
 
     # alarms
     def raise_alarm(
@@ -157,6 +165,7 @@ class HubStore(Protocol):
         *,
         device_id: str | None = None,
         township: str | None = None,
+        device_prefix: str | None = None,
         open_only: bool = True,
         limit: int,
         offset: int,
@@ -180,3 +189,19 @@ class HubStore(Protocol):
     def set_console_failures(
         self, username: str, failures: int, locked_until: str | None
     ) -> None: ...
+    def count_console_attempt(self, username: str) -> tuple[int, str | None] | None: ...
+
+    # console sessions
+    def add_console_session(
+        self, session_hash: str, username: str, created_at: str, expires_at: str
+    ) -> None: ...
+    def console_session(self, session_hash: str) -> ConsoleSession | None: ...
+    def touch_console_session(self, session_hash: str, last_seen_at: str) -> None: ...
+    def end_console_sessions(self, username: str) -> int: ...
+    def end_console_session(self, session_hash: str) -> None: ...
+    def forget_console_sessions_before(self, at: str) -> None: ...
+
+    # throttles: failures counted per scope and time window
+    def count_failure(self, scope: str, window_start: str) -> int: ...
+    def uncount_failure(self, scope: str, window_start: str) -> None: ...
+    def forget_failures_before(self, window_start: str) -> None: ...

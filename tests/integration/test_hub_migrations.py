@@ -47,6 +47,7 @@ def test_a_hub_made_by_the_previous_release_opens_with_nothing_lost(old_hub):
         assert row["device_id"] == DEVICE
         assert settlements_csv(store).count("\n") == 1 + 3  # the header and three settlements
         assert reconcile_pending(store, NOW) == {}  # recomputed by the old release already
+        assert store.malformed_records(DEVICE) == {}  # m003 added the flags, none set
         assert provision(store, clinic_code="C2", township="T", now=NOW).code
     finally:
         store.close()

@@ -134,7 +134,9 @@ class TestUpload:
         for second in range(20):
             device.settle(NOW + timedelta(seconds=second))
         enrollment = agent_state.enrollment(device.store)
-        client = HubClient(enrollment.hub_url, device.identity)
+        client = HubClient(
+            enrollment.hub_url, device.identity, county_key=enrollment.county_public_key
+        )
         report = jobs.new_report(NOW, enrollment.hub_url)
         agent.upload_outbox(device.store, client, NOW, report, max_records=6)
         assert (report["batches"], report["sent"], report["acked_seq"]) == (4, 21, 21)

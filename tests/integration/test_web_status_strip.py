@@ -186,6 +186,42 @@ class TestSyncNow:
         assert answer["ok"] and answer["message"] == "同步完成。"
         assert answer["strip"]["state"] == "online"
 
+    def test_an_impostor_at_the_hubs_address_is_no_hub(self, doctor, terminal, hub, clock):
+        """Something answers at the hub's address, unsigned, acknowledging everything: the
+        doctor reads that the hub cannot be reached, and the visit still waits."""
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Impostor(BaseHTTPRequestHandler):
+            def _answer(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = b'{"acked_seq": 1000000}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        store, identity = terminal
+        settle(store, identity, clock)
+        hub.stop()
+        impostor = ThreadingHTTPServer(("127.0.0.1", hub.port), Impostor)
+        threading.Thread(target=impostor.serve_forever, daemon=True).start()
+        try:
+            answer = doctor.post_json("/api/sync-now", {}).json
+        finally:
+            impostor.shutdown()
+            impostor.server_close()
+        assert not answer["ok"]
+        assert answer["message"] == "连不上县级平台。可以照常离线结算，网络恢复后记录会自动上传。"
+        assert answer["strip"]["state"] == "offline" and answer["strip"]["waiting"] >= 1
+        assert store.device().unsynced_fund > 0
+
     def test_without_script_the_strip_form_flashes_and_returns(self, doctor, terminal, hub):
         hub.stop()
         response = doctor.post("/api/sync-now", {"next": "/records"})

@@ -36,10 +36,13 @@ from edge.domain.quote import quote_document
 from sync.protocol import (
     SignedRequest,
     SyncError,
+    answer_payload,
     canonical_json,
     sha256_hex,
+    sign_answer,
     sign_request,
     signing_payload,
+    verify_answer,
     verify_request,
 )
 from sync.updates import catalog_item_to_json, catalog_items_of, verify_update
@@ -302,6 +305,23 @@ def test_the_signed_request_example_is_what_sync_protocol_signs():
     verify_request(
         key.public_key(), claimed, method="POST", path=example["path"], body=body, now=signed_at
     )
+
+
+def test_the_signed_answer_example_is_what_sync_protocol_signs():
+    example = json.loads(block("sync-protocol.md", "answer-example"))
+    key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(example["seed_hex"]))
+    assert b64url(raw_public_key(key.public_key())) == example["county_public_key"]
+    body = example["body"].encode()
+    assert sha256_hex(body) == example["body_sha256"]
+    request = {k: example[k] for k in ("method", "path", "device_id", "nonce")}
+    answer = {**request, "status": example["status"], "hub_time": example["hub_time"]}
+    payload = answer_payload(body_sha256=example["body_sha256"], **answer)
+    assert payload.decode() == block("sync-protocol.md", "answer-payload").rstrip("\n")
+    assert sign_answer(key, body=body, **answer) == example["signature"]
+    verify_answer(key.public_key(), signature=example["signature"], body=body, **answer)
+    # The example heartbeat above is the request this answers.
+    asked = json.loads(block("sync-protocol.md", "signing-example"))
+    assert request == {k: asked[k] for k in request}
 
 
 # ---- updates.md: a snapshot, a delta, a rollback -------------------------------------------------

@@ -2,11 +2,12 @@
 
 import copy
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from record_chains import DEVICE, KEY, chain
 
 from edge.adapters.identity import device_id_for
-from edge.domain.ledger import genesis_hash
+from edge.domain.ledger import genesis_hash, new_record
 from sync.hub.ingest import plan_ingest
 
 GENESIS = genesis_hash(KEY.public_key())
@@ -109,3 +110,42 @@ def test_malformed_lines_are_refused_and_good_ones_still_count():
 def test_a_batch_out_of_order_is_put_in_order():
     result = plan([RECORDS[2], RECORDS[0], RECORDS[1]])
     assert [r["seq"] for r in result.accepted] == [1, 2, 3]
+
+
+def signed(seq: int, prev_hash: str, kind: str, body: dict) -> dict:
+    return new_record(
+        device_id=DEVICE, seq=seq, kind=kind, tx_id=f"poison{seq}",
+        created_at="2026-11-22T09:30:00+08:00", prev_hash=prev_hash, body=body,
+        private_key=KEY,
+    )  # fmt: skip
+
+
+def test_a_signed_and_chained_record_with_a_malformed_body_is_accepted_and_flagged():
+    # The chain must go on (the device would be stuck otherwise); the body is flagged.
+    poisoned = signed(1, GENESIS, "settlement", {"visit": [], "result": None})
+    after = signed(2, poisoned["hash"], "event", {"event": "test"})
+    result = plan([poisoned, after])
+    assert [r["seq"] for r in result.accepted] == [1, 2]
+    assert result.head_seq == 2 and result.refusals == []
+    assert [(r.seq, r.code) for r in result.malformed] == [(1, "BODY_MALFORMED")]
+    assert "body" in result.malformed[0].detail
+
+
+@pytest.mark.parametrize("seq", [2**63, 2**64 + 5, 10**30])
+def test_a_seq_beyond_64_bits_is_refused_as_malformed(seq):
+    record = dict(RECORDS[0], seq=seq)
+    result = plan([record, RECORDS[0]])
+    assert codes(result) == [(None, "RECORD_MALFORMED")]
+    assert "2^63" in result.refusals[0].detail and len(result.refusals[0].detail) < 80
+    assert [r["seq"] for r in result.accepted] == [1]
+
+
+def test_records_held_beyond_a_gap_are_capped():
+    far = chain(8, first=20, start_hash="0" * 64, tag="far")  # signed, beyond a gap
+    result = plan_ingest(
+        device_id=DEVICE, public_key=KEY.public_key(), head_seq=0, head_hash=GENESIS,
+        batch=far, stored_hashes={}, held={r["seq"]: r for r in RECORDS[5:8]}, max_held=5,
+    )  # fmt: skip
+    # 3 held already: room for 2 more, the nearest the gap; the rest refused.
+    assert [r["seq"] for r in result.hold] == [20, 21]
+    assert codes(result) == [(seq, "HELD_LIMIT") for seq in range(22, 28)]

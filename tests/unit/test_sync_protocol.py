@@ -9,14 +9,20 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sync_helpers import NOW
 
+from edge.domain.ledger import b64url
 from sync.planner import backoff_delay, plan_batch
 from sync.protocol import (
     MAX_CLOCK_DIFFERENCE,
+    SignedRequest,
     SyncError,
     decode_batch,
     encode_batch,
+    sha256_hex,
+    sign_answer,
     sign_request,
     signed_request_of,
+    signing_payload,
+    verify_answer,
     verify_request,
 )
 
@@ -75,6 +81,20 @@ class TestRequestSignatures:
                 check(signed(), now=now)
             assert refused.value.code == "STALE_TIMESTAMP"
 
+    @pytest.mark.parametrize("timestamp", ["999999999999", "0", "253402300800"])
+    def test_an_absurd_signed_timestamp_is_stale_not_a_crash(self, timestamp):
+        # 999999999999 s is the year 33658: no datetime holds it (it was a 500 at the hub).
+        claimed = SignedRequest("dev-1", timestamp, "n-0123456789", "")
+        payload = signing_payload(
+            method="POST", path="/api/v1/records", body_sha256=sha256_hex(BODY),
+            timestamp=timestamp, nonce=claimed.nonce, device_id="dev-1",
+        )  # fmt: skip
+        claimed = SignedRequest("dev-1", timestamp, claimed.nonce, b64url(KEY.sign(payload)))
+        with pytest.raises(SyncError) as refused:
+            check(claimed)
+        assert refused.value.code == "STALE_TIMESTAMP"
+        assert timestamp in refused.value.detail or "1970" in refused.value.detail
+
     def test_a_request_inside_the_window_is_fresh(self):
         check(signed(), now=NOW + MAX_CLOCK_DIFFERENCE - timedelta(seconds=1))
 
@@ -91,6 +111,59 @@ class TestRequestSignatures:
             "message_zh": "这台设备已被县级平台停用",
             "detail": "dev-1",
         }
+
+
+ANSWER = {
+    "method": "POST",
+    "path": "/api/v1/records",
+    "device_id": "dev-1",
+    "nonce": "n-0123456789",
+    "status": 200,
+    "body": b'{"acked_seq":3,"acked_hash":"ab"}',
+    "hub_time": "2026-03-02T08:00:00+00:00",
+}
+
+
+def check_answer(signature, *, key=KEY, **changes):
+    answer = {**ANSWER, **changes}
+    verify_answer(key.public_key(), signature=signature, **answer)
+
+
+class TestAnswerSignatures:
+    def test_an_answer_signed_by_the_county_key_verifies(self):
+        check_answer(sign_answer(KEY, **ANSWER))
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"nonce": "n-another-request"},  # an old answer replayed to a new request
+            {"path": "/api/v1/heartbeat"},
+            {"method": "GET"},
+            {"device_id": "dev-2"},
+            {"status": 403},
+            {"body": b'{"acked_seq":1000000,"acked_hash":"ab"}'},
+            {"hub_time": "2026-03-02T08:00:01+00:00"},
+        ],
+    )
+    def test_an_answer_for_another_request_status_body_or_time_does_not_verify(self, change):
+        with pytest.raises(SyncError) as refused:
+            check_answer(sign_answer(KEY, **ANSWER), **change)
+        assert refused.value.code == "BAD_ANSWER_SIGNATURE" and refused.value.retryable
+
+    def test_an_answer_signed_by_another_key_does_not_verify(self):
+        with pytest.raises(SyncError, match="BAD_ANSWER_SIGNATURE"):
+            check_answer(sign_answer(Ed25519PrivateKey.generate(), **ANSWER))
+
+    @pytest.mark.parametrize("signature", [None, "", "not base64 !", "AAAA"])
+    def test_a_missing_or_garbled_signature_does_not_verify(self, signature):
+        with pytest.raises(SyncError) as refused:
+            check_answer(signature)
+        assert refused.value.code in ("ANSWER_UNSIGNED", "BAD_ANSWER_SIGNATURE")
+        assert "县级平台" in refused.value.message_zh
+
+    def test_an_answer_without_the_hub_time_is_unsigned(self):
+        with pytest.raises(SyncError, match="ANSWER_UNSIGNED"):
+            check_answer(sign_answer(KEY, **ANSWER), hub_time=None)
 
 
 class TestBatches:
@@ -120,6 +193,13 @@ class TestBatches:
         with pytest.raises(SyncError) as refused:
             decode_batch(bomb, "gzip", limit=10_000)
         assert refused.value.code == "TOO_LARGE"
+
+    def test_a_batch_of_more_records_than_allowed_is_refused_before_parsing(self):
+        lines = b"".join(b'{"seq": %d}\n' % n for n in range(1, 1002))
+        with pytest.raises(SyncError) as refused:
+            decode_batch(gzip.compress(lines), "gzip")
+        assert refused.value.code == "BATCH_TOO_LARGE" and "1001 records" in refused.value.detail
+        assert len(decode_batch(lines, None, max_records=1001)) == 1001
 
     @pytest.mark.parametrize(
         "body, encoding",

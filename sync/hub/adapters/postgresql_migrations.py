@@ -106,6 +106,35 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         ],
     ),
     (
+        3,
+        "malformed records",
+        [
+            # Records kept as evidence but never computed with (a body that is not
+            # well-formed, or one the recomputation failed on); records are append-only.
+            """CREATE TABLE malformed_record (
+                device_id TEXT NOT NULL, seq BIGINT NOT NULL, problem TEXT NOT NULL,
+                flagged_at TEXT NOT NULL, PRIMARY KEY (device_id, seq))""",
+        ],
+    ),
+    (
+        4,
+        "console sessions and throttle",
+        [
+            # Console sessions kept by the hub (the cookie holds a random id, whose hash is
+            # the key), so that sign-out, a role or password change end them at once.
+            """CREATE TABLE console_session (
+                session_hash TEXT PRIMARY KEY, username TEXT NOT NULL,
+                created_at TEXT NOT NULL, last_seen_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL)""",
+            "CREATE INDEX console_session_user ON console_session (username)",
+            # Failed attempts per scope and time window (enrollment codes).
+            """CREATE TABLE throttle (
+                scope TEXT NOT NULL, window_start TEXT NOT NULL, failures BIGINT NOT NULL,
+                PRIMARY KEY (scope, window_start))""",
+            "CREATE INDEX throttle_window ON throttle (window_start)",
+        ],
+    ),
+    (
         5,
         "console indexes",
         [

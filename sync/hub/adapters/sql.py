@@ -16,6 +16,7 @@ stores instead of one.
 import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import date
 
@@ -24,6 +25,7 @@ from edge.domain.model import Accumulators
 from sync.hub.model import (
     Alarm,
     Balances,
+    ConsoleSession,
     ConsoleUser,
     County,
     HubStoreError,
@@ -53,6 +55,11 @@ SLOT_COLUMNS = ", ".join(f.name for f in fields(Slot))
 PUBLICATION_COLUMNS = ", ".join(f.name for f in fields(Publication))
 # Bound parameters per `IN (…)` list, below either database's limit.
 IN_CHUNK = 500
+# `r` (a record) is not flagged malformed: computations leave flagged records out.
+WELL_FORMED = (
+    " AND NOT EXISTS (SELECT 1 FROM malformed_record m"
+    " WHERE m.device_id = r.device_id AND m.seq = r.seq)"
+)
 
 
 def dumps(value: object) -> str:
@@ -104,6 +111,18 @@ class SqlHubStore:
 
     def close(self) -> None:
         self.conn.close()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a unit of work: what the block wrote is undone if it raises."""
+        self.conn.execute("SAVEPOINT one_record")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK TO SAVEPOINT one_record")
+            self.conn.execute("RELEASE SAVEPOINT one_record")
+            raise
+        self.conn.execute("RELEASE SAVEPOINT one_record")
 
     def _one(self, sql: str, params: Sequence = ()) -> tuple | None:
         return self.conn.execute(sql, params).fetchone()
@@ -267,13 +286,21 @@ class SqlHubStore:
         )
 
     def records(
-        self, device_id: str, after_seq: int = 0, to_seq: int | None = None
+        self,
+        device_id: str,
+        after_seq: int = 0,
+        to_seq: int | None = None,
+        *,
+        well_formed: bool = False,
     ) -> Iterator[dict]:
-        sql = "SELECT record FROM record WHERE device_id = ? AND seq > ?"
+        """A device's records in seq order; `well_formed`: without the flagged ones."""
+        sql = "SELECT record FROM record r WHERE device_id = ? AND seq > ?"
         params: list = [device_id, after_seq]
         if to_seq is not None:
             sql += " AND seq <= ?"
             params.append(to_seq)
+        if well_formed:
+            sql += WELL_FORMED
         for (text,) in self.conn.execute(sql + " ORDER BY seq", params):
             yield json.loads(text)
 
@@ -315,17 +342,36 @@ class SqlHubStore:
         where, params = of_devices
         rows = self.conn.execute(
             "SELECT s.device_id, (SELECT r.record FROM record r WHERE r.device_id = s.device_id"
-            " AND r.kind = ? ORDER BY r.seq DESC LIMIT 1) FROM slot s"
+            f" AND r.kind = ?{WELL_FORMED} ORDER BY r.seq DESC LIMIT 1) FROM slot s"
             f" WHERE s.device_id IS NOT NULL{where}",
             [kind, *params],
         )
         return {device: json.loads(text) for device, text in rows if text is not None}
 
     def record_by_tx(self, device_id: str, tx_id: str) -> dict | None:
+        """The well-formed record named `tx_id` (a flagged one is none to compute with)."""
         row = self._one(
-            "SELECT record FROM record WHERE device_id = ? AND tx_id = ?", [device_id, tx_id]
+            f"SELECT record FROM record r WHERE device_id = ? AND tx_id = ?{WELL_FORMED}",
+            [device_id, tx_id],
         )
         return None if row is None else json.loads(row[0])
+
+    def flag_malformed(self, device_id: str, problems: Sequence[tuple[int, str]], at: str) -> None:
+        """Flag records as kept for evidence only: (seq, why) each; the first flag stays."""
+        self.conn.executemany(
+            "INSERT INTO malformed_record (device_id, seq, problem, flagged_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (device_id, seq) DO NOTHING",
+            [(device_id, seq, problem, at) for seq, problem in problems],
+        )
+
+    def malformed_records(self, device_id: str) -> dict[int, str]:
+        """seq -> why, of a device's flagged records."""
+        return dict(
+            self.conn.execute(
+                "SELECT seq, problem FROM malformed_record WHERE device_id = ? ORDER BY seq",
+                [device_id],
+            ).fetchall()
+        )
 
     # ---- alarms ----------------------------------------------------------------------
 
@@ -625,14 +671,17 @@ class SqlHubStore:
     def records_to_recompute(self, limit: int) -> list[StoredRecord]:
         through, visible = self._recompute_window()
         arrival = self.dialect.arrival
-        sql = f"SELECT {arrival}, device_id, seq, record FROM record WHERE {arrival} > ?"
+        sql = (
+            f"SELECT {arrival}, device_id, seq, record, EXISTS (SELECT 1 FROM malformed_record m"
+            f" WHERE m.device_id = r.device_id AND m.seq = r.seq) FROM record r WHERE {arrival} > ?"
+        )
         params: list = [through]
         if visible is not None:
             sql += f" AND {arrival} <= ?"
             params.append(visible)
         return [
-            StoredRecord(position, device_id, seq, json.loads(text))
-            for position, device_id, seq, text in self.conn.execute(
+            StoredRecord(position, device_id, seq, json.loads(text), bool(malformed))
+            for position, device_id, seq, text, malformed in self.conn.execute(
                 sql + f" ORDER BY {arrival} LIMIT ?", [*params, limit]
             )
         ]
@@ -705,7 +754,7 @@ class SqlHubStore:
         sql = (
             "SELECT r.record, c.status, c.hub_result FROM record r LEFT JOIN recomputation c"
             " ON c.device_id = r.device_id AND c.seq = r.seq WHERE r.kind = 'settlement'"
-            f"{where} ORDER BY r.{self.dialect.arrival}"
+            f"{WELL_FORMED}{where} ORDER BY r.{self.dialect.arrival}"
         )
         for text, status, result in self.conn.execute(sql, params):
             yield json.loads(text), status, loads(result)
@@ -755,16 +804,22 @@ class SqlHubStore:
         *,
         device_id: str | None = None,
         township: str | None = None,
+        device_prefix: str | None = None,
         open_only: bool = True,
         limit: int,
         offset: int,
     ) -> list[Alarm]:
-        """Alarms newest first, of one device, one township's devices or all."""
+        """Alarms newest first, of one device, one township's devices, the "devices" whose
+        id starts with `device_prefix` (a client address's enrollment alarms) or all."""
         sql = f"SELECT {ALARM_COLUMNS} FROM alarm WHERE 1 = 1"
         params: list = []
         if device_id is not None:
             sql += " AND device_id = ?"
             params.append(device_id)
+        if device_prefix is not None:
+            sql += " AND device_id LIKE ? ESCAPE '!'"
+            escaped = device_prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+            params.append(escaped + "%")
         if township is not None:
             sql += IN_TOWNSHIP
             params.append(township)
@@ -845,3 +900,73 @@ class SqlHubStore:
             "UPDATE console_user SET failures = ?, locked_until = ? WHERE username = ?",
             [failures, locked_until, username],
         )
+
+    def count_console_attempt(self, username: str) -> tuple[int, str | None] | None:
+        """Count one more attempt of `username` and read the count and lock in the same
+        statement (the row stays locked to the end of the unit of work): parallel
+        attempts each see a different count. None: no such user."""
+        rows = self.conn.execute(  # fetchall: RETURNING rows are read to the end
+            "UPDATE console_user SET failures = failures + 1 WHERE username = ?"
+            " RETURNING failures, locked_until",
+            [username],
+        ).fetchall()
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    # ---- console sessions ----------------------------------------------------------------
+
+    def add_console_session(
+        self, session_hash: str, username: str, created_at: str, expires_at: str
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO console_session (session_hash, username, created_at, last_seen_at,"
+            " expires_at) VALUES (?, ?, ?, ?, ?)",
+            [session_hash, username, created_at, created_at, expires_at],
+        )
+
+    def console_session(self, session_hash: str) -> ConsoleSession | None:
+        row = self._one(
+            "SELECT s.session_hash, s.username, u.role, u.township, s.created_at,"
+            " s.last_seen_at, s.expires_at FROM console_session s"
+            " JOIN console_user u ON u.username = s.username WHERE s.session_hash = ?",
+            [session_hash],
+        )
+        return None if row is None else ConsoleSession(*row)
+
+    def touch_console_session(self, session_hash: str, last_seen_at: str) -> None:
+        self.conn.execute(
+            "UPDATE console_session SET last_seen_at = ? WHERE session_hash = ?",
+            [last_seen_at, session_hash],
+        )
+
+    def end_console_sessions(self, username: str) -> int:
+        cursor = self.conn.execute("DELETE FROM console_session WHERE username = ?", [username])
+        return cursor.rowcount
+
+    def end_console_session(self, session_hash: str) -> None:
+        self.conn.execute("DELETE FROM console_session WHERE session_hash = ?", [session_hash])
+
+    def forget_console_sessions_before(self, at: str) -> None:
+        self.conn.execute("DELETE FROM console_session WHERE expires_at < ?", [at])
+
+    # ---- throttles -----------------------------------------------------------------------
+
+    def count_failure(self, scope: str, window_start: str) -> int:
+        """One more failure of `scope` in the window, and the window's count: one
+        statement, so parallel requests each see a different count."""
+        rows = self.conn.execute(
+            "INSERT INTO throttle (scope, window_start, failures) VALUES (?, ?, 1)"
+            " ON CONFLICT (scope, window_start) DO UPDATE"
+            " SET failures = throttle.failures + 1 RETURNING failures",
+            [scope, window_start],
+        ).fetchall()
+        return rows[0][0]
+
+    def uncount_failure(self, scope: str, window_start: str) -> None:
+        self.conn.execute(
+            "UPDATE throttle SET failures = failures - 1"
+            " WHERE scope = ? AND window_start = ? AND failures > 0",
+            [scope, window_start],
+        )
+
+    def forget_failures_before(self, window_start: str) -> None:
+        self.conn.execute("DELETE FROM throttle WHERE window_start < ?", [window_start])

@@ -114,6 +114,38 @@ def m002_version_2_figures(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m003_malformed_records(db: sqlite_utils.Database) -> None:
+    """Records stored as evidence but never computed with: signed and chained, their body
+    not well-formed (`edge.domain.records.body_problem`), or one the recomputation failed
+    on. Records are append-only, so the flag is a row of its own."""
+    db.execute(
+        """CREATE TABLE malformed_record (
+            device_id TEXT NOT NULL, seq INTEGER NOT NULL, problem TEXT NOT NULL,
+            flagged_at TEXT NOT NULL, PRIMARY KEY (device_id, seq)) STRICT, WITHOUT ROWID"""
+    )
+
+
+@migrations()
+def m004_console_sessions_throttle(db: sqlite_utils.Database) -> None:
+    """Console sessions kept by the hub (the cookie holds only a random id, whose hash is
+    the key here), so that signing out, a role or password change end them at once; and
+    counters of failed attempts per scope and time window (enrollment codes)."""
+    statements = [
+        """CREATE TABLE console_session (
+            session_hash TEXT PRIMARY KEY, username TEXT NOT NULL,
+            created_at TEXT NOT NULL, last_seen_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL) STRICT, WITHOUT ROWID""",
+        "CREATE INDEX console_session_user ON console_session (username)",
+        """CREATE TABLE throttle (
+            scope TEXT NOT NULL, window_start TEXT NOT NULL, failures INTEGER NOT NULL,
+            PRIMARY KEY (scope, window_start)) STRICT, WITHOUT ROWID""",
+        "CREATE INDEX throttle_window ON throttle (window_start)",
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
+@migrations()
 def m005_console_indexes(db: sqlite_utils.Database) -> None:
     """The console's pages read one bounded page each (LIMIT/OFFSET, newest first): the
     fleet by township then slot, a device's alarms and reconciliation items newest first,

@@ -3,7 +3,7 @@ key into a provisioned slot with a one-time code, then signs every request; the 
 checks the signature, the time and that the nonce is new.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeGuard
 
 from edge.adapters.identity import device_id_for
@@ -55,6 +55,20 @@ def authenticate(
     return claimed.device_id
 
 
+# Enrollment codes are short enough to read over a phone, so guessing is throttled: each
+# attempt is counted before its code is looked at (atomically, so parallel guesses each
+# take one count), and only a successful enrollment gives its count back. Beyond the
+# budget of one client, or of all clients together (the code space), attempts are refused
+# until the window ends.
+ENROLL_WINDOW = timedelta(minutes=10)
+ENROLL_CLIENT_BUDGET = 10  # failed attempts of one client address per window
+ENROLL_GLOBAL_BUDGET = 100  # failed attempts of all clients together per window
+ENROLL_ALARM_AFTER = 5  # failed attempts of one client that raise an alarm
+# Alarms about enrollment carry this prefix and the client's address instead of a device
+# id ("enrollment:*": the budget of all clients).
+ENROLLMENT_ALARM = "enrollment:"
+
+
 def enroll(
     store: HubStore,
     headers: RequestHeaders,
@@ -64,10 +78,77 @@ def enroll(
     body: dict,
     raw_body: bytes,
     now: datetime,
+    client: str,
 ) -> dict:
     """Register a device's existing id and public key into the slot its one-time code
     names. The request is signed by that key (proof of possession). A retry by the same
-    device after a lost answer gets the same answer; any other second use is refused."""
+    device after a lost answer gets the same answer; any other second use is refused.
+    `client` is the address the request came from, which the throttle counts."""
+    window = iso(_window_start(now))
+    counted = [f"enroll-client:{client}"]
+    over_all = False
+    with store.unit_of_work():
+        store.forget_failures_before(iso(_window_start(now) - ENROLL_WINDOW))
+        over_client = store.count_failure(counted[0], window) > ENROLL_CLIENT_BUDGET
+        if not over_client:
+            counted.append("enroll-all")
+            over_all = store.count_failure(counted[1], window) > ENROLL_GLOBAL_BUDGET
+    if over_client or over_all:
+        _failed(store, client, now, everyone=over_all)
+        retry_at = iso((_window_start(now) + ENROLL_WINDOW).astimezone(now.tzinfo))
+        raise SyncError("ENROLL_THROTTLED", f"until {retry_at}")
+    try:
+        answer = _enroll(
+            store, headers, method=method, path=path, body=body, raw_body=raw_body, now=now
+        )
+    except SyncError:
+        _failed(store, client, now)
+        raise
+    with store.unit_of_work():  # a success is not a failed attempt
+        for scope in counted:
+            store.uncount_failure(scope, window)
+    return answer
+
+
+def _window_start(now: datetime) -> datetime:
+    utc = now.astimezone(UTC)
+    seconds = int(ENROLL_WINDOW.total_seconds())
+    return datetime.fromtimestamp(int(utc.timestamp()) // seconds * seconds, UTC)
+
+
+def _failed(store: HubStore, client: str, now: datetime, everyone: bool = False) -> None:
+    """Count a failed attempt of `client` and raise the alarms it calls for: one open
+    alarm per client address (each later failure adds a repeat), one when the budget of
+    all clients is spent. Counting first locks the counter's row, so that parallel
+    failures raise one alarm, not several."""
+    window = _window_start(now)
+    since = iso(window.astimezone(now.tzinfo))
+    with store.unit_of_work():
+        failed = store.count_failure(f"enroll-failed:{client}", iso(window))
+        if failed >= ENROLL_ALARM_AFTER:
+            detail = f"{failed} failed enrollment attempts from {client} since {since}"
+            store.raise_alarm(
+                f"{ENROLLMENT_ALARM}{client}", "ENROLL_GUESSING", None, detail, iso(now)
+            )
+        if everyone:
+            store.count_failure("enroll-failed:*", iso(window))
+            detail = (
+                f"more than {ENROLL_GLOBAL_BUDGET} failed enrollment attempts from all"
+                f" clients since {since}: enrollment refused until the window ends"
+            )
+            store.raise_alarm(f"{ENROLLMENT_ALARM}*", "ENROLL_THROTTLED", None, detail, iso(now))
+
+
+def _enroll(
+    store: HubStore,
+    headers: RequestHeaders,
+    *,
+    method: str,
+    path: str,
+    body: dict,
+    raw_body: bytes,
+    now: datetime,
+) -> dict:
     claimed = signed_request_of(headers)
     code, device_id, public_key_b64 = (body.get(k) for k in ("code", "device_id", "public_key"))
     if not (_text(code) and _text(device_id) and _text(public_key_b64)):

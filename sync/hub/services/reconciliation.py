@@ -1,17 +1,26 @@
 """Recomputation and reconciliation: every uploaded record, in order of arrival, settled
 again by the county (`sync.hub.reconcile` decides) on its own data and running
 accumulators; each difference becomes a reconciliation item.
+
+A record flagged malformed at ingest is skipped. One record never stops the county's
+recomputation: a record that fails unexpectedly is undone, flagged and alarmed, and the
+pass goes on with the next.
 """
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
 from edge.domain.documents import policy_from_json
 from edge.domain.model import Policy, Rejection
+from edge.domain.records import body_problem
 from sync.hub import reconcile
+from sync.hub.model import StoredRecord
 from sync.hub.ports import HubStore
 from sync.protocol import iso
+
+log = logging.getLogger(__name__)
 
 
 class _Versions:
@@ -47,10 +56,32 @@ def reconcile_pending(store: HubStore, now: datetime, *, batch: int = 500) -> di
             if not pending:
                 break
             for stored in pending:
-                outcome = _recompute_one(store, versions, stored.device_id, stored.record, now)
-                counts[outcome] += 1
+                counts[_recompute_guarded(store, versions, stored, now)] += 1
             store.mark_recomputed_through(pending[-1].position)
     return dict(counts)
+
+
+def _recompute_guarded(
+    store: HubStore, versions: _Versions, stored: StoredRecord, now: datetime
+) -> str:
+    if stored.malformed:
+        return "malformed"
+    # Checked again here for records stored before ingest checked bodies.
+    problem = body_problem(stored.record["kind"], stored.record["body"])
+    if problem is not None:
+        detail = f"seq {stored.seq}: {problem}"
+        store.flag_malformed(stored.device_id, [(stored.seq, detail)], iso(now))
+        store.raise_alarm(stored.device_id, "BODY_MALFORMED", stored.seq, detail, iso(now))
+        return "malformed"
+    try:
+        with store.savepoint():
+            return _recompute_one(store, versions, stored.device_id, stored.record, now)
+    except Exception as error:
+        log.exception("recomputing %s seq %s failed", stored.device_id, stored.seq)
+        problem = f"recomputation failed: {type(error).__name__}: {error}"[:500]
+        store.flag_malformed(stored.device_id, [(stored.seq, problem)], iso(now))
+        store.raise_alarm(stored.device_id, "RECOMPUTE_FAILED", stored.seq, problem, iso(now))
+        return "failed"
 
 
 def _recompute_one(
@@ -64,7 +95,11 @@ def _recompute_one(
         return _apply_reversal(store, device_id, body, add_item)
     if kind == "daily_close":
         previous = store.last_seq_of_kind(device_id, "daily_close", seq)
-        covered = list(store.records(device_id, after_seq=previous, to_seq=seq - 1))
+        covered = [
+            r
+            for r in store.records(device_id, after_seq=previous, to_seq=seq - 1, well_formed=True)
+            if body_problem(r["kind"], r["body"]) is None  # one stored before bodies were checked
+        ]
         diff = reconcile.daily_close_differences(body, covered)
         if diff:
             add_item(reconcile.DAILY_CLOSE_DIFFERS, {"fields": diff})
