@@ -66,6 +66,10 @@ PG_QUICK_RECORDS = 2_000
 TOWNSHIPS = 20
 BATCH_RECORDS = 25
 CLIENT_THREADS = 32
+# Enrollments in flight at once: every terminal here comes from one address (loopback),
+# and the hub's throttle counts an attempt against its address until it succeeds.
+ENROLLING_AT_ONCE = 4
+_enrolling = threading.BoundedSemaphore(ENROLLING_AT_ONCE)
 KINDS = ("catalog", "policy", "roster")
 # The console's pages timed once the hub is loaded: how many of each, and the target.
 PAGE_SAMPLES = 200
@@ -160,14 +164,15 @@ def run_terminal(hub_url: str, terminal: Terminal, versions: dict, latencies: li
     """Enroll, upload the ledger in batches, pull updates, heartbeat; the acked seq."""
     client = HubClient(hub_url, terminal.identity, timeout_s=120)
     identity = terminal.identity
-    client.enroll(
-        {
-            "code": terminal.code,
-            "device_id": identity.device_id,
-            "public_key": b64url(raw_public_key(identity.public_key)),
-        },
-        _now(),
-    )
+    with _enrolling:
+        client.enroll(
+            {
+                "code": terminal.code,
+                "device_id": identity.device_id,
+                "public_key": b64url(raw_public_key(identity.public_key)),
+            },
+            _now(),
+        )
     acked = 0
     for start in range(0, len(terminal.records), BATCH_RECORDS):
         batch = encode_batch(map(_record_text, terminal.records[start : start + BATCH_RECORDS]))
