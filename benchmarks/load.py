@@ -503,7 +503,13 @@ def load_against_postgres(workdir: Path, *, records: int, workers: int = 2, **si
             hub = f"postgresql (fsync on), gunicorn {workers} workers x 8 threads"
             report = {"hub": hub, **run_fleet(url, hub_dir, fleet, build_s, **sizes)}
             report.update(bulk_load_records(database, fleet, records))
-            report["console"] = time_console_pages(url, hub_dir, fleet, PAGE_SAMPLES)
+            try:
+                report["console"] = time_console_pages(url, hub_dir, fleet, PAGE_SAMPLES)
+            except (OSError, RuntimeError) as error:  # an HTTP error is an OSError
+                log = (workdir / "hub-server.log").read_text(errors="replace")[-4000:]
+                raise RuntimeError(
+                    f"the console failed: {error}; the server said:\n{log}"
+                ) from None
         return report
     finally:
         server.stop()
