@@ -98,9 +98,9 @@ lock:
 	compile() { CUSTOM_COMPILE_COMMAND="make lock" "$$tmp/bin/pip-compile" --quiet \
 	  --generate-hashes --allow-unsafe --strip-extras --no-emit-options \
 	  $(if $(UPGRADE),--upgrade) "$$@"; } && \
-	compile --extra pcsc --extra hub -o requirements/runtime.txt \
+	compile --extra pcsc -o requirements/runtime.txt \
 	  pyproject.toml requirements/tools.in && \
-	compile --extra pcsc --extra hub --extra dev -c requirements/runtime.txt \
+	compile --extra pcsc --extra dev -c requirements/runtime.txt \
 	  -o requirements/dev.txt pyproject.toml requirements/tools.in
 
 clean:

@@ -12,7 +12,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.catalog import bench_catalog_import, bench_catalog_search
+from benchmarks.catalog import (
+    bench_catalog_import,
+    bench_catalog_import_while_settling,
+    bench_catalog_search,
+)
 from benchmarks.context import BenchContext
 from benchmarks.load import bench_load
 from benchmarks.quote import bench_quote
@@ -26,6 +30,7 @@ SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
     "quote": bench_quote,
     "catalog_import": bench_catalog_import,
     "catalog_search": bench_catalog_search,
+    "catalog_import_settling": bench_catalog_import_while_settling,
     "settle": bench_settle,
     "ui": bench_ui,
     "sync": bench_sync,

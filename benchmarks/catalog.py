@@ -1,9 +1,13 @@
-"""Sections `catalog_import` (the real CLI, in a child process) and `catalog_search`."""
+"""Sections `catalog_import` (the real CLI, in a child process), `catalog_search` and
+`catalog_import_settling` (settle waits while a 10^6-item catalog goes in)."""
 
+import dataclasses
 import random
 import sqlite3
+import subprocess
 import time
 from collections import defaultdict
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from pypinyin import lazy_pinyin
@@ -303,3 +307,72 @@ def _check_same_results(
             raise RuntimeError(f"search {query!r} was meant to miss but found {found[:3]}")
         hits[kind].append(len(found))
     return hits
+
+
+SETTLE_WAIT_TARGET_S = 0.5
+IMPORT_WHILE_SETTLING_ITEMS = 1_000_000
+
+
+def bench_catalog_import_while_settling(ctx: BenchContext) -> dict:
+    """A 10^6-item `clinic catalog import` in a child process while this one settles
+    visits, 20 a second: how long each settle waited (the import holds the write lock one
+    batch at a time, never for its whole run), and that none failed as "database is locked"."""
+    from benchmarks.settle import PERSONS, demo_device, the_visit
+    from edge import demo, services
+
+    count = ctx.scale(IMPORT_WHILE_SETTLING_ITEMS, ctx.items)
+    path = ctx.workdir / f"catalog-settling-{count}.csv"
+    generated = write_catalog_csv(path, count, ctx.seed)
+    demo_rows = Path(demo.__file__).with_name("catalog.csv").read_text("utf-8-sig")
+    with path.open("a", encoding="utf-8") as handle:  # settling goes on after the swap
+        handle.write(demo_rows.split("\n", 1)[1])
+    data_dir = ctx.workdir / "settling-device"
+    store, identity = demo_device(data_dir)
+    visit = the_visit()
+    moment = datetime.now(services.CLINIC_TZ)
+    importer = subprocess.Popen(
+        [*ctx.clinic_command(), "catalog", "import", str(path), "--version", f"{moment.year + 1}.1",
+         "--data-dir", str(data_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    started = time.perf_counter()
+    waits: list[int] = []
+    locked = 0
+    while importer.poll() is None:
+        moment += timedelta(seconds=1)
+        before = time.perf_counter_ns()
+        try:
+            services.settle_visit(
+                store, identity, insured_id=PERSONS[len(waits) % len(PERSONS)],
+                visit=dataclasses.replace(visit, date=moment.date()), operator="doc01",
+                now=moment,
+            )  # fmt: skip
+        except sqlite3.OperationalError:
+            locked += 1
+        waits.append(time.perf_counter_ns() - before)
+        time.sleep(0.05)
+    wall = time.perf_counter() - started
+    _out, err = importer.communicate()
+    store.close()
+    if importer.returncode != 0:
+        raise RuntimeError(f"the import failed: {err.decode()}")
+    stats = summarize_ns(waits)
+    longest = max(waits) / 1e9
+    return {
+        "items": count,
+        "import_wall_s": round(wall, 1),
+        "settles": len(waits),
+        "locked_failures": locked,
+        "settle_wait": stats,
+        "targets": {
+            "longest_settle_wait_s": target(
+                longest, SETTLE_WAIT_TARGET_S, "s", "longest settle during a catalog import"
+            ),
+        },
+        "summary": [
+            f"{count:,} items imported in {wall:.1f} s (CSV generated in"
+            f" {generated.seconds:.1f} s) while {len(waits)} visits settled:"
+            f" p50 {stats['p50_us'] / 1000:.0f} ms, p99 {stats['p99_us'] / 1000:.0f} ms,"
+            f" longest {longest * 1000:.0f} ms, {locked} 'database is locked'",
+        ],
+    }

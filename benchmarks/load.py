@@ -7,13 +7,14 @@ three kinds of update and send heartbeats, from a pool of client threads, for at
 bounded time. Reported: records ingested per second, p50/p99 batch latency, and records
 lost or duplicated (what the hub holds compared with what was sent).
 
-Run against SQLite (the werkzeug server, one process) and, when the PostgreSQL server
-binaries are installed, the county's production shape: PostgreSQL with fsync on behind the
-production server (`serve_production`), 10,000 terminals that really enroll and upload
-over HTTP. Then the hub is filled to a million records (bulk-loaded into PostgreSQL with
-COPY: the same devices' later records, short bodies) and the console's fleet and device
-pages are timed, signed in as an admin over HTTP. Target: each page's p99 under 300 ms
-(the batch latency is reported: with 32 clients at once it is mostly waiting its turn).
+Run against SQLite (waitress in the benchmark's process, as the demo's hub) and, when
+the PostgreSQL server binaries are installed, the county's production shape: PostgreSQL
+with fsync on behind `clinic hub serve` (`serve_production`), 10,000 terminals that really
+enroll and upload over HTTP. Then the hub is filled to a million records (bulk-loaded
+into PostgreSQL with COPY: the same devices' later records, short bodies) and the
+console's fleet and device pages are timed, signed in as an admin over HTTP. Target: each
+page's p99 under 300 ms (the batch latency is reported: with 32 clients at once it is
+mostly waiting its turn).
 Standalone against a running hub: `python -m benchmarks.load --hub URL --hub-dir DIR`.
 """
 
@@ -345,7 +346,7 @@ def load_against_sqlite(workdir: Path, **sizes) -> dict:
     running = serve_in_background(hub_dir, config={"RECONCILE_INTERVAL_S": None})
     try:
         return {
-            "hub": "sqlite, werkzeug threaded",
+            "hub": "sqlite, waitress threaded",
             **run_load(running.url, hub_dir, workdir=workdir, **sizes),
         }
     finally:
@@ -355,20 +356,14 @@ def load_against_sqlite(workdir: Path, **sizes) -> dict:
 @contextmanager
 def serve_production(hub_dir: Path, workdir: Path, workers: int = 2) -> Iterator[str]:
     """The hub in `hub_dir` behind the production server, on a free loopback port; its URL.
-    The one place that starts it: gunicorn on the app factory, as the county runs it."""
+    The one place that starts it: `clinic hub serve` (gunicorn), as the county runs it."""
     port = _free_port()
-    env = {**os.environ, "CLINIC_HUB_DIR": str(hub_dir), "CLINIC_HUB_RECONCILE_INTERVAL_S": "0"}
-    env["PYTHONPATH"] = str(ROOT)
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    command = [str(gunicorn), "-w", str(workers), "--threads", "8", "-b", f"127.0.0.1:{port}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    clinic = Path(sys.executable).parent / "clinic"
+    command = [str(clinic), "hub", "serve", "--data-dir", str(hub_dir), "--port", str(port)]
+    command += ["--reconcile-interval", "0", "--workers", str(workers), "--threads", "8"]
     with (workdir / "hub-server.log").open("wb") as log:
-        process = subprocess.Popen(
-            [*command, "sync.hub.app:create_app_from_env()"],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_for(url, lambda: process.poll() is None)
@@ -500,7 +495,7 @@ def load_against_postgres(workdir: Path, *, records: int, workers: int = 2, **si
             hub_dir, workdir, sizes.pop("terminals"), sizes.pop("settlements")
         )
         with serve_production(hub_dir, workdir, workers) as url:
-            hub = f"postgresql (fsync on), gunicorn {workers} workers x 8 threads"
+            hub = f"postgresql (fsync on), clinic hub serve: {workers} workers x 8 threads"
             report = {"hub": hub, **run_fleet(url, hub_dir, fleet, build_s, **sizes)}
             report.update(bulk_load_records(database, fleet, records))
             try:

@@ -5,6 +5,7 @@ command that prints data has `--json`.
 """
 
 import json
+import sqlite3
 import sys
 from datetime import date, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from edge import bootstrap, services
 from edge import demo as demo_data
 from edge.adapters.catalog_files import open_catalog_file
 from edge.adapters.identity import IdentityError
-from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError
+from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError, database_error_text
 from edge.cli_options import (
     OPERATOR_ERRORS,
     clock,
@@ -37,6 +38,8 @@ def open_store(data_dir: Path) -> SqliteDeviceStore:
         return bootstrap.open_store(data_dir)
     except StoreError as error:
         raise click.ClickException(str(error)) from None
+    except sqlite3.Error as error:
+        raise click.ClickException(database_error_text(error, Path(data_dir))) from None
 
 
 @click.group()
@@ -129,7 +132,11 @@ def catalog_import(data_dir: Path, file: Path, version: str | None, encoding: st
             raise click.UsageError("give the catalog's --version (CSV files carry none)")
         count = store.import_catalog(catalog_file.items, version, source=file.name, now=now())
     except (StoreError, Rejection, OSError, LookupError) as error:
-        raise click.ClickException(f"catalog not imported, nothing changed: {error}") from None
+        raise click.ClickException(
+            f"目录未导入，未做任何更改 / catalog not imported, nothing changed: {error}"
+        ) from None
+    except sqlite3.Error as error:
+        raise click.ClickException(database_error_text(error, Path(data_dir))) from None
     finally:
         store.close()
     click.echo(f"catalog {version}: {count} items installed")
@@ -389,6 +396,8 @@ def operator_add(data_dir: Path, operator_id: str, name: str, role: str) -> None
 def read_json_stdin() -> dict:
     try:
         document = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+    except RecursionError:
+        raise Rejection("BAD_INPUT", "standard input is nested too deeply (嵌套过深)") from None
     except (UnicodeDecodeError, ValueError) as error:
         raise Rejection("BAD_INPUT", f"standard input is not a JSON document: {error}") from None
     return obj(document, "input")

@@ -7,8 +7,9 @@ modules can use these without an import cycle.
 
 import json
 import os
+import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import click
 
 from edge import bootstrap
 from edge.adapters.identity import IdentityError
-from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError
+from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError, database_error_text
 from edge.clock import CLOCK_VARIABLE, Clock, ClockError, configured_clock
 from edge.domain.model import Rejection
 
@@ -71,12 +72,17 @@ def device_store(data_dir: Path, create: bool = False) -> Iterator[SqliteDeviceS
         store = bootstrap.open_store(data_dir, create=create)
     except StoreError as error:
         raise click.ClickException(str(error)) from None
+    except sqlite3.Error as error:  # a damaged clinic.db, a full disk while migrating
+        raise click.ClickException(database_error_text(error, Path(data_dir))) from None
     try:
         yield store
     except OPERATOR_ERRORS as error:
         raise click.ClickException(_describe(error)) from None
+    except sqlite3.Error as error:  # the write transaction has rolled back
+        raise click.ClickException(database_error_text(error, Path(data_dir))) from None
     finally:
-        store.close()
+        with suppress(sqlite3.Error):
+            store.close()
 
 
 def _describe(error: Exception) -> str:

@@ -186,6 +186,12 @@ def settle_visit(
         if entry is None:
             raise Rejection("UNKNOWN_PERSON", f"insured person {insured_id!r} is not in the roster")
         holder = family_holder(store, entry, visit, family_account_holder)
+        unknown = store.unknown_diagnoses(visit.diagnoses)
+        if unknown:  # never sign a diagnosis the county's list does not know
+            raise Rejection(
+                "UNKNOWN_DIAGNOSIS",
+                f"diagnosis {', '.join(unknown)} is not in this terminal's diagnosis list",
+            )
         policy = store.current_policy()
         catalog_version = store.catalog_version()
         catalog = store.catalog_items((line.code for line in visit.lines), catalog_version)

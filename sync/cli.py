@@ -5,6 +5,7 @@ Hub commands take `--data-dir` (default `$CLINIC_HUB_DIR`, else
 `$CLINIC_DATA_DIR`). Errors are one line on standard error, exit status 1, nothing changed.
 """
 
+import csv
 import json
 import os
 import sys
@@ -104,6 +105,15 @@ def hub() -> None:
     """The county hub: devices, signed updates, uploads, reconciliation."""
 
 
+tls_host_option = click.option(
+    "--tls-host",
+    "tls_hosts",
+    multiple=True,
+    help="Make a self-signed TLS certificate for this host name or IP address (repeat"
+    " for each name devices use).",
+)
+
+
 @hub.command("init")
 @hub_dir_option
 @click.option("--county", "county_name", default="示范县 Demo County", show_default=True)
@@ -114,21 +124,61 @@ def hub() -> None:
     help="postgresql://… to keep the hub in PostgreSQL (recorded in the data directory);"
     " default: SQLite in the data directory.",
 )
+@tls_host_option
 @json_option
-def hub_init(hub_dir: Path, county_name: str, database: str | None, as_json: bool) -> None:
-    """Create the hub's database and the county's Ed25519 signing key (county.key, 0600)."""
+def hub_init(
+    hub_dir: Path, county_name: str, database: str | None, tls_hosts: tuple, as_json: bool
+) -> None:
+    """Create the hub's database and the county's Ed25519 signing key (county.key, 0600);
+    with --tls-host, the hub's self-signed TLS certificate too."""
+    from sync.hub.adapters.tls_certificate import write_self_signed
     from sync.hub.bootstrap import init_hub, is_postgres_url
 
     with plain_errors():
         if database and not is_postgres_url(database):
             raise click.BadParameter("give a postgresql://… URL", param_hint="--database")
         county = init_hub(hub_dir, county_name, _now(), database or None)
+        if tls_hosts:
+            county["tls"] = write_self_signed(hub_dir, list(tls_hosts), _now())
     if as_json:
         print_json(county)
         return
     click.echo(f"county hub for {county['county']} ready in {hub_dir}")
     click.echo(f"county public key {county['public_key']}")
     click.echo(f"fingerprint {county['fingerprint']} (devices show it when they enroll)")
+    if tls_hosts:
+        _echo_certificate(county["tls"])
+
+
+def _echo_certificate(tls: dict) -> None:
+    click.echo(f"TLS certificate {tls['certificate']} for {', '.join(tls['hosts'])}")
+    click.echo(f"TLS key {tls['key']} (0600: keep it secret)")
+    click.echo(f"TLS certificate SHA-256 fingerprint {tls['fingerprint']}")
+    click.echo(
+        f"give devices {tls['certificate']}: clinic enroll --hub https://HOST:PORT"
+        f" --code CODE --hub-ca {Path(tls['certificate']).name}"
+    )
+
+
+@hub.command("certificate")
+@hub_dir_option
+@tls_host_option
+@json_option
+def hub_certificate(hub_dir: Path, tls_hosts: tuple, as_json: bool) -> None:
+    """Make (or renew) the hub's self-signed TLS certificate and key for the host names
+    and addresses devices use; devices must then be pinned to it again."""
+    from sync.hub.adapters.tls_certificate import write_self_signed
+
+    if not tls_hosts:
+        raise click.UsageError("give at least one --tls-host")
+    with plain_errors():
+        if not hub_dir.is_dir():
+            raise click.ClickException(f"no county hub in {hub_dir} ('clinic hub init')")
+        tls = write_self_signed(hub_dir, list(tls_hosts), _now())
+    if as_json:
+        print_json(tls)
+        return
+    _echo_certificate(tls)
 
 
 @hub.command("serve")
@@ -141,21 +191,86 @@ def hub_init(hub_dir: Path, county_name: str, database: str | None, as_json: boo
     show_default=True,
     help="Seconds between background recomputation runs (0: off).",
 )
-def hub_serve(hub_dir: Path, host: str, port: int, reconcile_interval: float) -> None:
-    """Serve the device API and the console (werkzeug, threaded)."""
+@click.option(
+    "--certificate",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The TLS certificate (PEM, with its chain); default: hub-tls.crt in the data"
+    " directory, if there is one.",
+)
+@click.option(
+    "--key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The certificate's private key (PEM); default: hub-tls.key beside it.",
+)
+@click.option(
+    "--plain-http",
+    is_flag=True,
+    help="Serve plain HTTP on a non-loopback address (behind a TLS reverse proxy"
+    " elsewhere, or a lab). Plain HTTP on loopback needs no flag.",
+)
+@click.option(
+    "--behind-tls-proxy",
+    is_flag=True,
+    help="Plain HTTP to a TLS reverse proxy (nginx, Caddy: deploy/hub/) whose"
+    " X-Forwarded-For is trusted; the console's cookie is still sent over HTTPS only.",
+)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--threads", default=8, show_default=True, type=click.IntRange(1, 256), help="Per worker."
+)
+def hub_serve(
+    hub_dir: Path,
+    host: str,
+    port: int,
+    reconcile_interval: float,
+    certificate: Path | None,
+    key: Path | None,
+    plain_http: bool,
+    behind_tls_proxy: bool,
+    workers: int,
+    threads: int,
+) -> None:
+    """Serve the device API and the console (gunicorn: several workers, bounded
+    connections, request limits and timeouts); HTTPS with the hub's certificate."""
+    from sync.agent.client import is_loopback
+    from sync.hub.adapters.tls_certificate import configured
     from sync.hub.app import create_app
-    from sync.hub.server import serve_forever
+    from sync.hub.server import ServerLimits, serve
 
-    with plain_errors():
-        app = create_app(
-            {
-                "HUB_DATA_DIR": str(hub_dir),
-                "RECONCILE_INTERVAL_S": reconcile_interval or None,
-                "CLOCK": clock(),
-            }
+    if key is not None and certificate is None:
+        raise click.UsageError("--key needs --certificate")
+    plain_http = plain_http or behind_tls_proxy
+    if certificate is None and not plain_http:
+        certificate, key = configured(hub_dir) or (None, None)
+    if certificate is None and not (plain_http or is_loopback(host)):
+        raise click.ClickException(
+            f"no TLS certificate for {host}: run 'clinic hub certificate --tls-host NAME',"
+            " give --certificate/--key, or --plain-http behind a TLS reverse proxy"
+            " / 没有 TLS 证书：请生成或指定证书，或在 TLS 反向代理之后使用 --plain-http"
         )
-    click.echo(f"county hub serving {hub_dir} on http://{host}:{port}", err=True)
-    serve_forever(app, host=host, port=port)
+    app_config = {
+        "HUB_DATA_DIR": str(hub_dir),
+        "RECONCILE_INTERVAL_S": reconcile_interval or None,
+        "CLOCK": clock(),
+        # The console's session cookie only ever travels over HTTPS.
+        "SESSION_COOKIE_SECURE": bool(certificate) or behind_tls_proxy,
+    }
+    if behind_tls_proxy:  # the client's address is the one the proxy appended
+        app_config["TRUST_PROXY"] = True
+    with plain_errors():
+        # Checked once here, so that a broken hub says why instead of failing in workers.
+        create_app({**app_config, "RECONCILE_INTERVAL_S": None})
+    scheme = "https" if certificate else "http"
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"county hub serving {hub_dir} on {scheme}://{shown}:{port}", err=True)
+    serve(
+        app_config,
+        host=host,
+        port=port,
+        certificate=certificate,
+        key=key,
+        limits=ServerLimits(workers=workers, threads=threads),
+    )
 
 
 @hub.command("provision")
@@ -262,7 +377,11 @@ def hub_publish(
                     if kind == "aliases"
                     else json.loads(text)
                 )
-            except ValueError as error:
+            except RecursionError:
+                raise click.ClickException(
+                    f"{file} 嵌套过深，未发布 / is nested too deeply, nothing published"
+                ) from None
+            except (ValueError, csv.Error) as error:
                 what = "an alias list (alias,list,code)" if kind == "aliases" else "JSON"
                 raise click.ClickException(f"{file} is not {what}: {error}") from None
             manifest = publishing.publish(
@@ -386,13 +505,42 @@ def _device(data_dir: Path) -> Iterator[tuple]:
 @device_dir_option
 @click.option("--hub", "hub_url", required=True, help="The county hub's address.")
 @click.option("--code", required=True, help="The one-time enrollment code.")
+@click.option(
+    "--hub-ca",
+    "hub_ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The hub's TLS certificate, or the CA that signed it (PEM): every request trusts only it.",
+)
+@click.option(
+    "--plain-http-lab",
+    is_flag=True,
+    help="Allow plain http:// to a hub that is not on this machine (a lab only: the roster"
+    " and uploads travel unencrypted).",
+)
 @json_option
-def enroll_command(data_dir: Path, hub_url: str, code: str, as_json: bool) -> None:
-    """Join a county hub with a one-time code; pins the county's public key."""
+def enroll_command(
+    data_dir: Path,
+    hub_url: str,
+    code: str,
+    hub_ca: Path | None,
+    plain_http_lab: bool,
+    as_json: bool,
+) -> None:
+    """Join a county hub with a one-time code; pins the county's public key and the hub's
+    TLS certificate or CA."""
     from sync import agent
 
     with _device(data_dir) as (store, identity), plain_errors():
-        details = agent.enroll(store, identity, data_dir, hub_url, code, _now())
+        details = agent.enroll(
+            store,
+            identity,
+            data_dir,
+            hub_url,
+            code,
+            _now(),
+            hub_certificate=_read_pem(hub_ca),
+            plain_http_lab=plain_http_lab,
+        )
     if as_json:
         print_json(details)
         return
@@ -401,6 +549,27 @@ def enroll_command(data_dir: Path, hub_url: str, code: str, as_json: bool) -> No
         f" {details['township']}, {details['county_name']}"
     )
     click.echo(f"county key fingerprint {details['county_key_fingerprint']}")
+    _echo_pin(details)
+
+
+def _read_pem(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="ascii")
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{path}: not a PEM certificate / 不是 PEM 格式的证书") from None
+
+
+def _echo_pin(details: dict) -> None:
+    if details["hub_certificate_fingerprint"]:
+        click.echo(f"hub TLS certificate pinned, SHA-256 {details['hub_certificate_fingerprint']}")
+    if details["plain_http_lab"]:
+        click.echo(
+            "warning: plain http:// allowed for a lab: data travels unencrypted"
+            " / 警告：实验环境允许不加密的 http://，数据以明文传输",
+            err=True,
+        )
 
 
 @click.group("sync")
@@ -462,6 +631,11 @@ def sync_status_command(data_dir: Path, as_json: bool) -> None:
         click.echo("not enrolled with a county hub ('clinic enroll --hub URL --code CODE')")
     else:
         click.echo(f"clinic {status['clinic_code']}, {status['township']}, hub {status['hub_url']}")
+        if status["hub_certificate_fingerprint"]:
+            fingerprint = status["hub_certificate_fingerprint"]
+            click.echo(f"hub TLS certificate pinned, SHA-256 {fingerprint}")
+        if status["plain_http_lab"]:
+            click.echo("plain http:// allowed for a lab: data travels unencrypted")
     click.echo(
         f"last sync {status['last_sync_at'] or 'never'}; records waiting"
         f" {status['records_waiting']}"
@@ -485,6 +659,39 @@ def sync_status_command(data_dir: Path, as_json: bool) -> None:
             f"refused {refusal['kind']} {refusal['version']}: {refusal['message']}"
             f" ({refusal['refused_at']})"
         )
+
+
+@sync_group.command("pin")
+@device_dir_option
+@click.option(
+    "--hub-ca",
+    "hub_ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The hub's new TLS certificate or CA (PEM).",
+)
+@click.option("--hub", "hub_url", help="The hub's new address (default: the enrolled one).")
+@click.option("--plain-http-lab", is_flag=True, help="Allow plain http:// off this machine.")
+@json_option
+def sync_pin_command(
+    data_dir: Path, hub_ca: Path | None, hub_url: str | None, plain_http_lab: bool, as_json: bool
+) -> None:
+    """Pin the hub again: after its certificate was renewed, or it moved."""
+    from sync import agent
+
+    with _device(data_dir) as (store, identity), plain_errors():
+        details = agent.pin_hub(
+            store,
+            identity,
+            _now(),
+            hub_certificate=_read_pem(hub_ca),
+            hub_url=hub_url,
+            plain_http_lab=plain_http_lab,
+        )
+    if as_json:
+        print_json(details)
+        return
+    click.echo(f"hub {details['hub_url']}")
+    _echo_pin(details)
 
 
 COMMANDS.extend([enroll_command, sync_group])

@@ -94,6 +94,7 @@ def provision_and_enroll(
     now: datetime,
     clinic_code: str = DEMO_CLINIC,
     township: str = DEMO_TOWNSHIP,
+    hub_certificate: str | None = None,
 ) -> dict:
     """Provision a slot at the hub in `hub_dir` and enroll this device into it over HTTP;
     returns the clinic details (`sync.agent.enroll`). A device already enrolled is left
@@ -110,6 +111,8 @@ def provision_and_enroll(
                 "county_key_fingerprint",
                 "hub_url",
                 "enrolled_at",
+                "hub_certificate_fingerprint",
+                "plain_http_lab",
             )
         }
     hub_store = open_hub_store(hub_dir)
@@ -119,4 +122,6 @@ def provision_and_enroll(
         )
     finally:
         hub_store.close()
-    return agent.enroll(store, identity, data_dir, hub_url, provisioned.code, now)
+    return agent.enroll(
+        store, identity, data_dir, hub_url, provisioned.code, now, hub_certificate=hub_certificate
+    )

@@ -114,6 +114,27 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "this device is not enrolled with a county hub: run 'clinic enroll'",
     ),
     "BUSY": ("另一次同步正在进行", "another sync is running"),
+    "PLAIN_HTTP_REFUSED": (
+        "拒绝用不加密的 http:// 连接县级平台（只允许本机地址）：请用 https://，"
+        "或仅在实验环境中明确允许",
+        "plain http:// to the county hub is refused (loopback only): use https://,"
+        " or allow it explicitly for a lab",
+    ),
+    "HUB_CERTIFICATE": (
+        "县级平台的证书与本设备登记时固定的证书不符（可能被冒充）：未发送任何数据",
+        "the county hub's certificate is not the one this device pinned at enrollment"
+        " (impersonation?): nothing was sent",
+    ),
+    "HUB_CERTIFICATE_REQUIRED": (
+        "https:// 的县级平台须在登记时固定其证书或 CA：请用 --hub-ca 指定证书文件"
+        "（或在登记页面粘贴证书）",
+        "an https:// hub needs its certificate or CA pinned at enrollment: give the"
+        " certificate file with --hub-ca (or paste it on the enrollment form)",
+    ),
+    "BAD_CERTIFICATE": (
+        "证书文件不正确（需要 PEM 格式的证书）",
+        "the certificate file is not valid (a PEM certificate is needed)",
+    ),
     "ANSWER_UNSIGNED": (
         "县级平台的回答没有签名（可能不是县级平台在回答）",
         "the hub's answer is not signed by the county (something else may be answering)",
@@ -168,6 +189,20 @@ def key_fingerprint(public_key_b64: str) -> str:
     """A short, readable fingerprint of a public key, to compare by eye or over the phone."""
     digest = sha256_hex(b64url_decode(public_key_b64))[:16].upper()
     return "-".join(digest[i : i + 4] for i in range(0, 16, 4))
+
+
+def certificate_fingerprint(pem: bytes | str) -> str:
+    """The SHA-256 fingerprint of a PEM certificate's first certificate, as browsers and
+    `openssl x509 -fingerprint -sha256` show it (AB:CD:…)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    data = pem.encode() if isinstance(pem, str) else pem
+    try:
+        certificate = x509.load_pem_x509_certificate(data)
+    except ValueError as error:
+        raise SyncError("BAD_CERTIFICATE", str(error)) from None
+    return certificate.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
 def load_public_key(public_key_b64: str) -> Ed25519PublicKey:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from edge.domain.documents import catalog_item_from_json, policy_from_json, roster_from_json
 from edge.domain.ledger import b64url, b64url_decode
 from edge.domain.model import CatalogItem, Rejection
-from edge.domain.versions import version_order
+from edge.domain.versions import supersedes, version_problem
 from sync.protocol import MESSAGES, SyncError, canonical_json, iso, parse_time, sha256_hex
 
 KINDS = ("catalog", "policy", "roster", "aliases")
@@ -44,6 +44,10 @@ MESSAGES.update(
             "the update is older than the installed version (rollback refused)",
         ),
         "UPDATE_EXPIRED": ("更新已过期，已拒绝", "the update has expired"),
+        "UPDATE_BAD_VERSION": (
+            "更新的版本号不合规（应为 年.序号，年份不得超前），已拒绝",
+            "the update's version is not a sane version (YEAR.N, its year not far ahead)",
+        ),
         "DELTA_BASE_MISMATCH": (
             "增量更新不是基于已安装的版本",
             "the delta does not start from the installed version",
@@ -187,13 +191,13 @@ def verify_update(
         raise SyncError("UPDATE_MALFORMED", "version or format missing")
     if content_digest(content) != manifest.get("content_sha256"):
         raise SyncError("UPDATE_HASH_MISMATCH", f"{kind} {version}")
-    if installed_version is not None:
-        if version_order(version) < version_order(installed_version):
-            raise SyncError(
-                "UPDATE_OLDER", f"{kind} {version} offered, {installed_version} installed"
-            )
-        if version == installed_version:
-            return None
+    if installed_version is not None and version == installed_version:
+        return None
+    problem = version_problem(version, now.date())
+    if problem is not None:  # a version far ahead would freeze every later one
+        raise SyncError("UPDATE_BAD_VERSION", f"{kind} {problem}")
+    if installed_version is not None and not supersedes(version, installed_version, now.date()):
+        raise SyncError("UPDATE_OLDER", f"{kind} {version} offered, {installed_version} installed")
     try:
         expires_at = parse_time(manifest.get("expires_at"), "expires_at")
     except SyncError:

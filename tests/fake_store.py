@@ -58,6 +58,9 @@ class FakeDeviceStore:
     ) -> dict[str, CatalogItem]:
         return {code: self.catalog[code] for code in codes if code in self.catalog}
 
+    def unknown_diagnoses(self, codes) -> list[str]:
+        return []  # no diagnosis list: the format check alone
+
     def current_policy(self) -> Policy:
         return self.policy
 

@@ -9,10 +9,16 @@ on loopback and, for each connection, does one thing drawn at random (seeded):
 - `cut_mid_answer`: relay only the first half of the answer;
 - `delay`: wait a little, then relay;
 - `error_500`: answer 500 without asking the hub.
+
+Over HTTPS (`tls`: the hub's certificate and key), the proxy ends the device's TLS with
+the hub's own certificate (as a TLS reverse proxy would) and opens its own TLS connection
+to the hub, trusting only that certificate: every fault above still happens to the HTTP
+request and answer, and `cut_before` cuts before the TLS handshake.
 """
 
 import random
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -63,8 +69,20 @@ def _read_all(conn: socket.socket) -> bytes:
 
 
 class FaultyProxy:
-    def __init__(self, upstream_port: int, seed: int, weights: dict[str, float] | None = None):
+    def __init__(
+        self,
+        upstream_port: int,
+        seed: int,
+        weights: dict[str, float] | None = None,
+        *,
+        tls: dict | None = None,
+    ):
         self.upstream = ("127.0.0.1", upstream_port)
+        self.tls = tls
+        if tls is not None:
+            self.server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.server_context.load_cert_chain(tls["certificate"], tls["key"])
+            self.client_context = ssl.create_default_context(cafile=tls["certificate"])
         self.rng = random.Random(seed)
         self.weights = weights or dict.fromkeys(FAULTS, 1.0)
         self.faulty = True
@@ -79,7 +97,8 @@ class FaultyProxy:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self._listener.getsockname()[1]}"
 
     def close(self) -> None:
         self._stop.set()
@@ -110,29 +129,38 @@ class FaultyProxy:
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
             thread.start()
 
+    def _upstream(self) -> socket.socket:
+        hub = socket.create_connection(self.upstream, timeout=10)
+        if self.tls is None:
+            return hub
+        return self.client_context.wrap_socket(hub, server_hostname=self.upstream[0])
+
     def _handle(self, client: socket.socket, fault: str) -> None:
         try:
-            with client:
-                client.settimeout(10)
-                if fault == "cut_before":
+            client.settimeout(10)
+            if fault == "cut_before":
+                return
+            if self.tls is not None:
+                client = self.server_context.wrap_socket(client, server_side=True)
+            request = _read_request(client)
+            if fault == "error_500":
+                client.sendall(ERROR_500)
+                return
+            if fault == "delay":
+                time.sleep(self.rng.uniform(0.01, 0.2))
+            with self._upstream() as hub:
+                if fault == "cut_mid_request":
+                    hub.sendall(request[: max(1, len(request) // 2)])
                     return
-                request = _read_request(client)
-                if fault == "error_500":
-                    client.sendall(ERROR_500)
-                    return
-                if fault == "delay":
-                    time.sleep(self.rng.uniform(0.01, 0.2))
-                with socket.create_connection(self.upstream, timeout=10) as hub:
-                    if fault == "cut_mid_request":
-                        hub.sendall(request[: max(1, len(request) // 2)])
-                        return
-                    hub.sendall(request)
-                    answer = _read_all(hub)
-                if fault == "cut_after_commit":
-                    return
-                if fault == "cut_mid_answer":
-                    client.sendall(answer[: len(answer) // 2])
-                    return
-                client.sendall(answer)
+                hub.sendall(request)
+                answer = _read_all(hub)
+            if fault == "cut_after_commit":
+                return
+            if fault == "cut_mid_answer":
+                client.sendall(answer[: len(answer) // 2])
+                return
+            client.sendall(answer)
         except OSError:
             pass  # a fault of our own making, or the agent gave up: both are fine here
+        finally:
+            client.close()

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from clock import NOW, FakeClock
+from hub_server import serve_in_background
 
 from edge import demo, services
 from edge.adapters.identity import DeviceIdentity
@@ -21,7 +22,7 @@ from edge.domain.model import Visit
 from sync import demo as sync_demo
 from sync.hub.bootstrap import open_hub_store
 from sync.hub.ports import HubStore
-from sync.hub.server import RunningHub, serve_in_background
+from sync.hub.server import RunningHub
 from sync.protocol import API_PREFIX, sign_request
 
 OPERATOR = "doc01"
@@ -94,14 +95,17 @@ def new_device(data_dir: Path, now: datetime = NOW) -> Device:
     return Device(data_dir, store, identity)
 
 
-def start_hub(hub_dir: Path, clock: FakeClock, **config) -> RunningHub:
+def start_hub(hub_dir: Path, clock: FakeClock, *, tls: dict | None = None, **config) -> RunningHub:
     """The demo county's hub, serving on a free loopback port, reading `clock`; `config`
-    adds to its app's (`RECONCILE_INTERVAL_S=60`, say)."""
+    adds to its app's (`RECONCILE_INTERVAL_S=60`, say); with `tls` (hub_server's
+    `make_certificate`), over HTTPS."""
     sync_demo.install_demo_county(hub_dir, clock())
-    return serve_in_background(hub_dir, config={"CLOCK": clock, **config})
+    return serve_in_background(hub_dir, config={"CLOCK": clock, **config}, tls=tls)
 
 
 def enroll(device: Device, hub_dir: Path, hub_url: str, now: datetime, **slot) -> dict:
+    """Provision a slot and enroll `device` into it (keywords: clinic_code, township, and
+    hub_certificate: the PEM text to pin)."""
     return sync_demo.provision_and_enroll(
         device.store,
         device.identity,

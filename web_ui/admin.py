@@ -17,6 +17,7 @@ from flask import (
 from flask_babel import gettext as _
 
 from edge import services
+from edge.adapters.sqlite_store import private_database_file
 from web_ui import accounts, messages, syncing
 from web_ui.auth import now, require
 from web_ui.context import data_dir, get_store
@@ -114,6 +115,7 @@ def backup():
     folder = data_dir() / BACKUP_DIR
     folder.mkdir(mode=0o700, exist_ok=True)
     target = folder / f"clinic-{now().strftime('%Y%m%d-%H%M%S')}.db"
+    private_database_file(target)  # 0600 from the start, not after the copy
     destination = sqlite3.connect(target)
     try:
         with destination:
@@ -131,12 +133,21 @@ def enroll():
     store = get_store()
     hub_url = request.form.get("hub_url", "").strip()
     code = request.form.get("code", "").strip()
+    # The certificate the county handed out, pasted: every later request trusts only it.
+    certificate = request.form.get("hub_certificate", "").strip() or None
     if not hub_url.startswith(("http://", "https://")) or not code:
         flash(_("Give the hub's address (http:// or https://) and the one-time code."), "error")
         return redirect(url_for("admin.page"))
     try:
         result = syncing.enroll(
-            store, services.load_identity(store, data_dir()), data_dir(), hub_url, code, now()
+            store,
+            services.load_identity(store, data_dir()),
+            data_dir(),
+            hub_url,
+            code,
+            now(),
+            hub_certificate=certificate,
+            plain_http_lab=request.form.get("plain_http_lab") == "1",
         )
     except syncing.SyncUnavailable:
         flash(_("Sync is not available in this build: enrollment is not possible."), "error")

@@ -22,6 +22,7 @@ REJECTIONS = {
         "The quantity must be a number above 0, at most 100000, with at most 3 decimals."
     ),
     "UNKNOWN_PERSON": _l("This insured person is not in this terminal's roster."),
+    "UNKNOWN_DIAGNOSIS": _l("This diagnosis is not in this terminal's diagnosis list."),
     "UNKNOWN_OPERATOR": _l("Your operator account is unknown or disabled: sign in again."),
     "AMOUNT_TOO_LARGE": _l("The total is far beyond what a village clinic settles."),
     "UNKNOWN_SETTLEMENT": _l("There is no such settlement on this terminal."),
@@ -173,7 +174,7 @@ def rejection_field(rejection: Rejection) -> str:
         return "line"
     if code in ("EMPTY_VISIT", "TOO_MANY_LINES"):
         return "lines"
-    if code == "CHRONIC_NOT_CERTIFIED":
+    if code in ("CHRONIC_NOT_CERTIFIED", "UNKNOWN_DIAGNOSIS"):
         return "diagnoses"
     if code == "UNKNOWN_PERSON":
         return "patient"

@@ -274,6 +274,8 @@ def sync_view(info: dict, moment: datetime) -> dict:
         "online": bool(info.get("enrolled") and connection["state"] == "online" and not revoked),
         "revoked": bool(revoked),
         "hub_url": info.get("hub_url"),
+        "hub_certificate": info.get("hub_certificate_fingerprint"),
+        "plain_http_lab": bool(info.get("plain_http_lab")),
         "clinic": " ".join(
             str(info[k]) for k in ("county_name", "township", "clinic_code") if info.get(k)
         ),

@@ -71,8 +71,20 @@ def enroll(
     hub_url: str,
     code: str,
     now: datetime,
+    *,
+    hub_certificate: str | None = None,
+    plain_http_lab: bool = False,
 ) -> dict:
-    return _agent().enroll(store, identity, data_dir, hub_url, code, now)
+    return _agent().enroll(
+        store,
+        identity,
+        data_dir,
+        hub_url,
+        code,
+        now,
+        hub_certificate=hub_certificate,
+        plain_http_lab=plain_http_lab,
+    )
 
 
 def start_scheduler(data_dir: Path, clock: Clock):

@@ -43,6 +43,8 @@ def _json_catalog(path: Path, encoding: str) -> CatalogFile:
         document = json.loads(path.read_text(encoding=encoding), parse_float=Decimal)
     except UnicodeDecodeError:
         raise _not_encoded(path, encoding) from None
+    except RecursionError:  # json gives up deep inside, with a traceback otherwise
+        raise bad(str(path), "is nested too deeply (文件嵌套过深)") from None
     except ValueError as error:
         raise bad(str(path), f"is not valid JSON: {error}") from None
     version = None
@@ -75,6 +77,11 @@ def _csv_items(path: Path, encoding: str) -> Iterator[CatalogItem]:
                 yield catalog_item_from_json(catalog_row_from_csv(row), where)
         except UnicodeDecodeError:
             raise _not_encoded(path, encoding) from None
+        except csv.Error as error:  # a cell over csv's 128 KiB limit, a stray NUL …
+            line = reader.line_num + 1  # the row being read when csv gave up
+            raise bad(
+                f"line {line}", f"is not a catalog row ({error}) / 第 {line} 行不是有效的目录行"
+            ) from None
 
 
 def _not_encoded(path: Path, encoding: str):
@@ -87,8 +94,11 @@ def _not_encoded(path: Path, encoding: str):
 def read_diagnoses(path: Path) -> list[tuple[str, str]]:
     """(code, name) rows of a `code,name` CSV file (UTF-8, with or without BOM)."""
     with open(path, encoding="utf-8-sig", newline="") as handle:
-        return [
-            (row["code"].strip(), row["name"].strip())
-            for row in csv.DictReader(handle)
-            if (row.get("code") or "").strip() and (row.get("name") or "").strip()
-        ]
+        try:
+            return [
+                (row["code"].strip(), row["name"].strip())
+                for row in csv.DictReader(handle)
+                if (row.get("code") or "").strip() and (row.get("name") or "").strip()
+            ]
+        except csv.Error as error:
+            raise bad(str(path), f"is not a code,name list ({error}) / 不是诊断目录") from None

@@ -294,3 +294,22 @@ def m010_operator_session_version(db: sqlite_utils.Database) -> None:
     session carries its operator's `session_version`, and signing out or a PIN set anew
     moves the version on, so every older session (a copied cookie too) stops working."""
     db.execute("ALTER TABLE operator ADD COLUMN session_version INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
+def m011_hub_certificate(db: sqlite_utils.Database) -> None:
+    """TLS to the county hub: the hub certificate (or CA) the device pinned at enrollment
+    (PEM; NULL: the system's CAs for https, nothing for a loopback hub), and whether plain
+    http:// to a hub that is not on this machine was explicitly allowed for a lab. A device
+    enrolled over plain http:// before this step keeps syncing, flagged as a lab setup
+    (its status shows it) until it is pinned again (`clinic sync pin`)."""
+    db.execute("ALTER TABLE sync_enrollment ADD COLUMN hub_certificate TEXT")
+    db.execute(
+        "ALTER TABLE sync_enrollment ADD COLUMN plain_http_lab INTEGER NOT NULL DEFAULT 0"
+        " CHECK (plain_http_lab IN (0, 1))"
+    )
+    db.execute(
+        "UPDATE sync_enrollment SET plain_http_lab = 1 WHERE lower(hub_url) LIKE 'http://%'"
+        " AND NOT (lower(hub_url) LIKE 'http://127.%' OR lower(hub_url) LIKE 'http://localhost%'"
+        " OR lower(hub_url) LIKE 'http://[::1]%')"
+    )

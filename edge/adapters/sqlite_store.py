@@ -9,11 +9,15 @@ TEXT decimals. Past 500 lines because it is one class, the one implementation of
 import dataclasses
 import functools
 import json
+import os
+import re
+import shutil
 import sqlite3
+import stat
 import threading
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -53,15 +57,22 @@ from edge.domain.search_keys import (
     pinyin_keys,
     search_key,
 )
-from edge.domain.versions import version_order
+from edge.domain.versions import supersedes, version_problem
 from edge.ports import DeviceRow, LedgerHead
 
 DATABASE_FILE = "clinic.db"
 SEARCH_LIMIT = 20
 ITEM_CACHE_SIZE = 5000  # parsed catalog items kept per connection
 PERSON_CACHE_SIZE = 4096  # parsed roster rows kept per process
-_IMPORT_BATCH = 2000
+_IMPORT_BATCH = 1000  # items per short write transaction of a catalog import
 _IMPORT_CACHE_KIB = 32 * 1024  # SQLite's page cache while a catalog goes in
+_IMPORT_BUSY_MS = 120_000  # how long one import batch may wait for the write lock
+_FULL_BELOW = 1024 * 1024  # free bytes under which an I/O error is taken for a full disk
+# A catalog import builds these beside the installed ones and renames them into place.
+_CATALOG_TABLES = ("catalog_item", "catalog_term", "catalog_search", "catalog_key")
+_STAGED, _RETIRED, _ALTERNATE = "_staged", "_retired", "_b"
+_CREATE_TABLE = re.compile(r'^CREATE TABLE\s+("[^"]+"|\S+)', re.IGNORECASE)
+_CREATE_INDEX = re.compile(r'^CREATE INDEX\s+("[^"]+"|\S+)\s+ON\s+("[^"]+"|\S+)', re.IGNORECASE)
 
 # Search ranks: the clinic's own picks, then aliases, codes, names from their start, names
 # from inside (`edge.domain.search_keys` kinds, moved past the first two).
@@ -103,6 +114,37 @@ class _Picks:
                 break
             position = self.text.find(needle, self.starts[index + 1])
         return found
+
+
+def database_error_text(error: sqlite3.Error, data_dir: Path | None = None) -> str:
+    """What an operator reads for a database failure, in Chinese and English: a full disk,
+    a damaged file or a busy database each say what to do, never a traceback. A full disk
+    shows as SQLITE_FULL, or as an I/O error when even the -shm file cannot grow."""
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _disk_full(data_dir)):
+        return (
+            "磁盘已满，未做任何更改：请腾出空间后重试（clinic doctor 查看磁盘） / the disk is"
+            " full, nothing changed: free some space and try again (clinic doctor shows it)"
+        )
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return (
+            "设备数据库已损坏，未做任何更改：运行 clinic doctor，然后用 clinic restore 恢复最近的"
+            " 备份 / the device database is damaged, nothing changed: run clinic doctor, then"
+            f" clinic restore the latest backup ({error})"
+        )
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return (
+            "设备数据库正忙，未做任何更改：请稍后重试 / the device database is busy, nothing"
+            f" changed: try again in a moment ({error})"
+        )
+    return f"设备数据库出错，未做任何更改 / a device database error, nothing changed: {error}"
+
+
+def _disk_full(data_dir: Path | None) -> bool:
+    try:
+        return data_dir is not None and shutil.disk_usage(data_dir).free < _FULL_BELOW
+    except OSError:
+        return False
 
 
 class StoreError(Exception):
@@ -193,8 +235,40 @@ def _matched(rank: int) -> tuple[str, bool]:
     return MATCHED[kind], kind >= KEY_NAME_INSIDE
 
 
+def private_database_file(path: Path) -> None:
+    """Make `path` (created empty if missing: SQLite takes an empty file as a new database)
+    readable by its owner only, whatever the umask and the folder, and its -wal, -shm and
+    -journal if present. SQLite creates those with the database file's own mode, so a
+    0600 database keeps them 0600 too. Another user's files (root's probes) are left."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except PermissionError:  # another user's database: SQLite says what it can do
+        return
+    try:
+        _private(fd)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        try:
+            fd = os.open(f"{path}{suffix}", os.O_RDONLY)
+        except OSError:  # none (the usual case), or not ours to open
+            continue
+        try:
+            _private(fd)
+        finally:
+            os.close(fd)
+
+
+def _private(fd: int) -> None:
+    if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
+        with suppress(PermissionError):  # not ours: its owner's `clinic` fixes it
+            os.fchmod(fd, 0o600)
+
+
 def connect(path: Path) -> sqlite_utils.Database:
-    """A connection with the durability settings every money-recording write needs."""
+    """A connection with the durability settings every money-recording write needs, to a
+    database file only its owner can read."""
+    private_database_file(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
@@ -280,36 +354,95 @@ class SqliteDeviceStore:
     def import_catalog(
         self, items: Iterable[CatalogItem], version: str, source: str, *, now: datetime
     ) -> int:
-        """Replace the catalog with a newer version in one transaction; returns the count.
+        """Replace the catalog with a newer version; returns the count.
 
-        `items` may be a lazy iterator: a bad item raises and nothing is changed.
-        """
+        The new catalog is built beside the installed one (`*_staged` tables) in short
+        write transactions of _IMPORT_BATCH items, so a settle waits for one batch at most,
+        never for the whole file; then one short transaction renames the tables into place.
+        `items` may be a lazy iterator: a bad item, a crash or a power cut before the swap
+        leave the installed catalog exactly as it was."""
+        self._refuse_rollback("catalog", self.catalog_version(), version, now)
         count = 0
         (cache_size,) = self.db.execute("PRAGMA cache_size").fetchone()
+        (busy_ms,) = self.db.execute("PRAGMA busy_timeout").fetchone()
         # The search keys go in in no order: a page cache that holds most of them spares
         # the import rewriting the same pages over and over (twice as fast at 300,000 items).
         self.db.execute(f"PRAGMA cache_size = {-_IMPORT_CACHE_KIB}")
+        # SQLite's lock is not fair: between busy settles the import's batch may wait long.
+        # It can afford to; a settle waits at most one batch.
+        self.db.execute(f"PRAGMA busy_timeout = {_IMPORT_BUSY_MS}")
+        # The staged rows are worth nothing until the swap: no fsync for each batch (a power
+        # cut loses them, and the next import starts over); the swap itself commits FULL.
+        self.db.execute("PRAGMA synchronous = NORMAL")
         try:
-            with self.write_transaction():
-                self._refuse_rollback("catalog", self.catalog_version(), version)
-                for table in ("catalog_search", "catalog_key", "catalog_item", "catalog_term"):
-                    self.db.execute(f"DELETE FROM {table}")
-                terms: dict[str, int] = {}
-                iterator = iter(items)
-                while batch := list(islice(iterator, _IMPORT_BATCH)):
+            self._drop_catalog_tables(_RETIRED)  # left by a crash after an earlier swap
+            self._create_staged_catalog()
+            terms: dict[str, int] = {}
+            iterator = iter(items)
+            while batch := list(islice(iterator, _IMPORT_BATCH)):
+                with self.write_transaction():
                     self._insert_items(batch, terms)
-                    count += len(batch)
+                count += len(batch)
+                # copy this batch's pages into the database now, outside the write lock: left
+                # to the WAL's autocheckpoint, a settle's commit could be the one to copy them
+                self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self.db.execute("PRAGMA synchronous = FULL")
+            with self.write_transaction():
+                # checked again: another import may have installed one meanwhile
+                self._refuse_rollback("catalog", self.catalog_version(), version, now)
+                for table in _CATALOG_TABLES:
+                    self.db.execute(f"ALTER TABLE {table} RENAME TO {table}{_RETIRED}")
+                    self.db.execute(f"ALTER TABLE {table}{_STAGED} RENAME TO {table}")
                 self.db.execute(
                     "INSERT INTO catalog_version VALUES (?, ?, ?, ?)",
                     [version, source, count, _installed_at(now)],
                 )
+        except BaseException:
+            with suppress(sqlite3.Error):  # the import's own error is the one to tell
+                self._drop_catalog_tables(_STAGED)
+            raise
         finally:
             self.db.execute(f"PRAGMA cache_size = {int(cache_size)}")
+            self.db.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+            self.db.execute("PRAGMA synchronous = FULL")
             self._own_writes += 1  # the picks' rows are read anew
+        self._drop_catalog_tables(_RETIRED)
+        # give the disk back: the WAL grew by the whole catalog (on an SD card it matters)
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return count
 
+    def _create_staged_catalog(self) -> None:
+        """Empty `*_staged` copies of the catalog tables (their current columns, as the
+        migrations left them) and of their indexes, under the index names not in use."""
+        with self.write_transaction():
+            self._drop_catalog_tables(_STAGED)  # a crashed import's
+            for table in _CATALOG_TABLES:
+                (sql,) = self.db.execute(
+                    "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", [table]
+                ).fetchone()
+                self.db.execute(_CREATE_TABLE.sub(f"CREATE TABLE {table}{_STAGED}", sql, 1))
+                for name, index_sql in self.db.execute(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+                    " AND tbl_name = ? AND sql IS NOT NULL",
+                    [table],
+                ).fetchall():
+                    # an index keeps its name through a rename: alternate two names
+                    other = (
+                        name[: -len(_ALTERNATE)] if name.endswith(_ALTERNATE) else name + _ALTERNATE
+                    )
+                    self.db.execute(
+                        _CREATE_INDEX.sub(f"CREATE INDEX {other} ON {table}{_STAGED}", index_sql, 1)
+                    )
+
+    def _drop_catalog_tables(self, suffix: str) -> None:
+        """Drop the `suffix` copies of the catalog tables, one short transaction each."""
+        for table in _CATALOG_TABLES:
+            with self.write_transaction():
+                self.db.execute(f"DROP TABLE IF EXISTS {table}{suffix}")
+
     def _insert_items(self, items: list[CatalogItem], terms: dict[str, int]) -> None:
-        """Insert items; each distinct name (a term) is keyed once, when first seen."""
+        """Insert items into the staged tables; each distinct name (a term) is keyed once,
+        when first seen."""
         rows: list[tuple] = []
         codes: list[tuple[int, str, str]] = []
         new_terms: list[tuple[int, str, int]] = []
@@ -333,13 +466,17 @@ class SqliteDeviceStore:
             codes.append((KEY_CODE, search_key(item.code), item.code))
         try:
             self.db.conn.executemany(
-                f"INSERT INTO catalog_item VALUES ({', '.join('?' * 20)})", rows
+                f"INSERT INTO catalog_item{_STAGED} VALUES ({', '.join('?' * 20)})", rows
             )
         except sqlite3.IntegrityError as error:
             raise StoreError(f"the catalog repeats an item code ({error})") from None
-        self.db.conn.executemany("INSERT INTO catalog_term VALUES (?, ?, ?)", new_terms)
-        self.db.conn.executemany("INSERT OR IGNORE INTO catalog_search VALUES (?, ?, ?)", codes)
-        self.db.conn.executemany("INSERT OR IGNORE INTO catalog_key VALUES (?, ?, ?)", keys)
+        self.db.conn.executemany(f"INSERT INTO catalog_term{_STAGED} VALUES (?, ?, ?)", new_terms)
+        self.db.conn.executemany(
+            f"INSERT OR IGNORE INTO catalog_search{_STAGED} VALUES (?, ?, ?)", codes
+        )
+        self.db.conn.executemany(
+            f"INSERT OR IGNORE INTO catalog_key{_STAGED} VALUES (?, ?, ?)", keys
+        )
 
     def search_catalog(self, query: str, limit: int = SEARCH_LIMIT) -> list[SearchHit]:
         """Items found by `query` as a clinic HIS finds them: the clinic's frequent and
@@ -423,6 +560,21 @@ class SqliteDeviceStore:
             self._own_writes += 1  # the picks' rows are read anew
             return count
 
+    def unknown_diagnoses(self, codes: Iterable[str]) -> list[str]:
+        """The codes not in the installed diagnosis list, in order; none while the device
+        has no list yet (the format check of `visit_from_json` still applies)."""
+        wanted = list(dict.fromkeys(codes))
+        if not wanted or self.db.execute("SELECT 1 FROM diagnosis LIMIT 1").fetchone() is None:
+            return []
+        known = {
+            code
+            for (code,) in self.db.execute(
+                f"SELECT code FROM diagnosis WHERE code IN ({', '.join('?' * len(wanted))})",
+                wanted,
+            )
+        }
+        return [code for code in wanted if code not in known]
+
     def search_diagnoses(self, query: str, limit: int = 12) -> list[DiagnosisHit]:
         """Diagnoses found by `query`, ranked as `search_catalog` ranks items (感冒 finds
         急性鼻咽炎[感冒], 上感 the county's alias of 急性上呼吸道感染)."""
@@ -454,7 +606,7 @@ class SqliteDeviceStore:
         "item" or "diagnosis". Codes not (or no longer) in the catalog are kept and found
         once they are."""
         with self.write_transaction():
-            self._refuse_rollback("alias list", self.alias_version(), version)
+            self._refuse_rollback("alias list", self.alias_version(), version, now)
             self.db.execute("DELETE FROM search_alias")
             count = 0
             for target, alias, code in rows:
@@ -621,7 +773,7 @@ class SqliteDeviceStore:
     def import_policy(self, document: dict, *, now: datetime) -> Policy:
         policy = policy_from_json(document)
         with self.write_transaction():
-            self._refuse_rollback("policy", self.policy_version(), policy.version)
+            self._refuse_rollback("policy", self.policy_version(), policy.version, now)
             self.db.execute(
                 "INSERT INTO policy_version VALUES (?, ?, ?)",
                 [
@@ -652,7 +804,7 @@ class SqliteDeviceStore:
         """Install a roster version: persons are upserted, accumulators it carries are set."""
         version, persons = roster_from_json(document)
         with self.write_transaction():
-            self._refuse_rollback("roster", self.roster_version(), version)
+            self._refuse_rollback("roster", self.roster_version(), version, now)
             for entry in persons:
                 self._upsert_person(entry)
             self.db.execute(
@@ -975,8 +1127,11 @@ class SqliteDeviceStore:
         return row[0] if row else None
 
     @staticmethod
-    def _refuse_rollback(what: str, installed: str | None, offered: str) -> None:
-        if installed is not None and version_order(offered) <= version_order(installed):
+    def _refuse_rollback(what: str, installed: str | None, offered: str, now: datetime) -> None:
+        problem = version_problem(offered, now.date())
+        if problem is not None:
+            raise StoreError(f"{what} {problem}")
+        if installed is not None and not supersedes(offered, installed, now.date()):
             raise StoreError(
                 f"{what} version {offered} is not newer than the installed {installed};"
                 " refusing to roll back"

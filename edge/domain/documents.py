@@ -63,6 +63,18 @@ def text(value: Any, path: str) -> str:
     return value
 
 
+# An ICD-10 code as the national clinical version writes them (J06.900, I10.x00,
+# E11.900x001) or a TCM code (BNG010, A01.01.01): a letter, then letters, digits, dots.
+_DIAGNOSIS_CODE = re.compile(r"[A-Z][A-Za-z0-9]{1,7}(\.[A-Za-z0-9]{1,8}){0,3}")
+
+
+def diagnosis_code(value: Any, path: str) -> str:
+    """A diagnosis code in the form the county's lists use (never free text)."""
+    if not isinstance(value, str) or not _DIAGNOSIS_CODE.fullmatch(value):
+        raise bad(path, "must be a diagnosis code such as J06.900")
+    return value
+
+
 def optional_text(value: Any, path: str) -> str:
     if not isinstance(value, str):
         raise bad(path, "must be a string")
@@ -374,7 +386,7 @@ def visit_from_json(value: Any, path: str = "visit") -> Visit:
     doc = obj(value, path)
     visit_date = field(doc, "date", path, iso_date)
     visit_type = field(doc, "visit_type", path, text)  # the policy's: checked by the engine
-    diagnoses = field(doc, "diagnoses", path, list_of(text), ())
+    diagnoses = field(doc, "diagnoses", path, list_of(diagnosis_code), ())
     raw_lines = field(doc, "lines", path, a_list)
     lines = tuple(
         visit_line_from_json(line, f"{path}.lines[{i}]", i) for i, line in enumerate(raw_lines)

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from edge.adapters.identity import KEY_FILE
-from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore
+from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore, private_database_file
 from edge.maintenance.archive import (
     BACKUP_FORMAT,
     backup_name,
@@ -94,6 +94,7 @@ def backup(data_dir: Path, to: Path, *, keep: int = DEFAULT_KEEP, now: datetime)
 
 def _online_copy(store: SqliteDeviceStore, target: Path) -> None:
     """SQLite's online backup API: a consistent snapshot while others keep writing."""
+    private_database_file(target)
     destination = sqlite3.connect(target)
     try:
         store.db.conn.backup(destination)

@@ -112,8 +112,17 @@ def restore_refusals(
             " acknowledged is unknown: check this device's acknowledged seq on the county"
             f" console (it must be at most {backup.head_seq}), then use --force"
         ]
-    if live is None:
-        return []
+    if live is None or live.head_seq == 0:
+        # No ledger here (clinic.db moved aside, or a fresh `clinic init` in its place):
+        # what the county acknowledged cannot be read, so an old backup could roll the
+        # ledger back unseen. Only the operator, with the county's word, may go on.
+        return [
+            "数据目录里没有当前账本，无法得知县里已确认到哪一条：请先在县平台核对本设备已确认的"
+            f"序号（不得大于 {backup.head_seq}），再加 --force / "
+            "there is no current ledger in the data directory, so what the county has"
+            " acknowledged is unknown: check this device's acknowledged seq on the county"
+            f" console (it must be at most {backup.head_seq}), then use --force"
+        ]
     refusals = []
     if live.device_id != backup.device_id and live.head_seq > 0:
         refusals.append(

@@ -24,7 +24,7 @@ The terminal UI calls exactly: `enroll`, `sync_once`, `sync_status`, `start_sche
 """
 
 from sync.agent.county_updates import pull_updates
-from sync.agent.jobs import JOBS, enroll, send_heartbeat, sync_once, upload_outbox
+from sync.agent.jobs import JOBS, enroll, pin_hub, send_heartbeat, sync_once, upload_outbox
 from sync.agent.scheduler import (
     JOB_INTERVALS_S,
     job_is_due,
@@ -38,6 +38,7 @@ __all__ = [
     "JOB_INTERVALS_S",
     "enroll",
     "job_is_due",
+    "pin_hub",
     "pull_updates",
     "run_scheduled_job",
     "send_heartbeat",

@@ -11,12 +11,20 @@ answers (`sync.protocol.verify_answer`); an answer that is not counts as no answ
 retryable `SyncError`), so nothing else can acknowledge records, revoke the device or
 correct its clock. Enrollment itself is trust on first use: its answer brings the key,
 and is checked only against that key (it proves the answerer holds it).
+
+The connection: https:// trusts only the hub certificate or CA pinned at enrollment
+(`hub_certificate`, PEM; enrollment requires one for https://, so only a device enrolled
+before pinning existed trusts the system's CAs). Plain http:// is refused before
+anything is sent, except to this machine (127.0.0.0/8, ::1, localhost: the demo) or when
+the enrollment allowed it for a lab (`plain_http_lab`).
 """
 
 import gzip
 import http.client
+import ipaddress
 import json
 import secrets
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -66,6 +74,27 @@ def _hub_time(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else None
 
 
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def tls_context(hub_certificate: str | None) -> ssl.SSLContext:
+    """Trust only the pinned certificate or CA (PEM); the system's CAs without one."""
+    if hub_certificate is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cadata=hub_certificate)
+    except (ssl.SSLError, ValueError) as error:
+        raise SyncError("BAD_CERTIFICATE", str(error)) from None
+
+
 class HubClient:
     def __init__(
         self,
@@ -76,10 +105,15 @@ class HubClient:
         clock_offset_s: int = 0,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         nonce: Callable[[], str] = new_nonce,
+        hub_certificate: str | None = None,
+        plain_http_lab: bool = False,
     ):
         parsed = urllib.parse.urlsplit(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise SyncError("BAD_REQUEST", f"the hub address {base_url!r} is not an http(s) URL")
+        if parsed.scheme == "http" and not (plain_http_lab or is_loopback(parsed.hostname)):
+            raise SyncError("PLAIN_HTTP_REFUSED", base_url)
+        self.context = tls_context(hub_certificate) if parsed.scheme == "https" else None
         self.base_url = base_url.rstrip("/")
         self.base_path = parsed.path.rstrip("/")
         self.identity = identity
@@ -220,13 +254,24 @@ class HubClient:
         refused = False
         data: bytes | None
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with urllib.request.urlopen(
+                request, timeout=self.timeout_s, context=self.context
+            ) as response:
                 status, answer_headers = response.status, response.headers
                 data = _read_body(response)
         except urllib.error.HTTPError as error:
             refused, status, answer_headers = True, error.code, error.headers
             data = _error_body(error)
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+        except urllib.error.URLError as error:
+            if isinstance(error.reason, ssl.SSLCertVerificationError):
+                # Checked in the handshake, before the request: nothing was sent.
+                raise SyncError(
+                    "HUB_CERTIFICATE", error.reason.verify_message or str(error.reason)
+                ) from None
+            raise SyncError(
+                "HUB_UNREACHABLE", str(error.reason) or type(error).__name__, retryable=True
+            ) from None
+        except (http.client.HTTPException, OSError) as error:
             reason = getattr(error, "reason", None) or error
             raise SyncError(
                 "HUB_UNREACHABLE", str(reason) or type(error).__name__, retryable=True

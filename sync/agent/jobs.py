@@ -14,6 +14,7 @@ import random
 import shutil
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ from sync.protocol import (
     MAX_BATCH_BYTES,
     MAX_BATCH_RECORDS,
     SyncError,
+    certificate_fingerprint,
     encode_batch,
     iso,
     key_fingerprint,
@@ -74,15 +76,23 @@ def enroll(
     hub_url: str,
     code: str,
     now: datetime,
+    *,
+    hub_certificate: str | None = None,
+    plain_http_lab: bool = False,
 ) -> dict:
     """Join a county hub with a one-time code: send this device's existing id and public
-    key, pin the county's public key, and return the clinic details."""
+    key, pin the county's public key and the hub's TLS certificate or CA
+    (`hub_certificate`, PEM: every later request trusts only it), and return the clinic
+    details. Plain http:// only to this machine, or with `plain_http_lab`."""
     existing = state.enrollment(store)
     if existing is not None:
         raise SyncError(
             "ALREADY_ENROLLED", f"with {existing.hub_url} as clinic {existing.clinic_code}"
         )
-    client = HubClient(hub_url, identity)
+    certificate_fingerprint_ = pinned_fingerprint(hub_certificate, hub_url)
+    client = HubClient(
+        hub_url, identity, hub_certificate=hub_certificate, plain_http_lab=plain_http_lab
+    )
     answer = client.enroll(
         {
             "code": code.strip(),
@@ -115,6 +125,8 @@ def enroll(
         county_public_key=answer["county_public_key"],
         enrolled_at=answer["enrolled_at"],
         clock_offset_s=client.clock_offset_s,
+        hub_certificate=hub_certificate,
+        plain_http_lab=plain_http_lab,
     )
     try:
         with store.write_transaction():
@@ -131,6 +143,8 @@ def enroll(
             "clinic_code": value.clinic_code,
             "township": value.township,
             "county_key_fingerprint": fingerprint,
+            "hub_certificate_fingerprint": certificate_fingerprint_,
+            "plain_http_lab": plain_http_lab,
         },
         now,
     )
@@ -142,7 +156,52 @@ def enroll(
         "county_key_fingerprint": fingerprint,
         "hub_url": value.hub_url,
         "enrolled_at": value.enrolled_at,
+        "hub_certificate_fingerprint": certificate_fingerprint_,
+        "plain_http_lab": plain_http_lab,
     }
+
+
+def pinned_fingerprint(hub_certificate: str | None, hub_url: str) -> str | None:
+    """The SHA-256 fingerprint of a pinned certificate (PEM); refuses what is not one, and
+    an https:// hub without one: the system's CAs would let any certificate they sign
+    answer for the county."""
+    if hub_certificate is None:
+        if urllib.parse.urlsplit(hub_url).scheme == "https":
+            raise SyncError("HUB_CERTIFICATE_REQUIRED", hub_url)
+        return None
+    if "-----BEGIN CERTIFICATE-----" not in hub_certificate:
+        raise SyncError("BAD_CERTIFICATE", "no PEM certificate in the file")
+    return certificate_fingerprint(hub_certificate)
+
+
+def pin_hub(
+    store: SqliteDeviceStore,
+    identity: DeviceIdentity,
+    now: datetime,
+    *,
+    hub_certificate: str | None,
+    hub_url: str | None = None,
+    plain_http_lab: bool = False,
+) -> dict:
+    """Pin the hub again: its new certificate or CA (after a renewal), a new address, or
+    plain http:// for a lab. An operator's local action, signed into the ledger."""
+    enrollment = state.enrollment(store)
+    if enrollment is None:
+        raise SyncError("NOT_ENROLLED")
+    url = hub_url or enrollment.hub_url
+    fingerprint = pinned_fingerprint(hub_certificate, url)
+    client = HubClient(
+        url, identity, hub_certificate=hub_certificate, plain_http_lab=plain_http_lab
+    )
+    with store.write_transaction():
+        state.save_hub_pin(store, client.base_url, hub_certificate, plain_http_lab)
+    details = {
+        "hub_url": client.base_url,
+        "hub_certificate_fingerprint": fingerprint,
+        "plain_http_lab": plain_http_lab,
+    }
+    services.record_event(store, identity, {"event": "hub_pinned", **details}, now)
+    return details
 
 
 # ---- the jobs --------------------------------------------------------------------------------
@@ -346,6 +405,8 @@ def client_for(
         identity,
         county_key=enrollment.county_public_key,
         clock_offset_s=enrollment.clock_offset_s,
+        hub_certificate=enrollment.hub_certificate,
+        plain_http_lab=enrollment.plain_http_lab,
     )
 
 

@@ -21,6 +21,7 @@ from sync.agent.jobs import (
     new_report,
     run_job,
 )
+from sync.protocol import SyncError
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,14 @@ def run_scheduled_job(
             if enrollment is None or not job_is_due(state.job_states(store).get(job), now):
                 return None
             identity = services.load_identity(store, Path(data_dir))
-            client = client_for(enrollment, identity, None)
+            try:
+                client = client_for(enrollment, identity, None)
+            except SyncError as error:  # e.g. plain http:// refused: shown on the status page
+                state.record_job_outcome(
+                    store, job, now, error_code=error.code, error=error.message_en,
+                    next_attempt_at=now + timedelta(seconds=JOB_INTERVALS_S[job]),
+                )  # fmt: skip
+                return None
             if job == "heartbeat":
                 client.timeout_s = HEARTBEAT_TIMEOUT_S
             report = new_report(now, client.base_url)

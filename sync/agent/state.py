@@ -41,6 +41,10 @@ class Enrollment:
     county_public_key: str
     enrolled_at: str
     clock_offset_s: int
+    # The hub's certificate or CA pinned at enrollment (PEM), and plain http:// allowed
+    # to a hub off this machine (a lab): see `sync.agent.client.HubClient`.
+    hub_certificate: str | None = None
+    plain_http_lab: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,15 +83,22 @@ class Refused:
 def enrollment(store: SqliteDeviceStore) -> Enrollment | None:
     row = store.db.execute(
         "SELECT hub_url, device_id, slot_id, clinic_code, township, county_name,"
-        " county_public_key, enrolled_at, clock_offset_s FROM sync_enrollment"
+        " county_public_key, enrolled_at, clock_offset_s, hub_certificate, plain_http_lab"
+        " FROM sync_enrollment"
     ).fetchone()
-    return None if row is None else Enrollment(*row)
+    if row is None:
+        return None
+    fields = list(row)
+    fields[-1] = bool(fields[-1])  # plain_http_lab, an integer in SQLite
+    return Enrollment(*fields)
 
 
 def save_enrollment(store: SqliteDeviceStore, value: Enrollment) -> None:
     """Inside `store.write_transaction()`."""
     store.db.execute(
-        "INSERT INTO sync_enrollment VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO sync_enrollment (id, hub_url, device_id, slot_id, clinic_code, township,"
+        " county_name, county_public_key, enrolled_at, clock_offset_s, hub_certificate,"
+        " plain_http_lab) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             value.hub_url,
             value.device_id,
@@ -98,7 +109,20 @@ def save_enrollment(store: SqliteDeviceStore, value: Enrollment) -> None:
             value.county_public_key,
             value.enrolled_at,
             value.clock_offset_s,
+            value.hub_certificate,
+            int(value.plain_http_lab),
         ],
+    )
+
+
+def save_hub_pin(
+    store: SqliteDeviceStore, hub_url: str, certificate: str | None, plain_http_lab: bool
+) -> None:
+    """Pin the hub again (a new certificate, or a new address): inside
+    `store.write_transaction()`."""
+    store.db.execute(
+        "UPDATE sync_enrollment SET hub_url = ?, hub_certificate = ?, plain_http_lab = ?",
+        [hub_url, certificate, int(plain_http_lab)],
     )
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from edge.adapters.sqlite_store import SqliteDeviceStore
 from sync.agent import state
 from sync.agent.jobs import UNREACHED
-from sync.protocol import key_fingerprint
+from sync.protocol import certificate_fingerprint, key_fingerprint
 from sync.updates import KINDS
 
 # The hub counts as answering when its latest answer is this recent: the heartbeat runs
@@ -57,6 +57,11 @@ def sync_status(store: SqliteDeviceStore, now: datetime | None = None) -> dict:
         if enrollment
         else None,
         "enrolled_at": enrollment.enrolled_at if enrollment else None,
+        # TLS to the hub: the pinned certificate's fingerprint, and a lab's plain http://.
+        "hub_certificate_fingerprint": certificate_fingerprint(enrollment.hub_certificate)
+        if enrollment and enrollment.hub_certificate
+        else None,
+        "plain_http_lab": bool(enrollment and enrollment.plain_http_lab),
         "clock_offset_s": enrollment.clock_offset_s if enrollment else None,
         "last_sync_at": device.last_sync_at if device else None,
         "last_success_at": max(successes, default=None),

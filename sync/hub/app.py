@@ -8,7 +8,7 @@ time, or the clock `CLINIC_CLOCK` starts),
 and soon after each upload; off when None), `CONSOLE` (serve the web console, default
 True), `TRUST_PROXY` (the hub is behind a reverse proxy: the client's address, which
 enrollment throttles, is the last in X-Forwarded-For; default `$CLINIC_HUB_TRUST_PROXY`
-= 1). Run it under any WSGI server; `clinic hub serve` uses werkzeug's.
+= 1). Run it under any WSGI server; `clinic hub serve` uses gunicorn (`sync/hub/server.py`).
 """
 
 import os

@@ -38,7 +38,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from edge.adapters.catalog_files import open_catalog_file
-from edge.adapters.web_security import security_headers
+from edge.adapters.web_security import safe_local_path, security_headers
 from edge.domain.model import Rejection
 from edge.domain.money import format_yuan
 from sync.hub.api import api
@@ -181,8 +181,10 @@ def current_viewer() -> Viewer | None:
 
 
 def _within_console(target: str, default: str) -> str:
-    """`target` when it is a path of the console, else `default` (no open redirect)."""
-    return target if target.startswith("/console/") and not target.startswith("//") else default
+    """`target` when it is a path of the console, else `default`: no open redirect, and no
+    control character that would split the Location header (`safe_local_path`)."""
+    target = safe_local_path(target) or ""
+    return target if target.startswith("/console/") else default
 
 
 def _new_session(**values) -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import write_json
+from hub_server import serve_in_background
 
 from edge import demo as edge_demo
 from edge.console import main
-from sync.hub.server import serve_in_background
 
 CLINIC = Path(sys.executable).with_name("clinic")
 EXPIRES = "2099-01-01"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from browser_support import Shots, no_sideways_scroll, tap_keys, tap_pin, wait_until
+from hub_server import serve_in_background
 from sync_helpers import start_hub
 from web_support import NOW, app_config, make_demo_device, served
 
@@ -31,7 +32,6 @@ from edge import services
 from edge.adapters.sqlite_store import SqliteDeviceStore
 from sync import agent
 from sync import demo as sync_demo
-from sync.hub.server import serve_in_background
 
 # Chromium and its page (800×480, touch, zh-CN; dialogs accepted), as the other browser
 # tests launch them.

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from browser_support import Shots, wait_until
+from hub_server import serve_in_background
 from sync_helpers import hub_store, start_hub
 from web_support import NOW, app_config, make_demo_device, served
 
@@ -15,7 +16,6 @@ from edge import services
 from edge.adapters.sqlite_store import SqliteDeviceStore
 from sync import agent
 from sync import demo as sync_demo
-from sync.hub.server import serve_in_background
 from sync.hub.services import county
 
 # Chromium and its page, launched as the other browser tests launch them.

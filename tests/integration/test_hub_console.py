@@ -165,6 +165,17 @@ class TestLanguage:
         assert answer.headers["Location"] == "/console/"
         assert "用户名" in client.get("/console/login").get_data(as_text=True)
 
+    @pytest.mark.parametrize(
+        "target", ["/console/\r\nSet-Cookie: x=1", "/%09/elsewhere.example/", "/\t/elsewhere"]
+    )
+    def test_a_return_address_with_control_characters_is_ignored_not_a_500(self, hub, target):
+        client = hub.app.test_client()
+        page = client.get("/console/login").get_data(as_text=True)
+        answer = client.post(
+            "/console/lang", data={"lang": "en", "next": target, "csrf_token": token(page)}
+        )
+        assert answer.status_code == 302 and answer.headers["Location"] == "/console/"
+
 
 class TestFleet:
     def test_the_fleet_page_shows_each_clinic(self, hub):

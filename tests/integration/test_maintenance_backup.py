@@ -65,9 +65,12 @@ def test_backup_and_restore_round_trip_a_device_with_settlements(device, tmp_pat
     archive = maintenance.backup(data_dir, tmp_path / "stick", now=NOW).path
     store.close()
 
-    # The SD card died: a new card, a new (empty) data directory, the backup restored.
+    # The SD card died: a new card, a new (empty) data directory, the backup restored once
+    # the county has confirmed what it acknowledged (no ledger here to tell).
     replacement = tmp_path / "replacement"
-    result = maintenance.restore(replacement, archive, now=NOW + timedelta(days=1))
+    with pytest.raises(MaintenanceError, match="no current ledger"):
+        maintenance.restore(replacement, archive, now=NOW + timedelta(days=1))
+    result = maintenance.restore(replacement, archive, force=True, now=NOW + timedelta(days=1))
     assert (result.device_id, result.head_seq, result.records, result.replaced) == (
         identity.device_id,
         4,

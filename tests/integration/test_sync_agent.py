@@ -8,6 +8,7 @@ from importlib import resources
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hub_server import serve_in_background
 from sync_helpers import (
     NOW,
     RESIDENT,
@@ -31,7 +32,6 @@ from sync.agent import state as agent_state
 from sync.agent.client import HubClient
 from sync.hub.adapters.county_key import load_county_key
 from sync.hub.bootstrap import init_hub
-from sync.hub.server import serve_in_background
 from sync.hub.services import publishing, reports
 
 EXPIRES = NOW + timedelta(days=90)

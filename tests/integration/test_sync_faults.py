@@ -3,14 +3,19 @@
 A fault-injecting TCP proxy cuts connections before, during and after the hub commits,
 delays them and answers 500s, in random order. After hundreds of faulty sync rounds and
 one clean one, the hub must hold exactly the device's records: none lost, none twice,
-the same hashes. On each hub store (`hub_backend`, tests/hub_fixtures.py)."""
+the same hashes. On each hub store (`hub_backend`, tests/hub_fixtures.py), over HTTPS:
+the hub serves its own certificate (as `clinic hub init --tls-host` makes it), which the
+device pinned at enrollment."""
 
 import random
 import time
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
+from hub_server import make_certificate
 from sync_faults import FAULTS, FaultyProxy
-from sync_helpers import NOW, PERSONS, hub_store
+from sync_helpers import NOW, PERSONS, enroll, hub_store, start_hub
 
 from edge import services
 from edge.domain.ledger import verify_chain
@@ -19,6 +24,29 @@ from sync import agent
 # Fifty on PostgreSQL, as before: every kind of fault still happens, in a sixth of the time.
 FAULTY_ROUNDS = {"sqlite": 300, "postgresql": 50}
 BACKLOG = 20_000
+
+
+@pytest.fixture
+def hub_tls(tmp_path) -> dict:
+    return make_certificate(tmp_path / "tls", NOW)
+
+
+@pytest.fixture
+def hub(hub_dir, hub_clock, hub_config, hub_tls):
+    """The demo county's hub over HTTPS."""
+    running = start_hub(hub_dir, hub_clock, tls=hub_tls, **hub_config)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def enrolled_device(hub, hub_dir, device, hub_tls):
+    """`device`, enrolled over HTTPS with the hub's certificate pinned."""
+    assert hub.url.startswith("https://")
+    pem = Path(hub_tls["certificate"]).read_text()
+    details = enroll(device, hub_dir, hub.url, NOW, hub_certificate=pem)
+    assert details["hub_certificate_fingerprint"] == hub_tls["fingerprint"]
+    return device
 
 
 def compare(device, hub_dir) -> dict:
@@ -42,11 +70,12 @@ def compare(device, hub_dir) -> dict:
 
 
 def test_hundreds_of_faulty_rounds_then_a_clean_one_lose_nothing_and_repeat_nothing(
-    enrolled_device, hub, hub_dir, hub_clock, hub_backend
+    enrolled_device, hub, hub_dir, hub_clock, hub_backend, hub_tls
 ):
     device = enrolled_device
     rounds = FAULTY_ROUNDS[hub_backend.name]
-    proxy = FaultyProxy(hub.port, seed=20261122)
+    proxy = FaultyProxy(hub.port, seed=20261122, tls=hub_tls)
+    assert proxy.url.startswith("https://")
     rng = random.Random(11)
     now = NOW
     failed_rounds = 0

@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from hub_server import serve_in_background
 from sync_helpers import NOW, OPERATOR, PERSONS, general_visit, hub_store, start_hub
 from web_support import Auth
 
@@ -15,7 +16,6 @@ from edge.domain.model import Rejection
 from sync import agent
 from sync import demo as sync_demo
 from sync.agent import state as agent_state
-from sync.hub.server import serve_in_background
 from sync.hub.services import county
 from web_ui import status as web_status
 

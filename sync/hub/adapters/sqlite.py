@@ -11,6 +11,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from edge.adapters.sqlite_store import private_database_file
 from sync.hub.adapters.sql import Dialect, SqlHubStore
 from sync.hub.adapters.sqlite_migrations import migrations
 from sync.hub.model import HubStoreError
@@ -72,6 +73,8 @@ class SqliteHubStore(SqlHubStore):
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    # the roster's personal data and the console's password hashes: owner only
+    private_database_file(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")

@@ -17,7 +17,7 @@ from edge.domain.documents import (
     roster_from_json,
 )
 from edge.domain.model import CatalogItem, Rejection
-from edge.domain.versions import version_order
+from edge.domain.versions import supersedes, version_problem
 from sync.hub.model import HubError, Publication
 from sync.hub.ports import HubStore
 from sync.protocol import SyncError, canonical_json, iso
@@ -38,8 +38,11 @@ def _check_new_version(
 ) -> None:
     if not version or not version.strip():
         raise HubError(f"a {kind} version needs a version number")
+    problem = version_problem(version, now.date())
+    if problem is not None:
+        raise HubError(f"{kind} not published: {problem} / 版本号不合规（应为 年.序号）")
     latest = store.latest_publication(kind)
-    if latest is not None and version_order(version) <= version_order(latest.version):
+    if latest is not None and not supersedes(version, latest.version, now.date()):
         raise HubError(f"{kind} version {version} is not newer than the published {latest.version}")
     if expires_at <= now:
         raise HubError(f"the expiry {iso(expires_at)} is not in the future")
