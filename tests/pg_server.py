@@ -139,6 +139,7 @@ class PostgresServer:
     # Only the process that started the server stops it (not a forked child's atexit).
     owner_pid: int = field(default_factory=os.getpid)
     stopped: bool = False
+    durable: bool = False  # fsync on, as a county runs it (the load benchmark)
 
     @property
     def data(self) -> Path:
@@ -166,11 +167,10 @@ class PostgresServer:
             "--no-sync",
             "--locale=C",
         )
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.base}"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            " -c max_connections=200"
-        )
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.base}"
+        options += " -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             str(self.bin_dir / "pg_ctl"),
             "-D",
@@ -214,8 +214,9 @@ class PostgresServer:
 _server: PostgresServer | None = None
 
 
-def start_server() -> PostgresServer:
-    """Start a server (the caller stops it), after removing what earlier runs left."""
+def start_server(durable: bool = False) -> PostgresServer:
+    """Start a server (the caller stops it), after removing what earlier runs left;
+    `durable`: with fsync on (a test server has it off)."""
     bin_dir = postgres_bin()
     if bin_dir is None:
         raise RuntimeError("no PostgreSQL server binaries (apt-get install postgresql)")
@@ -228,7 +229,7 @@ def start_server() -> PostgresServer:
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
         as_user = ("runuser", "-u", "postgres", "--")
-    server = PostgresServer(bin_dir, base, _free_port(), _as_user=as_user)
+    server = PostgresServer(bin_dir, base, _free_port(), _as_user=as_user, durable=durable)
     try:
         server.start()
     except BaseException as error:

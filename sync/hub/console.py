@@ -14,9 +14,11 @@ session cookie, CSRFProtect (the signed device API is exempt) and Babel on the a
 import json
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -95,6 +97,12 @@ PAYER_NAMES = {
     "acct_mulaid_pay": _l("family account"),
     "psn_cash_pay": _l("cash"),
 }
+# Rows per page of the console's listings: every page reads and shows a bounded amount
+# whatever the fleet's size (10,000 devices, a million records).
+FLEET_PAGE = 100
+LIST_PAGE = 50
+LAST_PAGE = 100_000  # a bound on ?page=, so the OFFSET stays an ordinary number
+HEARTBEAT_SHOWN = 4000  # characters of a device's last heartbeat on its page
 ERROR_MESSAGES = {
     403: _l("Only county administrators may do this."),
     404: _l("There is no such page or record."),
@@ -259,17 +267,62 @@ def language():
     return redirect(_within_console(request.form.get("next", ""), url_for("console.fleet")))
 
 
+# ---- paging ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pager:
+    """One page of a listing: its number, and the links to the pages beside it."""
+
+    number: int
+    prev_url: str | None
+    next_url: str | None
+
+
+def _page_of(arg: str) -> int:
+    """The page asked for in ?`arg`= (1 when absent or not a number in range)."""
+    number = request.args.get(arg, "")
+    return int(number) if number.isdigit() and 1 <= int(number) <= LAST_PAGE else 1
+
+
+def _page_url(arg: str, number: int) -> str:
+    values: dict[str, Any] = {**(request.view_args or {}), **request.args.to_dict()}
+    values[arg] = number
+    if number == 1:
+        del values[arg]
+    return url_for(request.endpoint or "console.fleet", **values)
+
+
+def paged(arg: str, size: int, fetch: Callable[[int, int], Sequence]) -> tuple[list, Pager]:
+    """(this page's rows, its pager): `fetch(limit, offset)` reads one row more than a
+    page, which says whether there is a next page without counting the whole table."""
+    number = _page_of(arg)
+    rows = list(fetch(size + 1, (number - 1) * size))
+    more = len(rows) > size
+    return rows[:size], Pager(
+        number,
+        _page_url(arg, number - 1) if number > 1 else None,
+        _page_url(arg, number + 1) if more else None,
+    )
+
+
+def _township(viewer: Viewer) -> str | None:
+    """The township a listing shows: a coordinator's own, or the one an admin chose."""
+    return viewer.township or request.args.get("township") or None
+
+
 # ---- fleet status ----------------------------------------------------------------------------
 
 
 @console.get("/")
 @signed_in()
 def fleet(viewer: Viewer):
-    township = viewer.township or request.args.get("township") or None
+    township = _township(viewer)
     store = hub_store()
-    rows = reports.fleet_status(store, hub_runtime().now(), township)
-    townships = sorted({s.township for s in store.slots()}) if viewer.is_admin else []
-    return render("fleet.html", rows=rows, township=township, townships=townships)
+    slots, pager = paged("page", FLEET_PAGE, lambda n, at: store.slots_page(township, n, at))
+    rows = reports.fleet_rows(store, hub_runtime().now(), slots)
+    townships = store.townships() if viewer.is_admin else []
+    return render("fleet.html", rows=rows, township=township, townships=townships, pager=pager)
 
 
 @console.get("/devices/<device_id>")
@@ -279,36 +332,73 @@ def device(viewer: Viewer, device_id: str):
     slot = store.slot_by_device(device_id)
     if slot is None or not viewer.may_see(slot.township):
         abort(404)
-    (row,) = [
-        r
-        for r in reports.fleet_status(store, hub_runtime().now(), slot.township)
-        if r["device_id"] == device_id
-    ]
-    items = [i for i in store.reconciliation_items([device_id])][-200:]
+    (row,) = reports.fleet_rows(store, hub_runtime().now(), [slot])
+    records, records_pager = paged(
+        "records", LIST_PAGE, lambda n, at: store.records_page(device_id, n, at)
+    )
+    alarms, alarms_pager = paged(
+        "alarms",
+        LIST_PAGE,
+        lambda n, at: store.alarms_page(device_id=device_id, open_only=False, limit=n, offset=at),
+    )
+    items, items_pager = paged(
+        "items",
+        LIST_PAGE,
+        lambda n, at: store.reconciliation_page(device_id=device_id, limit=n, offset=at),
+    )
+    heartbeat = json.dumps(slot.heartbeat_doc, ensure_ascii=False, indent=1)
+    if len(heartbeat) > HEARTBEAT_SHOWN:
+        heartbeat = heartbeat[:HEARTBEAT_SHOWN] + "\n…"
     return render(
         "device.html",
         row=row,
         slot=slot,
-        alarms=store.alarms(device_id, False),
+        records=records,
+        records_pager=records_pager,
+        alarms=alarms,
+        alarms_pager=alarms_pager,
         items=items,
-        heartbeat=json.dumps(slot.heartbeat_doc, ensure_ascii=False, indent=1),
+        items_pager=items_pager,
+        heartbeat=heartbeat,
+    )
+
+
+@console.get("/alarms")
+@signed_in()
+def alarms(viewer: Viewer):
+    township = _township(viewer)
+    show_cleared = request.args.get("cleared") == "1"
+    rows, pager = paged(
+        "page",
+        LIST_PAGE,
+        lambda n, at: hub_store().alarms_page(
+            township=township, open_only=not show_cleared, limit=n, offset=at
+        ),
+    )
+    return render(
+        "alarms.html", alarms=rows, pager=pager, township=township, show_cleared=show_cleared
     )
 
 
 @console.get("/reconciliation")
 @signed_in()
 def reconciliation(viewer: Viewer):
-    township = viewer.township or request.args.get("township") or None
+    township = _township(viewer)
     show_reviews = request.args.get("reviews") == "1"
-    items = [
-        i
-        for i in hub_store().reconciliation_items(visible_devices(viewer, township))
-        if show_reviews or i.code != NEEDS_REVIEW
-    ]
+    items, pager = paged(
+        "page",
+        LIST_PAGE,
+        lambda n, at: hub_store().reconciliation_page(
+            township=township,
+            except_code=None if show_reviews else NEEDS_REVIEW,
+            limit=n,
+            offset=at,
+        ),
+    )
     return render(
         "reconciliation.html",
-        items=items[-500:],
-        total=len(items),
+        items=items,
+        pager=pager,
         township=township,
         show_reviews=show_reviews,
     )
@@ -352,19 +442,19 @@ def devices(viewer: Viewer):
                 )
         except HubError as refused:
             error = str(refused)
-    rows = reports.fleet_status(store, now)
+    slots, pager = paged("page", FLEET_PAGE, lambda n, at: store.slots_page(None, n, at))
     prefix = enrollment.ENROLLMENT_ALARM
     return render(
         "devices.html",
-        rows=rows,
+        rows=reports.fleet_rows(store, now, slots),
+        pager=pager,
         provisioned=provisioned,
         error=error,
         county=county.county_of(store),
         # Guessed enrollment codes: alarms of a client address, not of a device.
         enrollment_alarms=[
             (a.device_id.removeprefix(prefix), a)
-            for a in store.alarms()
-            if a.device_id.startswith(prefix)
+            for a in store.alarms_page(device_prefix=prefix, limit=LIST_PAGE, offset=0)
         ],
     )
 

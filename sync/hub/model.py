@@ -73,6 +73,18 @@ class Alarm:
 
 
 @dataclass(frozen=True)
+class RecordSummary:
+    """A stored record's outline, for listing a device's records (without its body)."""
+
+    seq: int
+    kind: str
+    tx_id: str
+    created_at: str
+    received_at: str
+    hash: str
+
+
+@dataclass(frozen=True)
 class StoredRecord:
     position: int  # order of arrival at the hub
     device_id: str

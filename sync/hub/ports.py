@@ -21,6 +21,7 @@ from sync.hub.model import (
     County,
     Publication,
     ReconciliationItem,
+    RecordSummary,
     Slot,
     StoredRecord,
 )
@@ -73,7 +74,9 @@ class HubStore(Protocol):
         *,
         well_formed: bool = False,
     ) -> Iterator[dict]: ...
-    def record_counts(self) -> dict[str, tuple[int, int]]: ...
+    def record_counts(
+        self, device_ids: Iterable[str] | None = None
+    ) -> dict[str, tuple[int, int]]: ...
     def last_seq_of_kind(self, device_id: str, kind: str, before_seq: int) -> int: ...
     def record_by_tx(self, device_id: str, tx_id: str) -> dict | None: ...
     def last_records_of_kind(
@@ -151,6 +154,32 @@ class HubStore(Protocol):
         self,
         device_ids: Iterable[str] | None = None,
     ) -> Iterator[tuple[dict, str | None, dict | None]]: ...
+
+    # console listings: one bounded page each (newest first where it says so)
+    def slots_page(self, township: str | None, limit: int, offset: int) -> list[Slot]: ...
+    def townships(self) -> list[str]: ...
+    def open_alarm_codes(self, device_ids: Iterable[str]) -> dict[str, list[str]]: ...
+    def difference_counts(self, device_ids: Iterable[str], except_code: str) -> dict[str, int]: ...
+    def alarms_page(
+        self,
+        *,
+        device_id: str | None = None,
+        township: str | None = None,
+        device_prefix: str | None = None,
+        open_only: bool = True,
+        limit: int,
+        offset: int,
+    ) -> list[Alarm]: ...
+    def reconciliation_page(
+        self,
+        *,
+        device_id: str | None = None,
+        township: str | None = None,
+        except_code: str | None = None,
+        limit: int,
+        offset: int,
+    ) -> list[ReconciliationItem]: ...
+    def records_page(self, device_id: str, limit: int, offset: int) -> list[RecordSummary]: ...
 
     # console users
     def add_console_user(

@@ -183,8 +183,8 @@ def test_every_terminal_page_has_no_serious_accessibility_finding_and_big_target
         page.goto(f"{terminal}{path}")
         check(name)
     page.goto(f"{terminal}/records")
-    page.locator("#records tbody a").first.tap()
-    page.wait_for_load_state()
+    with page.expect_navigation():  # the record's page, not the list still being left
+        page.locator("#records tbody a").first.tap()
     check("record-coordinator")
     page.goto(f"{terminal}/records/no-such-record")
     check("not-found")

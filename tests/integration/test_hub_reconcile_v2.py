@@ -503,13 +503,17 @@ def test_a_reversal_of_a_settlement_recomputed_by_the_previous_release_still_res
         settled = records[1]
         insured_id = settled["body"]["insured_id"]
         assert store.balances(insured_id, NOW.date(), "general").fund_paid == 1078
-        reversal = {
+        reversal = {  # as the previous release wrote one (its four payers)
             "reverses": settled["tx_id"],
+            "reverses_seq": settled["seq"],
             "insured_id": insured_id,
+            "operator": "doctor",
+            "reason": "entered twice",
             "amounts": {
                 k: settled["body"]["result"][k]
                 for k in ("total", "fund", "assistance", "personal_account", "cash")
             },
+            "accumulators_after": settled["body"]["accumulators_before"],
         }
         with store.unit_of_work():
             store.add_records(OLD_DEVICE, [appended(records, "reversal", reversal)], "now")

@@ -55,7 +55,7 @@ def test_every_entry_is_pinned_and_hashed():
 
 
 def test_the_runtime_lock_satisfies_the_terminal_and_hub_requirements():
-    for requirement in declared("pcsc", "hub"):
+    for requirement in declared("pcsc"):
         name = canonicalize_name(requirement.name)
         assert name in RUNTIME, f"{requirement} is not in requirements/runtime.txt (make lock)"
         assert requirement.specifier.contains(RUNTIME[name][0], prereleases=True), requirement
@@ -63,7 +63,7 @@ def test_the_runtime_lock_satisfies_the_terminal_and_hub_requirements():
 
 
 def test_the_dev_lock_is_the_runtime_lock_plus_the_dev_extra():
-    for requirement in declared("pcsc", "hub", "dev"):
+    for requirement in declared("pcsc", "dev"):
         name = canonicalize_name(requirement.name)
         assert name in DEV, f"{requirement} is not in requirements/dev.txt (make lock)"
         assert requirement.specifier.contains(DEV[name][0], prereleases=True), requirement

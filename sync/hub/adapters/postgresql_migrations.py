@@ -134,6 +134,19 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX throttle_window ON throttle (window_start)",
         ],
     ),
+    (
+        5,
+        "console indexes",
+        [
+            # The console's pages read one bounded page each (sqlite m005_console_indexes).
+            "CREATE INDEX slot_township ON slot (township, slot_id)",
+            "CREATE INDEX alarm_device_newest ON alarm (device_id, alarm_id)",
+            "CREATE INDEX alarm_open ON alarm (device_id, code) WHERE cleared_at IS NULL",
+            "CREATE INDEX alarm_open_newest ON alarm (alarm_id) WHERE cleared_at IS NULL",
+            "CREATE INDEX reconciliation_device_newest ON reconciliation_item (device_id, item_id)",
+            "CREATE INDEX reconciliation_device_code ON reconciliation_item (device_id, code)",
+        ],
+    ),
 ]
 
 

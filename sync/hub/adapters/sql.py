@@ -31,6 +31,7 @@ from sync.hub.model import (
     HubStoreError,
     Publication,
     ReconciliationItem,
+    RecordSummary,
     Slot,
     StoredRecord,
 )
@@ -83,6 +84,19 @@ def devices_in(column: str, device_ids: Iterable[str] | None) -> tuple[str, list
     if not wanted:
         return None
     return f" AND {column} IN ({marks(wanted)})", wanted
+
+
+def chunks(device_ids: Iterable[str]) -> Iterator[list[str]]:
+    """The distinct device ids in lists of at most IN_CHUNK, for `IN (…)` queries."""
+    wanted = sorted(set(device_ids))
+    for start in range(0, len(wanted), IN_CHUNK):
+        yield wanted[start : start + IN_CHUNK]
+
+
+# Console listings limited to one township: the devices of its slots.
+IN_TOWNSHIP = " AND device_id IN (SELECT device_id FROM slot WHERE township = ?)"
+ALARM_COLUMNS = ", ".join(f.name for f in fields(Alarm))
+ITEM_COLUMNS = "item_id, device_id, seq, tx_id, code, business_day, details, created_at"
 
 
 class SqlHubStore:
@@ -290,18 +304,24 @@ class SqlHubStore:
         for (text,) in self.conn.execute(sql + " ORDER BY seq", params):
             yield json.loads(text)
 
-    def record_counts(self) -> dict[str, tuple[int, int]]:
-        """device_id -> (records held, records held beyond a gap)."""
-        counts = {
-            device: (n, 0)
-            for device, n in self.conn.execute(
-                "SELECT device_id, count(*) FROM record GROUP BY device_id"
-            )
-        }
-        for device, n in self.conn.execute(
-            "SELECT device_id, count(*) FROM held_record GROUP BY device_id"
-        ):
-            counts[device] = (counts.get(device, (0, 0))[0], n)
+    def record_counts(self, device_ids: Iterable[str] | None = None) -> dict[str, tuple[int, int]]:
+        """device_id -> (records held, records held beyond a gap), of every device or of
+        `device_ids` (a console page's: counted through the (device_id, seq) keys)."""
+        queries = (
+            "SELECT device_id, count(*) FROM record{} GROUP BY device_id",
+            "SELECT device_id, count(*) FROM held_record{} GROUP BY device_id",
+        )
+        groups: list[tuple[str, list]] = (
+            [("", [])]
+            if device_ids is None
+            else [(f" WHERE device_id IN ({marks(c)})", c) for c in chunks(device_ids)]
+        )
+        counts: dict[str, tuple[int, int]] = {}
+        for where, params in groups:
+            for device, n in self.conn.execute(queries[0].format(where), params):
+                counts[device] = (n, 0)
+            for device, n in self.conn.execute(queries[1].format(where), params):
+                counts[device] = (counts.get(device, (0, 0))[0], n)
         return counts
 
     def last_seq_of_kind(self, device_id: str, kind: str, before_seq: int) -> int:
@@ -738,6 +758,116 @@ class SqlHubStore:
         )
         for text, status, result in self.conn.execute(sql, params):
             yield json.loads(text), status, loads(result)
+
+    # ---- console listings: one bounded page each, on indexes (m005 / step 5) --------
+
+    def slots_page(self, township: str | None, limit: int, offset: int) -> list[Slot]:
+        sql = f"SELECT {SLOT_COLUMNS} FROM slot"
+        params: list = []
+        if township is not None:
+            sql += " WHERE township = ?"
+            params.append(township)
+        sql += " ORDER BY township, slot_id LIMIT ? OFFSET ?"
+        return [Slot(*row) for row in self.conn.execute(sql, [*params, limit, offset])]
+
+    def townships(self) -> list[str]:
+        return [t for (t,) in self.conn.execute("SELECT DISTINCT township FROM slot ORDER BY 1")]
+
+    def open_alarm_codes(self, device_ids: Iterable[str]) -> dict[str, list[str]]:
+        """device_id -> the codes of its open alarms, each once (a flood of one code is
+        one entry), of `device_ids`."""
+        codes: dict[str, list[str]] = {}
+        for chunk in chunks(device_ids):
+            for device, code in self.conn.execute(
+                "SELECT DISTINCT device_id, code FROM alarm WHERE cleared_at IS NULL"
+                f" AND device_id IN ({marks(chunk)}) ORDER BY device_id, code",
+                chunk,
+            ):
+                codes.setdefault(device, []).append(code)
+        return codes
+
+    def difference_counts(self, device_ids: Iterable[str], except_code: str) -> dict[str, int]:
+        """device_id -> its reconciliation items other than `except_code`, of `device_ids`."""
+        counts: dict[str, int] = {}
+        for chunk in chunks(device_ids):
+            counts.update(
+                self.conn.execute(
+                    "SELECT device_id, count(*) FROM reconciliation_item WHERE code != ?"
+                    f" AND device_id IN ({marks(chunk)}) GROUP BY device_id",
+                    [except_code, *chunk],
+                ).fetchall()
+            )
+        return counts
+
+    def alarms_page(
+        self,
+        *,
+        device_id: str | None = None,
+        township: str | None = None,
+        device_prefix: str | None = None,
+        open_only: bool = True,
+        limit: int,
+        offset: int,
+    ) -> list[Alarm]:
+        """Alarms newest first, of one device, one township's devices, the "devices" whose
+        id starts with `device_prefix` (a client address's enrollment alarms) or all."""
+        sql = f"SELECT {ALARM_COLUMNS} FROM alarm WHERE 1 = 1"
+        params: list = []
+        if device_id is not None:
+            sql += " AND device_id = ?"
+            params.append(device_id)
+        if device_prefix is not None:
+            sql += " AND device_id LIKE ? ESCAPE '!'"
+            escaped = device_prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+            params.append(escaped + "%")
+        if township is not None:
+            sql += IN_TOWNSHIP
+            params.append(township)
+        if open_only:
+            sql += " AND cleared_at IS NULL"
+        sql += " ORDER BY alarm_id DESC LIMIT ? OFFSET ?"
+        return [Alarm(*row) for row in self.conn.execute(sql, [*params, limit, offset])]
+
+    def reconciliation_page(
+        self,
+        *,
+        device_id: str | None = None,
+        township: str | None = None,
+        except_code: str | None = None,
+        limit: int,
+        offset: int,
+    ) -> list[ReconciliationItem]:
+        """Reconciliation items newest first, of one device, one township's devices or all,
+        without those of `except_code`."""
+        sql = f"SELECT {ITEM_COLUMNS} FROM reconciliation_item WHERE 1 = 1"
+        params: list = []
+        if device_id is not None:
+            sql += " AND device_id = ?"
+            params.append(device_id)
+        if township is not None:
+            sql += IN_TOWNSHIP
+            params.append(township)
+        if except_code is not None:
+            sql += " AND code != ?"
+            params.append(except_code)
+        sql += " ORDER BY item_id DESC LIMIT ? OFFSET ?"
+        return [
+            ReconciliationItem(item_id, device, seq, tx_id, code, day, json.loads(details), at)
+            for item_id, device, seq, tx_id, code, day, details, at in self.conn.execute(
+                sql, [*params, limit, offset]
+            )
+        ]
+
+    def records_page(self, device_id: str, limit: int, offset: int) -> list[RecordSummary]:
+        """A device's records newest first, their outline only (no body)."""
+        return [
+            RecordSummary(*row)
+            for row in self.conn.execute(
+                "SELECT seq, kind, tx_id, created_at, received_at, hash FROM record"
+                " WHERE device_id = ? ORDER BY seq DESC LIMIT ? OFFSET ?",
+                [device_id, limit, offset],
+            )
+        ]
 
     # ---- console users -------------------------------------------------------------------
 

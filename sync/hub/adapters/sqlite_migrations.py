@@ -143,3 +143,21 @@ def m004_console_sessions_throttle(db: sqlite_utils.Database) -> None:
     ]
     for statement in statements:
         db.execute(statement)
+
+
+@migrations()
+def m005_console_indexes(db: sqlite_utils.Database) -> None:
+    """The console's pages read one bounded page each (LIMIT/OFFSET, newest first): the
+    fleet by township then slot, a device's alarms and reconciliation items newest first,
+    the open alarms (a device's codes; the county's newest), differences by device and
+    code. A device's records are listed on their (device_id, seq) key."""
+    statements = [
+        "CREATE INDEX slot_township ON slot (township, slot_id)",
+        "CREATE INDEX alarm_device_newest ON alarm (device_id, alarm_id)",
+        "CREATE INDEX alarm_open ON alarm (device_id, code) WHERE cleared_at IS NULL",
+        "CREATE INDEX alarm_open_newest ON alarm (alarm_id) WHERE cleared_at IS NULL",
+        "CREATE INDEX reconciliation_device_newest ON reconciliation_item (device_id, item_id)",
+        "CREATE INDEX reconciliation_device_code ON reconciliation_item (device_id, code)",
+    ]
+    for statement in statements:
+        db.execute(statement)

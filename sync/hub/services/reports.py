@@ -6,8 +6,7 @@ platform's settlement result (`setlinfo`: hifp_pay, hifmi_pay, maf_pay, …).
 
 import csv
 import io
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 
 from edge.domain.records import MONEY_FIELDS, NATIONAL_NAMES, body_problem, payer_amounts
@@ -59,24 +58,47 @@ def slot_state(slot: Slot, now: datetime) -> str:
     return "awaiting_enrollment"
 
 
+# What the console shows of a device's own heartbeat: a few short fields (it is the
+# device's text; another check caps it at ingest, this keeps every page small anyway).
+HEARTBEAT_VERSIONS_SHOWN = 8
+HEARTBEAT_TEXT_SHOWN = 40
+
+
+def shown_text(value: object, limit: int = HEARTBEAT_TEXT_SHOWN) -> str:
+    text = value if isinstance(value, str) else canonical_json(value).decode()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shown_heartbeat(beat: object) -> tuple[int | None, dict[str, str | None]]:
+    """(records waiting, {kind: version}) of a device's heartbeat, each bounded."""
+    if not isinstance(beat, dict):
+        return None, {}
+    waiting = beat.get("records_waiting")
+    versions = beat.get("versions")
+    shown: dict[str, str | None] = {}
+    if isinstance(versions, dict):
+        for kind, version in list(versions.items())[:HEARTBEAT_VERSIONS_SHOWN]:
+            shown[shown_text(kind)] = None if version is None else shown_text(version)
+    return (waiting if type(waiting) is int else None), shown
+
+
 def fleet_status(store: HubStore, now: datetime, township: str | None = None) -> list[dict]:
-    """One row per device slot, for coordinators: contact, backlog, versions, skew, alarms,
-    reconciliation differences, the payers of the device's last daily close."""
-    counts = store.record_counts()
-    alarms: dict[str, list[str]] = defaultdict(list)
-    for alarm in store.alarms():
-        alarms[alarm.device_id].append(alarm.code)
-    slots = store.slots(township)
+    """One row per device slot (of a township), for coordinators: see `fleet_rows`."""
+    return fleet_rows(store, now, store.slots(township))
+
+
+def fleet_rows(store: HubStore, now: datetime, slots: Sequence[Slot]) -> list[dict]:
+    """One row per slot of `slots` (a console page's): contact, backlog, versions, skew,
+    alarms, reconciliation differences, the payers of the device's last daily close.
+    Every figure is read for these devices only, so a page costs the same at any size."""
     enrolled = [s.device_id for s in slots if s.device_id]
-    differences = Counter(
-        item.device_id
-        for item in store.reconciliation_items(enrolled)
-        if item.code != reconcile.NEEDS_REVIEW
-    )
-    closes = store.last_records_of_kind("daily_close", enrolled)
+    counts = store.record_counts(enrolled)
+    alarms = store.open_alarm_codes(enrolled)
+    differences = store.difference_counts(enrolled, reconcile.NEEDS_REVIEW)
+    closes = store.last_records_of_kind("daily_close", enrolled) if enrolled else {}
     rows = []
     for slot in slots:
-        beat = slot.heartbeat_doc
+        waiting, versions = shown_heartbeat(slot.heartbeat_doc)
         held, beyond_gap = counts.get(slot.device_id or "", (0, 0))
         contact = slot.last_contact_at
         rows.append(
@@ -95,8 +117,8 @@ def fleet_status(store: HubStore, now: datetime, township: str | None = None) ->
                 "acked_seq": slot.head_seq,
                 "records_held": held,
                 "records_beyond_gap": beyond_gap,
-                "records_waiting": beat.get("records_waiting"),
-                "versions": beat.get("versions", {}),
+                "records_waiting": waiting,
+                "versions": versions,
                 "clock_skew_s": slot.clock_skew_s,
                 "alarms": alarms.get(slot.device_id or "", []),
                 "reconciliation_differences": differences.get(slot.device_id or "", 0),
