@@ -103,3 +103,61 @@ def served(app) -> Iterator[str]:
 
 def store_of(app) -> SqliteDeviceStore:
     return SqliteDeviceStore.open(app.config["DATA_DIR"])
+
+
+@contextmanager
+def enrolled_terminal(tmp_path: Path, clock, **config) -> Iterator[dict]:
+    """A demo terminal enrolled with a real county hub on loopback, its sync agent running
+    every half second and its UI served with `config`: the terminal's `url`, `app`,
+    `clock`, `data_dir`, `hub_dir`, and `stop_hub`/`start_hub` (the same port and data)."""
+    from hub_server import serve_in_background
+    from sync_helpers import start_hub
+
+    from sync import agent
+    from sync import demo as sync_demo
+    from web_ui.app import create_app
+
+    hub_dir, data_dir = tmp_path / "hub", tmp_path / "device"
+    hub = {"running": start_hub(hub_dir, clock)}
+    port = hub["running"].port
+    make_demo_device(data_dir)
+    store = SqliteDeviceStore.open(data_dir)
+    try:
+        sync_demo.provision_and_enroll(
+            store,
+            services.load_identity(store, data_dir),
+            data_dir,
+            hub_dir=hub_dir,
+            hub_url=hub["running"].url,
+            now=clock(),
+        )
+    finally:
+        store.close()
+    app = create_app(app_config(data_dir, clock, TESTING=False, **config))
+    scheduler = agent.start_scheduler(
+        data_dir,
+        clock,
+        intervals_s={"heartbeat": 0.5, "upload": 0.5, "updates": 60},
+        first_run_after_s=0.1,
+    )
+
+    def stop_hub() -> None:
+        hub["running"].stop()
+
+    def start_hub_again() -> None:
+        hub["running"] = serve_in_background(hub_dir, port=port, config={"CLOCK": clock})
+
+    try:
+        with served(app) as url:
+            yield {
+                "url": url,
+                "app": app,
+                "clock": clock,
+                "data_dir": data_dir,
+                "hub_dir": hub_dir,
+                "stop_hub": stop_hub,
+                "start_hub": start_hub_again,
+            }
+    finally:
+        scheduler.shutdown(wait=True)
+        hub["running"].stop()

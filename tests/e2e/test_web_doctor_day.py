@@ -23,15 +23,9 @@ from pathlib import Path
 
 import pytest
 from browser_support import Shots, no_sideways_scroll, tap_keys, tap_pin, wait_until
-from hub_server import serve_in_background
-from sync_helpers import start_hub
-from web_support import NOW, app_config, make_demo_device, served
+from web_support import NOW, enrolled_terminal
 
 from drivers.printer import PrinterEmulator
-from edge import services
-from edge.adapters.sqlite_store import SqliteDeviceStore
-from sync import agent
-from sync import demo as sync_demo
 
 # Chromium and its page (800×480, touch, zh-CN; dialogs accepted), as the other browser
 # tests launch them.
@@ -67,54 +61,11 @@ class GearClock:
 
 @pytest.fixture
 def day(tmp_path):
-    from web_ui.app import create_app
-
-    clock = GearClock()
-    hub_dir, data_dir = tmp_path / "hub", tmp_path / "device"
-    hub = {"running": start_hub(hub_dir, clock)}
-    port = hub["running"].port
-    make_demo_device(data_dir)
-    store = SqliteDeviceStore.open(data_dir)
-    try:
-        sync_demo.provision_and_enroll(
-            store,
-            services.load_identity(store, data_dir),
-            data_dir,
-            hub_dir=hub_dir,
-            hub_url=hub["running"].url,
-            now=clock(),
-        )
-    finally:
-        store.close()
-    app = create_app(app_config(data_dir, clock, TESTING=False, CARD_WAIT_SECONDS=2.0,
-                                CARD_POLL_MS=200, STATUS_POLL_MS=300,
-                                SESSION_IDLE_MINUTES=WORKING_IDLE_MINUTES))  # fmt: skip
-    scheduler = agent.start_scheduler(
-        data_dir,
-        clock,
-        intervals_s={"heartbeat": 0.5, "upload": 0.5, "updates": 60},
-        first_run_after_s=0.1,
-    )
-
-    def stop_hub():
-        hub["running"].stop()
-
-    def start_hub_again():  # the same port and the same data directory
-        hub["running"] = serve_in_background(hub_dir, port=port, config={"CLOCK": clock})
-
-    try:
-        with served(app) as url:
-            yield {
-                "url": url,
-                "app": app,
-                "clock": clock,
-                "printer": PrinterEmulator(Path(app.config["PRINTER"].removeprefix("emulated://"))),
-                "stop_hub": stop_hub,
-                "start_hub": start_hub_again,
-            }
-    finally:
-        scheduler.shutdown(wait=True)
-        hub["running"].stop()
+    config = dict(CARD_WAIT_SECONDS=2.0, CARD_POLL_MS=200, STATUS_POLL_MS=300,
+                  SESSION_IDLE_MINUTES=WORKING_IDLE_MINUTES)  # fmt: skip
+    with enrolled_terminal(tmp_path, GearClock(), **config) as terminal:
+        printer = terminal["app"].config["PRINTER"].removeprefix("emulated://")
+        yield {**terminal, "printer": PrinterEmulator(Path(printer))}
 
 
 # ---- tapping, never typing ------------------------------------------------------------------

@@ -8,14 +8,11 @@ from datetime import timedelta
 
 import pytest
 from browser_support import Shots, wait_until
-from hub_server import serve_in_background
-from sync_helpers import hub_store, start_hub
-from web_support import NOW, app_config, make_demo_device, served
+from sync_helpers import hub_store
+from web_support import NOW, enrolled_terminal
 
 from edge import services
 from edge.adapters.sqlite_store import SqliteDeviceStore
-from sync import agent
-from sync import demo as sync_demo
 from sync.hub.services import county
 
 # Chromium and its page, launched as the other browser tests launch them.
@@ -37,52 +34,8 @@ class FastClock:
 
 @pytest.fixture
 def county_and_terminal(tmp_path):
-    from web_ui.app import create_app
-
-    clock = FastClock()
-    hub_dir, data_dir = tmp_path / "hub", tmp_path / "device"
-    hub = {"running": start_hub(hub_dir, clock)}
-    port = hub["running"].port
-    make_demo_device(data_dir)
-    store = SqliteDeviceStore.open(data_dir)
-    try:
-        sync_demo.provision_and_enroll(
-            store,
-            services.load_identity(store, data_dir),
-            data_dir,
-            hub_dir=hub_dir,
-            hub_url=hub["running"].url,
-            now=clock(),
-        )
-    finally:
-        store.close()
-    app = create_app(app_config(data_dir, clock, TESTING=False, STATUS_POLL_MS=300))
-    scheduler = agent.start_scheduler(
-        data_dir,
-        clock,
-        intervals_s={"heartbeat": 0.5, "upload": 0.5, "updates": 60},
-        first_run_after_s=0.1,
-    )
-
-    def stop_hub():
-        hub["running"].stop()
-
-    def start_again():
-        hub["running"] = serve_in_background(hub_dir, port=port, config={"CLOCK": clock})
-
-    try:
-        with served(app) as url:
-            yield {
-                "url": url,
-                "stop_hub": stop_hub,
-                "start_hub": start_again,
-                "data_dir": data_dir,
-                "hub_dir": hub_dir,
-                "clock": clock,
-            }
-    finally:
-        scheduler.shutdown(wait=True)
-        hub["running"].stop()
+    with enrolled_terminal(tmp_path, FastClock(), STATUS_POLL_MS=300) as terminal:
+        yield terminal
 
 
 def test_the_strip_goes_offline_and_back_online_as_the_hub_stops_and_starts(
