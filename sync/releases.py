@@ -186,7 +186,7 @@ def release_of_manifest(manifest: object) -> Release:
         raise SyncError("RELEASE_MALFORMED", "a file is named twice")
     if [f.role for f in files].count("project") != 1:
         raise SyncError("RELEASE_MALFORMED", "exactly one file must be the project's wheel")
-    release = Release(str(version), str(arch), python, tuple(schema), published_at, files)
+    release = Release(str(version), str(arch), str(python), tuple(schema), published_at, files)
     if release.total_bytes > MAX_RELEASE_BYTES:
         raise SyncError("RELEASE_MALFORMED", "the release is too large")
     return release
