@@ -15,11 +15,12 @@ SYSTEM_PACKAGES ?= pcscd vsmartcard-vpcd swig libpcsclite-dev chromium fonts-wqy
 PIP_TOOLS := pip==26.3 pip-tools==7.6.2
 UPGRADE ?=
 
-.PHONY: help demo test test-dates bench lint format system-deps lock clean
+.PHONY: help demo test test-pi test-dates bench lint format system-deps lock clean
 
 help:
 	@echo "make demo   - run the terminal on the embedded demo county"
 	@echo "make test   - install what is needed and run the whole test suite"
+	@echo "make test-pi - boot a Raspberry Pi OS-like root, install offline, check (root)"
 	@echo "make test-dates - the date-sensitive tests and the demo at other dates and zones"
 	@echo "make bench  - run the benchmarks, report in benchmarks/report.json"
 	@echo "make lint   - ruff, the import contracts (layers, no cycles) and mypy"
@@ -53,14 +54,17 @@ $(PCSC_STAMP): $(STAMP) | system-deps
 PIP_CHECK = $(BIN)/python -m pip check >/dev/null || { $(BIN)/python -m pip check; \
   echo "the venv does not satisfy pyproject.toml: update the lock with 'make lock'" >&2; exit 1; }
 
-system-deps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+# $(call apt_ensure,PACKAGES,TARGET): install the missing ones with apt-get (as root).
+apt_ensure = missing=""; for p in $(1); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
-	  else echo "Missing Debian packages:$$missing (run 'sudo make system-deps')" >&2; exit 1; fi; \
+	  else echo "Missing Debian packages:$$missing (run 'sudo make $(2)')" >&2; exit 1; fi; \
 	fi
+
+system-deps:
+	@$(call apt_ensure,$(SYSTEM_PACKAGES),system-deps)
 
 demo: $(STAMP)
 	$(BIN)/clinic demo
@@ -72,6 +76,21 @@ test: system-deps $(STAMP) $(PCSC_STAMP)
 # three machine zones (README, "Dates, the clock and time zones").
 test-dates: system-deps $(STAMP) $(PCSC_STAMP)
 	$(BIN)/python tests/time_travel/run.py
+
+# Proof by booting (deploy/raspberry-pi/README.md, "Proof by booting"): a bookworm root
+# (debootstrap, cached in /var/cache/clinic-pi), the offline bundle installed with no
+# network, booted with systemd-nspawn, the checks in tests/pi. As root; `make test` never
+# collects tests/pi. PI_BUNDLE=DIR: use that bundle instead of building dist/pi-bundle-ARCH.
+PI_SYSTEM_PACKAGES ?= systemd-container debootstrap dpkg-dev e2fsprogs util-linux curl
+PI_ARCH ?= $(shell dpkg --print-architecture)
+PI_BUNDLE ?=
+
+test-pi: $(STAMP)
+	@[ "$$(id -u)" = 0 ] || { echo "make test-pi: run as root (debootstrap, mount, systemd-nspawn)" >&2; exit 1; }
+	@$(call apt_ensure,$(PI_SYSTEM_PACKAGES),test-pi)
+	$(if $(PI_BUNDLE),,$(MAKE) pi-bundle ARCH=$(PI_ARCH))
+	CLINIC_PI_BUNDLE=$(abspath $(or $(PI_BUNDLE),dist/pi-bundle-$(PI_ARCH))) \
+	  $(BIN)/python -m pytest -p no:cacheprovider tests/pi
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks --out benchmarks/report.json
