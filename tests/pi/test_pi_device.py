@@ -41,7 +41,8 @@ SETTLE = {
 SIGN_IN = r"""set -e; jar=$(mktemp)
 token=$(curl -s -c "$jar" {url} | sed -n '/name="csrf_token"/{{s/.*value="\([^"]*\)".*/\1/p;q}}')
 curl -s -b "$jar" -o /dev/null -w '%{{http_code}} %{{redirect_url}}' \
-    --data-urlencode "csrf_token=$token" --data-urlencode operator={operator} --data-urlencode pin={password} {url}
+    --data-urlencode "csrf_token=$token" --data-urlencode operator={operator} \
+    --data-urlencode pin={password} {url}
 """
 # The demo county's policy, catalog and roster, written by the installed software itself.
 DEMO_FILES = """
@@ -72,7 +73,7 @@ def settle(pi: Pi) -> dict:
 
 
 def test_the_offline_install_is_complete_and_idempotent(pi: Pi):
-    log(f"offline install took {pi.install_seconds:.0f}s")  # type: ignore[attr-defined]
+    log(f"offline install took {pi.install_seconds:.0f}s")
     box = pi.booted
     box.run(["test", "-x", VENV_CLINIC])
     version = box.run([VENV_CLINIC, "--version"]).stdout

@@ -76,9 +76,11 @@ def running_version(pi: Pi) -> str:
     return pi.booted.run(["/opt/clinic/venv/bin/clinic", "--version"]).stdout.split()[-1]
 
 
-def offer(pi: Pi) -> None:
-    """What the agent does in the background, now instead of at its next run."""
+def fetched(pi: Pi) -> bool:
+    """What the agent does in the background, now instead of at its next run (False: go on
+    checking)."""
     pi.clinic("release", "fetch", check=False)
+    return False
 
 
 def test_a_published_release_reaches_the_device_which_switches_to_it(pi: Pi):
@@ -90,7 +92,7 @@ def test_a_published_release_reaches_the_device_which_switches_to_it(pi: Pi):
     pi.hub("release", "publish", build_release(pi, version))
     took = wait_for(
         f"the device switching to release {version} (/opt/clinic/venv -> releases/{version})",
-        lambda: offer(pi) or venv_target(pi).endswith(f"/releases/{version}/venv"),
+        lambda: fetched(pi) or venv_target(pi).endswith(f"/releases/{version}/venv"),
         SWITCH_TIMEOUT,
         every=10,
     )
@@ -114,7 +116,7 @@ def test_a_broken_release_is_rolled_back_by_the_device(pi: Pi):
     failed = f"{DATA_DIR}/releases/failed/{version}"
     took = wait_for(
         f"the device rolling back the broken release {version} ({failed} written)",
-        lambda: offer(pi) or box.run(["test", "-f", failed], check=False).returncode == 0,
+        lambda: fetched(pi) or box.run(["test", "-f", failed], check=False).returncode == 0,
         SWITCH_TIMEOUT,
         every=10,
     )
