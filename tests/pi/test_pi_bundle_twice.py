@@ -26,7 +26,7 @@ def pip_freeze(root: Path) -> list[str]:
         check=True,
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
     )
     return sorted(done.stdout.splitlines())
 

@@ -167,6 +167,55 @@ def test_the_health_check_restarts_a_frozen_terminal(pi: Pi):
     assert "restarting clinic-terminal.service" in journal, journal
 
 
+# The container has no tty1 and no screen: the kiosk unit runs without them.
+KIOSK_DROP_IN = """[Unit]
+ConditionPathExists=
+[Service]
+StandardInput=null
+TTYPath=
+TTYReset=no
+TTYVHangup=no
+TTYVTDisallocate=no
+UtmpIdentifier=
+RestartSec=1s
+"""
+
+
+def test_the_kiosk_fails_and_is_restarted_without_xwayland(pi: Pi):
+    """Debian's cage shows no browser without Xwayland: the unit must fail (and be
+    restarted), not stay "running" on a blank screen. Cage itself cannot show anything in
+    the container (README, "Proof by booting")."""
+    box = pi.booted
+    box.run(["/opt/clinic/bin/clinic-kiosk-browser", "--check"])  # xwayland and chromium
+    drop_in = "/run/systemd/system/clinic-kiosk.service.d"
+    box.run(["mkdir", "-p", drop_in])
+    box.run(["tee", f"{drop_in}/test-pi.conf"], input=KIOSK_DROP_IN)
+    box.run(["mv", "/usr/bin/Xwayland", "/usr/bin/Xwayland.away"])
+    try:
+        box.run(["systemctl", "daemon-reload"])
+        start = box.run(["systemctl", "start", "clinic-kiosk.service"], check=False, timeout=60)
+        assert start.returncode != 0, "the kiosk started with no Xwayland"
+        wait_for(
+            "systemd restarting the failed kiosk",
+            lambda: (
+                int(
+                    box.run(
+                        ["systemctl", "show", "-p", "NRestarts", "--value", "clinic-kiosk"]
+                    ).stdout
+                )
+                >= 2
+            ),
+            30,
+        )
+        journal = box.run(["journalctl", "-u", "clinic-kiosk.service", "-o", "cat"]).stdout
+        assert "xwayland" in journal.lower(), journal
+    finally:
+        box.run(["systemctl", "stop", "clinic-kiosk.service"], check=False)
+        box.run(["mv", "/usr/bin/Xwayland.away", "/usr/bin/Xwayland"])
+        box.run(["rm", "-rf", drop_in])
+        box.run(["systemctl", "daemon-reload"])
+
+
 def test_a_backup_and_a_restore(pi: Pi):
     box = pi.booted
     before = ledger(pi)
