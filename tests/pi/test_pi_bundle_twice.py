@@ -37,7 +37,7 @@ def test_two_installs_from_the_same_bundle_are_identical(pi: Pi):
     started = time.monotonic()
     try:
         # Not booted (quicker): the same script with --no-systemctl; no network either.
-        subprocess.run(
+        done = subprocess.run(
             [
                 "systemd-nspawn",
                 "-D",
@@ -54,10 +54,14 @@ def test_two_installs_from_the_same_bundle_are_identical(pi: Pi):
                 BUNDLE_IN,
                 "--no-systemctl",
             ],
-            check=True,
             stdin=subprocess.DEVNULL,
             capture_output=True,
+            text=True,
             timeout=1800,
+        )
+        assert done.returncode == 0, (
+            f"the second install failed ({done.returncode}):\n{done.stdout[-3000:]}\n"
+            f"{done.stderr[-3000:]}"
         )
         log(f"second install (not booted) in {time.monotonic() - started:.0f}s")
         first_packages, second_packages = packages(pi.root), packages(second)
