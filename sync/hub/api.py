@@ -1,11 +1,11 @@
 """The hub's device API under `/api/v1` (`docs/sync-protocol.md`): enrollment, signed
-uploads and heartbeats, county updates, software releases, the hub's clock. Each view authenticates the
-device, hands the request to a use case (`sync.hub.services`) with the request's store and
-the hub's clock (`sync.hub.runtime`), and answers JSON; a `SyncError` becomes its
-bilingual error document and HTTP status. Every answer (errors and 204 included) is
-signed by the county key over the request it answers (`sync.protocol.sign_answer`),
-except a release file's bytes: they are streamed from disk unsigned, the signed release
-manifest's SHA-256 covers them (`docs/releases.md`).
+uploads and heartbeats, county updates, software releases, the hub's clock. Each view
+authenticates the device, hands the request to a use case (`sync.hub.services`) with the
+request's store and the hub's clock (`sync.hub.runtime`), and answers JSON; a `SyncError`
+becomes its bilingual error document and HTTP status. Every answer (errors and 204
+included) is signed by the county key over the request it answers
+(`sync.protocol.sign_answer`), except a release file's bytes: they are streamed from disk
+unsigned, the signed release manifest's SHA-256 covers them (`docs/releases.md`).
 """
 
 import gzip

@@ -18,7 +18,7 @@ from sync.agent.client import HubClient, HubRefusal
 from sync.hub import console_auth
 from sync.hub.model import HubError
 from sync.hub.services import county, releases
-from sync.protocol import iso, load_public_key
+from sync.protocol import SyncError, iso, load_public_key
 from sync.releases import ReleaseFile, make_release_manifest, verify_release
 
 PASSWORD = "correct horse 42"
@@ -130,9 +130,7 @@ class TestPublishing:
             assert store.releases() == []
         assert not (hub_dir / "releases" / "0.2.0" / "aarch64").exists()
 
-    def test_a_version_not_newer_than_every_published_one_is_refused(
-        self, hub, hub_dir, tmp_path
-    ):
+    def test_a_version_not_newer_than_every_published_one_is_refused(self, hub, hub_dir, tmp_path):
         publish(hub_dir, make_release_dir(tmp_path / "a", "0.3.0"))
         for name, version in (("b", "0.3.0"), ("c", "0.2.5")):
             message = refused(hub_dir, make_release_dir(tmp_path / name, version))
@@ -148,9 +146,7 @@ class TestPublishing:
             ]
         assert sorted(p.name for p in (hub_dir / "releases" / "0.3.0").iterdir()) == ["aarch64"]
 
-    def test_a_folder_left_by_a_publication_that_crashed_is_replaced(
-        self, hub, hub_dir, tmp_path
-    ):
+    def test_a_folder_left_by_a_publication_that_crashed_is_replaced(self, hub, hub_dir, tmp_path):
         leftover = hub_dir / "releases" / "0.2.0" / "aarch64"
         leftover.mkdir(parents=True)
         (leftover / "half.whl").write_bytes(b"half")
@@ -222,9 +218,11 @@ class TestDownload:
         publish(hub_dir, make_release_dir(tmp_path / "r", "0.2.0"))
         client = enrolled_client(hub, hub_dir, make_device("device"))
         dest = tmp_path / "attrs.whl"
-        with pytest.raises(Exception) as error:
-            client.release_file("0.2.0", "aarch64", "attrs-23.2.0-py3-none-any.whl", dest, NOW, size=100)
-        assert getattr(error.value, "code", None) == "RELEASE_FILE_MISMATCH"
+        with pytest.raises(SyncError) as error:
+            client.release_file(
+                "0.2.0", "aarch64", "attrs-23.2.0-py3-none-any.whl", dest, NOW, size=100
+            )
+        assert error.value.code == "RELEASE_FILE_MISMATCH"
 
     @pytest.mark.parametrize(
         "path",
@@ -369,9 +367,7 @@ class TestConsole:
         hub.ids = ids
         return hub
 
-    def test_the_releases_page_counts_each_state_and_a_coordinator_sees_their_township(
-        self, fleet
-    ):
+    def test_the_releases_page_counts_each_state_and_a_coordinator_sees_their_township(self, fleet):
         page = signed_in(fleet, "admin").get("/console/releases").get_data(as_text=True)
         assert "软件版本" in page and "0.3.0" in page and "0.2.0" in page
         rows = re.findall(r"<tr>\s*<td><a [^>]*>(0\.[23]\.0)</a>(.*?)</tr>", page, re.S)
@@ -423,4 +419,6 @@ def test_a_release_published_later_is_offered_at_the_next_request(
     hub_clock.advance(hours=1)
     publish(hub_dir, make_release_dir(tmp_path / "r", "0.2.0"), NOW + timedelta(hours=1))
     later = NOW + timedelta(hours=1)
-    assert client.release_offer("aarch64", "cp311", "0.1.0", later)["manifest"]["version"] == "0.2.0"
+    assert (
+        client.release_offer("aarch64", "cp311", "0.1.0", later)["manifest"]["version"] == "0.2.0"
+    )

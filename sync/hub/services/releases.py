@@ -22,7 +22,6 @@ from sync.hub.ports import HubStore
 from sync.protocol import MESSAGES, SyncError, iso, parse_time
 from sync.releases import (
     ARCHES,
-    FILE_NAME,
     is_newer,
     release_of_manifest,
     release_version,
@@ -161,9 +160,7 @@ def publish(
     try:
         with store.unit_of_work():
             for other in store.releases(release.arch):
-                if other.python == release.python and not is_newer(
-                    release.version, other.version
-                ):
+                if other.python == release.python and not is_newer(release.version, other.version):
                     raise _refused(
                         f"版本 {release.version} 不比已发布的 {other.version} 新",
                         f"{release.version} is not newer than the published {other.version}",
@@ -202,9 +199,7 @@ def offer(store: HubStore, *, arch: str, python: str, running: str) -> dict | No
         running_version = Version(running)
     except InvalidVersion:
         raise SyncError("BAD_REQUEST", f"running {running[:40]!r} is not a version") from None
-    candidates = [
-        r for r in store.releases(arch) if r.python == python and r.withdrawn_at is None
-    ]
+    candidates = [r for r in store.releases(arch) if r.python == python and r.withdrawn_at is None]
     newest = max(candidates, key=lambda r: Version(r.version), default=None)
     if newest is None or Version(newest.version) <= running_version:
         return None
