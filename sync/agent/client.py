@@ -249,17 +249,10 @@ class HubClient:
                     have, mode = 0, "wb"  # the whole file: start again
                 else:
                     raise SyncError("BAD_RESPONSE", f"HTTP {response.status}", retryable=True)
-                with dest.open(mode) as file:
-                    while chunk := response.read(DOWNLOAD_CHUNK):
-                        have += len(chunk)
-                        if have > size:
-                            raise SyncError(
-                                "RELEASE_FILE_MISMATCH", f"{dest.name} is over {size} bytes"
-                            )
-                        file.write(chunk)
-                    file.flush()
-                    os.fsync(file.fileno())
+                have = _stream_to(response, dest, mode, have, size)
         except urllib.error.HTTPError as error:
+            if error.code == 416:  # what we hold is longer than the hub's file: not it
+                dest.unlink(missing_ok=True)
             data = _error_body(error)
             if error.code >= 500 or data is None:
                 raise SyncError("HUB_ERROR", f"HTTP {error.code}", retryable=True) from None
@@ -402,6 +395,30 @@ class HubClient:
         if not isinstance(answer, dict):
             raise SyncError("BAD_RESPONSE", "not a JSON object", retryable=True)
         return answer
+
+
+def _stream_to(response, dest: Path, mode: str, have: int, size: int) -> int:
+    """Append (or write) the answer's bytes to `dest`, at most `size` in all; a local
+    failure (a full disk) is the device's, not the hub's."""
+    try:
+        file = dest.open(mode)
+    except OSError as error:
+        raise SyncError("AGENT_ERROR", f"{dest}: {error}") from None
+    with file:
+        while chunk := response.read(DOWNLOAD_CHUNK):
+            have += len(chunk)
+            if have > size:
+                raise SyncError("RELEASE_FILE_MISMATCH", f"{dest.name} is over {size} bytes")
+            try:
+                file.write(chunk)
+            except OSError as error:
+                raise SyncError("AGENT_ERROR", f"{dest}: {error}") from None
+        try:
+            file.flush()
+            os.fsync(file.fileno())
+        except OSError as error:
+            raise SyncError("AGENT_ERROR", f"{dest}: {error}") from None
+    return have
 
 
 def _read_body(response) -> bytes:

@@ -224,6 +224,21 @@ class TestDownload:
             )
         assert error.value.code == "RELEASE_FILE_MISMATCH"
 
+    def test_a_partial_file_longer_than_the_hub_s_is_thrown_away(
+        self, hub, hub_dir, tmp_path, make_device
+    ):
+        folder = make_release_dir(tmp_path / "r", "0.2.0")
+        publish(hub_dir, folder)
+        client = enrolled_client(hub, hub_dir, make_device("device"))
+        name = "pyscard-2.0.9.tar.gz"
+        dest = tmp_path / name
+        dest.write_bytes(b"not this file at all")
+        with pytest.raises(SyncError) as error:
+            client.release_file("0.2.0", "aarch64", name, dest, NOW)
+        assert error.value.retryable and not dest.exists()
+        assert client.release_file("0.2.0", "aarch64", name, dest, NOW) == 13
+        assert dest.read_bytes() == (folder / name).read_bytes()
+
     @pytest.mark.parametrize(
         "path",
         [
@@ -281,6 +296,18 @@ class TestHeartbeat:
             slot = store.slot_by_device(device.identity.device_id)
             assert releases.software_of(slot) == SOFTWARE
             assert store.alarms(device.identity.device_id) == []
+
+    def test_hub_status_shows_the_software_and_its_update(
+        self, hub, hub_dir, make_device, monkeypatch
+    ):
+        monkeypatch.setenv("CLINIC_CLOCK", iso(NOW))
+        enrolled_client(hub, hub_dir, make_device("device")).heartbeat(heartbeat(SOFTWARE), NOW)
+        shown = CliRunner().invoke(main, ["hub", "status", "--data-dir", str(hub_dir)])
+        assert shown.exit_code == 0 and "software 0.2.0 (0.3.0 downloading)" in shown.output
+        [row] = json.loads(
+            CliRunner().invoke(main, ["hub", "status", "--data-dir", str(hub_dir), "--json"]).output
+        )
+        assert row["software"] == SOFTWARE
 
     @pytest.mark.parametrize(
         "software",
