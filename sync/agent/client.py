@@ -249,7 +249,17 @@ class HubClient:
                     have, mode = 0, "wb"  # the whole file: start again
                 else:
                     raise SyncError("BAD_RESPONSE", f"HTTP {response.status}", retryable=True)
+                length = response.headers.get("Content-Length")
+                expected = have + int(length) if length and length.isdigit() else None
                 have = _stream_to(response, dest, mode, have, size)
+                if expected is not None and have < expected:
+                    # Cut off (a proxy's write timeout, the network): what came is kept,
+                    # the next call resumes from there.
+                    raise SyncError(
+                        "HUB_UNREACHABLE",
+                        f"{dest.name}: cut off at {have} of {expected} bytes",
+                        retryable=True,
+                    )
         except urllib.error.HTTPError as error:
             if error.code == 416:  # what we hold is longer than the hub's file: not it
                 dest.unlink(missing_ok=True)

@@ -4,8 +4,10 @@ with its signed requests (resuming with Range), withdrawing, the heartbeat's `so
 member, and the console's rollout pages. On each hub store (`hub_backend`)."""
 
 import hashlib
+import http.server
 import json
 import re
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -238,6 +240,47 @@ class TestDownload:
         assert error.value.retryable and not dest.exists()
         assert client.release_file("0.2.0", "aarch64", name, dest, NOW) == 13
         assert dest.read_bytes() == (folder / name).read_bytes()
+
+    def test_a_download_cut_off_keeps_what_came_and_resumes(self, tmp_path, make_device):
+        """A proxy in front of the hub that cuts long answers (a write timeout): the
+        client says so (retryable) and the next call resumes with Range."""
+        data = bytes(range(256)) * 40
+        asked: list[str | None] = []
+
+        class CuttingProxy(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                asked.append(self.headers.get("Range"))
+                start = int(self.headers["Range"][6:-1]) if self.headers.get("Range") else 0
+                self.send_response(206 if start else 200)
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                self.wfile.write(data[start:] if start else data[:3000])  # cut at 3000
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CuttingProxy)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            device = make_device("device")
+            client = HubClient(
+                f"http://127.0.0.1:{server.server_port}",
+                device.identity,
+                county_key=device.identity.public_key_b64,  # file answers are not signed
+            )
+            dest = tmp_path / "big.whl"
+            with pytest.raises(SyncError) as error:
+                client.release_file("0.2.0", "aarch64", "big.whl", dest, NOW, size=len(data))
+            assert error.value.retryable and "cut off at 3000" in error.value.detail
+            assert dest.read_bytes() == data[:3000]
+            got = client.release_file("0.2.0", "aarch64", "big.whl", dest, NOW, size=len(data))
+            assert got == len(data) and dest.read_bytes() == data
+            assert asked == [None, "bytes=3000-"]
+        finally:
+            server.shutdown()
+            server.server_close()
 
     @pytest.mark.parametrize(
         "path",
