@@ -110,6 +110,7 @@ class TestPublishing:
         "spoil, says",
         [
             (lambda d: (d / "attrs-23.2.0-py3-none-any.whl").write_bytes(b"altered"), "SHA-256"),
+            (lambda d: (d / "pyscard-2.0.9.tar.gz").write_bytes(b"pyscard sdisT"), "SHA-256"),
             (lambda d: (d / "extra.whl").write_bytes(b"x"), "extra.whl"),
             (lambda d: (d / "pyscard-2.0.9.tar.gz").unlink(), "pyscard-2.0.9.tar.gz"),
             (lambda d: (d / "release.json").write_text("{"), "release.json"),
@@ -130,13 +131,14 @@ class TestPublishing:
         assert says in message and "未发布" in message and "nothing published" in message
         with hub_store(hub_dir) as store:
             assert store.releases() == []
-        assert not (hub_dir / "releases" / "0.2.0" / "aarch64").exists()
+        assert not (hub_dir / "releases").exists() or not list((hub_dir / "releases").iterdir())
 
     def test_a_version_not_newer_than_every_published_one_is_refused(self, hub, hub_dir, tmp_path):
         publish(hub_dir, make_release_dir(tmp_path / "a", "0.3.0"))
         for name, version in (("b", "0.3.0"), ("c", "0.2.5")):
             message = refused(hub_dir, make_release_dir(tmp_path / name, version))
             assert "not newer than the published 0.3.0" in message
+        assert [p.name for p in (hub_dir / "releases").iterdir()] == ["0.3.0"]
         # another architecture or Python has its own line of versions
         publish(hub_dir, make_release_dir(tmp_path / "d", "0.2.5", arch="x86_64"))
         publish(hub_dir, make_release_dir(tmp_path / "e", "0.2.5", python="cp312"))
