@@ -180,7 +180,8 @@ def release_file(version: str, arch: str, name: str) -> Response:
     # Withdrawn releases stay downloadable: a device may be half-way through one.
     if published is None or name not in {f["name"] for f in published.manifest["files"]}:
         raise SyncError("NOT_FOUND", f"no file {name} in release {version[:40]} for {arch[:20]}")
-    path = releases.release_folder(hub_runtime().data_dir, version, arch) / name
+    # Absolute: Flask would take a relative data directory as relative to its package.
+    path = (releases.release_folder(hub_runtime().data_dir, version, arch) / name).absolute()
     # Range requests answered (206), so that a device resumes an interrupted download.
     return send_file(
         path, mimetype="application/octet-stream", conditional=True, max_age=0, etag=False

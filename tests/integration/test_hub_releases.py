@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sync_helpers import NOW, hub_store, raw_call, signed_call
+from sync_helpers import NOW, FakeClock, hub_store, raw_call, signed_call
 
 from edge.console import main
 from sync.agent.client import HubClient, HubRefusal
@@ -283,6 +283,27 @@ class TestDownload:
         finally:
             server.shutdown()
             server.server_close()
+
+    def test_a_hub_started_with_a_relative_data_directory_serves_the_files(
+        self, hub, hub_dir, tmp_path, make_device, monkeypatch
+    ):
+        from sync_helpers import start_hub
+
+        folder = make_release_dir(tmp_path / "r", "0.2.0")
+        publish(hub_dir, folder)
+        device = make_device("device")
+        enrolled_client(hub, hub_dir, device)
+        monkeypatch.chdir(hub_dir.parent)
+        relative = start_hub(Path(hub_dir.name), FakeClock(NOW))
+        try:
+            client = HubClient(
+                relative.url, device.identity, county_key=device.identity.public_key_b64
+            )
+            dest = tmp_path / "attrs.whl"
+            client.release_file("0.2.0", "aarch64", "attrs-23.2.0-py3-none-any.whl", dest, NOW)
+            assert dest.read_bytes() == (folder / "attrs-23.2.0-py3-none-any.whl").read_bytes()
+        finally:
+            relative.stop()
 
     @pytest.mark.parametrize(
         "path",
