@@ -3,20 +3,29 @@ each hub store (`hub_backend`): built from the county's recomputation, signed by
 county key, revised by a late upload, agreed and paid by an admin, the device's
 reconciliation report kept; all of it surviving a hub restart."""
 
+import csv
+import io
+import json
+import re
 from datetime import datetime, timedelta
+from decimal import Decimal
 
+import openpyxl
 import pytest
+from click.testing import CliRunner
 from hub_server import serve_in_background
 from sync_helpers import NOW, hub_store
 
 from edge import services
 from edge.clock import CLINIC_TZ
+from edge.console import main
 from sync import agent
 from sync.agent import state
 from sync.agent.jobs import client_for
 from sync.hub.model import HubError
 from sync.hub.services import reconciliation, statements
-from sync.protocol import SyncError
+from sync.hub.services.statement_exports import yuan_text
+from sync.protocol import SyncError, iso, load_public_key
 from sync.statements import PAYERS, month_of, verify_statement
 
 EMPLOYEE = "32011500000501"
@@ -79,8 +88,6 @@ def test_a_statement_is_signed_and_its_total_is_the_sum_of_its_detail(
     document = client(clinic).statement(MONTH, NEXT_MONTH)
     with hub_store(hub_dir) as store:
         county_key = store.county().public_key
-    from sync.protocol import load_public_key
-
     statement = verify_statement(document, load_public_key(county_key), month=MONTH)
     assert (statement["clinic"], statement["revision"], statement["supersedes"]) == (
         CLINIC,
@@ -206,3 +213,82 @@ def test_a_malformed_report_or_an_unknown_revision_is_refused(clinics, hub, hub_
     with pytest.raises(SyncError) as refused:
         client(clinic).statement("2026-13", NEXT_MONTH)
     assert refused.value.code == "BAD_REQUEST"
+
+
+def test_the_commands_show_export_and_set_the_status(clinics, hub, hub_dir, tmp_path, monkeypatch):
+    clinic, other = clinics
+    a_month(hub_dir, clinic)
+    other.settle(NOW)
+    upload(hub_dir, other, NOW)
+    monkeypatch.setenv("CLINIC_CLOCK", iso(NEXT_MONTH))
+    runner = CliRunner()
+
+    def run(*args):
+        done = runner.invoke(main, ["hub", *args, "--data-dir", str(hub_dir)])
+        assert done.exit_code == 0, done.output
+        return done.output
+
+    document = json.loads(run("statement", "--clinic", CLINIC, "--month", MONTH, "--json"))
+    statement = document["statement"]
+    assert statement["revision"] == 1 and len(statement["detail"]) == 4
+    text = run("statement", "--clinic", CLINIC, "--month", MONTH)
+    assert "结算单" in text and "草稿" in text and "统筹基金 hifp_pay" in text
+
+    # CSV: Chinese headers, yuan with two decimals, the total row last.
+    rows = list(csv.reader(io.StringIO(run(
+        "statement", "--clinic", CLINIC, "--month", MONTH, "--csv"
+    ).lstrip("\ufeff"))))  # fmt: skip
+    assert rows[0][:3] == ["交易流水号", "设备", "序号"] and "统筹基金" in rows[0]
+    fund = rows[0].index("统筹基金")
+    assert rows[-1][0] == "合计"
+    assert rows[-1][fund] == yuan_text(statement["total"]["hifp_pay"])
+    assert all(re.fullmatch(r"-?\d+\.\d\d", r[fund]) for r in rows[1:])
+
+    # xlsx, opened back with openpyxl: the detail sums to the total, in yuan.
+    path = tmp_path / "statement.xlsx"
+    run("statement", "--clinic", CLINIC, "--month", MONTH, "--xlsx", "-o", str(path))
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["汇总", "明细", "更正"]
+    detail = list(book["明细"].iter_rows(values_only=True))
+    header, body, total_row = detail[0], detail[1:-1], detail[-1]
+    column = header.index("医疗费总额")
+    assert len(body) == 4 and total_row[0] == "合计"
+    assert sum(Decimal(str(r[column])) for r in body) == Decimal(str(total_row[column]))
+    assert Decimal(str(total_row[column])) * 100 == statement["total"]["medfee_sumamt"]
+    assert book["明细"].cell(2, column + 1).number_format == "#,##0.00"
+    summary = {r[0]: r[1] for r in book["汇总"].iter_rows(values_only=True) if r[0]}
+    assert summary["卫生室"] == CLINIC and summary["状态"] == "草稿"
+
+    refused = runner.invoke(
+        main, ["hub", "statement-status", "--data-dir", str(hub_dir), "--clinic", CLINIC,
+               "--month", MONTH, "--paid", "--by", "admin"],
+    )  # fmt: skip
+    assert refused.exit_code == 1 and "须先确认" in refused.output
+    run("statement-status", "--clinic", CLINIC, "--month", MONTH, "--agreed", "--by", "admin")
+    paid = json.loads(run(
+        "statement-status", "--clinic", CLINIC, "--month", MONTH, "--paid", "--by", "admin",
+        "--reference", "=HYPERLINK(1)", "--paid-on", "2026-12-01", "--json",
+    ))  # fmt: skip
+    assert (paid["status"], paid["paid_on"], paid["by"]) == ("paid", "2026-12-01", "admin")
+
+    clearing = json.loads(run("clearing", "--month", MONTH, "--json"))
+    # By township, then clinic.
+    assert [(r["township"], r["clinic_code"], r["status"]) for r in clearing] == sorted(
+        [("秣陵街道", CLINIC, "paid"), ("谷里街道", OTHER, "draft")]
+    )
+    mine = next(r for r in clearing if r["clinic_code"] == CLINIC)
+    assert mine["total"] == statement["total"] and mine["devices_agree"] is None
+    only = json.loads(run("clearing", "--month", MONTH, "--township", "谷里街道", "--json"))
+    assert [r["clinic_code"] for r in only] == [OTHER]
+    # A formula typed as a payment reference stays text in the exports.
+    listing = run("clearing", "--month", MONTH, "--csv")
+    assert "'=HYPERLINK(1)" in listing
+    run("statement", "--clinic", CLINIC, "--month", MONTH, "--xlsx", "-o", str(path))
+    summary = {
+        r[0]: r[1] for r in openpyxl.load_workbook(path)["汇总"].iter_rows(values_only=True) if r[0]
+    }
+    assert summary["支付凭证号"] == "'=HYPERLINK(1)" and summary["状态"] == "已支付"
+
+    monkeypatch.setenv("CLINIC_CLOCK", iso(NOW))
+    early = runner.invoke(main, ["hub", "clearing", "--data-dir", str(hub_dir), "--month", MONTH])
+    assert early.exit_code == 1 and "尚未结束" in early.output
