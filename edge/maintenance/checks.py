@@ -7,6 +7,7 @@ command line hands to `run_doctor` (`edge.maintenance_cli`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import NamedTuple, Protocol
 
@@ -81,10 +82,50 @@ def check_service(state: str | None, unit: str = SERVICE_UNIT) -> Finding:
     )
 
 
+def overlayroot_setting(cmdline: str) -> str | None:
+    """The value of the last `overlayroot=` on a kernel command line; None when absent."""
+    values = [
+        word[len("overlayroot=") :] for word in cmdline.split() if word.startswith("overlayroot=")
+    ]
+    return values[-1] if values else None
+
+
+def overlayroot_keeps_data(setting: str | None, *, own_mount: bool) -> bool:
+    """Whether the data directory's writes still reach the disk under this overlayroot
+    setting. Debian's overlayroot (what raspi-config turns on) puts every other mount in
+    RAM too unless told `recurse=0`; the root itself always is."""
+    if setting is None or setting.strip("'\"") in ("", "disabled"):
+        return True
+    _, _, options = setting.partition(":")
+    recurse = dict(option.partition("=")[::2] for option in options.split(",") if option)
+    return own_mount and recurse.get("recurse", "1") == "0"
+
+
+_OVERLAY_ADVICE = Text(
+    "先同步（clinic sync once），再运行 sudo clinic-overlay enable"
+    "（写入 overlayroot=tmpfs:recurse=0）并重启；"
+    "/var/lib/clinic 必须是单独的数据分区（见部署说明：只读根分区）",
+    "sync first (clinic sync once), then sudo clinic-overlay enable (it writes"
+    " overlayroot=tmpfs:recurse=0) and reboot; /var/lib/clinic must be its own data partition"
+    " (README: read-only root)",
+)
+
+
 def check_storage(
-    *, exists: bool, fs_type: str | None, mode: int | None, owner: str, foreign: list[str]
+    *,
+    exists: bool,
+    fs_type: str | None,
+    mode: int | None,
+    owner: str,
+    foreign: list[str],
+    own_mount: bool = True,
+    overlayroot: Sequence[tuple[str, str]] = (),
 ) -> Finding:
-    """The data directory: on persistent storage, private (0700), every file its owner's."""
+    """The data directory: its writes reach the disk (not a RAM or overlay filesystem, and
+    no read-only root overlay configured that would put it in RAM at the next boot),
+    private (0700), every file its owner's. `own_mount`: the data directory is on a mount
+    of its own, not on the root filesystem; `overlayroot`: (where, value) of each
+    `overlayroot=` found on the running and the next boot's kernel command line."""
     if not exists:
         return Finding(
             ERROR,
@@ -110,20 +151,43 @@ def check_storage(
             )
         )
     elif fs_type in OVERLAY_FILESYSTEMS:
+        # With overlayroot the writable layer is RAM; any overlay is treated as one.
         problems.append(
             Finding(
-                WARNING,
+                ERROR,
                 Text(
-                    f"数据在叠加文件系统（{fs_type}）上：若开启了只读根分区，断电即丢失",
-                    f"the data is on {fs_type}: with the read-only root overlay it is lost at"
-                    " power-off",
+                    f"数据在叠加文件系统（{fs_type}）上：写入只进内存，重启即丢失",
+                    f"the data is on {fs_type}: its writes go to RAM and are lost at the next"
+                    " reboot",
                 ),
-                Text(
-                    "把 /var/lib/clinic 放到单独的数据分区（见部署说明）",
-                    "put /var/lib/clinic on its own data partition (README)",
-                ),
+                _OVERLAY_ADVICE,
             )
         )
+    else:
+        unsafe = [
+            (where, value)
+            for where, value in overlayroot
+            if not overlayroot_keeps_data(value, own_mount=own_mount)
+        ]
+        if unsafe:
+            said = "; ".join(f"{where}: overlayroot={value}" for where, value in unsafe)
+            where_zh = "数据目录不是单独的分区" if not own_mount else "缺少 recurse=0"
+            where_en = (
+                "the data directory is not its own mount"
+                if not own_mount
+                else "recurse=0 is missing"
+            )
+            problems.append(
+                Finding(
+                    ERROR,
+                    Text(
+                        f"已配置只读根分区（{said}），{where_zh}：下次启动后数据的写入将只进内存",
+                        f"the read-only root overlay is configured ({said}) and {where_en}:"
+                        " from the next boot on the data's writes would go to RAM",
+                    ),
+                    _OVERLAY_ADVICE,
+                )
+            )
     if mode is not None and mode & 0o077:
         problems.append(
             Finding(

@@ -35,6 +35,7 @@ class DoctorOptions:
     disk_warn_bytes: int = DISK_WARN_MB * 1_000_000
     disk_error_bytes: int = DISK_ERROR_MB * 1_000_000
     not_before: date | None = None  # the clock cannot be before this; default: build_date()
+    boot_cmdlines: tuple[Path, ...] = probes.BOOT_CMDLINES  # where overlayroot= is looked for
 
 
 ReaderProbe = Callable[[str, date], ReaderFacts]  # (url, today): open, look, let go
@@ -68,7 +69,7 @@ def run_doctor(
             found[name] = _could_not_check(error)
 
     check("service", lambda: probes.service(options.service))
-    check("storage", lambda: probes.storage(data_dir))
+    check("storage", lambda: probes.storage(data_dir, options.boot_cmdlines))
     check("database", lambda: probes.database(data_dir))
     store = None
     if found["database"].status != ERROR:

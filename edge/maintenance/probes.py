@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sqlite3
 import stat
 import subprocess
+from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
 
@@ -28,30 +30,67 @@ from edge.maintenance.checks import (
     check_service,
     check_storage,
     check_sync,
+    overlayroot_setting,
 )
 from edge.maintenance.device_files import integrity_check
 from edge.maintenance.findings import SKIPPED, Finding, Text
 from edge.services import load_identity, verify_ledger
 
+MOUNTINFO = Path("/proc/self/mountinfo")
+# Where overlayroot is configured: the running boot, and the next one (Raspberry Pi OS
+# keeps the kernel command line in /boot/firmware/cmdline.txt, before bookworm /boot).
+BOOT_CMDLINES = (
+    Path("/proc/cmdline"),
+    Path("/boot/firmware/cmdline.txt"),
+    Path("/boot/cmdline.txt"),
+)
+# A root-owned folder of the data partition for the system's own state (fake-hwclock's
+# saved time, see deploy/raspberry-pi): not the terminal's file, not a foreign one.
+SYSTEM_FOLDER = ".system"
 
-def filesystem_type(path: Path) -> str | None:
-    """The type of the filesystem holding `path`, from /proc/self/mountinfo."""
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mount_of(path: Path, mountinfo: Path = MOUNTINFO) -> tuple[str, str] | None:
+    """(mount point, filesystem type) of the mount holding `path`, read from mountinfo
+    (the last, i.e. topmost, of the longest matching mount points)."""
     try:
         target = os.path.realpath(path)
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+        lines = mountinfo.read_text().splitlines()
     except OSError:
         return None
-    best, best_type = "", None
+    best: tuple[str, str] | None = None
     for line in lines:
         before, _, after = line.partition(" - ")
         fields = before.split()
         if len(fields) < 5 or not after:
             continue
-        mount_point = fields[4].replace("\\040", " ")
+        mount_point = _unescape(fields[4])
         inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
-        if inside and len(mount_point) >= len(best):
-            best, best_type = mount_point, after.split()[0]
-    return best_type
+        if inside and (best is None or len(mount_point) >= len(best[0])):
+            best = (mount_point, after.split()[0])
+    return best
+
+
+def filesystem_type(path: Path) -> str | None:
+    """The type of the filesystem holding `path`, from /proc/self/mountinfo."""
+    found = mount_of(path)
+    return found[1] if found else None
+
+
+def overlayroot_settings(cmdlines: Sequence[Path] = BOOT_CMDLINES) -> list[tuple[str, str]]:
+    """(file, value) of each `overlayroot=` on these kernel command lines."""
+    found = []
+    for cmdline in cmdlines:
+        try:
+            setting = overlayroot_setting(cmdline.read_text(errors="replace"))
+        except OSError:
+            continue
+        if setting is not None:
+            found.append((str(cmdline), setting))
+    return found
 
 
 def service_state(unit: str = SERVICE_UNIT) -> str | None:
@@ -72,21 +111,26 @@ def build_date() -> date:
     return datetime.fromtimestamp(Path(__file__).stat().st_mtime, CLINIC_TZ).date()
 
 
-def storage(data_dir: Path) -> Finding:
+def storage(data_dir: Path, cmdlines: Sequence[Path] = BOOT_CMDLINES) -> Finding:
     if not data_dir.is_dir():
         return check_storage(exists=False, fs_type=None, mode=None, owner="", foreign=[])
     info = data_dir.stat()
     foreign = sorted(
         child.name
         for child in data_dir.iterdir()
-        if child.lstat().st_uid != info.st_uid and child.name != "lost+found"
+        if child.lstat().st_uid != info.st_uid
+        and child.name != "lost+found"
+        and not (child.name == SYSTEM_FOLDER and child.lstat().st_uid == 0 and child.is_dir())
     )
+    mount = mount_of(data_dir)
     return check_storage(
         exists=True,
-        fs_type=filesystem_type(data_dir),
+        fs_type=mount[1] if mount else None,
         mode=stat.S_IMODE(info.st_mode),
         owner=_user_name(info.st_uid),
         foreign=foreign,
+        own_mount=mount is not None and mount[0] != "/",
+        overlayroot=overlayroot_settings(cmdlines),
     )
 
 
