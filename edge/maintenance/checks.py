@@ -90,12 +90,18 @@ def overlayroot_setting(cmdline: str) -> str | None:
     return values[-1] if values else None
 
 
+def overlayroot_on(setting: str | None) -> bool:
+    """Whether this overlayroot setting turns the read-only root on."""
+    return setting is not None and setting.strip("'\"") not in ("", "disabled")
+
+
 def overlayroot_keeps_data(setting: str | None, *, own_mount: bool) -> bool:
     """Whether the data directory's writes still reach the disk under this overlayroot
     setting. Debian's overlayroot (what raspi-config turns on) puts every other mount in
     RAM too unless told `recurse=0`; the root itself always is."""
-    if setting is None or setting.strip("'\"") in ("", "disabled"):
+    if not overlayroot_on(setting):
         return True
+    assert setting is not None
     _, _, options = setting.partition(":")
     recurse = dict(option.partition("=")[::2] for option in options.split(",") if option)
     return own_mount and recurse.get("recurse", "1") == "0"
@@ -416,8 +422,11 @@ def check_clock(
     last_record_at: datetime | None,
     clock_behind_since: str | None,
     not_before: date,
+    saved_in_ram: str | None = None,
 ) -> Finding:
-    """A clock behind the last record or before this software was built is wrong."""
+    """A clock behind the last record or before this software was built is wrong.
+    `saved_in_ram`: where fake-hwclock saves the time when that is lost at reboot (the
+    read-only root, no RTC), so that the clock would restart at an old time."""
     advice = Text(
         "用 timedatectl 查看并设置正确时间（sudo date -s '2026-11-22 09:30'）；"
         "建议加装 DS3231 时钟模块（部署说明）。"
@@ -461,6 +470,25 @@ def check_clock(
                     f"the clock was found behind the ledger (since {clock_behind_since}; signed)",
                 ),
                 advice,
+            )
+        )
+    if saved_in_ram is not None:
+        problems.append(
+            Finding(
+                WARNING,
+                Text(
+                    f"fake-hwclock 把时间保存在 {saved_in_ram}，只读根分区下它在内存中："
+                    "重启后时钟会回到开启只读根分区之前的时间",
+                    f"fake-hwclock saves the time to {saved_in_ram}, in RAM under the read-only"
+                    " root: after a reboot the clock restarts at the time saved before the"
+                    " overlay was turned on",
+                ),
+                Text(
+                    "再运行一次 install.sh（它把保存位置设在数据分区：/etc/default/fake-hwclock），"
+                    "或加装 DS3231 时钟模块（部署说明：时钟）",
+                    "run install.sh again (it keeps the saved time on the data partition:"
+                    " /etc/default/fake-hwclock), or fit a DS3231 RTC (README: The clock)",
+                ),
             )
         )
     return merge(

@@ -36,6 +36,7 @@ class DoctorOptions:
     disk_error_bytes: int = DISK_ERROR_MB * 1_000_000
     not_before: date | None = None  # the clock cannot be before this; default: build_date()
     boot_cmdlines: tuple[Path, ...] = probes.BOOT_CMDLINES  # where overlayroot= is looked for
+    hwclock: probes.HwclockPaths = probes.HWCLOCK  # where fake-hwclock and an RTC are
 
 
 ReaderProbe = Callable[[str, date], ReaderFacts]  # (url, today): open, look, let go
@@ -96,7 +97,10 @@ def run_doctor(
                                                not_before=not_before))  # fmt: skip
             found["sync"] = found["versions"] = not_checked
         else:
-            check("clock", lambda: probes.clock(store, now, device.clock_behind_since, not_before))
+            check("clock", lambda: probes.clock(
+                store, now, device.clock_behind_since, not_before,
+                probes.saved_clock_in_ram(data_dir, options.boot_cmdlines, options.hwclock),
+            ))  # fmt: skip
             check("sync", lambda: probes.sync(store, now, device.last_sync_at))
             check("versions", lambda: check_versions(installed_versions(store), now))
     finally:

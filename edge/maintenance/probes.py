@@ -14,6 +14,7 @@ import sqlite3
 import stat
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from edge.adapters.identity import KEY_FILE, IdentityError
 from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore, StoreError
 from edge.clock import CLINIC_TZ
 from edge.maintenance.checks import (
+    OVERLAY_FILESYSTEMS,
     SERVICE_UNIT,
     check_clock,
     check_database,
@@ -30,6 +32,7 @@ from edge.maintenance.checks import (
     check_service,
     check_storage,
     check_sync,
+    overlayroot_on,
     overlayroot_setting,
 )
 from edge.maintenance.device_files import integrity_check
@@ -185,14 +188,59 @@ def disk(data_dir: Path, *, warn_bytes: int, error_bytes: int) -> Finding:
 
 
 def clock(
-    store: SqliteDeviceStore, now: datetime, behind_since: str | None, not_before: date
+    store: SqliteDeviceStore,
+    now: datetime,
+    behind_since: str | None,
+    not_before: date,
+    saved_in_ram: str | None = None,
 ) -> Finding:
     """The clock against the last ledger record and the device's clock_behind flag."""
     row = store.db.execute("SELECT created_at FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
     last = datetime.fromisoformat(row[0]) if row else None
     return check_clock(
-        now, last_record_at=last, clock_behind_since=behind_since, not_before=not_before
+        now,
+        last_record_at=last,
+        clock_behind_since=behind_since,
+        not_before=not_before,
+        saved_in_ram=saved_in_ram,
     )
+
+
+@dataclass(frozen=True)
+class HwclockPaths:
+    """Where fake-hwclock and an RTC are looked for (tests give their own)."""
+
+    programs: tuple[Path, ...] = (Path("/sbin/fake-hwclock"), Path("/usr/sbin/fake-hwclock"))
+    defaults: Path = Path("/etc/default/fake-hwclock")
+    rtc: Path = Path("/dev/rtc0")
+
+
+HWCLOCK = HwclockPaths()
+
+
+def saved_clock_in_ram(
+    data_dir: Path, cmdlines: Sequence[Path] = BOOT_CMDLINES, paths: HwclockPaths = HWCLOCK
+) -> str | None:
+    """Where fake-hwclock saves the time, when that is lost at reboot: the read-only root
+    is on (or configured) and the file is not on the data partition, with no RTC."""
+    if paths.rtc.exists() or not any(p.exists() for p in paths.programs):
+        return None
+    root = mount_of(Path("/"))
+    overlay = (root is not None and root[1] in OVERLAY_FILESYSTEMS) or any(
+        overlayroot_on(value) for _, value in overlayroot_settings(cmdlines)
+    )
+    if not overlay:
+        return None
+    saved = "/etc/fake-hwclock.data"
+    with contextlib.suppress(OSError):
+        for line in paths.defaults.read_text().splitlines():
+            key, _, value = line.strip().partition("=")
+            if key.strip() == "FILE" and value.strip(" \"'"):
+                saved = value.strip(" \"'")
+    data, where = mount_of(data_dir), mount_of(Path(saved).parent)
+    if data is not None and data == where and data[0] != "/":
+        return None
+    return saved
 
 
 def sync(store: SqliteDeviceStore, now: datetime, last_sync_at: str | None) -> Finding:

@@ -408,6 +408,34 @@ def test_clock_rules():
     assert flagged.status == m.WARNING
 
 
+def test_a_saved_clock_in_ram_is_a_warning(tmp_path):
+    warned = m.check_clock(NOW, last_record_at=NOW, clock_behind_since=None, not_before=BUILT,
+                           saved_in_ram="/etc/fake-hwclock.data")  # fmt: skip
+    assert warned.status == m.WARNING and "/etc/fake-hwclock.data" in warned.message.en
+    assert "只读根分区" in warned.message.zh and "DS3231" in warned.advice.en
+
+    from edge.maintenance import probes
+
+    program = tmp_path / "fake-hwclock"
+    program.write_text("")
+    defaults = tmp_path / "default-fake-hwclock"
+    defaults.write_text("# comment\nFILE=/var/lib/clinic/.system/fake-hwclock.data\n")
+    paths = probes.HwclockPaths((program,), defaults, tmp_path / "rtc0")
+    cmdline = tmp_path / "cmdline.txt"
+    cmdline.write_text("overlayroot=tmpfs:recurse=0 rootwait\n")
+    data_dir = tmp_path / "device"  # on the root here: not a mount of its own
+    saved = probes.saved_clock_in_ram(data_dir, [cmdline], paths)
+    assert saved == "/var/lib/clinic/.system/fake-hwclock.data"
+    defaults.unlink()
+    assert probes.saved_clock_in_ram(data_dir, [cmdline], paths) == "/etc/fake-hwclock.data"
+    assert probes.saved_clock_in_ram(data_dir, [], paths) is None  # no overlay
+    (tmp_path / "rtc0").write_text("")
+    assert probes.saved_clock_in_ram(data_dir, [cmdline], paths) is None  # a real RTC
+    (tmp_path / "rtc0").unlink()
+    program.unlink()
+    assert probes.saved_clock_in_ram(data_dir, [cmdline], paths) is None  # no fake-hwclock
+
+
 def test_sync_rules():
     fresh = m.check_sync(NOW, last_sync_at=NOW - timedelta(hours=2), max_hours=None, waiting=4)
     assert fresh.status == m.OK and "4 records waiting" in fresh.message.en
