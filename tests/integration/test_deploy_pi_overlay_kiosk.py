@@ -119,6 +119,22 @@ def test_status_and_repair_of_what_raspi_config_wrote(boot):
     assert not log.exists()  # repair never calls raspi-config
 
 
+def test_a_read_only_boot_partition_is_refused_clearly(boot):
+    cmdline, _, _, env = boot
+    cmdline.write_text("overlayroot=tmpfs " + RASPI_CMDLINE)
+    script = (
+        'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && exec "$0" repair'
+    )  # fmt: skip
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(OVERLAY),
+         str(cmdline.parent)],
+        env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "启动分区只读" in done.stderr and "mount -o remount,rw" in done.stderr
+    assert cmdline.read_text() == "overlayroot=tmpfs " + RASPI_CMDLINE
+
+
 def test_install_adds_recurse_0_and_seeds_the_saved_clock(tmp_path):
     root = scratch_root(tmp_path / "root")
     (root / "boot/firmware").mkdir(parents=True)
