@@ -30,6 +30,14 @@ COUNTY_STATUS_NAMES = {
 }
 CHANGE_NAMES = {"added": _l("added"), "removed": _l("removed"), "changed": _l("amounts changed")}
 KIND_NAMES = {"settlement": _l("settlement"), "reversal": _l("reversal")}
+EVENT_NAMES = {
+    "built": _l("built"),
+    "revised": _l("revised"),
+    "agreed": _l("agreed"),
+    "paid": _l("paid"),
+    "device_agrees": _l("the clinic agrees"),
+    "device_disagrees": _l("the clinic disagrees"),
+}
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -76,6 +84,7 @@ def _statement_page(viewer: Viewer, clinic_code: str, month: str, error: str | N
         county_status_names=COUNTY_STATUS_NAMES,
         change_names=CHANGE_NAMES,
         record_kind_names=KIND_NAMES,
+        event_names=EVENT_NAMES,
         error=error,
     ), 400 if error else 200
 
