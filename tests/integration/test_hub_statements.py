@@ -182,6 +182,7 @@ def test_a_late_upload_makes_a_revision_that_says_what_changed_and_everything_su
     with hub_store(hub_dir) as store:
         events = [(e.revision, e.action, e.actor) for e in store.statement_events(CLINIC, MONTH)]
         latest = store.latest_statement(CLINIC, MONTH)
+        assert store.statement_statuses(MONTH, [CLINIC, OTHER, "NOPE"]) == {CLINIC: "paid"}
         (view,) = statements.reconciliation_view(store, latest)
     assert events == [
         (1, "built", "hub"),

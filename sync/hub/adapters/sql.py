@@ -874,6 +874,23 @@ class SqlHubStore:
         )
         return {row[0]: self._statement(row) for row in rows}
 
+    def statement_statuses(self, month: str, clinic_codes: Iterable[str]) -> dict[str, str]:
+        """clinic_code -> the status of its latest clearing statement for `month`
+        (draft, agreed, paid); a clinic without one is absent (the month reports read
+        it without building statements)."""
+        statuses: dict[str, str] = {}
+        for chunk in chunks(clinic_codes):
+            statuses.update(
+                self.conn.execute(
+                    "SELECT s.clinic_code, s.status FROM clearing_statement s WHERE s.month = ?"
+                    f" AND s.clinic_code IN ({marks(chunk)}) AND s.revision ="
+                    " (SELECT max(l.revision) FROM clearing_statement l"
+                    " WHERE l.clinic_code = s.clinic_code AND l.month = s.month)",
+                    [month, *chunk],
+                ).fetchall()
+            )
+        return statuses
+
     def add_statement(self, statement: StatementRevision) -> bool:
         """Keep a new revision; False when that revision is already there (another
         request built it first)."""

@@ -209,10 +209,10 @@ def total_of(detail: list[dict]) -> dict:
     return total
 
 
-def current_content(store: HubStore, clinic_code: str, month: str) -> tuple[list[str], dict]:
+def current_content(store: HubStore, slots: list[Slot], month: str) -> tuple[list[str], dict]:
     """(the clinic's device ids, {"total", "detail", "differing"}) as the county's figures
-    stand now."""
-    device_ids = sorted({s.device_id for s in clinic_slots(store, clinic_code) if s.device_id})
+    stand now; `slots`: the clinic's."""
+    device_ids = sorted({s.device_id for s in slots if s.device_id})
     detail = _month_rows(store, device_ids, month)
     return device_ids, {
         "total": total_of(detail),
@@ -244,13 +244,22 @@ def changes_between(before: list[dict], after: list[dict]) -> list[dict]:
     return changes
 
 
-def refresh(store: HubStore, clinic_code: str, month: str, now: datetime) -> StatementRevision:
+def refresh(
+    store: HubStore,
+    clinic_code: str,
+    month: str,
+    now: datetime,
+    slots: list[Slot] | None = None,
+) -> StatementRevision:
     """The clinic's statement for `month` as it stands: the latest revision, or a new one
-    when the county's figures changed since (a first one when there is none)."""
+    when the county's figures changed since (a first one when there is none). `slots`:
+    the clinic's, when the caller has read them already."""
     check_month(month, now)
-    clinic_township(store, clinic_code)
+    slots = clinic_slots(store, clinic_code) if slots is None else slots
+    if not slots:
+        raise HubError(f"no clinic {clinic_code!r} at this hub / 本县没有此卫生室")
     with store.unit_of_work():
-        device_ids, content = current_content(store, clinic_code, month)
+        device_ids, content = current_content(store, slots, month)
         latest = store.latest_statement(clinic_code, month)
         if latest is not None and (
             latest.device_ids == device_ids
@@ -451,12 +460,16 @@ def clearing(store: HubStore, month: str, now: datetime, township: str | None = 
     """Every clinic's statement for `month` (of one township): status, payment, totals,
     recomputation differences, and whether its devices agree."""
     check_month(month, now)
-    clinics: dict[str, str] = {}
-    for slot in store.slots(township):
-        clinics.setdefault(slot.clinic_code, slot.township)
+    # A clinic's slots of every township: its statement covers them all.
+    visible = {slot.clinic_code for slot in store.slots(township)}
+    clinics: dict[str, list[Slot]] = {}
+    for slot in store.slots():
+        if slot.clinic_code in visible:
+            clinics.setdefault(slot.clinic_code, []).append(slot)
     rows = []
-    for clinic_code, clinic_township_name in sorted(clinics.items(), key=lambda c: (c[1], c[0])):
-        statement = refresh(store, clinic_code, month, now)
+    for clinic_code, slots in sorted(clinics.items(), key=lambda c: (c[1][0].township, c[0])):
+        clinic_township_name = slots[0].township
+        statement = refresh(store, clinic_code, month, now, slots)
         views = reconciliation_view(store, statement)
         current = [v for v in views if v["current"]]
         rows.append(
@@ -475,14 +488,3 @@ def clearing(store: HubStore, month: str, now: datetime, township: str | None = 
             }
         )
     return rows
-
-
-def clearing_status(
-    store: HubStore, month: str, clinic_codes: Iterable[str] | None = None
-) -> dict[str, dict]:
-    """clinic_code -> {revision, status, paid_on} of the statements already built for
-    `month` (read only: for listings that must not build them)."""
-    return {
-        code: {"revision": s.revision, "status": s.status, "paid_on": s.paid_on}
-        for code, s in store.latest_statements(month, clinic_codes).items()
-    }
