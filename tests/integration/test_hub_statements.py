@@ -19,6 +19,8 @@ from sync_helpers import NOW, hub_store
 from edge import services
 from edge.clock import CLINIC_TZ
 from edge.console import main
+from edge.domain.ledger import new_record
+from edge.domain.records import MONEY_FIELDS, payer_amounts
 from sync import agent
 from sync.agent import state
 from sync.agent.jobs import client_for
@@ -343,3 +345,71 @@ def test_a_reversal_counts_in_the_month_it_was_made(clinics, hub, hub_dir, hub_c
     (reversal,) = december["detail"]
     assert (reversal["kind"], reversal["reversal_of"]) == ("reversal", settled["tx_id"])
     assert december["total"]["medfee_sumamt"] == -21400 and december["total"]["count"] == -1
+
+
+def append_close(device, kind: str, body: dict, at: datetime) -> dict:
+    """A month or year close record, signed and chained as the device makes them (its
+    body as the month-close work shapes it: `docs/ledger.md`)."""
+    store, identity = device.store, device.identity
+    with store.write_transaction():
+        head = store.ledger_head()
+        record = new_record(
+            device_id=identity.device_id,
+            seq=head.seq + 1,
+            kind=kind,
+            tx_id=f"{kind}-{head.seq + 1}",
+            created_at=at.isoformat(),
+            prev_hash=head.hash,
+            body=body,
+            private_key=identity.private_key,
+        )
+        store.append_record(record, day=at.date().isoformat())
+    return record
+
+
+def test_month_and_year_closes_are_stored_and_never_stated_as_settlements(
+    clinics, hub, hub_dir, hub_clock
+):
+    clinic, _other = clinics
+    settled = clinic.settle(NOW, EMPLOYEE, INSULIN_X5)
+    amounts = payer_amounts(settled["body"]["result"])
+    totals = {"count": 1, **amounts}
+    period = {
+        "from_seq": settled["seq"],
+        "to_seq": settled["seq"],
+        "settlements": totals,
+        "reversals": {"count": 0, **dict.fromkeys(MONEY_FIELDS, 0)},
+        "net": amounts,
+        "by_insurance": {"employee": totals},
+        "by_visit_type": {"general": totals},
+        "needs_review": 0,
+        "operator": "doc01",
+    }
+    closes = {"count": 0, "first_seq": None, "last_seq": None}
+    month_close = append_close(
+        clinic, "monthly_close", {"month": MONTH, "daily_closes": closes, **period}, NEXT_MONTH
+    )
+    append_close(
+        clinic,
+        "yearly_close",
+        {
+            "year": MONTH[:4],
+            "monthly_closes": {"count": 1, "first_seq": month_close["seq"],
+                               "last_seq": month_close["seq"]},
+            "months": [MONTH],
+            **period,
+        },
+        NEXT_MONTH,
+    )  # fmt: skip
+    hub_clock.now = NEXT_MONTH
+    report = agent.sync_once(clinic.store, clinic.identity, clinic.data_dir, NEXT_MONTH)
+    assert report["ok"], report["errors"]
+    with hub_store(hub_dir) as store:
+        counts = reconciliation.reconcile_pending(store, NEXT_MONTH)
+        kinds = [r["kind"] for r in store.records(clinic.identity.device_id)]
+        assert store.malformed_records(clinic.identity.device_id) == {}
+        assert store.reconciliation_items() == []
+    assert kinds[-2:] == ["monthly_close", "yearly_close"]
+    assert counts.get("differs", 0) == counts.get("failed", 0) == 0
+    statement = client(clinic).statement(MONTH, NEXT_MONTH)["statement"]
+    assert [r["tx_id"] for r in statement["detail"]] == [settled["tx_id"]]
