@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -24,6 +25,7 @@ from edge.domain.records import MONEY_FIELDS, payer_amounts
 from sync import agent
 from sync.agent import state
 from sync.agent.jobs import client_for
+from sync.hub.bootstrap import open_hub_store
 from sync.hub.model import HubError
 from sync.hub.services import reconciliation, statements
 from sync.hub.services.statement_exports import yuan_text
@@ -413,3 +415,21 @@ def test_month_and_year_closes_are_stored_and_never_stated_as_settlements(
     assert counts.get("differs", 0) == counts.get("failed", 0) == 0
     statement = client(clinic).statement(MONTH, NEXT_MONTH)["statement"]
     assert [r["tx_id"] for r in statement["detail"]] == [settled["tx_id"]]
+
+
+def test_statements_built_at_once_by_two_workers_are_one_revision(clinics, hub, hub_dir, hub_clock):
+    clinic, _other = clinics
+    clinic.settle(NOW)
+    upload(hub_dir, clinic, NOW)
+    stores = [open_hub_store(hub_dir) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(len(stores)) as pool:
+            built = list(
+                pool.map(lambda s: statements.refresh(s, CLINIC, MONTH, NEXT_MONTH), stores)
+            )
+    finally:
+        for store in stores:
+            store.close()
+    assert {(s.revision, s.built_at) for s in built} == {(1, iso(NEXT_MONTH))}
+    with hub_store(hub_dir) as store:
+        assert [e.action for e in store.statement_events(CLINIC, MONTH)] == ["built"]
