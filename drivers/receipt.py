@@ -292,6 +292,12 @@ def layout_receipt(
     elif kind == "daily_close":
         title, middle = "日结单", _daily_close(record, width, facts, operator_name)
         head = [Line(clinic, "center", bold=True)]
+    elif kind in ("monthly_close", "yearly_close"):
+        title = reports.period_title(body)
+        middle = [Line(p.text, p.align, p.bold) for p in reports.period_lines(
+            body, width, device_id=record["device_id"], operator_name=operator_name or "",
+            created_at=record["created_at"])]  # fmt: skip
+        head = [Line(clinic, "center", bold=True)]
     else:
         raise ReceiptError("NOT_PRINTABLE", f"a {kind!r} record has no receipt")
     qr = receipt_qr_payload(record)
