@@ -7,6 +7,7 @@ command that prints data has `--json`.
 import json
 import sqlite3
 import sys
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 
@@ -531,7 +532,7 @@ def close_year_command(data_dir: Path, operator_id: str, year: str | None, as_js
     _print_period(recorded.record, as_json, period_text)
 
 
-def _print_period(record: dict, as_json: bool, text) -> None:  # type: ignore[no-untyped-def]
+def _print_period(record: dict, as_json: bool, text: Callable[[dict], str]) -> None:
     if as_json:
         print_json({"seq": record["seq"], "tx_id": record["tx_id"], "hash": record["hash"],
                     "kind": record["kind"], **record["body"]})  # fmt: skip

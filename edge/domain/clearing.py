@@ -45,7 +45,8 @@ def verified_statement(
     key and it is this device's statement of `month`; else StatementError."""
     if not isinstance(document, dict) or not isinstance(document.get("statement"), dict):
         raise StatementError("the answer holds no statement")
-    statement, signature = document["statement"], document.get("signature")
+    statement: dict[str, Any] = document["statement"]
+    signature = document.get("signature")
     try:
         county_key.verify(b64url_decode(str(signature or "")), canonical_json(statement))
     except (InvalidSignature, ValueError):

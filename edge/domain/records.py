@@ -567,9 +567,7 @@ BODY_SCHEMAS: dict[str, Check] = {
     ),
 }
 _GROUPS = _map_of(_object({"count": _count, **dict.fromkeys(MONEY_FIELDS, _fen)}), 64)
-_CLOSES = _object(
-    {"count": _count, "first_seq": _optional(_count), "last_seq": _optional(_count)}
-)
+_CLOSES = _object({"count": _count, "first_seq": _optional(_count), "last_seq": _optional(_count)})
 _PERIOD = {
     "from_seq": _optional(_count),
     "to_seq": _optional(_count),

@@ -420,8 +420,8 @@ def period_lines(
     if body.get("from_seq") is not None:
         lines.append(PaperLine(f"流水范围 {body['from_seq']} 至 {body['to_seq']}"))
     if closes.get("count"):
-        lines.append(PaperLine(f"{closes_label} {closes['count']}次 "
-                               f"(记录 {closes['first_seq']} 至 {closes['last_seq']})"))  # fmt: skip
+        covered = f"(记录 {closes['first_seq']} 至 {closes['last_seq']})"
+        lines.append(PaperLine(f"{closes_label} {closes['count']}次 {covered}"))
     if not signed:
         lines.append(PaperLine("预览：尚未签名", bold=True))
     settlements, reversals, net = body["settlements"], body["reversals"], body["net"]
@@ -453,7 +453,9 @@ def _period_groups(
     groups: Mapping[str, Mapping[str, int]], labels: Mapping[str, str], width: int
 ) -> list[PaperLine]:
     rows = [
-        columns(f"  {labels.get(name, name)} {group['count']}笔", format_yuan(group["total"]), width)
+        columns(
+            f"  {labels.get(name, name)} {group['count']}笔", format_yuan(group["total"]), width
+        )
         for name, group in groups.items()
     ]
     return rows or [PaperLine("  无")]
@@ -465,8 +467,7 @@ def period_text(record: Mapping[str, Any], width: int = 48) -> str:
     body = record["body"]
     lines = [
         PaperLine(period_title(body), align="center"),
-        *period_lines(body, width, device_id=record["device_id"],
-                      created_at=record["created_at"]),  # fmt: skip
+        *period_lines(body, width, device_id=record["device_id"], created_at=record["created_at"]),
         PaperLine(f"记录 {record['seq']} 校验码 {record['hash'][:16]}"),
     ]
     return "\n".join(place(line.text, width, line.align) for line in lines)

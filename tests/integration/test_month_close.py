@@ -72,13 +72,14 @@ def november(device):
 class TestMonthClose:
     def test_the_month_is_refused_before_it_ends(self, device, november):
         with pytest.raises(Rejection) as refused:
-            services.close_month(device[0], device[1], operator="doc01", now=NOW + timedelta(days=8),
-                                 month="2026-11")  # fmt: skip
+            services.close_month(
+                device[0], device[1], operator="doc01", now=NOW + timedelta(days=8), month="2026-11"
+            )
         assert refused.value.code == "PERIOD_NOT_ENDED"
 
     def test_closing_the_month_signs_the_missing_daily_close_first(self, device, november):
         store, identity = device
-        first, late = november
+        _, late = november
         close = services.close_month(store, identity, operator="doc01", now=DEC_2).record
         body = close["body"]
         assert close["kind"] == "monthly_close" and body["month"] == "2026-11"
@@ -120,7 +121,9 @@ class TestMonthClose:
         }
 
     def test_an_empty_month_is_signed_with_zeros(self, device):
-        body = services.close_month(device[0], device[1], operator="doc01", now=DEC_2).record["body"]
+        body = services.close_month(device[0], device[1], operator="doc01", now=DEC_2).record[
+            "body"
+        ]
         assert body["from_seq"] is None and body["settlements"]["count"] == 0
         assert body["net"] == dict.fromkeys(MONEY_FIELDS, 0) and body["by_insurance"] == {}
 
