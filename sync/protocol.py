@@ -53,10 +53,6 @@ MAX_DECOMPRESSED_BYTES = 16 * 2**20
 # code -> (中文, English). Users see both; scripts match on the code.
 MESSAGES: dict[str, tuple[str, str]] = {
     "BAD_REQUEST": ("请求格式不正确", "the request is malformed"),
-    "BAD_STATEMENT": (
-        "县级结算单的签名或内容无效，未采用",
-        "the county's clearing statement does not verify; it was not used",
-    ),
     "TOO_LARGE": ("请求太大", "the request is too large"),
     "UNSIGNED": ("请求没有设备签名", "the request carries no device signature"),
     "UNKNOWN_DEVICE": ("这台设备未在县级平台登记", "this device is not enrolled at the county hub"),

@@ -1,21 +1,16 @@
-"""The county's clearing statement (docs/statements.md) checked on the device: its
-signature against the pinned county key, then record by record against the device's own
-ledger for the month. Pure: the caller hands in the signed document, the key and the
-device's records of that month.
+"""The county's clearing statement (docs/statements.md) checked on the device record by
+record against the device's own ledger for the month (its signature is checked before,
+`sync.statements.verify_statement`). Pure: the caller hands in the verified statement
+and the device's records of that month.
 
 Both sides put a record in the China-time month of its `created_at`; a settlement's row
 carries what each payer paid, a reversal's row what it gave back, negative (the county's
 total is the sum of its rows)."""
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from edge.domain.ledger import b64url_decode
 from edge.domain.money import format_yuan
 from edge.domain.records import (
     CHINESE_NAMES,
@@ -27,41 +22,6 @@ from edge.domain.records import (
 
 PAYERS = tuple(NATIONAL_NAMES[name] for name in MONEY_FIELDS)
 MAX_REPORTED = 5000  # entries of a reconciliation report, all lists together (the API's bound)
-
-
-class StatementError(ValueError):
-    """The document is not a statement the county signed for this device and month."""
-
-
-def canonical_json(value: object) -> bytes:
-    """Sorted, compact UTF-8 JSON: the bytes the county signs (as `sync.protocol`)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def verified_statement(
-    document: Any, county_key: Ed25519PublicKey, *, device_id: str, month: str
-) -> dict[str, Any]:
-    """The `statement` of a signed document, once its signature verifies with the county
-    key and it is this device's statement of `month`; else StatementError."""
-    if not isinstance(document, dict) or not isinstance(document.get("statement"), dict):
-        raise StatementError("the answer holds no statement")
-    statement: dict[str, Any] = document["statement"]
-    signature = document.get("signature")
-    try:
-        county_key.verify(b64url_decode(str(signature or "")), canonical_json(statement))
-    except (InvalidSignature, ValueError):
-        raise StatementError(
-            "the statement's signature does not verify with the pinned county key"
-        ) from None
-    if statement.get("kind") != "clearing_statement" or statement.get("v") != 1:
-        raise StatementError("the document is not a version 1 clearing statement")
-    if statement.get("month") != month:
-        raise StatementError(f"the statement is of {statement.get('month')!r}, not {month}")
-    if device_id not in (statement.get("device_ids") or []):
-        raise StatementError(f"the statement does not cover device {device_id}")
-    if not isinstance(statement.get("detail"), list):
-        raise StatementError("the statement has no detail")
-    return statement
 
 
 def device_rows(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -176,21 +176,6 @@ class HubClient:
         path = f"/updates/{kind}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
         return self._call("GET", path, b"", now)
 
-    def statement(self, month: str, now: datetime) -> dict | None:
-        """The latest revision of the county's clearing statement of `month` for this
-        device's clinic, as signed (`{"statement", "signature"}`, unchecked: the caller
-        verifies it, `edge.domain.clearing`), or None when the county has none yet."""
-        query = urllib.parse.urlencode({"month": month})
-        answer = _answered(self._call("GET", f"/statement?{query}", b"", now))
-        document = answer.get("statement")
-        if document is not None and not isinstance(document, dict):
-            raise SyncError("BAD_RESPONSE", "the statement is not an object", retryable=True)
-        return document
-
-    def report_reconciliation(self, document: dict, now: datetime) -> dict:
-        """Tell the hub how the device's ledger compares with a statement."""
-        return _answered(self._json("POST", "/statement/reconciliation", document, now))
-
     def release_offer(self, arch: str, python: str, running: str, now: datetime) -> dict | None:
         """The signed release document the hub offers for this machine (the newest newer
         than `running`), unchecked: the caller verifies it (`sync.releases`); or None."""

@@ -1,8 +1,6 @@
 """The month close's pure computation (edge.domain.records) and the statement check
-(edge.domain.clearing): months in China time, reversals netted across months, empty
-months, the county's signature, differences record by record."""
-
-import base64
+(edge.domain.clearing, after sync.statements verifies the county's signature): months in
+China time, reversals netted across months, empty months, differences record by record."""
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -10,6 +8,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge.domain import clearing
 from edge.domain import records as rec
 from edge.domain.records import MONEY_FIELDS, NATIONAL_NAMES
+from sync.protocol import SyncError
+from sync.statements import sign_statement, verify_statement
 
 ZERO = dict.fromkeys(MONEY_FIELDS, 0)
 
@@ -118,15 +118,11 @@ def signed(detail, month="2026-12", devices=("dev-1",), key=COUNTY):
         "month": month, "revision": 2, "supersedes": 1, "changes": [], "status": "draft",
         "payment": None, "detail": detail, "total": {},
     }  # fmt: skip
-    signature = key.sign(clearing.canonical_json(statement))
-    return {"statement": statement,
-            "signature": base64.urlsafe_b64encode(signature).rstrip(b"=").decode()}  # fmt: skip
+    return sign_statement(statement, key)
 
 
 def check(document, records):
-    statement = clearing.verified_statement(
-        document, COUNTY.public_key(), device_id="dev-1", month="2026-12"
-    )
+    statement = verify_statement(document, COUNTY.public_key(), device_id="dev-1", month="2026-12")
     return clearing.compare(statement, records, device_id="dev-1")
 
 
@@ -164,13 +160,13 @@ class TestStatementCheck:
          signed([], devices=("dev-2",)), {"statement": None}, "nonsense"],
     )  # fmt: skip
     def test_a_statement_not_signed_for_this_device_and_month_is_refused(self, document):
-        with pytest.raises(clearing.StatementError):
+        with pytest.raises(SyncError):
             check(document, [])
 
     def test_an_altered_statement_is_refused(self):
         document = signed([row(NOV_B)])
         document["statement"]["detail"][0]["hifp_pay"] += 1
-        with pytest.raises(clearing.StatementError, match="signature"):
+        with pytest.raises(SyncError, match="signature"):
             check(document, [NOV_B])
 
     def test_the_report_is_bounded(self):
