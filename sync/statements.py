@@ -126,7 +126,7 @@ def report_problem(report: object) -> str | None:
     except SyncError:
         return "month must be YYYY-MM"
     revision = report.get("revision")
-    if not _int(revision) or revision < 1:
+    if type(revision) is not int or revision < 1:
         return "revision must be a whole number from 1"
     if type(report.get("agrees")) is not bool:
         return "agrees must be true or false"

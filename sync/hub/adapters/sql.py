@@ -936,7 +936,10 @@ class SqlHubStore:
             " FROM statement_event WHERE clinic_code = ? AND month = ? ORDER BY event_id",
             [clinic_code, month],
         )
-        return [StatementEvent(*row[:7], json.loads(row[7])) for row in rows]
+        return [
+            StatementEvent(event_id, clinic, month_, revision, action, actor, at, loads(detail))
+            for event_id, clinic, month_, revision, action, actor, at, detail in rows
+        ]
 
     def save_statement_report(self, report: StatementReport) -> None:
         """A device's report on a revision; a later one of the same device replaces it."""
@@ -965,7 +968,10 @@ class SqlHubStore:
             " ORDER BY revision DESC, device_id",
             [clinic_code, month],
         )
-        return [StatementReport(*row[:5], bool(row[5]), json.loads(row[6])) for row in rows]
+        return [
+            StatementReport(clinic, month_, revision, device, at, bool(agrees), loads(report))
+            for clinic, month_, revision, device, at, agrees, report in rows
+        ]
 
     # ---- console listings: one bounded page each, on indexes (m005 / step 5) --------
 

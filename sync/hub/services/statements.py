@@ -236,11 +236,11 @@ def changes_between(before: list[dict], after: list[dict]) -> list[dict]:
     changes = []
     for tx_id in sorted(old.keys() | new.keys()):
         was, now = old.get(tx_id), new.get(tx_id)
-        before = None if was is None else amounts(was)
-        after = None if now is None else amounts(now)
-        if before != after:
+        then = None if was is None else amounts(was)
+        since = None if now is None else amounts(now)
+        if then != since:
             what = "added" if was is None else "removed" if now is None else "changed"
-            changes.append({"tx_id": tx_id, "what": what, "before": before, "after": after})
+            changes.append({"tx_id": tx_id, "what": what, "before": then, "after": since})
     return changes
 
 
