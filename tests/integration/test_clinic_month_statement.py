@@ -5,6 +5,7 @@ disagreement named — settlement by settlement — on the device (command line 
 page) and at the hub for the coordinator."""
 
 import json
+import re
 from datetime import datetime, timedelta
 
 import pytest
@@ -16,11 +17,14 @@ from web_support import Auth, app_config
 from edge import services
 from edge.clock import CLINIC_TZ
 from edge.console import main
+from edge.domain.money import format_yuan
 from sync import agent
+from sync.hub import console_auth
 from sync.hub.services import reconciliation, statements
 
 CLINIC = "320115-001"
 MONTH = NOW.strftime("%Y-%m")
+PASSWORD = "correct horse 42"
 NEXT_MONTH = datetime(NOW.year + NOW.month // 12, NOW.month % 12 + 1, 2, 9, tzinfo=CLINIC_TZ)
 
 
@@ -66,7 +70,7 @@ def month(make_enrolled_device, hub, hub_dir, hub_clock):
     return device, settled, close.record
 
 
-def test_a_month_closed_uploaded_and_agreed_then_a_county_figure_differs(month, hub_dir):
+def test_a_month_closed_uploaded_and_agreed_then_a_county_figure_differs(month, hub, hub_dir):
     device, settled, close = month
     body = close["body"]
     assert body["settlements"]["count"] == 7 and body["reversals"]["count"] == 2
@@ -116,6 +120,17 @@ def test_a_month_closed_uploaded_and_agreed_then_a_county_figure_differs(month, 
     fund = next(d for d in view["differences"] if d["field"] == "hifp_pay")
     assert fund["county"] == fund["device"] - 100 and fund["row"]["seq"] == target["seq"]
     assert next(r for r in clearing if r["clinic_code"] == CLINIC)["devices_agree"] is False
+    # ... and on the console, signed in as the township's coordinator.
+    with hub_store(hub_dir) as store:
+        console_auth.add_user(store, "li", PASSWORD, "coordinator", "秣陵街道", NOW)
+    console = hub.app.test_client()
+    login = console.get("/console/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)
+    console.post("/console/login", data={"username": "li", "password": PASSWORD,
+                                         "csrf_token": csrf})  # fmt: skip
+    shown = console.get(f"/console/statements/{CLINIC}/{MONTH}").get_data(as_text=True)
+    assert "与县级不一致" in shown and target["tx_id"] in shown
+    assert format_yuan(fund["device"]) in shown and format_yuan(fund["county"]) in shown
 
     # The terminal's month page shows the same, by seq, patient and payer.
     clock = FakeClock(NEXT_MONTH + timedelta(hours=2))
