@@ -35,10 +35,10 @@ def upload(hub_dir, device, now) -> None:
         reconciliation.reconcile_pending(store, now)
 
 
-def clinic_statement(device, now, *args):
+def clinic_statement(device, now, *args, month=MONTH):
     return CliRunner().invoke(
         main,
-        ["statement", "--month", MONTH, "--data-dir", str(device.data_dir), *args],
+        ["statement", "--month", month, "--data-dir", str(device.data_dir), *args],
         env={"CLINIC_CLOCK": now.isoformat()},
     )
 
@@ -82,6 +82,10 @@ def test_a_month_closed_uploaded_and_agreed_then_a_county_figure_differs(month, 
         assert store.recomputation_of(device.identity.device_id, close["tx_id"]) in (
             None, ("not_a_settlement", None),
         )  # fmt: skip
+
+    # The month the hub is in has no statement yet.
+    none_yet = clinic_statement(device, NEXT_MONTH, month=NEXT_MONTH.strftime("%Y-%m"))
+    assert none_yet.exit_code == 2 and "县级尚未出具结算单" in none_yet.output
 
     agreed = clinic_statement(device, NEXT_MONTH, "--json")
     assert agreed.exit_code == 0, agreed.output

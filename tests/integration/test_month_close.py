@@ -187,3 +187,7 @@ class TestCommandLine:
         text = self.clinic(data_dir, "close-year", "--operator", "doc01", when=JAN_3)
         assert text.returncode == 0, text.stderr
         assert "年结单" in text.stdout.decode() and "2026年" in text.stdout.decode()
+
+    def test_a_statement_needs_an_enrolled_device(self, device, data_dir):
+        done = self.clinic(data_dir, "statement", "--month", "2026-11")
+        assert done.returncode == 1 and "未" in done.stderr.decode()
