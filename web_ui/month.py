@@ -15,6 +15,7 @@ from flask import (
 )
 from flask_babel import get_locale
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from edge import services
 from edge.clock import CLINIC_TZ
@@ -29,6 +30,8 @@ from web_ui.context import get_store
 from web_ui.records import READERS, SETTLERS, _print
 
 bp = Blueprint("month", __name__)
+# The county's statement's status (docs/statements.md).
+STATUSES = {"draft": _l("Draft"), "agreed": _l("Agreed by the county"), "paid": _l("Paid")}
 
 
 def _month_arg() -> str:
@@ -92,7 +95,8 @@ def _check_view(store, check: dict | None) -> dict | None:
         )
     return {
         "revision": comparison["revision"],
-        "status": comparison["status"],
+        "status": str(STATUSES.get(comparison["status"], comparison["status"])),
+        "paid": _payment(check["statement"].get("payment")),
         "agrees": comparison["agrees"],
         "count": comparison["count"],
         "differences": rows,
@@ -114,6 +118,13 @@ def _check_view(store, check: dict | None) -> dict | None:
         "checked_at": reports.chinese_time(check["checked_at"]),
         "reported": check["reported_at"] is not None,
     }
+
+
+def _payment(payment: object) -> str:
+    if not isinstance(payment, dict):
+        return ""
+    return _("Paid on %(day)s, reference %(reference)s.", day=payment.get("paid_on", ""),
+             reference=payment.get("reference", ""))  # fmt: skip
 
 
 def _patient(store, tx_id: str) -> str:

@@ -73,7 +73,9 @@ class TestMonthPage:
             rows = clearing.device_rows(records)
             detail = [{"tx_id": t, "device_id": device_id, **r["amounts"]} for t, r in rows.items()]
             detail[0]["psn_cash_pay"] += 100
-            statement = {"month": "2026-11", "revision": 1, "status": "draft", "detail": detail}
+            payment = {"reference": "NJ-2026-1207", "paid_on": "2026-12-07"}
+            statement = {"month": "2026-11", "revision": 1, "status": "paid", "detail": detail,
+                         "payment": payment}  # fmt: skip
             comparison = clearing.compare(statement, records, device_id=device_id)
             store.save_statement_check("2026-11", comparison.to_json(), statement,
                                        "2026-12-02T09:30:00+08:00", None)  # fmt: skip
@@ -81,6 +83,7 @@ class TestMonthPage:
             store.close()
         page = doctor.client.get("/month?month=2026-11").get_data(as_text=True)
         assert "不一致" in page and "尚未报告县级平台" in page
+        assert "已支付" in page and "NJ-2026-1207" in page
         differences = table(page, "statement-differences")
         assert f'data-tx="{settled["tx_id"]}"' in differences
         assert "现金" in differences and "¥1.00" in differences
