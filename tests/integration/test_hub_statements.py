@@ -292,3 +292,53 @@ def test_the_commands_show_export_and_set_the_status(clinics, hub, hub_dir, tmp_
     monkeypatch.setenv("CLINIC_CLOCK", iso(NOW))
     early = runner.invoke(main, ["hub", "clearing", "--data-dir", str(hub_dir), "--month", MONTH])
     assert early.exit_code == 1 and "尚未结束" in early.output
+
+
+def test_the_countys_recomputation_differences_are_in_the_statement(
+    clinics, hub, hub_dir, hub_clock
+):
+    clinic, other = clinics
+    # The same person at both clinics while offline: each applied the deductible.
+    clinic.settle(NOW, EMPLOYEE, INSULIN_X5)
+    second = other.settle(NOW + timedelta(hours=1), EMPLOYEE, INSULIN_X5)
+    upload(hub_dir, clinic, NOW + timedelta(hours=2))
+    upload(hub_dir, other, NOW + timedelta(hours=2))
+    hub_clock.now = NEXT_MONTH
+    statement = client(other).statement(MONTH, NEXT_MONTH)["statement"]
+    (row,) = statement["detail"]
+    assert row["tx_id"] == second["tx_id"] and row["county_status"] == "differs"
+    assert (row["hifp_pay"], row["device_amounts"]["hifp_pay"]) == (6400, 0)
+    assert statement["total"]["hifp_pay"] == 6400  # the county pays by its own figures
+    assert row["medfee_sumamt"] == row["device_amounts"]["medfee_sumamt"] == 21400
+    with hub_store(hub_dir) as store:
+        (listed,) = statements.clearing(store, MONTH, NEXT_MONTH, "谷里街道")
+    assert listed["differing"] == 1
+
+
+def test_a_reversal_counts_in_the_month_it_was_made(clinics, hub, hub_dir, hub_clock):
+    clinic, _other = clinics
+    settled = clinic.settle(NOW, EMPLOYEE, INSULIN_X5)
+    next_month_day = NEXT_MONTH - timedelta(days=1) + timedelta(hours=1)  # the 1st, 10:00
+    services.reverse_settlement(
+        clinic.store,
+        clinic.identity,
+        tx_id=settled["tx_id"],
+        reason="录入错误",
+        operator="doc01",
+        now=next_month_day,
+    )
+    upload(hub_dir, clinic, next_month_day)
+    following = month_of(iso(next_month_day))
+    hub_clock.now = datetime(
+        next_month_day.year + next_month_day.month // 12,
+        next_month_day.month % 12 + 1,
+        2,
+        tzinfo=CLINIC_TZ,
+    )
+    november = client(clinic).statement(MONTH, hub_clock.now)["statement"]
+    december = client(clinic).statement(following, hub_clock.now)["statement"]
+    assert [r["kind"] for r in november["detail"]] == ["settlement"]
+    assert november["total"]["medfee_sumamt"] == 21400
+    (reversal,) = december["detail"]
+    assert (reversal["kind"], reversal["reversal_of"]) == ("reversal", settled["tx_id"])
+    assert december["total"]["medfee_sumamt"] == -21400 and december["total"]["count"] == -1
