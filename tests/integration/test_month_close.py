@@ -167,6 +167,14 @@ class TestPrinting:
         assert reports.format_yuan(close["body"]["net"]["total"]) in text
         assert "负责人签字" in text
 
+    def test_the_year_close_receipt(self, device, november):
+        from drivers.receipt import layout_receipt
+
+        close = services.close_year(device[0], device[1], operator="doc01", now=JAN_3).record
+        text = layout_receipt(close, clinic="秣陵村卫生室", width=48).text()
+        assert "年结单" in text and "年度 2026年" in text and "月结 1次" in text
+        assert reports.format_yuan(close["body"]["net"]["cash"]) in text
+
 
 class TestCommandLine:
     def clinic(self, data_dir, *args, when=DEC_2):

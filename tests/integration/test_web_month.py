@@ -88,5 +88,15 @@ class TestMonthPage:
         assert f'data-tx="{settled["tx_id"]}"' in differences
         assert "现金" in differences and "¥1.00" in differences
 
+    def test_a_coordinator_reads_the_month_but_cannot_close_it(self, auth, clock):
+        auth.sign_in("doc01")
+        settle(auth)
+        auth.sign_out()
+        clock.advance(days=10)
+        auth.sign_in("coord01")
+        page = auth.client.get("/month?month=2026-11").get_data(as_text=True)
+        assert "居民医保" in page and 'id="close-month"' not in page
+        assert auth.post("/month/close", {"month": "2026-11"}).status_code == 403
+
     def test_a_bad_month_is_not_found(self, doctor):
         assert doctor.client.get("/month?month=2026-13").status_code == 404
