@@ -812,6 +812,32 @@ class SqlHubStore:
         for text, status, result in self.conn.execute(sql, params):
             yield json.loads(text), status, loads(result)
 
+    def activity_between(
+        self, device_ids: Iterable[str], created_from: str, created_to: str
+    ) -> Iterator[tuple[dict, str | None, dict | None]]:
+        """(record, recomputation status, hub result) of the well-formed settlements and
+        reversals of `device_ids` whose `created_at` text is in [created_from,
+        created_to), in each device's seq order (the month reports: the caller leaves a
+        margin and places each record by its instant, since offsets may differ)."""
+        for chunk in chunks(device_ids):
+            sql = (
+                "SELECT r.record, c.status, c.hub_result FROM record r LEFT JOIN recomputation c"
+                " ON c.device_id = r.device_id AND c.seq = r.seq"
+                " WHERE r.kind IN ('settlement', 'reversal') AND r.created_at >= ?"
+                f" AND r.created_at < ?{WELL_FORMED} AND r.device_id IN ({marks(chunk)})"
+                " ORDER BY r.device_id, r.seq"
+            )
+            for text, status, result in self.conn.execute(
+                sql, [created_from, created_to, *chunk]
+            ):
+                yield json.loads(text), status, loads(result)
+
+    def statement_statuses(self, month: str, clinic_codes: Iterable[str]) -> dict[str, str]:
+        """clinic_code -> the status of its latest clearing statement for `month`
+        (draft, agreed, paid); a clinic without one is absent. The statements table
+        arrives with the clearing statements; until then no clinic has one."""
+        return {}
+
     # ---- console listings: one bounded page each, on indexes (m005 / step 5) --------
 
     def slots_page(self, township: str | None, limit: int, offset: int) -> list[Slot]:
