@@ -489,9 +489,7 @@ def hub_month_report(
     except ValueError:
         raise click.BadParameter("a month is YYYY-MM", param_hint="--month") from None
     with open_hub(hub_dir) as store:
-        report = month_reports.month_report(
-            store, store.slots(township), month, township=township
-        )
+        report = month_reports.month_report(store, store.slots(township), month, township=township)
     tables = month_reports.tables(report)
     if xlsx_path is not None:
         with plain_errors():

@@ -209,8 +209,10 @@ def _settle_day(clinic: DemoClinic, clock: SteppingClock, day: datetime, count: 
         clock.now = datetime.combine(day.date(), time(8, 30), CHINA) + timedelta(minutes=37 * n)
         insured_id, visit = _visit(sample, clock.now)
         try:
-            settled = services.settle_visit(clinic.store, clinic.identity, insured_id=insured_id,
-                                            visit=visit, operator=OPERATOR, now=clock.now)  # fmt: skip
+            settled = services.settle_visit(
+                clinic.store, clinic.identity, insured_id=insured_id, visit=visit,
+                operator=OPERATOR, now=clock.now,
+            )  # fmt: skip
         except Rejection as rejection:  # a limit of the demo county: not settled
             clinic.refused.append(rejection.code)
             continue

@@ -122,7 +122,10 @@ def test_the_demo_month_report_is_the_sum_of_the_raw_records_and_coordinators_se
     assert f'id="total-hifp_pay" data-fen="{expected_total["hifp_pay"]}"' in page
     assert page.count("<svg") == 3 and "<script" not in page
     coordinator = console(demo_month["hub_dir"], "molin-coord", "demo-coord-2026")
-    for path in (f"/console/reports?month={MONTH}", f"/console/reports?month={MONTH}&township=湖熟街道"):
+    for path in (
+        f"/console/reports?month={MONTH}",
+        f"/console/reports?month={MONTH}&township=湖熟街道",
+    ):
         page = coordinator.get(path).get_data(as_text=True)
         mine = [code for code, township in CLINICS if township == TOWNSHIP]
         others = [code for code, township in CLINICS if township != TOWNSHIP]

@@ -827,9 +827,7 @@ class SqlHubStore:
                 f" AND r.created_at < ?{WELL_FORMED} AND r.device_id IN ({marks(chunk)})"
                 " ORDER BY r.device_id, r.seq"
             )
-            for text, status, result in self.conn.execute(
-                sql, [created_from, created_to, *chunk]
-            ):
+            for text, status, result in self.conn.execute(sql, [created_from, created_to, *chunk]):
                 yield json.loads(text), status, loads(result)
 
     def statement_statuses(self, month: str, clinic_codes: Iterable[str]) -> dict[str, str]:

@@ -28,7 +28,7 @@ from edge.domain.records import CHINESE_NAMES, MONEY_FIELDS, NATIONAL_NAMES, pay
 from edge.domain.spreadsheet import safe_cell
 from sync.hub.model import Slot
 from sync.hub.ports import HubStore
-from sync.hub.services.reports import PAYERS, national_amounts
+from sync.hub.services.reports import PAYERS
 
 CHINA = ZoneInfo("Asia/Shanghai")
 TOTAL, FUND = "medfee_sumamt", "hifp_pay"
@@ -116,7 +116,7 @@ class Entry:
     device_id: str
     day: date
     sign: int
-    amounts: dict[str, int]
+    amounts: dict[str, int]  # national payer names
     lines: tuple[tuple[str, str, int], ...]  # (code, name, amount fen) of the visit
     needs_review: bool = False
     differs: bool = False
@@ -161,6 +161,12 @@ class MonthReport:
         return sorted(self.items, key=lambda i: (-i.times, -i.amount, i.code))[:TOP_ITEMS]
 
 
+def _national(amounts: dict) -> dict[str, int]:
+    """{national payer name: fen} of amounts by MONEY_FIELDS (a version 1 record's
+    missing payers are 0)."""
+    return {NATIONAL_NAMES[name]: amounts.get(name, 0) for name in MONEY_FIELDS}
+
+
 def _lines(record: dict) -> tuple[tuple[str, str, int], ...]:
     """(code, name, amount) of a settlement's lines: amounts from its result, names from
     the visit's lines (same order and codes)."""
@@ -191,7 +197,7 @@ def entries(
                 device_id,
                 at.date(),
                 +1,
-                national_amounts(payer_amounts(hub_result or body["result"])),
+                _national(payer_amounts(hub_result or body["result"])),
                 _lines(record),
                 needs_review=bool(body.get("needs_review")),
                 differs=status not in (None, "ok"),
@@ -203,7 +209,7 @@ def entries(
             county_result = county[1] if county else None
             amounts = payer_amounts(county_result) if county_result else body["amounts"]
             lines = _lines(original) if original and original["kind"] == "settlement" else ()
-            entry = Entry(device_id, at.date(), -1, national_amounts(amounts), lines)
+            entry = Entry(device_id, at.date(), -1, _national(amounts), lines)
         yield at.strftime("%Y-%m"), entry
 
 
@@ -309,14 +315,24 @@ def tables(report: MonthReport) -> dict[str, Table]:
     return {
         "clinics": (
             "卫生室",
-            [("月份", "text"), ("乡镇", "text"), ("卫生室编码", "text"), *FIGURE_COLUMNS,
-             ("清算状态", "text")],
             [
-                [report.month, row.township, row.clinic_code, *_figure_cells(row.figures),
-                 STATUS_HEADERS[row.clearing]]
+                ("月份", "text"),
+                ("乡镇", "text"),
+                ("卫生室编码", "text"),
+                *FIGURE_COLUMNS,
+                ("清算状态", "text"),
+            ],
+            [
+                [
+                    report.month,
+                    row.township,
+                    row.clinic_code,
+                    *_figure_cells(row.figures),
+                    STATUS_HEADERS[row.clearing],
+                ]
                 for row in report.clinics
             ],
-        ),  # fmt: skip
+        ),
         "townships": (
             "乡镇",
             [("月份", "text"), ("乡镇", "text"), *FIGURE_COLUMNS],
