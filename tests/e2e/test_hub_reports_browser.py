@@ -2,9 +2,11 @@
 screen) against a real hub holding the demo month (sync/demo_month.py): the county's
 administrator signs in, opens the month, and the server-drawn SVG charts are there, with
 their titles, and add up to the figures of the page's tables. A screenshot of the page
-goes to test-artifacts/web-e2e/hub-month-report/."""
+goes to test-artifacts/web-e2e/hub-month-report/; axe-core finds no serious or critical
+accessibility problem on it."""
 
 import pytest
+from axe import describe, violations
 from browser_support import Shots
 from clock import NOW, FakeClock
 
@@ -100,3 +102,5 @@ def test_the_month_charts_render_and_add_up_to_the_page_s_tables(month_hub, desk
     shot("charts")
     page.screenshot(path=shot.folder / "full-page.png", full_page=True)
     assert page.problems == []
+    found = violations(page)  # axe-core: no serious or critical accessibility problem
+    assert found == [], describe(found)

@@ -25,7 +25,7 @@ from edge.domain.records import NATIONAL_NAMES, payer_amounts
 from sync import agent
 from sync.demo_month import CLINICS, LATE_CLINIC, make_demo_month, previous_month
 from sync.hub.app import create_app
-from sync.hub.services import month_reports
+from sync.hub.services import month_reports, reconciliation
 from sync.hub.services.month_reports import PAYERS
 
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -190,3 +190,40 @@ def test_a_record_belongs_to_its_china_time_month_and_a_reversal_to_the_month_it
     assert after.total.net["hifp_pay"] == -fund
     assert after.months[-2][1].net["hifp_pay"] == fund  # the year's series has both
     assert after.total.visits == -1 and after.total.average == 0
+
+
+def test_amounts_are_the_county_s_and_a_differing_or_unrecomputed_settlement_is_counted(
+    hub, hub_dir, make_device
+):
+    """Where the county's recomputation differs, the report carries the county's figures
+    (a reversal too: the county's figures of what it reverses) and counts the difference;
+    a settlement not yet recomputed carries the device's and is counted as pending."""
+    device = make_device("device")
+    enroll(device, hub_dir, hub.url, NOW, clinic_code="ML-07", township=TOWNSHIP)
+    first, second = device.settle(NOW), device.settle(NOW + timedelta(minutes=5))
+    services.reverse_settlement(device.store, device.identity, tx_id=second["tx_id"],
+                                reason="wrong person", operator="doc01",
+                                now=NOW + timedelta(minutes=9))  # fmt: skip
+    assert agent.sync_once(device.store, device.identity, device.data_dir, NOW)["ok"]
+    month = NOW.strftime("%Y-%m")
+    with hub_store(hub_dir) as store:
+        pending = month_reports.month_report(store, store.slots(), month)
+        reconciliation.reconcile_pending(store, NOW)
+        with store.unit_of_work():
+            # The county pays one fen less from the fund on both, and the cash one more.
+            for record in (first, second):
+                status, result = store.recomputation_of(record["device_id"], record["tx_id"])
+                assert status == "ok"
+                altered = {**result, "fund": result["fund"] - 1, "cash": result["cash"] + 1}
+                store.save_recomputation(
+                    record["device_id"], record["seq"], record["tx_id"], "differs", altered
+                )
+        county = month_reports.month_report(store, store.slots(), month)
+    device_fund = national(first["body"]["result"])["hifp_pay"]
+    assert (pending.total.pending, pending.total.differences) == (2, 0)
+    assert pending.total.net["hifp_pay"] == device_fund  # the second reversed, netted
+    assert (county.total.pending, county.total.differences) == (0, 2)
+    assert county.total.net["hifp_pay"] == device_fund - 1
+    assert county.total.net["psn_cash_pay"] == national(first["body"]["result"])["psn_cash_pay"] + 1
+    (row,) = county.clinics
+    assert row.figures.differences == 2 and row.clearing == month_reports.NO_STATEMENT
