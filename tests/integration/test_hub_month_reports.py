@@ -15,12 +15,14 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
 from clock import NOW, FakeClock
 from openpyxl import load_workbook
 from sync_helpers import enroll, hub_store
 
 from edge import services
 from edge.adapters.sqlite_store import SqliteDeviceStore
+from edge.console import main
 from edge.domain.records import NATIONAL_NAMES, payer_amounts
 from sync import agent
 from sync.demo_month import CLINICS, LATE_CLINIC, make_demo_month, previous_month
@@ -156,6 +158,20 @@ def test_the_demo_month_report_is_the_sum_of_the_raw_records_and_coordinators_se
     fund = last[header.index("统筹基金 hifp_pay")]
     assert fund.number_format == "#,##0.00"
     assert round(Decimal(str(fund.value)) * 100) == expected_total["hifp_pay"]
+    # The command line gives the same tables.
+    hub_dir = demo_month["hub_dir"]
+    run = CliRunner().invoke(
+        main,
+        ["hub", "month-report", "--data-dir", hub_dir, "--month", MONTH, "--table", "townships"],
+    )
+    assert run.exit_code == 0, run.output
+    assert list(csv.reader(io.StringIO(run.output)))[-1] == total_row
+    xlsx = Path(hub_dir).parent / "report.xlsx"
+    run = CliRunner().invoke(
+        main, ["hub", "month-report", "--data-dir", hub_dir, "--month", MONTH, "--xlsx", str(xlsx)]
+    )
+    assert run.exit_code == 0, run.output
+    assert load_workbook(xlsx).sheetnames == book.sheetnames
     clinics_sheet = book["卫生室"]
     assert sorted(row[2] for row in clinics_sheet.iter_rows(min_row=2, values_only=True)) == sorted(
         made
@@ -227,3 +243,18 @@ def test_amounts_are_the_county_s_and_a_differing_or_unrecomputed_settlement_is_
     assert county.total.net["psn_cash_pay"] == national(first["body"]["result"])["psn_cash_pay"] + 1
     (row,) = county.clinics
     assert row.figures.differences == 2 and row.clearing == month_reports.NO_STATEMENT
+
+
+def test_the_demo_month_command_wants_a_month_that_is_over_and_a_new_folder(tmp_path):
+    env = {"CLINIC_CLOCK": NOW.isoformat()}
+    this_month = NOW.strftime("%Y-%m")
+    run = CliRunner().invoke(
+        main, ["demo-month", "--data-dir", str(tmp_path / "new"), "--month", this_month], env=env
+    )
+    assert run.exit_code == 2 and "is not over yet" in run.output
+    run = CliRunner().invoke(main, ["demo-month", "--month", "2026-13"], env=env)
+    assert run.exit_code == 2 and "YYYY-MM" in run.output
+    (tmp_path / "used" / "something").mkdir(parents=True)
+    run = CliRunner().invoke(main, ["demo-month", "--data-dir", str(tmp_path / "used")], env=env)
+    assert run.exit_code == 1 and "is not empty" in run.output
+    assert not (tmp_path / "new").exists()
