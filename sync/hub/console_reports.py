@@ -42,8 +42,10 @@ def _month(now: datetime) -> str:
 
 def _report(viewer: Viewer) -> MonthReport:
     township = viewer.township or request.args.get("township") or None
-    clinic = request.args.get("clinic") or None
     slots = visible_slots(viewer, township)
+    clinic = request.args.get("clinic") or None
+    if clinic not in {s.clinic_code for s in slots}:
+        clinic = None  # one this viewer may not see is not named on the page either
     return month_reports.month_report(
         hub_store(), slots, _month(hub_runtime().now()), township=township, clinic=clinic
     )

@@ -127,11 +127,18 @@ def test_the_demo_month_report_is_the_sum_of_the_raw_records_and_coordinators_se
     for path in (
         f"/console/reports?month={MONTH}",
         f"/console/reports?month={MONTH}&township=湖熟街道",
+        f"/console/reports?month={MONTH}&clinic={CLINICS[-1][0]}",
     ):
         page = coordinator.get(path).get_data(as_text=True)
+        page = page[page.index('<table id="clinics">') :]  # the address itself is echoed above
+        page = page[: page.index("</table>")]
         mine = [code for code, township in CLINICS if township == TOWNSHIP]
         others = [code for code, township in CLINICS if township != TOWNSHIP]
         assert all(code in page for code in mine) and not any(code in page for code in others)
+    page = coordinator.get(f"/console/reports?month={MONTH}").get_data(as_text=True)
+    theirs = sum(by_clinic[code].figures.net["hifp_pay"] for code in mine)
+    assert theirs < expected_total["hifp_pay"]
+    assert f'id="total-hifp_pay" data-fen="{theirs}"' in page
     answer = coordinator.get(f"/console/reports/clinics.csv?month={MONTH}&township=湖熟街道")
     rows = list(csv.reader(io.StringIO(answer.get_data(as_text=True).lstrip("\ufeff"))))
     assert [row[2] for row in rows[1:]] == mine
