@@ -26,6 +26,7 @@ from edge.console import main
 from edge.domain.records import NATIONAL_NAMES, payer_amounts
 from sync import agent
 from sync.demo_month import CLINICS, LATE_CLINIC, make_demo_month, previous_month
+from sync.hub import console_auth
 from sync.hub.app import create_app
 from sync.hub.services import month_reports, reconciliation
 from sync.hub.services.month_reports import PAYERS
@@ -265,3 +266,22 @@ def test_the_demo_month_command_wants_a_month_that_is_over_and_a_new_folder(tmp_
     run = CliRunner().invoke(main, ["demo-month", "--data-dir", str(tmp_path / "used")], env=env)
     assert run.exit_code == 1 and "is not empty" in run.output
     assert not (tmp_path / "new").exists()
+
+
+def test_the_report_page_in_english_a_bad_month_and_exports_that_need_signing_in(hub, hub_dir):
+    with hub_store(hub_dir) as store:
+        console_auth.add_user(store, "admin", "correct horse 42", "admin", None, NOW)
+    anonymous = hub.app.test_client()
+    for path in ("/console/reports", "/console/reports/days.csv", "/console/reports/report.xlsx"):
+        answer = anonymous.get(path)
+        assert answer.status_code == 302 and "/console/login" in answer.headers["Location"]
+    client = console(str(hub_dir), "admin", "correct horse 42")
+    this_month = NOW.strftime("%Y-%m")
+    for month in ("2026-13", "x", "0000-01", ""):
+        page = client.get(f"/console/reports?month={month}").get_data(as_text=True)
+        assert f'value="{this_month}"' in page  # the hub's month, China time
+    assert client.get("/console/reports/secrets.csv").status_code == 404
+    client.post("/console/lang", data={"lang": "en"})
+    page = client.get(f"/console/reports?month={this_month}").get_data(as_text=True)
+    assert "Fund spending by day" in page and "Month reports" in page
+    assert "统筹基金支出" not in page
