@@ -461,6 +461,43 @@ def hub_reconcile(hub_dir: Path, as_json: bool) -> None:
         click.echo(", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing new")
 
 
+@hub.command("month-report")
+@hub_dir_option
+@click.option("--month", required=True, help="YYYY-MM (China time).")
+@click.option("--township", help="Only this township's clinics.")
+@click.option(
+    "--table",
+    type=click.Choice(["clinics", "townships", "days", "items"]),
+    default="clinics",
+    show_default=True,
+    help="Which table, as CSV on standard output.",
+)
+@click.option(
+    "--xlsx",
+    "xlsx_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every table to this .xlsx file instead.",
+)
+def hub_month_report(
+    hub_dir: Path, month: str, township: str | None, table: str, xlsx_path: Path | None
+) -> None:
+    """A month's report (the console's month reports): amounts in yuan, Chinese headers."""
+    from sync.hub.services import month_reports
+
+    try:
+        month_reports.month_start(month)
+    except ValueError:
+        raise click.BadParameter("a month is YYYY-MM", param_hint="--month") from None
+    with open_hub(hub_dir) as store:
+        report = month_reports.month_report(store, store.slots(township), month, township=township)
+    tables = month_reports.tables(report)
+    if xlsx_path is not None:
+        with plain_errors():
+            xlsx_path.write_bytes(month_reports.tables_xlsx(tables.values()))
+        return
+    click.echo(month_reports.table_csv(tables[table]), nl=False)
+
+
 @hub.command("report")
 @hub_dir_option
 @click.argument("what", type=click.Choice(["settlements", "reconciliation"]))
@@ -882,3 +919,58 @@ def sync_pin_command(
 
 
 COMMANDS.extend([enroll_command, sync_group])
+
+
+@click.command("demo-month")
+@click.option(
+    "--data-dir",
+    "base_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-month"),
+    show_default=True,
+    help="A new folder: the hub goes in DATA_DIR/hub, each clinic's terminal in "
+    "DATA_DIR/clinics/CODE.",
+)
+@click.option("--month", help="The month to make, YYYY-MM, over (default: last month).")
+@click.option(
+    "--visits-per-day",
+    type=click.IntRange(1, 4),
+    default=4,
+    show_default=True,
+    help="Visits each clinic settles each day.",
+)
+@json_option
+def demo_month_command(base_dir: Path, month: str | None, visits_per_day: int, as_json: bool):
+    """The demo county's hub with three clinics' terminals and a month of their visits:
+    reversals, a week offline, a late upload (sync/demo_month.py)."""
+    from sync import demo_month
+    from sync.hub.services import month_reports
+
+    today = _now()
+    month = month or demo_month.previous_month(today)
+    try:
+        over = month_reports.month_start(month_reports.next_month(month)) <= today
+    except ValueError:
+        raise click.BadParameter("a month is YYYY-MM", param_hint="--month") from None
+    if not over:
+        raise click.BadParameter(f"{month} is not over yet", param_hint="--month")
+    try:
+        made = demo_month.make_demo_month(base_dir, month, visits_per_day=visits_per_day)
+    except FileExistsError as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        print_json(made)
+        return
+    click.echo(f"demo month {month}: hub in {made['hub_dir']}")
+    for clinic in made["clinics"]:
+        click.echo(
+            f"  {clinic['clinic_code']} {clinic['township']} {clinic['device_id']}:"
+            f" {clinic['settlements']} settlements, {clinic['reversals']} reversals"
+        )
+    click.echo(
+        f"console: clinic hub serve --data-dir {made['hub_dir']}, then /console/reports"
+        f"?month={month} (county-admin / demo-admin-2026, molin-coord / demo-coord-2026)"
+    )
+
+
+COMMANDS.append(demo_month_command)

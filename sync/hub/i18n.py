@@ -18,6 +18,7 @@ CATALOGS = MessageCatalogs(
     [
         ("console.py", "python"),
         ("console_statements.py", "python"),
+        ("console_reports.py", "python"),
         ("templates/console/**.html", "jinja2"),
     ],
     project="clinic-terminal county console",

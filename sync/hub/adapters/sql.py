@@ -990,6 +990,24 @@ class SqlHubStore:
             for clinic, month_, revision, device, at, agrees, report in rows
         ]
 
+    def activity_between(
+        self, device_ids: Iterable[str], created_from: str, created_to: str
+    ) -> Iterator[tuple[dict, str | None, dict | None]]:
+        """(record, recomputation status, hub result) of the well-formed settlements and
+        reversals of `device_ids` whose `created_at` text is in [created_from,
+        created_to), in each device's seq order (the month reports: the caller leaves a
+        margin and places each record by its instant, since offsets may differ)."""
+        for chunk in chunks(device_ids):
+            sql = (
+                "SELECT r.record, c.status, c.hub_result FROM record r LEFT JOIN recomputation c"
+                " ON c.device_id = r.device_id AND c.seq = r.seq"
+                " WHERE r.kind IN ('settlement', 'reversal') AND r.created_at >= ?"
+                f" AND r.created_at < ?{WELL_FORMED} AND r.device_id IN ({marks(chunk)})"
+                " ORDER BY r.device_id, r.seq"
+            )
+            for text, status, result in self.conn.execute(sql, [created_from, created_to, *chunk]):
+                yield json.loads(text), status, loads(result)
+
     # ---- console listings: one bounded page each, on indexes (m005 / step 5) --------
 
     def slots_page(self, township: str | None, limit: int, offset: int) -> list[Slot]:
