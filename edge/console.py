@@ -6,10 +6,14 @@ from drivers.cli import card, receipt
 from edge.cli import main
 from edge.maintenance_cli import COMMANDS as MAINTENANCE_COMMANDS
 from sync.cli import COMMANDS as SYNC_COMMANDS
+from sync.cli import hub
+from sync.hub_release_cli import release as hub_release
+from sync.statement_cli import statement_command as statement
 from web_ui.cli import COMMANDS as UI_COMMANDS
 
-for command in (card, receipt, *MAINTENANCE_COMMANDS, *UI_COMMANDS, *SYNC_COMMANDS):
+for command in (card, receipt, *MAINTENANCE_COMMANDS, *UI_COMMANDS, *SYNC_COMMANDS, statement):
     main.add_command(command)
+hub.add_command(hub_release)
 
 __all__ = ["main"]
 
