@@ -186,7 +186,8 @@ def test_the_kiosk_fails_and_is_restarted_without_xwayland(pi: Pi):
     restarted), not stay "running" on a blank screen. Cage itself cannot show anything in
     the container (README, "Proof by booting")."""
     box = pi.booted
-    box.run(["/opt/clinic/bin/clinic-kiosk-browser", "--check"])  # xwayland and chromium
+    # xwayland and chromium there, as the unit's ExecStartPre= finds them
+    box.run(["/opt/clinic/bin/clinic-kiosk-browser", "--check"], user="clinic-kiosk")
     drop_in = "/run/systemd/system/clinic-kiosk.service.d"
     box.run(["mkdir", "-p", drop_in])
     box.run(["tee", f"{drop_in}/test-pi.conf"], input=KIOSK_DROP_IN)

@@ -39,9 +39,15 @@ def build_release(pi: Pi, version: str, *, broken: bool = False) -> str:
     text, count = re.subn(r'(?m)^version = ".*"$', f'version = "{version}"', pyproject.read_text())
     assert count == 1, "no version line in pyproject.toml"
     pyproject.write_text(text)
-    if broken:
-        with (source / "web_ui" / "__init__.py").open("a") as init:
-            init.write('\nraise RuntimeError("a deliberately broken release (test-pi)")\n')
+    if broken:  # installs and imports, but the terminal's UI never starts
+        app = source / "web_ui" / "app.py"
+        text, count = re.subn(
+            r"(?m)^(def create_app\(.*\n)",
+            r'\1    raise RuntimeError("a deliberately broken release (test-pi)")\n',
+            app.read_text(),
+        )
+        assert count == 1, "no create_app in web_ui/app.py"
+        app.write_text(text)
     out = pi.work / f"release-{version}"
     assert pi.bundle is not None, "the release tests need the bundle's dependency files"
     subprocess.run(
@@ -123,6 +129,8 @@ def test_a_broken_release_is_rolled_back_by_the_device(pi: Pi):
     log(f"rolled back {version} within {took:.0f}s of publishing")
     record = json.loads(box.run(["cat", failed]).stdout)
     log(f"the device's reason: {record.get('reason')}")
+    journal = box.run(["journalctl", "-u", "clinic-terminal.service", "-o", "cat"]).stdout
+    assert "deliberately broken release" in journal, "the broken release never ran"
     assert venv_target(pi) == good_target, "the device is not back on the previous release"
     assert running_version(pi) == current
     terminal_answers(box, timeout=120)
