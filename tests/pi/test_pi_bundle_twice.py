@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +22,9 @@ def packages(root: Path) -> list[str]:
 
 
 def pip_freeze(root: Path) -> list[str]:
+    """pip freeze, but for pyscard, built on the device from the bundle's sdist: its line
+    names the wheel cache folder (the sdist's sha256, which must match) and the local
+    wheel's own hash, which differs from build to build (timestamps, build paths)."""
     done = subprocess.run(
         ["chroot", str(root), "/opt/clinic/venv/bin/python", "-m", "pip", "freeze", "--all"],
         check=True,
@@ -28,7 +32,10 @@ def pip_freeze(root: Path) -> list[str]:
         text=True,
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
     )
-    return sorted(done.stdout.splitlines())
+    return sorted(
+        re.sub(r"(/pyscard-[^#]*)#sha256=[0-9a-f]+$", r"\1", line)
+        for line in done.stdout.splitlines()
+    )
 
 
 def test_two_installs_from_the_same_bundle_are_identical(pi: Pi):
