@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,4 +35,3 @@ def pi(work_dir) -> Iterator[Pi]:
         yield device
     finally:
         device.close()
-        shutil.rmtree(work_dir / "root" / "tmp", ignore_errors=True)
