@@ -15,7 +15,9 @@ What the month holds, so that each part of the clearing has something to show:
 - a late upload: the third clinic's last days arrive only after the month has closed and
   the county's first statements are made (`on_statements` is called then, and again
   after the late records are recomputed, for the corrected statements);
-- the month closed on each device after its last daily close (`on_month_close`).
+- the month closed on each device after its last daily close (`on_month_close`), and at
+  the end each device's check of its statement (`on_checks`).
+`MonthWiring` gives the hooks that do these for real; `run_demo_month` passes them.
 """
 
 from collections.abc import Callable
