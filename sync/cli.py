@@ -956,7 +956,6 @@ def demo_month_command(
     """The demo county's hub with three clinics' terminals and a month of their visits:
     reversals, a week offline, a late upload; each terminal's month close, the county's
     statements and each terminal's check of its statement (sync/demo_month.py)."""
-    from edge.domain.money import format_yuan
     from sync import demo_month
     from sync.hub.services import month_reports
 
@@ -977,34 +976,45 @@ def demo_month_command(
     if as_json:
         print_json(made)
         return
-    click.echo(f"demo month {month} 演示月: hub 县平台 {made['hub_dir']}")
+    for line in demo_month_lines(made):
+        click.echo(line)
+
+
+def demo_month_lines(made: dict) -> list[str]:
+    """The demo month's summary for people, English and Chinese: per clinic its
+    settlements, fund, month close, statement revision and whether it agrees."""
+    from edge.domain.money import format_yuan
+
+    month = made["month"]
+    lines = [f"demo month {month} 演示月: hub 县平台 {made['hub_dir']}"]
     for clinic in made["clinics"]:
         statement = clinic["statement"]
         fund = format_yuan(statement["total"]["hifp_pay"])
         agrees = "yes 一致" if clinic["agrees"] else "NO 不一致"
-        click.echo(
+        lines.append(
             f"  {clinic['clinic_code']} {clinic['township']}: {clinic['settlements']}"
             f" settlements 笔结算, {clinic['reversals']} reversals 笔冲正, fund 统筹基金 {fund},"
             f" month close 月结 #{clinic['monthly_close']['seq']},"
             f" statement 结算单 revision 第 {statement['revision']} 版, agrees 对账: {agrees}"
         )
         if statement["changes"]:
-            click.echo(
+            lines.append(
                 f"    revision {statement['revision']} changes 变更: "
                 + ", ".join(f"{c['tx_id']} ({c['what']} {CHANGE_NAMES[c['what']]})"
                             for c in statement["changes"])
             )  # fmt: skip
         for difference in clinic["differences"]:
-            click.echo(
+            lines.append(
                 f"    differs 不一致 {difference['tx_id']} {difference['field']}:"
                 f" clinic 卫生室 {format_yuan(difference['device'])},"
                 f" county 县 {format_yuan(difference['county'])}"
             )
-    click.echo(
+    lines.append(
         f"console 管理台: clinic hub serve --data-dir {made['hub_dir']}, then /console/reports"
         f"?month={month} or /console/clearing?month={month}"
         " (county-admin / demo-admin-2026, molin-coord / demo-coord-2026)"
     )
+    return lines
 
 
 COMMANDS.append(demo_month_command)

@@ -31,6 +31,7 @@ from edge.domain.money import format_yuan
 from edge.domain.records import MONEY_FIELDS, NATIONAL_NAMES, payer_amounts
 from sync import agent
 from sync.agent.statements import difference_names
+from sync.cli import demo_month_lines
 from sync.demo_month import CLINICS, LATE_CLINIC, previous_month, run_demo_month
 from sync.hub import console_auth
 from sync.hub.app import create_app
@@ -284,6 +285,16 @@ def test_a_settlement_altered_at_the_county_is_named_to_the_clinic_and_to_the_co
     }
     assert first["statement"]["total"]["hifp_pay"] == first["monthly_close"]["net"]["fund"] - 100
     assert all(c["agrees"] and not c["differences"] for c in others)
+    # What the command prints without --json, in English and Chinese.
+    lines = demo_month_lines(made)
+    (line,) = [line for line in lines if line.startswith(f"  {first['clinic_code']} ")]
+    assert "NO 不一致" in line and "revision 第 1 版" in line
+    assert f"fund 统筹基金 {format_yuan(first['statement']['total']['hifp_pay'])}" in line
+    assert sum("yes 一致" in line for line in lines) == 2
+    differs = f"    differs 不一致 {tx_id} hifp_pay: clinic 卫生室 {format_yuan(fund['device'])},"
+    assert any(line.startswith(differs) for line in lines)
+    late = made["clinics"][LATE_CLINIC]["statement"]["changes"]
+    assert any(f"{late[0]['tx_id']} (added 新增)" in line for line in lines)
 
     # The clinic: the check kept on its terminal (its month page and `clinic statement`).
     store = SqliteDeviceStore.open(Path(first["data_dir"]))
