@@ -28,7 +28,7 @@ COMMANDS.append(release)
 @click.option("--source", type=click.Path(file_okay=False, exists=True, path_type=Path),
               default=".", show_default=True, help="The checkout to build.")  # fmt: skip
 @click.option("--lock", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="The hashed lock (default: the checkout's requirements/runtime.txt).")  # fmt: skip
+              help="The hashed lock (default: requirements/runtime.txt).")  # fmt: skip
 @click.option("--find-links", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               help="Also look for the locked files in this folder (pip --find-links).")  # fmt: skip
 @click.option("--no-index", is_flag=True, help="Only --find-links folders, no package index.")

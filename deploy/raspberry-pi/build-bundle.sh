@@ -110,7 +110,7 @@ apt_private() { APT_CONFIG=$APT_DIR/apt.conf DEBIAN_FRONTEND=noninteractive apt-
 step "Debian bookworm package lists for $ARCH"
 apt_private update
 step "resolving and downloading ${RUN_PACKAGES[*]} ${BUILD_PACKAGES[*]}"
-apt_private --download-only -y install "${RUN_PACKAGES[@]}" "${BUILD_PACKAGES[@]}"
+apt_private --download-only -y install --no-install-recommends "${RUN_PACKAGES[@]}" "${BUILD_PACKAGES[@]}"
 # Exactly the packages of this resolution (the cache may hold older versions too).
 apt_private -s install "${RUN_PACKAGES[@]}" "${BUILD_PACKAGES[@]}" >"$PARTIAL/resolution"
 count=0
