@@ -222,7 +222,7 @@ for f in json.load(open(sys.argv[1]))["manifest"]["files"]:
 }
 
 add_build_packages() {
-    local missing=() package
+    local missing=() package status=0
     [ "$DO_APT" = 1 ] || return 0
     for package in "${BUILD_PACKAGES[@]}"; do
         installed "$package" || missing+=("$package")
@@ -230,9 +230,11 @@ add_build_packages() {
     [ ${#missing[@]} -gt 0 ] || return 0
     mkdir -p "$STATE"
     installed_list >"$WORK/before"
-    apt_install "${missing[@]}"
+    apt_install "${missing[@]}" || status=$?
+    # Recorded even when apt failed halfway: what came in goes again.
     installed_list >"$WORK/after"
     LC_ALL=C comm -13 "$WORK/before" "$WORK/after" >>"$STATE/build-packages"
+    [ "$status" = 0 ] || exit "$status"
     changed packages "installed ${missing[*]} (to build pyscard, for this run only)"
 }
 
@@ -440,7 +442,7 @@ install_software() {
             [ "$DO_SYSTEMCTL" = 0 ] || systemctl stop clinic-terminal.service
             rm -f "$VENV"
         fi
-        "$HERE/bin/clinic-install-release" "$release" "$target"
+        bash "$HERE/bin/clinic-install-release" "$release" "$target" # bash: a stick may drop the x bit
         changed venv "installed release $version in $target"
     fi
     if [ "$(readlink "$VENV" 2>/dev/null || true)" != "$target" ]; then
