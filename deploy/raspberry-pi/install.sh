@@ -385,8 +385,9 @@ build_release_from_checkout() { # out
     awk '/^[^[:space:]#]/ { skip = ($1 ~ /^pyscard==/) } !skip' "$SOURCE/requirements/runtime.txt" \
         >"$WORK/build-lock.txt"
     "$WORK/build/bin/python" -m pip install -q --require-hashes --no-deps -r "$WORK/build-lock.txt"
-    "$WORK/build/bin/python" -m pip install -q --no-deps --no-build-isolation "$SOURCE"
-    "$WORK/build/bin/clinic" release build --source "$SOURCE" --out "$1" \
+    # The checkout's code run in place (PYTHONPATH): nothing is written into the checkout.
+    PYTHONPATH=$SOURCE "$WORK/build/bin/python" -c 'from edge.console import main; main()' \
+        release build --source "$SOURCE" --out "$1" \
         --arch "$(python3 -c 'import platform; print(platform.machine())')"
 }
 
