@@ -6,6 +6,8 @@ from drivers.cli import card, receipt
 from edge.cli import main
 from edge.maintenance_cli import COMMANDS as MAINTENANCE_COMMANDS
 from sync.cli import COMMANDS as SYNC_COMMANDS
+from sync.cli import hub
+from sync.hub_release_cli import release as hub_release
 from sync.release_cli import COMMANDS as RELEASE_COMMANDS
 from web_ui.cli import COMMANDS as UI_COMMANDS
 
@@ -18,6 +20,7 @@ for command in (
     *RELEASE_COMMANDS,
 ):
     main.add_command(command)
+hub.add_command(hub_release)
 
 __all__ = ["main"]
 

@@ -424,8 +424,18 @@ def hub_status(hub_dir: Path, township: str | None, as_json: bool) -> None:
             f"  skew {row['clock_skew_s'] if row['clock_skew_s'] is not None else '?'}s"
             f"  alarms {len(row['alarms'])}  differences {row['reconciliation_differences']}"
             + (f"  [{versions}]" if versions else "")
+            + _software_text(row["software"])
             + _last_close_text(row["last_close"])
         )
+
+
+def _software_text(software: dict | None) -> str:
+    """The version a device runs, and its update's state (`docs/releases.md`)."""
+    if software is None:
+        return ""
+    update = software.get("release")
+    state = f" ({update['version']} {update['state']})" if update else ""
+    return f"  software {software['version']}{state}"
 
 
 def _last_close_text(close: dict | None) -> str:

@@ -14,6 +14,7 @@ from edge.domain.spreadsheet import safe_cell
 from sync.hub import reconcile
 from sync.hub.model import Slot
 from sync.hub.ports import HubStore
+from sync.hub.services.releases import software_of
 from sync.protocol import canonical_json
 
 PAYERS = tuple(NATIONAL_NAMES[name] for name in MONEY_FIELDS)
@@ -88,8 +89,9 @@ def fleet_status(store: HubStore, now: datetime, township: str | None = None) ->
 
 
 def fleet_rows(store: HubStore, now: datetime, slots: Sequence[Slot]) -> list[dict]:
-    """One row per slot of `slots` (a console page's): contact, backlog, versions, skew,
-    alarms, reconciliation differences, the payers of the device's last daily close.
+    """One row per slot of `slots` (a console page's): contact, backlog, versions, the
+    software it runs and its update's state, skew, alarms, reconciliation differences,
+    the payers of the device's last daily close.
     Every figure is read for these devices only, so a page costs the same at any size."""
     enrolled = [s.device_id for s in slots if s.device_id]
     counts = store.record_counts(enrolled)
@@ -119,6 +121,7 @@ def fleet_rows(store: HubStore, now: datetime, slots: Sequence[Slot]) -> list[di
                 "records_beyond_gap": beyond_gap,
                 "records_waiting": waiting,
                 "versions": versions,
+                "software": software_of(slot),
                 "clock_skew_s": slot.clock_skew_s,
                 "alarms": alarms.get(slot.device_id or "", []),
                 "reconciliation_differences": differences.get(slot.device_id or "", 0),
