@@ -391,8 +391,16 @@ build_release_from_checkout() { # out
         --arch "$(python3 -c 'import platform; print(platform.machine())')"
 }
 
-venv_has() { # venv release.json: complete, that release, and clinic runs
-    [ -x "$1/bin/clinic" ] && cmp -s "$2" "$1/.clinic-release.json" &&
+# A release by what is installed from it (its version and files), not when it was built.
+release_files() {
+    python3 -c 'import json, sys
+m = json.load(open(sys.argv[1]))["manifest"]
+print(json.dumps([m["version"], m["files"]], sort_keys=True))' "$1" 2>/dev/null || true
+}
+
+venv_has() { # venv release.json: complete, that release's files, and clinic runs
+    [ -x "$1/bin/clinic" ] && [ -f "$1/.clinic-release.json" ] &&
+        [ "$(release_files "$1/.clinic-release.json")" = "$(release_files "$2")" ] &&
         "$1/bin/clinic" --version >/dev/null 2>&1
 }
 
