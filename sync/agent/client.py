@@ -186,6 +186,28 @@ class HubClient:
             raise SyncError("BAD_RESPONSE", "the release offer is not an object", retryable=True)
         return document
 
+    def statement(self, month: str, now: datetime) -> dict | None:
+        """The county's signed clearing statement of this device's clinic for `month`
+        (`YYYY-MM`), its latest revision; None while the month is not over at the hub.
+        Its signature is checked with the pinned county key (`sync.statements`), and
+        that it is of `month` and covers this device; SyncError BAD_STATEMENT if not."""
+        from sync.statements import verify_statement
+
+        query = urllib.parse.urlencode({"month": month})
+        answer = _answered(self._call("GET", f"/statement?{query}", b"", now))
+        document = answer.get("statement")
+        if document is None:
+            return None
+        if self.county_key is None:  # _call refuses before this; for the type checker
+            raise SyncError("NOT_ENROLLED")
+        verify_statement(document, self.county_key, month=month, device_id=self.identity.device_id)
+        return document
+
+    def report_reconciliation(self, document: dict, now: datetime) -> dict:
+        """Tell the hub whether this device agrees with a statement revision
+        (`docs/statements.md`, "The reconciliation report"); answers {"recorded": true}."""
+        return _answered(self._json("POST", "/statement/reconciliation", document, now))
+
     def release_file(
         self,
         version: str,
