@@ -155,10 +155,30 @@ check_bundle() {
     [ "$want" = "$have" ] ||
         refuse "离线安装包是给 $want 的，本机是 $have：请用 make pi-bundle ARCH=$have 制作" \
             "the bundle is for $want, this machine is $have: build one with make pi-bundle ARCH=$have"
+    refuse_downgrade "$BUNDLE/release/release.json"
     echo "checking the bundle $BUNDLE ($want)"
     (cd "$BUNDLE" && sha256sum --check --strict --quiet SHA256SUMS) >"$WORK/sums" 2>&1 ||
         refuse "离线安装包已损坏或不完整，未做任何更改：$(head -c 400 "$WORK/sums")" \
             "the bundle is damaged or incomplete, nothing was changed: $(head -c 400 "$WORK/sums")"
+}
+
+# Never back to a release older than the running one (an update may have moved it on, and
+# its database may have migrations the older one does not know).
+refuse_downgrade() { # release.json
+    local running
+    [ -x "$ROOT$VENV/bin/python" ] && [ -f "$ROOT$VENV/.clinic-release.json" ] || return 0
+    running=$("$ROOT$VENV/bin/python" - "$ROOT$VENV/.clinic-release.json" "$1" <<'EOF' || true
+import json, sys
+from packaging.version import Version
+
+running, offered = (json.load(open(path))["manifest"]["version"] for path in sys.argv[1:])
+if Version(offered) < Version(running):
+    print(running, offered)
+EOF
+)
+    [ -z "$running" ] ||
+        refuse "本机运行的软件版本 ${running% *} 比安装包里的 ${running#* } 新，未做任何更改：请用新的安装包" \
+            "this machine runs ${running% *}, newer than the bundle's ${running#* }: nothing changed, use a newer bundle"
 }
 
 # ---- Debian packages -----------------------------------------------------------------------
@@ -438,6 +458,7 @@ install_software() {
         fi
         release=$WORK/release
         build_release_from_checkout "$release"
+        refuse_downgrade "$release/release.json"
     fi
     version=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["manifest"]["version"])' \
         "$release/release.json")

@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -302,6 +303,21 @@ def test_a_bundle_for_another_machine_or_damaged_is_refused_changing_nothing(tmp
     accepted = run_install(root, "--bundle", str(good))
     assert accepted.returncode == 0, accepted.stderr
     assert f"checking the bundle {good} ({machine})" in accepted.stdout
+
+    # The machine runs a newer release (an update came): an older bundle changes nothing.
+    venv = root / "opt/clinic/releases/9.0/venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin/python").symlink_to(sys.executable)
+    (venv / ".clinic-release.json").write_text(json.dumps({"manifest": {"version": "9.0"}}))
+    (root / "opt/clinic/venv").symlink_to(venv)
+    (good / "release").mkdir()
+    (good / "release/release.json").write_text(json.dumps({"manifest": {"version": "0.1.0"}}))
+    before = tree_state(root)
+    older = run_install(root, "--bundle", str(good))
+    assert older.returncode == 1
+    assert "本机运行的软件版本 9.0 比安装包里的 0.1.0 新" in older.stderr
+    assert "this machine runs 9.0, newer than the bundle's 0.1.0" in older.stderr
+    assert tree_state(root) == before
 
 
 def test_install_refuses_bad_arguments(tmp_path):
