@@ -6,9 +6,11 @@ from drivers.cli import card, receipt
 from edge.cli import main
 from edge.maintenance_cli import COMMANDS as MAINTENANCE_COMMANDS
 from sync.cli import COMMANDS as SYNC_COMMANDS
+from sync.release_cli import COMMANDS as RELEASE_COMMANDS
 from web_ui.cli import COMMANDS as UI_COMMANDS
 
-for command in (card, receipt, *MAINTENANCE_COMMANDS, *UI_COMMANDS, *SYNC_COMMANDS):
+COMMANDS = (card, receipt, *MAINTENANCE_COMMANDS, *UI_COMMANDS, *SYNC_COMMANDS, *RELEASE_COMMANDS)
+for command in COMMANDS:
     main.add_command(command)
 
 __all__ = ["main"]
