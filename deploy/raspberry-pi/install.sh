@@ -32,9 +32,10 @@ PACKAGES=(
 UNITS=(
     clinic-terminal.service clinic-healthcheck.service clinic-healthcheck.timer
     clinic-backup.service clinic-backup.timer clinic-kiosk.service
+    clinic-update.service clinic-update.path clinic-update.timer
 )
 ENABLE=(pcscd.socket clinic-terminal.service clinic-healthcheck.timer clinic-backup.timer
-    clinic-kiosk.service)
+    clinic-kiosk.service clinic-update.path clinic-update.timer)
 
 usage() {
     cat <<'EOF'
@@ -376,7 +377,7 @@ ensure_dir /etc/clinic 0755 root root
 install_venv
 
 install_file "$HERE/bin/clinic" /usr/local/bin/clinic 0755
-for script in clinic-healthcheck clinic-nightly-backup clinic-kiosk-browser; do
+for script in clinic-healthcheck clinic-nightly-backup clinic-kiosk-browser clinic-update; do
     install_file "$HERE/bin/$script" "/opt/clinic/bin/$script" 0755
 done
 install_file "$HERE/README.md" /opt/clinic/doc/README.md 0644

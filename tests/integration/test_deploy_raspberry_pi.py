@@ -37,7 +37,7 @@ def passwd_entry(root: Path, user: str) -> list[str]:
 def test_every_script_passes_shellcheck():
     assert {p.name for p in SCRIPTS} == {
         "install.sh", "install-venv.sh", "clinic", "clinic-healthcheck", "clinic-kiosk-browser",
-        "clinic-nightly-backup",
+        "clinic-nightly-backup", "clinic-update",
     }  # fmt: skip
     for script in SCRIPTS:
         assert script.read_text().startswith("#!/bin/"), script
@@ -71,8 +71,11 @@ def test_the_first_run_installs_everything_under_the_root(installed):
     assert (wants / "multi-user.target.wants/clinic-kiosk.service").is_symlink()
     assert (wants / "timers.target.wants/clinic-backup.timer").is_symlink()
     assert (wants / "timers.target.wants/clinic-healthcheck.timer").is_symlink()
+    assert (wants / "timers.target.wants/clinic-update.timer").is_symlink()
+    assert (wants / "paths.target.wants/clinic-update.path").is_symlink()
     assert (wants / "sockets.target.wants/pcscd.socket").is_symlink()
-    for script in ("clinic-healthcheck", "clinic-nightly-backup", "clinic-kiosk-browser"):
+    for script in ("clinic-healthcheck", "clinic-nightly-backup", "clinic-kiosk-browser",
+                   "clinic-update"):  # fmt: skip
         assert os.access(root / "opt/clinic/bin" / script, os.X_OK)
     assert os.access(root / "usr/local/bin/clinic", os.X_OK)
     assert (root / "etc/clinic/clinic.env").read_text().count("CLINIC_READER=pcsc://") == 1
@@ -118,6 +121,13 @@ def test_the_units_pass_systemd_analyze_verify(installed, tmp_path):
     )  # fmt: skip
     assert security.returncode == 0, security.stdout[-400:]
     assert "Overall exposure level for clinic-terminal.service: 2." in security.stdout
+    update = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", f"--root={root}", "--threshold=50",
+         "clinic-update.service"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert update.returncode == 0, update.stdout[-400:]  # root, yet fenced in
+    assert "Overall exposure level for clinic-update.service: 3." in update.stdout
 
 
 def test_the_terminal_unit_is_hardened_and_ordered_after_pcscd():
