@@ -43,8 +43,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from edge.adapters.schema import applied_migrations
-from edge.adapters.sqlite_store import DATABASE_FILE
-from edge.maintenance import backup, restore
+from edge.adapters.sqlite_store import DATABASE_FILE, StoreError
+from edge.maintenance import MaintenanceError, backup, restore
 from sync.agent.releases import (
     DOCUMENT,
     DOWNLOAD_PREFIX,
@@ -384,7 +384,12 @@ def switch(settings: Settings, release: Release, outcome: Outcome, now: datetime
     data_dir = settings.data_dir
     with as_owner(data_dir):
         facts = database_state(data_dir)
-        made = backup(data_dir, releases_dir(data_dir) / PRE_SWITCH, keep=1, now=now)
+        copies = releases_dir(data_dir) / PRE_SWITCH
+        shutil.rmtree(copies, ignore_errors=True)  # only this switch's copy is of use
+        try:
+            made = backup(data_dir, copies, keep=1, now=now)
+        except (MaintenanceError, StoreError, sqlite3.Error, OSError) as error:
+            raise ApplyError(f"no pre-switch backup, so no switch: {error}") from None
         record = {
             "from": settings.running or running_version(),
             "from_target": from_target,
@@ -397,9 +402,10 @@ def switch(settings: Settings, release: Release, outcome: Outcome, now: datetime
             "at": iso(now),
             "state": "switching",
         }
-        # previous first, then the record: while switch.json exists, OPT/previous is the
-        # release known to work (clinic-update runs the applier from it)
-        point(settings.previous_link, from_target)
+    # previous first, then the record: while switch.json exists, OPT/previous is the
+    # release known to work (clinic-update runs the applier from it)
+    point(settings.previous_link, from_target)
+    with as_owner(data_dir):
         save_switch(data_dir, record)
     point(settings.venv_link, to_target)
     systemctl(settings, "restart", settings.unit)
