@@ -85,9 +85,10 @@ class ReleaseSource(Protocol):
         ...
 
     def release_file(
-        self, version: str, arch: str, name: str, dest_path: Path, size: int, now: datetime
-    ) -> None:
-        """Stream one file of the release to `dest_path`, at most `size` bytes."""
+        self, version: str, arch: str, name: str, dest_path: Path, now: datetime, *, size: int
+    ) -> int:
+        """Stream one file of the release to `dest_path` (resuming a partial one), at most
+        `size` bytes; answers the bytes now there."""
         ...
 
 
@@ -272,7 +273,7 @@ def pull_release(
         dest = partial / file.name
         if dest.exists() and dest.stat().st_size >= file.size:
             dest.unlink()  # complete but wrong: start this file again
-        source.release_file(release.version, release.arch, file.name, dest, file.size, now)
+        source.release_file(release.version, release.arch, file.name, dest, now, size=file.size)
         if not file_matches(dest, file.size, file.sha256):
             dest.unlink(missing_ok=True)
             again = f"{file.name} (deleted: downloaded again later)"
