@@ -6,12 +6,15 @@ from drivers.cli import card, receipt
 from edge.cli import main
 from edge.maintenance_cli import COMMANDS as MAINTENANCE_COMMANDS
 from sync.cli import COMMANDS as SYNC_COMMANDS
+from sync.cli import hub
+from sync.hub_release_cli import release as hub_release
 from sync.release_cli import COMMANDS as RELEASE_COMMANDS
 from web_ui.cli import COMMANDS as UI_COMMANDS
 
 COMMANDS = (card, receipt, *MAINTENANCE_COMMANDS, *UI_COMMANDS, *SYNC_COMMANDS, *RELEASE_COMMANDS)
 for command in COMMANDS:
     main.add_command(command)
+hub.add_command(hub_release)
 
 __all__ = ["main"]
 

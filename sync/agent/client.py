@@ -10,7 +10,9 @@ Every answer must be signed by the county key pinned at enrollment, for the requ
 answers (`sync.protocol.verify_answer`); an answer that is not counts as no answer (a
 retryable `SyncError`), so nothing else can acknowledge records, revoke the device or
 correct its clock. Enrollment itself is trust on first use: its answer brings the key,
-and is checked only against that key (it proves the answerer holds it).
+and is checked only against that key (it proves the answerer holds it). A release
+file's bytes are the one answer that is not signed: the device checks them against the
+signed release manifest's SHA-256 (`docs/releases.md`); its error answers are signed.
 
 The connection: https:// trusts only the hub certificate or CA pinned at enrollment
 (`hub_certificate`, PEM; enrollment requires one for https://, so only a device enrolled
@@ -23,6 +25,7 @@ import gzip
 import http.client
 import ipaddress
 import json
+import os
 import secrets
 import ssl
 import urllib.error
@@ -32,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import Message
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -46,8 +50,10 @@ from sync.protocol import (
     sign_request,
     verify_answer,
 )
+from sync.releases import FILE_NAME, MAX_FILE_BYTES
 
 DEFAULT_TIMEOUT_S = 30.0
+DOWNLOAD_CHUNK = 64 * 1024
 USER_AGENT = "clinic-sync-agent/1"
 
 
@@ -169,6 +175,108 @@ class HubClient:
             query["full"] = "1"
         path = f"/updates/{kind}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
         return self._call("GET", path, b"", now)
+
+    def release_offer(self, arch: str, python: str, running: str, now: datetime) -> dict | None:
+        """The signed release document the hub offers for this machine (the newest newer
+        than `running`), unchecked: the caller verifies it (`sync.releases`); or None."""
+        query = urllib.parse.urlencode({"arch": arch, "python": python, "running": running})
+        answer = _answered(self._call("GET", f"/release?{query}", b"", now))
+        document = answer.get("release")
+        if document is not None and not isinstance(document, dict):
+            raise SyncError("BAD_RESPONSE", "the release offer is not an object", retryable=True)
+        return document
+
+    def release_file(
+        self,
+        version: str,
+        arch: str,
+        name: str,
+        dest_path: Path,
+        now: datetime,
+        *,
+        size: int = MAX_FILE_BYTES,
+    ) -> int:
+        """Download one file of a release to `dest_path`, at most `size` bytes (the
+        manifest's size); a partial `dest_path` is resumed with a Range request. Answers
+        the bytes now in `dest_path`. Its hash is the caller's to check."""
+        if not FILE_NAME.fullmatch(name) or ".." in name:
+            raise SyncError("BAD_REQUEST", f"{name!r} is not a release file name")
+        path = "/release/" + "/".join(urllib.parse.quote(p, safe="") for p in (version, arch, name))
+        dest_path = Path(dest_path)
+        have = dest_path.stat().st_size if dest_path.exists() else 0
+        if have > size:  # not this file: start again
+            dest_path.unlink()
+            have = 0
+        if have == size:
+            return have
+        try:
+            return self._download(path, dest_path, have, size, now)
+        except HubRefusal as refusal:
+            if refusal.code != "STALE_TIMESTAMP" or refusal.hub_time is None:
+                raise
+            self.clock_offset_s = round((refusal.hub_time - now).total_seconds())
+            return self._download(path, dest_path, have, size, now)
+
+    def _download(self, path: str, dest: Path, have: int, size: int, now: datetime) -> int:
+        if self.county_key is None:
+            raise SyncError("NOT_ENROLLED", "no county key is pinned to check the hub's answers")
+        full_path = self.base_path + API_PREFIX + path
+        nonce = self.nonce()
+        headers = sign_request(
+            self.identity.private_key,
+            device_id=self.identity.device_id,
+            method="GET",
+            path=full_path,
+            body=b"",
+            now=now + timedelta(seconds=self.clock_offset_s),
+            nonce=nonce,
+        )
+        headers["User-Agent"] = USER_AGENT
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        request = urllib.request.Request(self.base_url + API_PREFIX + path, headers=headers)
+        try:
+            with urllib.request.urlopen(
+                request, timeout=self.timeout_s, context=self.context
+            ) as response:
+                if response.status == 206:
+                    if not (response.headers.get("Content-Range") or "").startswith(
+                        f"bytes {have}-"
+                    ):
+                        raise SyncError("BAD_RESPONSE", "the hub resumed elsewhere", retryable=True)
+                    mode = "ab"
+                elif response.status == 200:
+                    have, mode = 0, "wb"  # the whole file: start again
+                else:
+                    raise SyncError("BAD_RESPONSE", f"HTTP {response.status}", retryable=True)
+                with dest.open(mode) as file:
+                    while chunk := response.read(DOWNLOAD_CHUNK):
+                        have += len(chunk)
+                        if have > size:
+                            raise SyncError(
+                                "RELEASE_FILE_MISMATCH", f"{dest.name} is over {size} bytes"
+                            )
+                        file.write(chunk)
+                    file.flush()
+                    os.fsync(file.fileno())
+        except urllib.error.HTTPError as error:
+            data = _error_body(error)
+            if error.code >= 500 or data is None:
+                raise SyncError("HUB_ERROR", f"HTTP {error.code}", retryable=True) from None
+            answer = _Answer("GET", full_path, nonce, error.code, error.headers, data)
+            self._verify(self.county_key, answer)
+            raise _error_of(error.code, error.headers, data) from None
+        except urllib.error.URLError as error:
+            if isinstance(error.reason, ssl.SSLCertVerificationError):
+                raise SyncError(
+                    "HUB_CERTIFICATE", error.reason.verify_message or str(error.reason)
+                ) from None
+            raise SyncError("HUB_UNREACHABLE", str(error.reason), retryable=True) from None
+        except (http.client.HTTPException, OSError) as error:
+            raise SyncError(
+                "HUB_UNREACHABLE", str(error) or type(error).__name__, retryable=True
+            ) from None
+        return have
 
     # ---- plumbing --------------------------------------------------------------------------
 

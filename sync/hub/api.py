@@ -1,19 +1,21 @@
 """The hub's device API under `/api/v1` (`docs/sync-protocol.md`): enrollment, signed
-uploads and heartbeats, county updates, the hub's clock. Each view authenticates the
-device, hands the request to a use case (`sync.hub.services`) with the request's store and
-the hub's clock (`sync.hub.runtime`), and answers JSON; a `SyncError` becomes its
-bilingual error document and HTTP status. Every answer (errors and 204 included) is
-signed by the county key over the request it answers (`sync.protocol.sign_answer`).
+uploads and heartbeats, county updates, software releases, the hub's clock. Each view
+authenticates the device, hands the request to a use case (`sync.hub.services`) with the
+request's store and the hub's clock (`sync.hub.runtime`), and answers JSON; a `SyncError`
+becomes its bilingual error document and HTTP status. Every answer (errors and 204
+included) is signed by the county key over the request it answers
+(`sync.protocol.sign_answer`), except a release file's bytes: they are streamed from disk
+unsigned, the signed release manifest's SHA-256 covers them (`docs/releases.md`).
 """
 
 import gzip
 import json
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from sync.hub.runtime import hub_runtime, hub_store
-from sync.hub.services import enrollment, publishing, uploads
+from sync.hub.services import enrollment, publishing, releases, uploads
 from sync.protocol import (
     API_PREFIX,
     HEADER_DEVICE,
@@ -25,6 +27,7 @@ from sync.protocol import (
     iso,
     sign_answer,
 )
+from sync.releases import FILE_NAME
 
 HTTP_STATUS = {
     "BAD_REQUEST": 400,
@@ -154,6 +157,36 @@ def county_update(kind: str) -> Response:
     return _json(update)
 
 
+@api.get("/release")
+def release_offer() -> Response:
+    _authenticated(b"")
+    document = releases.offer(
+        hub_store(),
+        arch=request.args.get("arch", ""),
+        python=request.args.get("python", ""),
+        running=request.args.get("running", ""),
+    )
+    return _json({"release": document})
+
+
+@api.get("/release/<version>/<arch>/<path:name>")
+def release_file(version: str, arch: str, name: str) -> Response:
+    _authenticated(b"")
+    # Any name is routed here (a JSON refusal, not an HTML page), and only a plain file
+    # name the release's manifest lists is ever made into a path.
+    if not FILE_NAME.fullmatch(name) or ".." in name:
+        raise SyncError("NOT_FOUND", "no such release file")
+    published = hub_store().release(version, arch)
+    # Withdrawn releases stay downloadable: a device may be half-way through one.
+    if published is None or name not in {f["name"] for f in published.manifest["files"]}:
+        raise SyncError("NOT_FOUND", f"no file {name} in release {version[:40]} for {arch[:20]}")
+    path = releases.release_folder(hub_runtime().data_dir, version, arch) / name
+    # Range requests answered (206), so that a device resumes an interrupted download.
+    return send_file(
+        path, mimetype="application/octet-stream", conditional=True, max_age=0, etag=False
+    )
+
+
 @api.get("/time")
 def hub_time() -> Response:
     return _json({"hub_time": iso(hub_runtime().now())})
@@ -163,9 +196,14 @@ def hub_time() -> Response:
 def _sign_answer(response: Response) -> Response:
     runtime = hub_runtime()
     hub_time = iso(runtime.now())
-    data = response.get_data()
     response.headers[HEADER_HUB_TIME] = hub_time
     response.headers["Cache-Control"] = "no-store"
+    if response.direct_passthrough:
+        # A release file streamed from disk: not read into memory to sign, not
+        # compressed (a Range must count the file's own bytes). The signed manifest's
+        # SHA-256 is what the device checks it against.
+        return response
+    data = response.get_data()
     # The device's nonce binds the answer to its request: a signed answer kept from
     # earlier does not verify for any other request.
     response.headers[HEADER_HUB_SIGNATURE] = sign_answer(

@@ -1,6 +1,7 @@
 """The county hub's web console: fleet status for coordinators (limited to their
 township), and for admins device provisioning and revocation, publishing catalog, policy
-and roster versions (with a diff against the current one), reconciliation, CSV exports.
+and roster versions (with a diff against the current one), reconciliation, CSV exports;
+software releases and their rollout (withdrawing one: admins).
 
 Server-rendered Jinja templates (`templates/console/`), in Chinese unless English is
 chosen (Flask-Babel; the catalog is `translations/`, `python -m sync.hub.i18n`). Sign-in
@@ -54,7 +55,7 @@ from sync.hub.console_auth import (
 from sync.hub.model import HubError
 from sync.hub.reconcile import NEEDS_REVIEW
 from sync.hub.runtime import hub_runtime, hub_store
-from sync.hub.services import county, enrollment, publishing, reports
+from sync.hub.services import county, enrollment, publishing, releases, reports
 from sync.protocol import iso, parse_time
 
 console = Blueprint(
@@ -103,6 +104,15 @@ FLEET_PAGE = 100
 LIST_PAGE = 50
 LAST_PAGE = 100_000  # a bound on ?page=, so the OFFSET stays an ordinary number
 HEARTBEAT_SHOWN = 4000  # characters of a device's last heartbeat on its page
+RELEASE_STATE_NAMES = {
+    "pending": _l("not yet"),
+    "downloading": _l("downloading"),
+    "ready": _l("downloaded, waiting to install"),
+    "installing": _l("installing"),
+    "installed": _l("installed"),
+    "rolled_back": _l("rolled back"),
+    "refused": _l("refused"),
+}
 ERROR_MESSAGES = {
     403: _l("Only county administrators may do this."),
     404: _l("There is no such page or record."),
@@ -120,6 +130,7 @@ def render(name: str, **context) -> str:
         f"console/{name}",
         kind_names=KIND_NAMES,
         state_names=STATE_NAMES,
+        release_state_names=RELEASE_STATE_NAMES,
         payer_names=PAYER_NAMES,
         field_name=reports.national_field,
         yuan=format_yuan,
@@ -562,6 +573,52 @@ def _summary(kind: str, content) -> str:
     if isinstance(content, dict):
         return ", ".join(sorted(content))
     return ""
+
+
+# ---- software releases ----------------------------------------------------------------------
+
+
+@console.get("/releases")
+@signed_in()
+def software_releases(viewer: Viewer):
+    """Every release with its rollout over the devices this viewer may see."""
+    township = _township(viewer)
+    rows = releases.rollout(hub_store(), visible_slots(viewer, township))
+    return render("releases.html", rows=rows, township=township)
+
+
+@console.get("/releases/<version>/<arch>")
+@signed_in()
+def software_release(viewer: Viewer, version: str, arch: str):
+    """One release: each visible device's state for it, a page at a time."""
+    store = hub_store()
+    published = store.release(version, arch)
+    if published is None:
+        abort(404)
+    township = _township(viewer)
+    slots, pager = paged("page", FLEET_PAGE, lambda n, at: store.slots_page(township, n, at))
+    devices = [
+        {
+            "slot": slot,
+            "software": releases.software_of(slot),
+            "state": releases.device_release_state(slot, version, arch),
+        }
+        for slot in slots
+        if slot.device_id
+    ]
+    return render(
+        "release.html", release=published, devices=devices, pager=pager, township=township
+    )
+
+
+@console.post("/admin/releases/<version>/<arch>/withdraw")
+@signed_in(admin=True)
+def withdraw_release(viewer: Viewer, version: str, arch: str):
+    try:
+        releases.withdraw(hub_store(), version, arch, hub_runtime().now())
+    except HubError:
+        abort(404)
+    return redirect(url_for("console.software_release", version=version, arch=arch))
 
 
 @console.post("/admin/alarms/<int:alarm_id>/clear")

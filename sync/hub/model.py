@@ -61,6 +61,24 @@ class Publication:
 
 
 @dataclass(frozen=True)
+class PublishedRelease:
+    """A software release the county published for one architecture (`sync.releases`)."""
+
+    version: str
+    arch: str
+    python: str
+    manifest: dict
+    signature: str
+    published_at: str
+    withdrawn_at: str | None
+
+    @property
+    def document(self) -> dict:
+        """What devices get: the manifest and the county's signature over it."""
+        return {"manifest": self.manifest, "signature": self.signature}
+
+
+@dataclass(frozen=True)
 class Alarm:
     alarm_id: int
     device_id: str

@@ -147,6 +147,19 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX reconciliation_device_code ON reconciliation_item (device_id, code)",
         ],
     ),
+    (
+        6,
+        "software releases",
+        [
+            # Software releases the county published (sqlite m006_software_releases);
+            # position is the order of publication.
+            """CREATE TABLE software_release (
+                version TEXT NOT NULL, arch TEXT NOT NULL, python TEXT NOT NULL,
+                manifest TEXT NOT NULL, signature TEXT NOT NULL, published_at TEXT NOT NULL,
+                withdrawn_at TEXT, position BIGSERIAL NOT NULL UNIQUE,
+                PRIMARY KEY (version, arch))""",
+        ],
+    ),
 ]
 
 

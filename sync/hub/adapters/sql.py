@@ -30,6 +30,7 @@ from sync.hub.model import (
     County,
     HubStoreError,
     Publication,
+    PublishedRelease,
     ReconciliationItem,
     RecordSummary,
     Slot,
@@ -53,6 +54,7 @@ class Dialect:
 
 SLOT_COLUMNS = ", ".join(f.name for f in fields(Slot))
 PUBLICATION_COLUMNS = ", ".join(f.name for f in fields(Publication))
+RELEASE_COLUMNS = ", ".join(f.name for f in fields(PublishedRelease))
 # Bound parameters per `IN (…)` list, below either database's limit.
 IN_CHUNK = 500
 # `r` (a record) is not flagged malformed: computations leave flagged records out.
@@ -472,6 +474,57 @@ class SqlHubStore:
             params.append(kind)
         rows = self.conn.execute(sql + f" ORDER BY {self.dialect.arrival}", params)
         return [self._publication(row) for row in rows]
+
+    # ---- software releases --------------------------------------------------------------
+
+    def add_release(self, release: PublishedRelease) -> None:
+        r = release
+        cursor = self.conn.execute(
+            f"INSERT INTO software_release ({RELEASE_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [
+                r.version,
+                r.arch,
+                r.python,
+                dumps(r.manifest),
+                r.signature,
+                r.published_at,
+                r.withdrawn_at,
+            ],
+        )
+        if cursor.rowcount == 0:
+            raise HubStoreError(f"release {r.version} for {r.arch} is already published")
+
+    @staticmethod
+    def _release(row: tuple) -> PublishedRelease:
+        version, arch, python, manifest, signature, published_at, withdrawn_at = row
+        return PublishedRelease(
+            version, arch, python, json.loads(manifest), signature, published_at, withdrawn_at
+        )
+
+    def release(self, version: str, arch: str) -> PublishedRelease | None:
+        row = self._one(
+            f"SELECT {RELEASE_COLUMNS} FROM software_release WHERE version = ? AND arch = ?",
+            [version, arch],
+        )
+        return None if row is None else self._release(row)
+
+    def releases(self, arch: str | None = None) -> list[PublishedRelease]:
+        """Oldest first (order of publication); a county has a few dozen at most."""
+        sql = f"SELECT {RELEASE_COLUMNS} FROM software_release"
+        params: list = []
+        if arch is not None:
+            sql += " WHERE arch = ?"
+            params.append(arch)
+        rows = self.conn.execute(sql + f" ORDER BY {self.dialect.arrival}", params)
+        return [self._release(row) for row in rows]
+
+    def withdraw_release(self, version: str, arch: str, at: str) -> None:
+        self.conn.execute(
+            "UPDATE software_release SET withdrawn_at = ? WHERE version = ? AND arch = ?"
+            " AND withdrawn_at IS NULL",
+            [at, version, arch],
+        )
 
     def published_items(self, version: str, codes: Iterable[str] | None = None) -> dict[str, dict]:
         if codes is None:

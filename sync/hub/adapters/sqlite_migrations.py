@@ -161,3 +161,16 @@ def m005_console_indexes(db: sqlite_utils.Database) -> None:
     ]
     for statement in statements:
         db.execute(statement)
+
+
+@migrations()
+def m006_software_releases(db: sqlite_utils.Database) -> None:
+    """Software releases the county published (`sync.releases`), one row per version and
+    architecture, in order of publication (rowid); a withdrawn one is no longer offered.
+    The files are in the data directory (`releases/<version>/<arch>/`)."""
+    db.execute(
+        """CREATE TABLE software_release (
+            version TEXT NOT NULL, arch TEXT NOT NULL, python TEXT NOT NULL,
+            manifest TEXT NOT NULL, signature TEXT NOT NULL, published_at TEXT NOT NULL,
+            withdrawn_at TEXT, PRIMARY KEY (version, arch)) STRICT"""
+    )

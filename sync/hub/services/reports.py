@@ -14,6 +14,7 @@ from edge.domain.spreadsheet import safe_cell
 from sync.hub import reconcile
 from sync.hub.model import Slot
 from sync.hub.ports import HubStore
+from sync.hub.services.releases import software_of
 from sync.protocol import canonical_json
 
 PAYERS = tuple(NATIONAL_NAMES[name] for name in MONEY_FIELDS)
@@ -119,6 +120,7 @@ def fleet_rows(store: HubStore, now: datetime, slots: Sequence[Slot]) -> list[di
                 "records_beyond_gap": beyond_gap,
                 "records_waiting": waiting,
                 "versions": versions,
+                "software": software_of(slot),
                 "clock_skew_s": slot.clock_skew_s,
                 "alarms": alarms.get(slot.device_id or "", []),
                 "reconciliation_differences": differences.get(slot.device_id or "", 0),

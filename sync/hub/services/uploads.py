@@ -10,6 +10,7 @@ from edge.domain.ledger import genesis_hash
 from sync.hub.ingest import Refusal, plan_ingest
 from sync.hub.model import HubError
 from sync.hub.ports import HubStore
+from sync.hub.services.releases import software_report
 from sync.protocol import SyncError, canonical_json, iso, load_public_key, parse_time
 
 # A heartbeat is a few hundred bytes; these bounds keep one device from bloating the
@@ -119,11 +120,23 @@ def heartbeat(store: HubStore, device_id: str, document: dict, now: datetime) ->
             raise SyncError(
                 "TOO_LARGE", f"heartbeat field {name} is over {MAX_HEARTBEAT_FIELD_BYTES} bytes"
             )
+    # The software it runs and its update's state: checked on its own, so that a bad
+    # report is left out (with an alarm) and never costs the heartbeat.
+    software_problem = None
+    if "software" in document:
+        try:
+            report["software"] = software_report(document["software"])
+        except ValueError as error:
+            software_problem = str(error)
     head = document.get("ledger_head") or {}
     if not isinstance(head, dict):
         raise SyncError("BAD_REQUEST", "ledger_head must be an object")
     with store.unit_of_work():
         store.record_contact(device_id, iso(now), report, skew)
+        if software_problem is not None:
+            store.raise_alarm(
+                device_id, "SOFTWARE_REPORT_MALFORMED", None, software_problem, iso(now)
+            )
         current = store.slot_by_device(device_id)
         if current is None or current.public_key is None:
             raise HubError(f"device {device_id} is no longer enrolled at this hub")
