@@ -97,8 +97,6 @@ def verify_command(data_dir: Path, version: str, as_json: bool) -> None:
 @json_option
 def fetch_command(data_dir: Path, as_json: bool) -> None:
     """Run the agent's release download now (as the scheduler does every 30 minutes)."""
-    from typing import cast
-
     from edge import bootstrap, services
     from sync.agent import releases, state
     from sync.agent.jobs import client_for
@@ -115,7 +113,7 @@ def fetch_command(data_dir: Path, as_json: bool) -> None:
             client = client_for(enrollment, identity, None)
             result = releases.pull_release(
                 store,
-                cast(releases.ReleaseSource, client),
+                client,
                 data_dir,
                 enrollment.county_public_key,
                 _now(),

@@ -7,7 +7,6 @@ import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import cast
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -23,7 +22,7 @@ from sync.agent.jobs import (
     new_report,
     run_job,
 )
-from sync.agent.releases import RELEASE_JOB, ReleaseSource, run_release_job
+from sync.agent.releases import RELEASE_JOB, run_release_job
 from sync.protocol import SyncError
 
 log = logging.getLogger(__name__)
@@ -70,8 +69,7 @@ def run_scheduled_job(
             if job == "heartbeat":
                 client.timeout_s = HEARTBEAT_TIMEOUT_S
             if job == RELEASE_JOB:  # a download of its own, never in the uploads' way
-                source = cast(ReleaseSource, client)
-                return run_release_job(store, source, Path(data_dir), enrollment, now, rng)
+                return run_release_job(store, client, Path(data_dir), enrollment, now, rng)
             report = new_report(now, client.base_url)
             run_job(store, identity, Path(data_dir), client, enrollment, job, now, report, rng)
             if client.clock_offset_s != enrollment.clock_offset_s:
