@@ -220,6 +220,36 @@ def check_download(settings: Settings, version: str, now: datetime) -> Release:
 
 # ---- the installed layout -----------------------------------------------------------------
 
+VOLATILE_TYPES = ("overlay", "tmpfs", "ramfs")
+
+
+def mount_type(path: Path, mountinfo: str) -> str | None:
+    """The file-system type of the mount holding `path`, from /proc/self/mountinfo."""
+    best, found = -1, None
+    target = os.path.realpath(path)
+    for line in mountinfo.splitlines():
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) < 5 or not rest:
+            continue
+        point = parts[4].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= best:  # a later mount on the same point covers it
+            best, found = len(point), rest.split()[0]
+    return found
+
+
+def require_persistent(opt_dir: Path) -> None:
+    """Under the read-only root (overlayroot) /opt/clinic is an overlay whose writes live
+    in RAM: a release installed there, and the switch, would be gone after a reboot while
+    the database may have been migrated. So no update then."""
+    try:
+        kind = mount_type(opt_dir, Path("/proc/self/mountinfo").read_text())
+    except OSError:
+        return
+    if kind in VOLATILE_TYPES:
+        raise SyncError("RELEASE_ROOT_VOLATILE", f"{opt_dir} is on {kind}")
+
 
 def link_target(link: Path) -> str | None:
     try:
@@ -549,6 +579,12 @@ def _apply_ready(
         outcome.say("没有待安装的新版本", "no release is waiting")
         return
     version = outcome.version = ready[-1]
+    try:
+        require_persistent(settings.opt_dir)
+    except SyncError as error:  # not the release's fault: kept, tried again later
+        with as_owner(data_dir):
+            write_state(data_dir, version, "refused", clock(), error)
+        raise ApplyError(f"{error.message_zh} / {error.message_en}") from None
     try:
         with as_owner(data_dir):
             release = check_download(settings, version, clock())

@@ -69,9 +69,10 @@ MESSAGES.update(
             "the health check failed, but the database holds new records on the new"
             " release's schema: the new release stays; call the county",
         ),
-        "RELEASE_NOT_READY": (
-            "没有已下载完成的软件新版本",
-            "no downloaded release is ready",
+        "RELEASE_ROOT_VOLATILE": (
+            "只读根文件系统（overlay）开启时不能更新软件：写入只在内存里，重启后就没了",
+            "no update while the read-only root (overlay) is on: the install would live in"
+            " RAM and be gone after a reboot",
         ),
     }
 )

@@ -325,3 +325,13 @@ def test_the_store_refuses_a_database_a_newer_release_migrated(device):
     )
     assert served.exit_code != 0 and "SCHEMA_NEWER" in served.output
     device.store = SqliteDeviceStore(device.store.db)  # the fixture closes it again
+
+
+def test_no_update_while_opt_is_on_the_read_only_roots_overlay():
+    mountinfo = (
+        "22 1 179:2 / / ro,relatime - ext4 /dev/mmcblk0p2 ro\n"
+        "30 22 0:25 / / rw,relatime - overlay overlayroot rw,lowerdir=/media/root-ro\n"
+        "31 30 179:3 / /var/lib/clinic rw,relatime - ext4 /dev/mmcblk0p3 rw\n"
+    )
+    assert release_apply.mount_type(Path("/opt/clinic"), mountinfo) == "overlay"
+    assert release_apply.mount_type(Path("/var/lib/clinic/releases"), mountinfo) == "ext4"
