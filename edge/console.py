@@ -11,8 +11,14 @@ from sync.hub_release_cli import release as hub_release
 from sync.release_cli import COMMANDS as RELEASE_COMMANDS
 from web_ui.cli import COMMANDS as UI_COMMANDS
 
-COMMANDS = (card, receipt, *MAINTENANCE_COMMANDS, *UI_COMMANDS, *SYNC_COMMANDS, *RELEASE_COMMANDS)
-for command in COMMANDS:
+for command in (
+    card,
+    receipt,
+    *MAINTENANCE_COMMANDS,
+    *UI_COMMANDS,
+    *SYNC_COMMANDS,
+    *RELEASE_COMMANDS,
+):
     main.add_command(command)
 hub.add_command(hub_release)
 
