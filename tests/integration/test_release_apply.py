@@ -335,3 +335,39 @@ def test_no_update_while_opt_is_on_the_read_only_roots_overlay():
     )
     assert release_apply.mount_type(Path("/opt/clinic"), mountinfo) == "overlay"
     assert release_apply.mount_type(Path("/var/lib/clinic/releases"), mountinfo) == "ext4"
+
+
+# ---- with the real clinic-install-release and real pip ----------------------------------
+
+
+def build_test_helpers():
+    """The release-building test's real wheels and pyscard-like sdist (one copy of them)."""
+    import importlib.util
+
+    path = Path(__file__).with_name("test_release_build.py")
+    spec = importlib.util.spec_from_file_location("release_build_helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_real_install_script_installs_and_the_switch_holds(
+    device, opt, county_key, tmp_path, monkeypatch
+):
+    from sync.releases import sign_release
+
+    helpers = build_test_helpers()
+    built = helpers.make_release(tmp_path / "built")  # version 9.1, unsigned, real wheels
+    document = json.loads((built / "release.json").read_text())
+    folder = releases_dir(device.data_dir) / "9.1"
+    shutil.copytree(built, folder)
+    (folder / "release.json").write_text(json.dumps(sign_release(document["manifest"], county_key)))
+    (folder / "READY").write_bytes(b"")
+    monkeypatch.setenv("CLINIC_WHEEL_CACHE", str(opt.root / "wheels"))
+    monkeypatch.setenv("CLINIC_CURRENT_VENV", str(opt.root / "venv"))
+    real = Path(__file__).parents[2] / "deploy/raspberry-pi/bin/clinic-install-release"
+    config = settings(device, opt, install_script=real, arch="x86_64", python="cp311")
+    outcome = apply(config, FakeClock(NOW))
+    assert (outcome.code, outcome.state) == (0, "installed"), outcome.lines
+    clinic = opt.root / "venv/bin/clinic"
+    assert subprocess.check_output([clinic, "--version"], text=True) == "clinic, version 9.1\n"
