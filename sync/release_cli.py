@@ -78,8 +78,10 @@ def status_command(data_dir: Path, as_json: bool) -> None:
     failed = {}
     for version in sorted(releases.failed_versions(data_dir)):
         failed[version] = record(f"{releases.FAILED}/{version}")
-    value = {
-        **releases.heartbeat_member(data_dir),
+    value: dict = {
+        "version": releases.installed_version(),
+        "arch": releases.machine_arch(),
+        "python": releases.python_tag(),
         "release": releases.read_state(data_dir),
         "ready": pending_ready(data_dir),
         "pending_switch": record(SWITCH),

@@ -306,9 +306,10 @@ def send_heartbeat(
         "ledger_head": {"seq": head.seq if head else 0, "hash": head.hash if head else None},
         "disk_free_bytes": shutil.disk_usage(data_dir).free,
         "agent": AGENT,
-        # the running software and the latest release's state (docs/releases.md)
-        "software": heartbeat_member(data_dir),
     }
+    software = heartbeat_member(data_dir)
+    if software is not None:  # the running software and its latest release's state
+        document["software"] = software
     answer = client.heartbeat(document, now)
     acked = answer.get("acked_seq")
     if type(acked) is int:

@@ -100,6 +100,14 @@ def running_version() -> str:
     return metadata.version("clinic-terminal")
 
 
+def installed_version() -> str | None:
+    """The running version, or None in a bare checkout (not installed: no updates)."""
+    try:
+        return running_version()
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def machine_arch() -> str:
     machine = platform.machine().lower()
     return {"arm64": "aarch64", "amd64": "x86_64"}.get(machine, machine)
@@ -171,14 +179,17 @@ def write_state(
     return value
 
 
-def heartbeat_member(data_dir: Path) -> dict:
-    """The heartbeat's `software` member (docs/sync-protocol.md)."""
+def heartbeat_member(data_dir: Path) -> dict | None:
+    """The heartbeat's `software` member (docs/sync-protocol.md); None in a bare checkout."""
+    version = installed_version()
+    if version is None:
+        return None
     latest = read_state(data_dir)
     release = None
     if latest is not None and latest.get("state") in STATES:
         release = {key: latest.get(key) for key in ("version", "state", "detail", "at")}
     return {
-        "version": running_version(),
+        "version": version,
         "arch": machine_arch(),
         "python": python_tag(),
         "release": release,
@@ -234,7 +245,9 @@ def pull_release(
     written (`write_state`), or None when nothing is offered. A file that does not match
     the manifest is deleted and raises RELEASE_FILE_MISMATCH (the job backs off and tries
     again later); a release this device must not install is `refused`, not downloaded."""
-    running = running or running_version()
+    running = running or installed_version()
+    if running is None:
+        return None  # a bare checkout updates with git, not with releases
     arch, python = arch or machine_arch(), python or python_tag()
     waiting = [v for v in ready_versions(data_dir) if v not in failed_versions(data_dir)]
     if waiting:  # the applier has not taken it yet: nothing more to fetch
@@ -369,7 +382,9 @@ def software_status(store: SqliteDeviceStore) -> dict:
     release's state here, with why in both languages."""
     data_dir = data_dir_of(store)
     return {
-        **heartbeat_member(data_dir),
+        "version": installed_version(),
+        "arch": machine_arch(),
+        "python": python_tag(),
         "release": read_state(data_dir),
         "failed": sorted(failed_versions(data_dir)),
     }

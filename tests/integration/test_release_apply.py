@@ -371,3 +371,26 @@ def test_the_real_install_script_installs_and_the_switch_holds(
     assert (outcome.code, outcome.state) == (0, "installed"), outcome.lines
     clinic = opt.root / "venv/bin/clinic"
     assert subprocess.check_output([clinic, "--version"], text=True) == "clinic, version 9.1\n"
+
+
+def test_the_command_line_verifies_applies_and_tells_the_status(device, opt, county_key):
+    ready(device, county_key)
+    data = ["--data-dir", str(device.data_dir)]
+    runner = CliRunner()
+    verified = runner.invoke(main, ["release", "verify", "0.2.0", *data])
+    assert verified.exit_code == 0 and "可以安装 / installable" in verified.output
+    applied = runner.invoke(
+        main,
+        ["release", "apply", *data, "--opt-dir", str(opt.root), "--systemctl", str(opt.systemctl),
+         "--health-url", opt.health_url, "--gate-wait", "1", "--health-wait", "15", "--json"],
+    )  # fmt: skip
+    assert applied.exit_code == 0, applied.output
+    assert json.loads(applied.output)["state"] == "installed"
+    status = json.loads(runner.invoke(main, ["release", "status", *data, "--json"]).output)
+    assert status["release"]["state"] == "installed"
+    assert status["last_switch"]["result"] == "installed" and status["pending_switch"] is None
+    text = runner.invoke(main, ["release", "status", *data]).output
+    assert "latest release 0.2.0: installed" in text
+    ready(device, Ed25519PrivateKey.generate(), "0.3.0")
+    refused = runner.invoke(main, ["release", "verify", "0.3.0", *data])
+    assert refused.exit_code == 1 and "签名" in refused.output
