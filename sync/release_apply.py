@@ -487,21 +487,22 @@ def roll_back(settings: Settings, record: dict, now: datetime, outcome: Outcome)
     if migrated and moved:
         # Records signed on the new schema: restoring would lose them, and the old release
         # cannot open this database (SCHEMA_NEWER). The new release stays; the county sees it.
-        error = SyncError("RELEASE_KEPT_UNHEALTHY", why)
-        systemctl(settings, "restart", settings.unit)
-        with as_owner(data_dir):
-            write_state(data_dir, version, "installed", now, error)
-            close_switch(data_dir, record, "kept", now)
-            drop_download(data_dir, version)
-        outcome.state = "kept"
-        outcome.say(error.message_zh, error.message_en)
+        keep(settings, record, why, now, outcome)
         return
     point(settings.venv_link, record["from_target"])
     point(settings.previous_link, record.get("previous_before"))
     if migrated:  # nothing signed since the switch: the pre-switch database, as it was
         systemctl(settings, "stop", settings.unit)
-        with as_owner(data_dir):
-            restore(data_dir, Path(record["backup"]), now=now)
+        try:
+            with as_owner(data_dir):
+                restore(data_dir, Path(record["backup"]), now=now)
+        except (MaintenanceError, StoreError, sqlite3.Error, OSError) as error:
+            # the old release cannot open the migrated database: the new one must stay
+            point(settings.previous_link, record["from_target"])
+            point(settings.venv_link, record["to_target"])
+            why = f"{why}; pre-switch database not restored: {error}"
+            keep(settings, record, why, now, outcome)
+            return
         outcome.say("已恢复切换前的数据库", "the pre-switch database was restored")
     systemctl(settings, "restart", settings.unit)
     error = SyncError("RELEASE_UNHEALTHY", why)
@@ -512,6 +513,21 @@ def roll_back(settings: Settings, record: dict, now: datetime, outcome: Outcome)
         drop_download(data_dir, version)
     shutil.rmtree(release_home(settings, version), ignore_errors=True)
     outcome.state = "rolled_back"
+    outcome.say(error.message_zh, error.message_en)
+
+
+def keep(settings: Settings, record: dict, why: str, now: datetime, outcome: Outcome) -> None:
+    """Unhealthy, but only the new release can open the database: it stays, restarted,
+    reported as installed with RELEASE_KEPT_UNHEALTHY."""
+    version, data_dir = str(record["to"]), settings.data_dir
+    error = SyncError("RELEASE_KEPT_UNHEALTHY", why)
+    systemctl(settings, "restart", settings.unit)
+    with as_owner(data_dir):
+        write_state(data_dir, version, "installed", now, error)
+        close_switch(data_dir, record, "kept", now)
+        drop_download(data_dir, version)
+    prune_releases(settings)
+    outcome.state = "kept"
     outcome.say(error.message_zh, error.message_en)
 
 
