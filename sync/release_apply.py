@@ -496,24 +496,24 @@ def roll_back(settings: Settings, record: dict, now: datetime, outcome: Outcome)
         try:
             with as_owner(data_dir):
                 restore(data_dir, Path(record["backup"]), now=now)
-        except (MaintenanceError, StoreError, sqlite3.Error, OSError) as error:
+        except (MaintenanceError, StoreError, sqlite3.Error, OSError) as lost:
             # the old release cannot open the migrated database: the new one must stay
             point(settings.previous_link, record["from_target"])
             point(settings.venv_link, record["to_target"])
-            why = f"{why}; pre-switch database not restored: {error}"
+            why = f"{why}; pre-switch database not restored: {lost}"
             keep(settings, record, why, now, outcome)
             return
         outcome.say("已恢复切换前的数据库", "the pre-switch database was restored")
     systemctl(settings, "restart", settings.unit)
-    error = SyncError("RELEASE_UNHEALTHY", why)
+    unhealthy = SyncError("RELEASE_UNHEALTHY", why)
     with as_owner(data_dir):
-        mark_failed(data_dir, version, f"{error.code}: {error.message_en}", now)
-        write_state(data_dir, version, "rolled_back", now, error)
+        mark_failed(data_dir, version, f"{unhealthy.code}: {unhealthy.message_en}", now)
+        write_state(data_dir, version, "rolled_back", now, unhealthy)
         close_switch(data_dir, record, "rolled_back", now)
         drop_download(data_dir, version)
     shutil.rmtree(release_home(settings, version), ignore_errors=True)
     outcome.state = "rolled_back"
-    outcome.say(error.message_zh, error.message_en)
+    outcome.say(unhealthy.message_zh, unhealthy.message_en)
 
 
 def keep(settings: Settings, record: dict, why: str, now: datetime, outcome: Outcome) -> None:
