@@ -126,16 +126,20 @@ def as_owner(data_dir: Path) -> Iterator[None]:
     """Root acting in the data directory as its owner (the service user): files it creates
     there stay the terminal's own. A no-op when not root or the owner is root."""
     owner = Path(data_dir).stat()
-    if os.geteuid() != 0 or owner.st_uid == 0:
-        yield
-        return
-    os.setegid(owner.st_gid)
-    os.seteuid(owner.st_uid)
+    mask = os.umask(0o077)  # the data directory's files are the service's alone
     try:
-        yield
+        if os.geteuid() != 0 or owner.st_uid == 0:
+            yield
+            return
+        os.setegid(owner.st_gid)
+        os.seteuid(owner.st_uid)
+        try:
+            yield
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
     finally:
-        os.seteuid(0)
-        os.setegid(0)
+        os.umask(mask)
 
 
 @dataclass(frozen=True)
