@@ -109,9 +109,12 @@ class Outcome:
     state: str  # nothing | waiting | installed | rolled_back | refused | kept | error
     version: str | None = None
     lines: list[str] = field(default_factory=list)
+    echo: Callable[[str], None] | None = None  # each line as it happens (the journal)
 
     def say(self, zh: str, en: str) -> None:
         self.lines.append(f"{zh} / {en}")
+        if self.echo is not None:
+            self.echo(self.lines[-1])
 
 
 class ApplyError(Exception):
@@ -355,6 +358,13 @@ def systemctl(settings: Settings, *args: str) -> int:
     return subprocess.run([settings.systemctl, *args], capture_output=True).returncode
 
 
+def restart(settings: Settings) -> None:
+    """Restart the terminal, even one systemd gave up on: a broken release crashing in a
+    loop hits the unit's start limit, and then a plain restart is refused."""
+    systemctl(settings, "reset-failed", settings.unit)
+    systemctl(settings, "restart", settings.unit)
+
+
 def answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -442,7 +452,7 @@ def switch(settings: Settings, release: Release, outcome: Outcome, now: datetime
     with as_owner(data_dir):
         save_switch(data_dir, record)
     point(settings.venv_link, to_target)
-    systemctl(settings, "restart", settings.unit)
+    restart(settings)
     outcome.say(
         f"已切换到 {release.version}，正在检查终端", f"switched to {release.version}: checking"
     )
@@ -452,7 +462,7 @@ def switch(settings: Settings, release: Release, outcome: Outcome, now: datetime
 def finish(
     settings: Settings,
     record: dict,
-    now: datetime,
+    clock: Callable[[], datetime],
     sleep: Callable[[float], None],
     outcome: Outcome,
 ) -> None:
@@ -463,8 +473,9 @@ def finish(
     if record.get("state") != "rolling_back":
         if link_target(settings.venv_link) != record["to_target"]:  # cut before the switch
             point(settings.venv_link, record["to_target"])
-            systemctl(settings, "restart", settings.unit)
+            restart(settings)
         ok, why = healthy(settings, sleep)
+        now = clock()
         if ok:
             with as_owner(settings.data_dir):
                 write_state(settings.data_dir, version, "installed", now)
@@ -477,7 +488,7 @@ def finish(
         record = {**record, "state": "rolling_back", "why": why}
         with as_owner(settings.data_dir):
             save_switch(settings.data_dir, record)
-    roll_back(settings, record, now, outcome)
+    roll_back(settings, record, clock(), outcome)
 
 
 def roll_back(settings: Settings, record: dict, now: datetime, outcome: Outcome) -> None:
@@ -508,7 +519,7 @@ def roll_back(settings: Settings, record: dict, now: datetime, outcome: Outcome)
             keep(settings, record, why, now, outcome)
             return
         outcome.say("已恢复切换前的数据库", "the pre-switch database was restored")
-    systemctl(settings, "restart", settings.unit)
+    restart(settings)
     unhealthy = SyncError("RELEASE_UNHEALTHY", why)
     with as_owner(data_dir):
         mark_failed(data_dir, version, f"{unhealthy.code}: {unhealthy.message_en}", now)
@@ -525,7 +536,7 @@ def keep(settings: Settings, record: dict, why: str, now: datetime, outcome: Out
     reported as installed with RELEASE_KEPT_UNHEALTHY."""
     version, data_dir = str(record["to"]), settings.data_dir
     error = SyncError("RELEASE_KEPT_UNHEALTHY", why)
-    systemctl(settings, "restart", settings.unit)
+    restart(settings)
     with as_owner(data_dir):
         write_state(data_dir, version, "installed", now, error)
         close_switch(data_dir, record, "kept", now)
@@ -559,9 +570,11 @@ def apply(
     settings: Settings,
     clock: Callable[[], datetime],
     sleep: Callable[[float], None] = time.sleep,
+    echo: Callable[[str], None] | None = None,
 ) -> Outcome:
-    """One run of the applier (see the module's doc). Exit code in `Outcome.code`."""
-    outcome = Outcome(EXIT_OK, "nothing")
+    """One run of the applier (see the module's doc). Exit code in `Outcome.code`; each
+    line it says also goes to `echo` as it happens."""
+    outcome = Outcome(EXIT_OK, "nothing", echo=echo)
     data_dir = settings.data_dir
     with apply_lock(data_dir) as locked:
         if not locked:
@@ -571,7 +584,7 @@ def apply(
         try:
             pending = read_switch(data_dir)
             if pending is not None:
-                finish(settings, pending, clock(), sleep, outcome)
+                finish(settings, pending, clock, sleep, outcome)
                 return outcome
             _apply_ready(settings, clock, sleep, outcome)
         except ApplyError as error:
@@ -620,6 +633,10 @@ def _apply_ready(
             f"拒绝安装 {version}：{error.message_zh}", f"{version} refused: {error.message_en}"
         )
         return
+    outcome.say(
+        "等待终端空闲（记录已上传、无正在录入的就诊）",
+        "waiting for the terminal to be idle (outbox empty, no visit being built)",
+    )
     busy = wait_until_quiet(settings, clock, sleep)
     if busy is not None:
         outcome.code, outcome.state = EXIT_LATER, "waiting"
@@ -629,7 +646,7 @@ def _apply_ready(
         )
         return
     record = switch(settings, release, outcome, clock())
-    finish(settings, record, clock(), sleep, outcome)
+    finish(settings, record, clock, sleep, outcome)
 
 
 def pending_ready(data_dir: Path) -> list[str]:

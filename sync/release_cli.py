@@ -218,13 +218,10 @@ def apply_command(
         gate_wait_s=gate_wait,
         health_wait_s=health_wait,
     )
-    outcome = apply(settings, clock())
+    outcome = apply(settings, clock(), echo=None if as_json else click.echo)
     if as_json:
         print_json(
             {"code": outcome.code, "state": outcome.state, "version": outcome.version,
              "lines": outcome.lines}
         )  # fmt: skip
-    else:
-        for line in outcome.lines:
-            click.echo(line)
     sys.exit(outcome.code)

@@ -127,7 +127,8 @@ class Opt:
 
 SYSTEMCTL = r"""#!{python}
 # A stand-in systemctl: records its calls; restart/start/stop run a tiny HTTP server for
-# the terminal unless the current release is BROKEN.
+# the terminal unless the current release is BROKEN (then, like systemd after a crash
+# loop, it refuses to start the unit again until reset-failed).
 import json, os, signal, sqlite3, subprocess, sys, time
 from pathlib import Path
 opt, data, port = Path({opt!r}), Path({data!r}), {port}
@@ -161,7 +162,8 @@ def start():
                    [seq, f"tx{{seq}}", json.dumps({{"hash": f"h{{seq}}"}})])
     db.commit()
     db.close()
-    if (venv / "BROKEN").exists():
+    if (venv / "BROKEN").exists():  # it crashes in a loop: systemd gives up on the unit
+        limit.touch()
         return
     site = opt / ".site"
     site.mkdir(exist_ok=True)
@@ -172,8 +174,14 @@ def start():
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     pidfile.write_text(str(server.pid))
 verb = sys.argv[1]
+limit = opt / ".start-limit-hit"
 if verb == "is-active":
     sys.exit(0 if alive() else 3)
+if verb == "reset-failed":
+    limit.unlink(missing_ok=True)
+    sys.exit(0)
+if verb in ("restart", "start") and limit.exists():
+    sys.exit(1)  # "Start request repeated too quickly"
 if verb in ("restart", "stop"):
     stop()
 if verb in ("restart", "start"):

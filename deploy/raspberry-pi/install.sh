@@ -524,7 +524,8 @@ apply_to_running_system() {
         write_stamp journald "$journald"
         changed journald "restarted systemd-journald (its settings)"
     fi
-    systemctl start pcscd.socket clinic-healthcheck.timer clinic-backup.timer
+    systemctl start pcscd.socket clinic-healthcheck.timer clinic-backup.timer \
+        clinic-update.path clinic-update.timer
     terminal="$(readlink "$ROOT$VENV" || true) $(hash_of "$ROOT/etc/clinic/clinic.env" \
         "$ROOT/etc/systemd/system/clinic-terminal.service")"
     if [ ! -e "$ROOT$DATA_DIR/clinic.db" ]; then

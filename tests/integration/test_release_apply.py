@@ -130,6 +130,9 @@ def test_an_unhealthy_release_is_rolled_back_by_itself(device, opt, county_key):
     assert "退回" in read_state(device.data_dir)["message_zh"]
     calls = opt.systemctl_calls()
     assert calls.count("restart clinic-terminal.service") == 2  # to the new, back to the old
+    assert calls[-2:] == ["reset-failed clinic-terminal.service", "restart clinic-terminal.service"]
+    running = subprocess.run([opt.systemctl, "is-active", "clinic-terminal.service"])
+    assert running.returncode == 0  # the old release answers again, start limit or not
     assert head(device) == before
     # the failed version is never taken again, even if it shows up once more
     ready(device, county_key)
