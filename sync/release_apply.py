@@ -69,6 +69,8 @@ PRE_SWITCH = "pre-switch"  # the pre-switch backup's folder, in releases/
 LOCK = ".apply.lock"
 INSTALLED_MARK = "INSTALLED"  # in OPT/releases/<version>/, once clinic-install-release succeeded
 EXIT_OK, EXIT_ERROR, EXIT_LATER = 0, 1, 75  # 75: EX_TEMPFAIL, systemd runs it again later
+# clinic-install-release: a source package (pyscard) not in the wheel cache, no compiler
+EXIT_NEEDS_BUILD = 3
 
 
 @dataclass(frozen=True)
@@ -320,7 +322,10 @@ def install(settings: Settings, version: str, outcome: Outcome) -> None:
     if done.returncode != 0:
         shutil.rmtree(home, ignore_errors=True)
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise SyncError("RELEASE_INSTALL_FAILED", f"exit {done.returncode}: {' | '.join(tail)}")
+        detail = f"exit {done.returncode}: {' | '.join(tail)}"
+        if done.returncode == EXIT_NEEDS_BUILD:  # this terminal's lack, not the release's
+            raise ApplyError(SyncError("RELEASE_NEEDS_BUILD", detail))
+        raise SyncError("RELEASE_INSTALL_FAILED", detail)
     (home / INSTALLED_MARK).write_text(f"{version}\n")
     outcome.say(f"已安装 {version}", f"installed {version} into {home / 'venv'}")
 
@@ -623,6 +628,13 @@ def _apply_ready(
             release = check_download(settings, version, clock())
             write_state(data_dir, version, "installing", clock())
         install(settings, version, outcome)
+    except ApplyError as waits:  # kept, and tried again once an admin ran install.sh
+        reason = waits.args[0]
+        if isinstance(reason, SyncError):
+            with as_owner(data_dir):
+                write_state(data_dir, version, "refused", clock(), reason)
+            raise ApplyError(f"{reason.message_zh} / {reason.message_en}") from None
+        raise
     except SyncError as error:
         with as_owner(data_dir):
             mark_failed(data_dir, version, f"{error.code}: {error.message_en}", clock())

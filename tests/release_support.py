@@ -189,9 +189,13 @@ if verb in ("restart", "start"):
 """
 
 INSTALLER = """#!/bin/bash
-# A stand-in clinic-install-release: a venv folder made at once (FAIL: exit 3).
+# A stand-in clinic-install-release: a venv folder made at once (.install-fails: exit
+# with the status it holds).
 set -eu
-[ ! -e "{opt}/.install-fails" ] || {{ echo "no compiler / 缺少编译器" >&2; exit 3; }}
+if [ -e "{opt}/.install-fails" ]; then
+    echo "no compiler / 缺少编译器" >&2
+    exit "$(cat "{opt}/.install-fails")"
+fi
 mkdir -p "$2/bin"
 cp "$1/release.json" "$2/"
 for marker in BROKEN MIGRATE SIGN; do

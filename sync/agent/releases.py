@@ -69,6 +69,12 @@ MESSAGES.update(
             "the health check failed, but the database holds new records on the new"
             " release's schema: the new release stays; call the county",
         ),
+        "RELEASE_NEEDS_BUILD": (
+            "新版本需要编译 pyscard，但本机没有编译器："
+            "请管理员用离线安装包运行 install.sh，之后自动继续",
+            "the release needs pyscard built and this terminal has no compiler: an admin runs"
+            " install.sh from a bundle, then the update goes on by itself",
+        ),
         "RELEASE_ROOT_VOLATILE": (
             "只读根文件系统（overlay）开启时不能更新软件：写入只在内存里，重启后就没了",
             "no update while the read-only root (overlay) is on: the install would live in"

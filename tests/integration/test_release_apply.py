@@ -257,11 +257,23 @@ def test_a_release_not_newer_never_switches(device, opt, county_key):
 
 
 def test_a_failed_install_never_switches(device, opt, county_key):
-    (opt.root / ".install-fails").touch()
+    (opt.root / ".install-fails").write_text("1")
     ready(device, county_key)
     refused(device, opt, "0.2.0", "RELEASE_INSTALL_FAILED")
     assert "no compiler" in failed_record(device, "0.2.0")["reason"]
     assert not (opt.root / "releases/0.2.0").exists()
+
+
+def test_no_compiler_for_pyscard_waits_for_an_admin_then_goes_on(device, opt, county_key):
+    (opt.root / ".install-fails").write_text("3")
+    ready(device, county_key)
+    outcome = apply(settings(device, opt), FakeClock(NOW))
+    assert (outcome.code, outcome.state) == (1, "error")  # systemd runs it again later
+    assert read_state(device.data_dir)["code"] == "RELEASE_NEEDS_BUILD"
+    assert (releases_dir(device.data_dir) / "0.2.0/READY").exists()
+    assert not (releases_dir(device.data_dir) / FAILED).exists()
+    (opt.root / ".install-fails").unlink()  # install.sh from a bundle built the wheel
+    assert apply(settings(device, opt), FakeClock(NOW)).state == "installed"
 
 
 def test_nothing_waiting_changes_nothing(device, opt):
