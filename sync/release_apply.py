@@ -384,6 +384,8 @@ def healthy(settings: Settings, sleep: Callable[[float], None]) -> tuple[bool, s
     deadline = time.monotonic() + settings.health_wait_s
     passes, why = 0, "not checked"
     while True:
+        if systemctl(settings, "is-failed", "--quiet", settings.unit) == 0:
+            return False, f"{settings.unit} failed"  # systemd gave up on it: no use waiting
         if systemctl(settings, "is-active", "--quiet", settings.unit) != 0:
             passes, why = 0, f"{settings.unit} is not active"
         elif not answers(settings.health_url):

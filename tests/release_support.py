@@ -177,6 +177,8 @@ verb = sys.argv[1]
 limit = opt / ".start-limit-hit"
 if verb == "is-active":
     sys.exit(0 if alive() else 3)
+if verb == "is-failed":
+    sys.exit(0 if limit.exists() else 1)
 if verb == "reset-failed":
     limit.unlink(missing_ok=True)
     sys.exit(0)
