@@ -9,7 +9,8 @@ PCSC_STAMP := $(VENV)/.installed-pcsc
 # plus the dev extra. `make lock` is the only thing that changes it.
 LOCK := requirements/dev.txt
 # Debian packages the test suite needs (installed with apt-get when run as root).
-SYSTEM_PACKAGES ?= pcscd vsmartcard-vpcd swig libpcsclite-dev chromium fonts-wqy-microhei shellcheck curl postgresql
+SYSTEM_PACKAGES ?= pcscd vsmartcard-vpcd swig libpcsclite-dev chromium fonts-wqy-microhei shellcheck curl postgresql \
+  cage xwayland
 # make lock: the pip-tools that compiles the locks, in a throwaway venv; UPGRADE=1 moves
 # every package to the newest version pyproject.toml allows.
 PIP_TOOLS := pip==26.3 pip-tools==7.6.2

@@ -97,6 +97,8 @@ def receipt_facts(
     kind = record["kind"]
     if kind == "daily_close":
         return ReceiptFacts(close_report=close_report_of(store, record))
+    if kind in ("monthly_close", "yearly_close"):
+        return ReceiptFacts()  # its body holds all the report shows
     entry = store.insured_person(body["insured_id"], with_accumulators=False)
     facts = ReceiptFacts()
     if entry is not None:
@@ -291,6 +293,12 @@ def layout_receipt(
         title, middle = "医保结算冲销单", _reversal(body, width, rule, family_holder_name, facts)
     elif kind == "daily_close":
         title, middle = "日结单", _daily_close(record, width, facts, operator_name)
+        head = [Line(clinic, "center", bold=True)]
+    elif kind in ("monthly_close", "yearly_close"):
+        title = reports.period_title(body)
+        middle = [Line(p.text, p.align, p.bold) for p in reports.period_lines(
+            body, width, device_id=record["device_id"], operator_name=operator_name or "",
+            created_at=record["created_at"])]  # fmt: skip
         head = [Line(clinic, "center", bold=True)]
     else:
         raise ReceiptError("NOT_PRINTABLE", f"a {kind!r} record has no receipt")

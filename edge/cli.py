@@ -7,6 +7,7 @@ command that prints data has `--json`.
 import json
 import sqlite3
 import sys
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 
@@ -492,6 +493,51 @@ def close_day_command(data_dir: Path, operator_id: str, as_json: bool) -> None:
                     **record["body"]})  # fmt: skip
         return
     click.echo(report_text(report))
+
+
+@main.command("close-month")
+@data_dir_option
+@click.option("--operator", "operator_id", required=True)
+@click.option("--month", help="YYYY-MM (China time); default: last month.")
+@json_option
+def close_month_command(data_dir: Path, operator_id: str, month: str | None, as_json: bool) -> None:
+    """Sign the month close (月结) of a month that has ended: its totals by payer,
+    insurance type and visit type, reversals netted. A day of it not yet in a daily close
+    is closed first."""
+    from edge.domain.reports import period_text
+
+    with device_store(data_dir) as store:
+        recorded = services.close_month(
+            store, services.load_identity(store, data_dir), operator=operator_id, now=now(),
+            month=month,
+        )  # fmt: skip
+    _print_period(recorded.record, as_json, period_text)
+
+
+@main.command("close-year")
+@data_dir_option
+@click.option("--operator", "operator_id", required=True)
+@click.option("--year", help="YYYY (China time); default: last year.")
+@json_option
+def close_year_command(data_dir: Path, operator_id: str, year: str | None, as_json: bool) -> None:
+    """Sign the year close (年结) of a year that has ended; its months not yet closed are
+    closed first."""
+    from edge.domain.reports import period_text
+
+    with device_store(data_dir) as store:
+        recorded = services.close_year(
+            store, services.load_identity(store, data_dir), operator=operator_id, now=now(),
+            year=year,
+        )  # fmt: skip
+    _print_period(recorded.record, as_json, period_text)
+
+
+def _print_period(record: dict, as_json: bool, text: Callable[[dict], str]) -> None:
+    if as_json:
+        print_json({"seq": record["seq"], "tx_id": record["tx_id"], "hash": record["hash"],
+                    "kind": record["kind"], **record["body"]})  # fmt: skip
+    else:
+        click.echo(text(record))
 
 
 # ---- ledger ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from sync.cli import COMMANDS as SYNC_COMMANDS
 from sync.cli import hub
 from sync.hub_release_cli import release as hub_release
 from sync.release_cli import COMMANDS as RELEASE_COMMANDS
+from sync.statement_cli import statement_command as statement
 from web_ui.cli import COMMANDS as UI_COMMANDS
 
 for command in (
@@ -18,6 +19,7 @@ for command in (
     *UI_COMMANDS,
     *SYNC_COMMANDS,
     *RELEASE_COMMANDS,
+    statement,
 ):
     main.add_command(command)
 hub.add_command(hub_release)

@@ -108,6 +108,14 @@ DEVICE_PROBES = maintenance.DeviceProbes(reader=probe_reader, printer=probe_prin
     show_default=True,
     help="An error when less than this is free.",
 )
+@click.option(
+    "--boot-cmdline",
+    "boot_cmdlines",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A kernel command line to look for overlayroot= in (repeatable); default:"
+    " /proc/cmdline, /boot/firmware/cmdline.txt, /boot/cmdline.txt.",
+)
 def doctor(
     data_dir: Path,
     as_json: bool,
@@ -116,6 +124,7 @@ def doctor(
     service: str,
     disk_warn_mb: int,
     disk_error_mb: int,
+    boot_cmdlines: tuple[Path, ...],
 ) -> None:
     """Check this terminal on site: service, data, ledger, key, reader, printer, disk,
     clock, sync, versions. Each is ok, warning or error with what to do; exit status 1
@@ -126,6 +135,7 @@ def doctor(
         service=service or None,
         disk_warn_bytes=disk_warn_mb * 1_000_000,
         disk_error_bytes=disk_error_mb * 1_000_000,
+        boot_cmdlines=boot_cmdlines or maintenance.BOOT_CMDLINES,
     )
     checks = maintenance.run_doctor(data_dir, _now(), options, DEVICE_PROBES)
     failed = maintenance.doctor_failed(checks)

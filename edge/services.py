@@ -5,6 +5,7 @@ accumulators and the outbox row commit together or not at all. `now` is always a
 argument (an aware datetime); only the shell reads the clock.
 """
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -295,6 +296,143 @@ def close_day(
         day = rec.closed_business_day(since, position.created_at.date().isoformat())
         body = rec.daily_close_body(since, business_day=day, operator=operator)
         return Recorded(_append(store, identity, position, "daily_close", body))
+
+
+# ---- month and year closes (docs/ledger.md) ------------------------------------------------
+
+
+def month_records(store: DeviceStore, month: str) -> list[dict]:
+    """Every record created in `month` (China time), in seq order: record times only
+    move forward, so they are one run of seqs."""
+    first = f"{month}-01"
+    last = f"{month}-31"  # the ledger's `day` is the China-time date; no month has more
+    return [
+        r for r in store.records_between_days(first, last)
+        if rec.month_of(r["created_at"]) == month
+    ]  # fmt: skip
+
+
+def _check_period(pattern: re.Pattern[str], value: str, shape: str) -> None:
+    if not pattern.fullmatch(value or ""):
+        raise Rejection("BAD_INPUT", f"{value!r} is not a {shape} (形如 {shape})")
+
+
+def period_facts(store: DeviceStore, records: list[dict]) -> tuple[dict[str, str], dict[str, dict]]:
+    """The roster's insurance type of each insured person in `records`, and the
+    settlements their reversals undo (by tx_id), for `rec.period_close_body`."""
+    insurance: dict[str, str] = {}
+    originals: dict[str, dict] = {}
+    for record in records:
+        insured_id = record["body"].get("insured_id")
+        if record["kind"] in ("settlement", "reversal") and insured_id not in insurance:
+            entry = store.insured_person(insured_id, with_accumulators=False)
+            insurance[insured_id] = entry.person.insurance_type if entry else ""
+        if record["kind"] == "reversal":
+            original = store.record_by_tx(record["body"]["reverses"])
+            if original is not None:
+                originals[original["tx_id"]] = original
+    return insurance, originals
+
+
+def closes_of_month(store: DeviceStore, month: str) -> list[dict]:
+    """The signed `monthly_close` records of `month` (normally one)."""
+    return [r for r in store.records_of_kind("monthly_close") if r["body"].get("month") == month]
+
+
+def _require_ended(period: str, current: str) -> None:
+    if period >= current:
+        raise Rejection(
+            "PERIOD_NOT_ENDED",
+            f"{period} has not ended yet in China time ({period} 尚未结束，结束后才能结账)",
+        )
+
+
+def close_month(
+    store: DeviceStore, identity: DeviceIdentity, *, operator: str, now: datetime,
+    month: str | None = None,
+) -> Recorded:  # fmt: skip
+    """The month close (月结): totals of every record created in `month` (default: the
+    month before `now`'s, China time), signed. Only once the month has ended; when some
+    settlement or reversal of the month is not yet in a daily close, that daily close is
+    signed first (the same as `close_day` would), so that every day is closed under the
+    month. A month is closed once."""
+    current = now.astimezone(CLINIC_TZ).strftime("%Y-%m")
+    month = month or rec.previous_month(current)
+    _check_period(rec.MONTH, month, "YYYY-MM")
+    _require_ended(month, current)
+    with store.write_transaction():
+        _require_operator(store, operator)
+        already = closes_of_month(store, month)
+        if already:
+            raise Rejection(
+                "ALREADY_CLOSED",
+                f"month {month} was closed by record {already[0]['seq']} (本月已月结)",
+            )
+        records = month_records(store, month)
+        money = [r["seq"] for r in records if r["kind"] in ("settlement", "reversal")]
+        if money and max(money) > store.last_seq_of_kind("daily_close"):
+            close_day(store, identity, operator=operator, now=now)
+        body = _month_body(store, month, records, operator)
+        position = _next_position(store, identity, now, operator)
+        return Recorded(_append(store, identity, position, "monthly_close", body))
+
+
+def _month_body(store: DeviceStore, month: str, records: list[dict], operator: str) -> dict:
+    money = [r["seq"] for r in records if r["kind"] in ("settlement", "reversal")]
+    daily = [
+        r for r in store.records_of_kind("daily_close")
+        if (money and r["body"]["from_seq"] is not None
+            and r["body"]["from_seq"] <= max(money) and r["body"]["to_seq"] >= min(money))
+        or (not money and r["body"]["business_day"][:7] == month)
+    ]  # fmt: skip
+    insurance, originals = period_facts(store, records)
+    return rec.monthly_close_body(
+        records, month=month, operator=operator, daily_closes=daily,
+        insurance_types=insurance, originals=originals,
+    )  # fmt: skip
+
+
+def month_preview(store: DeviceStore, month: str, operator: str = "") -> dict:
+    """What a month close of `month` would sign now (month-to-date for the current month),
+    unsigned: the terminal's month page and `clinic close-month --preview` show it."""
+    _check_period(rec.MONTH, month, "YYYY-MM")
+    return _month_body(store, month, month_records(store, month), operator)
+
+
+def close_year(
+    store: DeviceStore, identity: DeviceIdentity, *, operator: str, now: datetime,
+    year: str | None = None,
+) -> Recorded:  # fmt: skip
+    """The year close (年结) of `year` (default: the year before `now`'s): only once it
+    has ended; every month of it that has records and no month close yet is closed first,
+    in order, so the year close covers its month closes. A year is closed once."""
+    current = now.astimezone(CLINIC_TZ).strftime("%Y")
+    year = year or str(int(current) - 1)
+    _check_period(rec.YEAR, year, "YYYY")
+    _require_ended(year, current)
+    with store.write_transaction():
+        _require_operator(store, operator)
+        done = [r for r in store.records_of_kind("yearly_close") if r["body"].get("year") == year]
+        if done:
+            raise Rejection(
+                "ALREADY_CLOSED", f"year {year} was closed by record {done[0]['seq']} (本年已年结)"
+            )
+        records = store.records_between_days(f"{year}-01-01", f"{year}-12-31")
+        records = [r for r in records if rec.month_of(r["created_at"])[:4] == year]
+        for month in sorted({rec.month_of(r["created_at"]) for r in records}):
+            if not closes_of_month(store, month):
+                close_month(store, identity, operator=operator, now=now, month=month)
+        monthly = [
+            r for r in store.records_of_kind("monthly_close")
+            if r["body"].get("month", "")[:4] == year
+        ]  # fmt: skip
+        insurance, originals = period_facts(store, records)
+        body = rec.yearly_close_body(
+            records, year=year, operator=operator, monthly_closes=monthly,
+            insurance_types=insurance, originals=originals,
+        )  # fmt: skip
+        position = _next_position(store, identity, now, operator)
+        return Recorded(_append(store, identity, position, "yearly_close", body))
 
 
 def record_event(

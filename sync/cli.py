@@ -424,8 +424,18 @@ def hub_status(hub_dir: Path, township: str | None, as_json: bool) -> None:
             f"  skew {row['clock_skew_s'] if row['clock_skew_s'] is not None else '?'}s"
             f"  alarms {len(row['alarms'])}  differences {row['reconciliation_differences']}"
             + (f"  [{versions}]" if versions else "")
+            + _software_text(row["software"])
             + _last_close_text(row["last_close"])
         )
+
+
+def _software_text(software: dict | None) -> str:
+    """The version a device runs, and its update's state (`docs/releases.md`)."""
+    if software is None:
+        return ""
+    update = software.get("release")
+    state = f" ({update['version']} {update['state']})" if update else ""
+    return f"  software {software['version']}{state}"
 
 
 def _last_close_text(close: dict | None) -> str:
@@ -451,6 +461,43 @@ def hub_reconcile(hub_dir: Path, as_json: bool) -> None:
         click.echo(", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing new")
 
 
+@hub.command("month-report")
+@hub_dir_option
+@click.option("--month", required=True, help="YYYY-MM (China time).")
+@click.option("--township", help="Only this township's clinics.")
+@click.option(
+    "--table",
+    type=click.Choice(["clinics", "townships", "days", "items"]),
+    default="clinics",
+    show_default=True,
+    help="Which table, as CSV on standard output.",
+)
+@click.option(
+    "--xlsx",
+    "xlsx_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every table to this .xlsx file instead.",
+)
+def hub_month_report(
+    hub_dir: Path, month: str, township: str | None, table: str, xlsx_path: Path | None
+) -> None:
+    """A month's report (the console's month reports): amounts in yuan, Chinese headers."""
+    from sync.hub.services import month_reports
+
+    try:
+        month_reports.month_start(month)
+    except ValueError:
+        raise click.BadParameter("a month is YYYY-MM", param_hint="--month") from None
+    with open_hub(hub_dir) as store:
+        report = month_reports.month_report(store, store.slots(township), month, township=township)
+    tables = month_reports.tables(report)
+    if xlsx_path is not None:
+        with plain_errors():
+            xlsx_path.write_bytes(month_reports.tables_xlsx(tables.values()))
+        return
+    click.echo(month_reports.table_csv(tables[table]), nl=False)
+
+
 @hub.command("report")
 @hub_dir_option
 @click.argument("what", type=click.Choice(["settlements", "reconciliation"]))
@@ -466,6 +513,183 @@ def hub_report(hub_dir: Path, what: str, township: str | None, output) -> None:
             devices = [s.device_id for s in store.slots(township) if s.device_id]
         make = reports.settlements_csv if what == "settlements" else reports.reconciliation_csv
         output.write(make(store, devices))
+
+
+# ---- clearing statements (docs/statements.md) ---------------------------------------------
+
+
+def _month_option(help_text: str):
+    return click.option("--month", required=True, help=help_text + " YYYY-MM.")
+
+
+@hub.command("statement")
+@hub_dir_option
+@click.option("--clinic", "clinic_code", required=True, help="The clinic's code.")
+@_month_option("The month of the statement,")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "csv", "xlsx"]),
+    default="text",
+    show_default=True,
+    help="json: the signed document; csv / xlsx: for the county office.",
+)
+@click.option("--json", "fmt", flag_value="json", help="Same as --format json.")
+@click.option("--csv", "fmt", flag_value="csv", help="Same as --format csv.")
+@click.option("--xlsx", "fmt", flag_value="xlsx", help="Same as --format xlsx (needs -o).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File.")
+def hub_statement(
+    hub_dir: Path, clinic_code: str, month: str, fmt: str, output: Path | None
+) -> None:
+    """A clinic's clearing statement for a month (结算单): built from the county's
+    recomputation, a new revision when a late upload changed it. 卫生室月度结算单。"""
+    from sync.hub.adapters.county_key import load_county_key
+    from sync.hub.services import statement_exports, statements
+
+    if fmt == "xlsx" and output is None:
+        raise click.UsageError("--xlsx writes a file: give -o FILE.xlsx")
+    with open_hub(hub_dir) as store, plain_errors():
+        revision = statements.refresh(store, clinic_code, month, _now())
+        document = statements.signed(store, revision, load_county_key(hub_dir))
+        reports = statements.reconciliation_view(store, revision)
+    statement = document["statement"]
+    if fmt == "xlsx":
+        assert output is not None
+        output.write_bytes(statement_exports.statement_xlsx(statement))
+        return
+    if fmt == "json":
+        text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    elif fmt == "csv":
+        text = "\ufeff" + statement_exports.statement_csv(statement)
+    else:
+        text = _statement_text(statement, reports)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+def _statement_text(statement: dict, reports: list[dict]) -> str:
+    from sync.hub.services.statement_exports import (
+        PAYER_HEADERS,
+        STATUS_NAMES,
+        device_amounts_text,
+        yuan_text,
+    )
+    from sync.statements import PAYERS
+
+    total, payment = statement["total"], statement["payment"]
+    lines = [
+        f"{statement['clinic']} {statement['month']} 结算单 statement, revision"
+        f" {statement['revision']}: {STATUS_NAMES[statement['status']]} {statement['status']}"
+        + (f" ({payment['reference']}, {payment['paid_on']})" if payment else ""),
+        f"结算 settlements {total['settlement_count']}, 冲正 reversals"
+        f" {total['reversal_count']}, 净 net {total['count']}",
+    ]
+    lines += [f"  {PAYER_HEADERS[p]} {p}: {yuan_text(total[p])}" for p in PAYERS]
+    for row in statement["detail"]:
+        if row["device_amounts"] is not None:
+            lines.append(
+                f"  县级核算不同 county differs: {row['tx_id']} ({row['county_status']});"
+                f" 设备 device: {device_amounts_text(row['device_amounts'])}"
+            )
+    for change in statement["changes"]:
+        lines.append(f"  更正 changed since revision {statement['supersedes']}:"
+                     f" {change['tx_id']} {change['what']}")  # fmt: skip
+    for report in reports:
+        agreed = "一致 agrees" if report["agrees"] else "不一致 disagrees"
+        lines.append(
+            f"  设备 device {report['device_id']} (revision {report['revision']}): {agreed}"
+            f", {len(report['differences'])} differences,"
+            f" {len(report['missing_at_county'])} missing at the county,"
+            f" {len(report['missing_on_device'])} missing on the device"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@hub.command("clearing")
+@hub_dir_option
+@_month_option("The month,")
+@click.option("--township", help="Only this township's clinics.")
+@json_option
+@click.option("--csv", "as_csv", is_flag=True, help="CSV for the county office.")
+def hub_clearing(
+    hub_dir: Path, month: str, township: str | None, as_json: bool, as_csv: bool
+) -> None:
+    """Every clinic's clearing statement for a month: status, payment and totals.
+    各卫生室月度结算状态。"""
+    from sync.hub.services import statement_exports, statements
+    from sync.hub.services.statement_exports import STATUS_NAMES, yuan_text
+
+    with open_hub(hub_dir) as store, plain_errors():
+        rows = statements.clearing(store, month, _now(), township)
+    if as_json:
+        print_json(rows)
+        return
+    if as_csv:
+        click.echo("\ufeff" + statement_exports.clearing_csv(rows), nl=False)
+        return
+    if not rows:
+        click.echo("no clinics / 没有卫生室", err=True)
+    for row in rows:
+        agree = {None: "-", True: "一致 agrees", False: "不一致 disagrees"}[row["devices_agree"]]
+        click.echo(
+            f"{row['township']:<8} {row['clinic_code']:<12} r{row['revision']:<3}"
+            f" {STATUS_NAMES[row['status']]} {row['status']:<7}"
+            f" count {row['total']['count']:>5}  hifp_pay {yuan_text(row['total']['hifp_pay']):>12}"
+            f"  medfee_sumamt {yuan_text(row['total']['medfee_sumamt']):>12}"
+            f"  differing {row['differing']}  device {agree}"
+            + (f"  paid {row['paid_on']} {row['payment_reference']}" if row["paid_on"] else "")
+        )
+
+
+@hub.command("statement-status")
+@hub_dir_option
+@click.option("--clinic", "clinic_code", required=True, help="The clinic's code.")
+@_month_option("The month of the statement,")
+@click.option("--agreed", "status", flag_value="agreed", help="The county agrees the figures.")
+@click.option("--paid", "status", flag_value="paid", help="The county paid it (with --reference"
+              " and --paid-on).")  # fmt: skip
+@click.option("--revision", type=int, help="The revision you checked (refused if newer exists).")
+@click.option("--reference", help="The payment's reference (支付凭证号).")
+@click.option("--paid-on", help="The payment's date, YYYY-MM-DD.")
+@click.option("--by", "by", required=True, help="Who sets it (kept with the statement).")
+@json_option
+def hub_statement_status(
+    hub_dir: Path,
+    clinic_code: str,
+    month: str,
+    status: str | None,
+    revision: int | None,
+    reference: str | None,
+    paid_on: str | None,
+    by: str,
+    as_json: bool,
+) -> None:
+    """Set a statement's status: draft → --agreed → --paid. 确认或登记支付结算单。"""
+    from sync.hub.services import statements
+
+    if status is None:
+        raise click.UsageError("give --agreed or --paid")
+    with open_hub(hub_dir) as store, plain_errors():
+        done = statements.set_status(
+            store, clinic_code=clinic_code, month=month, revision=revision, status=status,
+            by=by, now=_now(), reference=reference, paid_on=paid_on,
+        )  # fmt: skip
+    result = {
+        "clinic": done.clinic_code,
+        "month": done.month,
+        "revision": done.revision,
+        "status": done.status,
+        "payment_reference": done.payment_reference,
+        "paid_on": done.paid_on,
+        "by": done.status_by,
+        "at": done.status_at,
+    }
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(f"{done.clinic_code} {done.month} revision {done.revision}: {done.status}")
 
 
 @hub.command("user")
@@ -702,3 +926,58 @@ def sync_pin_command(
 
 
 COMMANDS.extend([enroll_command, sync_group])
+
+
+@click.command("demo-month")
+@click.option(
+    "--data-dir",
+    "base_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-month"),
+    show_default=True,
+    help="A new folder: the hub goes in DATA_DIR/hub, each clinic's terminal in "
+    "DATA_DIR/clinics/CODE.",
+)
+@click.option("--month", help="The month to make, YYYY-MM, over (default: last month).")
+@click.option(
+    "--visits-per-day",
+    type=click.IntRange(1, 4),
+    default=4,
+    show_default=True,
+    help="Visits each clinic settles each day.",
+)
+@json_option
+def demo_month_command(base_dir: Path, month: str | None, visits_per_day: int, as_json: bool):
+    """The demo county's hub with three clinics' terminals and a month of their visits:
+    reversals, a week offline, a late upload (sync/demo_month.py)."""
+    from sync import demo_month
+    from sync.hub.services import month_reports
+
+    today = _now()
+    month = month or demo_month.previous_month(today)
+    try:
+        over = month_reports.month_start(month_reports.next_month(month)) <= today
+    except ValueError:
+        raise click.BadParameter("a month is YYYY-MM", param_hint="--month") from None
+    if not over:
+        raise click.BadParameter(f"{month} is not over yet", param_hint="--month")
+    try:
+        made = demo_month.make_demo_month(base_dir, month, visits_per_day=visits_per_day)
+    except FileExistsError as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        print_json(made)
+        return
+    click.echo(f"demo month {month}: hub in {made['hub_dir']}")
+    for clinic in made["clinics"]:
+        click.echo(
+            f"  {clinic['clinic_code']} {clinic['township']} {clinic['device_id']}:"
+            f" {clinic['settlements']} settlements, {clinic['reversals']} reversals"
+        )
+    click.echo(
+        f"console: clinic hub serve --data-dir {made['hub_dir']}, then /console/reports"
+        f"?month={month} (county-admin / demo-admin-2026, molin-coord / demo-coord-2026)"
+    )
+
+
+COMMANDS.append(demo_month_command)

@@ -109,6 +109,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "HUB_UNREACHABLE": ("无法连接县级平台", "the county hub cannot be reached"),
     "HUB_ERROR": ("县级平台出错", "the county hub failed"),
     "BAD_RESPONSE": ("县级平台的回答不正确", "the county hub's answer is malformed"),
+    "BAD_STATEMENT": (
+        "县级结算单不是县级密钥签发的，或不是本卫生室本月的：未采用",
+        "the clearing statement is not signed by the county key, or not this clinic's month:"
+        " not used",
+    ),
     "NOT_ENROLLED": (
         "本设备尚未登记到县级平台：请运行 clinic enroll",
         "this device is not enrolled with a county hub: run 'clinic enroll'",

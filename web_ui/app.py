@@ -126,9 +126,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.after_request(_security_headers)
     _error_handlers(app)
 
-    from web_ui import admin, auth, ime, records, settle, status, tester
+    from web_ui import admin, auth, ime, month, records, settle, status, tester
 
-    for module in (auth, settle, records, status, tester, admin, ime):
+    for module in (auth, settle, records, month, status, tester, admin, ime):
         app.register_blueprint(module.bp)
     auth.install(app)
     return app

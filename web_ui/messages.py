@@ -27,6 +27,8 @@ REJECTIONS = {
     "AMOUNT_TOO_LARGE": _l("The total is far beyond what a village clinic settles."),
     "UNKNOWN_SETTLEMENT": _l("There is no such settlement on this terminal."),
     "ALREADY_REVERSED": _l("This settlement has already been reversed."),
+    "PERIOD_NOT_ENDED": _l("This month has not ended yet: close it once it has."),
+    "ALREADY_CLOSED": _l("This month is already closed."),
     "ALREADY_SETTLED": _l("This visit has already been settled: see today's settlements."),
     "CARD_NOT_IN_ROSTER": _l(
         "This card is not the one on the roster for this person (replaced or reported lost)."

@@ -222,6 +222,8 @@ PRINTED = {
     "settlement": _l("Settlement form printed."),
     "reversal": _l("Reversal form printed."),
     "daily_close": _l("Daily close report printed."),
+    "monthly_close": _l("Month close report printed."),
+    "yearly_close": _l("Year close report printed."),
 }
 
 

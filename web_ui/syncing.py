@@ -94,3 +94,14 @@ def start_scheduler(data_dir: Path, clock: Clock):
     except SyncUnavailable:
         return None
     return agent.start_scheduler(data_dir, clock)
+
+
+def check_statement(
+    store: SqliteDeviceStore, identity: DeviceIdentity, month: str, now: datetime
+) -> dict | None:
+    """Fetch, verify and compare the county's statement of `month` (`sync.agent.statements`)."""
+    try:
+        from sync.agent.statements import check_statement as check
+    except ImportError as error:
+        raise SyncUnavailable(str(error)) from None
+    return check(store, identity, month, now)

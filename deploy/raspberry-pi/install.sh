@@ -541,6 +541,36 @@ apply_to_running_system() {
     # boot, or now with: sudo systemctl start clinic-kiosk
 }
 
+# ---- the read-only root and the clock (README: Read-only root, The clock) -------------------
+
+# raspi-config's overlay writes overlayroot=tmpfs, whose default recurse=1 puts the data
+# partition in RAM too: add recurse=0 (what `clinic-overlay enable` writes), and warn when
+# the overlay is on while /var/lib/clinic is not a mount of its own.
+check_overlay_config() {
+    local cmdline said
+    for cmdline in "$ROOT/boot/firmware/cmdline.txt" "$ROOT/boot/cmdline.txt" ""; do
+        [ -z "$cmdline" ] || [ ! -f "$cmdline" ] || break
+    done
+    [ -n "$cmdline" ] || return 0
+    said=$(CLINIC_CMDLINE="$cmdline" CLINIC_RASPI_CONFIG="" "$HERE/bin/clinic-overlay" repair)
+    [ -z "$said" ] || changed "${cmdline#"$ROOT"}" "$said"
+    if [ -z "$ROOT" ] && ! CLINIC_CMDLINE="$cmdline" "$HERE/bin/clinic-overlay" status >/dev/null; then
+        echo "install.sh: 警告：开启只读根分区后 $DATA_DIR 的写入会进内存；见 sudo clinic-overlay status" >&2
+        echo "install.sh: warning: under the read-only root $DATA_DIR would be written to RAM; see sudo clinic-overlay status" >&2
+    fi
+}
+
+# fake-hwclock's saved time on the data partition (/etc/default/fake-hwclock), in a folder
+# of root's there, seeded from the time saved so far; saved every 15 minutes.
+check_clock() {
+    local saved="$DATA_DIR/.system/fake-hwclock.data"
+    ensure_dir "$DATA_DIR/.system" 0700 root root
+    if [ ! -e "$ROOT$saved" ] && [ -f "$ROOT/etc/fake-hwclock.data" ]; then
+        install_file "$ROOT/etc/fake-hwclock.data" "$saved" 0600
+    fi
+    enable_unit clinic-clock-save.timer
+}
+
 # ---- the installation ------------------------------------------------------------------------
 
 check_bundle
@@ -561,6 +591,7 @@ ensure_dir /etc/clinic 0755 root root
 install_software
 
 install_file "$HERE/bin/clinic" /usr/local/bin/clinic 0755
+install_file "$HERE/bin/clinic-overlay" /usr/local/sbin/clinic-overlay 0755
 for script in clinic-healthcheck clinic-nightly-backup clinic-kiosk-browser \
     clinic-install-release clinic-update; do
     install_file "$HERE/bin/$script" "/opt/clinic/bin/$script" 0755
@@ -576,9 +607,17 @@ install_file "$HERE/config/polkit-clinic-pcscd.rules" \
 for unit in "${UNITS[@]}"; do
     install_file "$HERE/systemd/$unit" "/etc/systemd/system/$unit" 0644
 done
+install_file "$HERE/config/fake-hwclock" /etc/default/fake-hwclock 0644
+install_file "$HERE/config/fake-hwclock-clinic.conf" \
+    /etc/systemd/system/fake-hwclock.service.d/clinic.conf 0644
+install_file "$HERE/systemd/clinic-clock-save.service" \
+    /etc/systemd/system/clinic-clock-save.service 0644
+install_file "$HERE/systemd/clinic-clock-save.timer" /etc/systemd/system/clinic-clock-save.timer 0644
 for unit in "${ENABLE[@]}"; do
     enable_unit "$unit"
 done
+check_clock
+check_overlay_config
 
 apply_to_running_system
 

@@ -344,3 +344,20 @@ def m011_hub_certificate(db: sqlite_utils.Database) -> None:
         " AND NOT (lower(hub_url) LIKE 'http://127.%' OR lower(hub_url) LIKE 'http://localhost%'"
         " OR lower(hub_url) LIKE 'http://[::1]%')"
     )
+
+
+# m012 belongs to other work of the same release.
+
+
+@migrations()
+def m013_statement_checks(db: sqlite_utils.Database) -> None:
+    """The county's clearing statement of a month as the device last checked it: the
+    comparison with its own ledger (JSON, `edge.domain.clearing.Comparison.to_json`), when,
+    and whether the hub took the device's reconciliation report."""
+    db.execute(
+        """CREATE TABLE statement_check (
+            month TEXT PRIMARY KEY, revision INTEGER NOT NULL, agrees INTEGER NOT NULL
+                CHECK (agrees IN (0, 1)),
+            comparison TEXT NOT NULL, statement TEXT NOT NULL, checked_at TEXT NOT NULL,
+            reported_at TEXT) STRICT"""
+    )

@@ -1239,6 +1239,51 @@ class SqliteDeviceStore:
         ):
             yield json.loads(text)
 
+    def records_between_days(self, first: str, last: str) -> list[dict]:
+        """The records appended on China-time days `first` to `last` (YYYY-MM-DD), in seq
+        order."""
+        return [
+            json.loads(text)
+            for (text,) in self.db.execute(
+                "SELECT record FROM ledger WHERE day BETWEEN ? AND ? ORDER BY seq", [first, last]
+            )
+        ]
+
+    def save_statement_check(
+        self, month: str, comparison: dict, statement: dict, checked_at: str,
+        reported_at: str | None,
+    ) -> None:  # fmt: skip
+        """Keep the latest check of `month`'s clearing statement (one row per month)."""
+        with self.write_transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO statement_check (month, revision, agrees, comparison,"
+                " statement, checked_at, reported_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [month, comparison["revision"], int(comparison["agrees"]),
+                 json.dumps(comparison, ensure_ascii=False),
+                 json.dumps(statement, ensure_ascii=False), checked_at, reported_at],
+            )  # fmt: skip
+
+    def statement_check(self, month: str) -> dict | None:
+        """The latest check of `month`'s statement: {comparison, statement, checked_at,
+        reported_at}, or None."""
+        row = self.db.execute(
+            "SELECT comparison, statement, checked_at, reported_at FROM statement_check"
+            " WHERE month = ?",
+            [month],
+        ).fetchone()
+        if row is None:
+            return None
+        return {"comparison": json.loads(row[0]), "statement": json.loads(row[1]),
+                "checked_at": row[2], "reported_at": row[3]}  # fmt: skip
+
+    def records_of_kind(self, kind: str) -> list[dict]:
+        return [
+            json.loads(text)
+            for (text,) in self.db.execute(
+                "SELECT record FROM ledger WHERE kind = ? ORDER BY seq", [kind]
+            )
+        ]
+
     def record_by_tx(self, tx_id: str) -> dict | None:
         row = self.db.execute("SELECT record FROM ledger WHERE tx_id = ?", [tx_id]).fetchone()
         return None if row is None else json.loads(row[0])

@@ -5,8 +5,9 @@ accumulators before, full result); reversals carry what they undo; a daily close
 everything since the previous close, like a cash register's Z report.
 """
 
-from collections.abc import Callable
-from datetime import date
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -157,10 +158,9 @@ def closed_business_day(records: list[dict[str, Any]], closed_on: str) -> str:
     return max(days, default=closed_on)
 
 
-def daily_close_body(
-    records: list[dict[str, Any]], *, business_day: str, operator: str
-) -> dict[str, Any]:
-    """Counts and totals of the settlements and reversals in `records`, reversals netted."""
+def period_totals(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Counts and totals of the settlements and reversals in `records`, reversals netted
+    (other kinds ignored): what a daily close, a month close and a year close all sum."""
     settlements, reversals = _zero_totals(), _zero_totals()
     needs_review = 0
     for record in records:
@@ -175,15 +175,143 @@ def daily_close_body(
         for name in MONEY_FIELDS:
             bucket[name] += amounts.get(name, 0)  # a version 1 reversal names five
     net = {name: settlements[name] - reversals[name] for name in MONEY_FIELDS}
+    return {"settlements": settlements, "reversals": reversals, "net": net,
+            "needs_review": needs_review}  # fmt: skip
+
+
+def daily_close_body(
+    records: list[dict[str, Any]], *, business_day: str, operator: str
+) -> dict[str, Any]:
+    """Counts and totals of the settlements and reversals in `records`, reversals netted."""
+    totals = period_totals(records)
     return {
         "business_day": business_day,
         "operator": operator,
         "from_seq": records[0]["seq"] if records else None,
         "to_seq": records[-1]["seq"] if records else None,
-        "settlements": settlements,
-        "reversals": reversals,
-        "net": net,
-        "needs_review": needs_review,
+        "settlements": totals["settlements"],
+        "reversals": totals["reversals"],
+        "net": totals["net"],
+        "needs_review": totals["needs_review"],
+    }
+
+
+# ---- month and year closes ---------------------------------------------------------------
+
+CHINA_TIME = timezone(timedelta(hours=8))  # Asia/Shanghai keeps no summer time
+UNKNOWN_GROUP = "unknown"  # an insured person no longer in the roster, a reversal's lost visit
+MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+YEAR = re.compile(r"[0-9]{4}")
+
+
+def month_of(created_at: str) -> str:
+    """The China-time calendar month (`YYYY-MM`) a record belongs to, by its `created_at`.
+    A reversal belongs to the month it was made in, whatever its settlement's month."""
+    return datetime.fromisoformat(created_at).astimezone(CHINA_TIME).strftime("%Y-%m")
+
+
+def previous_month(month: str) -> str:
+    year, number = int(month[:4]), int(month[5:7])
+    return f"{year - 1}-12" if number == 1 else f"{year}-{number - 1:02d}"
+
+
+def grouped_totals(
+    records: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], str]
+) -> dict[str, dict[str, int]]:
+    """{group: {"count", each MONEY_FIELDS net}} of the settlements and reversals in
+    `records` by `key(record)`; `count` is how many settlements and reversals."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        if record["kind"] in ("settlement", "reversal"):
+            groups.setdefault(key(record), []).append(record)
+    out = {}
+    for name in sorted(groups):
+        totals = period_totals(groups[name])
+        count = totals["settlements"]["count"] + totals["reversals"]["count"]
+        out[name] = {"count": count, **totals["net"]}
+    return out
+
+
+def visit_type_of(record: dict[str, Any], originals: Mapping[str, dict[str, Any]]) -> str:
+    """A settlement's visit type, or a reversal's (its settlement's, from `originals` by
+    tx_id when that settlement is not among the records)."""
+    if record["kind"] == "settlement":
+        return str(record["body"]["visit"]["visit_type"])
+    original = originals.get(record["body"]["reverses"])
+    return str(original["body"]["visit"]["visit_type"]) if original else UNKNOWN_GROUP
+
+
+def period_close_body(
+    records: list[dict[str, Any]],
+    *,
+    operator: str,
+    insurance_types: Mapping[str, str],
+    originals: Mapping[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """What a month close and a year close share: the seq range of `records` (every
+    record of the period, in seq order), the totals reversals netted, and the net by
+    insurance type (`insurance_types`: by insured id, from the roster) and visit type."""
+    totals = period_totals(records)
+    settlements = {r["tx_id"]: r for r in records if r["kind"] == "settlement"}
+    known = {**originals, **settlements}
+    return {
+        "from_seq": records[0]["seq"] if records else None,
+        "to_seq": records[-1]["seq"] if records else None,
+        **totals,
+        "by_insurance": grouped_totals(
+            records, lambda r: insurance_types.get(r["body"]["insured_id"]) or UNKNOWN_GROUP
+        ),
+        "by_visit_type": grouped_totals(records, lambda r: visit_type_of(r, known)),
+        "operator": operator,
+    }
+
+
+def close_range(closes: list[dict[str, Any]]) -> dict[str, Any]:
+    """{"count", "first_seq", "last_seq"} of the close records `closes` (seq order)."""
+    return {
+        "count": len(closes),
+        "first_seq": closes[0]["seq"] if closes else None,
+        "last_seq": closes[-1]["seq"] if closes else None,
+    }
+
+
+def monthly_close_body(
+    records: list[dict[str, Any]],
+    *,
+    month: str,
+    operator: str,
+    daily_closes: list[dict[str, Any]],
+    insurance_types: Mapping[str, str],
+    originals: Mapping[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The body of a `monthly_close` of `month`: `records` are every record created in
+    that month (China time), `daily_closes` the daily closes that cover its settlements
+    and reversals."""
+    body = period_close_body(
+        records, operator=operator, insurance_types=insurance_types, originals=originals
+    )
+    return {"month": month, "daily_closes": close_range(daily_closes), **body}
+
+
+def yearly_close_body(
+    records: list[dict[str, Any]],
+    *,
+    year: str,
+    operator: str,
+    monthly_closes: list[dict[str, Any]],
+    insurance_types: Mapping[str, str],
+    originals: Mapping[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The body of a `yearly_close`: like a month close's over every record of the year,
+    with the month closes it covers and their months."""
+    body = period_close_body(
+        records, operator=operator, insurance_types=insurance_types, originals=originals
+    )
+    return {
+        "year": year,
+        "monthly_closes": close_range(monthly_closes),
+        "months": [close["body"]["month"] for close in monthly_closes],
+        **body,
     }
 
 
@@ -260,6 +388,15 @@ def _day(value: Any, where: str) -> str | None:
     except ValueError:
         return f"{where} must be a date (YYYY-MM-DD), not {_shown(value)}"
     return None
+
+
+def _pattern(pattern: re.Pattern[str], shape: str) -> Check:
+    def check(value: Any, where: str) -> str | None:
+        if isinstance(value, str) and pattern.fullmatch(value):
+            return None
+        return f"{where} must be {shape}, not {_shown(value)}"
+
+    return check
 
 
 def _optional(check: Check) -> Check:
@@ -429,6 +566,30 @@ BODY_SCHEMAS: dict[str, Check] = {
         }
     ),
 }
+_GROUPS = _map_of(_object({"count": _count, **dict.fromkeys(MONEY_FIELDS, _fen)}), 64)
+_CLOSES = _object({"count": _count, "first_seq": _optional(_count), "last_seq": _optional(_count)})
+_PERIOD = {
+    "from_seq": _optional(_count),
+    "to_seq": _optional(_count),
+    "settlements": _TOTALS,
+    "reversals": _TOTALS,
+    "net": _AMOUNTS,
+    "by_insurance": _GROUPS,
+    "by_visit_type": _GROUPS,
+    "needs_review": _count,
+    "operator": _ID,
+}
+BODY_SCHEMAS["monthly_close"] = _object(
+    {"month": _pattern(MONTH, "YYYY-MM"), "daily_closes": _CLOSES, **_PERIOD}
+)
+BODY_SCHEMAS["yearly_close"] = _object(
+    {
+        "year": _pattern(YEAR, "YYYY"),
+        "monthly_closes": _CLOSES,
+        "months": _list_of(_pattern(MONTH, "YYYY-MM"), 12),
+        **_PERIOD,
+    }
+)
 
 
 def _json_problem(value: Any, where: str, budget: list[int], depth: int = 0) -> str | None:

@@ -374,3 +374,100 @@ def _fit(line: PaperLine, width: int) -> list[PaperLine]:
         else:
             out += [PaperLine(p.text, line.bold, line.align) for p in wrapped("", text, width)]
     return out
+
+
+# ---- the month and year closes (月结单, 年结单) ------------------------------------------------
+
+PERIOD_INSURANCE = {**INSURANCE_TYPES, "unknown": UNKNOWN}
+PERIOD_VISIT_TYPES = {**VISIT_TYPES, "unknown": UNKNOWN}
+
+
+def period_title(body: Mapping[str, Any], signed: bool = True) -> str:
+    if "year" in body:
+        return "年结单" if signed else "年结预览"
+    return "月结单" if signed else "月结预览"
+
+
+def chinese_period(body: Mapping[str, Any]) -> str:
+    """`2026-11` → `2026年11月`; `2026` → `2026年`."""
+    if "year" in body:
+        return f"{body['year']}年"
+    year, month = body["month"].split("-")
+    return f"{year}年{int(month)}月"
+
+
+def period_lines(
+    body: Mapping[str, Any],
+    width: int = 32,
+    *,
+    device_id: str = "",
+    operator_name: str = "",
+    created_at: str = "",
+    signed: bool = True,
+) -> list[PaperLine]:
+    """A month or year close body (signed, or what one would sign now) on the paper:
+    the period, the seqs and closes it covers, the totals, reversals netted, by insurance
+    type, visit type and payer, the cash, and the lines for signatures."""
+    rule = PaperLine("-" * width)
+    closes = body.get("daily_closes") or body.get("monthly_closes") or {}
+    closes_label = "日结" if "daily_closes" in body else "月结"
+    lines = [PaperLine(("月份 " if "month" in body else "年度 ") + chinese_period(body))]
+    if device_id:
+        lines.append(PaperLine(f"设备 {device_id}"))
+    lines.append(PaperLine(f"操作员 {operator_name or body.get('operator', '')}"))
+    if created_at:
+        lines.append(PaperLine(("签名时间 " if signed else "预览时间 ") + chinese_time(created_at)))
+    if body.get("from_seq") is not None:
+        lines.append(PaperLine(f"流水范围 {body['from_seq']} 至 {body['to_seq']}"))
+    if closes.get("count"):
+        covered = f"(记录 {closes['first_seq']} 至 {closes['last_seq']})"
+        lines.append(PaperLine(f"{closes_label} {closes['count']}次 {covered}"))
+    if not signed:
+        lines.append(PaperLine("预览：尚未签名", bold=True))
+    settlements, reversals, net = body["settlements"], body["reversals"], body["net"]
+    lines += [
+        rule,
+        columns(f"结算 {settlements['count']}笔", format_yuan(settlements["total"]), width),
+        columns(f"冲销 {reversals['count']}笔", format_yuan(-reversals["total"]), width),
+        columns("净额", format_yuan(net["total"]), width, bold=True),
+        rule,
+        PaperLine("按险种", bold=True),
+        *_period_groups(body["by_insurance"], PERIOD_INSURANCE, width),
+        PaperLine("按门诊类别", bold=True),
+        *_period_groups(body["by_visit_type"], PERIOD_VISIT_TYPES, width),
+        PaperLine("按支付方", bold=True),
+        *(columns(f"  {PAYERS[name]}", format_yuan(net.get(name, 0)), width)
+          for name in MONEY_FIELDS if name != "total" and (net.get(name) or name == "cash")),
+        rule,
+        columns("现金合计", format_yuan(net.get("cash", 0)), width, bold=True),
+    ]  # fmt: skip
+    if body.get("needs_review"):
+        lines.append(PaperLine(f"待县级复核 {body['needs_review']}笔"))
+    if signed:
+        lines += [rule, PaperLine(""), PaperLine("负责人签字：" + "_" * max(4, width - 12)),
+                  PaperLine(""), PaperLine("日期：" + "_" * max(4, width - 6))]  # fmt: skip
+    return [piece for line in lines for piece in _fit(line, width)]
+
+
+def _period_groups(
+    groups: Mapping[str, Mapping[str, int]], labels: Mapping[str, str], width: int
+) -> list[PaperLine]:
+    rows = [
+        columns(
+            f"  {labels.get(name, name)} {group['count']}笔", format_yuan(group["total"]), width
+        )
+        for name, group in groups.items()
+    ]
+    return rows or [PaperLine("  无")]
+
+
+def period_text(record: Mapping[str, Any], width: int = 48) -> str:
+    """A signed month or year close as text with its title and hash (what `clinic
+    close-month` prints)."""
+    body = record["body"]
+    lines = [
+        PaperLine(period_title(body), align="center"),
+        *period_lines(body, width, device_id=record["device_id"], created_at=record["created_at"]),
+        PaperLine(f"记录 {record['seq']} 校验码 {record['hash'][:16]}"),
+    ]
+    return "\n".join(place(line.text, width, line.align) for line in lines)

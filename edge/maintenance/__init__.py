@@ -41,6 +41,8 @@ from edge.maintenance.checks import (
     check_storage,
     check_sync,
     check_versions,
+    overlayroot_keeps_data,
+    overlayroot_setting,
 )
 from edge.maintenance.device_files import (
     DatabaseFacts,
@@ -51,11 +53,18 @@ from edge.maintenance.device_files import (
 )
 from edge.maintenance.doctor import DeviceProbes, DoctorOptions, run_doctor
 from edge.maintenance.findings import ERROR, LABELS, OK, SKIPPED, WARNING, Check, Finding, Text
-from edge.maintenance.probes import build_date, filesystem_type, service_state
+from edge.maintenance.probes import (
+    BOOT_CMDLINES,
+    build_date,
+    filesystem_type,
+    mount_of,
+    service_state,
+)
 from edge.maintenance.report import doctor_failed, report_lines
 from edge.maintenance.restores import RestoreResult, read_backup, restore, restore_refusals
 
 __all__ = [
+    "BOOT_CMDLINES",
     "DEFAULT_KEEP",
     "DISK_ERROR_MB",
     "DISK_WARN_MB",
@@ -97,6 +106,9 @@ __all__ = [
     "filesystem_type",
     "installed_versions",
     "integrity_check",
+    "mount_of",
+    "overlayroot_keeps_data",
+    "overlayroot_setting",
     "read_backup",
     "report_lines",
     "restore",

@@ -7,6 +7,7 @@ command line hands to `run_doctor` (`edge.maintenance_cli`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import NamedTuple, Protocol
 
@@ -81,10 +82,56 @@ def check_service(state: str | None, unit: str = SERVICE_UNIT) -> Finding:
     )
 
 
+def overlayroot_setting(cmdline: str) -> str | None:
+    """The value of the last `overlayroot=` on a kernel command line; None when absent."""
+    values = [
+        word[len("overlayroot=") :] for word in cmdline.split() if word.startswith("overlayroot=")
+    ]
+    return values[-1] if values else None
+
+
+def overlayroot_on(setting: str | None) -> bool:
+    """Whether this overlayroot setting turns the read-only root on."""
+    return setting is not None and setting.strip("'\"") not in ("", "disabled")
+
+
+def overlayroot_keeps_data(setting: str | None, *, own_mount: bool) -> bool:
+    """Whether the data directory's writes still reach the disk under this overlayroot
+    setting. Debian's overlayroot (what raspi-config turns on) puts every other mount in
+    RAM too unless told `recurse=0`; the root itself always is."""
+    if not overlayroot_on(setting):
+        return True
+    assert setting is not None
+    _, _, options = setting.partition(":")
+    recurse = dict(option.partition("=")[::2] for option in options.split(",") if option)
+    return own_mount and recurse.get("recurse", "1") == "0"
+
+
+_OVERLAY_ADVICE = Text(
+    "先同步（clinic sync once），再运行 sudo clinic-overlay enable"
+    "（写入 overlayroot=tmpfs:recurse=0）并重启；"
+    "/var/lib/clinic 必须是单独的数据分区（见部署说明：只读根分区）",
+    "sync first (clinic sync once), then sudo clinic-overlay enable (it writes"
+    " overlayroot=tmpfs:recurse=0) and reboot; /var/lib/clinic must be its own data partition"
+    " (README: read-only root)",
+)
+
+
 def check_storage(
-    *, exists: bool, fs_type: str | None, mode: int | None, owner: str, foreign: list[str]
+    *,
+    exists: bool,
+    fs_type: str | None,
+    mode: int | None,
+    owner: str,
+    foreign: list[str],
+    own_mount: bool = True,
+    overlayroot: Sequence[tuple[str, str]] = (),
 ) -> Finding:
-    """The data directory: on persistent storage, private (0700), every file its owner's."""
+    """The data directory: its writes reach the disk (not a RAM or overlay filesystem, and
+    no read-only root overlay configured that would put it in RAM at the next boot),
+    private (0700), every file its owner's. `own_mount`: the data directory is on a mount
+    of its own, not on the root filesystem; `overlayroot`: (where, value) of each
+    `overlayroot=` found on the running and the next boot's kernel command line."""
     if not exists:
         return Finding(
             ERROR,
@@ -110,20 +157,43 @@ def check_storage(
             )
         )
     elif fs_type in OVERLAY_FILESYSTEMS:
+        # With overlayroot the writable layer is RAM; any overlay is treated as one.
         problems.append(
             Finding(
-                WARNING,
+                ERROR,
                 Text(
-                    f"数据在叠加文件系统（{fs_type}）上：若开启了只读根分区，断电即丢失",
-                    f"the data is on {fs_type}: with the read-only root overlay it is lost at"
-                    " power-off",
+                    f"数据在叠加文件系统（{fs_type}）上：写入只进内存，重启即丢失",
+                    f"the data is on {fs_type}: its writes go to RAM and are lost at the next"
+                    " reboot",
                 ),
-                Text(
-                    "把 /var/lib/clinic 放到单独的数据分区（见部署说明）",
-                    "put /var/lib/clinic on its own data partition (README)",
-                ),
+                _OVERLAY_ADVICE,
             )
         )
+    else:
+        unsafe = [
+            (where, value)
+            for where, value in overlayroot
+            if not overlayroot_keeps_data(value, own_mount=own_mount)
+        ]
+        if unsafe:
+            said = "; ".join(f"{where}: overlayroot={value}" for where, value in unsafe)
+            where_zh = "数据目录不是单独的分区" if not own_mount else "缺少 recurse=0"
+            where_en = (
+                "the data directory is not its own mount"
+                if not own_mount
+                else "recurse=0 is missing"
+            )
+            problems.append(
+                Finding(
+                    ERROR,
+                    Text(
+                        f"已配置只读根分区（{said}），{where_zh}：下次启动后数据的写入将只进内存",
+                        f"the read-only root overlay is configured ({said}) and {where_en}:"
+                        " from the next boot on the data's writes would go to RAM",
+                    ),
+                    _OVERLAY_ADVICE,
+                )
+            )
     if mode is not None and mode & 0o077:
         problems.append(
             Finding(
@@ -352,8 +422,11 @@ def check_clock(
     last_record_at: datetime | None,
     clock_behind_since: str | None,
     not_before: date,
+    saved_in_ram: str | None = None,
 ) -> Finding:
-    """A clock behind the last record or before this software was built is wrong."""
+    """A clock behind the last record or before this software was built is wrong.
+    `saved_in_ram`: where fake-hwclock saves the time when that is lost at reboot (the
+    read-only root, no RTC), so that the clock would restart at an old time."""
     advice = Text(
         "用 timedatectl 查看并设置正确时间（sudo date -s '2026-11-22 09:30'）；"
         "建议加装 DS3231 时钟模块（部署说明）。"
@@ -397,6 +470,25 @@ def check_clock(
                     f"the clock was found behind the ledger (since {clock_behind_since}; signed)",
                 ),
                 advice,
+            )
+        )
+    if saved_in_ram is not None:
+        problems.append(
+            Finding(
+                WARNING,
+                Text(
+                    f"fake-hwclock 把时间保存在 {saved_in_ram}，只读根分区下它在内存中："
+                    "重启后时钟会回到开启只读根分区之前的时间",
+                    f"fake-hwclock saves the time to {saved_in_ram}, in RAM under the read-only"
+                    " root: after a reboot the clock restarts at the time saved before the"
+                    " overlay was turned on",
+                ),
+                Text(
+                    "再运行一次 install.sh（它把保存位置设在数据分区：/etc/default/fake-hwclock），"
+                    "或加装 DS3231 时钟模块（部署说明：时钟）",
+                    "run install.sh again (it keeps the saved time on the data partition:"
+                    " /etc/default/fake-hwclock), or fit a DS3231 RTC (README: The clock)",
+                ),
             )
         )
     return merge(

@@ -35,6 +35,8 @@ class DoctorOptions:
     disk_warn_bytes: int = DISK_WARN_MB * 1_000_000
     disk_error_bytes: int = DISK_ERROR_MB * 1_000_000
     not_before: date | None = None  # the clock cannot be before this; default: build_date()
+    boot_cmdlines: tuple[Path, ...] = probes.BOOT_CMDLINES  # where overlayroot= is looked for
+    hwclock: probes.HwclockPaths = probes.HWCLOCK  # where fake-hwclock and an RTC are
 
 
 ReaderProbe = Callable[[str, date], ReaderFacts]  # (url, today): open, look, let go
@@ -68,7 +70,7 @@ def run_doctor(
             found[name] = _could_not_check(error)
 
     check("service", lambda: probes.service(options.service))
-    check("storage", lambda: probes.storage(data_dir))
+    check("storage", lambda: probes.storage(data_dir, options.boot_cmdlines))
     check("database", lambda: probes.database(data_dir))
     store = None
     if found["database"].status != ERROR:
@@ -95,7 +97,10 @@ def run_doctor(
                                                not_before=not_before))  # fmt: skip
             found["sync"] = found["versions"] = not_checked
         else:
-            check("clock", lambda: probes.clock(store, now, device.clock_behind_since, not_before))
+            check("clock", lambda: probes.clock(
+                store, now, device.clock_behind_since, not_before,
+                probes.saved_clock_in_ram(data_dir, options.boot_cmdlines, options.hwclock),
+            ))  # fmt: skip
             check("sync", lambda: probes.sync(store, now, device.last_sync_at))
             check("versions", lambda: check_versions(installed_versions(store), now))
     finally:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sqlite3
 import stat
 import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from edge.adapters.identity import KEY_FILE, IdentityError
 from edge.adapters.sqlite_store import DATABASE_FILE, SqliteDeviceStore, StoreError
 from edge.clock import CLINIC_TZ
 from edge.maintenance.checks import (
+    OVERLAY_FILESYSTEMS,
     SERVICE_UNIT,
     check_clock,
     check_database,
@@ -28,30 +32,68 @@ from edge.maintenance.checks import (
     check_service,
     check_storage,
     check_sync,
+    overlayroot_on,
+    overlayroot_setting,
 )
 from edge.maintenance.device_files import integrity_check
 from edge.maintenance.findings import SKIPPED, Finding, Text
 from edge.services import load_identity, verify_ledger
 
+MOUNTINFO = Path("/proc/self/mountinfo")
+# Where overlayroot is configured: the running boot, and the next one (Raspberry Pi OS
+# keeps the kernel command line in /boot/firmware/cmdline.txt, before bookworm /boot).
+BOOT_CMDLINES = (
+    Path("/proc/cmdline"),
+    Path("/boot/firmware/cmdline.txt"),
+    Path("/boot/cmdline.txt"),
+)
+# A root-owned folder of the data partition for the system's own state (fake-hwclock's
+# saved time, see deploy/raspberry-pi): not the terminal's file, not a foreign one.
+SYSTEM_FOLDER = ".system"
 
-def filesystem_type(path: Path) -> str | None:
-    """The type of the filesystem holding `path`, from /proc/self/mountinfo."""
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mount_of(path: Path, mountinfo: Path = MOUNTINFO) -> tuple[str, str] | None:
+    """(mount point, filesystem type) of the mount holding `path`, read from mountinfo
+    (the last, i.e. topmost, of the longest matching mount points)."""
     try:
         target = os.path.realpath(path)
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+        lines = mountinfo.read_text().splitlines()
     except OSError:
         return None
-    best, best_type = "", None
+    best: tuple[str, str] | None = None
     for line in lines:
         before, _, after = line.partition(" - ")
         fields = before.split()
         if len(fields) < 5 or not after:
             continue
-        mount_point = fields[4].replace("\\040", " ")
+        mount_point = _unescape(fields[4])
         inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
-        if inside and len(mount_point) >= len(best):
-            best, best_type = mount_point, after.split()[0]
-    return best_type
+        if inside and (best is None or len(mount_point) >= len(best[0])):
+            best = (mount_point, after.split()[0])
+    return best
+
+
+def filesystem_type(path: Path) -> str | None:
+    """The type of the filesystem holding `path`, from /proc/self/mountinfo."""
+    found = mount_of(path)
+    return found[1] if found else None
+
+
+def overlayroot_settings(cmdlines: Sequence[Path] = BOOT_CMDLINES) -> list[tuple[str, str]]:
+    """(file, value) of each `overlayroot=` on these kernel command lines."""
+    found = []
+    for cmdline in cmdlines:
+        try:
+            setting = overlayroot_setting(cmdline.read_text(errors="replace"))
+        except OSError:
+            continue
+        if setting is not None:
+            found.append((str(cmdline), setting))
+    return found
 
 
 def service_state(unit: str = SERVICE_UNIT) -> str | None:
@@ -72,21 +114,26 @@ def build_date() -> date:
     return datetime.fromtimestamp(Path(__file__).stat().st_mtime, CLINIC_TZ).date()
 
 
-def storage(data_dir: Path) -> Finding:
+def storage(data_dir: Path, cmdlines: Sequence[Path] = BOOT_CMDLINES) -> Finding:
     if not data_dir.is_dir():
         return check_storage(exists=False, fs_type=None, mode=None, owner="", foreign=[])
     info = data_dir.stat()
     foreign = sorted(
         child.name
         for child in data_dir.iterdir()
-        if child.lstat().st_uid != info.st_uid and child.name != "lost+found"
+        if child.lstat().st_uid != info.st_uid
+        and child.name != "lost+found"
+        and not (child.name == SYSTEM_FOLDER and child.lstat().st_uid == 0 and child.is_dir())
     )
+    mount = mount_of(data_dir)
     return check_storage(
         exists=True,
-        fs_type=filesystem_type(data_dir),
+        fs_type=mount[1] if mount else None,
         mode=stat.S_IMODE(info.st_mode),
         owner=_user_name(info.st_uid),
         foreign=foreign,
+        own_mount=mount is not None and mount[0] != "/",
+        overlayroot=overlayroot_settings(cmdlines),
     )
 
 
@@ -141,14 +188,59 @@ def disk(data_dir: Path, *, warn_bytes: int, error_bytes: int) -> Finding:
 
 
 def clock(
-    store: SqliteDeviceStore, now: datetime, behind_since: str | None, not_before: date
+    store: SqliteDeviceStore,
+    now: datetime,
+    behind_since: str | None,
+    not_before: date,
+    saved_in_ram: str | None = None,
 ) -> Finding:
     """The clock against the last ledger record and the device's clock_behind flag."""
     row = store.db.execute("SELECT created_at FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
     last = datetime.fromisoformat(row[0]) if row else None
     return check_clock(
-        now, last_record_at=last, clock_behind_since=behind_since, not_before=not_before
+        now,
+        last_record_at=last,
+        clock_behind_since=behind_since,
+        not_before=not_before,
+        saved_in_ram=saved_in_ram,
     )
+
+
+@dataclass(frozen=True)
+class HwclockPaths:
+    """Where fake-hwclock and an RTC are looked for (tests give their own)."""
+
+    programs: tuple[Path, ...] = (Path("/sbin/fake-hwclock"), Path("/usr/sbin/fake-hwclock"))
+    defaults: Path = Path("/etc/default/fake-hwclock")
+    rtc: Path = Path("/dev/rtc0")
+
+
+HWCLOCK = HwclockPaths()
+
+
+def saved_clock_in_ram(
+    data_dir: Path, cmdlines: Sequence[Path] = BOOT_CMDLINES, paths: HwclockPaths = HWCLOCK
+) -> str | None:
+    """Where fake-hwclock saves the time, when that is lost at reboot: the read-only root
+    is on (or configured) and the file is not on the data partition, with no RTC."""
+    if paths.rtc.exists() or not any(p.exists() for p in paths.programs):
+        return None
+    root = mount_of(Path("/"))
+    overlay = (root is not None and root[1] in OVERLAY_FILESYSTEMS) or any(
+        overlayroot_on(value) for _, value in overlayroot_settings(cmdlines)
+    )
+    if not overlay:
+        return None
+    saved = "/etc/fake-hwclock.data"
+    with contextlib.suppress(OSError):
+        for line in paths.defaults.read_text().splitlines():
+            key, _, value = line.strip().partition("=")
+            if key.strip() == "FILE" and value.strip(" \"'"):
+                saved = value.strip(" \"'")
+    data, where = mount_of(data_dir), mount_of(Path(saved).parent)
+    if data is not None and data == where and data[0] != "/":
+        return None
+    return saved
 
 
 def sync(store: SqliteDeviceStore, now: datetime, last_sync_at: str | None) -> Finding:

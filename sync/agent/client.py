@@ -186,6 +186,28 @@ class HubClient:
             raise SyncError("BAD_RESPONSE", "the release offer is not an object", retryable=True)
         return document
 
+    def statement(self, month: str, now: datetime) -> dict | None:
+        """The county's signed clearing statement of this device's clinic for `month`
+        (`YYYY-MM`), its latest revision; None while the month is not over at the hub.
+        Its signature is checked with the pinned county key (`sync.statements`), and
+        that it is of `month` and covers this device; SyncError BAD_STATEMENT if not."""
+        from sync.statements import verify_statement
+
+        query = urllib.parse.urlencode({"month": month})
+        answer = _answered(self._call("GET", f"/statement?{query}", b"", now))
+        document = answer.get("statement")
+        if document is None:
+            return None
+        if self.county_key is None:  # _call refuses before this; for the type checker
+            raise SyncError("NOT_ENROLLED")
+        verify_statement(document, self.county_key, month=month, device_id=self.identity.device_id)
+        return document
+
+    def report_reconciliation(self, document: dict, now: datetime) -> dict:
+        """Tell the hub whether this device agrees with a statement revision
+        (`docs/statements.md`, "The reconciliation report"); answers {"recorded": true}."""
+        return _answered(self._json("POST", "/statement/reconciliation", document, now))
+
     def release_file(
         self,
         version: str,
@@ -249,17 +271,20 @@ class HubClient:
                     have, mode = 0, "wb"  # the whole file: start again
                 else:
                     raise SyncError("BAD_RESPONSE", f"HTTP {response.status}", retryable=True)
-                with dest.open(mode) as file:
-                    while chunk := response.read(DOWNLOAD_CHUNK):
-                        have += len(chunk)
-                        if have > size:
-                            raise SyncError(
-                                "RELEASE_FILE_MISMATCH", f"{dest.name} is over {size} bytes"
-                            )
-                        file.write(chunk)
-                    file.flush()
-                    os.fsync(file.fileno())
+                length = response.headers.get("Content-Length")
+                expected = have + int(length) if length and length.isdigit() else None
+                have = _stream_to(response, dest, mode, have, size)
+                if expected is not None and have < expected:
+                    # Cut off (a proxy's write timeout, the network): what came is kept,
+                    # the next call resumes from there.
+                    raise SyncError(
+                        "HUB_UNREACHABLE",
+                        f"{dest.name}: cut off at {have} of {expected} bytes",
+                        retryable=True,
+                    )
         except urllib.error.HTTPError as error:
+            if error.code == 416:  # what we hold is longer than the hub's file: not it
+                dest.unlink(missing_ok=True)
             data = _error_body(error)
             if error.code >= 500 or data is None:
                 raise SyncError("HUB_ERROR", f"HTTP {error.code}", retryable=True) from None
@@ -402,6 +427,30 @@ class HubClient:
         if not isinstance(answer, dict):
             raise SyncError("BAD_RESPONSE", "not a JSON object", retryable=True)
         return answer
+
+
+def _stream_to(response, dest: Path, mode: str, have: int, size: int) -> int:
+    """Append (or write) the answer's bytes to `dest`, at most `size` in all; a local
+    failure (a full disk) is the device's, not the hub's."""
+    try:
+        file = dest.open(mode)
+    except OSError as error:
+        raise SyncError("AGENT_ERROR", f"{dest}: {error}") from None
+    with file:
+        while chunk := response.read(DOWNLOAD_CHUNK):
+            have += len(chunk)
+            if have > size:
+                raise SyncError("RELEASE_FILE_MISMATCH", f"{dest.name} is over {size} bytes")
+            try:
+                file.write(chunk)
+            except OSError as error:
+                raise SyncError("AGENT_ERROR", f"{dest}: {error}") from None
+        try:
+            file.flush()
+            os.fsync(file.fileno())
+        except OSError as error:
+            raise SyncError("AGENT_ERROR", f"{dest}: {error}") from None
+    return have
 
 
 def _read_body(response) -> bytes:

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from sync.hub.runtime import hub_runtime, hub_store
-from sync.hub.services import enrollment, publishing, releases, uploads
+from sync.hub.services import enrollment, publishing, releases, statements, uploads
 from sync.protocol import (
     API_PREFIX,
     HEADER_DEVICE,
@@ -180,10 +180,33 @@ def release_file(version: str, arch: str, name: str) -> Response:
     # Withdrawn releases stay downloadable: a device may be half-way through one.
     if published is None or name not in {f["name"] for f in published.manifest["files"]}:
         raise SyncError("NOT_FOUND", f"no file {name} in release {version[:40]} for {arch[:20]}")
-    path = releases.release_folder(hub_runtime().data_dir, version, arch) / name
+    # Absolute: Flask would take a relative data directory as relative to its package.
+    path = (releases.release_folder(hub_runtime().data_dir, version, arch) / name).absolute()
     # Range requests answered (206), so that a device resumes an interrupted download.
     return send_file(
         path, mimetype="application/octet-stream", conditional=True, max_age=0, etag=False
+    )
+
+
+@api.get("/statement")
+def clearing_statement() -> Response:
+    """The county's signed clearing statement of the device's clinic for ?month=YYYY-MM
+    (its latest revision; null while the month is not over). `docs/statements.md`."""
+    device_id = _authenticated(b"")
+    runtime = hub_runtime()
+    document = statements.statement_for_device(
+        hub_store(), runtime.county_key, device_id, request.args.get("month", ""), runtime.now()
+    )
+    return _json({"statement": document})
+
+
+@api.post("/statement/reconciliation")
+def statement_reconciliation() -> Response:
+    """The device's comparison of a statement revision with its own ledger."""
+    raw = _body()
+    device_id = _authenticated(raw)
+    return _json(
+        statements.record_report(hub_store(), device_id, _json_body(raw), hub_runtime().now())
     )
 
 

@@ -19,10 +19,12 @@ from pathlib import Path
 from flask import Flask
 
 from edge.clock import configured_clock
+from sync.hub import console_statements  # noqa: F401  (its pages join the console)
 from sync.hub.adapters.county_key import load_county_key
 from sync.hub.api import api
 from sync.hub.bootstrap import open_hub_store
 from sync.hub.console import console
+from sync.hub.console_reports import month_report  # noqa: F401  (its routes join the console)
 from sync.hub.model import HubError
 from sync.hub.runtime import EXTENSION, BackgroundReconciler, HubRuntime, close_store
 from sync.protocol import MAX_REQUEST_BYTES

@@ -15,7 +15,12 @@ from edge.adapters.message_catalogs import MessageCatalogs
 
 CATALOGS = MessageCatalogs(
     Path(__file__).parent,
-    [("console.py", "python"), ("templates/console/**.html", "jinja2")],
+    [
+        ("console.py", "python"),
+        ("console_statements.py", "python"),
+        ("console_reports.py", "python"),
+        ("templates/console/**.html", "jinja2"),
+    ],
     project="clinic-terminal county console",
     command="python -m sync.hub.i18n",
 )

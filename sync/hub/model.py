@@ -164,3 +164,50 @@ class ConsoleSession:
     created_at: str
     last_seen_at: str
     expires_at: str
+
+
+@dataclass(frozen=True)
+class StatementRevision:
+    """One revision of a clinic's clearing statement for a month (`docs/statements.md`):
+    what the county built (`content`: total, detail, changes, …) and the status the county
+    set on it, with who set it and when."""
+
+    clinic_code: str
+    month: str
+    revision: int
+    built_at: str
+    device_ids: list
+    content: dict
+    status: str
+    payment_reference: str | None
+    paid_on: str | None
+    status_by: str | None
+    status_at: str | None
+
+
+@dataclass(frozen=True)
+class StatementEvent:
+    """Something that happened to a clinic's statement: built, revised, agreed, paid, a
+    device's reconciliation report; who and when."""
+
+    event_id: int
+    clinic_code: str
+    month: str
+    revision: int
+    action: str
+    actor: str
+    at: str
+    detail: dict
+
+
+@dataclass(frozen=True)
+class StatementReport:
+    """A device's reconciliation of a statement revision against its own ledger."""
+
+    clinic_code: str
+    month: str
+    revision: int
+    device_id: str
+    received_at: str
+    agrees: bool
+    report: dict

@@ -24,6 +24,9 @@ from sync.hub.model import (
     ReconciliationItem,
     RecordSummary,
     Slot,
+    StatementEvent,
+    StatementReport,
+    StatementRevision,
     StoredRecord,
 )
 
@@ -160,6 +163,49 @@ class HubStore(Protocol):
     def settlements(
         self,
         device_ids: Iterable[str] | None = None,
+    ) -> Iterator[tuple[dict, str | None, dict | None]]: ...
+
+    # clearing statements (`sync.hub.services.statements`)
+    def month_records(
+        self, device_id: str, kinds: Sequence[str], created_from: str, created_before: str
+    ) -> list[dict]: ...
+    def latest_statement(self, clinic_code: str, month: str) -> StatementRevision | None: ...
+    def statement_revision(
+        self, clinic_code: str, month: str, revision: int
+    ) -> StatementRevision | None: ...
+    def latest_statements(
+        self, month: str, clinic_codes: Iterable[str] | None = None
+    ) -> dict[str, StatementRevision]: ...
+    def statement_statuses(self, month: str, clinic_codes: Iterable[str]) -> dict[str, str]: ...
+    def add_statement(self, statement: StatementRevision) -> bool: ...
+    def set_statement_status(
+        self,
+        clinic_code: str,
+        month: str,
+        revision: int,
+        *,
+        status: str,
+        payment_reference: str | None,
+        paid_on: str | None,
+        by: str,
+        at: str,
+    ) -> None: ...
+    def add_statement_event(
+        self,
+        clinic_code: str,
+        month: str,
+        revision: int,
+        action: str,
+        actor: str,
+        at: str,
+        detail: dict,
+    ) -> None: ...
+    def statement_events(self, clinic_code: str, month: str) -> list[StatementEvent]: ...
+    def save_statement_report(self, report: StatementReport) -> None: ...
+    def statement_reports(self, clinic_code: str, month: str) -> list[StatementReport]: ...
+    # month reports
+    def activity_between(
+        self, device_ids: Iterable[str], created_from: str, created_to: str
     ) -> Iterator[tuple[dict, str | None, dict | None]]: ...
 
     # console listings: one bounded page each (newest first where it says so)

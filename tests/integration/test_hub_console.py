@@ -131,6 +131,7 @@ class TestSignIn:
             "/console/admin/devices",
             "/console/admin/publish/catalog",
             f"/console/devices/{hub.device_id}",
+            "/console/reports",
         ):
             answer = client.get(path)
             assert answer.status_code == 200, path

@@ -4,14 +4,16 @@ with its signed requests (resuming with Range), withdrawing, the heartbeat's `so
 member, and the console's rollout pages. On each hub store (`hub_backend`)."""
 
 import hashlib
+import http.server
 import json
 import re
+import threading
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sync_helpers import NOW, hub_store, raw_call, signed_call
+from sync_helpers import NOW, FakeClock, hub_store, raw_call, signed_call
 
 from edge.console import main
 from sync.agent.client import HubClient, HubRefusal
@@ -108,6 +110,7 @@ class TestPublishing:
         "spoil, says",
         [
             (lambda d: (d / "attrs-23.2.0-py3-none-any.whl").write_bytes(b"altered"), "SHA-256"),
+            (lambda d: (d / "pyscard-2.0.9.tar.gz").write_bytes(b"pyscard sdisT"), "SHA-256"),
             (lambda d: (d / "extra.whl").write_bytes(b"x"), "extra.whl"),
             (lambda d: (d / "pyscard-2.0.9.tar.gz").unlink(), "pyscard-2.0.9.tar.gz"),
             (lambda d: (d / "release.json").write_text("{"), "release.json"),
@@ -128,13 +131,14 @@ class TestPublishing:
         assert says in message and "未发布" in message and "nothing published" in message
         with hub_store(hub_dir) as store:
             assert store.releases() == []
-        assert not (hub_dir / "releases" / "0.2.0" / "aarch64").exists()
+        assert not (hub_dir / "releases").exists() or not list((hub_dir / "releases").iterdir())
 
     def test_a_version_not_newer_than_every_published_one_is_refused(self, hub, hub_dir, tmp_path):
         publish(hub_dir, make_release_dir(tmp_path / "a", "0.3.0"))
         for name, version in (("b", "0.3.0"), ("c", "0.2.5")):
             message = refused(hub_dir, make_release_dir(tmp_path / name, version))
             assert "not newer than the published 0.3.0" in message
+        assert [p.name for p in (hub_dir / "releases").iterdir()] == ["0.3.0"]
         # another architecture or Python has its own line of versions
         publish(hub_dir, make_release_dir(tmp_path / "d", "0.2.5", arch="x86_64"))
         publish(hub_dir, make_release_dir(tmp_path / "e", "0.2.5", python="cp312"))
@@ -224,6 +228,83 @@ class TestDownload:
             )
         assert error.value.code == "RELEASE_FILE_MISMATCH"
 
+    def test_a_partial_file_longer_than_the_hub_s_is_thrown_away(
+        self, hub, hub_dir, tmp_path, make_device
+    ):
+        folder = make_release_dir(tmp_path / "r", "0.2.0")
+        publish(hub_dir, folder)
+        client = enrolled_client(hub, hub_dir, make_device("device"))
+        name = "pyscard-2.0.9.tar.gz"
+        dest = tmp_path / name
+        dest.write_bytes(b"not this file at all")
+        with pytest.raises(SyncError) as error:
+            client.release_file("0.2.0", "aarch64", name, dest, NOW)
+        assert error.value.retryable and not dest.exists()
+        assert client.release_file("0.2.0", "aarch64", name, dest, NOW) == 13
+        assert dest.read_bytes() == (folder / name).read_bytes()
+
+    def test_a_download_cut_off_keeps_what_came_and_resumes(self, tmp_path, make_device):
+        """A proxy in front of the hub that cuts long answers (a write timeout): the
+        client says so (retryable) and the next call resumes with Range."""
+        data = bytes(range(256)) * 40
+        asked: list[str | None] = []
+
+        class CuttingProxy(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                asked.append(self.headers.get("Range"))
+                start = int(self.headers["Range"][6:-1]) if self.headers.get("Range") else 0
+                self.send_response(206 if start else 200)
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                self.wfile.write(data[start:] if start else data[:3000])  # cut at 3000
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CuttingProxy)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            device = make_device("device")
+            client = HubClient(
+                f"http://127.0.0.1:{server.server_port}",
+                device.identity,
+                county_key=device.identity.public_key_b64,  # file answers are not signed
+            )
+            dest = tmp_path / "big.whl"
+            with pytest.raises(SyncError) as error:
+                client.release_file("0.2.0", "aarch64", "big.whl", dest, NOW, size=len(data))
+            assert error.value.retryable and "cut off at 3000" in error.value.detail
+            assert dest.read_bytes() == data[:3000]
+            got = client.release_file("0.2.0", "aarch64", "big.whl", dest, NOW, size=len(data))
+            assert got == len(data) and dest.read_bytes() == data
+            assert asked == [None, "bytes=3000-"]
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    def test_a_hub_started_with_a_relative_data_directory_serves_the_files(
+        self, hub, hub_dir, tmp_path, make_device, monkeypatch
+    ):
+        from sync_helpers import start_hub
+
+        folder = make_release_dir(tmp_path / "r", "0.2.0")
+        publish(hub_dir, folder)
+        device = make_device("device")
+        enrolled_client(hub, hub_dir, device)
+        monkeypatch.chdir(hub_dir.parent)
+        relative = start_hub(Path(hub_dir.name), FakeClock(NOW))
+        try:
+            client = HubClient(
+                relative.url, device.identity, county_key=device.identity.public_key_b64
+            )
+            dest = tmp_path / "attrs.whl"
+            client.release_file("0.2.0", "aarch64", "attrs-23.2.0-py3-none-any.whl", dest, NOW)
+            assert dest.read_bytes() == (folder / "attrs-23.2.0-py3-none-any.whl").read_bytes()
+        finally:
+            relative.stop()
+
     @pytest.mark.parametrize(
         "path",
         [
@@ -281,6 +362,18 @@ class TestHeartbeat:
             slot = store.slot_by_device(device.identity.device_id)
             assert releases.software_of(slot) == SOFTWARE
             assert store.alarms(device.identity.device_id) == []
+
+    def test_hub_status_shows_the_software_and_its_update(
+        self, hub, hub_dir, make_device, monkeypatch
+    ):
+        monkeypatch.setenv("CLINIC_CLOCK", iso(NOW))
+        enrolled_client(hub, hub_dir, make_device("device")).heartbeat(heartbeat(SOFTWARE), NOW)
+        shown = CliRunner().invoke(main, ["hub", "status", "--data-dir", str(hub_dir)])
+        assert shown.exit_code == 0 and "software 0.2.0 (0.3.0 downloading)" in shown.output
+        [row] = json.loads(
+            CliRunner().invoke(main, ["hub", "status", "--data-dir", str(hub_dir), "--json"]).output
+        )
+        assert row["software"] == SOFTWARE
 
     @pytest.mark.parametrize(
         "software",

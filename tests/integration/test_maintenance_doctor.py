@@ -192,6 +192,83 @@ def test_a_full_disk_on_a_tiny_filesystem(device, tmp_path):
     assert report["ledger"]["status"] == m.OK
 
 
+def storage_in_namespace(data_dir: Path, script: str, *cmdlines: Path) -> dict:
+    """Runs `script` (sh: $1 is the data directory) in a private mount namespace (we are
+    root), then clinic doctor on "$DATA" (default $1); its storage check."""
+    boot = " ".join(f"--boot-cmdline {c}" for c in cmdlines) or "--boot-cmdline /dev/null"
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         f'DATA="$1"; {script}\n exec "$2" doctor --json --service "" --reader emulated://'
+         f' --data-dir "$DATA" {boot}',
+         "sh", str(data_dir), str(CLINIC)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.stdout, done.stderr
+    return next(c for c in json.loads(done.stdout)["checks"] if c["name"] == "storage")
+
+
+@pytest.fixture
+def on_disk(device):
+    """The device in /var/tmp: on this machine's disk, not on a tmpfs /tmp."""
+    data_dir, store, _ = device
+    store.close()
+    top = Path(tempfile.mkdtemp(prefix="clinic-doctor-", dir="/var/tmp"))
+    shutil.copytree(data_dir, top / "device")
+    assert m.filesystem_type(top) not in ("tmpfs", "overlay")
+    yield top / "device"
+    shutil.rmtree(top)
+
+
+def test_data_on_an_overlay_is_an_error(on_disk):
+    """overlayroot's way: the data folder read-only below, a tmpfs as the writable layer."""
+    script = (
+        'mkdir -p "$1.ram" "$1.merged" && mount -t tmpfs tmpfs "$1.ram"'
+        ' && mkdir "$1.ram/upper" "$1.ram/work"'
+        ' && mount -t overlay overlay -o "lowerdir=$1,upperdir=$1.ram/upper,workdir=$1.ram/work"'
+        ' "$1.merged" && chmod 700 "$1.merged" && DATA="$1.merged"'
+    )
+    storage = storage_in_namespace(on_disk, script)
+    assert storage["status"] == m.ERROR, storage
+    assert "the data is on overlay" in storage["message"]["en"]
+    assert "叠加文件系统" in storage["message"]["zh"]
+
+
+def test_an_overlayroot_configured_for_the_next_boot(on_disk, tmp_path):
+    """As raspi-config writes it (recurse defaults to 1) the data would be in RAM after the
+    next boot: an error; recurse=0 keeps it on disk, but only on a mount of its own."""
+    raspi = tmp_path / "cmdline.txt"
+    raspi.write_text("console=tty1 root=PARTUUID=abc-02 rootwait overlayroot=tmpfs\n")
+    fixed = tmp_path / "fixed-cmdline.txt"
+    fixed.write_text("overlayroot=tmpfs:recurse=0 console=tty1 root=PARTUUID=abc-02 rootwait\n")
+    own_mount = 'mount --bind "$1" "$1"'
+
+    assert storage_in_namespace(on_disk, own_mount)["status"] == m.OK
+    assert storage_in_namespace(on_disk, own_mount, fixed)["status"] == m.OK
+    default = storage_in_namespace(on_disk, own_mount, raspi)
+    assert default["status"] == m.ERROR and "recurse=0 is missing" in default["message"]["en"]
+    assert f"{raspi}: overlayroot=tmpfs" in default["message"]["en"]
+    on_root = storage_in_namespace(on_disk, "true", fixed)
+    assert on_root["status"] == m.ERROR and "not its own mount" in on_root["message"]["en"]
+    assert "数据目录不是单独的分区" in on_root["message"]["zh"]
+
+
+def test_a_root_owned_system_folder_is_not_foreign(tmp_path):
+    """fake-hwclock's saved time lives in DATA_DIR/.system, root's (see deploy/raspberry-pi)."""
+    from edge.maintenance import probes
+
+    data_dir = tmp_path / "device"
+    data_dir.mkdir(mode=0o700)
+    os.chown(data_dir, int(subprocess.check_output(["id", "-u", "nobody"])), -1)
+    (data_dir / ".system").mkdir(mode=0o700)
+    (data_dir / "stray").write_text("")
+    found = probes.storage(data_dir, ())
+    assert found.status == m.ERROR and "stray" in found.message.en
+    assert ".system" not in found.message.en
+    (data_dir / "stray").unlink()
+    assert probes.storage(data_dir, ()).status in (m.OK, m.ERROR)  # ERROR only on a tmpfs
+    assert "not owned" not in probes.storage(data_dir, ()).message.en
+
+
 def test_no_card_reader_is_an_error(device, tmp_path):
     """A real pcscd that knows no reader: clinic doctor --reader pcsc:// says so."""
     data_dir, store, _ = device
@@ -269,12 +346,49 @@ def test_storage_rules():
     good = {"exists": True, "fs_type": "ext4", "mode": 0o700, "owner": "clinic", "foreign": []}
     assert m.check_storage(**good).status == m.OK
     assert m.check_storage(**good | {"fs_type": "tmpfs"}).status == m.ERROR
-    assert m.check_storage(**good | {"fs_type": "overlay"}).status == m.WARNING
+    overlay = m.check_storage(**good | {"fs_type": "overlay"})
+    assert overlay.status == m.ERROR and "lost at the next reboot" in overlay.message.en
+    assert "重启即丢失" in overlay.message.zh and "clinic-overlay enable" in overlay.advice.en
     assert m.check_storage(**good | {"mode": 0o755}).status == m.WARNING
     root_owned = m.check_storage(**good | {"foreign": ["clinic.db-wal"]})
     assert root_owned.status == m.ERROR and "chown -R clinic:" in root_owned.advice.en
     both = m.check_storage(**good | {"mode": 0o750, "fs_type": "tmpfs"})
     assert both.status == m.ERROR and "tmpfs" in both.message.en and "750" in both.message.en
+
+
+def test_overlayroot_rules():
+    """Debian's overlayroot puts every mount in RAM unless told recurse=0, and the root
+    always: only recurse=0 with the data on a mount of its own keeps the data on disk."""
+    assert m.overlayroot_setting("console=tty1 overlayroot=tmpfs root=/dev/mmcblk0p2") == "tmpfs"
+    assert m.overlayroot_setting("a=1 overlayroot=tmpfs overlayroot=disabled") == "disabled"
+    assert m.overlayroot_setting("console=tty1 root=/dev/mmcblk0p2 rootwait") is None
+    keeps = m.overlayroot_keeps_data
+    assert keeps(None, own_mount=False) and keeps("disabled", own_mount=False)
+    assert keeps("", own_mount=False)
+    assert keeps("tmpfs:recurse=0", own_mount=True)
+    assert keeps("tmpfs:swap=1,recurse=0", own_mount=True)
+    assert not keeps("tmpfs:recurse=0", own_mount=False)  # the root itself is in RAM
+    for setting in (
+        "tmpfs",
+        "tmpfs:recurse=1",
+        "tmpfs:swap=1",
+        "/dev/sda2",
+        "device:dev=/dev/sda2",
+    ):
+        assert not keeps(setting, own_mount=True), setting
+
+    good = {"exists": True, "fs_type": "ext4", "mode": 0o700, "owner": "clinic", "foreign": []}
+    cmdline = "/boot/firmware/cmdline.txt"
+    fixed = m.check_storage(**good, overlayroot=[(cmdline, "tmpfs:recurse=0")])
+    assert fixed.status == m.OK
+    raspi_config = m.check_storage(**good, overlayroot=[(cmdline, "tmpfs")])
+    assert raspi_config.status == m.ERROR
+    assert "overlayroot=tmpfs" in raspi_config.message.en
+    assert "recurse=0 is missing" in raspi_config.message.en
+    assert "缺少 recurse=0" in raspi_config.message.zh and "下次启动后" in raspi_config.message.zh
+    on_root = m.check_storage(**good, own_mount=False, overlayroot=[(cmdline, "tmpfs:recurse=0")])
+    assert on_root.status == m.ERROR and "not its own mount" in on_root.message.en
+    assert m.check_storage(**good, own_mount=False).status == m.OK  # no overlay at all
 
 
 def test_clock_rules():
@@ -292,6 +406,34 @@ def test_clock_rules():
     flagged = m.check_clock(NOW, last_record_at=last, clock_behind_since=NOW.isoformat(),
                             not_before=BUILT)  # fmt: skip
     assert flagged.status == m.WARNING
+
+
+def test_a_saved_clock_in_ram_is_a_warning(tmp_path):
+    warned = m.check_clock(NOW, last_record_at=NOW, clock_behind_since=None, not_before=BUILT,
+                           saved_in_ram="/etc/fake-hwclock.data")  # fmt: skip
+    assert warned.status == m.WARNING and "/etc/fake-hwclock.data" in warned.message.en
+    assert "只读根分区" in warned.message.zh and "DS3231" in warned.advice.en
+
+    from edge.maintenance import probes
+
+    program = tmp_path / "fake-hwclock"
+    program.write_text("")
+    defaults = tmp_path / "default-fake-hwclock"
+    defaults.write_text("# comment\nFILE=/var/lib/clinic/.system/fake-hwclock.data\n")
+    paths = probes.HwclockPaths((program,), defaults, tmp_path / "rtc0")
+    cmdline = tmp_path / "cmdline.txt"
+    cmdline.write_text("overlayroot=tmpfs:recurse=0 rootwait\n")
+    data_dir = tmp_path / "device"  # on the root here: not a mount of its own
+    saved = probes.saved_clock_in_ram(data_dir, [cmdline], paths)
+    assert saved == "/var/lib/clinic/.system/fake-hwclock.data"
+    defaults.unlink()
+    assert probes.saved_clock_in_ram(data_dir, [cmdline], paths) == "/etc/fake-hwclock.data"
+    assert probes.saved_clock_in_ram(data_dir, [], paths) is None  # no overlay
+    (tmp_path / "rtc0").write_text("")
+    assert probes.saved_clock_in_ram(data_dir, [cmdline], paths) is None  # a real RTC
+    (tmp_path / "rtc0").unlink()
+    program.unlink()
+    assert probes.saved_clock_in_ram(data_dir, [cmdline], paths) is None  # no fake-hwclock
 
 
 def test_sync_rules():

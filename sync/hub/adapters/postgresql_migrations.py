@@ -160,6 +160,30 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 PRIMARY KEY (version, arch))""",
         ],
     ),
+    (
+        7,
+        "clearing statements",
+        [
+            # The county's clearing statements, their events and the devices' reports
+            # (sqlite m007_clearing_statements).
+            """CREATE TABLE clearing_statement (
+                clinic_code TEXT NOT NULL, month TEXT NOT NULL, revision BIGINT NOT NULL,
+                built_at TEXT NOT NULL, device_ids TEXT NOT NULL, content TEXT NOT NULL,
+                status TEXT NOT NULL, payment_reference TEXT, paid_on TEXT, status_by TEXT,
+                status_at TEXT, PRIMARY KEY (clinic_code, month, revision))""",
+            "CREATE INDEX clearing_statement_month ON clearing_statement (month, clinic_code)",
+            """CREATE TABLE statement_event (
+                event_id BIGSERIAL PRIMARY KEY, clinic_code TEXT NOT NULL, month TEXT NOT NULL,
+                revision BIGINT NOT NULL, action TEXT NOT NULL, actor TEXT NOT NULL,
+                at TEXT NOT NULL, detail TEXT NOT NULL)""",
+            "CREATE INDEX statement_event_clinic ON statement_event (clinic_code, month, event_id)",
+            """CREATE TABLE statement_report (
+                clinic_code TEXT NOT NULL, month TEXT NOT NULL, revision BIGINT NOT NULL,
+                device_id TEXT NOT NULL, received_at TEXT NOT NULL, agrees INTEGER NOT NULL,
+                report TEXT NOT NULL,
+                PRIMARY KEY (clinic_code, month, revision, device_id))""",
+        ],
+    ),
 ]
 
 

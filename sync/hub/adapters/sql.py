@@ -34,6 +34,9 @@ from sync.hub.model import (
     ReconciliationItem,
     RecordSummary,
     Slot,
+    StatementEvent,
+    StatementReport,
+    StatementRevision,
     StoredRecord,
 )
 from sync.protocol import canonical_json
@@ -99,6 +102,7 @@ def chunks(device_ids: Iterable[str]) -> Iterator[list[str]]:
 IN_TOWNSHIP = " AND device_id IN (SELECT device_id FROM slot WHERE township = ?)"
 ALARM_COLUMNS = ", ".join(f.name for f in fields(Alarm))
 ITEM_COLUMNS = "item_id, device_id, seq, tx_id, code, business_day, details, created_at"
+STATEMENT_COLUMNS = ", ".join(f.name for f in fields(StatementRevision))
 
 
 class SqlHubStore:
@@ -811,6 +815,198 @@ class SqlHubStore:
         )
         for text, status, result in self.conn.execute(sql, params):
             yield json.loads(text), status, loads(result)
+
+    # ---- clearing statements (m007 / step 7) ------------------------------------------
+
+    def month_records(
+        self, device_id: str, kinds: Sequence[str], created_from: str, created_before: str
+    ) -> list[dict]:
+        """A device's well-formed records of `kinds` whose `created_at` text is in
+        [created_from, created_before), in seq order (on the record_kind index). The
+        caller widens the window and checks each record's month itself: `created_at` is
+        compared as text."""
+        rows = self.conn.execute(
+            f"SELECT record FROM record r WHERE device_id = ? AND kind IN ({marks(kinds)})"
+            f" AND created_at >= ? AND created_at < ?{WELL_FORMED} ORDER BY seq",
+            [device_id, *kinds, created_from, created_before],
+        )
+        return [json.loads(text) for (text,) in rows]
+
+    @staticmethod
+    def _statement(row: tuple) -> StatementRevision:
+        values = list(row)
+        values[4], values[5] = json.loads(values[4]), json.loads(values[5])
+        return StatementRevision(*values)
+
+    def latest_statement(self, clinic_code: str, month: str) -> StatementRevision | None:
+        row = self._one(
+            f"SELECT {STATEMENT_COLUMNS} FROM clearing_statement WHERE clinic_code = ?"
+            " AND month = ? ORDER BY revision DESC LIMIT 1",
+            [clinic_code, month],
+        )
+        return None if row is None else self._statement(row)
+
+    def statement_revision(
+        self, clinic_code: str, month: str, revision: int
+    ) -> StatementRevision | None:
+        row = self._one(
+            f"SELECT {STATEMENT_COLUMNS} FROM clearing_statement WHERE clinic_code = ?"
+            " AND month = ? AND revision = ?",
+            [clinic_code, month, revision],
+        )
+        return None if row is None else self._statement(row)
+
+    def latest_statements(
+        self, month: str, clinic_codes: Iterable[str] | None = None
+    ) -> dict[str, StatementRevision]:
+        """clinic_code -> the latest revision of its statement for `month` (of
+        `clinic_codes`, or every clinic's)."""
+        of_clinics = devices_in("s.clinic_code", clinic_codes)
+        if of_clinics is None:
+            return {}
+        where, params = of_clinics
+        rows = self.conn.execute(
+            f"SELECT {', '.join('s.' + c for c in STATEMENT_COLUMNS.split(', '))}"
+            " FROM clearing_statement s WHERE s.month = ?"
+            " AND s.revision = (SELECT max(l.revision) FROM clearing_statement l"
+            f" WHERE l.clinic_code = s.clinic_code AND l.month = s.month){where}",
+            [month, *params],
+        )
+        return {row[0]: self._statement(row) for row in rows}
+
+    def statement_statuses(self, month: str, clinic_codes: Iterable[str]) -> dict[str, str]:
+        """clinic_code -> the status of its latest clearing statement for `month`
+        (draft, agreed, paid); a clinic without one is absent (the month reports read
+        it without building statements)."""
+        statuses: dict[str, str] = {}
+        for chunk in chunks(clinic_codes):
+            statuses.update(
+                self.conn.execute(
+                    "SELECT s.clinic_code, s.status FROM clearing_statement s WHERE s.month = ?"
+                    f" AND s.clinic_code IN ({marks(chunk)}) AND s.revision ="
+                    " (SELECT max(l.revision) FROM clearing_statement l"
+                    " WHERE l.clinic_code = s.clinic_code AND l.month = s.month)",
+                    [month, *chunk],
+                ).fetchall()
+            )
+        return statuses
+
+    def add_statement(self, statement: StatementRevision) -> bool:
+        """Keep a new revision; False when that revision is already there (another
+        request built it first)."""
+        cursor = self.conn.execute(
+            f"INSERT INTO clearing_statement ({STATEMENT_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [
+                statement.clinic_code,
+                statement.month,
+                statement.revision,
+                statement.built_at,
+                dumps(statement.device_ids),
+                dumps(statement.content),
+                statement.status,
+                statement.payment_reference,
+                statement.paid_on,
+                statement.status_by,
+                statement.status_at,
+            ],
+        )
+        return cursor.rowcount == 1
+
+    def set_statement_status(
+        self,
+        clinic_code: str,
+        month: str,
+        revision: int,
+        *,
+        status: str,
+        payment_reference: str | None,
+        paid_on: str | None,
+        by: str,
+        at: str,
+    ) -> None:
+        self.conn.execute(
+            "UPDATE clearing_statement SET status = ?, payment_reference = ?, paid_on = ?,"
+            " status_by = ?, status_at = ? WHERE clinic_code = ? AND month = ? AND revision = ?",
+            [status, payment_reference, paid_on, by, at, clinic_code, month, revision],
+        )
+
+    def add_statement_event(
+        self,
+        clinic_code: str,
+        month: str,
+        revision: int,
+        action: str,
+        actor: str,
+        at: str,
+        detail: dict,
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO statement_event (clinic_code, month, revision, action, actor, at,"
+            " detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [clinic_code, month, revision, action, actor, at, dumps(detail)],
+        )
+
+    def statement_events(self, clinic_code: str, month: str) -> list[StatementEvent]:
+        rows = self.conn.execute(
+            "SELECT event_id, clinic_code, month, revision, action, actor, at, detail"
+            " FROM statement_event WHERE clinic_code = ? AND month = ? ORDER BY event_id",
+            [clinic_code, month],
+        )
+        return [
+            StatementEvent(event_id, clinic, month_, revision, action, actor, at, loads(detail))
+            for event_id, clinic, month_, revision, action, actor, at, detail in rows
+        ]
+
+    def save_statement_report(self, report: StatementReport) -> None:
+        """A device's report on a revision; a later one of the same device replaces it."""
+        self.conn.execute(
+            "INSERT INTO statement_report (clinic_code, month, revision, device_id,"
+            " received_at, agrees, report) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (clinic_code, month, revision, device_id) DO UPDATE SET"
+            " received_at = excluded.received_at, agrees = excluded.agrees,"
+            " report = excluded.report",
+            [
+                report.clinic_code,
+                report.month,
+                report.revision,
+                report.device_id,
+                report.received_at,
+                int(report.agrees),
+                dumps(report.report),
+            ],
+        )
+
+    def statement_reports(self, clinic_code: str, month: str) -> list[StatementReport]:
+        """Every device's reports on the month's revisions, the latest revision first."""
+        rows = self.conn.execute(
+            "SELECT clinic_code, month, revision, device_id, received_at, agrees, report"
+            " FROM statement_report WHERE clinic_code = ? AND month = ?"
+            " ORDER BY revision DESC, device_id",
+            [clinic_code, month],
+        )
+        return [
+            StatementReport(clinic, month_, revision, device, at, bool(agrees), loads(report))
+            for clinic, month_, revision, device, at, agrees, report in rows
+        ]
+
+    def activity_between(
+        self, device_ids: Iterable[str], created_from: str, created_to: str
+    ) -> Iterator[tuple[dict, str | None, dict | None]]:
+        """(record, recomputation status, hub result) of the well-formed settlements and
+        reversals of `device_ids` whose `created_at` text is in [created_from,
+        created_to), in each device's seq order (the month reports: the caller leaves a
+        margin and places each record by its instant, since offsets may differ)."""
+        for chunk in chunks(device_ids):
+            sql = (
+                "SELECT r.record, c.status, c.hub_result FROM record r LEFT JOIN recomputation c"
+                " ON c.device_id = r.device_id AND c.seq = r.seq"
+                " WHERE r.kind IN ('settlement', 'reversal') AND r.created_at >= ?"
+                f" AND r.created_at < ?{WELL_FORMED} AND r.device_id IN ({marks(chunk)})"
+                " ORDER BY r.device_id, r.seq"
+            )
+            for text, status, result in self.conn.execute(sql, [created_from, created_to, *chunk]):
+                yield json.loads(text), status, loads(result)
 
     # ---- console listings: one bounded page each, on indexes (m005 / step 5) --------
 

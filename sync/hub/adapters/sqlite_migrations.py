@@ -174,3 +174,31 @@ def m006_software_releases(db: sqlite_utils.Database) -> None:
             manifest TEXT NOT NULL, signature TEXT NOT NULL, published_at TEXT NOT NULL,
             withdrawn_at TEXT, PRIMARY KEY (version, arch)) STRICT"""
     )
+
+
+@migrations()
+def m007_clearing_statements(db: sqlite_utils.Database) -> None:
+    """The county's clearing statements (`docs/statements.md`): each revision of a
+    clinic's month as built (its content JSON) with the status the county set on it; what
+    happened to them (built, revised, agreed, paid, reported: who and when); the devices'
+    reconciliation reports. Revisions and events are never deleted."""
+    statements = [
+        """CREATE TABLE clearing_statement (
+            clinic_code TEXT NOT NULL, month TEXT NOT NULL, revision INTEGER NOT NULL,
+            built_at TEXT NOT NULL, device_ids TEXT NOT NULL, content TEXT NOT NULL,
+            status TEXT NOT NULL, payment_reference TEXT, paid_on TEXT, status_by TEXT,
+            status_at TEXT, PRIMARY KEY (clinic_code, month, revision)) STRICT""",
+        "CREATE INDEX clearing_statement_month ON clearing_statement (month, clinic_code)",
+        """CREATE TABLE statement_event (
+            event_id INTEGER PRIMARY KEY, clinic_code TEXT NOT NULL, month TEXT NOT NULL,
+            revision INTEGER NOT NULL, action TEXT NOT NULL, actor TEXT NOT NULL,
+            at TEXT NOT NULL, detail TEXT NOT NULL) STRICT""",
+        "CREATE INDEX statement_event_clinic ON statement_event (clinic_code, month, event_id)",
+        """CREATE TABLE statement_report (
+            clinic_code TEXT NOT NULL, month TEXT NOT NULL, revision INTEGER NOT NULL,
+            device_id TEXT NOT NULL, received_at TEXT NOT NULL, agrees INTEGER NOT NULL,
+            report TEXT NOT NULL,
+            PRIMARY KEY (clinic_code, month, revision, device_id)) STRICT""",
+    ]
+    for statement in statements:
+        db.execute(statement)

@@ -22,6 +22,8 @@ from sync.hub.ports import HubStore
 from sync.protocol import MESSAGES, SyncError, iso, parse_time
 from sync.releases import (
     ARCHES,
+    Release,
+    ReleaseFile,
     is_newer,
     release_of_manifest,
     release_version,
@@ -62,21 +64,14 @@ def release_folder(hub_dir: Path, version: str, arch: str) -> Path:
     return releases_root(hub_dir) / version / arch
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _refused(message_zh: str, message_en: str) -> HubError:
     return HubError(f"{message_zh}，未发布 / {message_en}, nothing published")
 
 
 def read_release_dir(folder: Path) -> dict:
-    """The manifest of a release directory whose files all match it (names, sizes,
-    SHA-256; nothing missing, nothing extra); HubError saying what does not."""
+    """The manifest of a release directory whose files match it by name and size
+    (nothing missing, nothing extra); HubError saying what does not. Their SHA-256 is
+    checked on the copies the hub keeps (`_stage`)."""
     folder = Path(folder)
     try:
         document = json.loads((folder / RELEASE_FILE).read_text(encoding="utf-8"))
@@ -106,12 +101,13 @@ def read_release_dir(folder: Path) -> dict:
         path = folder / entry.name
         if not path.is_file() or path.is_symlink():
             raise _refused(f"{entry.name} 不是普通文件", f"{entry.name} is not a plain file")
-        if path.stat().st_size != entry.size or _sha256(path) != entry.sha256:
-            raise _refused(
-                f"{entry.name} 的大小或 SHA-256 与清单不符",
-                f"{entry.name}: size or SHA-256 differs from the manifest",
-            )
+        if path.stat().st_size != entry.size:
+            raise _refused(_MISMATCH_ZH.format(entry.name), _MISMATCH_EN.format(entry.name))
     return manifest
+
+
+_MISMATCH_ZH = "{} 的大小或 SHA-256 与清单不符"
+_MISMATCH_EN = "{}: size or SHA-256 differs from the manifest"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -122,18 +118,45 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _stage(folder: Path, target: Path, document: dict, names: Sequence[str]) -> Path:
-    """The release's files copied beside `target` in a temporary folder, on disk."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".incoming-{target.name}-{secrets.token_hex(6)}"
+def _copy_checked(source: Path, target: Path, entry: ReleaseFile) -> None:
+    """Copy one file, checking the bytes copied (not those read earlier) against the
+    manifest, and put it on disk."""
+    digest, size = hashlib.sha256(), 0
+    with source.open("rb") as reader, target.open("xb") as writer:
+        while chunk := reader.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            writer.write(chunk)
+        writer.flush()
+        os.fsync(writer.fileno())
+    if size != entry.size or digest.hexdigest() != entry.sha256:
+        raise _refused(_MISMATCH_ZH.format(entry.name), _MISMATCH_EN.format(entry.name))
+
+
+def _stage(folder: Path, root: Path, document: dict, files: Sequence[ReleaseFile]) -> Path:
+    """The release's files copied and checked into a temporary folder under `root`
+    (the same file system as their place, so that a rename moves them there)."""
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f".incoming-{secrets.token_hex(8)}"
     staging.mkdir()
-    for name in names:
-        shutil.copyfile(folder / name, staging / name)
-        with (staging / name).open("rb") as file:
-            os.fsync(file.fileno())
-    (staging / RELEASE_FILE).write_text(json.dumps(document, ensure_ascii=False, indent=1))
-    _fsync_dir(staging)
+    try:
+        for entry in files:
+            _copy_checked(folder / entry.name, staging / entry.name, entry)
+        (staging / RELEASE_FILE).write_text(json.dumps(document, ensure_ascii=False, indent=1))
+        _fsync_dir(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return staging
+
+
+def _check_newer(store: HubStore, release: Release) -> None:
+    for other in store.releases(release.arch):
+        if other.python == release.python and not is_newer(release.version, other.version):
+            raise _refused(
+                f"版本 {release.version} 不比已发布的 {other.version} 新",
+                f"{release.version} is not newer than the published {other.version}",
+            )
 
 
 def publish(
@@ -156,20 +179,17 @@ def publish(
         iso(now),
         None,
     )
-    staging = _stage(folder, target, document, [f.name for f in release.files])
+    _check_newer(store, release)  # before copying anything; again below, under the lock
+    staging = _stage(folder, releases_root(hub_dir), document, release.files)
     try:
         with store.unit_of_work():
-            for other in store.releases(release.arch):
-                if other.python == release.python and not is_newer(release.version, other.version):
-                    raise _refused(
-                        f"版本 {release.version} 不比已发布的 {other.version} 新",
-                        f"{release.version} is not newer than the published {other.version}",
-                    )
+            _check_newer(store, release)
             store.add_release(published)
             # A folder left by a publication that crashed before its commit is not a
             # release (the database never recorded it): replaced.
             if target.exists():
                 shutil.rmtree(target)
+            target.parent.mkdir(exist_ok=True)
             staging.rename(target)
             _fsync_dir(target.parent)
     finally:
@@ -258,6 +278,14 @@ def software_of(slot: Slot) -> dict | None:
     return software if isinstance(software, dict) else None
 
 
+def _runs_on(software: dict | None, release: PublishedRelease) -> bool:
+    return (
+        software is not None
+        and software.get("arch") == release.arch
+        and software.get("python") == release.python
+    )
+
+
 def device_release_state(slot: Slot, version: str, arch: str) -> str | None:
     """Where this device is with `version`: `installed` (it runs it or a newer one), a
     state it reported for it (downloading, ready, installing, rolled_back, refused), or
@@ -278,14 +306,13 @@ def device_release_state(slot: Slot, version: str, arch: str) -> str | None:
 
 def rollout(store: HubStore, slots: Sequence[Slot]) -> list[dict]:
     """Every release, newest first, with how many of `slots`' devices are in each state
-    for it (`pending`: enrolled on that architecture, nothing yet)."""
+    for it (`pending`: enrolled, on its architecture and Python, nothing yet)."""
     enrolled = [s for s in slots if s.device_id and s.revoked_at is None]
     rows = []
     for release in reversed(store.releases()):
         counts = dict.fromkeys((*STATES, "pending"), 0)
         for slot in enrolled:
-            software = software_of(slot)
-            if software is None or software.get("arch") != release.arch:
+            if not _runs_on(software_of(slot), release):
                 continue
             state = device_release_state(slot, release.version, release.arch) or "pending"
             counts[state] = counts.get(state, 0) + 1

@@ -89,8 +89,9 @@ def fleet_status(store: HubStore, now: datetime, township: str | None = None) ->
 
 
 def fleet_rows(store: HubStore, now: datetime, slots: Sequence[Slot]) -> list[dict]:
-    """One row per slot of `slots` (a console page's): contact, backlog, versions, skew,
-    alarms, reconciliation differences, the payers of the device's last daily close.
+    """One row per slot of `slots` (a console page's): contact, backlog, versions, the
+    software it runs and its update's state, skew, alarms, reconciliation differences,
+    the payers of the device's last daily close.
     Every figure is read for these devices only, so a page costs the same at any size."""
     enrolled = [s.device_id for s in slots if s.device_id]
     counts = store.record_counts(enrolled)
