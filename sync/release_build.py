@@ -89,9 +89,11 @@ def file_entry(path: Path, role: str) -> ReleaseFile:
     return ReleaseFile(path.name, digest.hexdigest(), path.stat().st_size, role)
 
 
-def _run(command: list[str], progress: Progress, cwd: Path | None = None) -> None:
+def _run(command: list[str], progress: Progress) -> None:
     progress("$ " + " ".join(command))
-    done = subprocess.run(command, cwd=cwd, stdout=sys.stderr, stderr=sys.stderr)
+    # Fixed times in the archives: the same checkout gives the same wheel, byte for byte.
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
+    done = subprocess.run(command, stdout=sys.stderr, stderr=sys.stderr, env=env)
     if done.returncode != 0:
         raise SyncError("RELEASE_BUILD_FAILED", f"pip {command[4]} exited {done.returncode}")
 

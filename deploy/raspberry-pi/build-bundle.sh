@@ -83,7 +83,8 @@ mkdir -p "$PARTIAL/debs" "$PARTIAL/deploy"
 
 APT_DIR=$CACHE/apt-bookworm-$ARCH
 mkdir -p "$APT_DIR/etc/apt.conf.d" "$APT_DIR/etc/preferences.d" "$APT_DIR/etc/sources.list.d" \
-    "$APT_DIR/lists/partial" "$APT_DIR/archives/partial"
+    "$APT_DIR/lists/partial" "$APT_DIR/archives/partial" ||
+    die "cannot write $CACHE: run as root, or set CLINIC_PI_CACHE to a folder of yours"
 : >"$APT_DIR/status" # nothing installed: the whole dependency closure is downloaded
 cat >"$APT_DIR/etc/sources.list" <<EOF
 deb [signed-by=$KEYRING] $MIRROR bookworm main

@@ -223,7 +223,7 @@ for f in json.load(open(sys.argv[1]))["manifest"]["files"]:
 }
 
 add_build_packages() {
-    local missing=() package
+    local missing=() package status=0
     [ "$DO_APT" = 1 ] || return 0
     for package in "${BUILD_PACKAGES[@]}"; do
         installed "$package" || missing+=("$package")
@@ -231,9 +231,11 @@ add_build_packages() {
     [ ${#missing[@]} -gt 0 ] || return 0
     mkdir -p "$STATE"
     installed_list >"$WORK/before"
-    apt_install "${missing[@]}"
+    apt_install "${missing[@]}" || status=$?
+    # Recorded even when apt failed halfway: what came in goes again.
     installed_list >"$WORK/after"
     LC_ALL=C comm -13 "$WORK/before" "$WORK/after" >>"$STATE/build-packages"
+    [ "$status" = 0 ] || exit "$status"
     changed packages "installed ${missing[*]} (to build pyscard, for this run only)"
 }
 
@@ -384,13 +386,22 @@ build_release_from_checkout() { # out
     awk '/^[^[:space:]#]/ { skip = ($1 ~ /^pyscard==/) } !skip' "$SOURCE/requirements/runtime.txt" \
         >"$WORK/build-lock.txt"
     "$WORK/build/bin/python" -m pip install -q --require-hashes --no-deps -r "$WORK/build-lock.txt"
-    "$WORK/build/bin/python" -m pip install -q --no-deps --no-build-isolation "$SOURCE"
-    "$WORK/build/bin/clinic" release build --source "$SOURCE" --out "$1" \
+    # The checkout's code run in place (PYTHONPATH): nothing is written into the checkout.
+    PYTHONPATH=$SOURCE "$WORK/build/bin/python" -c 'from edge.console import main; main()' \
+        release build --source "$SOURCE" --out "$1" \
         --arch "$(python3 -c 'import platform; print(platform.machine())')"
 }
 
-venv_has() { # venv release.json: complete, that release, and clinic runs
-    [ -x "$1/bin/clinic" ] && cmp -s "$2" "$1/.clinic-release.json" &&
+# A release by what is installed from it (its version and files), not when it was built.
+release_files() {
+    python3 -c 'import json, sys
+m = json.load(open(sys.argv[1]))["manifest"]
+print(json.dumps([m["version"], m["files"]], sort_keys=True))' "$1" 2>/dev/null || true
+}
+
+venv_has() { # venv release.json: complete, that release's files, and clinic runs
+    [ -x "$1/bin/clinic" ] && [ -f "$1/.clinic-release.json" ] &&
+        [ "$(release_files "$1/.clinic-release.json")" = "$(release_files "$2")" ] &&
         "$1/bin/clinic" --version >/dev/null 2>&1
 }
 
@@ -441,7 +452,7 @@ install_software() {
             [ "$DO_SYSTEMCTL" = 0 ] || systemctl stop clinic-terminal.service
             rm -f "$VENV"
         fi
-        "$HERE/bin/clinic-install-release" "$release" "$target"
+        bash "$HERE/bin/clinic-install-release" "$release" "$target" # bash: a stick may drop the x bit
         changed venv "installed release $version in $target"
     fi
     if [ "$(readlink "$VENV" 2>/dev/null || true)" != "$target" ]; then
@@ -592,8 +603,12 @@ install_software
 
 install_file "$HERE/bin/clinic" /usr/local/bin/clinic 0755
 install_file "$HERE/bin/clinic-overlay" /usr/local/sbin/clinic-overlay 0755
+<<<<<<< HEAD
 for script in clinic-healthcheck clinic-nightly-backup clinic-kiosk-browser \
     clinic-install-release clinic-update; do
+=======
+for script in clinic-healthcheck clinic-nightly-backup clinic-kiosk-browser clinic-install-release; do
+>>>>>>> i17-bundle
     install_file "$HERE/bin/$script" "/opt/clinic/bin/$script" 0755
 done
 install_file "$HERE/README.md" /opt/clinic/doc/README.md 0644
