@@ -603,12 +603,8 @@ install_software
 
 install_file "$HERE/bin/clinic" /usr/local/bin/clinic 0755
 install_file "$HERE/bin/clinic-overlay" /usr/local/sbin/clinic-overlay 0755
-<<<<<<< HEAD
 for script in clinic-healthcheck clinic-nightly-backup clinic-kiosk-browser \
     clinic-install-release clinic-update; do
-=======
-for script in clinic-healthcheck clinic-nightly-backup clinic-kiosk-browser clinic-install-release; do
->>>>>>> i17-bundle
     install_file "$HERE/bin/$script" "/opt/clinic/bin/$script" 0755
 done
 install_file "$HERE/README.md" /opt/clinic/doc/README.md 0644
