@@ -276,9 +276,9 @@ def pull_release(
         if problem is not None:
             raise problem
     except SyncError as error:
-        if not error.code.startswith("RELEASE_"):
-            raise
-        return _refused(data_dir, claimed or "?", error, now)
+        if not error.code.startswith("RELEASE_") or claimed is None:
+            raise  # no version to report it under: the job's error (and backoff)
+        return _refused(data_dir, claimed, error, now)
     partial = ensure_releases_dir(data_dir) / f"{DOWNLOAD_PREFIX}{release.version}"
     partial.mkdir(mode=0o700, exist_ok=True)
     _drop_other_downloads(data_dir, partial)
@@ -302,9 +302,14 @@ def pull_release(
 
 
 def _claimed_version(offer: object) -> str | None:
+    """The version an offer names, when it is one (the heartbeat may report it)."""
     manifest = offer.get("manifest") if isinstance(offer, dict) else None
     version = manifest.get("version") if isinstance(manifest, dict) else None
-    return version if isinstance(version, str) and len(version) <= 40 else None
+    try:
+        release_version(version)
+    except SyncError:
+        return None
+    return str(version)
 
 
 def _refused(data_dir: Path, version: str, error: SyncError, now: datetime) -> dict:

@@ -20,7 +20,7 @@ from sync.agent.releases import FAILED, READY, pull_release, read_state, release
 from sync.agent.scheduler import run_scheduled_job
 from sync.hub.adapters.county_key import load_county_key
 from sync.hub.services import releases as hub_releases
-from sync.protocol import load_public_key
+from sync.protocol import SyncError, load_public_key
 from sync.release_apply import Settings, apply
 from sync.releases import ReleaseFile, make_release_manifest, verify_release
 
@@ -202,3 +202,18 @@ def test_publish_download_switch_the_whole_loop(device, hub_dir, tmp_path, clock
     assert (outcome.code, outcome.state) == (0, "installed")
     assert opt.venv_target() == str(opt.root / "releases/0.2.0/venv")
     assert read_state(device.data_dir)["state"] == "installed"
+
+
+def test_an_offer_without_a_version_is_the_jobs_error_not_a_state(device, hub_dir, tmp_path):
+    class Garbled:
+        def release_offer(self, *args):
+            return {"manifest": {"v": 1, "version": "v-one"}, "signature": "x"}
+
+        def release_file(self, *args, **kwargs):
+            raise AssertionError("nothing to download")
+
+    enrollment = state.enrollment(device.store)
+    with pytest.raises(SyncError) as error:
+        pull_release(device.store, Garbled(), device.data_dir, enrollment.county_public_key, NOW)
+    assert error.value.code in ("RELEASE_MALFORMED", "RELEASE_BAD_SIGNATURE")
+    assert read_state(device.data_dir) is None
