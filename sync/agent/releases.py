@@ -32,6 +32,7 @@ from typing import Protocol
 
 from edge.adapters.schema import applied_migrations
 from edge.adapters.sqlite_store import SqliteDeviceStore
+from edge.maintenance.checks import DISK_ERROR_MB
 from sync.agent import state
 from sync.planner import backoff_delay
 from sync.protocol import MESSAGES, SyncError, iso, load_public_key
@@ -44,9 +45,9 @@ DOCUMENT = "release.json"
 STATE_FILE = "state.json"
 FAILED = "failed"
 DOWNLOAD_PREFIX = ".download-"
-# The doctor's error threshold for free space on the data partition
-# (edge.maintenance.DISK_ERROR_MB): a download never leaves less than this.
-DISK_ERROR_BYTES = 100 * 1_000_000
+# The doctor's error threshold for free space on the data partition: a download never
+# leaves less than this.
+DISK_ERROR_BYTES = DISK_ERROR_MB * 1_000_000
 STATES = ("downloading", "ready", "installing", "installed", "rolled_back", "refused")
 DETAIL_CHARS = 200  # the heartbeat's `software` member stays small (hub bound: 1 KiB)
 
