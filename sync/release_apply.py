@@ -363,11 +363,11 @@ def systemctl(settings: Settings, *args: str) -> int:
     return subprocess.run([settings.systemctl, *args], capture_output=True).returncode
 
 
-def restart(settings: Settings) -> None:
+def restart(settings: Settings) -> bool:
     """Restart the terminal, even one systemd gave up on: a broken release crashing in a
     loop hits the unit's start limit, and then a plain restart is refused."""
     systemctl(settings, "reset-failed", settings.unit)
-    systemctl(settings, "restart", settings.unit)
+    return systemctl(settings, "restart", settings.unit) == 0
 
 
 def answers(url: str) -> bool:
@@ -441,7 +441,7 @@ def switch(settings: Settings, release: Release, outcome: Outcome, now: datetime
             made = backup(data_dir, copies, keep=1, now=now)
         except (MaintenanceError, StoreError, sqlite3.Error, OSError) as error:
             raise ApplyError(f"no pre-switch backup, so no switch: {error}") from None
-        record = {
+        record: dict = {
             "from": settings.running or running_version(),
             "from_target": from_target,
             "to": release.version,
@@ -459,7 +459,8 @@ def switch(settings: Settings, release: Release, outcome: Outcome, now: datetime
     with as_owner(data_dir):
         save_switch(data_dir, record)
     point(settings.venv_link, to_target)
-    restart(settings)
+    # not restarted, the old process would still answer the health check
+    record["restarted"] = restart(settings)
     outcome.say(
         f"已切换到 {release.version}，正在检查终端", f"switched to {release.version}: checking"
     )
@@ -480,8 +481,11 @@ def finish(
     if record.get("state") != "rolling_back":
         if link_target(settings.venv_link) != record["to_target"]:  # cut before the switch
             point(settings.venv_link, record["to_target"])
-            restart(settings)
-        ok, why = healthy(settings, sleep)
+            record["restarted"] = restart(settings)
+        if record.get("restarted", True):  # after a boot the new release started anew
+            ok, why = healthy(settings, sleep)
+        else:
+            ok, why = False, f"{settings.unit} could not be restarted"
         now = clock()
         if ok:
             with as_owner(settings.data_dir):

@@ -184,6 +184,8 @@ if verb == "reset-failed":
     sys.exit(0)
 if verb in ("restart", "start") and limit.exists():
     sys.exit(1)  # "Start request repeated too quickly"
+if verb == "restart" and (opt / ".restart-refused").exists():
+    sys.exit(1)  # e.g. not allowed to manage units
 if verb in ("restart", "stop"):
     stop()
 if verb in ("restart", "start"):

@@ -140,6 +140,15 @@ def test_an_unhealthy_release_is_rolled_back_by_itself(device, opt, county_key):
     assert not (releases_dir(device.data_dir) / "0.2.0").exists()
 
 
+def test_a_terminal_that_could_not_be_restarted_is_not_taken_for_healthy(device, opt, county_key):
+    """The old process still answering must not confirm a switch it never made."""
+    ready(device, county_key)
+    (opt.root / ".restart-refused").touch()
+    outcome = apply(settings(device, opt), FakeClock(NOW))
+    assert outcome.state == "rolled_back"
+    assert "could not be restarted" in read_state(device.data_dir)["detail"]
+
+
 def test_a_rollback_restores_the_database_the_failed_release_migrated(device, opt, county_key):
     (opt.root / ".next-BROKEN").touch()
     (opt.root / ".next-MIGRATE").touch()
