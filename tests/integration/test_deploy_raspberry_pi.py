@@ -161,7 +161,7 @@ SECURITY_CEILINGS = {
     "clinic-backup.service": 2.8,
     "clinic-kiosk.service": 4.2,
     "clinic-clock-save.service": 1.1,
-    "clinic-update.service": 3.1,  # root (it writes /opt/clinic), yet fenced in
+    "clinic-update.service": 2.5,
 }
 
 
