@@ -883,6 +883,13 @@ def sync_status_command(data_dir: Path, as_json: bool) -> None:
             f"refused {refusal['kind']} {refusal['version']}: {refusal['message']}"
             f" ({refusal['refused_at']})"
         )
+    software, release = status["software"], status["software"]["release"]
+    line = f"software {software['version']}"
+    if release:
+        line += f"; release {release['version']}: {release['state']}"
+        if release.get("detail"):
+            line += f" ({release['message_zh']} / {release['detail']})"
+    click.echo(line)
 
 
 @sync_group.command("pin")

@@ -35,9 +35,10 @@ KIOSK_USER=clinic-kiosk
 UNITS=(
     clinic-terminal.service clinic-healthcheck.service clinic-healthcheck.timer
     clinic-backup.service clinic-backup.timer clinic-kiosk.service
+    clinic-update.service clinic-update.path clinic-update.timer
 )
 ENABLE=(pcscd.socket clinic-terminal.service clinic-healthcheck.timer clinic-backup.timer
-    clinic-kiosk.service)
+    clinic-kiosk.service clinic-update.path clinic-update.timer)
 
 usage() {
     cat <<'EOF'
@@ -555,7 +556,8 @@ apply_to_running_system() {
         write_stamp journald "$journald"
         changed journald "restarted systemd-journald (its settings)"
     fi
-    systemctl start pcscd.socket clinic-healthcheck.timer clinic-backup.timer
+    systemctl start pcscd.socket clinic-healthcheck.timer clinic-backup.timer \
+        clinic-update.path clinic-update.timer
     terminal="$(readlink "$ROOT$VENV" || true) $(hash_of "$ROOT/etc/clinic/clinic.env" \
         "$ROOT/etc/systemd/system/clinic-terminal.service")"
     if [ ! -e "$ROOT$DATA_DIR/clinic.db" ]; then
@@ -622,7 +624,8 @@ install_software
 
 install_file "$HERE/bin/clinic" /usr/local/bin/clinic 0755
 install_file "$HERE/bin/clinic-overlay" /usr/local/sbin/clinic-overlay 0755
-for script in clinic-healthcheck clinic-nightly-backup clinic-kiosk-browser clinic-install-release; do
+for script in clinic-healthcheck clinic-nightly-backup clinic-kiosk-browser \
+    clinic-install-release clinic-update; do
     install_file "$HERE/bin/$script" "/opt/clinic/bin/$script" 0755
 done
 install_file "$HERE/README.md" /opt/clinic/doc/README.md 0644

@@ -38,7 +38,7 @@ def passwd_entry(root: Path, user: str) -> list[str]:
 def test_every_script_passes_shellcheck():
     assert {p.name for p in SCRIPTS} == {
         "install.sh", "build-bundle.sh", "clinic", "clinic-healthcheck", "clinic-kiosk-browser",
-        "clinic-nightly-backup", "clinic-install-release", "clinic-overlay",
+        "clinic-nightly-backup", "clinic-install-release", "clinic-update", "clinic-overlay",
     }  # fmt: skip
     for script in SCRIPTS:
         assert script.read_text().startswith("#!/bin/"), script
@@ -90,8 +90,11 @@ def test_the_first_run_installs_everything_under_the_root(installed):
     assert (wants / "multi-user.target.wants/clinic-kiosk.service").is_symlink()
     assert (wants / "timers.target.wants/clinic-backup.timer").is_symlink()
     assert (wants / "timers.target.wants/clinic-healthcheck.timer").is_symlink()
+    assert (wants / "timers.target.wants/clinic-update.timer").is_symlink()
+    assert (wants / "paths.target.wants/clinic-update.path").is_symlink()
     assert (wants / "sockets.target.wants/pcscd.socket").is_symlink()
-    for script in ("clinic-healthcheck", "clinic-nightly-backup", "clinic-kiosk-browser"):
+    for script in ("clinic-healthcheck", "clinic-nightly-backup", "clinic-kiosk-browser",
+                   "clinic-update"):  # fmt: skip
         assert os.access(root / "opt/clinic/bin" / script, os.X_OK)
     assert os.access(root / "usr/local/bin/clinic", os.X_OK)
     assert (root / "etc/clinic/clinic.env").read_text().count("CLINIC_READER=pcsc://") == 1
@@ -159,6 +162,7 @@ SECURITY_CEILINGS = {
     "clinic-backup.service": 2.8,
     "clinic-kiosk.service": 4.2,
     "clinic-clock-save.service": 1.1,
+    "clinic-update.service": 2.5,
 }
 
 
