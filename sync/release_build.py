@@ -23,7 +23,7 @@ from pathlib import Path
 
 from packaging.utils import parse_wheel_filename
 
-from edge.adapters.schema import migrations
+from edge.adapters.schema import known_migrations
 from sync.protocol import MESSAGES, SyncError
 from sync.releases import ARCHES, ReleaseFile, make_release_manifest
 
@@ -52,11 +52,6 @@ Progress = Callable[[str], None]
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def schema_names() -> list[str]:
-    """The device database migrations this checkout knows, by name."""
-    return [migration.name for migration in migrations._migrations]
 
 
 def platform_tags(arch: str) -> list[str]:
@@ -160,7 +155,7 @@ def build_release(
             files.append(file_entry(out / path.name, "dependency" if path in wheels else "source"))
 
     manifest = make_release_manifest(
-        version=version, arch=arch, python=python, schema=schema_names(), files=files,
+        version=version, arch=arch, python=python, schema=known_migrations(), files=files,
         published_at=published_at,
     )  # fmt: skip
     document = {"manifest": manifest, "signature": None}

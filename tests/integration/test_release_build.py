@@ -16,8 +16,9 @@ import pytest
 from clock import NOW
 from deploy_support import DEPLOY, REPO
 
+from edge.adapters.schema import known_migrations
 from sync.protocol import SyncError
-from sync.release_build import build_release, schema_names, split_lock
+from sync.release_build import build_release, split_lock
 from sync.releases import ReleaseFile, make_release_manifest, release_of_manifest
 
 INSTALL_RELEASE = DEPLOY / "bin" / "clinic-install-release"
@@ -157,7 +158,7 @@ def test_a_release_holds_the_project_wheel_and_the_locked_files_for_its_machine(
          "['project']['version'])"], cwd=REPO, text=True,
     ).strip()  # fmt: skip
     assert (release.version, release.arch, release.python) == (version, arch, "cp311")
-    assert list(release.schema) == schema_names() and "m011_hub_certificate" in release.schema
+    assert list(release.schema) == known_migrations() and "m011_hub_certificate" in release.schema
     assert release.published_at == NOW
     roles = {f.name: f.role for f in release.files}
     assert roles == {
@@ -249,7 +250,7 @@ def make_release(folder: Path) -> Path:
     entries = [ReleaseFile(p.name, sha256(p), p.stat().st_size, role)
                for p, role in zip(files, roles, strict=True)]  # fmt: skip
     manifest = make_release_manifest(
-        version="9.1", arch="x86_64", python="cp311", schema=schema_names(), published_at=NOW,
+        version="9.1", arch="x86_64", python="cp311", schema=known_migrations(), published_at=NOW,
         files=entries,
     )  # fmt: skip
     (folder / "release.json").write_text(json.dumps({"manifest": manifest, "signature": None}))
