@@ -2,7 +2,7 @@
 clinic-update.service when the agent has left a complete download
 (`DATA_DIR/releases/<version>/READY`, see `sync.agent.releases`), and at boot.
 
-In order (docs/releases-device.md):
+In order (docs/releases.md, "On the device"):
 
 1. a switch left unconfirmed (a power cut, a crash) is finished first: health check, then
    confirmed or rolled back;

@@ -1,6 +1,6 @@
 """`clinic release …`: `build` makes a release directory for the county to publish
 (`sync.release_build`); on a terminal, `status`, `verify`, `fetch` and `apply`
-(docs/releases-device.md: `apply` is what clinic-update.service runs as root; the others
+(docs/releases.md, "On the device": `apply` is what clinic-update.service runs as root; the others
 run as the service user, as `sudo clinic release …` does through /usr/local/bin/clinic).
 `edge.console` registers the group."""
 
@@ -19,7 +19,7 @@ COMMANDS: list[click.Command] = []
 @click.group()
 def release() -> None:
     """Software releases: build one for the county to publish (docs/releases.md); on a
-    terminal, download, check, install, switch, roll back (docs/releases-device.md)."""
+    terminal, download, check, install, switch, roll back (docs/releases.md, "On the device")."""
 
 
 COMMANDS.append(release)

@@ -30,7 +30,7 @@ from web_ui.context import get_store
 from web_ui.risk import review_forecast
 
 bp = Blueprint("status", __name__)
-# A software release's state on this terminal (docs/releases-device.md).
+# A software release's state on this terminal (docs/releases.md, "On the device").
 RELEASE_STATES = {
     "downloading": _l("downloading"),
     "ready": _l("downloaded, waiting to be installed"),
