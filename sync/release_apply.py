@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import subprocess
 import time
 import urllib.error
@@ -61,12 +62,23 @@ from sync.agent.releases import (
     write_state,
 )
 from sync.protocol import SyncError, iso, load_public_key
-from sync.releases import Release, installable_problem, verify_release
+from sync.releases import (
+    MAX_FILE_BYTES,
+    Release,
+    installable_problem,
+    release_of_manifest,
+    verify_release,
+)
 
 SWITCH = "switch.json"  # exists only while a switch is unconfirmed
 LAST_SWITCH = "last-switch.json"
 PRE_SWITCH = "pre-switch"  # the pre-switch backup's folder, in releases/
 LOCK = ".apply.lock"
+# The county key root trusts for releases, written by root (`clinic release trust`, run by
+# /usr/local/bin/clinic after `enroll`): the service user owns clinic.db, so the key pinned
+# there must not be what decides which code root installs.
+TRUST = Path(".system") / "county-release.pub"
+STAGING = "staging"  # OPT/staging/<version>/: root's own copy of a download
 INSTALLED_MARK = "INSTALLED"  # in OPT/releases/<version>/, once clinic-install-release succeeded
 EXIT_OK, EXIT_ERROR, EXIT_LATER = 0, 1, 75  # 75: EX_TEMPFAIL, systemd runs it again later
 # clinic-install-release: a source package (pyscard) not in the wheel cache, no compiler
@@ -198,18 +210,94 @@ def drop_download(data_dir: Path, version: str) -> None:
 # ---- checking a download as root -------------------------------------------------------------
 
 
-def check_download(settings: Settings, version: str, now: datetime) -> Release:
-    """The READY release at `releases/<version>/`, checked again: SyncError if it must not
-    be installed here."""
-    folder = releases_dir(settings.data_dir) / version
+def _root_owned(path: Path, *, directory: bool) -> bool:
+    info = path.lstat()  # never through a symlink
+    kind = stat.S_ISDIR if directory else stat.S_ISREG
+    return kind(info.st_mode) and info.st_uid == 0 and not info.st_mode & 0o022
+
+
+def trusted_county_key(data_dir: Path) -> str:
+    """The county key root recorded for releases (`trust`): a root-owned file in a
+    root-owned folder, which the service user can neither write nor put in place."""
+    path = Path(data_dir) / TRUST
+    try:
+        sound = _root_owned(path.parent, directory=True) and _root_owned(path, directory=False)
+        key = path.read_text().strip() if sound else ""
+    except OSError:
+        key = ""
+    if not key:
+        raise SyncError("RELEASE_UNTRUSTED", str(path))
+    return key
+
+
+def trust(data_dir: Path) -> str:
+    """Root records the county key pinned at enrollment as the key releases must be signed
+    with (run right after `clinic enroll` by /usr/local/bin/clinic, or by an admin)."""
+    with as_owner(data_dir):
+        facts = database_state(data_dir)
+    if facts.county_key is None:
+        raise SyncError("NOT_ENROLLED", "no county key is pinned: enroll first")
+    load_public_key(facts.county_key)
+    path = Path(data_dir) / TRUST
+    folder = path.parent
+    if folder.is_symlink() or (folder.exists() and not _root_owned(folder, directory=True)):
+        raise ApplyError(f"{folder} is not a folder of root's alone: move it away first")
+    folder.mkdir(mode=0o755, exist_ok=True)
+    temporary = folder / f".{path.name}.new"
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(facts.county_key + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    return facts.county_key
+
+
+def _copy_plain_file(source: Path, target: Path) -> None:
+    """Copy a regular file (never a symlink's target), at most MAX_FILE_BYTES."""
+    try:
+        descriptor = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as error:
+        raise SyncError("RELEASE_FILE_MISMATCH", f"{source.name}: {error.strerror}") from None
+    with os.fdopen(descriptor, "rb") as reader:
+        if not stat.S_ISREG(os.fstat(reader.fileno()).st_mode):
+            raise SyncError("RELEASE_FILE_MISMATCH", f"{source.name} is not a plain file")
+        with open(target, "xb") as writer:
+            while chunk := reader.read(1 << 20):
+                writer.write(chunk)
+                if writer.tell() > MAX_FILE_BYTES:
+                    raise SyncError("RELEASE_FILE_MISMATCH", f"{source.name} is too large")
+
+
+def stage(settings: Settings, version: str) -> Path:
+    """Root's own copy of the download in OPT/staging/<version>/: checked and installed
+    from there, so that the service user, who owns the download, cannot change a file
+    between the check and the install."""
+    source = releases_dir(settings.data_dir) / version
+    staged = settings.opt_dir / STAGING / version
+    shutil.rmtree(staged.parent, ignore_errors=True)  # one staged release at a time
+    staged.mkdir(mode=0o700, parents=True)
+    _copy_plain_file(source / DOCUMENT, staged / DOCUMENT)
+    try:
+        manifest = json.loads((staged / DOCUMENT).read_text())["manifest"]
+    except (ValueError, TypeError, KeyError) as error:
+        raise SyncError("RELEASE_MALFORMED", f"{DOCUMENT}: {error}") from None
+    for file in release_of_manifest(manifest).files:  # plain names, checked there
+        _copy_plain_file(source / file.name, staged / file.name)
+    return staged
+
+
+def check_download(
+    settings: Settings, version: str, folder: Path, facts: DatabaseState, now: datetime
+) -> Release:
+    """The release in `folder` checked as the applier does: SyncError if it must not be
+    installed here. Signed with the key root trusts, every file its size and hash."""
     try:
         document = json.loads((folder / DOCUMENT).read_text())
     except (OSError, ValueError) as error:
         raise SyncError("RELEASE_MALFORMED", f"{DOCUMENT}: {error}") from None
-    facts = database_state(settings.data_dir)
-    if facts.county_key is None:
-        raise SyncError("NOT_ENROLLED", "no county key is pinned to check the release")
-    release = verify_release(document, load_public_key(facts.county_key))
+    release = verify_release(document, load_public_key(trusted_county_key(settings.data_dir)))
     if release.version != version:
         raise SyncError("RELEASE_MALFORMED", f"{version}/ holds release {release.version}")
     for file in release.files:
@@ -305,20 +393,23 @@ def prune_releases(settings: Settings) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def install(settings: Settings, version: str, outcome: Outcome) -> None:
-    """clinic-install-release DIR OPT/releases/<version>/venv (once: a retry after the
-    gate gave up finds it installed)."""
+def install(settings: Settings, version: str, source: Path, outcome: Outcome) -> None:
+    """clinic-install-release SOURCE OPT/releases/<version>/venv (once: a retry after the
+    gate gave up finds it installed); the staged copy is dropped after."""
     home = release_home(settings, version)
     if (home / INSTALLED_MARK).exists():
+        shutil.rmtree(source.parent, ignore_errors=True)
         return
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    source = releases_dir(settings.data_dir) / version
-    done = subprocess.run(
-        [str(settings.installer), str(source), str(home / "venv")],
-        capture_output=True,
-        text=True,
-    )
+    try:
+        done = subprocess.run(
+            [str(settings.installer), str(source), str(home / "venv")],
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        shutil.rmtree(source.parent, ignore_errors=True)
     if done.returncode != 0:
         shutil.rmtree(home, ignore_errors=True)
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
@@ -625,15 +716,19 @@ def _apply_ready(
     version = outcome.version = ready[-1]
     try:
         require_persistent(settings.opt_dir)
+        trusted_county_key(data_dir)
     except SyncError as error:  # not the release's fault: kept, tried again later
         with as_owner(data_dir):
             write_state(data_dir, version, "refused", clock(), error)
         raise ApplyError(f"{error.message_zh} / {error.message_en}") from None
     try:
+        staged = stage(settings, version)
         with as_owner(data_dir):
-            release = check_download(settings, version, clock())
+            facts = database_state(data_dir)
+        release = check_download(settings, version, staged, facts, clock())
+        with as_owner(data_dir):
             write_state(data_dir, version, "installing", clock())
-        install(settings, version, outcome)
+        install(settings, version, staged, outcome)
     except ApplyError as waits:  # kept, and tried again once an admin ran install.sh
         reason = waits.args[0]
         if isinstance(reason, SyncError):
@@ -642,6 +737,7 @@ def _apply_ready(
             raise ApplyError(f"{reason.message_zh} / {reason.message_en}") from None
         raise
     except SyncError as error:
+        shutil.rmtree(settings.opt_dir / STAGING, ignore_errors=True)
         with as_owner(data_dir):
             mark_failed(data_dir, version, f"{error.code}: {error.message_en}", clock())
             write_state(data_dir, version, "refused", clock(), error)

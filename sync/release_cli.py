@@ -112,13 +112,16 @@ def verify_command(data_dir: Path, version: str, as_json: bool) -> None:
     """Check a downloaded release (DATA_DIR/releases/VERSION) as the applier would:
     signature, files, newer than the running version, knows the database's schema.
     Changes nothing; exit 1 when it would be refused."""
+    from sync.agent.releases import releases_dir
     from sync.protocol import SyncError
-    from sync.release_apply import ApplyError, Settings, as_owner, check_download
+    from sync.release_apply import ApplyError, Settings, as_owner, check_download, database_state
 
     settings = Settings(data_dir=data_dir)
     try:
         with as_owner(data_dir):
-            found = check_download(settings, version, now())
+            facts = database_state(data_dir)
+            folder = releases_dir(data_dir) / version
+            found = check_download(settings, version, folder, facts, now())
     except (SyncError, ApplyError, OSError) as error:
         zh = getattr(error, "message_zh", "")
         if as_json:
@@ -130,6 +133,30 @@ def verify_command(data_dir: Path, version: str, as_json: bool) -> None:
         print_json({"ok": True, "version": found.version, "files": len(found.files)})
     else:
         click.echo(f"{found.version}: 可以安装 / installable ({len(found.files)} files)")
+
+
+@release.command("trust")
+@data_dir_option
+def trust_command(data_dir: Path) -> None:
+    """As root: record the county key pinned at enrollment as the key every software
+    release must be signed with (DATA_DIR/.system/county-release.pub, root's alone).
+    /usr/local/bin/clinic runs it after `clinic enroll`; check the printed fingerprint
+    against the one the county gave you."""
+    import os
+
+    from sync.protocol import SyncError, key_fingerprint
+    from sync.release_apply import ApplyError, trust
+
+    if os.geteuid() != 0:
+        click.echo("clinic release trust: 需要 root 运行 / must run as root", err=True)
+        sys.exit(1)
+    try:
+        key = trust(data_dir)
+    except (SyncError, ApplyError, OSError) as error:
+        zh = getattr(error, "message_zh", "")
+        click.echo(f"clinic release trust: {zh} {error}".strip(), err=True)
+        sys.exit(1)
+    click.echo(f"软件版本签名公钥已记录 / release signing key recorded: {key_fingerprint(key)}")
 
 
 @release.command("fetch")

@@ -594,6 +594,20 @@ check_overlay_config() {
 
 # fake-hwclock's saved time on the data partition (/etc/default/fake-hwclock), in a folder
 # of root's there, seeded from the time saved so far; saved every 15 minutes.
+# A terminal enrolled before releases were signed for root: root records the county key
+# it pinned (`clinic release trust`; /usr/local/bin/clinic does it after each enrollment).
+trust_county_key() {
+    local trusted="$DATA_DIR/.system/county-release.pub"
+    if [ "$DO_VENV" = 0 ] || [ -e "$trusted" ] || [ ! -e "$DATA_DIR/clinic.db" ]; then
+        return 0
+    fi
+    if "$VENV/bin/clinic" release trust --data-dir "$DATA_DIR"; then
+        changed "$trusted" "recorded the county key for software releases"
+    else
+        echo "not recorded: the county key for releases (not enrolled yet?)"
+    fi
+}
+
 check_clock() {
     local saved="$DATA_DIR/.system/fake-hwclock.data"
     ensure_dir "$DATA_DIR/.system" 0700 root root
@@ -650,6 +664,7 @@ for unit in "${ENABLE[@]}"; do
 done
 check_clock
 check_overlay_config
+trust_county_key
 
 apply_to_running_system
 

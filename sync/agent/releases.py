@@ -76,6 +76,12 @@ MESSAGES.update(
             "the release needs pyscard built and this terminal has no compiler: an admin runs"
             " install.sh from a bundle, then the update goes on by itself",
         ),
+        "RELEASE_UNTRUSTED": (
+            "本机还没有由 root 记下县级软件签名公钥：核对县级公钥指纹后运行"
+            " sudo clinic release trust，之后自动继续",
+            "root has not recorded the county key for releases on this terminal: check the"
+            " county key's fingerprint, run sudo clinic release trust, then the update goes on",
+        ),
         "RELEASE_ROOT_VOLATILE": (
             "只读根文件系统（overlay）开启时不能更新软件：写入只在内存里，重启后就没了",
             "no update while the read-only root (overlay) is on: the install would live in"

@@ -434,7 +434,8 @@ def service_owned():
         venv_bin,
         "clinic",
         f'echo "$(id -u):$(id -g) HOME=$HOME DATA=$CLINIC_DATA_DIR $*" >> {calls}/log\n'
-        'touch "$CLINIC_DATA_DIR/made-by-clinic"',
+        'touch "$CLINIC_DATA_DIR/made-by-clinic"\n'
+        '[ -z "${FAIL:-}" ] || exit 4',
     )
     for path in (top, top / "venv", venv_bin):
         path.chmod(0o755)
@@ -461,6 +462,29 @@ def test_the_admin_command_runs_as_the_service_user(service_owned):
         capture_output=True, text=True,
     )  # fmt: skip
     assert as_root.returncode == 0 and log.read_text().splitlines()[-1].startswith("0:0 ")
+
+
+def test_after_an_enrollment_root_records_the_county_key_for_releases(service_owned):
+    """`sudo clinic enroll …` enrolls as the service user, then root records the pinned
+    county key (`clinic release trust`, as root); a failed enrollment records nothing."""
+    data_dir, nobody, nogroup, program, log = service_owned
+    env = {**os.environ, "CLINIC_VENV": str(program.parent.parent), "CLINIC_USER": "nobody",
+           "CLINIC_DATA_DIR": str(data_dir)}  # fmt: skip
+    done = subprocess.run(
+        [str(DEPLOY / "bin/clinic"), "enroll", "--code", "ABCD-EFGH"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines() == [
+        f"{nobody}:{nogroup} HOME={data_dir} DATA={data_dir} enroll --code ABCD-EFGH",
+        f"0:0 HOME={os.environ['HOME']} DATA={data_dir} release trust --data-dir {data_dir}",
+    ]
+    failing = subprocess.run(
+        [str(DEPLOY / "bin/clinic"), "enroll", "--fail"], env={**env, "FAIL": "1"},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert failing.returncode != 0
+    assert "release trust" not in log.read_text().splitlines()[-1]
 
 
 def test_the_nightly_backup_backs_up_locally_as_the_service_user(service_owned):

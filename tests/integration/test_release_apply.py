@@ -19,6 +19,7 @@ from release_support import (
     enroll_offline,
     make_opt,
     place_ready,
+    public_key_text,
     release_files,
     signed_release,
 )
@@ -46,6 +47,7 @@ def county_key():
 def device(tmp_path, county_key):
     made = new_device(tmp_path / "data")
     enroll_offline(made.store, made.identity.device_id, county_key, NOW)
+    release_apply.trust(made.data_dir)  # as /usr/local/bin/clinic does after `enroll`
     made.settle(NOW - timedelta(hours=1))
     with made.store.write_transaction():
         made.store.db.execute("DELETE FROM outbox")  # as the county's acknowledgement does
@@ -81,6 +83,15 @@ def ready(device, county_key, version="0.2.0", **kwargs):
     files = release_files(version)
     document = signed_release(version, files, county_key, NOW, **kwargs)
     return place_ready(device.data_dir, document, files)
+
+
+def checked_install(device, config, version="0.2.0"):
+    """The applier's steps up to the switch: staged, checked, installed."""
+    staged = release_apply.stage(config, version)
+    facts = release_apply.database_state(device.data_dir)
+    release = release_apply.check_download(config, version, staged, facts, NOW)
+    release_apply.install(config, version, staged, release_apply.Outcome(0, "x"))
+    return release
 
 
 def failed_record(device, version) -> dict:
@@ -179,8 +190,7 @@ def test_records_signed_on_the_new_schema_keep_the_new_release(device, opt, coun
 def test_a_power_cut_after_the_switch_is_finished_at_boot(device, opt, county_key):
     ready(device, county_key)
     config = settings(device, opt)
-    release = release_apply.check_download(config, "0.2.0", NOW)
-    release_apply.install(config, "0.2.0", release_apply.Outcome(0, "x"))
+    release = checked_install(device, config)
     release_apply.switch(config, release, release_apply.Outcome(0, "x"), NOW)  # ... cut
     assert (releases_dir(device.data_dir) / SWITCH).exists()
     boot = apply(config, FakeClock(NOW))
@@ -192,8 +202,7 @@ def test_a_power_cut_before_the_link_moved_switches_at_boot(device, opt, county_
     (opt.root / ".next-BROKEN").touch()
     ready(device, county_key)
     config = settings(device, opt)
-    release = release_apply.check_download(config, "0.2.0", NOW)
-    release_apply.install(config, "0.2.0", release_apply.Outcome(0, "x"))
+    release = checked_install(device, config)
     release_apply.switch(config, release, release_apply.Outcome(0, "x"), NOW)
     release_apply.point(opt.root / "venv", str(opt.root / "releases" / RUNNING / "venv"))
     boot = apply(config, FakeClock(NOW))  # switches, finds it unhealthy, goes back
@@ -308,13 +317,18 @@ def test_the_files_it_writes_in_the_data_directory_are_the_service_users(opt, co
         for path in (device_dir / "releases").rglob("*"):
             os.chown(path, nobody, nobody)
         os.chown(device_dir / "releases", nobody, nobody)
+        release_apply.trust(device_dir)  # root's own record, in the root-owned .system
         config = Settings(
             data_dir=device_dir, opt_dir=opt.root, systemctl=str(opt.systemctl),
             health_url=opt.health_url, gate_wait_s=0.5, gate_poll_s=0.1, health_wait_s=3.0,
             health_poll_s=0.2, running=RUNNING,
         )  # fmt: skip
         assert apply(config, FakeClock(NOW)).state == "installed"
-        foreign = [p for p in device_dir.rglob("*") if p.stat().st_uid != nobody]
+        system = device_dir / ".system"
+        foreign = [
+            p for p in device_dir.rglob("*")
+            if p.stat().st_uid != nobody and system not in (p, *p.parents)
+        ]  # fmt: skip
         assert foreign == []
     finally:
         shutil.rmtree(base)
@@ -418,3 +432,72 @@ def test_the_command_line_verifies_applies_and_tells_the_status(device, opt, cou
     ready(device, Ed25519PrivateKey.generate(), "0.3.0")
     refused = runner.invoke(main, ["release", "verify", "0.3.0", *data])
     assert refused.exit_code == 1 and "签名" in refused.output
+
+
+def test_a_release_is_refused_until_root_trusts_a_county_key(device, opt, county_key):
+    """The key pinned in clinic.db is the service user's to change: root installs only what
+    the key it recorded itself signed, and waits (the download kept) until there is one."""
+    (device.data_dir / release_apply.TRUST).unlink()
+    ready(device, county_key)
+    outcome = apply(settings(device, opt), FakeClock(NOW))
+    assert outcome.code == release_apply.EXIT_ERROR
+    assert read_state(device.data_dir)["code"] == "RELEASE_UNTRUSTED"
+    assert (releases_dir(device.data_dir) / "0.2.0" / "READY").exists()  # kept for later
+    assert opt.venv_target() == str(opt.root / "releases" / RUNNING / "venv")
+    release_apply.trust(device.data_dir)
+    assert apply(settings(device, opt), FakeClock(NOW)).state == "installed"
+
+
+def test_a_trust_file_the_service_user_could_write_is_no_trust(device, opt, county_key):
+    trusted = device.data_dir / release_apply.TRUST
+    os.chown(trusted, 65534, 65534)
+    ready(device, county_key)
+    assert apply(settings(device, opt), FakeClock(NOW)).code == release_apply.EXIT_ERROR
+    assert read_state(device.data_dir)["code"] == "RELEASE_UNTRUSTED"
+    os.chown(trusted, 0, 0)
+    trusted.parent.chmod(0o777)  # a folder anyone may write into
+    assert apply(settings(device, opt), FakeClock(NOW)).code == release_apply.EXIT_ERROR
+
+
+def test_a_release_signed_with_the_key_pinned_in_the_database_only_is_refused(
+    device, opt, county_key
+):
+    """A service user who pins a key of their own in clinic.db and signs a release with it
+    gets nothing installed: root checks with the key it recorded."""
+    impostor = Ed25519PrivateKey.generate()
+    with device.store.write_transaction():
+        device.store.db.execute(
+            "UPDATE sync_enrollment SET county_public_key = ?", [public_key_text(impostor)]
+        )
+    ready(device, impostor)
+    outcome = apply(settings(device, opt), FakeClock(NOW))
+    assert outcome.state == "refused"
+    assert failed_record(device, "0.2.0")["reason"].startswith("RELEASE_BAD_SIGNATURE")
+    assert opt.venv_target() == str(opt.root / "releases" / RUNNING / "venv")
+
+
+def test_the_download_changed_after_staging_is_not_what_is_installed(device, opt, county_key):
+    """Root checks and installs its own copy: a file swapped in the service user's download
+    after the check cannot reach the install."""
+    folder = ready(device, county_key)
+    config = settings(device, opt)
+    staged = release_apply.stage(config, "0.2.0")
+    assert staged.stat().st_uid == 0 and staged.stat().st_mode & 0o077 == 0
+    for wheel in folder.glob("*.whl"):
+        wheel.write_bytes(b"swapped after the check")
+    facts = release_apply.database_state(device.data_dir)
+    release = release_apply.check_download(config, "0.2.0", staged, facts, NOW)
+    assert release.version == "0.2.0"
+    release_apply.install(config, "0.2.0", staged, release_apply.Outcome(0, "x"))
+    assert not staged.exists()  # the staged copy is dropped after the install
+
+
+def test_a_symlink_in_the_download_is_refused(device, opt, county_key):
+    folder = ready(device, county_key)
+    wheel = next(folder.glob("*.whl"))
+    wheel.unlink()
+    wheel.symlink_to("/etc/shadow")
+    outcome = apply(settings(device, opt), FakeClock(NOW))
+    assert outcome.state == "refused"
+    assert failed_record(device, "0.2.0")["reason"].startswith("RELEASE_FILE_MISMATCH")
+    assert not (opt.root / "staging").exists() or not any((opt.root / "staging").iterdir())
