@@ -16,7 +16,7 @@ SYSTEM_PACKAGES ?= pcscd vsmartcard-vpcd swig libpcsclite-dev chromium fonts-wqy
 PIP_TOOLS := pip==26.3 pip-tools==7.6.2
 UPGRADE ?=
 
-.PHONY: help demo test test-pi test-dates bench lint format system-deps lock clean
+.PHONY: help demo test test-pi test-dates bench lint format system-deps lock clean pi-bundle
 
 help:
 	@echo "make demo   - run the terminal on the embedded demo county"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench  - run the benchmarks, report in benchmarks/report.json"
 	@echo "make lint   - ruff, the import contracts (layers, no cycles) and mypy"
 	@echo "make lock   - recompile requirements/*.txt from pyproject.toml (UPGRADE=1: newest)"
+	@echo "make pi-bundle ARCH=arm64 - the offline install bundle in dist/pi-bundle-ARCH"
 
 # A new venv whenever the lock changes, so that it holds exactly the locked packages and
 # nothing an older lock left behind. --require-hashes: every file is checked against the
@@ -122,6 +123,16 @@ lock:
 	  pyproject.toml requirements/tools.in && \
 	compile --extra pcsc --extra dev -c requirements/runtime.txt \
 	  -o requirements/dev.txt pyproject.toml requirements/tools.in
+
+# The offline install bundle for a terminal (deploy/raspberry-pi/README.md): Debian
+# bookworm packages for ARCH (resolved by this machine's apt, no emulation; downloads kept
+# in /var/cache/clinic-pi) and the release's wheels, in dist/pi-bundle-$(ARCH).
+ARCH ?= $(shell dpkg --print-architecture)
+pi-bundle: $(STAMP)
+	@command -v dpkg-scanpackages >/dev/null || { [ "$$(id -u)" = 0 ] && \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dpkg-dev; } || { \
+	  echo "make pi-bundle needs dpkg-scanpackages (sudo apt-get install dpkg-dev)" >&2; exit 1; }
+	deploy/raspberry-pi/build-bundle.sh --arch $(ARCH) --out dist/pi-bundle-$(ARCH) --clinic $(BIN)/clinic
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis .mypy_cache .import_linter_cache .grimp_cache

@@ -8,10 +8,19 @@ from edge.maintenance_cli import COMMANDS as MAINTENANCE_COMMANDS
 from sync.cli import COMMANDS as SYNC_COMMANDS
 from sync.cli import hub
 from sync.hub_release_cli import release as hub_release
+from sync.release_cli import COMMANDS as RELEASE_COMMANDS
 from sync.statement_cli import statement_command as statement
 from web_ui.cli import COMMANDS as UI_COMMANDS
 
-for command in (card, receipt, *MAINTENANCE_COMMANDS, *UI_COMMANDS, *SYNC_COMMANDS, statement):
+for command in (
+    card,
+    receipt,
+    *MAINTENANCE_COMMANDS,
+    *UI_COMMANDS,
+    *SYNC_COMMANDS,
+    *RELEASE_COMMANDS,
+    statement,
+):
     main.add_command(command)
 hub.add_command(hub_release)
 

@@ -883,6 +883,13 @@ def sync_status_command(data_dir: Path, as_json: bool) -> None:
             f"refused {refusal['kind']} {refusal['version']}: {refusal['message']}"
             f" ({refusal['refused_at']})"
         )
+    software, release = status["software"], status["software"]["release"]
+    line = f"software {software['version']}"
+    if release:
+        line += f"; release {release['version']}: {release['state']}"
+        if release.get("detail"):
+            line += f" ({release['message_zh']} / {release['detail']})"
+    click.echo(line)
 
 
 @sync_group.command("pin")
@@ -921,6 +928,10 @@ def sync_pin_command(
 COMMANDS.extend([enroll_command, sync_group])
 
 
+# What a statement revision's change did to a row (docs/statements.md).
+CHANGE_NAMES = {"added": "新增", "removed": "删除", "changed": "更改"}
+
+
 @click.command("demo-month")
 @click.option(
     "--data-dir",
@@ -939,10 +950,19 @@ COMMANDS.extend([enroll_command, sync_group])
     show_default=True,
     help="Visits each clinic settles each day.",
 )
+@click.option(
+    "--alter-one",
+    is_flag=True,
+    help="Alter one settlement of the first clinic on the county's side, so that its "
+    "statement check disagrees and names it.",
+)
 @json_option
-def demo_month_command(base_dir: Path, month: str | None, visits_per_day: int, as_json: bool):
+def demo_month_command(
+    base_dir: Path, month: str | None, visits_per_day: int, alter_one: bool, as_json: bool
+):
     """The demo county's hub with three clinics' terminals and a month of their visits:
-    reversals, a week offline, a late upload (sync/demo_month.py)."""
+    reversals, a week offline, a late upload; each terminal's month close, the county's
+    statements and each terminal's check of its statement (sync/demo_month.py)."""
     from sync import demo_month
     from sync.hub.services import month_reports
 
@@ -955,22 +975,53 @@ def demo_month_command(base_dir: Path, month: str | None, visits_per_day: int, a
     if not over:
         raise click.BadParameter(f"{month} is not over yet", param_hint="--month")
     try:
-        made = demo_month.make_demo_month(base_dir, month, visits_per_day=visits_per_day)
+        made = demo_month.run_demo_month(
+            base_dir, month, visits_per_day=visits_per_day, alter_one=alter_one
+        )
     except FileExistsError as error:
         raise click.ClickException(str(error)) from None
     if as_json:
         print_json(made)
         return
-    click.echo(f"demo month {month}: hub in {made['hub_dir']}")
+    for line in demo_month_lines(made):
+        click.echo(line)
+
+
+def demo_month_lines(made: dict) -> list[str]:
+    """The demo month's summary for people, English and Chinese: per clinic its
+    settlements, fund, month close, statement revision and whether it agrees."""
+    from edge.domain.money import format_yuan
+
+    month = made["month"]
+    lines = [f"demo month {month} 演示月: hub 县平台 {made['hub_dir']}"]
     for clinic in made["clinics"]:
-        click.echo(
-            f"  {clinic['clinic_code']} {clinic['township']} {clinic['device_id']}:"
-            f" {clinic['settlements']} settlements, {clinic['reversals']} reversals"
+        statement = clinic["statement"]
+        fund = format_yuan(statement["total"]["hifp_pay"])
+        agrees = "yes 一致" if clinic["agrees"] else "NO 不一致"
+        lines.append(
+            f"  {clinic['clinic_code']} {clinic['township']}: {clinic['settlements']}"
+            f" settlements 笔结算, {clinic['reversals']} reversals 笔冲正, fund 统筹基金 {fund},"
+            f" month close 月结 #{clinic['monthly_close']['seq']},"
+            f" statement 结算单 revision 第 {statement['revision']} 版, agrees 对账: {agrees}"
         )
-    click.echo(
-        f"console: clinic hub serve --data-dir {made['hub_dir']}, then /console/reports"
-        f"?month={month} (county-admin / demo-admin-2026, molin-coord / demo-coord-2026)"
+        if statement["changes"]:
+            lines.append(
+                f"    revision {statement['revision']} changes 变更: "
+                + ", ".join(f"{c['tx_id']} ({c['what']} {CHANGE_NAMES[c['what']]})"
+                            for c in statement["changes"])
+            )  # fmt: skip
+        for difference in clinic["differences"]:
+            lines.append(
+                f"    differs 不一致 {difference['tx_id']} {difference['field']}:"
+                f" clinic 卫生室 {format_yuan(difference['device'])},"
+                f" county 县 {format_yuan(difference['county'])}"
+            )
+    lines.append(
+        f"console 管理台: clinic hub serve --data-dir {made['hub_dir']}, then /console/reports"
+        f"?month={month} or /console/clearing?month={month}"
+        " (county-admin / demo-admin-2026, molin-coord / demo-coord-2026)"
     )
+    return lines
 
 
 COMMANDS.append(demo_month_command)

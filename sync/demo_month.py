@@ -15,7 +15,9 @@ What the month holds, so that each part of the clearing has something to show:
 - a late upload: the third clinic's last days arrive only after the month has closed and
   the county's first statements are made (`on_statements` is called then, and again
   after the late records are recomputed, for the corrected statements);
-- the month closed on each device after its last daily close (`on_month_close`).
+- the month closed on each device after its last daily close (`on_month_close`), and at
+  the end each device's check of its statement (`on_checks`).
+`MonthWiring` gives the hooks that do these for real; `run_demo_month` passes them.
 """
 
 from collections.abc import Callable
@@ -30,8 +32,13 @@ from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.domain.model import Rejection, Visit, VisitLine
 from sync import agent
 from sync import demo as sync_demo
+from sync.agent.statements import check_statement
+from sync.hub import reconcile
 from sync.hub.bootstrap import open_hub_store
+from sync.hub.ports import HubStore
+from sync.hub.services import statements as hub_statements
 from sync.hub.services.reconciliation import reconcile_pending
+from sync.protocol import iso
 
 CHINA = ZoneInfo("Asia/Shanghai")
 OPERATOR = demo.DEMO_OPERATORS[0][0]
@@ -118,10 +125,13 @@ def make_demo_month(
     visits_per_day: int = 4,
     on_month_close: Callable[[DemoClinic, datetime], None] | None = None,
     on_statements: Callable[[Path, str, datetime], None] | None = None,
+    on_checks: Callable[[list[DemoClinic], str, datetime], None] | None = None,
 ) -> dict:
     """Make the demo month `month` ("YYYY-MM", over) in `base_dir` (new or empty): the hub
     in `base_dir/hub`, each clinic's terminal in `base_dir/clinics/CODE`. Returns what
-    was made: the hub's folder and, per clinic, its device, settlements and reversals."""
+    was made: the hub's folder and, per clinic, its device, settlements and reversals.
+    `on_checks(clinics, month, now)` comes last, while the hub still serves: the devices
+    check the county's statements then (`MonthWiring` passes all three hooks)."""
     base_dir = Path(base_dir)
     if base_dir.exists() and any(base_dir.iterdir()):
         raise FileExistsError(f"{base_dir} is not empty: the demo month needs a new folder")
@@ -178,6 +188,9 @@ def make_demo_month(
         if on_statements is not None:  # corrected by the late upload
             clock.now = late_at + timedelta(hours=1)
             on_statements(hub_dir, month, clock.now)
+        if on_checks is not None:  # the clinics fetch and compare the corrected statements
+            clock.now = late_at + timedelta(hours=2)
+            on_checks(clinics, month, clock.now)
         return {
             "month": month,
             "hub_dir": str(hub_dir),
@@ -224,3 +237,155 @@ def _settle_day(clinic: DemoClinic, clock: SteppingClock, day: datetime, count: 
                 reason=REVERSAL_REASON, operator=OPERATOR, now=clock.now,
             )  # fmt: skip
             clinic.reversed.append(reversal.record["tx_id"])
+
+
+# ---- the month's other parts, wired in -------------------------------------------------
+
+ALTERED_BY = 100  # fen the altered settlement's fund share moves to the person's cash
+
+
+class MonthWiring:
+    """The hooks of `make_demo_month` that run the month's clearing for real: each device
+    closes its month with its own month-close service after its last daily close (the
+    demo month then uploads the close), the hub builds every clinic's statement before
+    and after the late upload, and at the end each device fetches its statement and
+    compares it with its ledger as `clinic statement` does (the comparison is reported
+    to the hub). With `alter_one`, one settlement of the first clinic is altered on the
+    county's side before the first statements (its recomputation pays 1 yuan less from
+    the fund and 1 yuan more in cash), so that this clinic's check disagrees and names it.
+    """
+
+    def __init__(self, alter_one: bool = False) -> None:
+        self.alter_one = alter_one
+        self.clinics: list[DemoClinic] = []
+        self.closes: dict[str, dict] = {}  # clinic code → its monthly_close record
+        self.revisions: dict[str, list[int]] = {}  # clinic code → revision after each build
+        self.statements: dict[str, dict] = {}  # clinic code → latest revision, as stored
+        self.checks: dict[str, dict] = {}  # clinic code → the device's kept check
+        self.altered: dict | None = None
+
+    def hooks(self) -> dict:
+        return {
+            "on_month_close": self.on_month_close,
+            "on_statements": self.on_statements,
+            "on_checks": self.on_checks,
+        }
+
+    def on_month_close(self, clinic: DemoClinic, now: datetime) -> None:
+        self.clinics.append(clinic)
+        closed = services.close_month(clinic.store, clinic.identity, operator=OPERATOR, now=now)
+        self.closes[clinic.clinic_code] = closed.record
+
+    def on_statements(self, hub_dir: Path, month: str, now: datetime) -> None:
+        store = open_hub_store(hub_dir)
+        try:
+            if self.alter_one and self.altered is None:
+                self.altered = _alter_one(store, self.clinics[0], now)
+            for code, _township in CLINICS:
+                statement = hub_statements.refresh(store, code, month, now)
+                self.revisions.setdefault(code, []).append(statement.revision)
+                self.statements[code] = {
+                    "revision": statement.revision,
+                    "status": statement.status,
+                    "total": statement.content["total"],
+                    "changes": statement.content.get("changes", []),
+                }
+        finally:
+            store.close()
+
+    def on_checks(self, clinics: list[DemoClinic], month: str, now: datetime) -> None:
+        for clinic in clinics:
+            check = check_statement(clinic.store, clinic.identity, month, now)
+            if check is None:
+                raise RuntimeError(f"{clinic.clinic_code}: the county has no statement of {month}")
+            self.checks[clinic.clinic_code] = check
+
+    def summary(self, made: dict) -> dict:
+        """What was made, with each clinic's month close, statement and check."""
+        clinics = []
+        for clinic in made["clinics"]:
+            code = clinic["clinic_code"]
+            close, statement = self.closes[code], self.statements[code]
+            comparison = self.checks[code]["comparison"]
+            clinics.append(
+                {
+                    **clinic,
+                    "monthly_close": {
+                        "seq": close["seq"],
+                        "tx_id": close["tx_id"],
+                        "net": close["body"]["net"],
+                    },
+                    "statement": {
+                        "revision": statement["revision"],
+                        "revisions": self.revisions[code],
+                        "status": statement["status"],
+                        "total": statement["total"],
+                        "changes": [
+                            {"tx_id": c["tx_id"], "what": c["what"]} for c in statement["changes"]
+                        ],
+                    },
+                    "agrees": comparison["agrees"],
+                    "differences": comparison["differences"],
+                    "missing_at_county": comparison["missing_at_county"],
+                    "missing_on_device": comparison["missing_on_device"],
+                    "reported": self.checks[code]["reported_at"] is not None,
+                }
+            )
+        return {**made, "clinics": clinics, "altered": self.altered}
+
+
+def _record(clinic: DemoClinic, tx_id: str) -> dict:
+    record = clinic.store.record_by_tx(tx_id)
+    if record is None:
+        raise RuntimeError(f"{clinic.clinic_code}: no record {tx_id}")
+    return record
+
+
+def _alter_one(store: HubStore, clinic: DemoClinic, now: datetime) -> dict:
+    """Alter the county's recomputation of one of `clinic`'s settlements (not reversed,
+    its fund share at least ALTERED_BY): the demo's deliberate disagreement."""
+    undone = {_record(clinic, tx_id)["body"]["reverses"] for tx_id in clinic.reversed}
+    for tx_id in clinic.settled:
+        if tx_id in undone:
+            continue
+        status, result = store.recomputation_of(clinic.device_id, tx_id) or ("pending", None)
+        if status != "ok" or result is None or result["fund"] < ALTERED_BY:
+            continue
+        altered = {
+            **result,
+            "fund": result["fund"] - ALTERED_BY,
+            "cash": result["cash"] + ALTERED_BY,
+        }
+        record = _record(clinic, tx_id)
+        with store.unit_of_work():
+            store.save_recomputation(clinic.device_id, record["seq"], tx_id, "differs", altered)
+            # The county's reconciliation list shows it as any recomputation difference.
+            store.add_reconciliation_item(
+                clinic.device_id, record["seq"], tx_id, reconcile.SETTLEMENT_DIFFERS,
+                record["body"].get("business_day") or record["created_at"][:10],
+                {"insured_id": record["body"]["insured_id"],
+                 "fields": reconcile.differences(record["body"]["result"], altered),
+                 "accumulators_before": {}},
+                iso(now),
+            )  # fmt: skip
+        return {
+            "clinic_code": clinic.clinic_code,
+            "device_id": clinic.device_id,
+            "tx_id": tx_id,
+            "seq": record["seq"],
+            "hifp_pay": {"device": result["fund"], "county": altered["fund"]},
+            "psn_cash_pay": {"device": result["cash"], "county": altered["cash"]},
+        }
+    raise RuntimeError(f"{clinic.clinic_code}: no settlement to alter")
+
+
+def run_demo_month(
+    base_dir: Path, month: str, *, visits_per_day: int = 4, alter_one: bool = False
+) -> dict:
+    """The demo month with its month closes, statements and checks (`clinic demo-month`):
+    what `make_demo_month` made, each clinic with its `monthly_close`, `statement`
+    (revision, total, changes), `agrees` and the differences its check found; and
+    `altered` (the altered settlement, or None)."""
+    wiring = MonthWiring(alter_one=alter_one)
+    made = make_demo_month(base_dir, month, visits_per_day=visits_per_day, **wiring.hooks())
+    return wiring.summary(made)

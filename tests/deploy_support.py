@@ -128,12 +128,17 @@ def scratch_root(root: Path) -> Path:
     return root
 
 
-def run_install(root: Path, *extra: str) -> subprocess.CompletedProcess:
+def run_install(root: Path, *extra: str, path: Path | None = None) -> subprocess.CompletedProcess:
+    """install.sh --root ROOT; `path`: a folder of stand-in programs put first on PATH."""
+    env = {**os.environ}
+    if path is not None:
+        env["PATH"] = f"{path}:{env['PATH']}"
     return subprocess.run(
         ["bash", str(DEPLOY / "install.sh"), "--root", str(root), *extra],
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
 
 

@@ -30,6 +30,15 @@ from web_ui.context import get_store
 from web_ui.risk import review_forecast
 
 bp = Blueprint("status", __name__)
+# A software release's state on this terminal (docs/releases.md, "On the device").
+RELEASE_STATES = {
+    "downloading": _l("downloading"),
+    "ready": _l("downloaded, waiting to be installed"),
+    "installing": _l("being installed"),
+    "installed": _l("installed"),
+    "rolled_back": _l("rolled back: the terminal did not answer with it"),
+    "refused": _l("refused"),
+}
 DATA_KINDS = {
     "catalog": _l("Catalog"),
     "policy": _l("Policy"),
@@ -290,7 +299,23 @@ def sync_view(info: dict, moment: datetime) -> dict:
             str(DATA_KINDS.get(kind, kind)) for kind, v in installed.items() if v.get("expired")
         ],
         "refused": [sync_error_text(r) for r in info.get("refused_updates") or []],
+        "software": software_view(info.get("software")),
     }
+
+
+def software_view(software: dict | None) -> dict | None:
+    """The running version, and the latest release's state here with why."""
+    if not software:
+        return None
+    release = software.get("release") or None
+    if release:
+        why = None
+        if release.get("code"):
+            error = {"message_zh": release.get("message_zh"), "message": release.get("detail")}
+            why = sync_error_text(error)
+        state = str(RELEASE_STATES.get(release.get("state"), release.get("state")))
+        release = {"version": release.get("version"), "state": state, "why": why}
+    return {"version": software.get("version"), "release": release}
 
 
 def _detail(error: dict) -> str:

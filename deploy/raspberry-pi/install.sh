@@ -1,64 +1,79 @@
 #!/bin/bash
 # Turn Raspberry Pi OS Bookworm (Lite, 64-bit) into a clinic settlement terminal.
 #
-#   sudo deploy/raspberry-pi/install.sh [--wheelhouse DIR]
+#   sudo install.sh --bundle PATH      # offline: everything from `make pi-bundle` (README)
+#   sudo deploy/raspberry-pi/install.sh   # from a checkout, packages from the network
 #   sudo deploy/raspberry-pi/install.sh --root SCRATCH   # files only, into SCRATCH (tests)
 #
-# Idempotent: run it again after updating the checkout or editing /etc/clinic/devices.conf;
-# a run with nothing to do changes nothing (not even a file's modification time) and says
-# "nothing to change". See README.md next to this script.
+# Idempotent by state: each step checks the state it wants (packages installed, the venv
+# at the release and working, units loaded, udev rules loaded) and acts only when it
+# differs, so a step that failed last time is done again by the next run, and a run with
+# nothing to do changes nothing (not even a file's modification time) and says "nothing to
+# change". See README.md next to this script.
 set -euo pipefail
 umask 022
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SOURCE=$(cd "$HERE/../.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=packages.sh
+. "$HERE/packages.sh"
 
 ROOT=""
 DO_APT=1
 DO_SYSTEMCTL=1
 DO_VENV=1
-WHEELHOUSE=""
+APPLY=0
+BUNDLE=""
 
-VENV=/opt/clinic/venv
+OPT=/opt/clinic
+VENV=$OPT/venv
+WHEELS=$OPT/wheels
+STATE=$OPT/state
 DATA_DIR=/var/lib/clinic
 SERVICE_USER=clinic
 KIOSK_USER=clinic-kiosk
-PACKAGES=(
-    python3-venv python3-dev gcc swig libpcsclite-dev # the venv, and pyscard's build
-    pcscd libccid                                     # the card reader
-    cage fonts-noto-cjk                               # the kiosk (and Chinese text)
-    curl sqlite3                                      # health check, admin's tools
-)
 UNITS=(
     clinic-terminal.service clinic-healthcheck.service clinic-healthcheck.timer
     clinic-backup.service clinic-backup.timer clinic-kiosk.service
+    clinic-update.service clinic-update.path clinic-update.timer
 )
 ENABLE=(pcscd.socket clinic-terminal.service clinic-healthcheck.timer clinic-backup.timer
-    clinic-kiosk.service)
+    clinic-kiosk.service clinic-update.path clinic-update.timer)
 
 usage() {
     cat <<'EOF'
-Usage: install.sh [--wheelhouse DIR] [--no-apt] [--no-venv] [--no-systemctl]
-       install.sh --root DIR
+Usage: install.sh [--bundle PATH] [--no-apt] [--no-venv] [--no-systemctl]
+       install.sh --root DIR [--apply]
 
-Installs the clinic terminal on this Raspberry Pi OS Bookworm machine (run as root):
-Debian packages, the users clinic and clinic-kiosk, /var/lib/clinic (0700), the software
-in /opt/clinic/venv (from this checkout, with the pcsc extra), systemd units, udev rules,
-config files; enables the services. Safe to run again: it changes only what differs.
-Python packages come from requirements/runtime.txt, hash-checked (install-venv.sh).
+Installs the clinic terminal on this Raspberry Pi OS / Debian Bookworm machine (run as
+root): Debian packages (--no-install-recommends), the users clinic and clinic-kiosk,
+/var/lib/clinic (0700), the software as a release venv in /opt/clinic/releases/VERSION
+(/opt/clinic/venv points to it), systemd units, udev rules, config files; enables the
+services. Safe to run again: it changes only what differs from the state it wants.
 
-  --wheelhouse DIR  install Python packages from DIR only (pip --no-index): offline sites
+  --bundle PATH     install from an offline bundle (`make pi-bundle`): packages from its
+                    apt repository, the software from its release; no network at all.
+                    The default when this script is the bundle's own copy.
+                    Without a bundle: packages from the network (apt), the software built
+                    from this checkout (its hashed lock, from PyPI).
   --no-apt          do not install Debian packages
-  --no-venv         do not (re)install the software into /opt/clinic/venv
+  --no-venv         do not install the software
   --no-systemctl    do not reload or (re)start services or udev (units are still enabled)
   --root DIR        write every file under DIR instead of /, for tests and image builds;
                     implies --no-apt --no-venv --no-systemctl. DIR/etc/passwd and
                     DIR/etc/group must exist (users are added there with useradd --root).
+  --apply           with --root: still run the reload/restart step, with the systemctl and
+                    udevadm found on PATH (tests, with stand-ins)
 EOF
 }
 
 die() {
     echo "install.sh: $*" >&2
+    exit 1
+}
+refuse() { # zh en: an admin's error, Chinese first
+    echo "install.sh: $1" >&2
+    echo "install.sh: $2" >&2
     exit 1
 }
 
@@ -70,15 +85,16 @@ while [ $# -gt 0 ]; do
             shift
             ;;
         --root=*) ROOT=${1#--root=} ;;
-        --wheelhouse)
-            [ $# -ge 2 ] || die "--wheelhouse needs a directory"
-            WHEELHOUSE=$2
+        --bundle)
+            [ $# -ge 2 ] || die "--bundle needs a directory"
+            BUNDLE=$2
             shift
             ;;
-        --wheelhouse=*) WHEELHOUSE=${1#--wheelhouse=} ;;
+        --bundle=*) BUNDLE=${1#--bundle=} ;;
         --no-apt) DO_APT=0 ;;
         --no-venv) DO_VENV=0 ;;
         --no-systemctl) DO_SYSTEMCTL=0 ;;
+        --apply) APPLY=1 ;;
         -h | --help)
             usage
             exit 0
@@ -98,12 +114,10 @@ if [ -n "$ROOT" ]; then
     fi
     DO_APT=0
     DO_VENV=0
-    DO_SYSTEMCTL=0
+    DO_SYSTEMCTL=$APPLY
 fi
-if [ -n "$WHEELHOUSE" ]; then
-    [ -d "$WHEELHOUSE" ] || die "--wheelhouse $WHEELHOUSE: no such directory"
-    WHEELHOUSE=$(cd "$WHEELHOUSE" && pwd)
-fi
+# The bundle's own copy of this script installs from that bundle.
+[ -n "$BUNDLE" ] || [ ! -f "$SOURCE/BUNDLE.json" ] || BUNDLE=$SOURCE
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -124,37 +138,136 @@ was_changed() { # glob: did this run change a matching path?
     return 1
 }
 
+# ---- the bundle ----------------------------------------------------------------------------
+
+# Checked before anything is changed: every file as built, for this machine.
+check_bundle() {
+    [ -n "$BUNDLE" ] || return 0
+    if [ ! -f "$BUNDLE/BUNDLE.json" ] || [ ! -f "$BUNDLE/SHA256SUMS" ]; then
+        refuse "$BUNDLE 不是离线安装包（没有 BUNDLE.json 或 SHA256SUMS）" \
+            "$BUNDLE is not an install bundle (no BUNDLE.json or SHA256SUMS)"
+    fi
+    BUNDLE=$(cd "$BUNDLE" && pwd)
+    [[ $BUNDLE != *[[:space:]]* ]] ||
+        refuse "离线安装包的路径不能含空格：$BUNDLE" "the bundle's path must not hold blanks: $BUNDLE"
+    local want have
+    want=$(sed -n 's/.*"arch": *"\([a-z0-9]*\)".*/\1/p' "$BUNDLE/BUNDLE.json")
+    have=$(dpkg --print-architecture)
+    [ "$want" = "$have" ] ||
+        refuse "离线安装包是给 $want 的，本机是 $have：请用 make pi-bundle ARCH=$have 制作" \
+            "the bundle is for $want, this machine is $have: build one with make pi-bundle ARCH=$have"
+    refuse_downgrade "$BUNDLE/release/release.json"
+    echo "checking the bundle $BUNDLE ($want)"
+    (cd "$BUNDLE" && sha256sum --check --strict --quiet SHA256SUMS) >"$WORK/sums" 2>&1 ||
+        refuse "离线安装包已损坏或不完整，未做任何更改：$(head -c 400 "$WORK/sums")" \
+            "the bundle is damaged or incomplete, nothing was changed: $(head -c 400 "$WORK/sums")"
+}
+
+# Never back to a release older than the running one (an update may have moved it on, and
+# its database may have migrations the older one does not know).
+refuse_downgrade() { # release.json
+    local running
+    [ -x "$ROOT$VENV/bin/python" ] && [ -f "$ROOT$VENV/.clinic-release.json" ] || return 0
+    running=$("$ROOT$VENV/bin/python" - "$ROOT$VENV/.clinic-release.json" "$1" <<'EOF' || true
+import json, sys
+from packaging.version import Version
+
+running, offered = (json.load(open(path))["manifest"]["version"] for path in sys.argv[1:])
+if Version(offered) < Version(running):
+    print(running, offered)
+EOF
+)
+    [ -z "$running" ] ||
+        refuse "本机运行的软件版本 ${running% *} 比安装包里的 ${running#* } 新，未做任何更改：请用新的安装包" \
+            "this machine runs ${running% *}, newer than the bundle's ${running#* }: nothing changed, use a newer bundle"
+}
+
 # ---- Debian packages -----------------------------------------------------------------------
 
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
 
-browser_package() {
-    # Raspberry Pi OS has shipped Chromium as chromium-browser and, lately, as chromium.
-    if installed chromium || installed chromium-browser; then
-        return 0
-    fi
-    if apt-cache policy chromium 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-        echo chromium
+installed_list() { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' | awk '$1 == "ii" { print $2 }' | LC_ALL=C sort; }
+
+# apt: from the bundle's repository only (its own lists: the machine's are left alone),
+# or from the network.
+apt_install() {
+    if [ -n "$BUNDLE" ]; then
+        if [ ! -d "$WORK/apt/lists" ]; then
+            mkdir -p "$WORK/apt/lists/partial"
+            echo "deb [trusted=yes] file:$BUNDLE/debs ./" >"$WORK/apt/sources.list"
+            bundle_apt update
+        fi
+        DEBIAN_FRONTEND=noninteractive bundle_apt install -y --no-install-recommends "$@"
     else
-        echo chromium-browser
+        [ -e "$WORK/apt-updated" ] || apt-get -q update
+        touch "$WORK/apt-updated"
+        DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends "$@"
     fi
+}
+bundle_apt() {
+    apt-get -q -o Dir::Etc::SourceList="$WORK/apt/sources.list" \
+        -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists="$WORK/apt/lists" \
+        -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o APT::Sandbox::User=root "$@"
 }
 
 install_packages() {
+    local wanted=("${RUN_PACKAGES[@]}") missing=() package
     if [ "$DO_APT" = 0 ]; then
-        echo "skipped: Debian packages (${PACKAGES[*]} chromium)"
+        echo "skipped: Debian packages (${wanted[*]})"
         return 0
     fi
-    local missing=() package browser
-    for package in "${PACKAGES[@]}"; do
+    # Raspberry Pi OS once named Chromium chromium-browser: kept where installed.
+    if installed chromium-browser && ! installed chromium; then
+        wanted=("${wanted[@]/#chromium/chromium-browser}")
+    fi
+    for package in "${wanted[@]}"; do
         installed "$package" || missing+=("$package")
     done
-    browser=$(browser_package)
-    [ -z "$browser" ] || missing+=("$browser")
     [ ${#missing[@]} -gt 0 ] || return 0
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+    apt_install "${missing[@]}"
     changed packages "installed ${missing[*]}"
+}
+
+# pyscard's wheel is built once from its locked source (clinic-install-release): the
+# compiler and headers come for that build only and go again. What this script installed
+# for it is listed in $STATE/build-packages until it is purged, so an interrupted run
+# purges it next time.
+source_wheels_missing() { # release.json
+    local sha
+    for sha in $(python3 -c 'import json, sys
+for f in json.load(open(sys.argv[1]))["manifest"]["files"]:
+    if f["role"] == "source": print(f["sha256"])' "$1"); do
+        compgen -G "$WHEELS/$sha/*.whl" >/dev/null || return 0
+    done
+    return 1
+}
+
+add_build_packages() {
+    local missing=() package status=0
+    [ "$DO_APT" = 1 ] || return 0
+    for package in "${BUILD_PACKAGES[@]}"; do
+        installed "$package" || missing+=("$package")
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    mkdir -p "$STATE"
+    installed_list >"$WORK/before"
+    apt_install "${missing[@]}" || status=$?
+    # Recorded even when apt failed halfway: what came in goes again.
+    installed_list >"$WORK/after"
+    LC_ALL=C comm -13 "$WORK/before" "$WORK/after" >>"$STATE/build-packages"
+    [ "$status" = 0 ] || exit "$status"
+    changed packages "installed ${missing[*]} (to build pyscard, for this run only)"
+}
+
+purge_build_packages() {
+    if [ "$DO_APT" = 0 ] || [ ! -s "$STATE/build-packages" ]; then
+        return 0
+    fi
+    local packages
+    mapfile -t packages < <(LC_ALL=C sort -u "$STATE/build-packages")
+    DEBIAN_FRONTEND=noninteractive apt-get -q purge -y "${packages[@]}"
+    rm -f "$STATE/build-packages"
+    changed packages "purged ${packages[*]} (the build tools, no longer needed)"
 }
 
 # ---- users and directories -----------------------------------------------------------------
@@ -276,31 +389,102 @@ write_udev_rules() {
 
 # ---- the software --------------------------------------------------------------------------
 
+# Without a bundle: a release built from this checkout (its hashed lock, from PyPI) by a
+# throwaway venv, only when the checkout differs from what was installed last.
 source_fingerprint() {
     (
         cd "$SOURCE"
-        find pyproject.toml requirements/runtime.txt deploy/raspberry-pi/install-venv.sh \
-            edge drivers web_ui sync -type f \
+        find pyproject.toml requirements/runtime.txt edge drivers web_ui sync -type f \
             ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 |
             LC_ALL=C sort -z | xargs -0 sha256sum
     ) | sha256sum | cut -d' ' -f1
 }
 
-install_venv() {
+build_release_from_checkout() { # out
+    echo "building a release from $SOURCE (network: PyPI)"
+    python3 -m venv "$WORK/build"
+    awk '/^[^[:space:]#]/ { skip = ($1 ~ /^pyscard==/) } !skip' "$SOURCE/requirements/runtime.txt" \
+        >"$WORK/build-lock.txt"
+    "$WORK/build/bin/python" -m pip install -q --require-hashes --no-deps -r "$WORK/build-lock.txt"
+    # The checkout's code run in place (PYTHONPATH): nothing is written into the checkout.
+    PYTHONPATH=$SOURCE "$WORK/build/bin/python" -c 'from edge.console import main; main()' \
+        release build --source "$SOURCE" --out "$1" \
+        --arch "$(python3 -c 'import platform; print(platform.machine())')"
+}
+
+# A release by what is installed from it (its version and files), not when it was built.
+release_files() {
+    python3 -c 'import json, sys
+m = json.load(open(sys.argv[1]))["manifest"]
+print(json.dumps([m["version"], m["files"]], sort_keys=True))' "$1" 2>/dev/null || true
+}
+
+venv_has() { # venv release.json: complete, that release's files, and clinic runs
+    [ -x "$1/bin/clinic" ] && [ -f "$1/.clinic-release.json" ] &&
+        [ "$(release_files "$1/.clinic-release.json")" = "$(release_files "$2")" ] &&
+        "$1/bin/clinic" --version >/dev/null 2>&1
+}
+
+switch_venv() { # target: /opt/clinic/venv -> target, /opt/clinic/previous -> the one before
+    local old=""
+    [ ! -L "$VENV" ] || old=$(readlink "$VENV")
+    if [ -e "$VENV" ] && [ ! -L "$VENV" ]; then
+        # A venv of an older install.sh (a real folder): replaced by the link.
+        rm -rf "$VENV.old"
+        mv "$VENV" "$VENV.old"
+    fi
+    ln -sfn "$1" "$OPT/.venv.new"
+    mv -T "$OPT/.venv.new" "$VENV"
+    rm -rf "$VENV.old"
+    if [ -n "$old" ] && [ "$old" != "$1" ]; then
+        ln -sfn "$old" "$OPT/.previous.new"
+        mv -T "$OPT/.previous.new" "$OPT/previous"
+    fi
+}
+
+install_software() {
     if [ "$DO_VENV" = 0 ]; then
         echo "skipped: the software in $VENV (--no-venv)"
         return 0
     fi
-    local stamp="$VENV/.clinic-source-sha256" want wheelhouse=()
-    want=$(source_fingerprint)
-    if [ -x "$VENV/bin/clinic" ] && [ "$(cat "$stamp" 2>/dev/null || true)" = "$want" ]; then
-        return 0
+    local release fingerprint="" version target
+    if [ -n "$BUNDLE" ]; then
+        release=$BUNDLE/release
+    else
+        fingerprint=$(source_fingerprint)
+        if [ -L "$VENV" ] && [ "$(cat "$STATE/source-sha256" 2>/dev/null || true)" = "$fingerprint" ] &&
+            venv_has "$VENV" "$VENV/.clinic-release.json"; then
+            purge_build_packages
+            return 0
+        fi
+        release=$WORK/release
+        build_release_from_checkout "$release"
+        refuse_downgrade "$release/release.json"
     fi
-    # Every package from requirements/runtime.txt, checked against its hashes.
-    [ -z "$WHEELHOUSE" ] || wheelhouse=(--wheelhouse "$WHEELHOUSE")
-    "$HERE/install-venv.sh" "$VENV" "${wheelhouse[@]+"${wheelhouse[@]}"}"
-    echo "$want" >"$stamp"
-    changed venv "installed the software from $SOURCE into $VENV"
+    version=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["manifest"]["version"])' \
+        "$release/release.json")
+    target=$OPT/releases/$version/venv
+    if ! venv_has "$target" "$release/release.json"; then
+        if source_wheels_missing "$release/release.json"; then
+            add_build_packages
+        fi
+        if [ "$(readlink -f "$VENV" 2>/dev/null || true)" = "$target" ]; then
+            # The same version rebuilt: replaced in place, the terminal stopped meanwhile.
+            [ "$DO_SYSTEMCTL" = 0 ] || systemctl stop clinic-terminal.service
+            rm -f "$VENV"
+        fi
+        bash "$HERE/bin/clinic-install-release" "$release" "$target" # bash: a stick may drop the x bit
+        changed venv "installed release $version in $target"
+    fi
+    if [ "$(readlink "$VENV" 2>/dev/null || true)" != "$target" ]; then
+        switch_venv "$target"
+        changed venv "switched $VENV to release $version"
+    fi
+    if [ -n "$fingerprint" ] && [ "$(cat "$STATE/source-sha256" 2>/dev/null || true)" != "$fingerprint" ]; then
+        mkdir -p "$STATE"
+        echo "$fingerprint" >"$STATE/source-sha256"
+    fi
+    purge_build_packages
 }
 
 # ---- systemd -------------------------------------------------------------------------------
@@ -333,26 +517,55 @@ enable_unit() {
     changed "enabled:$1" "enabled $1"
 }
 
+# What a reload or restart applied, by hash, in $STATE: written only once it succeeded, so a
+# step that failed is done again by the next run.
+hash_of() { { cat "$@" 2>/dev/null || true; } | sha256sum | cut -d' ' -f1; }
+stamp_differs() { [ "$(cat "$ROOT$STATE/$1" 2>/dev/null || true)" != "$2" ]; }
+write_stamp() {
+    mkdir -p "$ROOT$STATE"
+    echo "$2" >"$ROOT$STATE/.$1.new"
+    mv -f "$ROOT$STATE/.$1.new" "$ROOT$STATE/$1"
+}
+
 apply_to_running_system() {
     if [ "$DO_SYSTEMCTL" = 0 ]; then
         echo "skipped: reloading and starting services (--no-systemctl)"
         return 0
     fi
-    if was_changed '/etc/systemd/system/*' || was_changed 'enabled:*'; then
+    local unit stale=0 udev journald terminal
+    for unit in "${UNITS[@]}"; do
+        [ "$(systemctl show -p NeedDaemonReload --value "$unit" 2>/dev/null || true)" != yes ] ||
+            stale=1
+    done
+    if [ "$stale" = 1 ] || was_changed '/etc/systemd/system/*' || was_changed 'enabled:*'; then
         systemctl daemon-reload
+        changed daemon-reload "reloaded systemd's units"
     fi
-    if was_changed /etc/udev/rules.d/99-clinic-devices.rules || was_changed 'user:*'; then
+    udev=$(hash_of "$ROOT/etc/udev/rules.d/99-clinic-devices.rules" "$ROOT/etc/group")
+    if ! udevadm control --ping >/dev/null 2>&1; then
+        echo "not reloaded: udev rules (udevd is not running here; it reads them when it starts)"
+    elif stamp_differs udev-rules "$udev"; then
         udevadm control --reload-rules
         udevadm trigger --subsystem-match=tty --action=add
+        write_stamp udev-rules "$udev"
+        changed udev "reloaded the udev rules"
     fi
-    if was_changed /etc/systemd/journald.conf.d/clinic.conf; then
+    journald=$(hash_of "$ROOT"/etc/systemd/journald.conf.d/*.conf)
+    if stamp_differs journald "$journald"; then
         systemctl restart systemd-journald
+        write_stamp journald "$journald"
+        changed journald "restarted systemd-journald (its settings)"
     fi
-    systemctl start pcscd.socket clinic-healthcheck.timer clinic-backup.timer
-    if [ ! -e "$DATA_DIR/clinic.db" ]; then
+    systemctl start pcscd.socket clinic-healthcheck.timer clinic-backup.timer \
+        clinic-update.path clinic-update.timer
+    terminal="$(readlink "$ROOT$VENV" || true) $(hash_of "$ROOT/etc/clinic/clinic.env" \
+        "$ROOT/etc/systemd/system/clinic-terminal.service")"
+    if [ ! -e "$ROOT$DATA_DIR/clinic.db" ]; then
         echo "not started: clinic-terminal (no device data yet: see the README's walkthrough)"
-    elif was_changed venv || was_changed /etc/systemd/system/clinic-terminal.service; then
+    elif stamp_differs terminal "$terminal"; then
         systemctl restart clinic-terminal.service
+        write_stamp terminal "$terminal"
+        changed terminal "restarted clinic-terminal (its software or settings)"
     else
         systemctl start clinic-terminal.service
     fi
@@ -381,6 +594,20 @@ check_overlay_config() {
 
 # fake-hwclock's saved time on the data partition (/etc/default/fake-hwclock), in a folder
 # of root's there, seeded from the time saved so far; saved every 15 minutes.
+# A terminal enrolled before releases were signed for root: root records the county key
+# it pinned (`clinic release trust`; /usr/local/bin/clinic does it after each enrollment).
+trust_county_key() {
+    local trusted="$DATA_DIR/.system/county-release.pub"
+    if [ "$DO_VENV" = 0 ] || [ -e "$trusted" ] || [ ! -e "$DATA_DIR/clinic.db" ]; then
+        return 0
+    fi
+    if "$VENV/bin/clinic" release trust --data-dir "$DATA_DIR"; then
+        changed "$trusted" "recorded the county key for software releases"
+    else
+        echo "not recorded: the county key for releases (not enrolled yet?)"
+    fi
+}
+
 check_clock() {
     local saved="$DATA_DIR/.system/fake-hwclock.data"
     ensure_dir "$DATA_DIR/.system" 0700 root root
@@ -392,6 +619,7 @@ check_clock() {
 
 # ---- the installation ------------------------------------------------------------------------
 
+check_bundle
 install_packages
 
 ensure_user "$SERVICE_USER" "$DATA_DIR" "Clinic settlement terminal" dialout
@@ -401,13 +629,17 @@ ensure_dir "/home/$KIOSK_USER" 0700 "$KIOSK_USER" "$KIOSK_USER"
 ensure_dir /opt/clinic 0755 root root
 ensure_dir /opt/clinic/bin 0755 root root
 ensure_dir /opt/clinic/doc 0755 root root
+ensure_dir /opt/clinic/releases 0755 root root
+ensure_dir /opt/clinic/wheels 0755 root root
+ensure_dir /opt/clinic/state 0755 root root
 ensure_dir /etc/clinic 0755 root root
 
-install_venv
+install_software
 
 install_file "$HERE/bin/clinic" /usr/local/bin/clinic 0755
 install_file "$HERE/bin/clinic-overlay" /usr/local/sbin/clinic-overlay 0755
-for script in clinic-healthcheck clinic-nightly-backup clinic-kiosk-browser; do
+for script in clinic-healthcheck clinic-nightly-backup clinic-kiosk-browser \
+    clinic-install-release clinic-update; do
     install_file "$HERE/bin/$script" "/opt/clinic/bin/$script" 0755
 done
 install_file "$HERE/README.md" /opt/clinic/doc/README.md 0644
@@ -432,6 +664,7 @@ for unit in "${ENABLE[@]}"; do
 done
 check_clock
 check_overlay_config
+trust_county_key
 
 apply_to_running_system
 

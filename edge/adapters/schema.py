@@ -7,10 +7,41 @@ that the terminal UI and the sync agent used to create as migration sets of thei
 are there and the steps only record that they are.
 """
 
+import sqlite3
+
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("clinic-device")
+MIGRATION_SET = "clinic-device"
+
+
+def known_migrations() -> list[str]:
+    """The names of this code's migrations, in order: what a release's manifest lists as
+    its `schema` (`sync/releases.py`)."""
+    return [migration.name for migration in migrations._migrations]
+
+
+def applied_migrations(conn: sqlite3.Connection) -> list[str]:
+    """The clinic-device migrations a database has had, read without changing it."""
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlite_migrations'"
+    ).fetchone()
+    if not has_table:
+        return []
+    rows = conn.execute(
+        "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY rowid",
+        [MIGRATION_SET],
+    )
+    return [name for (name,) in rows]
+
+
+def unknown_migrations(conn: sqlite3.Connection) -> list[str]:
+    """Migrations the database has had that this code does not know: a newer release
+    wrote it (a rollback after a migration), and this code must not touch it."""
+    known = set(known_migrations())
+    return [name for name in applied_migrations(conn) if name not in known]
+
 
 # What a ledger row adds to the fund paid: settlements pay, reversals give it back.
 _SIGNED_FUND = (

@@ -29,7 +29,7 @@ from typing import Any
 
 import sqlite_utils
 
-from edge.adapters.schema import migrations
+from edge.adapters.schema import migrations, unknown_migrations
 from edge.domain.documents import (
     YEAR_WIDE,
     InsuredPerson,
@@ -188,6 +188,22 @@ def _disk_full(data_dir: Path | None) -> bool:
 
 class StoreError(Exception):
     """A refused store operation; the message is for the operator."""
+
+
+class SchemaNewer(StoreError):
+    """SCHEMA_NEWER: the database has had migrations this code does not know (a newer
+    release migrated it, then the software went back): opening it could damage it."""
+
+    code = "SCHEMA_NEWER"
+
+    def __init__(self, unknown: list[str]) -> None:
+        self.unknown = unknown
+        super().__init__(
+            "设备数据库的结构比本软件版本新（由更新的版本升级过），本版本不能打开它：请安装该新版本"
+            f"或联系县里 / SCHEMA_NEWER: the device database has migrations this software"
+            f" does not know ({', '.join(unknown)}): it was upgraded by a newer release;"
+            " run that release again or call the county"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,6 +393,10 @@ class SqliteDeviceStore:
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         store = cls(connect(path))
+        unknown = unknown_migrations(store.db.conn)
+        if unknown:  # never write to a schema this code does not know
+            store.close()
+            raise SchemaNewer(unknown)
         if migrations.pending(store.db):  # the one place clinic.db's schema changes
             # under the write lock, checked again there: a scheduler, the doctor and a
             # command opening a device from an older release at once must not collide

@@ -4,10 +4,11 @@
   nothing leaves the outbox before the hub's acknowledgement, and the ledger itself is
   never touched;
 - `updates`: signed county versions (`county_updates.py`);
-- `heartbeat`: versions, records waiting, disk free, the device clock.
+- `heartbeat`: versions, records waiting, disk free, the device clock, the software.
 
-Each job runs once at a time (a lock per data directory and job); after a failure it
-records when to try again (`sync.planner.backoff_delay`). `sync_once` runs all three now.
+The `release` job (`releases.py`) runs apart, on the scheduler only. Each job runs once
+at a time (a lock per data directory and job); after a failure it records when to try
+again (`sync.planner.backoff_delay`). `sync_once` runs all three now.
 """
 
 import random
@@ -27,6 +28,7 @@ from edge.ports import DeviceRow
 from sync.agent import state
 from sync.agent.client import HubClient, HubRefusal
 from sync.agent.county_updates import pull_updates
+from sync.agent.releases import heartbeat_member
 from sync.planner import backoff_delay, plan_batch
 from sync.protocol import (
     MAX_BATCH_BYTES,
@@ -305,6 +307,9 @@ def send_heartbeat(
         "disk_free_bytes": shutil.disk_usage(data_dir).free,
         "agent": AGENT,
     }
+    software = heartbeat_member(data_dir)
+    if software is not None:  # the running software and its latest release's state
+        document["software"] = software
     answer = client.heartbeat(document, now)
     acked = answer.get("acked_seq")
     if type(acked) is int:

@@ -1,5 +1,6 @@
 """The agent's jobs in the background (APScheduler 3.x), for `clinic serve`: each job on
-its interval, once at a time, skipped while it backs off after a failure."""
+its interval, once at a time, skipped while it backs off after a failure. The release
+download (`releases.py`) is one more job here, in a thread of its own."""
 
 import logging
 import random
@@ -21,13 +22,14 @@ from sync.agent.jobs import (
     new_report,
     run_job,
 )
+from sync.agent.releases import RELEASE_JOB, run_release_job
 from sync.protocol import SyncError
 
 log = logging.getLogger(__name__)
 
 # The heartbeat every half minute: the status strip says whether the hub answered within
 # the last minute (`sync.agent.status.ONLINE_FOR_S`).
-JOB_INTERVALS_S = {"upload": 60, "updates": 15 * 60, "heartbeat": 30}
+JOB_INTERVALS_S = {"upload": 60, "updates": 15 * 60, "heartbeat": 30, RELEASE_JOB: 30 * 60}
 
 
 def job_is_due(job_state: state.JobState | None, now: datetime) -> bool:
@@ -66,6 +68,8 @@ def run_scheduled_job(
                 return None
             if job == "heartbeat":
                 client.timeout_s = HEARTBEAT_TIMEOUT_S
+            if job == RELEASE_JOB:  # a download of its own, never in the uploads' way
+                return run_release_job(store, client, Path(data_dir), enrollment, now, rng)
             report = new_report(now, client.base_url)
             run_job(store, identity, Path(data_dir), client, enrollment, job, now, report, rng)
             if client.clock_offset_s != enrollment.clock_offset_s:
@@ -92,8 +96,10 @@ def start_scheduler(
     intervals = {**JOB_INTERVALS_S, **(intervals_s or {})}
     scheduler = BackgroundScheduler(timezone=CLINIC_TZ)
     start = datetime.now(CLINIC_TZ)  # APScheduler runs on the real clock
-    # The heartbeat first: until the hub has answered, the status strip cannot say 在线.
-    for index, job in enumerate(sorted(JOBS, key=lambda j: j != "heartbeat")):
+    # The heartbeat first: until the hub has answered, the status strip cannot say 在线;
+    # the release download last, on its own (a thread of its own, a lock of its own).
+    order = [*sorted(JOBS, key=lambda j: j != "heartbeat"), RELEASE_JOB]
+    for index, job in enumerate(order):
         scheduler.add_job(
             run_scheduled_job,
             "interval",

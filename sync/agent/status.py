@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from edge.adapters.sqlite_store import SqliteDeviceStore
 from sync.agent import state
 from sync.agent.jobs import UNREACHED
+from sync.agent.releases import RELEASE_JOB, software_status
 from sync.protocol import certificate_fingerprint, key_fingerprint
 from sync.updates import KINDS
 
@@ -89,6 +90,7 @@ def sync_status(store: SqliteDeviceStore, now: datetime | None = None) -> dict:
             for job, state in sorted(jobs.items())
         },
         "installed": versions,
+        "software": software_status(store),
         "refused_updates": [
             {
                 "kind": r.kind,
@@ -112,8 +114,8 @@ def connection(jobs: dict[str, state.JobState], now: datetime | None) -> dict:
     that succeeds may have had nothing to send, so only its failures count."""
     outcomes = []
     for job in jobs.values():
-        if job.last_attempt_at is None:
-            continue
+        if job.last_attempt_at is None or job.job == RELEASE_JOB:
+            continue  # a release download's trouble is shown apart (`software`)
         failed = job.last_error_code is not None
         if failed or job.job != "upload":
             outcomes.append((datetime.fromisoformat(job.last_attempt_at), failed, job))

@@ -228,11 +228,12 @@ def test_every_package_command_is_on_clinic_whatever_was_imported_first():
     """The packages' command modules import edge; `edge.console` puts them all on `clinic`,
     so importing one of them first (as a fresh process may) breaks nothing."""
     script = (
-        "import drivers.cli, sync.cli, web_ui.cli, edge.maintenance_cli\n"
+        "import drivers.cli, sync.cli, sync.release_cli, web_ui.cli, edge.maintenance_cli\n"
         "from edge.console import main\n"
         "print(' '.join(sorted(main.commands)))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     commands = set(result.stdout.split())
-    assert {"settle", "card", "receipt", "doctor", "serve", "sync", "hub", "enroll"} <= commands
+    assert {"settle", "card", "receipt", "doctor", "serve", "sync", "hub", "enroll",
+            "release"} <= commands  # fmt: skip

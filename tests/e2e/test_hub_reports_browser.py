@@ -1,9 +1,13 @@
 """The county console's month report in a real headless Chromium (zh-CN, a desk
 screen) against a real hub holding the demo month (sync/demo_month.py): the county's
 administrator signs in, opens the month, and the server-drawn SVG charts are there, with
-their titles, and add up to the figures of the page's tables. A screenshot of the page
+their titles, and add up to the figures of the page's tables; the page's totals are the
+sum of the clinics' clearing statements, and each clinic's clearing status (draft, agreed,
+paid) is the one its statement has. A screenshot of the page
 goes to test-artifacts/web-e2e/hub-month-report/; axe-core finds no serious or critical
 accessibility problem on it."""
+
+from types import SimpleNamespace
 
 import pytest
 from axe import describe, violations
@@ -11,8 +15,11 @@ from browser_support import Shots
 from clock import NOW, FakeClock
 
 from edge.domain.money import format_yuan
-from sync.demo_month import make_demo_month, previous_month
+from sync.demo_month import CLINICS, previous_month, run_demo_month
+from sync.hub.bootstrap import open_hub_store
 from sync.hub.server import serve_in_background
+from sync.hub.services import statements
+from sync.statements import PAYERS
 
 MONTH = previous_month(NOW)
 
@@ -20,9 +27,27 @@ MONTH = previous_month(NOW)
 @pytest.fixture
 def month_hub(tmp_path, monkeypatch):
     monkeypatch.delenv("CLINIC_HUB_DATABASE", raising=False)  # the hub's own SQLite
-    made = make_demo_month(tmp_path / "demo", MONTH, visits_per_day=2)
+    made = run_demo_month(tmp_path / "demo", MONTH, visits_per_day=2)
+    # The county agrees the first clinic's statement and pays the second's; the third's
+    # (revised by the late upload) stays a draft.
+    (first, _), (second, _), (third, _) = CLINICS
+    store = open_hub_store(made["hub_dir"])
+    try:
+        for code, steps in ((first, ["agreed"]), (second, ["agreed", "paid"])):
+            for status in steps:
+                statements.set_status(
+                    store, clinic_code=code, month=MONTH, revision=None, status=status,
+                    by="county-admin", now=NOW, reference="GK-DEMO-01", paid_on=str(NOW.date()),
+                )  # fmt: skip
+        stated = {code: store.latest_statement(code, MONTH) for code, _ in CLINICS}
+    finally:
+        store.close()
     hub = serve_in_background(made["hub_dir"], config={"CLOCK": FakeClock(NOW)})
-    yield hub
+    yield SimpleNamespace(
+        url=hub.url,
+        statements={code: s.content["total"] for code, s in stated.items()},
+        clearing={first: "agreed", second: "paid", third: "draft"},
+    )
     hub.stop()
 
 
@@ -85,6 +110,20 @@ def test_the_month_charts_render_and_add_up_to_the_page_s_tables(month_hub, desk
         "#clinics td[data-fen]", "cells => cells.map(c => Number(c.dataset.fen))"
     )
     assert sum(clinic_cells) == fund
+
+    # The page's totals are the clinics' statements' totals; each clinic's clearing
+    # status is its statement's, in Chinese.
+    for payer in PAYERS:
+        stated = sum(total[payer] for total in month_hub.statements.values())
+        assert cell_fen(page, f"#total-{payer}") == stated, payer
+    shown = page.eval_on_selector_all(
+        "#clinics td.clearing",
+        "cells => cells.map(c => [c.closest('tr').querySelector('a').textContent.trim(),"
+        " c.dataset.clearing, c.textContent.trim()])",
+    )
+    assert {code: status for code, status, _ in shown} == month_hub.clearing
+    names = {status: text for _, status, text in shown}
+    assert names == {"draft": "结算单草稿", "agreed": "结算单已确认", "paid": "已支付"}
 
     # What a person sees: Chinese titles, the total in yuan, an accessible name.
     chart = page.locator("#chart-fund-by-day")

@@ -13,10 +13,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from deploy_support import DEPLOY, REPO, run_install, scratch_root, tree_state
+from deploy_support import DEPLOY, run_install, scratch_root, tree_state
 
 UNITS = sorted(p.name for p in (DEPLOY / "systemd").iterdir())
-SCRIPTS = [DEPLOY / "install.sh", DEPLOY / "install-venv.sh", *sorted((DEPLOY / "bin").iterdir())]
+SCRIPTS = [DEPLOY / "install.sh", DEPLOY / "build-bundle.sh", *sorted((DEPLOY / "bin").iterdir())]
+SOURCED = [DEPLOY / "packages.sh"]
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +37,34 @@ def passwd_entry(root: Path, user: str) -> list[str]:
 
 def test_every_script_passes_shellcheck():
     assert {p.name for p in SCRIPTS} == {
-        "install.sh", "install-venv.sh", "clinic", "clinic-healthcheck", "clinic-kiosk-browser",
-        "clinic-nightly-backup", "clinic-overlay",
+        "install.sh", "build-bundle.sh", "clinic", "clinic-healthcheck", "clinic-kiosk-browser",
+        "clinic-nightly-backup", "clinic-install-release", "clinic-update", "clinic-overlay",
     }  # fmt: skip
     for script in SCRIPTS:
         assert script.read_text().startswith("#!/bin/"), script
         assert os.access(script, os.X_OK), f"{script} is not executable"
     done = subprocess.run(
-        ["shellcheck", "--external-sources", *map(str, SCRIPTS)], capture_output=True, text=True
-    )
+        ["shellcheck", "--external-sources", *map(str, SCRIPTS + SOURCED)],
+        capture_output=True, text=True,
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_no_pipeline_ends_early_and_apt_never_takes_recommends():
+    """`cmd | grep -q` (or `| head`) under pipefail fails at random: grep exits at the
+    first match and cmd dies of SIGPIPE. And every apt install is --no-install-recommends
+    (Recommends pull in avahi-daemon, cups-pk-helper, upower...)."""
+    for script in SCRIPTS + SOURCED:
+        text = script.read_text()
+        for early in ("| grep -q", "| grep -m", "| head", "|head", "| sed -n 1p", "| read"):
+            assert early not in text, f"{script.name}: '{early}'"
+        for line in text.splitlines():
+            if "install -y" in line or "-y install" in line:
+                assert "--no-install-recommends" in line, f"{script.name}: {line.strip()}"
+    install = (DEPLOY / "install.sh").read_text()
+    assert install.count("install -y --no-install-recommends") == 2  # the bundle's, the network's
+    bundle = (DEPLOY / "build-bundle.sh").read_text()
+    assert 'APT::Install-Recommends "false";' in bundle and "-y install" in bundle
 
 
 def test_the_first_run_installs_everything_under_the_root(installed):
@@ -71,8 +90,11 @@ def test_the_first_run_installs_everything_under_the_root(installed):
     assert (wants / "multi-user.target.wants/clinic-kiosk.service").is_symlink()
     assert (wants / "timers.target.wants/clinic-backup.timer").is_symlink()
     assert (wants / "timers.target.wants/clinic-healthcheck.timer").is_symlink()
+    assert (wants / "timers.target.wants/clinic-update.timer").is_symlink()
+    assert (wants / "paths.target.wants/clinic-update.path").is_symlink()
     assert (wants / "sockets.target.wants/pcscd.socket").is_symlink()
-    for script in ("clinic-healthcheck", "clinic-nightly-backup", "clinic-kiosk-browser"):
+    for script in ("clinic-healthcheck", "clinic-nightly-backup", "clinic-kiosk-browser",
+                   "clinic-update"):  # fmt: skip
         assert os.access(root / "opt/clinic/bin" / script, os.X_OK)
     assert os.access(root / "usr/local/bin/clinic", os.X_OK)
     assert (root / "etc/clinic/clinic.env").read_text().count("CLINIC_READER=pcsc://") == 1
@@ -90,6 +112,9 @@ def test_the_first_run_installs_everything_under_the_root(installed):
     rules = (root / "etc/udev/rules.d/99-clinic-devices.rules").read_text()
     assert "/dev/clinic-scanner: not configured" in rules
     assert not (root / "opt/clinic/venv").exists()  # --root implies --no-venv
+    assert os.access(root / "opt/clinic/bin/clinic-install-release", os.X_OK)
+    for folder in ("releases", "wheels", "state"):
+        assert (root / "opt/clinic" / folder).is_dir()
     assert "skipped: Debian packages" in first.stdout
 
 
@@ -137,6 +162,7 @@ SECURITY_CEILINGS = {
     "clinic-backup.service": 2.8,
     "clinic-kiosk.service": 4.2,
     "clinic-clock-save.service": 1.1,
+    "clinic-update.service": 2.5,
 }
 
 
@@ -195,6 +221,109 @@ def test_udev_rules_follow_devices_conf_and_stay_put(tmp_path):
     assert (root / "etc/udev/rules.d/99-clinic-devices.rules").read_text() == rules
 
 
+def test_a_failed_reload_is_done_again_by_the_next_run(tmp_path):
+    """The apply step (--apply: run with --root, against stand-ins for systemctl and
+    udevadm) keeps what it applied as stamps written only after success: a udev reload
+    that failed is retried by the next run, which then reports it; a third run does
+    nothing. The terminal is restarted once for new software or settings, else started."""
+    root = scratch_root(tmp_path / "root")
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    stub(
+        bin_dir, "systemctl",
+        'case "$1" in --root=*) exec /usr/bin/systemctl "$@" ;; esac\n'
+        f'echo "systemctl $*" >> {log}\n'
+        '[ "$1" != show ] || echo no',
+    )  # fmt: skip
+    failed_once = tmp_path / "udevadm-failed"
+    stub(
+        bin_dir, "udevadm",
+        f'[ "$*" = "control --ping" ] && exit 0\necho "udevadm $*" >> {log}\n'
+        f'if [ "$2" = --reload-rules ] && [ ! -e {failed_once} ]; then\n'
+        f'  touch {failed_once}; echo "udevadm: simulated failure" >&2; exit 1\nfi',
+    )  # fmt: skip
+
+    first = run_install(root, "--apply", path=bin_dir)
+    assert first.returncode != 0 and "simulated failure" in first.stderr
+    assert "systemctl daemon-reload" in log.read_text()
+    assert not (root / "opt/clinic/state/udev-rules").exists()
+
+    second = run_install(root, "--apply", path=bin_dir)
+    assert second.returncode == 0, second.stderr
+    assert "changed: reloaded the udev rules" in second.stdout
+    assert "changed: restarted systemd-journald (its settings)" in second.stdout
+    assert "changed: reloaded systemd" not in second.stdout  # nothing left to load
+    assert "not started: clinic-terminal" in second.stdout
+    assert second.stdout.splitlines()[-1] == f"install.sh: 2 change(s) in {root}"
+    assert log.read_text().count("udevadm control --reload-rules") == 2
+    assert "udevadm trigger --subsystem-match=tty --action=add" in log.read_text()
+
+    before = tree_state(root)
+    third = run_install(root, "--apply", path=bin_dir)
+    assert third.stdout.splitlines()[-1] == f"install.sh: nothing to change in {root}"
+    assert tree_state(root) == before
+    assert log.read_text().count("udevadm control --reload-rules") == 2
+
+    (root / "var/lib/clinic/clinic.db").write_bytes(b"")  # the device is set up
+    fourth = run_install(root, "--apply", path=bin_dir)
+    assert "changed: restarted clinic-terminal" in fourth.stdout
+    assert log.read_text().splitlines()[-1] == "systemctl restart clinic-terminal.service"
+    fifth = run_install(root, "--apply", path=bin_dir)
+    assert fifth.stdout.splitlines()[-1] == f"install.sh: nothing to change in {root}"
+    assert log.read_text().splitlines()[-1] == "systemctl start clinic-terminal.service"
+
+
+def fake_bundle(folder: Path, arch: str) -> Path:
+    (folder / "debs").mkdir(parents=True)
+    (folder / "debs/Packages").write_text("")
+    (folder / "BUNDLE.json").write_text(json.dumps({"format": 1, "arch": arch,
+        "debian": "bookworm", "version": "0.1.0", "built_at": "2026-01-01T00:00:00Z"}))  # fmt: skip
+    sums = subprocess.run(["sha256sum", "BUNDLE.json", "debs/Packages"], cwd=folder,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    (folder / "SHA256SUMS").write_text(sums.stdout)
+    return folder
+
+
+def test_a_bundle_for_another_machine_or_damaged_is_refused_changing_nothing(tmp_path):
+    root = scratch_root(tmp_path / "root")
+    before = tree_state(root)
+    machine = subprocess.check_output(["dpkg", "--print-architecture"], text=True).strip()
+    other = "arm64" if machine != "arm64" else "amd64"
+    refused = run_install(root, "--bundle", str(fake_bundle(tmp_path / "other", other)))
+    assert refused.returncode == 1
+    assert f"离线安装包是给 {other} 的，本机是 {machine}" in refused.stderr
+    assert f"the bundle is for {other}, this machine is {machine}" in refused.stderr
+    assert tree_state(root) == before
+
+    damaged = fake_bundle(tmp_path / "damaged", machine)
+    (damaged / "debs/Packages").write_text("Package: evil\n")
+    refused = run_install(root, "--bundle", str(damaged))
+    assert refused.returncode == 1
+    assert (
+        "离线安装包已损坏或不完整" in refused.stderr and "debs/Packages: FAILED" in refused.stderr
+    )
+    assert tree_state(root) == before
+
+    good = fake_bundle(tmp_path / "good", machine)
+    accepted = run_install(root, "--bundle", str(good))
+    assert accepted.returncode == 0, accepted.stderr
+    assert f"checking the bundle {good} ({machine})" in accepted.stdout
+
+    # The machine runs a newer release (an update came): an older bundle changes nothing.
+    venv = root / "opt/clinic/releases/9.0/venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin/python").symlink_to(sys.executable)
+    (venv / ".clinic-release.json").write_text(json.dumps({"manifest": {"version": "9.0"}}))
+    (root / "opt/clinic/venv").symlink_to(venv)
+    (good / "release").mkdir()
+    (good / "release/release.json").write_text(json.dumps({"manifest": {"version": "0.1.0"}}))
+    before = tree_state(root)
+    older = run_install(root, "--bundle", str(good))
+    assert older.returncode == 1
+    assert "本机运行的软件版本 9.0 比安装包里的 0.1.0 新" in older.stderr
+    assert "this machine runs 9.0, newer than the bundle's 0.1.0" in older.stderr
+    assert tree_state(root) == before
+
+
 def test_install_refuses_bad_arguments(tmp_path):
     assert run_install(tmp_path / "missing").returncode == 1
     (tmp_path / "empty").mkdir()
@@ -205,79 +334,6 @@ def test_install_refuses_bad_arguments(tmp_path):
 
 
 # ---- the scripts' behaviour ------------------------------------------------------------------
-
-
-def lock_entries(text: str) -> dict[str, list[str]]:
-    """A pip-compile lock's entries: the name line of each package and its indented lines
-    (hashes, `via` comments), by package name."""
-    entries: dict[str, list[str]] = {}
-    name = None
-    for line in text.splitlines():
-        if line and not line[0].isspace() and not line.startswith("#"):
-            name = line.split("==")[0]
-            entries[name] = [line]
-        elif name and line.startswith("    "):
-            entries[name].append(line)
-        else:
-            name = None
-    return entries
-
-
-def recorded_pip_calls(tmp_path: Path, *options: str) -> list[dict]:
-    """Runs install-venv.sh with a stand-in `python3` on PATH whose `-m venv DIR` makes a
-    venv whose python records each call (and the requirement files it was given)."""
-    bin_dir, venv, calls = tmp_path / "bin", tmp_path / "venv", tmp_path / "calls.jsonl"
-    recorder = (
-        f"#!{sys.executable}\n"
-        "import json, pathlib, sys\n"
-        "args = sys.argv[1:]\n"
-        "files = {b: pathlib.Path(b).read_text() for a, b in zip(args, args[1:]) if a == '-r'}\n"
-        f"with open({str(calls)!r}, 'a') as out:\n"
-        "    out.write(json.dumps({'args': args, 'files': files}) + '\\n')\n"
-    )
-    (tmp_path / "recorder").write_text(recorder)
-    stub(
-        bin_dir,
-        "python3",
-        '[ "$1 $2" = "-m venv" ] || exit 99\n'
-        f'mkdir -p "$3/bin" && cp {tmp_path / "recorder"} "$3/bin/python"'
-        ' && chmod +x "$3/bin/python"',
-    )
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    done = subprocess.run(
-        [str(DEPLOY / "install-venv.sh"), str(venv), *options],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in calls.read_text().splitlines()]
-
-
-@pytest.mark.parametrize("offline", [False, True], ids=["index", "wheelhouse"])
-def test_the_software_comes_from_the_hashed_runtime_lock(tmp_path, offline):
-    """install.sh's venv step: pip is asked for the runtime lock's packages only, each
-    checked against the lock's hashes and without their dependencies; first all but
-    pyscard, then pyscard (built from source by the locked setuptools, no isolated build
-    env), then the checkout, also without dependencies."""
-    wheelhouse = tmp_path / "wheelhouse"
-    wheelhouse.mkdir()
-    calls = recorded_pip_calls(tmp_path, *(["--wheelhouse", str(wheelhouse)] if offline else []))
-    lock = REPO / "requirements/runtime.txt"
-    index = ["--no-index", "--find-links", str(wheelhouse)] if offline else []
-    common = ["-m", "pip", "install", "--disable-pip-version-check", *index]
-    assert len(calls) == 4
-    assert [call["args"][: len(common)] for call in calls[:3]] == [common] * 3
-    first, second, third = (call["args"][len(common) :] for call in calls[:3])
-    assert first[:3] == ["--require-hashes", "--no-deps", "-r"]
-    assert second == ["--require-hashes", "--no-deps", "--no-build-isolation", "-r", str(lock)]
-    assert third == ["--no-deps", "--no-build-isolation", "--force-reinstall", str(REPO)]
-    assert calls[3]["args"] == ["-m", "pip", "check"]
-
-    locked = lock_entries(lock.read_text())
-    assert {"pyscard", "pip", "setuptools", "wheel", "flask", "gunicorn"} <= set(locked)
-    without_pyscard = lock_entries(calls[0]["files"][first[3]])
-    assert without_pyscard == {name: e for name, e in locked.items() if name != "pyscard"}
-    for name, entry in locked.items():
-        assert any(line.strip().startswith("--hash=sha256:") for line in entry), name
 
 
 def stub(folder: Path, name: str, body: str) -> None:
@@ -378,7 +434,8 @@ def service_owned():
         venv_bin,
         "clinic",
         f'echo "$(id -u):$(id -g) HOME=$HOME DATA=$CLINIC_DATA_DIR $*" >> {calls}/log\n'
-        'touch "$CLINIC_DATA_DIR/made-by-clinic"',
+        'touch "$CLINIC_DATA_DIR/made-by-clinic"\n'
+        '[ -z "${FAIL:-}" ] || exit 4',
     )
     for path in (top, top / "venv", venv_bin):
         path.chmod(0o755)
@@ -405,6 +462,29 @@ def test_the_admin_command_runs_as_the_service_user(service_owned):
         capture_output=True, text=True,
     )  # fmt: skip
     assert as_root.returncode == 0 and log.read_text().splitlines()[-1].startswith("0:0 ")
+
+
+def test_after_an_enrollment_root_records_the_county_key_for_releases(service_owned):
+    """`sudo clinic enroll …` enrolls as the service user, then root records the pinned
+    county key (`clinic release trust`, as root); a failed enrollment records nothing."""
+    data_dir, nobody, nogroup, program, log = service_owned
+    env = {**os.environ, "CLINIC_VENV": str(program.parent.parent), "CLINIC_USER": "nobody",
+           "CLINIC_DATA_DIR": str(data_dir)}  # fmt: skip
+    done = subprocess.run(
+        [str(DEPLOY / "bin/clinic"), "enroll", "--code", "ABCD-EFGH"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines() == [
+        f"{nobody}:{nogroup} HOME={data_dir} DATA={data_dir} enroll --code ABCD-EFGH",
+        f"0:0 HOME={os.environ['HOME']} DATA={data_dir} release trust --data-dir {data_dir}",
+    ]
+    failing = subprocess.run(
+        [str(DEPLOY / "bin/clinic"), "enroll", "--fail"], env={**env, "FAIL": "1"},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert failing.returncode != 0
+    assert "release trust" not in log.read_text().splitlines()[-1]
 
 
 def test_the_nightly_backup_backs_up_locally_as_the_service_user(service_owned):

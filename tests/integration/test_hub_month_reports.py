@@ -4,10 +4,14 @@ through the real sync path): the report's figures are the sums of the raw settle
 reversals, per payer in integer fen, by clinic, township and day; coordinators see their
 township only; the CSV and .xlsx hold the page's figures. A record belongs to the
 China-time month of its `created_at`; a reversal counts in the month it was made. On each
-hub store (`hub_backend`)."""
+hub store (`hub_backend`). The demo month runs with its month closes, statements and the
+devices' checks wired in (`run_demo_month`): the statements' totals are the report's
+clinic rows, every device agrees, and a settlement altered on the county's side is named
+to the clinic and shown to the coordinator with both figures."""
 
 import csv
 import io
+import json
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -23,12 +27,15 @@ from sync_helpers import enroll, hub_store
 from edge import services
 from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.console import main
-from edge.domain.records import NATIONAL_NAMES, payer_amounts
+from edge.domain.money import format_yuan
+from edge.domain.records import MONEY_FIELDS, NATIONAL_NAMES, payer_amounts
 from sync import agent
-from sync.demo_month import CLINICS, LATE_CLINIC, make_demo_month, previous_month
+from sync.agent.statements import difference_names
+from sync.cli import demo_month_lines
+from sync.demo_month import CLINICS, LATE_CLINIC, previous_month, run_demo_month
 from sync.hub import console_auth
 from sync.hub.app import create_app
-from sync.hub.services import month_reports, reconciliation
+from sync.hub.services import month_reports, reconciliation, statements
 from sync.hub.services.month_reports import PAYERS
 
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -64,7 +71,7 @@ def device_ledger_sums(data_dir: Path, month: str) -> tuple[Counter, dict]:
 
 @pytest.fixture
 def demo_month(tmp_path, hub_backend) -> dict:
-    return make_demo_month(tmp_path / "demo", MONTH, visits_per_day=2)
+    return run_demo_month(tmp_path / "demo", MONTH, visits_per_day=2)
 
 
 def console(hub_dir: str, username: str, password: str):
@@ -115,7 +122,7 @@ def test_the_demo_month_report_is_the_sum_of_the_raw_records_and_coordinators_se
         expected_total["medfee_sumamt"], report.total.visits
     )
     assert sum(item.amount for item in report.items) == expected_total["medfee_sumamt"]
-    assert {row.clearing for row in report.clinics} == {month_reports.NO_STATEMENT}
+    assert {row.clearing for row in report.clinics} == {"draft"}  # stated, not yet agreed
 
     # The console: the county's administrator sees every clinic, the coordinator of
     # 秣陵街道 only its two, whatever township the address asks for.
@@ -184,6 +191,135 @@ def test_the_demo_month_report_is_the_sum_of_the_raw_records_and_coordinators_se
     assert sorted(row[2] for row in clinics_sheet.iter_rows(min_row=2, values_only=True)) == sorted(
         made
     )
+
+
+def month_tx_ids(data_dir: str, from_seq: int = 1) -> set[str]:
+    """The tx_ids of a terminal's settlements and reversals of the month, from a seq on."""
+    store = SqliteDeviceStore.open(Path(data_dir))
+    try:
+        return {
+            r["tx_id"] for r in store.records()
+            if r["seq"] >= from_seq and r["kind"] in ("settlement", "reversal")
+            and datetime.fromisoformat(r["created_at"]).astimezone(CHINA).strftime("%Y-%m") == MONTH
+        }  # fmt: skip
+    finally:
+        store.close()
+
+
+def test_the_demo_month_s_closes_statements_and_checks_agree_and_match_the_report(demo_month):
+    """Each terminal closed its month and uploaded the close; the county's statements are
+    the report's clinic rows, per payer in integer fen, and the devices' month closes;
+    the late upload made the third clinic's revision 2, naming exactly the late records;
+    every device checked its statement, agrees, and told the hub so."""
+    assert demo_month["altered"] is None
+    with hub_store(Path(demo_month["hub_dir"])) as store:
+        report = month_reports.month_report(store, store.slots(), MONTH)
+        rows = {row.clinic_code: row for row in report.clinics}
+        clearing = {r["clinic_code"]: r for r in statements.clearing(store, MONTH, NOW)}
+        held = {
+            c["clinic_code"]: Counter(r["kind"] for r in store.records(c["device_id"]))
+            for c in demo_month["clinics"]
+        }
+        first_revisions = {
+            c["clinic_code"]: store.statement_revision(c["clinic_code"], MONTH, 1)
+            for c in demo_month["clinics"]
+        }
+    summed = dict.fromkeys(PAYERS, 0)
+    for index, clinic in enumerate(demo_month["clinics"]):
+        code, statement = clinic["clinic_code"], clinic["statement"]
+        total, figures = statement["total"], rows[code].figures
+        assert {payer: total[payer] for payer in PAYERS} == figures.net
+        assert all(type(total[payer]) is int for payer in PAYERS)
+        assert (total["settlement_count"], total["reversal_count"]) == (
+            figures.settlements,
+            figures.reversals,
+        )
+        close = clinic["monthly_close"]["net"]
+        assert {NATIONAL_NAMES[n]: close[n] for n in MONEY_FIELDS} == {p: total[p] for p in PAYERS}
+        assert held[code]["monthly_close"] == 1  # uploaded, kept, never stated as a settlement
+        assert clinic["agrees"] and clinic["reported"]
+        assert clinic["differences"] == clinic["missing_at_county"] == []
+        assert clearing[code]["devices_agree"] is True and clearing[code]["status"] == "draft"
+        assert rows[code].clearing == "draft"
+        for payer in PAYERS:
+            summed[payer] += total[payer]
+        if index == LATE_CLINIC:
+            late = month_tx_ids(clinic["data_dir"], clinic["late_from_seq"])
+            assert late and statement["revisions"] == [1, 2]
+            assert {c["tx_id"] for c in statement["changes"]} == late
+            assert {c["what"] for c in statement["changes"]} == {"added"}
+            stated_first = {r["tx_id"] for r in first_revisions[code].content["detail"]}
+            assert not stated_first & late
+            assert stated_first | late == month_tx_ids(clinic["data_dir"])
+        else:
+            assert statement["revisions"] == [1, 1] and statement["changes"] == []
+    assert summed == report.total.net
+
+
+def test_a_settlement_altered_at_the_county_is_named_to_the_clinic_and_to_the_coordinator(
+    tmp_path, monkeypatch
+):
+    """`clinic demo-month --alter-one`: the county's recomputation of one settlement of
+    the first clinic pays 1 yuan less from the fund; that clinic's check disagrees and
+    names the settlement with both figures, the others agree, and the township's
+    coordinator sees the disagreement and both figures on the statement page (and not
+    the other township's statement)."""
+    monkeypatch.delenv("CLINIC_HUB_DATABASE", raising=False)  # the hub's own SQLite
+    base = tmp_path / "demo"
+    run = CliRunner().invoke(
+        main,
+        ["demo-month", "--data-dir", str(base), "--month", MONTH, "--visits-per-day", "1",
+         "--alter-one", "--json"],
+        env={"CLINIC_CLOCK": NOW.isoformat()},
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    made = json.loads(run.stdout)
+    altered, (first, *others) = made["altered"], made["clinics"]
+    tx_id, fund, cash = altered["tx_id"], altered["hifp_pay"], altered["psn_cash_pay"]
+    assert altered["clinic_code"] == first["clinic_code"] == CLINICS[0][0]
+    assert fund["county"] == fund["device"] - 100 and cash["county"] == cash["device"] + 100
+    assert not first["agrees"] and first["reported"]
+    assert {(d["tx_id"], d["field"], d["device"], d["county"]) for d in first["differences"]} == {
+        (tx_id, "hifp_pay", fund["device"], fund["county"]),
+        (tx_id, "psn_cash_pay", cash["device"], cash["county"]),
+    }
+    assert first["statement"]["total"]["hifp_pay"] == first["monthly_close"]["net"]["fund"] - 100
+    assert all(c["agrees"] and not c["differences"] for c in others)
+    # What the command prints without --json, in English and Chinese.
+    lines = demo_month_lines(made)
+    (line,) = [line for line in lines if line.startswith(f"  {first['clinic_code']} ")]
+    assert "NO 不一致" in line and "revision 第 1 版" in line
+    assert f"fund 统筹基金 {format_yuan(first['statement']['total']['hifp_pay'])}" in line
+    assert sum("yes 一致" in line for line in lines) == 2
+    differs = f"    differs 不一致 {tx_id} hifp_pay: clinic 卫生室 {format_yuan(fund['device'])},"
+    assert any(line.startswith(differs) for line in lines)
+    late = made["clinics"][LATE_CLINIC]["statement"]["changes"]
+    assert any(f"{late[0]['tx_id']} (added 新增)" in line for line in lines)
+
+    # The clinic: the check kept on its terminal (its month page and `clinic statement`).
+    store = SqliteDeviceStore.open(Path(first["data_dir"]))
+    try:
+        check = store.statement_check(MONTH)
+        names = difference_names(store, check["comparison"])
+    finally:
+        store.close()
+    assert check["comparison"]["agrees"] is False and check["reported_at"] is not None
+    assert {d["tx_id"] for d in check["comparison"]["differences"]} == {tx_id}
+    assert names[tx_id]  # the patient, by name
+
+    # The coordinator of 秣陵街道: the disagreement and both figures.
+    coordinator = console(made["hub_dir"], "molin-coord", "demo-coord-2026")
+    page = coordinator.get(f"/console/clearing?month={MONTH}").get_data(as_text=True)
+    assert "不一致" in page
+    page = coordinator.get(f"/console/statements/{first['clinic_code']}/{MONTH}")
+    page = page.get_data(as_text=True)
+    reconciliation_part = page[page.index("与县级不一致") :]
+    assert tx_id in reconciliation_part
+    assert format_yuan(fund["device"]) in reconciliation_part
+    assert format_yuan(fund["county"]) in reconciliation_part
+    assert "卫生室金额" in page and "县级金额" in page
+    other_township = made["clinics"][-1]["clinic_code"]
+    assert coordinator.get(f"/console/statements/{other_township}/{MONTH}").status_code == 404
 
 
 def test_a_record_belongs_to_its_china_time_month_and_a_reversal_to_the_month_it_was_made(

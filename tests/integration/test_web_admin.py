@@ -74,6 +74,20 @@ class TestStatus:
         assert "就绪，已插卡" in page and "emulated://" in page  # card reader
         assert 'id="printer-state">就绪' in page
 
+    def test_the_status_page_shows_the_software_and_a_rolled_back_release(
+        self, auth, web_dir, clock
+    ):
+        from sync.agent.releases import running_version, write_state
+        from sync.protocol import SyncError
+
+        auth.sign_in("coord01")
+        page = auth.client.get("/status").get_data(as_text=True)
+        assert f'<dd id="software"><span class="mono">{running_version()}</span></dd>' in page
+        write_state(web_dir, "0.9.0", "rolled_back", clock(), SyncError("RELEASE_UNHEALTHY"))
+        page = auth.client.get("/status").get_data(as_text=True)
+        assert "新版本 0.9.0：已退回原版本" in page
+        assert "切换到新版本后终端没有正常响应" in page
+
     def test_the_status_page_warns_when_the_terminal_was_offline_too_long(self, auth, clock):
         clock.advance(hours=80)
         auth.sign_in("coord01")
