@@ -15,7 +15,7 @@ In order (docs/releases.md, "On the device"):
 4. the applier waits until the outbox is empty and no visit is being built (no
    `visit_draft` row updated in the last 10 minutes: an abandoned draft must not block
    updates forever), polling; after a bounded wait it exits 75 and systemd tries again;
-5. it records the switch (`releases/switch.json`) and a pre-switch backup of the database,
+5. it records the switch (`OPT/state/switch.json`, root's) and a pre-switch backup of the database,
    points `OPT/previous` at the running release and `OPT/venv` at the new one (each by the
    rename of a symlink) and restarts the terminal;
 6. health check: the unit active and the sign-in page answering, several times in a row
@@ -61,23 +61,20 @@ from sync.agent.releases import (
     write_atomically,
     write_state,
 )
-from sync.protocol import SyncError, iso, load_public_key
-from sync.releases import (
-    MAX_FILE_BYTES,
-    Release,
-    installable_problem,
-    release_of_manifest,
-    verify_release,
-)
+from sync.protocol import SyncError, iso, key_fingerprint, load_public_key
+from sync.releases import Release, installable_problem, release_version, verify_release
 
-SWITCH = "switch.json"  # exists only while a switch is unconfirmed
+# In OPT/state/ (root's: the applier trusts nothing the service user can write), exists
+# only while a switch is unconfirmed.
+SWITCH = "switch.json"
 LAST_SWITCH = "last-switch.json"
 PRE_SWITCH = "pre-switch"  # the pre-switch backup's folder, in releases/
-LOCK = ".apply.lock"
+LOCK = "apply.lock"  # OPT/state/apply.lock: one applier (or install.sh) at a time
 # The county key root trusts for releases, written by root (`clinic release trust`, run by
-# /usr/local/bin/clinic after `enroll`): the service user owns clinic.db, so the key pinned
-# there must not be what decides which code root installs.
-TRUST = Path(".system") / "county-release.pub"
+# /usr/local/bin/clinic after `enroll`): the service user owns clinic.db and the data
+# directory, so neither the key pinned there nor a file there decides what root installs.
+TRUST_FILE = Path("/etc/clinic/county-release.pub")
+MAX_DOCUMENT_BYTES = 1 << 20
 STAGING = "staging"  # OPT/staging/<version>/: root's own copy of a download
 INSTALLED_MARK = "INSTALLED"  # in OPT/releases/<version>/, once clinic-install-release succeeded
 EXIT_OK, EXIT_ERROR, EXIT_LATER = 0, 1, 75  # 75: EX_TEMPFAIL, systemd runs it again later
@@ -99,6 +96,7 @@ class Settings:
     health_wait_s: float = 180.0
     health_poll_s: float = 3.0
     health_passes: int = 3
+    trust_file: Path = TRUST_FILE
     # this machine (overridable for tests)
     running: str | None = None
     arch: str | None = None
@@ -107,6 +105,10 @@ class Settings:
     @property
     def installer(self) -> Path:
         return self.install_script or self.opt_dir / "bin" / "clinic-install-release"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.opt_dir / "state"
 
     @property
     def venv_link(self) -> Path:
@@ -189,7 +191,7 @@ def database_state(data_dir: Path) -> DatabaseState:
             head_hash=json.loads(head[1]).get("hash") if head else None,
             migrations=tuple(applied_migrations(conn)),
         )
-    except sqlite3.Error as error:
+    except (sqlite3.Error, ValueError, TypeError, AttributeError) as error:
         raise ApplyError(f"cannot read {path}: {error}") from None
     finally:
         conn.close()
@@ -216,48 +218,51 @@ def _root_owned(path: Path, *, directory: bool) -> bool:
     return kind(info.st_mode) and info.st_uid == 0 and not info.st_mode & 0o022
 
 
-def trusted_county_key(data_dir: Path) -> str:
+def trusted_county_key(trust_file: Path) -> str:
     """The county key root recorded for releases (`trust`): a root-owned file in a
-    root-owned folder, which the service user can neither write nor put in place."""
-    path = Path(data_dir) / TRUST
+    root-owned folder that no one else may write."""
     try:
-        sound = _root_owned(path.parent, directory=True) and _root_owned(path, directory=False)
-        key = path.read_text().strip() if sound else ""
+        sound = _root_owned(trust_file.parent, directory=True)
+        sound = sound and _root_owned(trust_file, directory=False)
+        key = trust_file.read_text().strip() if sound else ""
     except OSError:
         key = ""
     if not key:
-        raise SyncError("RELEASE_UNTRUSTED", str(path))
+        raise SyncError("RELEASE_UNTRUSTED", str(trust_file))
     return key
 
 
-def trust(data_dir: Path) -> str:
+def trust(data_dir: Path, trust_file: Path, fingerprint: str | None) -> str:
     """Root records the county key pinned at enrollment as the key releases must be signed
-    with (run right after `clinic enroll` by /usr/local/bin/clinic, or by an admin)."""
+    with. `fingerprint` (as `clinic enroll` and the county print it) must match, unless
+    None: /usr/local/bin/clinic right after the enrollment it watched."""
     with as_owner(data_dir):
         facts = database_state(data_dir)
     if facts.county_key is None:
         raise SyncError("NOT_ENROLLED", "no county key is pinned: enroll first")
     load_public_key(facts.county_key)
-    path = Path(data_dir) / TRUST
-    folder = path.parent
-    if folder.is_symlink() or (folder.exists() and not _root_owned(folder, directory=True)):
-        raise ApplyError(f"{folder} is not a folder of root's alone: move it away first")
-    folder.mkdir(mode=0o755, exist_ok=True)
-    temporary = folder / f".{path.name}.new"
+    found = key_fingerprint(facts.county_key)
+    if fingerprint is not None and fingerprint.strip().upper() != found:
+        raise ApplyError(f"the pinned county key is {found}, not {fingerprint}: nothing recorded")
+    folder = trust_file.parent
+    if not _root_owned(folder, directory=True):
+        raise ApplyError(f"{folder} is not a folder of root's alone")
+    temporary = folder / f".{trust_file.name}.new"
     temporary.unlink(missing_ok=True)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(facts.county_key + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    os.replace(temporary, trust_file)
     return facts.county_key
 
 
-def _copy_plain_file(source: Path, target: Path) -> None:
-    """Copy a regular file (never a symlink's target), at most MAX_FILE_BYTES."""
+def _copy_plain_file(source: Path, target: Path, limit: int) -> None:
+    """Copy a regular file (never a symlink's target, never a FIFO), refusing more than
+    `limit` bytes."""
     try:
-        descriptor = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+        descriptor = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as error:
         raise SyncError("RELEASE_FILE_MISMATCH", f"{source.name}: {error.strerror}") from None
     with os.fdopen(descriptor, "rb") as reader:
@@ -266,25 +271,27 @@ def _copy_plain_file(source: Path, target: Path) -> None:
         with open(target, "xb") as writer:
             while chunk := reader.read(1 << 20):
                 writer.write(chunk)
-                if writer.tell() > MAX_FILE_BYTES:
+                if writer.tell() > limit:
                     raise SyncError("RELEASE_FILE_MISMATCH", f"{source.name} is too large")
 
 
 def stage(settings: Settings, version: str) -> Path:
-    """Root's own copy of the download in OPT/staging/<version>/: checked and installed
-    from there, so that the service user, who owns the download, cannot change a file
-    between the check and the install."""
+    """Root's own copy of the download in OPT/staging/<version>/: its signature checked
+    first (with the key root trusts), then each file copied, at most its signed size. The
+    copy is checked and installed from there, so the service user, who owns the download,
+    cannot change a file between the check and the install."""
     source = releases_dir(settings.data_dir) / version
     staged = settings.opt_dir / STAGING / version
     shutil.rmtree(staged.parent, ignore_errors=True)  # one staged release at a time
     staged.mkdir(mode=0o700, parents=True)
-    _copy_plain_file(source / DOCUMENT, staged / DOCUMENT)
+    _copy_plain_file(source / DOCUMENT, staged / DOCUMENT, MAX_DOCUMENT_BYTES)
     try:
-        manifest = json.loads((staged / DOCUMENT).read_text())["manifest"]
-    except (ValueError, TypeError, KeyError) as error:
+        document = json.loads((staged / DOCUMENT).read_text())
+    except ValueError as error:
         raise SyncError("RELEASE_MALFORMED", f"{DOCUMENT}: {error}") from None
-    for file in release_of_manifest(manifest).files:  # plain names, checked there
-        _copy_plain_file(source / file.name, staged / file.name)
+    release = verify_release(document, load_public_key(trusted_county_key(settings.trust_file)))
+    for file in release.files:  # plain names, checked by verify_release
+        _copy_plain_file(source / file.name, staged / file.name, file.size)
     return staged
 
 
@@ -297,7 +304,7 @@ def check_download(
         document = json.loads((folder / DOCUMENT).read_text())
     except (OSError, ValueError) as error:
         raise SyncError("RELEASE_MALFORMED", f"{DOCUMENT}: {error}") from None
-    release = verify_release(document, load_public_key(trusted_county_key(settings.data_dir)))
+    release = verify_release(document, load_public_key(trusted_county_key(settings.trust_file)))
     if release.version != version:
         raise SyncError("RELEASE_MALFORMED", f"{version}/ holds release {release.version}")
     for file in release.files:
@@ -493,26 +500,39 @@ def healthy(settings: Settings, sleep: Callable[[float], None]) -> tuple[bool, s
 # ---- the switch ------------------------------------------------------------------------------
 
 
-def read_switch(data_dir: Path) -> dict | None:
+def read_switch(settings: Settings) -> dict | None:
+    """The unconfirmed switch, if any (OPT/state/switch.json: root's alone), its version
+    and targets checked against the layout before anything acts on them."""
+    path = settings.state_dir / SWITCH
     try:
-        value = json.loads((releases_dir(data_dir) / SWITCH).read_text())
+        value = json.loads(path.read_text())
+        release_version(value["to"])
+        if value["to_target"] != str(release_home(settings, value["to"]) / "venv"):
+            raise ValueError("to_target is not the release's venv")
+        homes = str(settings.opt_dir / "releases") + "/"
+        for name in ("from_target", "previous_before"):
+            if value.get(name) is not None and not str(value[name]).startswith(homes):
+                raise ValueError(f"{name} is not a release's venv")
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as error:
-        raise ApplyError(f"releases/{SWITCH} cannot be read: {error}") from None
-    return value if isinstance(value, dict) else None
+    except (OSError, ValueError, TypeError, KeyError, SyncError) as error:
+        raise ApplyError(f"{path} cannot be used: {error}") from None
+    return value
 
 
-def save_switch(data_dir: Path, record: dict) -> None:
-    write_atomically(releases_dir(data_dir) / SWITCH, json.dumps(record, indent=1).encode())
+def save_switch(settings: Settings, record: dict) -> None:
+    settings.state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    write_atomically(settings.state_dir / SWITCH, json.dumps(record, indent=1).encode())
 
 
-def close_switch(data_dir: Path, record: dict, result: str, now: datetime) -> None:
-    """The switch is over: kept as last-switch.json, with its result."""
-    folder = releases_dir(data_dir)
+def close_switch(settings: Settings, record: dict, result: str, now: datetime) -> None:
+    """The switch is over: kept as the data directory's last-switch.json (for `clinic
+    release status`; never read by the applier), with its result."""
     record = {**record, "result": result, "finished_at": iso(now)}
-    write_atomically(folder / LAST_SWITCH, json.dumps(record, indent=1).encode())
-    (folder / SWITCH).unlink(missing_ok=True)
+    with as_owner(settings.data_dir):
+        folder = releases_dir(settings.data_dir)
+        write_atomically(folder / LAST_SWITCH, json.dumps(record, indent=1).encode())
+    (settings.state_dir / SWITCH).unlink(missing_ok=True)
 
 
 def switch(settings: Settings, release: Release, outcome: Outcome, now: datetime) -> dict:
@@ -547,8 +567,7 @@ def switch(settings: Settings, release: Release, outcome: Outcome, now: datetime
     # previous first, then the record: while switch.json exists, OPT/previous is the
     # release known to work (clinic-update runs the applier from it)
     point(settings.previous_link, from_target)
-    with as_owner(data_dir):
-        save_switch(data_dir, record)
+    save_switch(settings, record)
     point(settings.venv_link, to_target)
     # not restarted, the old process would still answer the health check
     record["restarted"] = restart(settings)
@@ -581,21 +600,24 @@ def finish(
         if ok:
             with as_owner(settings.data_dir):
                 write_state(settings.data_dir, version, "installed", now)
-                close_switch(settings.data_dir, record, "installed", now)
                 drop_download(settings.data_dir, version)
+            close_switch(settings, record, "installed", now)
             prune_releases(settings)
             outcome.state = "installed"
             outcome.say(f"已更新到 {version}，终端运行正常", f"updated to {version}: healthy")
             return
         record = {**record, "state": "rolling_back", "why": why}
-        with as_owner(settings.data_dir):
-            save_switch(settings.data_dir, record)
+        save_switch(settings, record)
     roll_back(settings, record, clock(), outcome)
 
 
 def roll_back(settings: Settings, record: dict, now: datetime, outcome: Outcome) -> None:
     version, why = str(record["to"]), str(record.get("why") or "")
     data_dir = settings.data_dir
+    # stopped first: a record the new release signs after the head was read would be lost
+    # by restoring the pre-switch database
+    if systemctl(settings, "stop", settings.unit) != 0:
+        raise ApplyError(f"{settings.unit} could not be stopped: rollback tried again later")
     with as_owner(data_dir):
         facts = database_state(data_dir)
     migrated = set(facts.migrations) - set(record["migrations"])
@@ -609,7 +631,6 @@ def roll_back(settings: Settings, record: dict, now: datetime, outcome: Outcome)
     point(settings.venv_link, record["from_target"])
     point(settings.previous_link, record.get("previous_before"))
     if migrated:  # nothing signed since the switch: the pre-switch database, as it was
-        systemctl(settings, "stop", settings.unit)
         try:
             with as_owner(data_dir):
                 restore(data_dir, Path(record["backup"]), now=now)
@@ -626,8 +647,8 @@ def roll_back(settings: Settings, record: dict, now: datetime, outcome: Outcome)
     with as_owner(data_dir):
         mark_failed(data_dir, version, f"{unhealthy.code}: {unhealthy.message_en}", now)
         write_state(data_dir, version, "rolled_back", now, unhealthy)
-        close_switch(data_dir, record, "rolled_back", now)
         drop_download(data_dir, version)
+    close_switch(settings, record, "rolled_back", now)
     shutil.rmtree(release_home(settings, version), ignore_errors=True)
     outcome.state = "rolled_back"
     outcome.say(unhealthy.message_zh, unhealthy.message_en)
@@ -641,8 +662,8 @@ def keep(settings: Settings, record: dict, why: str, now: datetime, outcome: Out
     restart(settings)
     with as_owner(data_dir):
         write_state(data_dir, version, "installed", now, error)
-        close_switch(data_dir, record, "kept", now)
         drop_download(data_dir, version)
+    close_switch(settings, record, "kept", now)
     prune_releases(settings)
     outcome.state = "kept"
     outcome.say(error.message_zh, error.message_en)
@@ -652,11 +673,10 @@ def keep(settings: Settings, record: dict, why: str, now: datetime, outcome: Out
 
 
 @contextlib.contextmanager
-def apply_lock(data_dir: Path) -> Iterator[bool]:
-    with as_owner(data_dir):
-        folder = releases_dir(data_dir)
-        folder.mkdir(mode=0o700, exist_ok=True)
-        handle = open(folder / LOCK, "a")  # noqa: SIM115 (held across the yield)
+def apply_lock(settings: Settings) -> Iterator[bool]:
+    """OPT/state/apply.lock (root's; install.sh takes it too)."""
+    settings.state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    handle = open(settings.state_dir / LOCK, "a")  # noqa: SIM115 (held across the yield)
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -677,21 +697,22 @@ def apply(
     """One run of the applier (see the module's doc). Exit code in `Outcome.code`; each
     line it says also goes to `echo` as it happens."""
     outcome = Outcome(EXIT_OK, "nothing", echo=echo)
-    data_dir = settings.data_dir
-    with apply_lock(data_dir) as locked:
+    with apply_lock(settings) as locked:
         if not locked:
             outcome.code, outcome.state = EXIT_LATER, "waiting"
             outcome.say("另一个更新正在进行", "another apply is running")
             return outcome
         try:
-            pending = read_switch(data_dir)
+            pending = read_switch(settings)
             if pending is not None:
                 finish(settings, pending, clock, sleep, outcome)
                 return outcome
             _apply_ready(settings, clock, sleep, outcome)
-        except ApplyError as error:
+        except (ApplyError, OSError) as error:
             outcome.code, outcome.state = EXIT_ERROR, "error"
             outcome.say("未能更新，未切换", f"not updated, nothing switched: {error}")
+        finally:
+            shutil.rmtree(settings.opt_dir / STAGING, ignore_errors=True)
     return outcome
 
 
@@ -716,7 +737,7 @@ def _apply_ready(
     version = outcome.version = ready[-1]
     try:
         require_persistent(settings.opt_dir)
-        trusted_county_key(data_dir)
+        trusted_county_key(settings.trust_file)
     except SyncError as error:  # not the release's fault: kept, tried again later
         with as_owner(data_dir):
             write_state(data_dir, version, "refused", clock(), error)
@@ -737,7 +758,6 @@ def _apply_ready(
             raise ApplyError(f"{reason.message_zh} / {reason.message_en}") from None
         raise
     except SyncError as error:
-        shutil.rmtree(settings.opt_dir / STAGING, ignore_errors=True)
         with as_owner(data_dir):
             mark_failed(data_dir, version, f"{error.code}: {error.message_en}", clock())
             write_state(data_dir, version, "refused", clock(), error)

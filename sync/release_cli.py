@@ -58,10 +58,28 @@ def release_build(arch: str, out: Path, python: str, source: Path, lock: Path | 
                f" {len(manifest['files'])} files")  # fmt: skip
 
 
+OPT_DIR_OPTION = click.option(
+    "--opt-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CLINIC_OPT_DIR",
+    default=Path("/opt/clinic"),
+    show_default=True,
+    help="Where the releases are installed (venv, previous, releases/, state/).",
+)
+TRUST_FILE_OPTION = click.option(
+    "--trust-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("/etc/clinic/county-release.pub"),
+    show_default=True,
+    help="The county key root recorded for releases (clinic release trust).",
+)
+
+
 @release.command("status")
 @data_dir_option
+@OPT_DIR_OPTION
 @json_option
-def status_command(data_dir: Path, as_json: bool) -> None:
+def status_command(data_dir: Path, opt_dir: Path, as_json: bool) -> None:
     """The running version, the latest release's state here, a pending switch, the
     versions refused or rolled back."""
     from sync.agent import releases
@@ -69,7 +87,7 @@ def status_command(data_dir: Path, as_json: bool) -> None:
 
     folder = releases.releases_dir(data_dir)
 
-    def record(name: str) -> dict | None:
+    def record(name: str | Path) -> dict | None:
         try:
             return json.loads((folder / name).read_text())
         except (OSError, ValueError):
@@ -84,7 +102,7 @@ def status_command(data_dir: Path, as_json: bool) -> None:
         "python": releases.python_tag(),
         "release": releases.read_state(data_dir),
         "ready": pending_ready(data_dir),
-        "pending_switch": record(SWITCH),
+        "pending_switch": record(opt_dir / "state" / SWITCH),
         "last_switch": record(LAST_SWITCH),
         "failed": failed,
     }
@@ -106,9 +124,10 @@ def status_command(data_dir: Path, as_json: bool) -> None:
 
 @release.command("verify")
 @data_dir_option
+@TRUST_FILE_OPTION
 @click.argument("version")
 @json_option
-def verify_command(data_dir: Path, version: str, as_json: bool) -> None:
+def verify_command(data_dir: Path, trust_file: Path, version: str, as_json: bool) -> None:
     """Check a downloaded release (DATA_DIR/releases/VERSION) as the applier would:
     signature, files, newer than the running version, knows the database's schema.
     Changes nothing; exit 1 when it would be refused."""
@@ -116,7 +135,7 @@ def verify_command(data_dir: Path, version: str, as_json: bool) -> None:
     from sync.protocol import SyncError
     from sync.release_apply import ApplyError, Settings, as_owner, check_download, database_state
 
-    settings = Settings(data_dir=data_dir)
+    settings = Settings(data_dir=data_dir, trust_file=trust_file)
     try:
         with as_owner(data_dir):
             facts = database_state(data_dir)
@@ -137,11 +156,17 @@ def verify_command(data_dir: Path, version: str, as_json: bool) -> None:
 
 @release.command("trust")
 @data_dir_option
-def trust_command(data_dir: Path) -> None:
+@TRUST_FILE_OPTION
+@click.option("--fingerprint", help="The county key's fingerprint as the county gave it"
+              " (XXXX-XXXX-XXXX-XXXX): it must be the pinned key's.")  # fmt: skip
+@click.option("--just-enrolled", is_flag=True, hidden=True,
+              help="/usr/local/bin/clinic, right after the enrollment it ran.")  # fmt: skip
+def trust_command(
+    data_dir: Path, trust_file: Path, fingerprint: str | None, just_enrolled: bool
+) -> None:
     """As root: record the county key pinned at enrollment as the key every software
-    release must be signed with (DATA_DIR/.system/county-release.pub, root's alone).
-    /usr/local/bin/clinic runs it after `clinic enroll`; check the printed fingerprint
-    against the one the county gave you."""
+    release must be signed with (/etc/clinic/county-release.pub, root's alone).
+    /usr/local/bin/clinic runs it after `clinic enroll`; otherwise give --fingerprint."""
     import os
 
     from sync.protocol import SyncError, key_fingerprint
@@ -150,8 +175,15 @@ def trust_command(data_dir: Path) -> None:
     if os.geteuid() != 0:
         click.echo("clinic release trust: 需要 root 运行 / must run as root", err=True)
         sys.exit(1)
+    if fingerprint is None and not just_enrolled:
+        click.echo(
+            "clinic release trust: 请用 --fingerprint 给出县里提供的公钥指纹"
+            " / give --fingerprint as the county gave it",
+            err=True,
+        )
+        sys.exit(2)
     try:
-        key = trust(data_dir)
+        key = trust(data_dir, trust_file, fingerprint)
     except (SyncError, ApplyError, OSError) as error:
         zh = getattr(error, "message_zh", "")
         click.echo(f"clinic release trust: {zh} {error}".strip(), err=True)
@@ -197,14 +229,8 @@ def fetch_command(data_dir: Path, as_json: bool) -> None:
 
 @release.command("apply")
 @data_dir_option
-@click.option(
-    "--opt-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="CLINIC_OPT_DIR",
-    default=Path("/opt/clinic"),
-    show_default=True,
-    help="Where the releases are installed (venv, previous, releases/).",
-)
+@OPT_DIR_OPTION
+@TRUST_FILE_OPTION
 @click.option("--systemctl", "systemctl_", envvar="CLINIC_SYSTEMCTL", default="systemctl",
               show_default=True, help="The systemctl program (a stand-in in tests).")  # fmt: skip
 @click.option("--service", envvar="CLINIC_SERVICE", default="clinic-terminal.service",
@@ -228,6 +254,7 @@ def apply_command(
     install_script: Path | None,
     gate_wait: float,
     health_wait: float,
+    trust_file: Path,
     as_json: bool,
 ) -> None:
     """Install the downloaded release, switch to it when the terminal is idle, and switch
@@ -244,6 +271,7 @@ def apply_command(
         install_script=install_script,
         gate_wait_s=gate_wait,
         health_wait_s=health_wait,
+        trust_file=trust_file,
     )
     outcome = apply(settings, clock(), echo=None if as_json else click.echo)
     if as_json:

@@ -223,3 +223,15 @@ def make_opt(root: Path, data_dir: Path) -> Opt:
     for program in (systemctl, installer):
         program.chmod(0o755)
     return Opt(root, systemctl, installer, root / ".systemctl-calls", port)
+
+
+def trusted_by_root(data_dir: Path, folder: Path) -> Path:
+    """`clinic release trust` as /usr/local/bin/clinic runs it after `enroll`: the pinned
+    county key recorded in a root-owned folder (the stand-in for /etc/clinic)."""
+    from sync import release_apply
+
+    folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+    folder.chmod(0o755)
+    trust_file = folder / "county-release.pub"
+    release_apply.trust(data_dir, trust_file, None)
+    return trust_file

@@ -447,6 +447,12 @@ install_software() {
         echo "skipped: the software in $VENV (--no-venv)"
         return 0
     fi
+    # Not while the update service switches releases (it would undo this install).
+    [ ! -e "$STATE/switch.json" ] ||
+        die "一次软件更新正在切换、尚未确认：几分钟后再运行 / a software update's switch is not confirmed yet: run again in a few minutes"
+    exec 9>>"$STATE/apply.lock"
+    flock -n 9 ||
+        die "软件更新正在进行：几分钟后再运行 / a software update is running: run again in a few minutes"
     local release fingerprint="" version target
     if [ -n "$BUNDLE" ]; then
         release=$BUNDLE/release
@@ -594,18 +600,16 @@ check_overlay_config() {
 
 # fake-hwclock's saved time on the data partition (/etc/default/fake-hwclock), in a folder
 # of root's there, seeded from the time saved so far; saved every 15 minutes.
-# A terminal enrolled before releases were signed for root: root records the county key
-# it pinned (`clinic release trust`; /usr/local/bin/clinic does it after each enrollment).
+# A terminal enrolled before root recorded the county key for releases: say how to record
+# it (the admin checks the fingerprint; nothing here trusts clinic.db by itself).
 trust_county_key() {
-    local trusted="$DATA_DIR/.system/county-release.pub"
-    if [ "$DO_VENV" = 0 ] || [ -e "$trusted" ] || [ ! -e "$DATA_DIR/clinic.db" ]; then
+    if [ "$DO_VENV" = 0 ] || [ -e /etc/clinic/county-release.pub ] ||
+        [ ! -e "$DATA_DIR/clinic.db" ]; then
         return 0
     fi
-    if "$VENV/bin/clinic" release trust --data-dir "$DATA_DIR"; then
-        changed "$trusted" "recorded the county key for software releases"
-    else
-        echo "not recorded: the county key for releases (not enrolled yet?)"
-    fi
+    echo "软件更新需要 root 记下县级公钥：sudo clinic release trust --fingerprint 县里给的指纹"
+    echo "software updates wait for root to record the county key:" \
+        "sudo clinic release trust --fingerprint FINGERPRINT-FROM-THE-COUNTY"
 }
 
 check_clock() {

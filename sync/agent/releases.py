@@ -77,10 +77,10 @@ MESSAGES.update(
             " install.sh from a bundle, then the update goes on by itself",
         ),
         "RELEASE_UNTRUSTED": (
-            "本机还没有由 root 记下县级软件签名公钥：核对县级公钥指纹后运行"
-            " sudo clinic release trust，之后自动继续",
-            "root has not recorded the county key for releases on this terminal: check the"
-            " county key's fingerprint, run sudo clinic release trust, then the update goes on",
+            "本机还没有由 root 记下县级软件签名公钥：运行"
+            " sudo clinic release trust --fingerprint 县里给的指纹，之后自动继续",
+            "root has not recorded the county key for releases on this terminal: run sudo"
+            " clinic release trust --fingerprint AS-THE-COUNTY-GAVE-IT, then the update goes on",
         ),
         "RELEASE_ROOT_VOLATILE": (
             "只读根文件系统（overlay）开启时不能更新软件：写入只在内存里，重启后就没了",

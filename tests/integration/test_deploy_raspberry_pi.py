@@ -477,7 +477,8 @@ def test_after_an_enrollment_root_records_the_county_key_for_releases(service_ow
     assert done.returncode == 0, done.stderr
     assert log.read_text().splitlines() == [
         f"{nobody}:{nogroup} HOME={data_dir} DATA={data_dir} enroll --code ABCD-EFGH",
-        f"0:0 HOME={os.environ['HOME']} DATA={data_dir} release trust --data-dir {data_dir}",
+        f"0:0 HOME={os.environ['HOME']} DATA={data_dir}"
+        f" release trust --just-enrolled --data-dir {data_dir}",
     ]
     failing = subprocess.run(
         [str(DEPLOY / "bin/clinic"), "enroll", "--fail"], env={**env, "FAIL": "1"},

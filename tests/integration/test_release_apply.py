@@ -22,6 +22,7 @@ from release_support import (
     public_key_text,
     release_files,
     signed_release,
+    trusted_by_root,
 )
 from sync_helpers import NOW, FakeClock, new_device
 
@@ -35,6 +36,7 @@ from sync.agent.releases import (
     read_state,
     releases_dir,
 )
+from sync.protocol import key_fingerprint
 from sync.release_apply import EXIT_LATER, LAST_SWITCH, SWITCH, Settings, apply
 
 
@@ -47,7 +49,7 @@ def county_key():
 def device(tmp_path, county_key):
     made = new_device(tmp_path / "data")
     enroll_offline(made.store, made.identity.device_id, county_key, NOW)
-    release_apply.trust(made.data_dir)  # as /usr/local/bin/clinic does after `enroll`
+    trusted_by_root(made.data_dir, tmp_path / "etc-clinic")
     made.settle(NOW - timedelta(hours=1))
     with made.store.write_transaction():
         made.store.db.execute("DELETE FROM outbox")  # as the county's acknowledgement does
@@ -66,6 +68,7 @@ def opt(tmp_path, device):
 def settings(device, opt, **changes) -> Settings:
     values = dict(
         data_dir=device.data_dir,
+        trust_file=device.data_dir.parent / "etc-clinic" / "county-release.pub",
         opt_dir=opt.root,
         systemctl=str(opt.systemctl),
         health_url=opt.health_url,
@@ -112,7 +115,7 @@ def test_a_healthy_release_is_switched_to_and_confirmed(device, opt, county_key)
     assert os.readlink(opt.root / "previous") == str(opt.root / "releases" / RUNNING / "venv")
     assert "restart clinic-terminal.service" in opt.systemctl_calls()
     folder = releases_dir(device.data_dir)
-    assert not (folder / SWITCH).exists() and not (folder / "0.2.0").exists()
+    assert not (opt.root / "state" / SWITCH).exists() and not (folder / "0.2.0").exists()
     last = json.loads((folder / LAST_SWITCH).read_text())
     assert (last["from"], last["to"], last["result"]) == (RUNNING, "0.2.0", "installed")
     assert last["ledger_head"]["seq"] == head(device)[0]
@@ -192,10 +195,10 @@ def test_a_power_cut_after_the_switch_is_finished_at_boot(device, opt, county_ke
     config = settings(device, opt)
     release = checked_install(device, config)
     release_apply.switch(config, release, release_apply.Outcome(0, "x"), NOW)  # ... cut
-    assert (releases_dir(device.data_dir) / SWITCH).exists()
+    assert (opt.root / "state" / SWITCH).exists()
     boot = apply(config, FakeClock(NOW))
     assert (boot.state, boot.version) == ("installed", "0.2.0")
-    assert not (releases_dir(device.data_dir) / SWITCH).exists()
+    assert not (opt.root / "state" / SWITCH).exists()
 
 
 def test_a_power_cut_before_the_link_moved_switches_at_boot(device, opt, county_key):
@@ -317,18 +320,15 @@ def test_the_files_it_writes_in_the_data_directory_are_the_service_users(opt, co
         for path in (device_dir / "releases").rglob("*"):
             os.chown(path, nobody, nobody)
         os.chown(device_dir / "releases", nobody, nobody)
-        release_apply.trust(device_dir)  # root's own record, in the root-owned .system
+        trust_file = trusted_by_root(device_dir, base / "etc-clinic")
         config = Settings(
             data_dir=device_dir, opt_dir=opt.root, systemctl=str(opt.systemctl),
+            trust_file=trust_file,
             health_url=opt.health_url, gate_wait_s=0.5, gate_poll_s=0.1, health_wait_s=3.0,
             health_poll_s=0.2, running=RUNNING,
         )  # fmt: skip
         assert apply(config, FakeClock(NOW)).state == "installed"
-        system = device_dir / ".system"
-        foreign = [
-            p for p in device_dir.rglob("*")
-            if p.stat().st_uid != nobody and system not in (p, *p.parents)
-        ]  # fmt: skip
+        foreign = [p for p in device_dir.rglob("*") if p.stat().st_uid != nobody]
         assert foreign == []
     finally:
         shutil.rmtree(base)
@@ -414,17 +414,20 @@ def test_the_real_install_script_installs_and_the_switch_holds(
 def test_the_command_line_verifies_applies_and_tells_the_status(device, opt, county_key):
     ready(device, county_key)
     data = ["--data-dir", str(device.data_dir)]
+    trust = ["--trust-file", str(settings(device, opt).trust_file)]
     runner = CliRunner()
-    verified = runner.invoke(main, ["release", "verify", "0.2.0", *data])
+    verified = runner.invoke(main, ["release", "verify", "0.2.0", *data, *trust])
     assert verified.exit_code == 0 and "可以安装 / installable" in verified.output
     applied = runner.invoke(
         main,
-        ["release", "apply", *data, "--opt-dir", str(opt.root), "--systemctl", str(opt.systemctl),
+        ["release", "apply", *data, *trust, "--opt-dir", str(opt.root),
+         "--systemctl", str(opt.systemctl),
          "--health-url", opt.health_url, "--gate-wait", "1", "--health-wait", "15", "--json"],
     )  # fmt: skip
     assert applied.exit_code == 0, applied.output
     assert json.loads(applied.output)["state"] == "installed"
-    status = json.loads(runner.invoke(main, ["release", "status", *data, "--json"]).output)
+    status_of = ["release", "status", *data, "--opt-dir", str(opt.root), "--json"]
+    status = json.loads(runner.invoke(main, status_of).output)
     assert status["release"]["state"] == "installed"
     assert status["last_switch"]["result"] == "installed" and status["pending_switch"] is None
     text = runner.invoke(main, ["release", "status", *data]).output
@@ -437,19 +440,20 @@ def test_the_command_line_verifies_applies_and_tells_the_status(device, opt, cou
 def test_a_release_is_refused_until_root_trusts_a_county_key(device, opt, county_key):
     """The key pinned in clinic.db is the service user's to change: root installs only what
     the key it recorded itself signed, and waits (the download kept) until there is one."""
-    (device.data_dir / release_apply.TRUST).unlink()
+    trust_file = settings(device, opt).trust_file
+    trust_file.unlink()
     ready(device, county_key)
     outcome = apply(settings(device, opt), FakeClock(NOW))
     assert outcome.code == release_apply.EXIT_ERROR
     assert read_state(device.data_dir)["code"] == "RELEASE_UNTRUSTED"
     assert (releases_dir(device.data_dir) / "0.2.0" / "READY").exists()  # kept for later
     assert opt.venv_target() == str(opt.root / "releases" / RUNNING / "venv")
-    release_apply.trust(device.data_dir)
+    release_apply.trust(device.data_dir, trust_file, None)
     assert apply(settings(device, opt), FakeClock(NOW)).state == "installed"
 
 
 def test_a_trust_file_the_service_user_could_write_is_no_trust(device, opt, county_key):
-    trusted = device.data_dir / release_apply.TRUST
+    trusted = settings(device, opt).trust_file
     os.chown(trusted, 65534, 65534)
     ready(device, county_key)
     assert apply(settings(device, opt), FakeClock(NOW)).code == release_apply.EXIT_ERROR
@@ -501,3 +505,30 @@ def test_a_symlink_in_the_download_is_refused(device, opt, county_key):
     assert outcome.state == "refused"
     assert failed_record(device, "0.2.0")["reason"].startswith("RELEASE_FILE_MISMATCH")
     assert not (opt.root / "staging").exists() or not any((opt.root / "staging").iterdir())
+
+
+def test_trust_with_a_fingerprint_that_is_not_the_pinned_keys_records_nothing(device, opt):
+    trust_file = settings(device, opt).trust_file
+    trust_file.unlink()
+    with pytest.raises(release_apply.ApplyError, match="nothing recorded"):
+        release_apply.trust(device.data_dir, trust_file, "0000-0000-0000-0000")
+    assert not trust_file.exists()
+    pinned = release_apply.database_state(device.data_dir).county_key
+    release_apply.trust(device.data_dir, trust_file, key_fingerprint(pinned).lower())
+    assert trust_file.read_text().strip() == pinned
+
+
+def test_a_switch_record_the_service_user_could_write_is_never_read(device, opt, county_key):
+    """switch.json lives in root's OPT/state: one planted in the data directory changes
+    nothing, and one in OPT/state naming a venv outside the releases is refused."""
+    planted = {"to": "9.9", "to_target": str(device.data_dir), "from_target": "/tmp",
+               "previous_before": "/tmp", "state": "rolling_back", "migrations": [],
+               "ledger_head": {"seq": 0, "hash": None}}  # fmt: skip
+    (releases_dir(device.data_dir)).mkdir(exist_ok=True)
+    (releases_dir(device.data_dir) / SWITCH).write_text(json.dumps(planted))
+    assert apply(settings(device, opt), FakeClock(NOW)).state == "nothing"
+    assert opt.venv_target() == str(opt.root / "releases" / RUNNING / "venv")
+    (opt.root / "state" / SWITCH).write_text(json.dumps(planted))
+    outcome = apply(settings(device, opt), FakeClock(NOW))
+    assert outcome.code == release_apply.EXIT_ERROR and "cannot be used" in outcome.lines[-1]
+    assert opt.venv_target() == str(opt.root / "releases" / RUNNING / "venv")

@@ -10,11 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from release_support import RUNNING, make_opt, release_files
+from release_support import RUNNING, make_opt, release_files, trusted_by_root
 from sync_helpers import NOW, FakeClock, enroll, hub_store, new_device, start_hub
 
 from edge.adapters.schema import known_migrations
-from sync import release_apply
 from sync.agent import releases, state
 from sync.agent.jobs import client_for, new_report, send_heartbeat, sync_once
 from sync.agent.releases import FAILED, READY, pull_release, read_state, releases_dir
@@ -190,11 +189,12 @@ def test_publish_download_switch_the_whole_loop(device, hub_dir, tmp_path, clock
     assert run_scheduled_job(device.data_dir, "release", clock)["state"] == "ready"
     assert sync_once(device.store, device.identity, device.data_dir, NOW)["ok"]  # outbox empty
     opt = make_opt(tmp_path / "opt", device.data_dir)
-    release_apply.trust(device.data_dir)  # as /usr/local/bin/clinic does after `enroll`
+    trust_file = trusted_by_root(device.data_dir, tmp_path / "etc-clinic")
     subprocess.run([opt.systemctl, "start", "clinic-terminal.service"], check=True)
     try:
         settings = Settings(
             data_dir=device.data_dir, opt_dir=opt.root, systemctl=str(opt.systemctl),
+            trust_file=trust_file,
             health_url=opt.health_url, gate_wait_s=0.5, gate_poll_s=0.1, health_wait_s=3.0,
             health_poll_s=0.2, running=RUNNING,
         )  # fmt: skip
