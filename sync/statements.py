@@ -25,7 +25,8 @@ KIND = "clearing_statement"
 # Every payer by its national name, the total first (3201/3202's order).
 PAYERS = tuple(NATIONAL_NAMES[name] for name in MONEY_FIELDS)
 STATUSES = ("draft", "agreed", "paid")
-MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+# Years 2000-2099: no clinic settled before, and datetime() never sees year 0 or 10000.
+MONTH = re.compile(r"(20\d{2})-(0[1-9]|1[0-2])")
 # A reconciliation report's lists together: a clinic's month is far below this.
 MAX_REPORT_ENTRIES = 5000
 MAX_TX_ID = 64

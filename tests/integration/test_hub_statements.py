@@ -215,9 +215,14 @@ def test_a_malformed_report_or_an_unknown_revision_is_refused(clinics, hub, hub_
             {**report, "missing_on_device": ["x"] * 5001}, NEXT_MONTH
         )
     assert refused.value.code == "BAD_REQUEST"
-    with pytest.raises(SyncError) as refused:
-        client(clinic).statement("2026-13", NEXT_MONTH)
-    assert refused.value.code == "BAD_REQUEST"
+    for month in ("2026-13", "0000-01", "9999-12"):  # no year 0 or 10000 reaches datetime()
+        with pytest.raises(SyncError) as refused:
+            client(clinic).statement(month, NEXT_MONTH)
+        assert refused.value.code == "BAD_REQUEST"
+    # a month before the device was enrolled: nothing is built, nothing kept
+    assert client(clinic).statement("2001-01", NEXT_MONTH) is None
+    with hub_store(hub_dir) as store:
+        assert store.latest_statement(CLINIC, "2001-01") is None
 
 
 def test_the_commands_show_export_and_set_the_status(clinics, hub, hub_dir, tmp_path, monkeypatch):
@@ -433,3 +438,17 @@ def test_statements_built_at_once_by_two_workers_are_one_revision(clinics, hub, 
     assert {(s.revision, s.built_at) for s in built} == {(1, iso(NEXT_MONTH))}
     with hub_store(hub_dir) as store:
         assert [e.action for e in store.statement_events(CLINIC, MONTH)] == ["built"]
+
+
+def test_the_same_report_sent_again_adds_no_event(clinics, hub, hub_dir, hub_clock):
+    """A device retrying its report does not grow the statement's history without end."""
+    clinic, _other = clinics
+    hub_clock.now = NEXT_MONTH
+    client(clinic).statement(MONTH, NEXT_MONTH)
+    report = {"month": MONTH, "revision": 1, "agrees": True}
+    for _ in range(3):
+        client(clinic).report_reconciliation(report, NEXT_MONTH)
+    client(clinic).report_reconciliation({**report, "agrees": False}, NEXT_MONTH)
+    with hub_store(hub_dir) as store:
+        actions = [e.action for e in store.statement_events(CLINIC, MONTH)]
+    assert actions.count("device_agrees") == 1 and actions.count("device_disagrees") == 1

@@ -395,6 +395,12 @@ def record_report(store: HubStore, device_id: str, report: object, now: datetime
     with store.unit_of_work():
         if store.statement_revision(slot.clinic_code, kept["month"], kept["revision"]) is None:
             raise SyncError("NOT_FOUND", f"no statement revision {kept['revision']}")
+        earlier = [
+            r.report for r in store.statement_reports(slot.clinic_code, kept["month"])
+            if r.revision == kept["revision"] and r.device_id == device_id
+        ]  # fmt: skip
+        if earlier == [kept]:  # the same report again (a retry): no new event
+            return {"recorded": True}
         store.save_statement_report(
             StatementReport(
                 slot.clinic_code, kept["month"], kept["revision"], device_id, iso(now),
@@ -422,6 +428,8 @@ def statement_for_device(
         raise SyncError("UNKNOWN_DEVICE")
     if not month_is_over(month, now):
         return None
+    if slot.enrolled_at is not None and month < (month_of(slot.enrolled_at) or ""):
+        return None  # before this device: nothing to state, and nothing built or kept
     return signed(store, refresh(store, slot.clinic_code, month, now), county_key)
 
 
