@@ -80,6 +80,7 @@ INSTALLED_MARK = "INSTALLED"  # in OPT/releases/<version>/, once clinic-install-
 EXIT_OK, EXIT_ERROR, EXIT_LATER = 0, 1, 75  # 75: EX_TEMPFAIL, systemd runs it again later
 # clinic-install-release: a source package (pyscard) not in the wheel cache, no compiler
 EXIT_NEEDS_BUILD = 3
+INSTALL_ATTEMPTS = 3  # an install that fails this often is the release's fault
 
 
 @dataclass(frozen=True)
@@ -417,13 +418,23 @@ def install(settings: Settings, version: str, source: Path, outcome: Outcome) ->
         )
     finally:
         shutil.rmtree(source.parent, ignore_errors=True)
+    attempts = settings.state_dir / f"install-attempts-{version}"
     if done.returncode != 0:
         shutil.rmtree(home, ignore_errors=True)
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         detail = f"exit {done.returncode}: {' | '.join(tail)}"
         if done.returncode == EXIT_NEEDS_BUILD:  # this terminal's lack, not the release's
             raise ApplyError(SyncError("RELEASE_NEEDS_BUILD", detail))
+        # A full disk or a killed pip is no fault of the release: tried again, and given
+        # up for good only after INSTALL_ATTEMPTS failures.
+        settings.state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        failures = len(attempts.read_text().split()) + 1 if attempts.exists() else 1
+        if failures < INSTALL_ATTEMPTS:
+            attempts.write_text("x " * failures)
+            raise ApplyError(SyncError("RELEASE_INSTALL_FAILED", f"{detail} (try {failures})"))
+        attempts.unlink(missing_ok=True)
         raise SyncError("RELEASE_INSTALL_FAILED", detail)
+    attempts.unlink(missing_ok=True)
     (home / INSTALLED_MARK).write_text(f"{version}\n")
     outcome.say(f"已安装 {version}", f"installed {version} into {home / 'venv'}")
 

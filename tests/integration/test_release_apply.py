@@ -277,9 +277,17 @@ def test_a_release_not_newer_never_switches(device, opt, county_key):
     refused(device, opt, RUNNING, "RELEASE_NOT_NEWER")
 
 
-def test_a_failed_install_never_switches(device, opt, county_key):
+def test_a_failed_install_never_switches_and_is_given_up_after_three_tries(device, opt, county_key):
+    """A full disk or a killed pip is no fault of the release: the download is kept and
+    tried again; the third failure in a row refuses the version for good."""
     (opt.root / ".install-fails").write_text("1")
     ready(device, county_key)
+    for _ in range(release_apply.INSTALL_ATTEMPTS - 1):
+        outcome = apply(settings(device, opt), FakeClock(NOW))
+        assert (outcome.code, outcome.state) == (1, "error")
+        assert read_state(device.data_dir)["code"] == "RELEASE_INSTALL_FAILED"
+        assert (releases_dir(device.data_dir) / "0.2.0/READY").exists()
+        assert not (releases_dir(device.data_dir) / FAILED).exists()
     refused(device, opt, "0.2.0", "RELEASE_INSTALL_FAILED")
     assert "no compiler" in failed_record(device, "0.2.0")["reason"]
     assert not (opt.root / "releases/0.2.0").exists()
