@@ -672,6 +672,8 @@ def hub_statement_status(
     if status is None:
         raise click.UsageError("give --agreed or --paid")
     with open_hub(hub_dir) as store, plain_errors():
+        if revision is None:  # the latest, which the command's answer names
+            revision = statements.refresh(store, clinic_code, month, _now()).revision
         done = statements.set_status(
             store, clinic_code=clinic_code, month=month, revision=revision, status=status,
             by=by, now=_now(), reference=reference, paid_on=paid_on,

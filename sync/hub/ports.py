@@ -189,7 +189,8 @@ class HubStore(Protocol):
         paid_on: str | None,
         by: str,
         at: str,
-    ) -> None: ...
+        expected: str,
+    ) -> bool: ...
     def add_statement_event(
         self,
         clinic_code: str,

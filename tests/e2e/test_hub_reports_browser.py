@@ -36,7 +36,7 @@ def month_hub(tmp_path, monkeypatch):
         for code, steps in ((first, ["agreed"]), (second, ["agreed", "paid"])):
             for status in steps:
                 statements.set_status(
-                    store, clinic_code=code, month=MONTH, revision=None, status=status,
+                    store, clinic_code=code, month=MONTH, revision=1, status=status,
                     by="county-admin", now=NOW, reference="GK-DEMO-01", paid_on=str(NOW.date()),
                 )  # fmt: skip
         stated = {code: store.latest_statement(code, MONTH) for code, _ in CLINICS}

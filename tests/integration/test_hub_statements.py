@@ -159,6 +159,14 @@ def test_a_late_upload_makes_a_revision_that_says_what_changed_and_everything_su
             store, clinic_code=CLINIC, month=MONTH, revision=2, status="paid", by="admin",
             now=NEXT_MONTH, reference="GK-2026-1201", paid_on="2026-12-01",
         )  # fmt: skip
+        # two admins at once: the one who comes second changes nothing
+        with store.unit_of_work():
+            moved = store.set_statement_status(
+                CLINIC, MONTH, 2, status="paid", payment_reference="OTHER", paid_on="2026-12-02",
+                by="other-admin", at=iso(NEXT_MONTH), expected="agreed",
+            )  # fmt: skip
+        assert moved is False
+        assert store.latest_statement(CLINIC, MONTH).payment_reference == "GK-2026-1201"
     answer = client(clinic).report_reconciliation(
         {
             "month": MONTH,

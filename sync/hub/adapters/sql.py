@@ -924,12 +924,17 @@ class SqlHubStore:
         paid_on: str | None,
         by: str,
         at: str,
-    ) -> None:
-        self.conn.execute(
+        expected: str,
+    ) -> bool:
+        """False when the revision is no longer in the `expected` status (another admin
+        moved it first): nothing changed."""
+        cursor = self.conn.execute(
             "UPDATE clearing_statement SET status = ?, payment_reference = ?, paid_on = ?,"
-            " status_by = ?, status_at = ? WHERE clinic_code = ? AND month = ? AND revision = ?",
-            [status, payment_reference, paid_on, by, at, clinic_code, month, revision],
+            " status_by = ?, status_at = ? WHERE clinic_code = ? AND month = ? AND revision = ?"
+            " AND status = ?",
+            [status, payment_reference, paid_on, by, at, clinic_code, month, revision, expected],
         )
+        return cursor.rowcount == 1
 
     def add_statement_event(
         self,

@@ -338,7 +338,9 @@ def set_status(
     payment's reference and date). `revision`: the one the admin looked at; refused when
     a newer one exists (a late upload changed the figures since)."""
     latest = refresh(store, clinic_code, month, now)
-    if revision is not None and revision != latest.revision:
+    if revision is None:
+        raise HubError("which revision was checked? / 请指明核对的是第几版结算单")
+    if revision != latest.revision:
         raise HubError(
             f"revision {latest.revision} replaced revision {revision}: review it first"
             f" / 结算单已更新为第 {latest.revision} 版，请先核对"
@@ -365,10 +367,20 @@ def set_status(
     else:
         raise HubError(f"unknown status {status!r}: agreed or paid")
     with store.unit_of_work():
-        store.set_statement_status(
-            clinic_code, month, latest.revision, status=status,
-            payment_reference=payment_reference, paid_on=paid, by=by, at=iso(now),
-        )  # fmt: skip
+        newest = store.latest_statement(clinic_code, month)
+        moved = newest is None or newest.revision != latest.revision
+        if moved or not store.set_statement_status(
+            clinic_code,
+            month,
+            latest.revision,
+            status=status,
+            payment_reference=payment_reference,
+            paid_on=paid,
+            by=by,
+            at=iso(now),
+            expected=latest.status,
+        ):  # a late upload or another admin got there first
+            raise HubError("the statement changed meanwhile / 结算单刚被更新，请重新核对")
         store.add_statement_event(
             clinic_code, month, latest.revision, status, by, iso(now),
             {"reference": payment_reference, "paid_on": paid} if status == "paid" else {},
