@@ -294,5 +294,5 @@ def test_hub_serve_answers_on_the_port_it_was_given(published):
                 time.sleep(0.1)
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        server.wait(timeout=40)  # gunicorn stops gracefully within 30 s
         server.stderr.close()
