@@ -317,7 +317,7 @@ def paged(arg: str, size: int, fetch: Callable[[int, int], Sequence]) -> tuple[l
     )
 
 
-def _township(viewer: Viewer) -> str | None:
+def chosen_township(viewer: Viewer) -> str | None:
     """The township a listing shows: a coordinator's own, or the one an admin chose."""
     return viewer.township or request.args.get("township") or None
 
@@ -328,7 +328,7 @@ def _township(viewer: Viewer) -> str | None:
 @console.get("/")
 @signed_in()
 def fleet(viewer: Viewer):
-    township = _township(viewer)
+    township = chosen_township(viewer)
     store = hub_store()
     slots, pager = paged("page", FLEET_PAGE, lambda n, at: store.slots_page(township, n, at))
     rows = reports.fleet_rows(store, hub_runtime().now(), slots)
@@ -377,7 +377,7 @@ def device(viewer: Viewer, device_id: str):
 @console.get("/alarms")
 @signed_in()
 def alarms(viewer: Viewer):
-    township = _township(viewer)
+    township = chosen_township(viewer)
     show_cleared = request.args.get("cleared") == "1"
     rows, pager = paged(
         "page",
@@ -394,7 +394,7 @@ def alarms(viewer: Viewer):
 @console.get("/reconciliation")
 @signed_in()
 def reconciliation(viewer: Viewer):
-    township = _township(viewer)
+    township = chosen_township(viewer)
     show_reviews = request.args.get("reviews") == "1"
     items, pager = paged(
         "page",
@@ -418,7 +418,7 @@ def reconciliation(viewer: Viewer):
 @console.get("/export/<what>.csv")
 @signed_in()
 def export_csv(viewer: Viewer, what: str):
-    township = viewer.township or request.args.get("township") or None
+    township = chosen_township(viewer)
     devices = visible_devices(viewer, township)
     if what == "settlements":
         text = reports.settlements_csv(hub_store(), devices)
@@ -582,7 +582,7 @@ def _summary(kind: str, content) -> str:
 @signed_in()
 def software_releases(viewer: Viewer):
     """Every release with its rollout over the devices this viewer may see."""
-    township = _township(viewer)
+    township = chosen_township(viewer)
     rows = releases.rollout(hub_store(), visible_slots(viewer, township))
     return render("releases.html", rows=rows, township=township)
 
@@ -595,7 +595,7 @@ def software_release(viewer: Viewer, version: str, arch: str):
     published = store.release(version, arch)
     if published is None:
         abort(404)
-    township = _township(viewer)
+    township = chosen_township(viewer)
     slots, pager = paged("page", FLEET_PAGE, lambda n, at: store.slots_page(township, n, at))
     devices = [
         {

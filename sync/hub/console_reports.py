@@ -15,7 +15,7 @@ from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
 from sync.hub.charts import Bar, bar_chart
-from sync.hub.console import PAYER_NAMES, console, render, signed_in, visible_slots
+from sync.hub.console import PAYER_NAMES, chosen_township, console, render, signed_in, visible_slots
 from sync.hub.console_auth import Viewer
 from sync.hub.runtime import hub_runtime, hub_store
 from sync.hub.services import month_reports
@@ -41,7 +41,7 @@ def _month(now: datetime) -> str:
 
 
 def _report(viewer: Viewer) -> MonthReport:
-    township = viewer.township or request.args.get("township") or None
+    township = chosen_township(viewer)
     slots = visible_slots(viewer, township)
     clinic = request.args.get("clinic") or None
     if clinic not in {s.clinic_code for s in slots}:
@@ -91,7 +91,7 @@ def charts(report: MonthReport) -> dict[str, Markup]:
 def month_report(viewer: Viewer):
     report = _report(viewer)
     store = hub_store()
-    township = viewer.township or request.args.get("township") or None
+    township = chosen_township(viewer)
     clinic_codes = sorted({s.clinic_code for s in visible_slots(viewer, township)})
     return render(
         "month_reports.html",

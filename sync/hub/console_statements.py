@@ -12,7 +12,7 @@ as a device of another township is. These routes join the console's blueprint
 from flask import Response, abort, redirect, request, url_for
 from flask_babel import lazy_gettext as _l
 
-from sync.hub.console import console, render, signed_in
+from sync.hub.console import chosen_township, console, render, signed_in
 from sync.hub.console_auth import Viewer
 from sync.hub.model import HubError
 from sync.hub.runtime import hub_runtime, hub_store
@@ -94,7 +94,7 @@ def _statement_page(viewer: Viewer, clinic_code: str, month: str, error: str | N
 def clearing(viewer: Viewer):
     """Every visible clinic's statement of a month."""
     month = _month(request.args.get("month"))
-    township = viewer.township or request.args.get("township") or None
+    township = chosen_township(viewer)
     try:
         rows = statements.clearing(hub_store(), month, hub_runtime().now(), township)
     except HubError as refused:
@@ -115,7 +115,7 @@ def clearing(viewer: Viewer):
 @console.get("/clearing/<month>.csv")
 @signed_in()
 def clearing_csv(viewer: Viewer, month: str):
-    township = viewer.township or request.args.get("township") or None
+    township = chosen_township(viewer)
     try:
         rows = statements.clearing(hub_store(), _month(month), hub_runtime().now(), township)
     except HubError:
