@@ -92,7 +92,7 @@ test-pi: $(STAMP)
 	@$(call apt_ensure,$(PI_SYSTEM_PACKAGES),test-pi)
 	$(if $(PI_BUNDLE),,$(MAKE) pi-bundle ARCH=$(PI_ARCH))
 	CLINIC_PI_BUNDLE=$(abspath $(or $(PI_BUNDLE),dist/pi-bundle-$(PI_ARCH))) \
-	  $(BIN)/python -m pytest -p no:cacheprovider -s tests/pi
+	  $(BIN)/python -m pytest -p no:cacheprovider -o timeout=3600 -s tests/pi
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks --out benchmarks/report.json

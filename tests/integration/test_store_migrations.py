@@ -78,20 +78,24 @@ def test_a_new_device_gets_the_same_tables_as_an_old_one_brought_forward(old_dev
     assert old == new
 
 
-def _open_and_close(data_dir: str) -> str:
+def _open_when_all_ready(data_dir: str, ready, results) -> None:
     try:
+        ready.wait(60)  # every process imported and waiting: then all open at once
         SqliteDeviceStore.open(Path(data_dir)).close()
-        return "ok"
+        results.put("ok")
     except Exception as error:  # reported to the parent, which fails the test
-        return f"{type(error).__name__}: {error}"
+        results.put(f"{type(error).__name__}: {error}")
 
 
 def test_processes_opening_an_old_device_at_once_all_open_it(tmp_path):
     """The scheduler, the doctor and a command may all be first to open an upgraded device:
-    the migration steps run under the write lock, once."""
+    the migration steps run under the write lock, once.
+
+    Fresh interpreters (spawn), as the terminal's processes are: a child forked from this
+    test process would inherit whatever lock another thread of the test run held."""
     import multiprocessing
 
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")
     for round_ in range(5):
         data_dir = tmp_path / f"device-{round_}"
         data_dir.mkdir()
@@ -100,5 +104,14 @@ def test_processes_opening_an_old_device_at_once_all_open_it(tmp_path):
             open(data_dir / DATABASE_FILE, "wb") as db,
         ):
             shutil.copyfileobj(packed, db)
-        with context.Pool(4) as pool:
-            assert pool.map(_open_and_close, [str(data_dir)] * 4) == ["ok"] * 4
+        ready, results = context.Barrier(4), context.Queue()
+        processes = [
+            context.Process(target=_open_when_all_ready, args=(str(data_dir), ready, results))
+            for _ in range(4)
+        ]
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=120) for _ in processes]
+        for process in processes:
+            process.join(30)
+        assert outcomes == ["ok"] * 4
