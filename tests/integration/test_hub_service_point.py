@@ -428,13 +428,25 @@ def test_premium_totals_and_a_family_account_premium_in_the_recomputation(
 
 def test_the_cli_lists_shows_decides_and_totals(hub, hub_dir, make_enrolled_device):
     device = make_enrolled_device("device")
+    settled = device.settle(NOW, insured_id="32011500000001")
     record = request(
         device,
         "complaint",
         insured_id="32011500000001",
-        details={"settlement_tx_id": "none-such", "settlement_seq": 1, "grounds": "收费不对"},
+        details={
+            "settlement_tx_id": settled["tx_id"],
+            "settlement_seq": settled["seq"],
+            "grounds": "收费不对",
+        },
     )
     sync(device)
+    with hub_store(hub_dir) as store:
+        reconcile_pending(store, NOW)
+        detail = service_requests.request_detail(store, record["tx_id"], township=None)
+    disputed = detail["settlement"]
+    assert disputed["recomputation_status"] == "ok"
+    assert disputed["device"] == disputed["recomputed"]
+    assert disputed["device"]["medfee_sumamt"] == settled["body"]["result"]["total"]
     runner = CliRunner()
 
     def run(*args):
@@ -452,6 +464,7 @@ def test_the_cli_lists_shows_decides_and_totals(hub, hub_dir, make_enrolled_devi
     assert decided.exit_code == 0, decided.output
     result = json.loads(decided.output)["decision"]["result"]
     assert result["answer"] == "县级重算与结算一致" and result["correction"] is False
+    assert result["recomputed"] == result["device"] == disputed["device"]
     shown = run("requests", "show", record["tx_id"])
     assert shown.exit_code == 0 and "rejected" in shown.output
     totals = run("premiums", "--year", "2027", "--json")
