@@ -23,7 +23,9 @@ from sync import agent
 from sync.agent import state
 from sync.agent.client import HubClient, HubRefusal
 from sync.agent.jobs import client_for
-from sync.hub.adapters.county_key import SEAL_KEY_FILE, ensure_seal_key
+from sync.hub.adapters.county_key import SEAL_KEY_FILE, ensure_seal_key, load_seal_key
+from sync.hub.app import create_app
+from sync.hub.bootstrap import init_hub
 from sync.hub.model import HubError
 from sync.hub.services import county, service_requests
 from sync.hub.services.reconciliation import reconcile_pending
@@ -134,6 +136,23 @@ def test_the_encryption_key_is_made_once_and_its_statement_verifies(
     # And GET /encryption-key gives the same key, the answer signed like any other.
     enrolled = make_enrolled_device("device")
     assert encryption_key(enrolled) == public
+
+
+@pytest.mark.parametrize("hub_backend", ["sqlite"], indirect=True)
+def test_a_hub_made_before_gets_its_encryption_key_when_it_starts(tmp_path, hub_backend):
+    hub_dir = tmp_path / "hub"
+    init_hub(hub_dir, "示范县 Demo County", NOW)
+    (hub_dir / SEAL_KEY_FILE).unlink()  # as a hub made before the service point
+    app = create_app({"HUB_DATA_DIR": str(hub_dir), "CLOCK": lambda: NOW, "CONSOLE": False})
+    statement = app.extensions["clinic_hub"].encryption_key
+    made = public_key_b64(load_seal_key(hub_dir))
+    assert stat.S_IMODE(os.stat(hub_dir / SEAL_KEY_FILE).st_mode) == 0o600
+    with hub_store(hub_dir) as store:
+        county_key = store.county().public_key
+    assert verified_encryption_key(statement, county_key) == made
+    again = create_app({"HUB_DATA_DIR": str(hub_dir), "CLOCK": lambda: NOW, "CONSOLE": False})
+    assert again.extensions["clinic_hub"].encryption_key == statement  # the same key, kept
+    assert [p.name for p in hub_dir.iterdir() if p.name.startswith(".")] == []
 
 
 def test_an_approved_enrolment_reaches_the_device_and_the_person_settles(
