@@ -438,11 +438,53 @@ def test_premium_totals_and_a_family_account_premium_in_the_recomputation(
         "cash_to_hand_over": 0,
     }
     assert second["clinic"] == "320115-002" and second["cash_to_hand_over"] == 40000
-    assert kept["tx_id"] and paid["tx_id"]
+    assert kept["tx_id"]
     # The county's balance of the account agrees with the device's when it settles.
     assert status == "ok"
     before = settled["body"]["accumulators_before"]
     assert hub_result["accumulators_before"]["account_balance"] == before["account_balance"]
+
+    # Its reversal gives the account its money back at the county too.
+    back = {
+        "reverses": paid["tx_id"],
+        "reverses_seq": paid["seq"],
+        "operator": OPERATOR,
+        "reason": "退费",
+        "amount": 40000,
+        "method": "family_account",
+        "account_holder": holder,
+        "account_balance_after": before["account_balance"] + 40000,
+    }
+    assert body_problem("premium_reversal", back) is None
+    services.append_record(device.store, device.identity, "premium_reversal", back, NOW)
+    sync(device)
+    with hub_store(hub_dir) as store:
+        reconcile_pending(store, NOW + timedelta(hours=1))
+        assert store.person(holder)[1] == 80000
+        (again, _) = service_requests.premium_totals(store, year=2027, township=None)
+    assert again["reversed_count"] == 2 and again["reversed_amount"] == 120000
+
+
+def test_a_malformed_request_is_kept_flagged_and_never_queued(hub, hub_dir, make_enrolled_device):
+    device = make_enrolled_device("device")
+    body = {
+        "kind": "enrolment",
+        "operator": OPERATOR,
+        "insured_id": None,
+        "applicant": None,  # an enrolment without its applicant and sealed number
+        "sealed_id_number": None,
+        "details": {"insurance_type": "resident", "category": None, "village": None},
+        "attachments": [],
+        "note": None,
+        "follow_up_of": None,
+    }
+    assert body_problem("service_request", body) is not None
+    record = services.append_record(device.store, device.identity, "service_request", body, NOW)
+    sync(device)
+    with hub_store(hub_dir) as store:
+        assert record["seq"] in store.malformed_records(device.identity.device_id)
+        assert store.service_request(record["tx_id"]) is None
+        assert service_requests.list_requests(store, township=None, kind=None, state=None) == []
 
 
 def test_the_cli_lists_shows_decides_and_totals(hub, hub_dir, make_enrolled_device):
