@@ -247,14 +247,19 @@ def balances_unmoved(current: Balances, movement: dict[str, Any]) -> Balances:
     return balances_from_json(restored_accumulators({}, movement, balances_as_json(current)))
 
 
-def daily_close_differences(close_body: dict, records_in_range: list[dict]) -> dict[str, dict]:
+def daily_close_differences(
+    close_body: dict, records_in_range: list[dict], originals: dict[str, dict] | None = None
+) -> dict[str, dict]:
     """Compare a device's signed daily close with the totals of the records it covers, as
     the hub holds them: {"settlements.fund": {"device": …, "hub": …}, …}. A version 1
-    close totals five payers: a payer it does not name counts as 0."""
+    close totals five payers: a payer it does not name counts as 0. Its premiums
+    (`premiums.collected.cash`, …) too: `originals` are the premiums, by tx_id, that
+    reversals in range undo from an earlier day; a close without premiums names none."""
     expected = daily_close_body(
         records_in_range,
         business_day=close_body.get("business_day", ""),
         operator=close_body.get("operator", ""),
+        originals=originals,
     )
     result = {}
     for section in ("settlements", "reversals", "net"):
@@ -264,6 +269,14 @@ def daily_close_differences(close_body: dict, records_in_range: list[dict]) -> d
             device = claimed.get(name) if named_by_version_1 else claimed.get(name, 0)
             if device != value:
                 result[f"{section}.{name}"] = {"device": device, "hub": value}
+    claimed_premiums = close_body.get("premiums") or {}
+    for section, held in (expected.get("premiums") or {}).items():
+        claimed = claimed_premiums.get(section) or {}
+        for name, value in held.items():
+            if claimed.get(name) != value:
+                result[f"premiums.{section}.{name}"] = {"device": claimed.get(name), "hub": value}
+    if claimed_premiums and "premiums" not in expected:
+        result["premiums"] = {"device": claimed_premiums, "hub": None}
     if close_body.get("needs_review") != expected["needs_review"]:
         result["needs_review"] = {
             "device": close_body.get("needs_review"),
