@@ -22,6 +22,7 @@ from edge.domain.records import (
     daily_close_body,
     restored_accumulators,
 )
+from edge.domain.service_point import premium_totals
 from edge.domain.settlement import settle
 from sync.hub.model import Balances
 
@@ -252,9 +253,9 @@ def daily_close_differences(
 ) -> dict[str, dict]:
     """Compare a device's signed daily close with the totals of the records it covers, as
     the hub holds them: {"settlements.fund": {"device": …, "hub": …}, …}. A version 1
-    close totals five payers: a payer it does not name counts as 0. Its premiums
-    (`premiums.collected.cash`, …) too: `originals` are the premiums, by tx_id, that
-    reversals in range undo from an earlier day; a close without premiums names none."""
+    close totals five payers: a payer it does not name counts as 0. Its premiums too
+    (`premiums.net.cash` …), when either side has any; `originals`: the premiums, by
+    tx_id, that premium reversals in the range undo."""
     expected = daily_close_body(
         records_in_range,
         business_day=close_body.get("business_day", ""),
@@ -269,14 +270,14 @@ def daily_close_differences(
             device = claimed.get(name) if named_by_version_1 else claimed.get(name, 0)
             if device != value:
                 result[f"{section}.{name}"] = {"device": device, "hub": value}
-    claimed_premiums = close_body.get("premiums") or {}
-    for section, held in (expected.get("premiums") or {}).items():
-        claimed = claimed_premiums.get(section) or {}
-        for name, value in held.items():
-            if claimed.get(name) != value:
-                result[f"premiums.{section}.{name}"] = {"device": claimed.get(name), "hub": value}
-    if claimed_premiums and "premiums" not in expected:
-        result["premiums"] = {"device": claimed_premiums, "hub": None}
+    claimed_premiums, held_premiums = close_body.get("premiums"), expected.get("premiums")
+    if claimed_premiums is not None or held_premiums is not None:
+        for section, held in (held_premiums or premium_totals([])).items():
+            claimed = (claimed_premiums or {}).get(section) or {}
+            for name, value in held.items():
+                if claimed.get(name) != value:
+                    device = claimed.get(name)
+                    result[f"premiums.{section}.{name}"] = {"device": device, "hub": value}
     if close_body.get("needs_review") != expected["needs_review"]:
         result["needs_review"] = {
             "device": close_body.get("needs_review"),

@@ -102,16 +102,11 @@ def _recompute_one(
             for r in store.records(device_id, after_seq=previous, to_seq=seq - 1, well_formed=True)
             if body_problem(r["kind"], r["body"]) is None  # one stored before bodies were checked
         ]
-        # Premiums reversed today but collected on an earlier day: as the device counts them.
-        in_range = {r["tx_id"] for r in covered}
-        originals = {
-            target: original
-            for r in covered
-            if r["kind"] == "premium_reversal"
-            and (target := r["body"]["reverses"]) not in in_range
-            and (original := store.record_by_tx(device_id, target)) is not None
-            and original["kind"] == "premium"
-        }
+        originals = {}  # the premiums that premium reversals in the range undo
+        for reversal in (r for r in covered if r["kind"] == "premium_reversal"):
+            original = store.record_by_tx(device_id, reversal["body"]["reverses"])
+            if original is not None:
+                originals[original["tx_id"]] = original
         diff = reconcile.daily_close_differences(body, covered, originals)
         if diff:
             add_item(reconcile.DAILY_CLOSE_DIFFERS, {"fields": diff})
