@@ -19,7 +19,7 @@ from pathlib import Path
 from flask import Flask
 
 from edge.clock import configured_clock
-from sync.hub import console_statements  # noqa: F401  (its pages join the console)
+from sync.hub import console_requests, console_statements  # noqa: F401  (their pages join the console)
 from sync.hub.adapters.county_key import load_county_key
 from sync.hub.api import api
 from sync.hub.bootstrap import open_hub_store
