@@ -60,6 +60,18 @@ CATEGORIES = {
     "low_income_guarantee": _l("low-income guarantee"),
     "severe_disability": _l("severe disability"),
 }
+# The members of a decision's result, as the county reads them.
+RESULT_NAMES = {
+    "insured_id": _l("insured number"),
+    "roster_version": _l("roster version"),
+    "year": _l("insurance year"),
+    "disease_code": _l("disease"),
+    "valid_from": _l("valid from"),
+    "valid_to": _l("valid to"),
+    "filing_no": _l("filing number"),
+    "answer": _l("answer"),
+    "correction": _l("a correction is due"),
+}
 GENDERS = {"M": _l("male"), "F": _l("female")}
 IMAGE_TYPES = ("image/jpeg", "image/png")
 QUEUE_LIMIT = 500  # rows a queue shows: the oldest waiting ones come first
@@ -167,7 +179,8 @@ def _request_page(viewer: Viewer, detail: dict, *, error: str | None = None, for
         all_outcomes=OUTCOMES,
         categories=CATEGORIES,
         genders=GENDERS,
-        complaint_payers=[p for p in PAYER_NAMES],
+        complaint_payers=list(PAYER_NAMES),
+        result_names=RESULT_NAMES,
         **extra,
     ), 400 if error else 200
 
@@ -197,7 +210,10 @@ def reveal_id_number(viewer: Viewer, tx_id: str):
         tx_id,
         hub_runtime().now().isoformat(),
     )
-    return _request_page(viewer, detail, id_number=detail.get("id_number"))
+    if detail.get("id_number") is None:
+        problem = detail.get("id_number_problem") or _("This request has no sealed ID number.")
+        return _request_page(viewer, detail, error=problem)
+    return _request_page(viewer, detail, id_number=detail["id_number"])
 
 
 def _field(name: str) -> str | None:
@@ -243,7 +259,8 @@ def request_attachment(viewer: Viewer, tx_id: str, sha256: str):
     """A photo the request names, as the image it is: only a JPEG or PNG, never sniffed
     into anything else, shown in the page rather than downloaded."""
     detail = _detail(viewer, tx_id)
-    if sha256 not in {a.get("sha256") for a in detail.get("attachments") or []}:
+    named = [detail, *(detail.get("follow_ups") or [])]
+    if sha256 not in {a.get("sha256") for r in named for a in r.get("attachments") or []}:
         abort(404)
     try:
         content_type, data = service_requests.attachment(
