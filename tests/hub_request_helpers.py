@@ -7,6 +7,7 @@ import hashlib
 import struct
 import zlib
 from datetime import datetime
+from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sync_helpers import NOW, Device, signed_call
@@ -74,7 +75,9 @@ def photo_entry(data: bytes, label: str) -> dict:
     }
 
 
-def enrolment(device: Device, hub_dir, at: datetime, photos: list[bytes], name: str = "王小梅") -> dict:
+def enrolment(
+    device: Device, hub_dir: Path, at: datetime, photos: list[bytes], name: str = "王小梅"
+) -> dict:
     return append(
         device,
         "service_request",

@@ -16,6 +16,7 @@ from flask import Response, abort, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from edge.domain.records import NATIONAL_NAMES
 from sync.hub.adapters.county_key import load_seal_key
 from sync.hub.console import PAYER_NAMES, chosen_township, console, render, signed_in
 from sync.hub.console_auth import Viewer
@@ -118,6 +119,20 @@ def _details(kind: str, details: dict) -> list[tuple[str, str]]:
     return [(key, str(value)) for key, value in d.items()]
 
 
+def _national(amounts: dict | None) -> dict[str, int]:
+    """A settlement's money by the national payers' names (`hifp_pay`, …), whether the
+    figures are named as the ledger names them (`fund`) or nationally already."""
+    named = {NATIONAL_NAMES.get(k, k): v for k, v in (amounts or {}).items()}
+    return {p: named[p] for p in PAYER_NAMES if type(named.get(p)) is int}
+
+
+def complaint_rows(settlement: dict | None) -> list[tuple[str, int | None, int | None]]:
+    """(payer, the device's amount, the county's) for each payer either side names."""
+    device = _national((settlement or {}).get("device"))
+    county = _national((settlement or {}).get("recomputed"))
+    return [(p, device.get(p), county.get(p)) for p in PAYER_NAMES if p in device or p in county]
+
+
 def _queue_order(row: dict) -> tuple:
     return (STATE_ORDER.get(row.get("state"), len(STATE_ORDER)), row.get("created_at") or "")
 
@@ -179,7 +194,7 @@ def _request_page(viewer: Viewer, detail: dict, *, error: str | None = None, for
         all_outcomes=OUTCOMES,
         categories=CATEGORIES,
         genders=GENDERS,
-        complaint_payers=list(PAYER_NAMES),
+        complaint_rows=complaint_rows(detail.get("settlement")),
         result_names=RESULT_NAMES,
         **extra,
     ), 400 if error else 200

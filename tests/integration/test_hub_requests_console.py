@@ -14,11 +14,21 @@ import re
 from datetime import timedelta
 
 import pytest
-from hub_request_helpers import APPLICANT_ID, append, enrolment, png, premium, put_photo, upload
+from hub_request_helpers import (
+    APPLICANT_ID,
+    append,
+    enrolment,
+    photo_entry,
+    png,
+    premium,
+    put_photo,
+    upload,
+)
 from sync_helpers import NOW, hub_store
 
+from edge.domain.money import format_yuan
 from sync.hub import console_auth
-from sync.hub.services import service_requests
+from sync.hub.services import reconciliation, service_requests
 
 PASSWORD = "correct horse 42"
 CLINIC, OTHER = "ML-01", "GL-01"
@@ -61,10 +71,10 @@ def county(hub, hub_dir, make_enrolled_device):
     )
     premium(gl, NOW + timedelta(minutes=6), "cash")
     for device in (ml, gl):
-        upload(device, NOW + timedelta(minutes=10))
+        upload(device, NOW)
     for data in photos:
-        put_photo(hub, ml, data, NOW + timedelta(minutes=11))
-    put_photo(hub, gl, png(3), NOW + timedelta(minutes=11))
+        put_photo(hub, ml, data, NOW)
+    put_photo(hub, gl, png(3), NOW)
     return {"ml": ml, "gl": gl, "requests": requests, "photos": photos}
 
 
@@ -112,23 +122,20 @@ def test_coordinators_see_and_decide_their_own_township_only(county, hub):
     mine, theirs = county["requests"]["ml"]["tx_id"], county["requests"]["gl"]["tx_id"]
     queue = page(wang, "/console/requests?township=秣陵街道")
     assert theirs in queue and mine not in queue
-    shown = page(li, f"/console/requests/{mine}")
     photo = hashlib.sha256(county["photos"][0]).hexdigest()
     for path in (f"/console/requests/{mine}", f"/console/requests/{mine}/attachments/{photo}"):
         assert wang.get(path).status_code == 404
     for action in ("decision", "id-number"):
         refused = wang.post(
             f"/console/requests/{mine}/{action}",
-            data={"outcome": "approved", "csrf_token": token(shown)},
+            data={"outcome": "approved", "csrf_token": token(queue)},
         )
         assert refused.status_code == 404
     assert li.get("/console/requests/no-such-request").status_code == 404
     assert "待县医保局审核" in page(li, f"/console/requests/{mine}")
 
 
-def test_reject_needs_a_reason_and_the_form_its_token_then_more_info_and_approval(
-    county, hub, hub_dir
-):
+def test_reject_needs_a_reason_and_the_form_its_token_then_more_info_is_asked(county, hub, hub_dir):
     li = signed_in(hub.app, "li")
     tx = county["requests"]["ml"]["tx_id"]
     path = f"/console/requests/{tx}"
@@ -249,4 +256,104 @@ def test_premiums_per_clinic_with_the_cash_to_hand_over_and_the_csv(county, hub)
     assert rows[0][-1] == "现金应上缴 cash_to_hand_over"
     assert [r[1] for r in rows[1:]] == [CLINIC, ""]
     assert rows[1][-1] == "800.00" and rows[-1][-1] == "800.00"
-    assert "没有" in page(li, f"/console/premiums?year={year + 5}")
+    assert "尚未收取保费" in page(li, f"/console/premiums?year={year + 5}")
+
+
+def test_a_complaint_shows_the_settlement_beside_the_recomputation_and_is_answered(
+    county, hub, hub_dir
+):
+    device = county["ml"]
+    settled = device.settle(NOW)
+    upload(device, NOW)
+    with hub_store(hub_dir) as store:
+        reconciliation.reconcile_pending(store, NOW)
+    complaint = append(
+        device,
+        "service_request",
+        {
+            "kind": "complaint",
+            "operator": "doc01",
+            "insured_id": settled["body"]["insured_id"],
+            "applicant": None,
+            "sealed_id_number": None,
+            "details": {
+                "settlement_tx_id": settled["tx_id"],
+                "settlement_seq": settled["seq"],
+                "grounds": "报销比例不对",
+            },
+            "attachments": [],
+            "note": None,
+            "follow_up_of": None,
+        },
+        NOW + timedelta(minutes=20),
+    )
+    upload(device, NOW)
+    li = signed_in(hub.app, "li")
+    path = f"/console/requests/{complaint['tx_id']}"
+    shown = page(li, path)
+    result = settled["body"]["result"]
+    for name, payer in (("total", "medfee_sumamt"), ("fund", "hifp_pay")):
+        row = re.search(rf'<tr[^>]*data-payer="{payer}">(.*?)</tr>', shown, re.S).group(1)
+        device_cell = re.search(r'data-side="device">([^<]*)<', row).group(1)
+        county_cell = re.search(r'data-side="county">([^<]*)<', row).group(1)
+        assert device_cell == county_cell == format_yuan(result[name])
+    assert "报销比例不对" in shown and "投诉成立" in shown and "维持原结算" in shown
+    # The settlement stands: a reason and an answer for the resident.
+    refused = li.post(
+        f"{path}/decision",
+        data={"outcome": "rejected", "reason": "按政策计算无误", "csrf_token": token(shown)},
+    )
+    assert refused.status_code == 400  # no answer for the resident
+    answered = li.post(
+        f"{path}/decision",
+        data={
+            "outcome": "rejected",
+            "reason": "按政策计算无误",
+            "answer": "统筹基金按 60% 支付，结算无误。",
+            "csrf_token": token(shown),
+        },
+    )
+    assert answered.status_code == 302
+    confirmed = page(li, answered.headers["Location"])
+    assert "审核结果已记录：维持原结算" in confirmed
+    assert "统筹基金按 60% 支付，结算无误。" in confirmed
+    with hub_store(hub_dir) as store:
+        (decision,) = decisions(store, complaint["tx_id"])
+    assert decision["result"]["correction"] is False
+    assert decision["result"]["answer"] == "统筹基金按 60% 支付，结算无误。"
+
+
+def test_more_information_from_the_clinic_requeues_the_request_with_its_photo(county, hub, hub_dir):
+    li = signed_in(hub.app, "li")
+    original = county["requests"]["ml"]
+    path = f"/console/requests/{original['tx_id']}"
+    asked = li.post(
+        f"{path}/decision",
+        data={
+            "outcome": "more_info",
+            "reason": "缺少身份证照片",
+            "csrf_token": token(page(li, path)),
+        },
+    )
+    assert asked.status_code == 302
+    device, extra = county["ml"], png(9)
+    follow_up = append(
+        device,
+        "service_request",
+        {
+            **original["body"],
+            "attachments": [photo_entry(extra, "身份证")],
+            "note": "已补充身份证照片",
+            "follow_up_of": original["tx_id"],
+        },
+        NOW + timedelta(minutes=30),
+    )
+    upload(device, NOW)
+    put_photo(hub, device, extra, NOW)
+    shown = page(li, path)
+    assert "待县医保局审核" in shown and "已补充身份证照片" in shown
+    assert follow_up["tx_id"] in shown
+    sha = hashlib.sha256(extra).hexdigest()
+    served = li.get(f"{path}/attachments/{sha}")
+    assert served.status_code == 200 and served.get_data() == extra
+    assert 'name="outcome"' in shown  # back in the queue: the county decides again
