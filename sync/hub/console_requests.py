@@ -16,7 +16,10 @@ from flask import Response, abort, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from edge.domain.documents import premium_rule_from_json
+from edge.domain.model import Rejection
 from edge.domain.records import NATIONAL_NAMES
+from edge.domain.service_point import premium_year_choices
 from sync.hub.adapters.county_key import load_seal_key
 from sync.hub.console import PAYER_NAMES, chosen_township, console, render, signed_in
 from sync.hub.console_auth import Viewer
@@ -134,7 +137,7 @@ def complaint_rows(settlement: dict | None) -> list[tuple[str, int | None, int |
 
 
 def _queue_order(row: dict) -> tuple:
-    return (STATE_ORDER.get(row.get("state"), len(STATE_ORDER)), row.get("created_at") or "")
+    return (STATE_ORDER.get(str(row.get("state")), len(STATE_ORDER)), row.get("created_at") or "")
 
 
 @console.get("/requests")
@@ -308,19 +311,26 @@ PREMIUM_FIGURES = (
 )
 
 
-def _year() -> int | None:
-    """The insurance year asked for, by default the one the clinics collect for now."""
+def _year() -> int:
+    """The insurance year asked for, by default the one the clinics collect for now (the
+    published policy's rule: next year's from `collection_opens` on)."""
     year = request.args.get("year", "")
     if year.isdigit() and 2000 <= int(year) <= 2099:
         return int(year)
     if year:
         abort(404)
-    now = hub_runtime().now()
-    # Collection for next year opens in the autumn (the demo policy: 09-01).
-    return now.year + 1 if now.month >= 9 else now.year
+    today = hub_runtime().now().date()
+    policy = hub_store().latest_publication("policy")
+    member = policy.content.get("premiums") if policy and isinstance(policy.content, dict) else None
+    if member is None:
+        return today.year
+    try:
+        return premium_year_choices(premium_rule_from_json(member, "premiums"), today)[0]
+    except Rejection:  # a policy the county published is checked then; this is the fallback
+        return today.year
 
 
-def _premium_rows(viewer: Viewer) -> tuple[int | None, str | None, list[dict], dict]:
+def _premium_rows(viewer: Viewer) -> tuple[int, str | None, list[dict], dict]:
     township = chosen_township(viewer)
     year = _year()
     rows = service_requests.premium_totals(hub_store(), year=year, township=township)

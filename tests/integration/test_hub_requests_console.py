@@ -236,6 +236,8 @@ def test_premiums_per_clinic_with_the_cash_to_hand_over_and_the_csv(county, hub)
     year = NOW.year + 1
     li, admin = signed_in(hub.app, "li"), signed_in(hub.app, "admin")
     shown = page(li, f"/console/premiums?year={year}")
+    # By default the year being collected: the demo policy opens next year's in September.
+    assert f"{year} 年度保费收缴" in page(li, "/console/premiums")
     assert "现金应上缴" in shown
     row = re.search(r'<tr data-clinic="ML-01">(.*?)</tr>', shown, re.S).group(1)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
