@@ -116,6 +116,19 @@ def test_the_queue_shows_a_tab_per_kind_with_counts_and_the_requests(county, hub
     assert county["requests"]["ml"]["tx_id"] not in page(admin, "/console/requests?kind=complaint")
     assert "没有申请" in page(admin, "/console/requests?kind=enrolment&state=approved")
     assert admin.get("/console/requests?kind=nothing").status_code == 404
+    # Waiting ones first: the older request, once the county asked for more, comes after.
+    older, newer = county["requests"]["ml"]["tx_id"], county["requests"]["gl"]["tx_id"]
+    assert queue.index(older) < queue.index(newer)
+    asked = admin.post(
+        f"/console/requests/{older}/decision",
+        data={"outcome": "more_info", "reason": "缺少照片", "csrf_token": token(queue)},
+    )
+    assert asked.status_code == 302
+    queue = page(admin, "/console/requests")
+    assert queue.index(newer) < queue.index(older)
+    assert re.search(r'data-kind="enrolment"[^>]*>参保登记 <span class="count">1</span>', queue)
+    waiting = page(admin, "/console/requests?state=more_info")
+    assert older in waiting and newer not in waiting
 
 
 def test_coordinators_see_and_decide_their_own_township_only(county, hub):
