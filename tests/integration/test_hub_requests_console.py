@@ -252,6 +252,21 @@ def test_a_photo_is_served_as_the_image_it_is_and_only_when_the_request_names_it
     assert admin.get(f"/console/requests/{tx}/attachments/{'0' * 64}").status_code == 404
 
 
+def test_a_kept_file_that_is_not_an_image_is_never_served(county, hub, hub_dir):
+    """Whatever a store holds under a named hash (written past the device API here), the
+    console serves JPEG and PNG only."""
+    device, data = county["ml"], b"<script>alert(1)</script>"
+    request = enrolment(device, hub_dir, NOW + timedelta(minutes=40), [data])
+    upload(device, NOW)
+    sha = hashlib.sha256(data).hexdigest()
+    with hub_store(hub_dir) as store, store.unit_of_work():
+        store.add_attachment(sha, device.identity.device_id, "text/html", data, NOW.isoformat())
+    admin = signed_in(hub.app, "admin")
+    answer = admin.get(f"/console/requests/{request['tx_id']}/attachments/{sha}")
+    assert answer.status_code == 404
+    assert b"<script>" not in answer.get_data()
+
+
 def test_premiums_per_clinic_with_the_cash_to_hand_over_and_the_csv(county, hub):
     year = NOW.year + 1
     li, admin = signed_in(hub.app, "li"), signed_in(hub.app, "admin")
