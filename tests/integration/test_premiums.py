@@ -171,7 +171,7 @@ def test_the_daily_close_counts_premiums_and_the_cash_to_hand_over(device):
 
     text = report_text(close_report_of(store, close.record))
     assert "收取保费 3笔" in text and "其中移动支付" in text and "其中家庭共济" in text
-    assert "冲正 1笔" in text and "保费应上缴现金" in text
+    assert "冲正 1笔" in text and "保费应上缴现金" in text and "现金总计（结算+保费）" in text
 
 
 def test_the_premium_receipt_prints_over_a_pty_and_its_qr_verifies(device, tmp_path):
