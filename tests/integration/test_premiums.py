@@ -230,3 +230,28 @@ def test_the_month_close_shows_the_months_premiums(device):
 
     text = period_text(month)
     assert "参保缴费" in text and "收取保费 1笔 2人" in text and "¥600.00" in text
+
+
+def test_m015_indexes_the_premiums_a_ledger_already_holds(device, data_dir):
+    """A device restored from a ledger written before its index (or by a release that
+    indexed nothing) gets its premiums indexed by the migration."""
+    store, identity = device
+    first = collect(store, identity, [ZHANG]).record
+    premiums.reverse_premium(store, identity, first["tx_id"], operator="doc01", reason="退",
+                             now=NOW)  # fmt: skip
+    collect(store, identity, [LI])
+    with store.write_transaction():
+        store.db.execute("DROP TABLE premium_person")
+        store.db.execute("DROP TABLE premium")
+        store.db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm015_premiums'")
+    store.close()
+    from edge.adapters.sqlite_store import SqliteDeviceStore
+
+    again = SqliteDeviceStore.open(data_dir)
+    try:
+        rows = premiums.premiums(again)
+        assert [row["persons"][0]["insured_id"] for row in rows] == [LI, ZHANG]
+        assert rows[1]["reversal_seq"] == first["seq"] + 1
+        assert again.premium_paid(LI, NEXT_YEAR) and again.premium_paid(ZHANG, NEXT_YEAR) is None
+    finally:
+        again.close()
