@@ -263,8 +263,11 @@ def test_a_family_account_premium_whose_holder_left_the_roster_is_not_reversed_h
     store, identity = device
     record = collect(store, identity, [KONG_MOTHER], method="family_account", payer="孔丽").record
     roster = store.insured_person
-    monkeypatch.setattr(store, "insured_person", lambda insured_id, with_accumulators=True: (
-        None if insured_id == KONG_DAUGHTER else roster(insured_id, with_accumulators)))  # fmt: skip
+
+    def without_the_holder(insured_id, with_accumulators=True):
+        return None if insured_id == KONG_DAUGHTER else roster(insured_id, with_accumulators)
+
+    monkeypatch.setattr(store, "insured_person", without_the_holder)
     refused("FAMILY_ACCOUNT_HOLDER_UNKNOWN", premiums.reverse_premium, store, identity,
             record["tx_id"], operator="doc01", reason="退", now=NOW)  # fmt: skip
     assert len(list(store.records())) == 1
