@@ -10,12 +10,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sync_helpers import NOW, OPERATOR, RESIDENT, hub_records, hub_store
 
-from edge import services
+from edge import demo, services
 from edge.adapters import sealing
 from edge.domain import service_point as sp
 from edge.domain.records import body_problem
 from sync import agent
-from sync.hub.services import reconciliation
+from sync.hub.adapters.county_key import load_county_key
+from sync.hub.model import HubError
+from sync.hub.services import publishing, reconciliation
 
 ID_NUMBER = "11010519491231002X"
 FAMILY = ("32011500000002", "32011500000003")
@@ -133,3 +135,28 @@ def test_a_malformed_premium_is_kept_as_evidence_and_flagged(village, hub_dir):
         (seq,) = flagged
         assert "sum of the persons' amounts" in flagged[seq] and held[seq - 1]["kind"] == "premium"
         assert reconciliation.reconcile_pending(store, NOW).get("malformed") == 1
+
+
+def test_the_policys_premium_rule_travels_whole_and_a_bad_one_is_not_published(village, hub_dir):
+    policy = {**demo.load_json("policy.json"), "version": "2026.3"}
+    policy["premiums"] = {**policy["premiums"], "resident": 42000}
+    bad = {**policy, "version": "2026.4", "premiums": {**policy["premiums"], "resident": 420.5}}
+    with hub_store(hub_dir) as store:
+        key = load_county_key(hub_dir)
+        expires = NOW + timedelta(days=90)
+        with pytest.raises(HubError, match=r"policy\.premiums\.resident"):
+            publishing.publish(
+                store, key, kind="policy", version="2026.4", expires_at=expires, now=NOW,
+                document=bad,
+            )  # fmt: skip
+        publishing.publish(
+            store, key, kind="policy", version="2026.3", expires_at=expires, now=NOW,
+            document=policy,
+        )  # fmt: skip
+    report = agent.sync_once(village.store, village.identity, village.data_dir, NOW)
+    assert report["ok"], report["errors"]
+    rule = village.store.current_policy().premiums
+    assert village.store.current_policy().version == "2026.3"
+    assert rule.resident == 42000 and rule.fixed == {"severe_disability": 20000}
+    opened = NOW.month >= 9  # collection opens on 1 September
+    assert sp.premium_year_choices(rule, NOW.date())[0] == NOW.year + opened
