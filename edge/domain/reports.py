@@ -86,6 +86,8 @@ class CloseReport:
     by_payer: tuple[tuple[str, str, int], ...]  # (payer, label, net fen), every payer that paid
     hash: str = ""
     warnings: tuple[str, ...] = field(default=())
+    # the close's `premiums` member (docs/service-point.md), None when it has none
+    premiums: Mapping[str, Mapping[str, int]] | None = None
 
     @property
     def cash_to_hand(self) -> int:
@@ -150,6 +152,7 @@ def close_report(
         ),
         hash=record_hash,
         warnings=tuple(warnings),
+        premiums=body.get("premiums"),
     )
 
 
@@ -278,6 +281,8 @@ def report_lines(report: CloseReport, width: int = 32) -> list[PaperLine]:
         rule,
         columns("现金合计（应交）", format_yuan(report.cash_to_hand), width, bold=True),
     ]  # fmt: skip
+    if report.premiums is not None:
+        lines += [rule, *premium_lines(report.premiums, width)]
     reversals = [t for t in report.transactions if t.kind == "reversal"]
     if reversals:
         lines += [rule, PaperLine("冲销明细", bold=True)]
@@ -293,6 +298,25 @@ def report_lines(report: CloseReport, width: int = 32) -> list[PaperLine]:
                   PaperLine(""), PaperLine("复核人签字：" + "_" * max(4, width - 12)),
                   PaperLine(""), PaperLine("日期：" + "_" * max(4, width - 6))]  # fmt: skip
     return [piece for line in lines for piece in _fit(line, width)]
+
+
+PREMIUM_METHODS = {"cash": "现金", "mobile": "移动支付", "family_account": "家庭共济"}
+
+
+def premium_lines(premiums: Mapping[str, Mapping[str, int]], width: int) -> list[PaperLine]:
+    """The premiums a close collected (医保缴费): collected, reversed, by method, the
+    state's share, and the premium cash the clinic hands over (`net.cash`)."""
+    collected, reversed_, net = premiums["collected"], premiums["reversed"], premiums["net"]
+    return [
+        PaperLine("医保缴费", bold=True),
+        columns(f"收取 {collected['count']}笔 {collected['persons']}人",
+                format_yuan(collected["amount"]), width),
+        columns(f"冲销 {reversed_['count']}笔", format_yuan(-reversed_["amount"]), width),
+        *(columns(f"  {label}", format_yuan(net[name]), width)
+          for name, label in PREMIUM_METHODS.items() if net[name]),
+        columns("  政府资助（不收现金）", format_yuan(net["state_paid"]), width),
+        columns("保费现金（应交）", format_yuan(net["cash"]), width, bold=True),
+    ]  # fmt: skip
 
 
 def _group_lines(groups: Iterable[Group], width: int) -> list[PaperLine]:
