@@ -280,8 +280,8 @@ class TestTheDailyReport:
         )
         assert report.premiums == body["premiums"] and report.warnings == ()
         text = "\n".join(line.text for line in reports.report_lines(report, 32))
-        assert "医保缴费" in text and "收取 2笔 4人" in text and "冲销 1笔" in text
-        assert "保费现金（应交）" in text and "600.00" in text
+        assert "参保缴费" in text and "收取保费 2笔 4人" in text and "冲正 1笔" in text
+        assert "保费应上缴现金" in text and "600.00" in text
         assert "政府资助" in text and "200.00" in text
 
     def test_a_close_without_premiums_prints_as_before(self):
@@ -290,7 +290,7 @@ class TestTheDailyReport:
             body, None, device_id="d", created_at=SETTLEMENT["created_at"]
         )
         assert report.premiums is None
-        assert "医保缴费" not in "\n".join(line.text for line in reports.report_lines(report))
+        assert "参保缴费" not in "\n".join(line.text for line in reports.report_lines(report))
 
 
 def chain(kinds_and_targets) -> tuple[list[dict], str]:
