@@ -9,7 +9,6 @@ the photos before anything is kept, and formats. An ID number typed for an enrol
 straight to the use case, which seals it: it is never put in the session, a draft, a log
 or a page (a refused form asks for it again)."""
 
-from collections.abc import Mapping
 from datetime import date
 
 from flask import (
@@ -24,14 +23,16 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from drivers.cards import CardError
 from drivers.receipt import receipt_qr_payload
 from edge import premiums as premium_cases
-from edge import service_requests
-from edge import services
+from edge import service_requests, services
+from edge.adapters.attachments import AttachmentError, AttachmentFiles
+from edge.domain import service_point as sp
 from edge.domain.model import Rejection
 from edge.domain.money import format_yuan
 from web_ui import messages, queries
@@ -42,14 +43,11 @@ bp = Blueprint("service", __name__)
 SETTLERS = ("doctor", "tester")
 READERS = ("doctor", "tester", "coordinator")
 
-MAX_PERSONS = 20  # persons on one premium payment (docs/service-point.md)
-MAX_PHOTOS = 6
-MAX_PHOTO_BYTES = 3 * 1024 * 1024
-MAX_REQUEST_PHOTO_BYTES = 12 * 1024 * 1024
-# The request form's body: the photos and a little for the fields and the multipart framing.
-UPLOAD_LIMIT = MAX_REQUEST_PHOTO_BYTES + 256 * 1024
+MAX_PERSONS = sp.MAX_PREMIUM_PERSONS
+# The request form's body: its photos (which the use case bounds, one by one and in all)
+# and a little for the fields and the multipart framing; a larger body is a 413.
+UPLOAD_LIMIT = sp.MAX_REQUEST_BYTES + 256 * 1024
 UPLOAD_ENDPOINTS = {"service.new_request"}
-MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
 MAX_TEXT = 200
 
 METHODS = {
@@ -90,36 +88,23 @@ SCHEMES = {"chronic": _l("Chronic disease"), "two_diseases": _l("Two diseases (�
 GENDERS = {"M": _l("Male"), "F": _l("Female")}
 ENROLMENT_CATEGORIES = ("extreme_poverty", "low_income_guarantee", "severe_disability",
                         "low_income")  # fmt: skip
-# The use cases' refusals, said plainly; anything else shows its own words.
+# Refusals said more plainly than the use cases' own words (which are "中文 / English").
 REFUSALS = {
-    "NOTHING_DUE": _l(
-        "Paid in full by the state (由政府全额资助): there is nothing to pay, nothing was"
-        " recorded."
-    ),
-    "EMPLOYEE": _l("Employees pay no resident premium: their insurance is paid at work."),
-    "ALREADY_PAID": _l("This person's premium for that year is paid already."),
-    "NO_PREMIUMS": _l("The county's policy sets no premium: nothing can be collected."),
-    "BAD_YEAR": _l("Only this year's or next year's premium can be collected."),
     "UNKNOWN_PERSON": messages.REJECTIONS["UNKNOWN_PERSON"],
-    "NO_ENCRYPTION_KEY": _l(
+    "ENCRYPTION_KEY_MISSING": _l(
         "Sync once first to get the county's encryption key (先同步一次以取得县医保局的加密公钥)."
     ),
-    "BAD_ID_NUMBER": _l("The ID number is not valid: check its 18 characters and type it again."),
-    "ALREADY_REVERSED": _l("This premium has already been reversed."),
-    "DEVICE_REVOKED": messages.REJECTIONS.get("DEVICE_REVOKED", _l("This device is revoked.")),
 }
 
 
-def _get(item, name: str, default=None):
-    """A member of what a use case returned, a dict or an object alike."""
-    if isinstance(item, Mapping):
-        return item.get(name, default)
-    return getattr(item, name, default)
-
-
 def refusal(rejection: Rejection) -> str:
+    """A use case's refusal in the screen's language: its words are "中文 / English"."""
     known = REFUSALS.get(rejection.code)
-    return str(known) if known is not None else _("Refused: %(detail)s", detail=rejection.message)
+    if known is not None:
+        return str(known)
+    chinese, _sep, english = rejection.message.partition(" / ")
+    locale = get_locale()
+    return english if english and locale is not None and locale.language == "en" else chinese
 
 
 def _identity():
@@ -131,23 +116,14 @@ def _text(name: str, limit: int = MAX_TEXT) -> str:
     return " ".join(request.form.get(name, "").split())[:limit]
 
 
-def mask(id_number: str | None) -> str:
-    """An ID number as pages show it: the first 6 and last 4 characters (mask_id_number)."""
-    text = id_number or ""
-    if len(text) < 10 or "*" in text:
-        return text
-    return text[:6] + "*" * 8 + text[-4:]
-
-
 @bp.get("/service")
 @require(*READERS)
 def index():
     store = get_store()
     counts = {state: 0 for state in STATES}
     for item in service_requests.requests(store, limit=200):
-        state = _get(item, "state")
-        if state in counts:
-            counts[state] += 1
+        if item.state in counts:
+            counts[item.state] += 1
     return render_template(
         "service/index.html",
         counts=[(state, str(label), counts[state]) for state, label in STATES.items()],
@@ -166,21 +142,15 @@ def _ids_arg() -> list[str]:
     return ids[:MAX_PERSONS]
 
 
-def _year_arg(today: date) -> int | None:
+def _year_arg(choices: list[int]) -> int:
     text = request.values.get("year", "")
-    if text.isdigit() and int(text) in (today.year, today.year + 1):
-        return int(text)
-    return None
+    return int(text) if text.isdigit() and int(text) in choices else choices[0]
 
 
-def default_year(store, today: date) -> int:
-    """The year a premium collected today is for: next year once the county's collection
-    has opened (policy `premiums.collection_opens`), else this year."""
-    opens = "09-01"
-    premiums = getattr(store.current_policy(), "premiums", None)
-    if premiums:
-        opens = _get(premiums, "collection_opens", opens) or opens
-    return today.year + 1 if today.strftime("%m-%d") >= opens else today.year
+def year_choices(store, today: date) -> list[int]:
+    """The insurance years a premium may be collected for today, the default first."""
+    rule = store.current_policy().premiums
+    return sp.premium_year_choices(rule, today) if rule else [today.year + 1, today.year]
 
 
 def _person_line(store, insured_id: str, year: int, today: date) -> dict:
@@ -193,20 +163,15 @@ def _person_line(store, insured_id: str, year: int, today: date) -> dict:
     except Rejection as rejection:
         line["problem"] = refusal(rejection)
         return line
-    persons = _get(quote, "persons") or [quote]
-    person = persons[0]
-    due, state_pays = int(_get(person, "due", 0)), int(_get(person, "state_pays", 0))
-    amount = int(_get(person, "amount", due - state_pays))
-    problem = _get(person, "problem")
+    person = quote.persons[0]
     line.update(
-        name=_get(person, "name", name) or name,
-        categories=[str(messages.CATEGORIES.get(c, c)) for c in _get(person, "categories", [])],
-        due=format_yuan(due),
-        state_pays=format_yuan(state_pays),
-        amount=format_yuan(amount),
-        amount_fen=amount,
-        state_full=due > 0 and amount == 0,
-        problem=refusal(Rejection(str(problem), str(problem))) if problem else None,
+        name=person.name,
+        categories=[str(messages.CATEGORIES.get(c, c)) for c in person.categories],
+        due=format_yuan(person.due),
+        state_pays=format_yuan(person.state_pays),
+        amount=format_yuan(person.amount),
+        amount_fen=person.amount,
+        state_full=person.due > 0 and person.amount == 0,
     )
     return line
 
@@ -230,7 +195,8 @@ def premium_page():
     store = get_store()
     today = now().date()
     ids = _ids_arg()
-    year = _year_arg(today) or default_year(store, today)
+    years = year_choices(store, today)
+    year = _year_arg(years)
     query = request.args.get("q", "").strip()[:32]
     found = []
     if query:
@@ -244,7 +210,7 @@ def premium_page():
         "service/premium.html",
         ids=ids,
         year=year,
-        years=[today.year, today.year + 1],
+        years=sorted(years),
         lines=lines,
         query=query,
         found=found,
@@ -281,14 +247,14 @@ def premium_card():
 def collect():
     store = get_store()
     ids = _ids_arg()
-    year = _year_arg(now().date())
+    year = _year_arg(year_choices(store, now().date()))
     back = url_for("service.premium_page", ids=ids, year=year)
     method = request.form.get("method", "")
     if method not in METHODS:
         flash(_("Choose how the premium is paid."), "error")
         return redirect(back)
-    if not ids or year is None:
-        flash(_("Choose the persons and the year first."), "error")
+    if not ids:
+        flash(_("Choose the persons first."), "error")
         return redirect(back)
     reference = _text("reference", 64) or None
     if method == "mobile" and not reference:
@@ -322,9 +288,8 @@ def collect():
     return redirect(url_for("service.premium_receipt", tx_id=_tx_id(recorded)))
 
 
-def _tx_id(recorded) -> str:
-    record = _get(recorded, "record", recorded)
-    return _get(record, "tx_id")
+def _tx_id(recorded: services.Recorded) -> str:
+    return recorded.record["tx_id"]
 
 
 def _premium_record(tx_id: str) -> dict:
@@ -376,9 +341,9 @@ def premium_receipt(tx_id: str):
     """The 收费凭证 on screen, its QR code and the paper layout; the reversal form."""
     store = get_store()
     record = _premium_record(tx_id)
-    reversed_by = store.reversal_of(tx_id) if record["kind"] == "premium" else None
-    if record["kind"] == "premium" and reversed_by is None:
-        reversed_by = _premium_reversal_seq(store, tx_id)
+    reversed_by = None
+    if record["kind"] == "premium":
+        reversed_by = (premium_cases.premium(store, tx_id) or {}).get("reversal_seq")
     return render_template(
         "service/premium_receipt.html",
         record=record,
@@ -388,13 +353,6 @@ def premium_receipt(tx_id: str):
         reasons=[(c, str(label)) for c, (label, _w) in PREMIUM_REVERSAL_REASONS.items()],
         can_print=bool(current_app.config["PRINTER"]),
     )
-
-
-def _premium_reversal_seq(store, tx_id: str) -> int | None:
-    for record in store.records_of_kind("premium_reversal"):
-        if record["body"].get("reverses") == tx_id:
-            return record["seq"]
-    return None
 
 
 @bp.post("/service/premium/<tx_id>/reverse")
@@ -441,28 +399,15 @@ def _date_field(name: str, required: bool = True) -> str | None:
         raise FormProblem(_("A date is written YYYYMMDD or YYYY-MM-DD, e.g. 20261122.")) from None
 
 
-def read_photos() -> list[dict]:
-    """The photos sent with a request, bounded before anything is kept: JPEG or PNG by
-    their first bytes, each at most 3 MiB, at most 6 and 12 MiB in all."""
-    files = [f for f in request.files.getlist("photos") if f and f.filename]
-    if len(files) > MAX_PHOTOS:
-        raise FormProblem(_("At most %(count)d photos per request.", count=MAX_PHOTOS))
-    photos, total = [], 0
-    for index, upload in enumerate(files, start=1):
-        data = upload.stream.read(MAX_PHOTO_BYTES + 1)
-        if len(data) > MAX_PHOTO_BYTES:
-            raise FormProblem(_("Photo %(n)d is larger than 3 MB: take it again smaller.", n=index))
-        if not data:
-            raise FormProblem(_("Photo %(n)d is empty.", n=index))
-        content_type = next((t for magic, t in MAGIC.items() if data.startswith(magic)), None)
-        if content_type is None:
-            raise FormProblem(_("Photo %(n)d is not a JPEG or PNG picture.", n=index))
-        total += len(data)
-        if total > MAX_REQUEST_PHOTO_BYTES:
-            raise FormProblem(_("The photos are larger than 12 MB in all."))
+def read_photos() -> list[tuple[bytes, str]]:
+    """The photos sent with a request as (bytes, label), each read no further than one
+    byte past the bound (the use case refuses it, by its type, size and count)."""
+    photos = []
+    for index, upload in enumerate(request.files.getlist("photos"), start=1):
+        if not upload or not upload.filename:
+            continue
         label = " ".join(request.form.get(f"label{index}", "").split())[:40]
-        photos.append({"data": data, "content_type": content_type,
-                       "label": label or _("Photo %(n)d", n=index)})  # fmt: skip
+        photos.append((upload.stream.read(sp.MAX_ATTACHMENT_BYTES + 1), label))
     return photos
 
 
@@ -539,7 +484,7 @@ def _form_context(kind: str, follow_up_of: str | None, settlement: dict | None) 
         "filing_types": [(c, str(label)) for c, label in FILING_TYPES.items()],
         "years": [today.year, today.year + 1],
         "form": {k: v for k, v in request.form.items() if k != "id_number"},
-        "max_photos": MAX_PHOTOS,
+        "max_photos": sp.MAX_ATTACHMENTS,
     }
 
 
@@ -596,7 +541,7 @@ def new_request(kind: str):
         applicant = id_number = None
         if kind == "enrolment":
             applicant = _applicant()
-            id_number = "".join(request.form.get("id_number", "").split()).upper()[:18]
+            id_number = sp.clean_id_number(request.form.get("id_number", ""))[:18]
             if not id_number:
                 raise FormProblem(_("Type the applicant's ID number."))
             insured_id = None
@@ -604,8 +549,6 @@ def new_request(kind: str):
             raise FormProblem(str(messages.REJECTIONS["UNKNOWN_PERSON"]))
         details = _details(kind)
         photos = read_photos()
-        if kind == "chronic_certificate" and not photos:
-            raise FormProblem(_("A certificate application needs at least one photo."))
         recorded = service_requests.new_request(
             store,
             _identity(),
@@ -640,8 +583,7 @@ def request_list():
         state = None
     rows = []
     for item in service_requests.requests(store, state=state, limit=200):
-        view = request_view(store, item)
-        rows.append(view)
+        rows.append(request_view(item))
     return render_template(
         "service/requests.html",
         rows=rows,
@@ -650,50 +592,32 @@ def request_list():
     )
 
 
-def _decision(item) -> dict | None:
-    decision = _get(item, "decision")
-    if decision is None:
-        return None
-    decision = _get(decision, "decision", decision)  # the signed envelope or its statement
+def request_view(item: service_requests.RequestView) -> dict:
+    """A request for the list and its page: the applicant's ID number masked (as the
+    record keeps it), labels in the screen's language."""
+    applicant = item.applicant or None
     return {
-        "outcome": _get(decision, "outcome"),
-        "reason": _get(decision, "reason"),
-        "decided_at": _get(decision, "decided_at"),
-        "result": _get(decision, "result") or {},
-        "serial": _get(decision, "serial"),
-    }
-
-
-def request_view(store, item) -> dict:
-    """A request for the list and its page: ID numbers masked, names from the roster."""
-    record = _get(item, "record")
-    if record is None:
-        record = store.record_by_tx(_get(item, "tx_id"))
-    body = record["body"]
-    state = _get(item, "state", "pending")
-    applicant = body.get("applicant") or {}
-    name = applicant.get("name") or queries.person_name(store, body.get("insured_id") or "")
-    details = body.get("details", {})
-    return {
-        "tx_id": record["tx_id"],
-        "seq": record["seq"],
-        "time": record["created_at"],
-        "kind": body.get("kind"),
-        "kind_label": str(KINDS.get(body.get("kind"), body.get("kind"))),
-        "state": state,
-        "state_label": str(STATES.get(state, state)),
-        "name": name,
-        "insured_id": body.get("insured_id"),
-        "applicant": {**applicant, "id_number_masked": mask(applicant.get("id_number_masked"))}
-        if applicant
-        else None,
+        "tx_id": item.tx_id,
+        "seq": item.seq,
+        "time": item.created_at,
+        "kind": item.kind,
+        "kind_label": str(KINDS.get(item.kind, item.kind)),
+        "state": item.state,
+        "state_label": str(STATES.get(item.state, item.state)),
+        "name": item.name or "",
+        "insured_id": item.insured_id,
+        "applicant": applicant,
         "gender_label": str(GENDERS.get(applicant.get("gender"), "")) if applicant else "",
-        "details": details,
-        "detail_rows": _detail_rows(body.get("kind"), details),
-        "attachments": body.get("attachments", []),
-        "note": body.get("note"),
-        "follow_up_of": body.get("follow_up_of"),
-        "decision": _decision(item),
+        "details": item.details,
+        "detail_rows": _detail_rows(item.kind, item.details),
+        "attachments": item.attachments,
+        "note": item.note,
+        "follow_up_of": item.follow_up_of,
+        "follow_ups": item.follow_ups,
+        "reason": item.reason,
+        "result": item.result or {},
+        "decided_at": item.decided_at,
+        "decided": item.state in ("approved", "rejected", "more_info"),
     }
 
 
@@ -707,15 +631,18 @@ def _detail_rows(kind: str | None, details: dict) -> list[tuple[str, str]]:
     elif kind == "renewal":
         rows.append((_("Year"), str(details.get("year", ""))))
     elif kind == "chronic_certificate":
-        rows.append((_("Disease"), f"{details.get('disease_code', '')} {details.get('disease_name', '')}"))
-        rows.append((_("Scheme"), str(SCHEMES.get(details.get("scheme"), details.get("scheme", "")))))
+        disease = f"{details.get('disease_code', '')} {details.get('disease_name', '')}"
+        scheme = details.get("scheme", "")
+        rows.append((_("Disease"), disease))
+        rows.append((_("Scheme"), str(SCHEMES.get(scheme, scheme))))
         rows.append((_("Hospital"), details.get("hospital") or ""))
         rows.append((_("Diagnosed on"), details.get("diagnosed_on") or ""))
     elif kind == "cross_region_filing":
         filing = details.get("filing_type")
         rows.append((_("Filing"), str(FILING_TYPES.get(filing, filing or ""))))
         rows.append((_("Destination"), details.get("destination", "")))
-        rows.append((_("Valid"), f"{details.get('valid_from', '')} – {details.get('valid_to') or ''}"))
+        valid = f"{details.get('valid_from', '')} – {details.get('valid_to') or ''}"
+        rows.append((_("Valid"), valid))
         rows.append((_("Reason"), details.get("reason", "")))
     elif kind == "complaint":
         rows.append((_("Settlement"), _("record %(seq)s", seq=details.get("settlement_seq", ""))))
@@ -723,15 +650,18 @@ def _detail_rows(kind: str | None, details: dict) -> list[tuple[str, str]]:
     return [(label, value) for label, value in rows if value]
 
 
+def _request_or_404(tx_id: str) -> service_requests.RequestView:
+    try:
+        return service_requests.request(get_store(), tx_id)
+    except Rejection:
+        abort(404)
+
+
 @bp.get("/service/requests/<tx_id>")
 @require(*READERS)
 def request_page(tx_id: str):
-    store = get_store()
-    item = service_requests.request(store, tx_id)
-    if item is None:
-        abort(404)
-    view = request_view(store, item)
-    result = (view["decision"] or {}).get("result") or {}
+    view = request_view(_request_or_404(tx_id))
+    result = view["result"]
     return render_template(
         "service/request.html",
         r=view,
@@ -748,21 +678,18 @@ def _payer_rows(amounts: dict | None) -> list[tuple[str, str]]:
     return [(str(messages.PAYERS.get(k, k)), format_yuan(int(v))) for k, v in amounts.items()]
 
 
-@bp.get("/service/attachments/<sha256>")
+@bp.get("/service/requests/<tx_id>/photos/<sha256>")
 @require(*READERS)
-def attachment(sha256: str):
-    """A request's photo, only when one of this device's requests names it."""
-    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+def photo(tx_id: str, sha256: str):
+    """A photo of a request, only one that request names (checked against its hash)."""
+    named = {a["sha256"]: a["type"] for a in _request_or_404(tx_id).attachments}
+    if sha256 not in named:
         abort(404)
-    content_type = None
-    for record in get_store().records_of_kind("service_request"):
-        for named in record["body"].get("attachments", []):
-            if named.get("sha256") == sha256:
-                content_type = named.get("type")
-    path = current_app.config["DATA_DIR"] / "attachments" / sha256
-    if content_type not in ("image/jpeg", "image/png") or not path.is_file():
+    try:
+        data = AttachmentFiles(current_app.config["DATA_DIR"]).read(sha256)
+    except AttachmentError:
         abort(404)
-    return Response(path.read_bytes(), mimetype=content_type)
+    return Response(data, mimetype=named[sha256])
 
 
 @bp.post("/service/requests/<tx_id>/print")
@@ -775,18 +702,13 @@ def print_slip(tx_id: str):
     from web_ui.records import PAPER
 
     store = get_store()
-    item = service_requests.request(store, tx_id)
-    if item is None:
-        abort(404)
-    record = _get(item, "record") or store.record_by_tx(tx_id)
-    operator = store.active_operator(record["body"].get("operator", ""))
+    view = _request_or_404(tx_id)
     try:
         slip = layout_request_slip(
-            record,
+            view.to_dict(),
             clinic=current_app.config["CLINIC_NAME"],
-            operator_name=operator[0] if operator else None,
+            device_id=store.device().device_id,
             width=PAPER[current_app.config["PAPER"]][0],
-            decision=_get(item, "decision"),
         )
         data = receipt_escpos(slip, paper_dots=PAPER[current_app.config["PAPER"]][1])
         current_app.extensions["clinic_hardware"].print_bytes(data)
