@@ -279,9 +279,10 @@ def layout_receipt(
     facts: ReceiptFacts | None = None,
 ) -> Receipt:
     """The receipt (Chinese only) for a settlement (医保结算单), a reversal (冲销单), a
-    premium (收费凭证) or its reversal (收费冲正凭证), or a close (日结单, 月结单, 年结单). `facts`: what the record does not hold (the patient's name and
-    masked ID, insurance type, diagnoses' names, item classes, the annual cap, the close's
-    report); without them the receipt shows what the record has. `family_holder_name`:
+    premium (收费凭证) or its reversal (收费冲正凭证), or a close (日结单, 月结单, 年结单).
+    `facts`: what the record does not hold (the patient's name and masked ID, insurance
+    type, diagnoses' names, item classes, the annual cap, the close's report); without
+    them the receipt shows what the record has. `family_holder_name`:
     the name of the employee whose shared account the family account was (the settlement's
     `visit.family_account_holder`; a reversal's caller looks it up in the settlement it
     reverses); without it the receipt names them by insured id when the record does."""

@@ -104,7 +104,8 @@ def premium_show(data_dir: Path, tx_or_seq: str, as_json: bool) -> None:
         return
     _echo_premium_row(found)
     for person in found["persons"]:
-        click.echo(f"  {person['insured_id']} {person['name']}: 应缴 due {format_yuan(person['due'])},"
+        click.echo(f"  {person['insured_id']} {person['name']}:"
+                   f" 应缴 due {format_yuan(person['due'])},"
                    f" 政府资助 state {format_yuan(person['state_pays'])},"
                    f" 个人缴纳 paid {format_yuan(person['amount'])}")  # fmt: skip
 

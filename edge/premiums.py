@@ -127,7 +127,8 @@ def _quoted(store: DeviceStore, rule: Any, insured_id: str, year: int, today: da
     if paid is not None:
         raise Rejection(
             "ALREADY_PAID",
-            f"{entry.name}（{insured_id}）{year} 年度已缴费（记录 {paid}）/ already paid for {year}",
+            f"{entry.name}（{insured_id}）{year} 年度已缴费（记录 {paid}）"
+            f" / already paid for {year}",
         )
     categories = tuple(sorted(entry.person.categories_on(today)))
     return QuotedPerson(insured_id, entry.name, categories, due, state_pays, amount)
@@ -224,8 +225,9 @@ def _family_account_holder(
             "没有职工把个人账户共济给所有这些参保人 / no employee has shared a personal account"
             " with every person of this payment"
             if not shared
-            else f"{holder_id} 没有把个人账户共济给所有这些参保人（可选：{'、'.join(sorted(shared))}）"
-            f" / {holder_id!r} has not shared a personal account with every person",
+            else f"{holder_id} 没有把个人账户共济给所有这些参保人"
+            f"（可选：{'、'.join(sorted(shared))}）/ {holder_id!r} has not shared a personal"
+            " account with every person",
         )
     holder = store.insured_person(holder_id, with_accumulators=False)
     assert holder is not None  # family_account_holders lists only persons in the roster

@@ -390,9 +390,8 @@ def m015_premiums(db: sqlite_utils.Database) -> None:
             tx_id TEXT NOT NULL REFERENCES premium(tx_id),
             PRIMARY KEY (insured_id, year, tx_id)) STRICT"""
     )
-    for seq, day, text in db.execute(
-        "SELECT seq, day, record FROM ledger WHERE kind IN ('premium', 'premium_reversal')"
-        " ORDER BY seq"
+    for day, text in db.execute(
+        "SELECT day, record FROM ledger WHERE kind IN ('premium', 'premium_reversal') ORDER BY seq"
     ).fetchall():
         index_premium_record(db.conn, json.loads(text), day)
 

@@ -217,3 +217,16 @@ def test_the_reversal_receipt_names_the_family_account(device):
         verify_receipt_qr(receipt_qr_payload(reversal), identity.public_key).hash
         == (reversal["hash"])
     )
+
+
+def test_the_month_close_shows_the_months_premiums(device):
+    store, identity = device
+    collect(store, identity, [ZHANG, HUANG])
+    later = NOW + timedelta(days=12)  # the next month: the demo day's month has ended
+    month = services.close_month(store, identity, operator="doc01", now=later,
+                                 month=NOW.strftime("%Y-%m")).record  # fmt: skip
+    assert month["body"]["premiums"]["net"]["cash"] == RESIDENT + 20000
+    from edge.domain.reports import period_text
+
+    text = period_text(month)
+    assert "参保缴费" in text and "收取保费 1笔 2人" in text and "¥600.00" in text
