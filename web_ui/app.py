@@ -244,7 +244,10 @@ def _error_handlers(app: Flask) -> None:
             403: _("Your role may not open this page."),
             404: _("There is no such page or record."),
             405: _("This page does not take that kind of request."),
-            413: _("The request is too large."),
+            413: _(
+                "The request is too large: nothing was changed. Photos: at most 6, each up"
+                " to 3 MB, 12 MB in all."
+            ),
         }
         code = error.code or 500
         return error_response(

@@ -28,7 +28,8 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from drivers.cards import CardError
-from drivers.receipt import receipt_qr_payload
+from drivers.printer import PrinterError
+from drivers.receipt import ReceiptError, layout_request_slip, receipt_escpos, receipt_qr_payload
 from edge import premiums as premium_cases
 from edge import service_requests, services
 from edge.adapters.attachments import AttachmentError, AttachmentFiles
@@ -38,6 +39,7 @@ from edge.domain.money import format_yuan
 from web_ui import messages, queries
 from web_ui.auth import now, require
 from web_ui.context import get_store, hardware
+from web_ui.records import PAPER
 
 bp = Blueprint("service", __name__)
 SETTLERS = ("doctor", "tester")
@@ -447,9 +449,9 @@ def _details(kind: str) -> dict:
         return {"filing_type": filing_type, "destination": destination,
                 "valid_from": _date_field("valid_from"),
                 "valid_to": _date_field("valid_to", required=False), "reason": reason}  # fmt: skip
-    # complaint: names a settlement of this ledger
-    settlement = get_store().record_by_tx(form.get("settlement_tx_id", ""))
-    if settlement is None or settlement["kind"] != "settlement":
+    # complaint: names a settlement of this ledger (the page it was started from)
+    settlement = _settlement_arg(kind)
+    if settlement is None:
         raise FormProblem(_("A complaint starts from the settlement's page (申诉/复核)."))
     grounds = _text("grounds", 180)
     if not grounds:
@@ -696,11 +698,6 @@ def photo(tx_id: str, sha256: str):
 @require(*READERS)
 def print_slip(tx_id: str):
     """The slip for the resident: what was asked, when, and the county's answer."""
-    from drivers.printer import PrinterError
-    from drivers.receipt import ReceiptError, layout_request_slip, receipt_escpos
-
-    from web_ui.records import PAPER
-
     store = get_store()
     view = _request_or_404(tx_id)
     try:
