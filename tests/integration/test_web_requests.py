@@ -61,11 +61,20 @@ def enrolment_form(**changes) -> dict:
     return form
 
 
-def post(auth, kind: str, form: dict, **query):
-    path = f"/service/requests/new/{kind}"
-    if query:
-        path += "?" + "&".join(f"{k}={v}" for k, v in query.items())
-    return auth.post(path, form, content_type="multipart/form-data")
+def post(auth, kind: str, form: dict):
+    return post_multipart(auth, f"/service/requests/new/{kind}", form)
+
+
+def post_multipart(auth, path: str, form: dict):
+    """A multipart form as the page sends it; its encoded body (a temporary file once it
+    is large) is closed here, whether the app read it or refused it unread."""
+    builder = EnvironBuilder(path=path, method="POST", data={**form, "csrf_token": auth.token})
+    environ = builder.get_environ()
+    try:
+        return auth.client.open(environ)
+    finally:
+        environ["wsgi.input"].close()
+        builder.close()
 
 
 def recorded(app, tx_id: str) -> dict:
@@ -122,16 +131,7 @@ class TestChronic:
         before = snapshot(app)
         big = b"\xff\xd8\xff" + b"x" * (sp.MAX_ATTACHMENT_BYTES - 10)
         photos = [(io.BytesIO(big), f"{n}.jpg") for n in range(5)]  # 15 MiB
-        builder = EnvironBuilder(
-            path="/service/requests/new/chronic_certificate", method="POST",
-            data={**chronic_form(photos=photos), "csrf_token": doctor.token},
-        )  # fmt: skip
-        environ = builder.get_environ()  # the encoded body: closed here, as the app
-        try:  # refuses it unread
-            answer = doctor.client.open(environ)
-        finally:
-            environ["wsgi.input"].close()
-            builder.close()
+        answer = post(doctor, "chronic_certificate", chronic_form(photos=photos))
         assert answer.status_code == 413
         assert "照片" in answer.get_data(as_text=True)
         assert snapshot(app) == before
@@ -244,7 +244,7 @@ class TestDecisions:
         link = re.search(r'id="follow-up" href="([^"]+)"', page).group(1).replace("&amp;", "&")
         form = doctor.client.get(link).get_data(as_text=True)
         assert f'value="{ZHANG}"' in form
-        answer = doctor.post(link, chronic_form(), content_type="multipart/form-data")
+        answer = post_multipart(doctor, link, chronic_form())
         assert answer.status_code == 302, answer.get_data(as_text=True)
         follow = recorded(app, answer.location.rsplit("/", 1)[1])
         assert follow["body"]["follow_up_of"] == tx_id
@@ -267,8 +267,7 @@ class TestOtherKinds:
         link = re.search(r'id="complain" href="([^"]+)"', record_page).group(1)
         form = doctor.client.get(link.replace("&amp;", "&")).get_data(as_text=True)
         assert "张建国" in form
-        answer = doctor.post(link.replace("&amp;", "&"), {"grounds": "药费算错"},
-                             content_type="multipart/form-data")  # fmt: skip
+        answer = post_multipart(doctor, link.replace("&amp;", "&"), {"grounds": "药费算错"})
         assert answer.status_code == 302, answer.get_data(as_text=True)
         request = recorded(app, answer.location.rsplit("/", 1)[1])["body"]
         assert request["details"]["settlement_tx_id"] == settled["tx_id"]
