@@ -177,7 +177,6 @@ def _body(
                 "参保登记不填医保编号（由县医保局编号）",
                 "an enrolment has no insured id (the county gives one)",
             )
-        applicant = _applicant(applicant, id_number)
         key = store.county_encryption_key()
         if key is None:
             raise _refuse(
@@ -185,6 +184,7 @@ def _body(
                 "先同步一次以取得县医保局的加密公钥",
                 "sync once first to get the county's encryption key",
             )
+        applicant = _applicant(applicant, id_number)
         sealed = seal(id_number, key)  # type: ignore[arg-type]  # checked by _applicant
         name = applicant["name"]
     else:
@@ -249,8 +249,8 @@ def _applicant(applicant: dict | None, id_number: str | None) -> dict:
         )
     id_number = id_number.strip().upper()
     problem = sp.id_number_problem(id_number)
-    if problem:  # the message never repeats the number
-        raise _refuse("BAD_ID_NUMBER", f"身份证号有误：{problem}", f"the ID number: {problem}")
+    if problem:  # bilingual already, and it never repeats the number
+        raise Rejection("BAD_ID_NUMBER", problem)
     name = str(applicant.get("name") or "").strip()
     gender = applicant.get("gender")
     birth = str(applicant.get("birth_date") or "")
