@@ -16,6 +16,7 @@ from edge.adapters.identity import DeviceIdentity
 from edge.clock import CLINIC_TZ
 from edge.domain.documents import InsuredPerson
 from edge.domain.model import Rejection
+from edge.domain.records import body_problem
 from edge.domain.service_point import (
     MAX_PREMIUM_PERSONS,
     PAYMENT_METHODS,
@@ -196,6 +197,7 @@ def collect_premium(
             "state_paid": quote.state_paid,
             "account_balance_after": balance_after,
         }
+        _require_well_formed("premium", body)
         record = services.append_record(store, identity, "premium", body, now)
         if balance_after is not None and account_holder is not None:
             store.set_account_balance(account_holder, balance_after)
@@ -284,8 +286,14 @@ def reverse_premium(
         balance_after = None
         if body["method"] == "family_account" and holder_id:
             holder = store.insured_person(holder_id, with_accumulators=False)
-            if holder is not None:  # gone from the roster: the county gives it back
-                balance_after = holder.person.account_balance + body["amount"]
+            if holder is None:  # no account on this device to give the money back to
+                raise Rejection(
+                    "FAMILY_ACCOUNT_HOLDER_UNKNOWN",
+                    f"家庭共济账户持有人 {holder_id} 已不在名册中，请联系县医保局退费"
+                    f" / the account holder {holder_id!r} is no longer in the roster: the"
+                    " county refunds it",
+                )
+            balance_after = holder.person.account_balance + body["amount"]
         reversal = {
             "reverses": original["tx_id"],
             "reverses_seq": original["seq"],
@@ -296,10 +304,19 @@ def reverse_premium(
             "account_holder": holder_id if body["method"] == "family_account" else None,
             "account_balance_after": balance_after,
         }
+        _require_well_formed("premium_reversal", reversal)
         record = services.append_record(store, identity, "premium_reversal", reversal, now)
         if balance_after is not None:
             store.set_account_balance(holder_id, balance_after)
     return services.Recorded(record)
+
+
+def _require_well_formed(kind: str, body: dict) -> None:
+    """Never sign a body the hub would take for malformed (a roster name or category
+    longer than the record allows, say): refused, nothing written."""
+    problem = body_problem(kind, body)
+    if problem is not None:
+        raise Rejection("BAD_INPUT", f"无法记录 / cannot be recorded: {problem}")
 
 
 def premiums(
