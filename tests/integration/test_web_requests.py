@@ -7,6 +7,7 @@ ledger or anywhere in the device's files."""
 import io
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from clock import NOW
@@ -14,6 +15,7 @@ from web_service_support import ID_NUMBER, County, png
 from web_support import store_of
 from werkzeug.test import EnvironBuilder
 
+from drivers.printer import PrinterEmulator
 from edge import service_requests
 from edge.domain import service_point as sp
 
@@ -289,3 +291,12 @@ class TestOtherKinds:
         assert answer.status_code == 302, answer.get_data(as_text=True)
         bad = post(doctor, "cross_region_filing", {**form, "valid_from": "2026-13-01"})
         assert bad.status_code == 400 and "YYYYMMDD" in bad.get_data(as_text=True)
+
+
+def test_the_slip_prints_for_the_resident(doctor, app):
+    tx_id = post(doctor, "chronic_certificate", chronic_form()).location.rsplit("/", 1)[1]
+    answer = doctor.post(f"/service/requests/{tx_id}/print")
+    assert answer.location.endswith(f"/service/requests/{tx_id}")
+    assert "申请回执已打印" in doctor.client.get(answer.location).get_data(as_text=True)
+    paper = PrinterEmulator(Path(app.config["PRINTER"].removeprefix("emulated://"))).text()
+    assert "业务申请回执" in paper and "张建国" in paper
