@@ -84,6 +84,7 @@ class DeviceStore(Protocol):
     ) -> list[dict[str, Any]]: ...  # fmt: skip
     def set_account_balance(self, insured_id: str, balance: int) -> None: ...
 
+
 class RequestStore(DeviceStore, Protocol):
     """What the service point's requests (`edge.service_requests`) need besides the
     ledger: the county's encryption key the agent pinned, the requests' index, their

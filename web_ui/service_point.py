@@ -10,6 +10,7 @@ straight to the use case, which seals it: it is never put in the session, a draf
 or a page (a refused form asks for it again)."""
 
 from datetime import date
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -159,7 +160,8 @@ def _person_line(store, insured_id: str, year: int, today: date) -> dict:
     """One person's due, state subsidy and amount, or why they cannot pay (quoted alone,
     so that the page says which person it is)."""
     name = queries.person_name(store, insured_id)
-    line = {"insured_id": insured_id, "name": name, "problem": None, "amount_fen": 0}
+    line: dict[str, Any] = {"insured_id": insured_id, "name": name, "problem": None,
+                            "amount_fen": 0}  # fmt: skip
     try:
         quote = premium_cases.premium_quote(store, [insured_id], year, today)
     except Rejection as rejection:
@@ -529,16 +531,16 @@ def new_request(kind: str):
         return redirect(url_for("records.today"))
     context = _form_context(kind, follow_up_of, settlement)
     if request.method == "GET":
-        if follow_up_of:
-            original = get_store().record_by_tx(follow_up_of)["body"]
-            context["form"] = {"insured_id": original.get("insured_id") or ""}
+        original = get_store().record_by_tx(follow_up_of) if follow_up_of else None
+        if original is not None:
+            context["form"] = {"insured_id": original["body"].get("insured_id") or ""}
         if request.args.get("insured_id"):
             context["form"]["insured_id"] = request.args["insured_id"][:32]
         return render_template("service/request_form.html", **context)
     store = get_store()
     try:
         insured_id = "".join(request.form.get("insured_id", "").split())[:32] or None
-        if kind == "complaint":
+        if settlement is not None:  # a complaint: the settlement's patient
             insured_id = settlement["body"]["insured_id"]
         applicant = id_number = None
         if kind == "enrolment":
@@ -609,7 +611,7 @@ def request_view(item: service_requests.RequestView) -> dict:
         "name": item.name or "",
         "insured_id": item.insured_id,
         "applicant": applicant,
-        "gender_label": str(GENDERS.get(applicant.get("gender"), "")) if applicant else "",
+        "gender_label": str(GENDERS.get(str(applicant.get("gender")), "")) if applicant else "",
         "details": item.details,
         "detail_rows": _detail_rows(item.kind, item.details),
         "attachments": item.attachments,
@@ -627,7 +629,7 @@ def _detail_rows(kind: str | None, details: dict) -> list[tuple[str, str]]:
     """A request's details as label and value, in the screen's language."""
     rows: list[tuple[str, str]] = []
     if kind == "enrolment":
-        category = details.get("category")
+        category = details.get("category") or ""
         rows.append((_("Category"), str(messages.CATEGORIES.get(category, category or _("None")))))
         rows.append((_("Village"), details.get("village") or ""))
     elif kind == "renewal":
@@ -640,8 +642,8 @@ def _detail_rows(kind: str | None, details: dict) -> list[tuple[str, str]]:
         rows.append((_("Hospital"), details.get("hospital") or ""))
         rows.append((_("Diagnosed on"), details.get("diagnosed_on") or ""))
     elif kind == "cross_region_filing":
-        filing = details.get("filing_type")
-        rows.append((_("Filing"), str(FILING_TYPES.get(filing, filing or ""))))
+        filing = details.get("filing_type") or ""
+        rows.append((_("Filing"), str(FILING_TYPES.get(filing, filing))))
         rows.append((_("Destination"), details.get("destination", "")))
         valid = f"{details.get('valid_from', '')} – {details.get('valid_to') or ''}"
         rows.append((_("Valid"), valid))
@@ -698,13 +700,13 @@ def photo(tx_id: str, sha256: str):
 @require(*READERS)
 def print_slip(tx_id: str):
     """The slip for the resident: what was asked, when, and the county's answer."""
-    store = get_store()
+    device = get_store().device()
     view = _request_or_404(tx_id)
     try:
         slip = layout_request_slip(
             view.to_dict(),
             clinic=current_app.config["CLINIC_NAME"],
-            device_id=store.device().device_id,
+            device_id=device.device_id if device else "",
             width=PAPER[current_app.config["PAPER"]][0],
         )
         data = receipt_escpos(slip, paper_dots=PAPER[current_app.config["PAPER"]][1])
