@@ -150,12 +150,15 @@ def enroll(
             "county_key_fingerprint": fingerprint,
             "hub_certificate_fingerprint": certificate_fingerprint_,
             "plain_http_lab": plain_http_lab,
+            # the county encryption key pinned with it (a later pin signs its own event)
+            **(
+                {"encryption_key_id": key_id(value.county_encryption_key)}
+                if value.county_encryption_key
+                else {}
+            ),
         },
         now,
     )
-    if value.county_encryption_key is not None:
-        event = {"event": "encryption_key_pinned", "key_id": key_id(value.county_encryption_key)}
-        services.record_event(store, identity, event, now)
     return {
         "device_id": value.device_id,
         "clinic_code": value.clinic_code,
@@ -352,7 +355,7 @@ def run_job(
     rng: Callable[[], float],
 ) -> None:
     """One job, with its outcome recorded (and, after a failure, when to try again)."""
-    batches = report["batches"]
+    batches, photos = report["batches"], report["attachments_uploaded"]
     try:
         if job == "upload":
             upload_outbox(store, client, now, report)
@@ -402,6 +405,8 @@ def run_job(
         state.record_job_outcome(store, job, now)
         if job == "upload" and report["batches"] == batches:
             return  # nothing to send: the hub was not asked
+        if job == "attachments" and report["attachments_uploaded"] == photos:
+            return  # the same: no photo to send
         if state.clear_revoked(store, now):
             services.record_event(
                 store, identity, {"event": "device_reinstated", "hub_url": client.base_url}, now
