@@ -204,21 +204,26 @@ def collect_premium(
     return services.Recorded(record)
 
 
+def shared_account_holders(store: DeviceStore, insured_ids: list[str]) -> list[InsuredPerson]:
+    """The employees in the roster who shared their personal account with every one of
+    `insured_ids` (家庭共济; the roster's `family_account_holders`, as for a settlement):
+    those who may pay these persons' premiums from it."""
+    shared: dict[str, InsuredPerson] | None = None
+    for insured_id in insured_ids:
+        entry = store.insured_person(insured_id, with_accumulators=False)
+        holders = services.family_account_holders(store, entry) if entry else []
+        found = {h.insured_id: h for h in holders}
+        shared = found if shared is None else {k: v for k, v in shared.items() if k in found}
+    return list((shared or {}).values())
+
+
 def _family_account_holder(
     store: DeviceStore, holder_id: str | None, quote: PremiumQuote
 ) -> InsuredPerson:
     """The employee whose personal account pays: one who shared it with every person of
-    the payment (the roster's `family_account_holders`, as for a settlement)."""
-    shared: set[str] | None = None
-    for person in quote.persons:
-        entry = store.insured_person(person.insured_id, with_accumulators=False)
-        ids = (
-            {h.insured_id for h in services.family_account_holders(store, entry)}
-            if entry
-            else set()
-        )
-        shared = ids if shared is None else shared & ids
-    shared = shared or set()
+    the payment; may be left out when exactly one did."""
+    shared = {h.insured_id: h for h in shared_account_holders(
+        store, [p.insured_id for p in quote.persons])}  # fmt: skip
     if holder_id is None and len(shared) == 1:
         holder_id = next(iter(shared))
     if holder_id is None or holder_id not in shared:
@@ -231,9 +236,7 @@ def _family_account_holder(
             f"（可选：{'、'.join(sorted(shared))}）/ {holder_id!r} has not shared a personal"
             " account with every person",
         )
-    holder = store.insured_person(holder_id, with_accumulators=False)
-    assert holder is not None  # family_account_holders lists only persons in the roster
-    return holder
+    return shared[holder_id]
 
 
 def find_premium(store: DeviceStore, tx_or_seq: str) -> dict:

@@ -138,6 +138,9 @@ def test_the_family_account_pays_and_gets_its_money_back(device):
     store, identity = device
     before = balance(store, KONG_DAUGHTER)
     assert before >= RESIDENT
+    holders = premiums.shared_account_holders(store, [KONG_MOTHER])
+    assert [h.insured_id for h in holders] == [KONG_DAUGHTER]
+    assert premiums.shared_account_holders(store, [KONG_MOTHER, ZHANG]) == []
     record = collect(store, identity, [KONG_MOTHER], method="family_account", payer="孔丽").record
     assert record["body"]["account_holder"] == KONG_DAUGHTER  # the one who shared it
     assert record["body"]["account_balance_after"] == before - RESIDENT

@@ -188,7 +188,9 @@ SETTLEMENT = record(
 )  # fmt: skip
 PAID = record(2, "premium", premium(), tx="tx-p")
 MOBILE = record(3, "premium", premium(method="mobile", reference="R1"), tx="tx-m")
-UNDONE = record(4, "premium_reversal", premium_reversal(reverses="tx-m", reverses_seq=3, method="mobile"))
+UNDONE = record(
+    4, "premium_reversal", premium_reversal(reverses="tx-m", reverses_seq=3, method="mobile")
+)
 WANTS = record(5, "service_request", request())
 
 
