@@ -216,6 +216,7 @@ def test_a_decision_that_does_not_verify_is_kept_out_and_signed_once(
         == (good["result"]["filing_no"])
     )
     agent.sync_once(device.store, device.identity, device.data_dir, later)
-    assert len(events(device, "decision_refused")) == 1  # signed once; the next run starts past it
+    # signed once; the next run starts past it
+    assert len(events(device, "decision_refused")) == 1
     (refusal,) = [r for r in state.refusals(device.store) if r.kind == "decision"]
     assert refusal.code == "BAD_DECISION_SIGNATURE" and refusal.message_zh.startswith("决定")
