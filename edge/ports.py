@@ -76,17 +76,22 @@ class DeviceStore(Protocol):
     def last_seq_of_kind(self, kind: str) -> int: ...
     def settlements_on(self, insured_id: str, day: str) -> int: ...
 
+    # premiums (参保缴费): the store indexes `premium` records as they are appended
+    def premium_paid(self, insured_id: str, year: int) -> str | None: ...
+    def premium_rows(
+        self, *, year: int | None = None, day: str | None = None, tx_id: str | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, Any]]: ...  # fmt: skip
+    def set_account_balance(self, insured_id: str, balance: int) -> None: ...
+
 
 class RequestStore(DeviceStore, Protocol):
     """What the service point's requests (`edge.service_requests`) need besides the
-    ledger: the county's encryption key the agent pinned, the requests' index, their
-    photos and the county's decisions."""
+    ledger: the county's encryption key the agent pinned, the requests' index (the store
+    writes it as it appends a `service_request` record), their photos and the county's
+    decisions."""
 
     def county_encryption_key(self) -> str | None: ...
-    def index_request(
-        self, record: dict[str, Any], *, name: str | None,
-        attachments: Iterable[Mapping[str, Any]],
-    ) -> None: ...  # fmt: skip
     def request_rows(
         self, *, kind: str | None = None, state: str | None = None, limit: int = 200,
         tx_id: str | None = None, seq: int | None = None,
