@@ -364,7 +364,63 @@ def m013_statement_checks(db: sqlite_utils.Database) -> None:
     )
 
 
-# m014 belongs to the service point's requests (the same release).
+@migrations()
+def m014_service_requests(db: sqlite_utils.Database) -> None:
+    """The village service point's requests (docs/service-point.md): an index of the
+    signed `service_request` records (the ledger holds them; whether one is uploaded is
+    its seq against `device.synced_seq`, never a copy), the photos they name (the bytes
+    are files in DATA_DIR/attachments, `uploaded_at` once the hub took them), the
+    county's signed decisions as they arrived, and the county's encryption key the ID
+    numbers of enrolments are sealed to (pinned once, verified with the county key)."""
+    statements = [
+        """CREATE TABLE service_request (
+            tx_id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE REFERENCES ledger(seq),
+            kind TEXT NOT NULL, created_at TEXT NOT NULL, insured_id TEXT, name TEXT,
+            follow_up_of TEXT) STRICT""",
+        "CREATE INDEX service_request_follow_up ON service_request (follow_up_of)"
+        " WHERE follow_up_of IS NOT NULL",
+        """CREATE TABLE request_attachment (
+            sha256 TEXT NOT NULL, request_tx_id TEXT NOT NULL REFERENCES service_request(tx_id),
+            content_type TEXT NOT NULL, bytes INTEGER NOT NULL, label TEXT NOT NULL,
+            uploaded_at TEXT, PRIMARY KEY (sha256, request_tx_id)) STRICT""",
+        """CREATE TABLE request_decision (
+            serial INTEGER PRIMARY KEY, request_tx_id TEXT NOT NULL
+                REFERENCES service_request(tx_id),
+            outcome TEXT NOT NULL CHECK (outcome IN ('approved', 'rejected', 'more_info')),
+            reason TEXT, result TEXT, decided_by TEXT NOT NULL, decided_at TEXT NOT NULL,
+            received_at TEXT NOT NULL, document TEXT NOT NULL) STRICT""",
+        "CREATE INDEX request_decision_by_request ON request_decision (request_tx_id, serial)",
+        "ALTER TABLE sync_enrollment ADD COLUMN county_encryption_key TEXT",
+    ]
+    for statement in statements:
+        db.execute(statement)
+    for (text,) in db.execute(
+        "SELECT record FROM ledger WHERE kind = 'service_request' ORDER BY seq"
+    ).fetchall():  # none before this step, but a restored ledger may hold some
+        index_request_record(db.conn, json.loads(text))
+
+
+def index_request_record(conn: sqlite3.Connection, record: dict) -> None:
+    """Index one signed `service_request` record and the photos it names (the store calls
+    it as it appends one, m014 for those already in the ledger). The name shown is the
+    applicant's, or the roster's for an insured person."""
+    body = record["body"]
+    name = (body.get("applicant") or {}).get("name")
+    if name is None and body.get("insured_id"):
+        row = conn.execute("SELECT name FROM person WHERE insured_id = ?", [body["insured_id"]])
+        name = next(iter(row.fetchone() or ()), None)
+    conn.execute(
+        "INSERT INTO service_request (tx_id, seq, kind, created_at, insured_id, name,"
+        " follow_up_of) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [record["tx_id"], record["seq"], body.get("kind"), record["created_at"],
+         body.get("insured_id"), name, body.get("follow_up_of")],
+    )  # fmt: skip
+    for item in body.get("attachments") or []:
+        conn.execute(
+            "INSERT OR IGNORE INTO request_attachment (sha256, request_tx_id, content_type,"
+            " bytes, label) VALUES (?, ?, ?, ?, ?)",
+            [item["sha256"], record["tx_id"], item["type"], item["bytes"], item["label"]],
+        )
 
 
 @migrations()
