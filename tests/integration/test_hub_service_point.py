@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from sync_helpers import NOW, OPERATOR, hub_store
 
+from edge import service_requests as device_requests
 from edge import services
 from edge.adapters.sealing import public_key_b64, seal, verified_encryption_key
 from edge.console import main
@@ -47,7 +48,7 @@ def client(device):
 
 def sync(device, now=NOW) -> dict:
     report = agent.sync_once(device.store, device.identity, device.data_dir, now)
-    assert report["ok"], report
+    assert report["ok"], report["errors"]
     return report
 
 
@@ -247,13 +248,14 @@ def test_photos_are_kept_only_when_a_request_of_the_device_names_them(
     hub, hub_dir, make_enrolled_device
 ):
     device, other = make_enrolled_device("device"), make_enrolled_device("other")
-    named = [
-        {"sha256": sha(PNG), "type": "image/png", "bytes": len(PNG), "label": "诊断证明"},
-        {"sha256": sha(JPEG), "type": "image/jpeg", "bytes": len(JPEG), "label": "病历"},
-    ]
-    record = request(
-        device,
-        "chronic_certificate",
+    # The terminal's own use case: the photos kept on disk, the record naming them signed;
+    # the agent uploads both at the next sync.
+    record = device_requests.new_request(
+        device.store,
+        device.identity,
+        device.data_dir,
+        kind="chronic_certificate",
+        operator=OPERATOR,
         insured_id="32011500000002",
         details={
             "disease_code": "I10",
@@ -262,10 +264,20 @@ def test_photos_are_kept_only_when_a_request_of_the_device_names_them(
             "hospital": None,
             "diagnosed_on": None,
         },
-        attachments=named,
-    )
+        photos=[(PNG, "诊断证明"), (JPEG, "病历")],
+        now=NOW,
+    ).record
     sync(device)
     sync(other)
+    with hub_store(hub_dir) as store:
+        detail = service_requests.request_detail(store, record["tx_id"], township="秣陵街道")
+        assert service_requests.attachment(store, sha(PNG), township=None) == ("image/png", PNG)
+        with pytest.raises(service_requests.RequestNotFound):
+            service_requests.attachment(store, sha(PNG), township="江宁街道")
+    assert [(a["sha256"], a["received"]) for a in detail["attachments"]] == [
+        (sha(PNG), True),
+        (sha(JPEG), True),
+    ]
 
     def put(who, data, name, content_type="image/png"):
         return client(who)._call("PUT", f"/attachments/{name}", data, NOW, content_type)
@@ -275,6 +287,7 @@ def test_photos_are_kept_only_when_a_request_of_the_device_names_them(
             put(who, data, name, content_type)
         return caught.value.code
 
+    assert put(device, PNG, sha(PNG)) == {"stored": True, "sha256": sha(PNG)}  # a repeat
     assert refused(device, PNG + b"x", sha(PNG)) == "ATTACHMENT_HASH_MISMATCH"
     assert refused(device, b"GIF89a" + PNG, sha(b"GIF89a" + PNG)) == "ATTACHMENT_TYPE"
     assert refused(device, JPEG, sha(JPEG), "image/png") == "ATTACHMENT_TYPE"
@@ -283,18 +296,8 @@ def test_photos_are_kept_only_when_a_request_of_the_device_names_them(
     assert refused(other, PNG, sha(PNG)) == "ATTACHMENT_UNKNOWN"  # not its request
     stray = PNG + b"\x00"
     assert refused(device, stray, sha(stray)) == "ATTACHMENT_UNKNOWN"
-    with hub_store(hub_dir) as store:
-        assert store.attachments_received([sha(PNG), sha(JPEG)]) == {}
-
-    assert put(device, PNG, sha(PNG)) == {"stored": True, "sha256": sha(PNG)}
-    assert put(device, PNG, sha(PNG)) == {"stored": True, "sha256": sha(PNG)}  # a repeat
-    assert put(device, JPEG, sha(JPEG), "image/jpeg")["stored"]
-    with hub_store(hub_dir) as store:
-        detail = service_requests.request_detail(store, record["tx_id"], township="秣陵街道")
-        assert service_requests.attachment(store, sha(PNG), township=None) == ("image/png", PNG)
-        with pytest.raises(service_requests.RequestNotFound):
-            service_requests.attachment(store, sha(PNG), township="江宁街道")
-    assert [a["received"] for a in detail["attachments"]] == [True, True]
+    with hub_store(hub_dir) as store:  # a refusal stores nothing
+        assert store.attachments_received([sha(big), sha(stray)]) == {}
 
     decision = decide(hub_dir, hub, record["tx_id"], valid_to="2027-12-31")["decision"]
     assert decision["result"] == {
