@@ -18,6 +18,7 @@ from hub_request_helpers import (
     APPLICANT_ID,
     append,
     enrolment,
+    keep_photos,
     photo_entry,
     png,
     premium,
@@ -257,7 +258,7 @@ def test_a_kept_file_that_is_not_an_image_is_never_served(county, hub, hub_dir):
     console serves JPEG and PNG only."""
     device, data = county["ml"], b"<script>alert(1)</script>"
     request = enrolment(device, hub_dir, NOW + timedelta(minutes=40), [data])
-    upload(device, NOW)
+    upload(device, NOW, photos_too=False)  # the hub refuses the page's upload
     sha = hashlib.sha256(data).hexdigest()
     with hub_store(hub_dir) as store, store.unit_of_work():
         store.add_attachment(sha, device.identity.device_id, "text/html", data, NOW.isoformat())
@@ -374,6 +375,7 @@ def test_more_information_from_the_clinic_requeues_the_request_with_its_photo(co
     )
     assert asked.status_code == 302
     device, extra = county["ml"], png(9)
+    keep_photos(device, [extra])
     follow_up = append(
         device,
         "service_request",
