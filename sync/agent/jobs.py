@@ -362,7 +362,7 @@ def run_job(
         elif job == "updates":
             pull_updates(store, identity, client, enrollment.county_public_key, now, report)
         elif job == "attachments":
-            service_point.upload_attachments(store, client, data_dir, now, report)
+            service_point.upload_attachments(store, identity, client, data_dir, now, report)
         elif job == "decisions":
             service_point.pull_decisions(store, identity, client, enrollment, now, report)
         else:
