@@ -15,14 +15,17 @@ from click.testing import CliRunner
 from sync_helpers import NOW, OPERATOR, hub_store
 
 from edge import services
-from edge.adapters.sealing import seal, verified_encryption_key
+from edge.adapters.sealing import public_key_b64, seal, verified_encryption_key
 from edge.console import main
 from edge.domain.ledger import b64url_decode
+from edge.domain.records import body_problem
 from sync import agent
 from sync.agent import state
 from sync.agent.client import HubClient, HubRefusal
 from sync.agent.jobs import client_for
-from sync.hub.adapters.county_key import SEAL_KEY_FILE, ensure_seal_key, seal_public_key
+from sync.hub.adapters.county_key import SEAL_KEY_FILE, ensure_seal_key, load_seal_key
+from sync.hub.app import create_app
+from sync.hub.bootstrap import init_hub
 from sync.hub.model import HubError
 from sync.hub.services import county, service_requests
 from sync.hub.services.reconciliation import reconcile_pending
@@ -60,6 +63,7 @@ def request(device, kind: str, now=NOW, **body) -> dict:
         "follow_up_of": None,
         **body,
     }
+    assert body_problem("service_request", document) is None  # one the hub indexes
     return services.append_record(device.store, device.identity, "service_request", document, now)
 
 
@@ -107,7 +111,7 @@ def test_the_encryption_key_is_made_once_and_its_statement_verifies(
     path = hub_dir / SEAL_KEY_FILE
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     made = path.read_bytes()
-    assert seal_public_key(ensure_seal_key(hub_dir)) == seal_public_key(ensure_seal_key(hub_dir))
+    assert public_key_b64(ensure_seal_key(hub_dir)) == public_key_b64(ensure_seal_key(hub_dir))
     assert path.read_bytes() == made  # never overwritten
 
     # The enrollment answer carries the statement, signed by the county key it pins.
@@ -123,7 +127,7 @@ def test_the_encryption_key_is_made_once_and_its_statement_verifies(
         NOW,
     )
     public = verified_encryption_key(answer["county_encryption_key"], answer["county_public_key"])
-    assert public == seal_public_key(ensure_seal_key(hub_dir))
+    assert public == public_key_b64(ensure_seal_key(hub_dir))
     assert (
         answer["county_encryption_key"]["statement"]["key_id"]
         == hashlib.sha256(b64url_decode(public)).hexdigest()[:16]
@@ -132,6 +136,23 @@ def test_the_encryption_key_is_made_once_and_its_statement_verifies(
     # And GET /encryption-key gives the same key, the answer signed like any other.
     enrolled = make_enrolled_device("device")
     assert encryption_key(enrolled) == public
+
+
+@pytest.mark.parametrize("hub_backend", ["sqlite"], indirect=True)
+def test_a_hub_made_before_gets_its_encryption_key_when_it_starts(tmp_path, hub_backend):
+    hub_dir = tmp_path / "hub"
+    init_hub(hub_dir, "示范县 Demo County", NOW)
+    (hub_dir / SEAL_KEY_FILE).unlink()  # as a hub made before the service point
+    app = create_app({"HUB_DATA_DIR": str(hub_dir), "CLOCK": lambda: NOW, "CONSOLE": False})
+    statement = app.extensions["clinic_hub"].encryption_key
+    made = public_key_b64(load_seal_key(hub_dir))
+    assert stat.S_IMODE(os.stat(hub_dir / SEAL_KEY_FILE).st_mode) == 0o600
+    with hub_store(hub_dir) as store:
+        county_key = store.county().public_key
+    assert verified_encryption_key(statement, county_key) == made
+    again = create_app({"HUB_DATA_DIR": str(hub_dir), "CLOCK": lambda: NOW, "CONSOLE": False})
+    assert again.extensions["clinic_hub"].encryption_key == statement  # the same key, kept
+    assert [p.name for p in hub_dir.iterdir() if p.name.startswith(".")] == []
 
 
 def test_an_approved_enrolment_reaches_the_device_and_the_person_settles(
@@ -332,6 +353,7 @@ def premium(device, persons, method="cash", now=NOW, **body) -> dict:
         "account_balance_after": None,
         **body,
     }
+    assert body_problem("premium", document) is None
     return services.append_record(device.store, device.identity, "premium", document, now)
 
 
@@ -372,22 +394,18 @@ def test_premium_totals_and_a_family_account_premium_in_the_recomputation(
             "UPDATE person SET account_balance = account_balance - 40000 WHERE insured_id = ?",
             [holder],
         )
-    services.append_record(
-        device.store,
-        device.identity,
-        "premium_reversal",
-        {
-            "reverses": family["tx_id"],
-            "reverses_seq": family["seq"],
-            "operator": OPERATOR,
-            "reason": "重复收费",
-            "amount": 80000,
-            "method": "cash",
-            "account_holder": None,
-            "account_balance_after": None,
-        },
-        NOW,
-    )
+    reversal = {
+        "reverses": family["tx_id"],
+        "reverses_seq": family["seq"],
+        "operator": OPERATOR,
+        "reason": "重复收费",
+        "amount": 80000,
+        "method": "cash",
+        "account_holder": None,
+        "account_balance_after": None,
+    }
+    assert body_problem("premium_reversal", reversal) is None
+    services.append_record(device.store, device.identity, "premium_reversal", reversal, NOW)
     premium(other, [person("32011500000004", "周")])
     settled = device.settle(NOW + timedelta(minutes=5), insured_id=holder)
     sync(device)
@@ -420,22 +438,76 @@ def test_premium_totals_and_a_family_account_premium_in_the_recomputation(
         "cash_to_hand_over": 0,
     }
     assert second["clinic"] == "320115-002" and second["cash_to_hand_over"] == 40000
-    assert kept["tx_id"] and paid["tx_id"]
+    assert kept["tx_id"]
     # The county's balance of the account agrees with the device's when it settles.
     assert status == "ok"
     before = settled["body"]["accumulators_before"]
     assert hub_result["accumulators_before"]["account_balance"] == before["account_balance"]
 
+    # Its reversal gives the account its money back at the county too.
+    back = {
+        "reverses": paid["tx_id"],
+        "reverses_seq": paid["seq"],
+        "operator": OPERATOR,
+        "reason": "退费",
+        "amount": 40000,
+        "method": "family_account",
+        "account_holder": holder,
+        "account_balance_after": before["account_balance"] + 40000,
+    }
+    assert body_problem("premium_reversal", back) is None
+    services.append_record(device.store, device.identity, "premium_reversal", back, NOW)
+    sync(device)
+    with hub_store(hub_dir) as store:
+        reconcile_pending(store, NOW + timedelta(hours=1))
+        assert store.person(holder)[1] == 80000
+        (again, _) = service_requests.premium_totals(store, year=2027, township=None)
+    assert again["reversed_count"] == 2 and again["reversed_amount"] == 120000
+
+
+def test_a_malformed_request_is_kept_flagged_and_never_queued(hub, hub_dir, make_enrolled_device):
+    device = make_enrolled_device("device")
+    body = {
+        "kind": "enrolment",
+        "operator": OPERATOR,
+        "insured_id": None,
+        "applicant": None,  # an enrolment without its applicant and sealed number
+        "sealed_id_number": None,
+        "details": {"insurance_type": "resident", "category": None, "village": None},
+        "attachments": [],
+        "note": None,
+        "follow_up_of": None,
+    }
+    assert body_problem("service_request", body) is not None
+    record = services.append_record(device.store, device.identity, "service_request", body, NOW)
+    sync(device)
+    with hub_store(hub_dir) as store:
+        assert record["seq"] in store.malformed_records(device.identity.device_id)
+        assert store.service_request(record["tx_id"]) is None
+        assert service_requests.list_requests(store, township=None, kind=None, state=None) == []
+
 
 def test_the_cli_lists_shows_decides_and_totals(hub, hub_dir, make_enrolled_device):
     device = make_enrolled_device("device")
+    settled = device.settle(NOW, insured_id="32011500000001")
     record = request(
         device,
         "complaint",
         insured_id="32011500000001",
-        details={"settlement_tx_id": "none-such", "settlement_seq": 1, "grounds": "收费不对"},
+        details={
+            "settlement_tx_id": settled["tx_id"],
+            "settlement_seq": settled["seq"],
+            "grounds": "收费不对",
+        },
     )
     sync(device)
+    with hub_store(hub_dir) as store:
+        reconcile_pending(store, NOW)
+        detail = service_requests.request_detail(store, record["tx_id"], township=None)
+    disputed = detail["settlement"]
+    assert disputed["recomputation_status"] == "ok"
+    assert disputed["device"] == disputed["recomputed"]
+    assert disputed["device"]["medfee_sumamt"] == settled["body"]["result"]["total"]
     runner = CliRunner()
 
     def run(*args):
@@ -453,6 +525,7 @@ def test_the_cli_lists_shows_decides_and_totals(hub, hub_dir, make_enrolled_devi
     assert decided.exit_code == 0, decided.output
     result = json.loads(decided.output)["decision"]["result"]
     assert result["answer"] == "县级重算与结算一致" and result["correction"] is False
+    assert result["recomputed"] == result["device"] == disputed["device"]
     shown = run("requests", "show", record["tx_id"])
     assert shown.exit_code == 0 and "rejected" in shown.output
     totals = run("premiums", "--year", "2027", "--json")
