@@ -14,9 +14,11 @@ import pytest
 from click.testing import CliRunner
 from sync_helpers import NOW, OPERATOR, hub_store
 
+from edge import service_requests as device_requests
 from edge import services
 from edge.adapters.sealing import public_key_b64, seal, verified_encryption_key
 from edge.console import main
+from edge.domain import records
 from edge.domain.ledger import b64url_decode
 from edge.domain.records import body_problem
 from sync import agent
@@ -46,7 +48,7 @@ def client(device):
 
 def sync(device, now=NOW) -> dict:
     report = agent.sync_once(device.store, device.identity, device.data_dir, now)
-    assert report["ok"], report
+    assert report["ok"], report["errors"]
     return report
 
 
@@ -246,13 +248,14 @@ def test_photos_are_kept_only_when_a_request_of_the_device_names_them(
     hub, hub_dir, make_enrolled_device
 ):
     device, other = make_enrolled_device("device"), make_enrolled_device("other")
-    named = [
-        {"sha256": sha(PNG), "type": "image/png", "bytes": len(PNG), "label": "诊断证明"},
-        {"sha256": sha(JPEG), "type": "image/jpeg", "bytes": len(JPEG), "label": "病历"},
-    ]
-    record = request(
-        device,
-        "chronic_certificate",
+    # The terminal's own use case: the photos kept on disk, the record naming them signed;
+    # the agent uploads both at the next sync.
+    record = device_requests.new_request(
+        device.store,
+        device.identity,
+        device.data_dir,
+        kind="chronic_certificate",
+        operator=OPERATOR,
         insured_id="32011500000002",
         details={
             "disease_code": "I10",
@@ -261,10 +264,20 @@ def test_photos_are_kept_only_when_a_request_of_the_device_names_them(
             "hospital": None,
             "diagnosed_on": None,
         },
-        attachments=named,
-    )
+        photos=[(PNG, "诊断证明"), (JPEG, "病历")],
+        now=NOW,
+    ).record
     sync(device)
     sync(other)
+    with hub_store(hub_dir) as store:
+        detail = service_requests.request_detail(store, record["tx_id"], township="秣陵街道")
+        assert service_requests.attachment(store, sha(PNG), township=None) == ("image/png", PNG)
+        with pytest.raises(service_requests.RequestNotFound):
+            service_requests.attachment(store, sha(PNG), township="江宁街道")
+    assert [(a["sha256"], a["received"]) for a in detail["attachments"]] == [
+        (sha(PNG), True),
+        (sha(JPEG), True),
+    ]
 
     def put(who, data, name, content_type="image/png"):
         return client(who)._call("PUT", f"/attachments/{name}", data, NOW, content_type)
@@ -274,6 +287,7 @@ def test_photos_are_kept_only_when_a_request_of_the_device_names_them(
             put(who, data, name, content_type)
         return caught.value.code
 
+    assert put(device, PNG, sha(PNG)) == {"stored": True, "sha256": sha(PNG)}  # a repeat
     assert refused(device, PNG + b"x", sha(PNG)) == "ATTACHMENT_HASH_MISMATCH"
     assert refused(device, b"GIF89a" + PNG, sha(b"GIF89a" + PNG)) == "ATTACHMENT_TYPE"
     assert refused(device, JPEG, sha(JPEG), "image/png") == "ATTACHMENT_TYPE"
@@ -282,18 +296,8 @@ def test_photos_are_kept_only_when_a_request_of_the_device_names_them(
     assert refused(other, PNG, sha(PNG)) == "ATTACHMENT_UNKNOWN"  # not its request
     stray = PNG + b"\x00"
     assert refused(device, stray, sha(stray)) == "ATTACHMENT_UNKNOWN"
-    with hub_store(hub_dir) as store:
-        assert store.attachments_received([sha(PNG), sha(JPEG)]) == {}
-
-    assert put(device, PNG, sha(PNG)) == {"stored": True, "sha256": sha(PNG)}
-    assert put(device, PNG, sha(PNG)) == {"stored": True, "sha256": sha(PNG)}  # a repeat
-    assert put(device, JPEG, sha(JPEG), "image/jpeg")["stored"]
-    with hub_store(hub_dir) as store:
-        detail = service_requests.request_detail(store, record["tx_id"], township="秣陵街道")
-        assert service_requests.attachment(store, sha(PNG), township=None) == ("image/png", PNG)
-        with pytest.raises(service_requests.RequestNotFound):
-            service_requests.attachment(store, sha(PNG), township="江宁街道")
-    assert [a["received"] for a in detail["attachments"]] == [True, True]
+    with hub_store(hub_dir) as store:  # a refusal stores nothing
+        assert store.attachments_received([sha(big), sha(stray)]) == {}
 
     decision = decide(hub_dir, hub, record["tx_id"], valid_to="2027-12-31")["decision"]
     assert decision["result"] == {
@@ -463,6 +467,31 @@ def test_premium_totals_and_a_family_account_premium_in_the_recomputation(
         assert store.person(holder)[1] == 80000
         (again, _) = service_requests.premium_totals(store, year=2027, township=None)
     assert again["reversed_count"] == 2 and again["reversed_amount"] == 120000
+
+    # The 日结 counts the premiums; the county's totals of the same records agree with it,
+    # and a close whose premiums are not the records' is a difference.
+    later = NOW + timedelta(hours=3)
+    close = services.close_day(device.store, device.identity, operator=OPERATOR, now=later)
+    assert close.record["body"]["premiums"]["net"]["family_account"] == 0
+    premium(device, [person("32011500000005", "孙")], now=later)
+    since = list(device.store.records(after_seq=close.record["seq"]))
+    body = records.daily_close_body(
+        since,
+        business_day=later.date().isoformat(),
+        operator=OPERATOR,
+        originals=services.premium_originals(device.store, since),
+    )
+    body["premiums"]["net"]["cash"] += 100  # a close whose cash is not the records'
+    forged = services.append_record(device.store, device.identity, "daily_close", body, later)
+    sync(device, later)
+    with hub_store(hub_dir) as store:
+        reconcile_pending(store, later)
+        items = [
+            (i.seq, i.code, sorted(i.details["fields"]))
+            for i in store.reconciliation_items([device.identity.device_id])
+            if i.code == "DAILY_CLOSE_DIFFERS"
+        ]
+    assert items == [(forged["seq"], "DAILY_CLOSE_DIFFERS", ["premiums.net.cash"])]
 
 
 def test_a_malformed_request_is_kept_flagged_and_never_queued(hub, hub_dir, make_enrolled_device):
