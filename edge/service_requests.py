@@ -8,6 +8,7 @@ enrolment is sealed to the county's encryption key at once and never kept in cle
 """
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -49,7 +50,7 @@ def new_request(
     applicant: dict | None = None,
     id_number: str | None = None,
     details: dict,
-    photos: list[tuple[bytes, str]] = (),  # type: ignore[assignment]
+    photos: Sequence[tuple[bytes, str]] = (),
     note: str | None = None,
     follow_up_of: str | None = None,
     now: datetime,
@@ -93,7 +94,9 @@ def new_request(
     return services.Recorded(record)
 
 
-def _checked_photos(kind: str, photos) -> tuple[list[dict], list[bytes]]:
+def _checked_photos(
+    kind: str, photos: Sequence[tuple[bytes, str]]
+) -> tuple[list[dict], list[bytes]]:
     photos = list(photos or [])
     if len(photos) > sp.MAX_ATTACHMENTS:
         raise _refuse(

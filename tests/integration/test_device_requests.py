@@ -466,3 +466,24 @@ def test_the_data_dir_files_are_private(device):
     chronic(device)
     for path in Path(device.data_dir, "attachments").iterdir():
         assert os.stat(path).st_mode & 0o077 == 0
+
+
+def test_m014_indexes_the_requests_a_restored_ledger_already_holds(device):
+    """A ledger restored into a device older than m014 may hold requests: the step
+    indexes them, photos and names included, as the store does when it appends one."""
+    from edge.adapters.sqlite_store import SqliteDeviceStore
+
+    record = chronic(device)
+    expected = sr.request(device.store, record["tx_id"]).to_dict()
+    with device.store.write_transaction():
+        for statement in (
+            "DROP TABLE request_decision",
+            "DROP TABLE request_attachment",
+            "DROP TABLE service_request",
+            "ALTER TABLE sync_enrollment DROP COLUMN county_encryption_key",
+            "DELETE FROM _sqlite_migrations WHERE name = 'm014_service_requests'",
+        ):
+            device.store.db.execute(statement)
+    device.store.close()
+    device.store = SqliteDeviceStore.open(device.data_dir)
+    assert sr.request(device.store, record["tx_id"]).to_dict() == expected
