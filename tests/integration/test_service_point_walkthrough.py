@@ -28,12 +28,11 @@ from dateutil.relativedelta import relativedelta
 from sync_helpers import hub_store
 
 from edge import demo
-from edge.adapters.sealing import open_sealed
+from edge.adapters.sealing import KEY_FILE, open_sealed, read_sealing_key
 from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.console import main
 from edge.domain.service_point import next_roster_version, premium_year_choices
 from sync import demo_service_point as walk
-from sync.hub.adapters.county_key import load_seal_key
 from sync.hub.services import service_requests as hub_requests
 from sync.hub.services.reconciliation import reconcile_pending
 
@@ -194,4 +193,4 @@ def test_no_id_number_in_clear_anywhere(walked, hub_backend):
         assert ID_NUMBER not in json.dumps(detail, ensure_ascii=False, default=str)
         sealed = detail["sealed_id_number"]
     assert sealed["key_id"] == facts["enrolment"]["key_id"]
-    assert open_sealed(sealed, load_seal_key(Path(facts["hub_dir"]))) == ID_NUMBER
+    assert open_sealed(sealed, read_sealing_key(Path(facts["hub_dir"]) / KEY_FILE)) == ID_NUMBER
