@@ -32,6 +32,7 @@ from edge.domain import reports
 from edge.domain.ledger import b64url, b64url_decode, canonical
 from edge.domain.money import format_yuan
 from edge.domain.records import MONEY_FIELDS
+from edge.services import premium_originals
 
 QR_PREFIX = "YBR1:"
 MAX_RECORD_BYTES = 64 * 1024  # a record inflating to more is not a receipt
@@ -136,7 +137,9 @@ def close_report_of(
     if record is None:
         since = list(store.records(after_seq=store.last_seq_of_kind("daily_close")))
         day = rec.closed_business_day(since, now[:10])
-        body = rec.daily_close_body(since, business_day=day, operator=operator)
+        body = rec.daily_close_body(
+            since, business_day=day, operator=operator, originals=premium_originals(store, since)
+        )
         covered, device_id, created_at = since, store.device().device_id, now
     else:
         body = record["body"]

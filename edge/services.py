@@ -294,8 +294,22 @@ def close_day(
         position = _next_position(store, identity, now, operator)
         since = list(store.records(after_seq=store.last_seq_of_kind("daily_close")))
         day = rec.closed_business_day(since, position.created_at.date().isoformat())
-        body = rec.daily_close_body(since, business_day=day, operator=operator)
+        body = rec.daily_close_body(
+            since, business_day=day, operator=operator, originals=premium_originals(store, since)
+        )
         return Recorded(_append(store, identity, position, "daily_close", body))
+
+
+def premium_originals(store: DeviceStore, records: list[dict]) -> dict[str, dict]:
+    """The premiums, by tx_id, that the premium reversals among `records` undo: a close
+    takes back their persons and state share."""
+    originals = {}
+    for record in records:
+        if record["kind"] == "premium_reversal":
+            original = store.record_by_tx(record["body"]["reverses"])
+            if original is not None:
+                originals[original["tx_id"]] = original
+    return originals
 
 
 # ---- month and year closes (docs/ledger.md) ------------------------------------------------
@@ -319,7 +333,8 @@ def _check_period(pattern: re.Pattern[str], value: str, shape: str) -> None:
 
 def period_facts(store: DeviceStore, records: list[dict]) -> tuple[dict[str, str], dict[str, dict]]:
     """The roster's insurance type of each insured person in `records`, and the
-    settlements their reversals undo (by tx_id), for `rec.period_close_body`."""
+    settlements and premiums their reversals undo (by tx_id), for
+    `rec.period_close_body`."""
     insurance: dict[str, str] = {}
     originals: dict[str, dict] = {}
     for record in records:
@@ -331,7 +346,7 @@ def period_facts(store: DeviceStore, records: list[dict]) -> tuple[dict[str, str
             original = store.record_by_tx(record["body"]["reverses"])
             if original is not None:
                 originals[original["tx_id"]] = original
-    return insurance, originals
+    return insurance, {**originals, **premium_originals(store, records)}
 
 
 def closes_of_month(store: DeviceStore, month: str) -> list[dict]:
@@ -369,7 +384,7 @@ def close_month(
                 f"month {month} was closed by record {already[0]['seq']} (本月已月结)",
             )
         records = month_records(store, month)
-        money = [r["seq"] for r in records if r["kind"] in ("settlement", "reversal")]
+        money = [r["seq"] for r in records if r["kind"] in rec.CLOSED_KINDS]
         if money and max(money) > store.last_seq_of_kind("daily_close"):
             close_day(store, identity, operator=operator, now=now)
         body = _month_body(store, month, records, operator)
@@ -378,7 +393,7 @@ def close_month(
 
 
 def _month_body(store: DeviceStore, month: str, records: list[dict], operator: str) -> dict:
-    money = [r["seq"] for r in records if r["kind"] in ("settlement", "reversal")]
+    money = [r["seq"] for r in records if r["kind"] in rec.CLOSED_KINDS]
     daily = [
         r for r in store.records_of_kind("daily_close")
         if (money and r["body"]["from_seq"] is not None

@@ -33,12 +33,14 @@ from edge.domain.model import (
     OfflineLimits,
     Person,
     Policy,
+    PremiumRule,
     Rejection,
     Supplement,
     Visit,
     VisitLine,
 )
 from edge.domain.money import parse_decimal_string
+from edge.domain.service_point import MASKED_ID_NUMBER, MONTH_DAY
 
 T = TypeVar("T")
 Parser = Callable[[Any, str], T]
@@ -243,6 +245,31 @@ def supplements_from_json(value: Any, path: str) -> tuple[Supplement, ...]:
     return supplements
 
 
+def month_day(value: Any, path: str) -> str:
+    """A day of every year as "MM-DD" (29 February is refused: not every year has it)."""
+    if isinstance(value, str) and MONTH_DAY.fullmatch(value):
+        try:
+            date(2025, int(value[:2]), int(value[3:]))
+            return value
+        except ValueError:
+            pass
+    raise bad(path, f"must be a day of the year as MM-DD (got {value!r})")
+
+
+def premium_rule_from_json(value: Any, path: str) -> PremiumRule:
+    doc = obj(value, path)
+    rule = PremiumRule(
+        resident=field(doc, "resident", path, fen),
+        collection_opens=field(doc, "collection_opens", path, month_day),
+        due_by=field(doc, "due_by", path, month_day),
+        full=field(doc, "full", path, list_of(text), ()),
+        fixed=field(doc, "fixed", path, fen_by_name, {}),
+    )
+    if rule.resident <= 0:
+        raise bad(f"{path}.resident", "must be more than 0 fen")
+    return rule
+
+
 def policy_from_json(value: Any, path: str = "policy") -> Policy:
     doc = obj(value, path)
     benefits_doc = field(doc, "benefits", path, obj)
@@ -278,6 +305,7 @@ def policy_from_json(value: Any, path: str = "policy") -> Policy:
         rules=field(doc, "rules", path, rules_label, 1),
         critical_illness=field(doc, "critical_illness", path, critical_illness_from_json, None),
         supplements=field(doc, "supplements", path, supplements_from_json, ()),
+        premiums=field(doc, "premiums", path, premium_rule_from_json, None),
     )
 
 
@@ -408,7 +436,6 @@ CATALOG_CSV_COLUMNS = (
     "self_prepay_ratio", "gender", "min_age", "max_age", "max_qty", "chronic_only",
     "valid_from", "valid_to", "fund_fixed",
 )  # fmt: skip
-_MASKED_ID = re.compile(r"[0-9]{6}\*{8}[0-9]{3}[0-9X]")
 
 
 def catalog_row_from_csv(row: dict[str, str | None]) -> dict[str, Any]:
@@ -446,7 +473,7 @@ class InsuredPerson:
 
 
 def masked_id_number(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not _MASKED_ID.fullmatch(value):
+    if not isinstance(value, str) or not MASKED_ID_NUMBER.fullmatch(value):
         raise bad(path, "must be an ID number masked as 320115********1234 (never in full)")
     return value
 

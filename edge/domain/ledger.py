@@ -16,7 +16,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 RECORD_VERSION = 1
-KINDS = ("settlement", "reversal", "daily_close", "monthly_close", "yearly_close", "event")
+KINDS = (
+    "settlement", "reversal", "daily_close", "monthly_close", "yearly_close", "event",
+    "service_request", "premium", "premium_reversal",
+)  # fmt: skip
 
 
 def b64url(raw: bytes) -> str:

@@ -95,6 +95,17 @@ class OfflineLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class PremiumRule:
+    """The policy's resident premium (`premiums` member; edge.domain.service_point)."""
+
+    resident: int  # fen per person per year
+    collection_opens: str  # "MM-DD": from this day on, the premium collected is next year's
+    due_by: str  # "MM-DD": the day next year's premium is due by
+    full: tuple[str, ...] = ()  # categories whose premium the state pays in full
+    fixed: Mapping[str, int] = field(default_factory=dict)  # category -> fen subsidy
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     version: str
     class_b_prepay_ratio: Decimal
@@ -104,6 +115,7 @@ class Policy:
     rules: int = 1  # a label only: every version 2 field applies wherever it is present
     critical_illness: CriticalIllness | None = None
     supplements: tuple[Supplement, ...] = ()
+    premiums: PremiumRule | None = None  # the village service point's premium collection
 
     def visit_types(self, insurance_type: str) -> list[str]:
         return [v for (i, v) in self.benefits if i == insurance_type]

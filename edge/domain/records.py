@@ -7,11 +7,13 @@ everything since the previous close, like a cash register's Z report.
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from edge.domain import service_point as sp
+from edge.domain import shapes as sh
 from edge.domain.model import Accumulators, Settlement, Visit
+from edge.domain.shapes import MAX_TEXT, Check
 
 RULES_VERSION = 2  # the result follows settlement-rules-v2.md (version 1 results lack its fields)
 
@@ -146,15 +148,32 @@ def restored_accumulators(
     return restored
 
 
+# The kinds whose money a close totals.
+CLOSED_KINDS = ("settlement", "reversal", *sp.PREMIUM_KINDS)
+
+
+def with_premiums(
+    body: dict[str, Any],
+    records: list[dict[str, Any]],
+    originals: Mapping[str, dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """`body` with its `premiums` member when `records` hold premiums or their reversals;
+    without, the body is the one it was before premiums existed, byte for byte."""
+    if any(r["kind"] in sp.PREMIUM_KINDS for r in records):
+        body["premiums"] = sp.premium_totals(records, originals)
+    return body
+
+
 def _zero_totals() -> dict[str, Any]:
     return {"count": 0, **dict.fromkeys(MONEY_FIELDS, 0)}
 
 
 def closed_business_day(records: list[dict[str, Any]], closed_on: str) -> str:
-    """The business day a daily close belongs to: the day of the latest settlement or
-    reversal it covers (a close made after midnight closes the day before), else the day
-    it was made (`created_at` is China time, so its first ten characters are the day)."""
-    days = [r["created_at"][:10] for r in records if r["kind"] in ("settlement", "reversal")]
+    """The business day a daily close belongs to: the day of the latest settlement,
+    reversal, premium or premium reversal it covers (a close made after midnight closes
+    the day before), else the day it was made (`created_at` is China time, so its first
+    ten characters are the day)."""
+    days = [r["created_at"][:10] for r in records if r["kind"] in CLOSED_KINDS]
     return max(days, default=closed_on)
 
 
@@ -180,11 +199,17 @@ def period_totals(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def daily_close_body(
-    records: list[dict[str, Any]], *, business_day: str, operator: str
+    records: list[dict[str, Any]],
+    *,
+    business_day: str,
+    operator: str,
+    originals: Mapping[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Counts and totals of the settlements and reversals in `records`, reversals netted."""
+    """Counts and totals of the settlements and reversals in `records`, reversals netted,
+    and of the premiums when there are any (`originals`: the premiums, by tx_id, that
+    premium reversals among `records` undo when those are not among them)."""
     totals = period_totals(records)
-    return {
+    body = {
         "business_day": business_day,
         "operator": operator,
         "from_seq": records[0]["seq"] if records else None,
@@ -194,6 +219,7 @@ def daily_close_body(
         "net": totals["net"],
         "needs_review": totals["needs_review"],
     }
+    return with_premiums(body, records, originals)
 
 
 # ---- month and year closes ---------------------------------------------------------------
@@ -250,11 +276,13 @@ def period_close_body(
 ) -> dict[str, Any]:
     """What a month close and a year close share: the seq range of `records` (every
     record of the period, in seq order), the totals reversals netted, and the net by
-    insurance type (`insurance_types`: by insured id, from the roster) and visit type."""
+    insurance type (`insurance_types`: by insured id, from the roster) and visit type.
+    `originals` are the settlements and premiums, by tx_id, that reversals among
+    `records` undo. With the premiums' totals when there are any."""
     totals = period_totals(records)
     settlements = {r["tx_id"]: r for r in records if r["kind"] == "settlement"}
     known = {**originals, **settlements}
-    return {
+    body = {
         "from_seq": records[0]["seq"] if records else None,
         "to_seq": records[-1]["seq"] if records else None,
         **totals,
@@ -264,6 +292,7 @@ def period_close_body(
         "by_visit_type": grouped_totals(records, lambda r: visit_type_of(r, known)),
         "operator": operator,
     }
+    return with_premiums(body, records, originals)
 
 
 def close_range(closes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -322,274 +351,331 @@ def yearly_close_body(
 # The hub stores a signed record whose body is not (it is evidence) but never computes
 # with it. Members a version 1 record lacks are optional; version 1's are required.
 
-MAX_FEN = 10**12  # ten billion yuan: far above any visit, day or year of a clinic
 MAX_LINES = 500  # lines of one visit
-MAX_TEXT = 1000  # a free text (a reason, a warning's message)
 MAX_BODY_NODES = 20_000  # values in one body, all levels
 MAX_DEPTH = 8
 
-Check = Callable[[Any, str], str | None]
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _fen(value: Any, where: str) -> str | None:
-    if type(value) is not int:
-        return f"{where} must be a whole number of fen, not {_shown(value)}"
-    if abs(value) > MAX_FEN:
-        return f"{where} is out of range ({value})"
-    return None
-
-
-def _count(value: Any, where: str) -> str | None:
-    if type(value) is not int or not 0 <= value <= 2**63 - 1:
-        return f"{where} must be a whole number from 0, not {_shown(value)}"
-    return None
-
-
-def _flag(value: Any, where: str) -> str | None:
-    return None if type(value) is bool else f"{where} must be true or false"
-
-
-def _text(limit: int = 64, *, nullable: bool = False) -> Check:
-    def check(value: Any, where: str) -> str | None:
-        if value is None and nullable:
-            return None
-        if not isinstance(value, str):
-            return f"{where} must be text, not {_shown(value)}"
-        if len(value) > limit:
-            return f"{where} is longer than {limit} characters"
-        return None
-
-    return check
-
-
-def _decimal(value: Any, where: str) -> str | None:
-    """A price or quantity: a finite decimal number as text ("6.80", "2")."""
-    problem = _text(32)(value, where)
-    if problem is not None:
-        return problem
-    try:
-        finite = Decimal(value).is_finite()
-    except ArithmeticError:
-        finite = False
-    return None if finite else f"{where} must be a decimal number as text, not {_shown(value)}"
-
-
-def _day(value: Any, where: str) -> str | None:
-    problem = _text(10)(value, where)
-    if problem is not None:
-        return problem
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        return f"{where} must be a date (YYYY-MM-DD), not {_shown(value)}"
-    return None
-
-
-def _pattern(pattern: re.Pattern[str], shape: str) -> Check:
-    def check(value: Any, where: str) -> str | None:
-        if isinstance(value, str) and pattern.fullmatch(value):
-            return None
-        return f"{where} must be {shape}, not {_shown(value)}"
-
-    return check
-
-
-def _optional(check: Check) -> Check:
-    return lambda value, where: None if value is None else check(value, where)
-
-
-def _list_of(check: Check, limit: int) -> Check:
-    def list_check(value: Any, where: str) -> str | None:
-        if not isinstance(value, list):
-            return f"{where} must be a list, not {_shown(value)}"
-        if len(value) > limit:
-            return f"{where} has more than {limit} entries"
-        for number, entry in enumerate(value):
-            problem = check(entry, f"{where}[{number}]")
-            if problem is not None:
-                return problem
-        return None
-
-    return list_check
-
-
-def _map_of(check: Check, limit: int = 32) -> Check:
-    """{name: value}: names are short texts."""
-
-    def map_check(value: Any, where: str) -> str | None:
-        if not isinstance(value, dict):
-            return f"{where} must be an object, not {_shown(value)}"
-        if len(value) > limit:
-            return f"{where} has more than {limit} members"
-        for name, entry in value.items():
-            problem = _text()(name, f"a name in {where}") or check(entry, f"{where}.{name}")
-            if problem is not None:
-                return problem
-        return None
-
-    return map_check
-
-
-def _object(required: dict[str, Check], optional: dict[str, Check] | None = None) -> Check:
-    optional = optional or {}
-
-    def object_check(value: Any, where: str) -> str | None:
-        if not isinstance(value, dict):
-            return f"{where} must be an object, not {_shown(value)}"
-        missing = [name for name in required if name not in value]
-        if missing:
-            return f"{where} lacks {', '.join(missing)}"
-        unknown = [name for name in value if name not in required and name not in optional]
-        if unknown:
-            return f"{where} has unknown members {_shown(sorted(map(str, unknown)))}"
-        for name, entry in value.items():
-            problem = (required.get(name) or optional[name])(entry, f"{where}.{name}")
-            if problem is not None:
-                return problem
-        return None
-
-    return object_check
-
-
-_ID = _text(64)
-_ACCUMULATORS = _object(
-    {name: _fen for name in ("deductible_used", "fund_paid", "assistance_paid", "account_balance")},
+_ID = sh.text(64)
+_ACCUMULATORS = sh.object(
     {
-        **{name: _fen for name in ("day_fund_paid", "ci_selfpay", "ci_paid")},
-        "supplements_paid": _map_of(_fen),
-        "family_account_balance": _fen,
+        name: sh.fen
+        for name in ("deductible_used", "fund_paid", "assistance_paid", "account_balance")
+    },
+    {
+        **{name: sh.fen for name in ("day_fund_paid", "ci_selfpay", "ci_paid")},
+        "supplements_paid": sh.map_of(sh.fen),
+        "family_account_balance": sh.fen,
     },
 )
-_AMOUNTS = _object(
-    dict.fromkeys(VERSION_1_MONEY_FIELDS, _fen),
-    {name: _fen for name in MONEY_FIELDS if name not in VERSION_1_MONEY_FIELDS},
+_AMOUNTS = sh.object(
+    dict.fromkeys(VERSION_1_MONEY_FIELDS, sh.fen),
+    {name: sh.fen for name in MONEY_FIELDS if name not in VERSION_1_MONEY_FIELDS},
 )
-_VISIT = _object(
+_VISIT = sh.object(
     {
-        "date": _day,
-        "visit_type": _text(32),
-        "diagnoses": _list_of(_text(32), 50),
-        "lines": _list_of(
-            _object(
+        "date": sh.day,
+        "visit_type": sh.text(32),
+        "diagnoses": sh.list_of(sh.text(32), 50),
+        "lines": sh.list_of(
+            sh.object(
                 {
                     "code": _ID,
-                    "name": _text(200),
-                    "price": _decimal,
-                    "unit": _text(32),
-                    "quantity": _decimal,
+                    "name": sh.text(200),
+                    "price": sh.decimal,
+                    "unit": sh.text(32),
+                    "quantity": sh.decimal,
                 }
             ),
             MAX_LINES,
         ),
-        "use_personal_account": _flag,
+        "use_personal_account": sh.flag,
     },
-    {"use_family_account": _flag, "family_account_holder": _text(nullable=True)},
+    {"use_family_account": sh.flag, "family_account_holder": sh.text(nullable=True)},
 )
 RESULT_AMOUNTS = (
     "total", "fund", "assistance", "personal_account", "cash", "inscp_total",
     "deductible_applied", "fulamt_total", "overlmt_total", "preselfpay_total", "policy_selfpay",
 )  # fmt: skip
-_RESULT_LINE = _object(
+_RESULT_LINE = sh.object(
     {
         "code": _ID,
         **{
-            name: _fen
+            name: sh.fen
             for name in ("amount", "fulamt_ownpay", "overlmt_selfpay", "preselfpay", "inscp")
         },
-        "reasons": _list_of(_text(MAX_TEXT), 20),
+        "reasons": sh.list_of(sh.text(MAX_TEXT), 20),
     },
-    {"fund_fixed": _fen},
+    {"fund_fixed": sh.fen},
 )
-_RESULT = _object(
+_RESULT = sh.object(
     {
-        "eligible": _flag,
-        **dict.fromkeys(RESULT_AMOUNTS, _fen),
-        "lines": _list_of(_RESULT_LINE, MAX_LINES),
+        "eligible": sh.flag,
+        **dict.fromkeys(RESULT_AMOUNTS, sh.fen),
+        "lines": sh.list_of(_RESULT_LINE, MAX_LINES),
         "accumulators_after": _ACCUMULATORS,
-        "warnings": _list_of(_object({"code": _ID, "message": _text(MAX_TEXT)}), 50),
+        "warnings": sh.list_of(sh.object({"code": _ID, "message": sh.text(MAX_TEXT)}), 50),
     },
     {
-        "fund_fixed_total": _fen,
-        "fund_limited_by": _text(32, nullable=True),
-        "critical_illness": _fen,
-        "supplements": _list_of(
-            _object({"name": _text(), "pays_as": _text(32), "amount": _fen}), 32
+        "fund_fixed_total": sh.fen,
+        "fund_limited_by": sh.text(32, nullable=True),
+        "critical_illness": sh.fen,
+        "supplements": sh.list_of(
+            sh.object({"name": sh.text(), "pays_as": sh.text(32), "amount": sh.fen}), 32
         ),
-        "family_account": _fen,
-        "setlinfo": _map_of(_fen),
+        "family_account": sh.fen,
+        "setlinfo": sh.map_of(sh.fen),
     },
 )
-_TOTALS = _object(
-    {"count": _count, **dict.fromkeys(VERSION_1_MONEY_FIELDS, _fen)},
-    {name: _fen for name in MONEY_FIELDS if name not in VERSION_1_MONEY_FIELDS},
+_TOTALS = sh.object(
+    {"count": sh.count, **dict.fromkeys(VERSION_1_MONEY_FIELDS, sh.fen)},
+    {name: sh.fen for name in MONEY_FIELDS if name not in VERSION_1_MONEY_FIELDS},
 )
+_PREMIUM_SUMS = ("amount", "cash", "mobile", "family_account", "state_paid")
+_PREMIUM_TOTALS = sh.object(
+    {"count": sh.count, "persons": sh.count, **dict.fromkeys(_PREMIUM_SUMS, sh.fen)}
+)
+# A close's premiums (optional: a close of a ledger without premiums has none).
+_CLOSE_PREMIUMS = {
+    "premiums": sh.object(
+        {
+            "collected": _PREMIUM_TOTALS,
+            "reversed": _PREMIUM_TOTALS,
+            "net": sh.object(dict.fromkeys(_PREMIUM_SUMS, sh.fen)),
+        }
+    )
+}
 BODY_SCHEMAS: dict[str, Check] = {
-    "settlement": _object(
+    "settlement": sh.object(
         {
             "insured_id": _ID,
             "operator": _ID,
             "visit": _VISIT,
-            "catalog_version": _text(nullable=True),
+            "catalog_version": sh.text(nullable=True),
             "policy_version": _ID,
             "accumulators_before": _ACCUMULATORS,
             "result": _RESULT,
-            "needs_review": _list_of(_ID, 10),
+            "needs_review": sh.list_of(_ID, 10),
         },
-        {"rules_version": _count},
+        {"rules_version": sh.count},
     ),
-    "reversal": _object(
+    "reversal": sh.object(
         {
             "reverses": _ID,
-            "reverses_seq": _count,
+            "reverses_seq": sh.count,
             "insured_id": _ID,
             "operator": _ID,
-            "reason": _text(MAX_TEXT),
+            "reason": sh.text(MAX_TEXT),
             "amounts": _AMOUNTS,
             "accumulators_after": _ACCUMULATORS,
         }
     ),
-    "daily_close": _object(
+    "daily_close": sh.object(
         {
-            "business_day": _day,
+            "business_day": sh.day,
             "operator": _ID,
-            "from_seq": _optional(_count),
-            "to_seq": _optional(_count),
+            "from_seq": sh.optional(sh.count),
+            "to_seq": sh.optional(sh.count),
             "settlements": _TOTALS,
             "reversals": _TOTALS,
             "net": _AMOUNTS,
-            "needs_review": _count,
-        }
+            "needs_review": sh.count,
+        },
+        _CLOSE_PREMIUMS,
     ),
 }
-_GROUPS = _map_of(_object({"count": _count, **dict.fromkeys(MONEY_FIELDS, _fen)}), 64)
-_CLOSES = _object({"count": _count, "first_seq": _optional(_count), "last_seq": _optional(_count)})
+_GROUPS = sh.map_of(sh.object({"count": sh.count, **dict.fromkeys(MONEY_FIELDS, sh.fen)}), 64)
+_CLOSES = sh.object(
+    {"count": sh.count, "first_seq": sh.optional(sh.count), "last_seq": sh.optional(sh.count)}
+)
 _PERIOD = {
-    "from_seq": _optional(_count),
-    "to_seq": _optional(_count),
+    "from_seq": sh.optional(sh.count),
+    "to_seq": sh.optional(sh.count),
     "settlements": _TOTALS,
     "reversals": _TOTALS,
     "net": _AMOUNTS,
     "by_insurance": _GROUPS,
     "by_visit_type": _GROUPS,
-    "needs_review": _count,
+    "needs_review": sh.count,
     "operator": _ID,
 }
-BODY_SCHEMAS["monthly_close"] = _object(
-    {"month": _pattern(MONTH, "YYYY-MM"), "daily_closes": _CLOSES, **_PERIOD}
+BODY_SCHEMAS["monthly_close"] = sh.object(
+    {"month": sh.pattern(MONTH, "YYYY-MM"), "daily_closes": _CLOSES, **_PERIOD}, _CLOSE_PREMIUMS
 )
-BODY_SCHEMAS["yearly_close"] = _object(
+BODY_SCHEMAS["yearly_close"] = sh.object(
     {
-        "year": _pattern(YEAR, "YYYY"),
+        "year": sh.pattern(YEAR, "YYYY"),
         "monthly_closes": _CLOSES,
-        "months": _list_of(_pattern(MONTH, "YYYY-MM"), 12),
+        "months": sh.list_of(sh.pattern(MONTH, "YYYY-MM"), 12),
         **_PERIOD,
+    },
+    _CLOSE_PREMIUMS,
+)
+
+
+# ---- the village service point (edge.domain.service_point, docs/service-point.md) -------
+
+
+def _money(value: Any, where: str) -> str | None:
+    """An amount paid: whole fen, never below zero."""
+    problem = sh.fen(value, where)
+    if problem is None and value < 0:
+        return f"{where} must not be below 0 fen"
+    return problem
+
+
+def _sha256(value: Any, where: str) -> str | None:
+    return sh.pattern(sp.SHA256_HEX, "a SHA-256 as 64 lowercase hex digits")(value, where)
+
+
+_SEALED = sh.object(
+    {
+        "alg": sh.one_of(("X25519-HKDF-SHA256-AES256GCM",)),
+        "key_id": sh.pattern(re.compile(r"[0-9a-f]{16}"), "16 lowercase hex digits"),
+        "epk": sh.pattern(re.compile(r"[A-Za-z0-9_-]{43}"), "32 bytes as base64url"),
+        "ct": sh.pattern(re.compile(r"[A-Za-z0-9_-]{24,200}"), "base64url"),
     }
 )
+_APPLICANT = sh.object(
+    {
+        "name": sh.text(64),
+        "gender": sh.one_of(("M", "F")),
+        "birth_date": sh.day,
+        "id_number_masked": sh.pattern(sp.MASKED_ID_NUMBER, "masked as 320115********1234"),
+    }
+)
+_ATTACHMENT = sh.object(
+    {
+        "sha256": _sha256,
+        "type": sh.one_of(sp.ATTACHMENT_TYPES),
+        "bytes": sh.count,
+        "label": sh.text(200),
+    }
+)
+_SERVICE_REQUEST = sh.object(
+    {
+        "kind": sh.one_of(sp.REQUEST_KINDS),
+        "operator": _ID,
+        "insured_id": sh.text(64, nullable=True),
+        "applicant": sh.optional(_APPLICANT),
+        "sealed_id_number": sh.optional(_SEALED),
+        "details": lambda value, where: None,  # by the request's kind, below
+        "attachments": sh.list_of(_ATTACHMENT, sp.MAX_ATTACHMENTS),
+        "note": sh.text(MAX_TEXT, nullable=True),
+        "follow_up_of": sh.text(64, nullable=True),
+    }
+)
+
+
+def _service_request(body: Any, where: str) -> str | None:
+    problem = _SERVICE_REQUEST(body, where)
+    if problem is not None:
+        return problem
+    kind, attachments = body["kind"], body["attachments"]
+    problem = sp.details_problem(kind, body["details"])
+    if problem is not None:
+        return problem
+    if kind == "enrolment":
+        if body["applicant"] is None or body["sealed_id_number"] is None:
+            return f"{where}: an enrolment needs the applicant and the sealed ID number"
+    else:
+        if body["insured_id"] is None:
+            return f"{where}.insured_id is required for a {kind}"
+        if body["applicant"] is not None or body["sealed_id_number"] is not None:
+            return f"{where}: only an enrolment carries an applicant and an ID number"
+    if kind == "chronic_certificate" and not attachments:
+        return f"{where}.attachments: a chronic certificate request needs a photo"
+    for number, attachment in enumerate(attachments):
+        if attachment["bytes"] > sp.MAX_ATTACHMENT_BYTES:
+            return f"{where}.attachments[{number}] is larger than {sp.MAX_ATTACHMENT_BYTES} bytes"
+    if sum(a["bytes"] for a in attachments) > sp.MAX_REQUEST_BYTES:
+        return f"{where}.attachments are larger than {sp.MAX_REQUEST_BYTES} bytes together"
+    if len({a["sha256"] for a in attachments}) != len(attachments):
+        return f"{where}.attachments name one photo twice"
+    return None
+
+
+_PREMIUM_PERSON = sh.object(
+    {
+        "insured_id": _ID,
+        "name": sh.text(64),
+        "categories": sh.list_of(_ID, 16),
+        "due": _money,
+        "state_pays": _money,
+        "amount": _money,
+    }
+)
+_PREMIUM = sh.object(
+    {
+        "operator": _ID,
+        "year": sh.year,
+        "payer": sh.object({"name": sh.text(64), "insured_id": sh.text(64, nullable=True)}),
+        "method": sh.one_of(sp.PAYMENT_METHODS),
+        "reference": sh.text(64, nullable=True),
+        "account_holder": sh.text(64, nullable=True),
+        "persons": sh.list_of(_PREMIUM_PERSON, sp.MAX_PREMIUM_PERSONS),
+        "amount": _money,
+        "state_paid": _money,
+        "account_balance_after": sh.optional(_money),
+    }
+)
+
+
+def _payment_problem(body: dict[str, Any], where: str) -> str | None:
+    """What a premium and its reversal share: a family account's holder and balance
+    after are named exactly when the family account pays."""
+    by_account = body["method"] == "family_account"
+    for name in ("account_holder", "account_balance_after"):
+        if by_account != (body[name] is not None):
+            return f"{where}.{name} is {'required' if by_account else 'only'} for family_account"
+    return None
+
+
+def _premium(body: Any, where: str) -> str | None:
+    problem = _PREMIUM(body, where)
+    if problem is not None:
+        return problem
+    persons = body["persons"]
+    if not persons:
+        return f"{where}.persons names nobody"
+    if len({p["insured_id"] for p in persons}) != len(persons):
+        return f"{where}.persons names someone twice"
+    for number, person in enumerate(persons):
+        if person["state_pays"] > person["due"]:
+            return f"{where}.persons[{number}].state_pays is more than due"
+        if person["amount"] != person["due"] - person["state_pays"]:
+            return f"{where}.persons[{number}].amount is not due − state_pays"
+    if body["amount"] != sum(p["amount"] for p in persons):
+        return f"{where}.amount is not the sum of the persons' amounts"
+    if body["state_paid"] != sum(p["state_pays"] for p in persons):
+        return f"{where}.state_paid is not the sum of the persons' state_pays"
+    if body["amount"] == 0:
+        return f"{where}: the state pays all of it, so there is no premium to record"
+    if body["method"] == "mobile" and not (body["reference"] or "").strip():
+        return f"{where}.reference is required for a mobile payment"
+    return _payment_problem(body, where)
+
+
+_PREMIUM_REVERSAL = sh.object(
+    {
+        "reverses": _ID,
+        "reverses_seq": sh.count,
+        "operator": _ID,
+        "reason": sh.text(MAX_TEXT),
+        "amount": _money,
+        "method": sh.one_of(sp.PAYMENT_METHODS),
+        "account_holder": sh.text(64, nullable=True),
+        "account_balance_after": sh.optional(_money),
+    }
+)
+
+
+def _premium_reversal(body: Any, where: str) -> str | None:
+    return _PREMIUM_REVERSAL(body, where) or _payment_problem(body, where)
+
+
+BODY_SCHEMAS["service_request"] = _service_request
+BODY_SCHEMAS["premium"] = _premium
+BODY_SCHEMAS["premium_reversal"] = _premium_reversal
 
 
 def _json_problem(value: Any, where: str, budget: list[int], depth: int = 0) -> str | None:
@@ -611,7 +697,7 @@ def _json_problem(value: Any, where: str, budget: list[int], depth: int = 0) -> 
     elif isinstance(value, dict):
         entries = value.items()  # type: ignore[assignment]
     else:
-        return f"{where} holds {_shown(value)}, which a record never holds (amounts are fen)"
+        return f"{where} holds {sh.shown(value)}, which a record never holds (amounts are fen)"
     for key, entry in entries:
         problem = _json_problem(entry, f"{where}.{key}", budget, depth + 1)
         if problem is not None:
@@ -624,11 +710,11 @@ def body_problem(kind: str, body: Any) -> str | None:
     `event` needs its `event` name; a kind this code does not know only the bounds every
     body keeps (a later version's verifier may know it)."""
     if not isinstance(body, dict):
-        return f"body must be an object, not {_shown(body)}"
+        return f"body must be an object, not {sh.shown(body)}"
     problem = _json_problem(body, "body", [MAX_BODY_NODES])
     if problem is not None:
         return problem
     if kind == "event":
-        return _text()(body.get("event"), "body.event")
+        return sh.text()(body.get("event"), "body.event")
     schema = BODY_SCHEMAS.get(kind)
     return None if schema is None else schema(body, "body")
