@@ -32,6 +32,7 @@ from drivers.scanner import scanner_for_url
 from drivers.vouchers import VoucherError, load_public_key, mint_voucher
 from edge import services
 from edge.cli_options import data_dir_option, device_store, json_option, now, print_json
+from edge.domain.money import format_yuan
 
 PAPER = {"58": (32, 384), "80": (48, 576)}  # paper width mm -> (text columns, dots)
 
@@ -258,6 +259,8 @@ def _layout(data_dir: Path, seq_or_tx: str, clinic: str, paper: str):
         record = _find_record(store, seq_or_tx)
         operator = store.active_operator(record["body"].get("operator", ""))
         holder_id = services.family_account_holder_of(store, record)
+        if record["kind"] in ("premium", "premium_reversal"):  # 家庭共济 paid the premium
+            holder_id = record["body"].get("account_holder")
         holder = holder_id and store.insured_person(holder_id, with_accumulators=False)
         facts = receipt_facts(store, record, diagnosis_names=lambda codes: _diagnoses(store, codes))
     try:
@@ -327,3 +330,26 @@ def receipt_verify(payload: str, public_key: str, as_json: bool) -> None:
         return
     click.echo(f"genuine: {record['kind']} seq {record['seq']} of {record['device_id']}, "
                f"{record['created_at']}, hash {verified.hash}")  # fmt: skip
+    for line in _what_it_proves(record):
+        click.echo(line)
+
+
+def _what_it_proves(record: dict) -> list[str]:
+    """What a genuine premium receipt proves: who paid how much, for whom and which year."""
+    body = record["body"]
+    if record["kind"] == "premium":
+        persons = ", ".join(
+            f"{p['name']} {p['insured_id']} {format_yuan(p['amount'])}" for p in body["persons"]
+        )
+        return [
+            f"保费 premium {body['year']}: 缴费人 payer {body['payer']['name']}, 实收 paid"
+            f" {format_yuan(body['amount'])} ({body['method']}), 政府资助 state"
+            f" {format_yuan(body['state_paid'])}",
+            f"参保人 persons: {persons}",
+        ]
+    if record["kind"] == "premium_reversal":
+        return [
+            f"保费冲正 premium reversal of seq {body['reverses_seq']} ({body['reverses']}):"
+            f" 退还 {format_yuan(body['amount'])} ({body['method']}), 原因 reason {body['reason']}"
+        ]
+    return []

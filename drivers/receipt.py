@@ -65,6 +65,14 @@ SUPPLEMENTS = {
     "civil_servant_subsidy": "公务员医疗补助",
 }
 ITEM_CLASSES = {"A": "甲类", "B": "乙类", "C": "丙类"}
+# The premium receipt (收费凭证): how each payment method and the policy's assistance
+# categories print; a category it does not know prints by its own name.
+PREMIUM_METHODS = reports.PREMIUM_METHODS
+CATEGORIES = {
+    "extreme_poverty": "特困人员", "low_income_guarantee": "低保对象",
+    "severe_disability": "重度残疾", "low_income": "低收入人口",
+    "disabled_veteran": "伤残退役军人", "civil_servant": "公务员",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -98,8 +106,8 @@ def receipt_facts(
     kind = record["kind"]
     if kind == "daily_close":
         return ReceiptFacts(close_report=close_report_of(store, record))
-    if kind in ("monthly_close", "yearly_close"):
-        return ReceiptFacts()  # its body holds all the report shows
+    if kind in ("monthly_close", "yearly_close", "premium", "premium_reversal"):
+        return ReceiptFacts()  # its body holds all the receipt shows
     entry = store.insured_person(body["insured_id"], with_accumulators=False)
     facts = ReceiptFacts()
     if entry is not None:
@@ -270,10 +278,11 @@ def layout_receipt(
     family_holder_name: str | None = None,
     facts: ReceiptFacts | None = None,
 ) -> Receipt:
-    """The receipt (Chinese only) for a settlement (医保结算单), a reversal (冲销单) or a
-    daily close (日结单). `facts`: what the record does not hold (the patient's name and
-    masked ID, insurance type, diagnoses' names, item classes, the annual cap, the close's
-    report); without them the receipt shows what the record has. `family_holder_name`:
+    """The receipt (Chinese only) for a settlement (医保结算单), a reversal (冲销单), a
+    premium (收费凭证) or its reversal (收费冲正凭证), or a close (日结单, 月结单, 年结单).
+    `facts`: what the record does not hold (the patient's name and masked ID, insurance
+    type, diagnoses' names, item classes, the annual cap, the close's report); without
+    them the receipt shows what the record has. `family_holder_name`:
     the name of the employee whose shared account the family account was (the settlement's
     `visit.family_account_holder`; a reversal's caller looks it up in the settlement it
     reverses); without it the receipt names them by insured id when the record does."""
@@ -303,6 +312,10 @@ def layout_receipt(
             body, width, device_id=record["device_id"], operator_name=operator_name or "",
             created_at=record["created_at"])]  # fmt: skip
         head = [Line(clinic, "center", bold=True)]
+    elif kind == "premium":
+        title, middle = "收费凭证", _premium(body, width, rule, family_holder_name)
+    elif kind == "premium_reversal":
+        title, middle = "收费冲正凭证", _premium_reversal(body, width, rule, family_holder_name)
     else:
         raise ReceiptError("NOT_PRINTABLE", f"a {kind!r} record has no receipt")
     qr = receipt_qr_payload(record)
@@ -471,6 +484,61 @@ def _reversal(
             lines += _payer_row(payer, amounts.get(payer, 0), width, sign=-1)
     lines.append(_columns("退还现金", format_yuan(-amounts["cash"]), width, bold=True))
     return lines
+
+
+def _premium(body: dict, width: int, rule: Line, holder: str | None) -> list[Line]:
+    """The 收费凭证 of a premium: the year, the payer, each person covered with what was
+    due, what the state pays and what was paid, then the totals and how it was paid."""
+    payer = body["payer"]
+    lines = [
+        Line(f"城乡居民医保 {body['year']}年度保费"),
+        *_wrapped("缴费人 ", payer["name"], width),
+    ]
+    if payer.get("insured_id"):
+        lines.append(Line(f"  医保编号 {payer['insured_id']}"))
+    lines.append(rule)
+    for person in body["persons"]:
+        lines += [
+            _columns(person["name"], person["insured_id"], width),
+            _columns("  应缴", format_yuan(person["due"]), width),
+        ]
+        if person["state_pays"]:
+            labels = "、".join(CATEGORIES.get(c, c) for c in person.get("categories", []))
+            lines.append(_columns("  政府资助", format_yuan(person["state_pays"]), width))
+            if labels:
+                lines += _wrapped("    ", labels, width)
+        lines.append(_columns("  个人缴纳", format_yuan(person["amount"]), width))
+    lines += [
+        rule,
+        _columns(f"参保人 {len(body['persons'])}人", "", width),
+        _columns("政府资助合计", format_yuan(body["state_paid"]), width),
+        _columns("实收金额", format_yuan(body["amount"]), width, bold=True),
+        *_method_rows(body, width, holder),
+    ]
+    return lines
+
+
+def _method_rows(body: dict, width: int, holder: str | None) -> list[Line]:
+    method = body["method"]
+    rows = [Line(f"缴费方式 {PREMIUM_METHODS.get(method, method)}")]
+    if body.get("reference"):
+        rows += _wrapped("交易单号 ", body["reference"], width)
+    if method == "family_account":
+        rows += _wrapped("  ", f"{holder or body.get('account_holder') or ''}的个人账户", width)
+        if body.get("account_balance_after") is not None:
+            rows.append(_columns("  账户余额", format_yuan(body["account_balance_after"]), width))
+    return rows
+
+
+def _premium_reversal(body: dict, width: int, rule: Line, holder: str | None) -> list[Line]:
+    return [
+        Line(f"冲正原流水号 {body['reverses_seq']}"),
+        *_wrapped("原交易号 ", body["reverses"], width),
+        *_wrapped("冲正原因 ", body["reason"], width),
+        rule,
+        _columns("退还金额", format_yuan(-body["amount"]), width, bold=True),
+        *_method_rows(body, width, holder),
+    ]
 
 
 def _daily_close(

@@ -5,6 +5,7 @@ command module depends on being imported after another's."""
 from drivers.cli import card, receipt
 from edge.cli import main
 from edge.maintenance_cli import COMMANDS as MAINTENANCE_COMMANDS
+from edge.premium_cli import COMMANDS as PREMIUM_COMMANDS
 from sync.cli import COMMANDS as SYNC_COMMANDS
 from sync.cli import hub
 from sync.hub_release_cli import release as hub_release
@@ -16,6 +17,7 @@ for command in (
     card,
     receipt,
     *MAINTENANCE_COMMANDS,
+    *PREMIUM_COMMANDS,
     *UI_COMMANDS,
     *SYNC_COMMANDS,
     *RELEASE_COMMANDS,

@@ -7,6 +7,7 @@ that the terminal UI and the sync agent used to create as migration sets of thei
 are there and the steps only record that they are.
 """
 
+import json
 import sqlite3
 
 import sqlite_utils
@@ -360,4 +361,59 @@ def m013_statement_checks(db: sqlite_utils.Database) -> None:
                 CHECK (agrees IN (0, 1)),
             comparison TEXT NOT NULL, statement TEXT NOT NULL, checked_at TEXT NOT NULL,
             reported_at TEXT) STRICT"""
+    )
+
+
+# m014 belongs to the service point's requests (the same release).
+
+
+@migrations()
+def m015_premiums(db: sqlite_utils.Database) -> None:
+    """The premiums collected (参保缴费), indexed from their signed `premium` records so
+    that "has this person paid for that year" and the premium lists are one look-up: one
+    row per payment (its persons as JSON, and the reversal that cancelled it, if any),
+    one per person covered. The ledger stays the truth; a premium record already in it
+    (none before this step, but a restored ledger may hold some) is indexed here too."""
+    db.execute(
+        """CREATE TABLE premium (
+            tx_id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, year INTEGER NOT NULL,
+            created_at TEXT NOT NULL, day TEXT NOT NULL, payer_name TEXT NOT NULL,
+            method TEXT NOT NULL, reference TEXT, account_holder TEXT,
+            amount INTEGER NOT NULL, state_paid INTEGER NOT NULL, persons TEXT NOT NULL,
+            reversed_by TEXT, reversal_seq INTEGER) STRICT"""
+    )
+    db.execute("CREATE INDEX premium_by_year ON premium (year, seq)")
+    db.execute("CREATE INDEX premium_by_day ON premium (day, seq)")
+    db.execute(
+        """CREATE TABLE premium_person (
+            insured_id TEXT NOT NULL, year INTEGER NOT NULL,
+            tx_id TEXT NOT NULL REFERENCES premium(tx_id),
+            PRIMARY KEY (insured_id, year, tx_id)) STRICT"""
+    )
+    for day, text in db.execute(
+        "SELECT day, record FROM ledger WHERE kind IN ('premium', 'premium_reversal') ORDER BY seq"
+    ).fetchall():
+        index_premium_record(db.conn, json.loads(text), day)
+
+
+def index_premium_record(conn: sqlite3.Connection, record: dict, day: str) -> None:
+    """Index one signed `premium` or `premium_reversal` record (the store calls it as
+    it appends one; m015 for those already in the ledger)."""
+    body = record["body"]
+    if record["kind"] == "premium_reversal":
+        conn.execute(
+            "UPDATE premium SET reversed_by = ?, reversal_seq = ? WHERE tx_id = ?",
+            [record["tx_id"], record["seq"], body["reverses"]],
+        )
+        return
+    conn.execute(
+        "INSERT INTO premium VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+        [record["tx_id"], record["seq"], body["year"], record["created_at"], day,
+         body["payer"]["name"], body["method"], body.get("reference"),
+         body.get("account_holder"), body["amount"], body["state_paid"],
+         json.dumps(body["persons"], ensure_ascii=False)],
+    )  # fmt: skip
+    conn.executemany(
+        "INSERT OR IGNORE INTO premium_person VALUES (?, ?, ?)",
+        [(person["insured_id"], body["year"], record["tx_id"]) for person in body["persons"]],
     )

@@ -29,7 +29,7 @@ from typing import Any
 
 import sqlite_utils
 
-from edge.adapters.schema import migrations, unknown_migrations
+from edge.adapters.schema import index_premium_record, migrations, unknown_migrations
 from edge.domain.documents import (
     YEAR_WIDE,
     InsuredPerson,
@@ -1231,6 +1231,8 @@ class SqliteDeviceStore:
         self.db.execute("INSERT INTO outbox VALUES (?, ?)", [record["seq"], record["created_at"]])
         if record["kind"] == "settlement":
             self._count_picks(record, day)
+        elif record["kind"] in ("premium", "premium_reversal"):
+            index_premium_record(self.db.conn, record, day)
 
     def records(self, after_seq: int = 0) -> Iterator[dict]:
         """Stored records in `seq` order, as stored (not verified)."""
@@ -1317,6 +1319,53 @@ class SqliteDeviceStore:
             " WHERE job = 'revocation' AND last_error_code IS NOT NULL"
         ).fetchone()
         return None if row is None else row[0]
+
+    # ---- premiums (参保缴费), indexed from their records by `append_record` ----------------
+
+    def premium_paid(self, insured_id: str, year: int) -> str | None:
+        """The tx_id of a premium for `insured_id`'s `year` that no reversal cancelled."""
+        row = self.db.execute(
+            "SELECT p.tx_id FROM premium_person AS pp JOIN premium AS p USING (tx_id)"
+            " WHERE pp.insured_id = ? AND pp.year = ? AND p.reversed_by IS NULL"
+            " ORDER BY p.seq LIMIT 1",
+            [insured_id, year],
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def premium_rows(
+        self, *, year: int | None = None, day: str | None = None, tx_id: str | None = None,
+        limit: int = 200,
+    ) -> list[dict]:  # fmt: skip
+        """Premiums collected, newest first: of `year` (the insurance year paid for), of
+        the China-time `day` they were collected on, or the one `tx_id`."""
+        where, params = [], []
+        for column, value in (("year", year), ("day", day), ("tx_id", tx_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = (
+            "SELECT tx_id, seq, year, created_at, day, payer_name, method, reference,"
+            " account_holder, amount, state_paid, persons, reversed_by, reversal_seq"
+            " FROM premium"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY seq DESC LIMIT ?"
+        )
+        columns = ("tx_id", "seq", "year", "created_at", "day", "payer_name", "method",
+                   "reference", "account_holder", "amount", "state_paid", "persons",
+                   "reversed_by", "reversal_seq")  # fmt: skip
+        rows = []
+        for values in self.db.execute(sql, [*params, limit]):
+            row = dict(zip(columns, values, strict=True))
+            row["persons"] = json.loads(row["persons"])
+            rows.append(row)
+        return rows
+
+    def set_account_balance(self, insured_id: str, balance: int) -> None:
+        """A personal account's balance after a premium paid from it (家庭共济) or given
+        back; the roster's next import treats it as a settlement's change."""
+        self.db.execute(
+            "UPDATE person SET account_balance = ? WHERE insured_id = ?", [balance, insured_id]
+        )
 
     def outbox_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]

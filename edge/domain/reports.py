@@ -86,6 +86,7 @@ class CloseReport:
     by_payer: tuple[tuple[str, str, int], ...]  # (payer, label, net fen), every payer that paid
     hash: str = ""
     warnings: tuple[str, ...] = field(default=())
+    premiums: Mapping[str, Any] | None = None  # the close's `premiums` member (保费), if any
 
     @property
     def cash_to_hand(self) -> int:
@@ -150,6 +151,7 @@ def close_report(
         ),
         hash=record_hash,
         warnings=tuple(warnings),
+        premiums=body.get("premiums"),
     )
 
 
@@ -278,6 +280,7 @@ def report_lines(report: CloseReport, width: int = 32) -> list[PaperLine]:
         rule,
         columns("现金合计（应交）", format_yuan(report.cash_to_hand), width, bold=True),
     ]  # fmt: skip
+    lines += premium_lines(report.premiums, width)
     reversals = [t for t in report.transactions if t.kind == "reversal"]
     if reversals:
         lines += [rule, PaperLine("冲销明细", bold=True)]
@@ -293,6 +296,35 @@ def report_lines(report: CloseReport, width: int = 32) -> list[PaperLine]:
                   PaperLine(""), PaperLine("复核人签字：" + "_" * max(4, width - 12)),
                   PaperLine(""), PaperLine("日期：" + "_" * max(4, width - 6))]  # fmt: skip
     return [piece for line in lines for piece in _fit(line, width)]
+
+
+PREMIUM_METHODS = {"cash": "现金", "mobile": "移动支付", "family_account": "家庭共济"}
+
+
+def premium_lines(premiums: Mapping[str, Any] | None, width: int) -> list[PaperLine]:
+    """The premiums (参保缴费) of a close: collected by method, reversed, and the cash to
+    hand over for them; nothing for a close without premiums."""
+    if not premiums:
+        return []
+    collected, reversed_, net = premiums["collected"], premiums["reversed"], premiums["net"]
+    lines = [
+        PaperLine("-" * width),
+        PaperLine("参保缴费", bold=True),
+        columns(f"收取保费 {collected['count']}笔 {collected['persons']}人",
+                format_yuan(collected["amount"]), width),
+        *(columns(f"  其中{label}", format_yuan(collected[name]), width)
+          for name, label in PREMIUM_METHODS.items() if collected.get(name)),
+    ]  # fmt: skip
+    if reversed_["count"]:
+        lines.append(
+            columns(f"冲正 {reversed_['count']}笔", format_yuan(-reversed_["amount"]), width)
+        )
+    lines += [
+        columns("保费净额", format_yuan(net["amount"]), width, bold=True),
+        columns("  政府资助", format_yuan(net["state_paid"]), width),
+        columns("保费应上缴现金", format_yuan(net["cash"]), width, bold=True),
+    ]
+    return lines
 
 
 def _group_lines(groups: Iterable[Group], width: int) -> list[PaperLine]:
@@ -441,6 +473,7 @@ def period_lines(
         rule,
         columns("现金合计", format_yuan(net.get("cash", 0)), width, bold=True),
     ]  # fmt: skip
+    lines += premium_lines(body.get("premiums"), width)
     if body.get("needs_review"):
         lines.append(PaperLine(f"待县级复核 {body['needs_review']}笔"))
     if signed:
