@@ -569,6 +569,100 @@ def _wrapped(label: str, value: str, width: int) -> list[Line]:
     return [*lines, Line(current)]
 
 
+# ---- the request slip (业务申请回执) ------------------------------------------------------------
+
+REQUEST_KINDS = {
+    "enrolment": "参保登记",
+    "renewal": "参保续保",
+    "chronic_certificate": "门诊慢特病申请",
+    "cross_region_filing": "异地就医备案",
+    "complaint": "结算申诉复核",
+}
+REQUEST_STATES = {
+    "pending": "待上传",
+    "submitted": "已提交，等待县医保局审核",
+    "approved": "已批准",
+    "rejected": "已退回",
+    "more_info": "需补充材料",
+}
+FILING_TYPES = {
+    "long_term_residence": "异地长期居住",
+    "retiree_relocated": "退休异地安置",
+    "referral": "转诊转院",
+    "posted_worker": "常驻异地工作",
+    "temporary": "临时外出就医",
+}
+GENDERS = {"M": "男", "F": "女"}
+
+
+def layout_request_slip(
+    view: Mapping[str, Any], *, clinic: str, device_id: str, width: int = 32
+) -> Receipt:
+    """The slip a resident takes home for a request (`edge.service_requests.RequestView`
+    as a dict): what was asked, when, its number, and where it stands, with the county's
+    reason. Masked data only: the ID number never, even sealed."""
+    rule = Line("-" * width)
+    details = view.get("details") or {}
+    kind = view["kind"]
+    lines: list[Line | QrCode] = [
+        Line("业务申请回执", "center", bold=True, big=True),
+        Line(clinic, "center", bold=True),
+        Line(f"设备 {device_id}"),
+        Line(f"申请类别 {REQUEST_KINDS.get(kind, kind)}"),
+        Line(f"申请时间 {reports.chinese_time(view['created_at'])}"),
+        Line(f"流水号 {view['seq']}"),
+        rule,
+    ]
+    applicant = view.get("applicant")
+    if view.get("name"):
+        lines.append(Line(f"姓名 {view['name']}"))
+    if applicant:
+        lines.append(Line(f"性别 {GENDERS.get(applicant['gender'], '')}"
+                          f"  出生 {reports.chinese_day(applicant['birth_date'])}"))  # fmt: skip
+        lines.append(Line(f"身份证号 {applicant['id_number_masked']}"))
+    if view.get("insured_id"):
+        lines.append(Line(f"医保编号 {view['insured_id']}"))
+    lines += _request_details(kind, details, width)
+    if view.get("attachments"):
+        lines.append(Line(f"附件照片 {len(view['attachments'])} 张"))
+    state = view["state"]
+    lines += [rule, Line(f"状态 {REQUEST_STATES.get(state, state)}", bold=True)]
+    if view.get("decided_at"):
+        lines.append(Line(f"审核时间 {reports.chinese_time(view['decided_at'])}"))
+    if view.get("reason"):
+        lines += _wrapped("原因 ", view["reason"], width)
+    result = view.get("result") or {}
+    if state == "approved" and result.get("insured_id"):
+        lines.append(Line(f"医保编号 {result['insured_id']}"))
+        lines.append(Line("名册更新后即可就医结算"))
+    if result.get("filing_no"):
+        lines.append(Line(f"备案号 {result['filing_no']}"))
+    if result.get("valid_from"):
+        lines.append(Line(f"有效期 {result['valid_from']} 至 {result.get('valid_to') or '长期'}"))
+    if result.get("answer"):
+        lines += _wrapped("答复 ", result["answer"], width)
+    lines += [rule, *_wrapped("申请编号 ", view["tx_id"], width), Line("请妥善保管，查询时出示", "center")]
+    return Receipt(tuple(_fit(lines, width)), width, "业务申请回执")
+
+
+def _request_details(kind: str, details: Mapping[str, Any], width: int) -> list[Line]:
+    if kind == "renewal":
+        return [Line(f"续保年度 {details.get('year')}")]
+    if kind == "chronic_certificate":
+        scheme = "两病" if details.get("scheme") == "two_diseases" else "门诊慢特病"
+        return [*_wrapped("病种 ", f"{details.get('disease_code')} {details.get('disease_name')}",
+                          width), Line(f"类别 {scheme}")]  # fmt: skip
+    if kind == "cross_region_filing":
+        filing = details.get("filing_type", "")
+        return [Line(f"备案类型 {FILING_TYPES.get(filing, filing)}"),
+                *_wrapped("就医地 ", str(details.get("destination", "")), width),
+                Line(f"开始日期 {details.get('valid_from')}")]  # fmt: skip
+    if kind == "complaint":
+        return [Line(f"申诉结算 流水号 {details.get('settlement_seq')}"),
+                *_wrapped("理由 ", str(details.get("grounds", "")), width)]  # fmt: skip
+    return []
+
+
 # ---- ESC/POS ----------------------------------------------------------------------------------
 
 

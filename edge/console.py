@@ -6,6 +6,7 @@ from drivers.cli import card, receipt
 from edge.cli import main
 from edge.maintenance_cli import COMMANDS as MAINTENANCE_COMMANDS
 from edge.premium_cli import COMMANDS as PREMIUM_COMMANDS
+from edge.request_cli import COMMANDS as REQUEST_COMMANDS
 from sync.cli import COMMANDS as SYNC_COMMANDS
 from sync.cli import hub
 from sync.hub_release_cli import release as hub_release
@@ -18,6 +19,7 @@ for command in (
     receipt,
     *MAINTENANCE_COMMANDS,
     *PREMIUM_COMMANDS,
+    *REQUEST_COMMANDS,
     *UI_COMMANDS,
     *SYNC_COMMANDS,
     *RELEASE_COMMANDS,

@@ -83,3 +83,24 @@ class DeviceStore(Protocol):
         limit: int = 200,
     ) -> list[dict[str, Any]]: ...  # fmt: skip
     def set_account_balance(self, insured_id: str, balance: int) -> None: ...
+
+
+class RequestStore(DeviceStore, Protocol):
+    """What the service point's requests (`edge.service_requests`) need besides the
+    ledger: the county's encryption key the agent pinned, the requests' index, their
+    photos and the county's decisions."""
+
+    def county_encryption_key(self) -> str | None: ...
+    def index_request(
+        self, record: dict[str, Any], *, name: str | None,
+        attachments: Iterable[Mapping[str, Any]],
+    ) -> None: ...  # fmt: skip
+    def request_rows(
+        self, *, kind: str | None = None, state: str | None = None, limit: int = 200,
+        tx_id: str | None = None, seq: int | None = None,
+    ) -> list[dict[str, Any]]: ...  # fmt: skip
+    def request_attachments(self, tx_id: str) -> list[dict[str, Any]]: ...
+    def request_follow_ups(self, tx_id: str) -> list[str]: ...
+    def request_decisions(self, tx_id: str) -> list[dict[str, Any]]: ...
+    def decision(self, serial: int) -> dict[str, Any] | None: ...
+    def save_decision(self, document: dict[str, Any], received_at: str) -> None: ...

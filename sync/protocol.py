@@ -153,6 +153,23 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "the hub acknowledged records that do not match this device's ledger;"
         " nothing was removed from the outbox",
     ),
+    # the service point's requests, on the device's side (docs/service-point.md)
+    "BAD_ENCRYPTION_KEY": (
+        "县医保局的加密公钥声明不是县级密钥签发的：未采用",
+        "the county encryption key statement is not signed by the county key: not pinned",
+    ),
+    "ENCRYPTION_KEY_CHANGED": (
+        "县级平台提供的加密公钥与本机固定的不同：未采用",
+        "the hub offers another county encryption key than the one pinned: not used",
+    ),
+    "ATTACHMENT_MISSING": (
+        "申请的照片在本机丢失或已损坏，无法上传",
+        "a request's photo is missing or damaged on this device: it cannot be uploaded",
+    ),
+    "BAD_DECISION": (
+        "县医保局的审批决定无效（签名、设备或申请不符）：未采用",
+        "a county decision is not valid (signature, device or request): not used",
+    ),
 }
 
 

@@ -364,7 +364,36 @@ def m013_statement_checks(db: sqlite_utils.Database) -> None:
     )
 
 
-# m014 belongs to the service point's requests (the same release).
+@migrations()
+def m014_service_requests(db: sqlite_utils.Database) -> None:
+    """The village service point's requests (docs/service-point.md): an index of the
+    signed `service_request` records (the ledger holds them; whether one is uploaded is
+    its seq against `device.synced_seq`, never a copy), the photos they name (the bytes
+    are files in DATA_DIR/attachments, `uploaded_at` once the hub took them), the
+    county's signed decisions as they arrived, and the county's encryption key the ID
+    numbers of enrolments are sealed to (pinned once, verified with the county key)."""
+    statements = [
+        """CREATE TABLE service_request (
+            tx_id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE REFERENCES ledger(seq),
+            kind TEXT NOT NULL, created_at TEXT NOT NULL, insured_id TEXT, name TEXT,
+            follow_up_of TEXT) STRICT""",
+        "CREATE INDEX service_request_follow_up ON service_request (follow_up_of)"
+        " WHERE follow_up_of IS NOT NULL",
+        """CREATE TABLE request_attachment (
+            sha256 TEXT NOT NULL, request_tx_id TEXT NOT NULL REFERENCES service_request(tx_id),
+            content_type TEXT NOT NULL, bytes INTEGER NOT NULL, label TEXT NOT NULL,
+            uploaded_at TEXT, PRIMARY KEY (sha256, request_tx_id)) STRICT""",
+        """CREATE TABLE request_decision (
+            serial INTEGER PRIMARY KEY, request_tx_id TEXT NOT NULL
+                REFERENCES service_request(tx_id),
+            outcome TEXT NOT NULL CHECK (outcome IN ('approved', 'rejected', 'more_info')),
+            reason TEXT, result TEXT, decided_by TEXT NOT NULL, decided_at TEXT NOT NULL,
+            received_at TEXT NOT NULL, document TEXT NOT NULL) STRICT""",
+        "CREATE INDEX request_decision_by_request ON request_decision (request_tx_id, serial)",
+        "ALTER TABLE sync_enrollment ADD COLUMN county_encryption_key TEXT",
+    ]
+    for statement in statements:
+        db.execute(statement)
 
 
 @migrations()

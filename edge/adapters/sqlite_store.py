@@ -1278,6 +1278,147 @@ class SqliteDeviceStore:
         return {"comparison": json.loads(row[0]), "statement": json.loads(row[1]),
                 "checked_at": row[2], "reported_at": row[3]}  # fmt: skip
 
+    # ---- the service point's requests (docs/service-point.md) -----------------------------
+
+    def county_encryption_key(self) -> str | None:
+        """The county's X25519 public key (base64url) the agent pinned, or None."""
+        row = self.db.execute("SELECT county_encryption_key FROM sync_enrollment").fetchone()
+        return None if row is None else row[0]
+
+    def index_request(
+        self, record: dict, *, name: str | None, attachments: Iterable[Mapping[str, Any]]
+    ) -> None:
+        """Index a `service_request` record just appended, with the photos it names
+        (inside the `write_transaction` that appended it)."""
+        body = record["body"]
+        self.db.execute(
+            "INSERT INTO service_request (tx_id, seq, kind, created_at, insured_id, name,"
+            " follow_up_of) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [record["tx_id"], record["seq"], body["kind"], record["created_at"],
+             body.get("insured_id"), name, body.get("follow_up_of")],
+        )  # fmt: skip
+        for item in attachments:
+            self.db.execute(
+                "INSERT OR IGNORE INTO request_attachment (sha256, request_tx_id, content_type,"
+                " bytes, label) VALUES (?, ?, ?, ?, ?)",
+                [item["sha256"], record["tx_id"], item["type"], item["bytes"], item["label"]],
+            )
+
+    _REQUEST_COLUMNS = (
+        "r.tx_id, r.seq, r.kind, r.created_at, r.insured_id, r.name, r.follow_up_of,"
+        " r.seq <= (SELECT synced_seq FROM device), d.outcome, d.reason, d.result, d.serial,"
+        " d.decided_at"
+    )
+    _REQUEST_FROM = (
+        " FROM service_request r LEFT JOIN request_decision d ON d.serial ="
+        " (SELECT max(serial) FROM request_decision WHERE request_tx_id = r.tx_id)"
+    )
+
+    def request_rows(
+        self, *, kind: str | None = None, state: str | None = None, limit: int = 200,
+        tx_id: str | None = None, seq: int | None = None,
+    ) -> list[dict]:  # fmt: skip
+        """Indexed requests, newest first, with their state: `pending` until the hub holds
+        the record, `submitted` then, and the latest decision's outcome once one came."""
+        state_sql = (
+            "CASE WHEN d.outcome IS NOT NULL THEN d.outcome"
+            " WHEN r.seq <= (SELECT synced_seq FROM device) THEN 'submitted' ELSE 'pending' END"
+        )
+        where, args = [], []
+        if tx_id is not None:
+            where.append("r.tx_id = ?")
+            args.append(tx_id)
+        if seq is not None:
+            where.append("r.seq = ?")
+            args.append(seq)
+        if kind is not None:
+            where.append("r.kind = ?")
+            args.append(kind)
+        if state is not None:
+            where.append(f"{state_sql} = ?")
+            args.append(state)
+        sql = (
+            f"SELECT {self._REQUEST_COLUMNS}, {state_sql}{self._REQUEST_FROM}"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY r.seq DESC LIMIT ?"
+        )
+        rows = self.db.execute(sql, [*args, limit]).fetchall()
+        names = ("tx_id", "seq", "kind", "created_at", "insured_id", "name", "follow_up_of",
+                 "uploaded", "outcome", "reason", "result", "serial", "decided_at", "state")  # fmt: skip
+        found = []
+        for row in rows:
+            item = dict(zip(names, row, strict=True))
+            item["uploaded"] = bool(item["uploaded"])
+            item["result"] = None if item["result"] is None else json.loads(item["result"])
+            found.append(item)
+        return found
+
+    def request_attachments(self, tx_id: str) -> list[dict]:
+        rows = self.db.execute(
+            "SELECT sha256, content_type, bytes, label, uploaded_at FROM request_attachment"
+            " WHERE request_tx_id = ? ORDER BY rowid",
+            [tx_id],
+        )
+        names = ("sha256", "type", "bytes", "label", "uploaded_at")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def request_follow_ups(self, tx_id: str) -> list[str]:
+        rows = self.db.execute(
+            "SELECT tx_id FROM service_request WHERE follow_up_of = ? ORDER BY seq", [tx_id]
+        )
+        return [row[0] for row in rows]
+
+    def attachments_to_upload(self, limit: int) -> list[tuple[str, str]]:
+        """(sha256, content type) of photos the hub does not have yet, of requests whose
+        record it already holds (it refuses a photo no stored request names)."""
+        rows = self.db.execute(
+            "SELECT a.sha256, min(a.content_type) FROM request_attachment a"
+            " JOIN service_request r ON r.tx_id = a.request_tx_id"
+            " WHERE a.uploaded_at IS NULL AND r.seq <= (SELECT synced_seq FROM device)"
+            " GROUP BY a.sha256 ORDER BY min(r.seq), a.sha256 LIMIT ?",
+            [limit],
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    def mark_attachment_uploaded(self, sha256: str, at: str) -> None:
+        with self.write_transaction():
+            self.db.execute(
+                "UPDATE request_attachment SET uploaded_at = ? WHERE sha256 = ?"
+                " AND uploaded_at IS NULL",
+                [at, sha256],
+            )
+
+    def decision(self, serial: int) -> dict | None:
+        row = self.db.execute(
+            "SELECT document FROM request_decision WHERE serial = ?", [serial]
+        ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def request_decisions(self, tx_id: str) -> list[dict]:
+        """The signed decisions received for a request, oldest first."""
+        rows = self.db.execute(
+            "SELECT document, received_at FROM request_decision WHERE request_tx_id = ?"
+            " ORDER BY serial",
+            [tx_id],
+        )
+        return [{**json.loads(document), "received_at": at} for document, at in rows]
+
+    def save_decision(self, document: dict, received_at: str) -> None:
+        """Keep a verified decision (inside `write_transaction`)."""
+        decision = document["decision"]
+        result = decision.get("result")
+        self.db.execute(
+            "INSERT INTO request_decision (serial, request_tx_id, outcome, reason, result,"
+            " decided_by, decided_at, received_at, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [decision["serial"], decision["request_tx_id"], decision["outcome"],
+             decision.get("reason"), None if result is None else json.dumps(result,
+             ensure_ascii=False), decision["decided_by"], decision["decided_at"], received_at,
+             json.dumps(document, ensure_ascii=False, sort_keys=True)],
+        )  # fmt: skip
+
+    def last_decision_serial(self) -> int:
+        return self.db.execute("SELECT coalesce(max(serial), 0) FROM request_decision").fetchone()[0]
+
     def records_of_kind(self, kind: str) -> list[dict]:
         return [
             json.loads(text)

@@ -26,6 +26,7 @@ import http.client
 import ipaddress
 import json
 import os
+import re
 import secrets
 import ssl
 import urllib.error
@@ -207,6 +208,56 @@ class HubClient:
         """Tell the hub whether this device agrees with a statement revision
         (`docs/statements.md`, "The reconciliation report"); answers {"recorded": true}."""
         return _answered(self._json("POST", "/statement/reconciliation", document, now))
+
+    # ---- the service point (docs/service-point.md) -----------------------------------------
+
+    def encryption_key(self, now: datetime) -> dict | None:
+        """The county's signed encryption key statement, unchecked (the caller verifies
+        it with the pinned county key: `edge.adapters.sealing.verified_encryption_key`);
+        None from a hub that does not offer one yet."""
+        answer = self._optional("GET", "/encryption-key", now)
+        if answer is None:
+            return None
+        statement = answer.get("county_encryption_key")
+        if not isinstance(statement, dict):
+            raise SyncError("BAD_RESPONSE", "the answer holds no encryption key statement")
+        return statement
+
+    def put_attachment(self, sha256: str, data: bytes, content_type: str, now: datetime) -> dict:
+        """Upload one photo of a request the hub holds; answers {"stored": true} (again
+        for a repeat)."""
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise SyncError("BAD_REQUEST", f"{sha256!r} is not a SHA-256 in hex")
+        answer = _answered(self._call("PUT", f"/attachments/{sha256}", data, now, content_type))
+        if answer.get("stored") is not True:
+            raise SyncError("BAD_RESPONSE", "the hub did not say it stored the photo")
+        return answer
+
+    def decisions(self, after: int, now: datetime) -> dict:
+        """This device's decisions after serial `after`: {"decisions": [signed documents,
+        unchecked], "more": bool}; {"decisions": [], "more": False} from a hub that has no
+        decisions to give yet."""
+        path = f"/decisions?{urllib.parse.urlencode({'after': int(after)})}"
+        answer = self._optional("GET", path, now)
+        if answer is None:
+            return {"decisions": [], "more": False}
+        documents = answer.get("decisions")
+        if not isinstance(documents, list) or not isinstance(answer.get("more"), bool):
+            raise SyncError("BAD_RESPONSE", "the decisions answer is not {decisions, more}")
+        return {"decisions": documents, "more": answer["more"]}
+
+    def _optional(self, method: str, path: str, now: datetime) -> dict | None:
+        """A call to an endpoint an older hub does not have: its 404 (signed or a bare
+        web server page) means "nothing offered", never an error or a forged answer."""
+        try:
+            return _answered(self._call(method, path, b"", now))
+        except SyncError as error:
+            last = getattr(self, "_last_answer", None)
+            if error.code in ("ANSWER_UNSIGNED", "NOT_FOUND") and last is not None and (
+                last.status == 404 and last.path.split("?")[0].endswith(path.split("?")[0])
+            ):
+                return None
+            raise
 
     def release_file(
         self,

@@ -22,10 +22,11 @@ from pathlib import Path
 
 from edge import services
 from edge.adapters.identity import DeviceIdentity, IdentityError
+from edge.adapters.sealing import key_id
 from edge.adapters.sqlite_store import SqliteDeviceStore, StoreError
 from edge.domain.ledger import genesis_hash
 from edge.ports import DeviceRow
-from sync.agent import state
+from sync.agent import service_point, state
 from sync.agent.client import HubClient, HubRefusal
 from sync.agent.county_updates import pull_updates
 from sync.agent.releases import heartbeat_member
@@ -42,7 +43,8 @@ from sync.protocol import (
 )
 from sync.updates import KINDS
 
-JOBS = ("upload", "updates", "heartbeat")
+# `attachments` after `upload`: the hub takes a request's photos once it holds the record.
+JOBS = ("upload", "attachments", "updates", "decisions", "heartbeat")
 AGENT = "clinic-sync-agent/1"
 LOCK_WAIT_S = 120.0
 # The heartbeat is how the terminal knows it is online: after a failure it tries again
@@ -129,6 +131,7 @@ def enroll(
         clock_offset_s=client.clock_offset_s,
         hub_certificate=hub_certificate,
         plain_http_lab=plain_http_lab,
+        county_encryption_key=_encryption_key(answer),
     )
     try:
         with store.write_transaction():
@@ -150,6 +153,9 @@ def enroll(
         },
         now,
     )
+    if value.county_encryption_key is not None:
+        event = {"event": "encryption_key_pinned", "key_id": key_id(value.county_encryption_key)}
+        services.record_event(store, identity, event, now)
     return {
         "device_id": value.device_id,
         "clinic_code": value.clinic_code,
@@ -161,6 +167,19 @@ def enroll(
         "hub_certificate_fingerprint": certificate_fingerprint_,
         "plain_http_lab": plain_http_lab,
     }
+
+
+def _encryption_key(answer: dict) -> str | None:
+    """The county encryption key of an enrollment answer, verified with the county key it
+    names (the answer's own signature was checked with that key); None from a hub that
+    sends none, or one that does not verify: the `decisions` job fetches it then."""
+    statement = answer.get("county_encryption_key")
+    if statement is None:
+        return None
+    try:
+        return service_point.encryption_key_of(statement, answer["county_public_key"])
+    except SyncError:
+        return None
 
 
 def pinned_fingerprint(hub_certificate: str | None, hub_url: str) -> str | None:
@@ -221,6 +240,9 @@ def new_report(now: datetime, hub_url: str | None) -> dict:
         "records_waiting": None,
         "updates_applied": [],
         "updates_refused": [],
+        "attachments_uploaded": 0,
+        "decisions_applied": [],
+        "decisions_refused": [],
         "heartbeat": False,
         "errors": [],
         "ok": False,
@@ -336,6 +358,10 @@ def run_job(
             upload_outbox(store, client, now, report)
         elif job == "updates":
             pull_updates(store, identity, client, enrollment.county_public_key, now, report)
+        elif job == "attachments":
+            service_point.upload_attachments(store, client, data_dir, now, report)
+        elif job == "decisions":
+            service_point.pull_decisions(store, identity, client, enrollment, now, report)
         else:
             send_heartbeat(store, client, data_dir, now, report)
     except (SyncError, StoreError, IdentityError, sqlite3.Error) as error:

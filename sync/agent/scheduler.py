@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 
 # The heartbeat every half minute: the status strip says whether the hub answered within
 # the last minute (`sync.agent.status.ONLINE_FOR_S`).
-JOB_INTERVALS_S = {"upload": 60, "updates": 15 * 60, "heartbeat": 30, RELEASE_JOB: 30 * 60}
+JOB_INTERVALS_S = {
+    "upload": 60, "attachments": 60, "updates": 15 * 60, "decisions": 5 * 60, "heartbeat": 30,
+    RELEASE_JOB: 30 * 60,
+}  # fmt: skip
 
 
 def job_is_due(job_state: state.JobState | None, now: datetime) -> bool:

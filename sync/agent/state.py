@@ -45,6 +45,9 @@ class Enrollment:
     # to a hub off this machine (a lab): see `sync.agent.client.HubClient`.
     hub_certificate: str | None = None
     plain_http_lab: bool = False
+    # The county's X25519 key enrolments' ID numbers are sealed to (base64url), verified
+    # with the county key and pinned once (`pin_encryption_key`); None until the hub gave it.
+    county_encryption_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,13 +86,13 @@ class Refused:
 def enrollment(store: SqliteDeviceStore) -> Enrollment | None:
     row = store.db.execute(
         "SELECT hub_url, device_id, slot_id, clinic_code, township, county_name,"
-        " county_public_key, enrolled_at, clock_offset_s, hub_certificate, plain_http_lab"
-        " FROM sync_enrollment"
+        " county_public_key, enrolled_at, clock_offset_s, hub_certificate, plain_http_lab,"
+        " county_encryption_key FROM sync_enrollment"
     ).fetchone()
     if row is None:
         return None
     fields = list(row)
-    fields[-1] = bool(fields[-1])  # plain_http_lab, an integer in SQLite
+    fields[-2] = bool(fields[-2])  # plain_http_lab, an integer in SQLite
     return Enrollment(*fields)
 
 
@@ -98,7 +101,7 @@ def save_enrollment(store: SqliteDeviceStore, value: Enrollment) -> None:
     store.db.execute(
         "INSERT INTO sync_enrollment (id, hub_url, device_id, slot_id, clinic_code, township,"
         " county_name, county_public_key, enrolled_at, clock_offset_s, hub_certificate,"
-        " plain_http_lab) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " plain_http_lab, county_encryption_key) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             value.hub_url,
             value.device_id,
@@ -111,8 +114,29 @@ def save_enrollment(store: SqliteDeviceStore, value: Enrollment) -> None:
             value.clock_offset_s,
             value.hub_certificate,
             int(value.plain_http_lab),
+            value.county_encryption_key,
         ],
     )
+
+
+def pin_encryption_key(store: SqliteDeviceStore, public_key: str) -> bool:
+    """Pin the county's encryption key (already verified with the county key): True when
+    it was not pinned before. A different key never replaces the pinned one (SyncError
+    ENCRYPTION_KEY_CHANGED): ID numbers sealed to a key the county did not pin with this
+    device could be opened by whoever holds it."""
+    with store.write_transaction():
+        row = store.db.execute("SELECT county_encryption_key FROM sync_enrollment").fetchone()
+        if row is None:
+            raise SyncError("NOT_ENROLLED")
+        if row[0] == public_key:
+            return False
+        if row[0] is not None:
+            raise SyncError(
+                "ENCRYPTION_KEY_CHANGED",
+                "the hub offers another county encryption key than the one pinned",
+            )
+        store.db.execute("UPDATE sync_enrollment SET county_encryption_key = ?", [public_key])
+    return True
 
 
 def save_hub_pin(

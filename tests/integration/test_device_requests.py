@@ -1,0 +1,371 @@
+"""The service point's requests on a real device store (edge/service_requests.py): what is
+signed, what is refused with nothing changed, the photos' bounds and files, the ID number
+never in clear on disk, and the county's decisions applied, or refused."""
+
+import json
+import os
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from clock import NOW
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from sync_helpers import OPERATOR, RESIDENT, new_device
+
+from edge import service_requests as sr
+from edge import services
+from edge.adapters.sealing import open_sealed, public_key_b64
+from edge.domain.ledger import b64url, canonical
+from edge.domain.model import Rejection
+from edge.ports import RequestStore
+from sync.agent import state
+
+JPEG = b"\xff\xd8\xff\xe0" + b"photo" * 20
+PNG = b"\x89PNG\r\n\x1a\n" + b"scan" * 20
+
+
+def with_check_digit(first17: str) -> str:
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    total = sum(int(d) * w for d, w in zip(first17, weights, strict=True))
+    return first17 + "10X98765432"[total % 11]
+
+
+# A valid GB 11643 number: born 1990-01-01, a man (17th digit odd), its check digit.
+ID_NUMBER = with_check_digit("32011519900101123")
+
+
+class County:
+    """The county's two keys, as a hub holds them: the signing key the device pins at
+    enrollment and the encryption key its ID numbers are sealed to."""
+
+    def __init__(self) -> None:
+        self.signing = Ed25519PrivateKey.generate()
+        self.sealing = X25519PrivateKey.generate()
+
+    @property
+    def public_key(self) -> str:
+        from edge.domain.ledger import raw_public_key
+
+        return b64url(raw_public_key(self.signing.public_key()))
+
+    def sign(self, decision: dict) -> dict:
+        return {"decision": decision, "signature": b64url(self.signing.sign(canonical(decision)))}
+
+
+@pytest.fixture
+def county() -> County:
+    return County()
+
+
+@pytest.fixture
+def device(tmp_path, county):
+    device = new_device(tmp_path / "device")
+    enroll_locally(device, county, pin=True)
+    yield device
+    device.store.close()
+
+
+def enroll_locally(device, county: County, *, pin: bool) -> None:
+    """The enrollment row the agent keeps, as if a hub had answered (the agent's tests
+    enroll with a real hub)."""
+    value = state.Enrollment(
+        hub_url="http://127.0.0.1:9", device_id=device.identity.device_id, slot_id=1,
+        clinic_code="C1", township="T1", county_name="Demo", county_public_key=county.public_key,
+        enrolled_at=NOW.isoformat(), clock_offset_s=0,
+        county_encryption_key=public_key_b64(county.sealing) if pin else None,
+    )  # fmt: skip
+    with device.store.write_transaction():
+        state.save_enrollment(device.store, value)
+
+
+def enrolment(device, now=NOW, **changes) -> dict:
+    arguments = {
+        "kind": "enrolment", "operator": OPERATOR, "insured_id": None,
+        "applicant": {"name": "王小明", "gender": "M", "birth_date": "1990-01-01"},
+        "id_number": ID_NUMBER,
+        "details": {"insurance_type": "resident", "category": None, "village": "东村"},
+        "photos": [], "note": None, "follow_up_of": None, "now": now,
+    }  # fmt: skip
+    arguments.update(changes)
+    return sr.new_request(device.store, device.identity, device.data_dir, **arguments).record
+
+
+def chronic(device, photos=((JPEG, "诊断证明"),), now=NOW, **changes) -> dict:
+    arguments = {
+        "kind": "chronic_certificate", "operator": OPERATOR, "insured_id": RESIDENT,
+        "details": {"disease_code": "I10", "disease_name": "高血压", "scheme": "two_diseases",
+                    "hospital": "县人民医院", "diagnosed_on": "2026-03-01"},
+        "photos": list(photos), "now": now,
+    }  # fmt: skip
+    arguments.update(changes)
+    return sr.new_request(device.store, device.identity, device.data_dir, **arguments).record
+
+
+def snapshot(device) -> tuple:
+    """What a refusal must leave as it was: the ledger, the index, the photo files."""
+    photos = device.data_dir / "attachments"
+    return (
+        [r["hash"] for r in device.records()],
+        device.store.db.execute("SELECT count(*) FROM service_request").fetchone()[0],
+        device.store.db.execute("SELECT count(*) FROM request_attachment").fetchone()[0],
+        sorted(p.name for p in photos.iterdir()) if photos.exists() else [],
+    )
+
+
+def refused(device, code: str, call) -> Rejection:
+    before = snapshot(device)
+    with pytest.raises(Rejection) as caught:
+        call()
+    assert caught.value.code == code, caught.value.message
+    assert snapshot(device) == before
+    return caught.value
+
+
+def test_the_store_is_a_request_store(device):
+    store: RequestStore = device.store
+    assert store.county_encryption_key() is not None
+
+
+class TestEnrolment:
+    def test_the_record_holds_the_masked_applicant_and_the_sealed_number(self, device, county):
+        record = enrolment(device)
+        body = record["body"]
+        assert record["kind"] == "service_request"
+        assert body["insured_id"] is None
+        assert body["applicant"] == {"name": "王小明", "gender": "M", "birth_date": "1990-01-01",
+                                     "id_number_masked": "320115********" + ID_NUMBER[-4:]}  # fmt: skip
+        assert open_sealed(body["sealed_id_number"], county.sealing) == ID_NUMBER
+        assert services.verify_ledger(device.store).ok
+        view = sr.request(device.store, record["tx_id"])
+        assert (view.kind, view.name, view.state) == ("enrolment", "王小明", "pending")
+        assert "sealed_id_number" not in json.dumps(view.to_dict())
+
+    def test_no_id_number_in_clear_anywhere_in_the_data_dir(self, device, tmp_path):
+        enrolment(device)
+        chronic(device)
+        export = tmp_path / "ledger.jsonl"
+        export.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in device.records()))
+        device.store.close()  # the WAL as it stands, and then checkpointed
+        for path in [*device.data_dir.rglob("*"), export]:
+            if path.is_file():
+                data = path.read_bytes()
+                assert ID_NUMBER.encode() not in data, path
+                assert ID_NUMBER.encode("utf-16-le") not in data, path
+
+    def test_without_the_county_encryption_key_it_is_refused(self, tmp_path, county):
+        device = new_device(tmp_path / "unpinned")
+        enroll_locally(device, county, pin=False)
+        error = refused(device, "ENCRYPTION_KEY_MISSING", lambda: enrolment(device))
+        assert error.message.startswith("先同步一次以取得县医保局的加密公钥")
+
+    @pytest.mark.parametrize(
+        ("changes", "code"),
+        [
+            ({"id_number": ID_NUMBER[:-1] + ("0" if ID_NUMBER[-1] != "0" else "1")},
+             "BAD_ID_NUMBER"),
+            ({"id_number": None}, "ID_NUMBER_REQUIRED"),
+            ({"applicant": {"name": "王小明", "gender": "F", "birth_date": "1990-01-01"}},
+             "ID_NUMBER_MISMATCH"),
+            ({"applicant": {"name": "王小明", "gender": "M", "birth_date": "1991-01-01"}},
+             "ID_NUMBER_MISMATCH"),
+            ({"applicant": None}, "BAD_INPUT"),
+            ({"insured_id": RESIDENT}, "BAD_INPUT"),
+            ({"details": {"insurance_type": "employee", "category": None, "village": None}},
+             "BAD_INPUT"),
+            ({"operator": "nobody"}, "UNKNOWN_OPERATOR"),
+        ],
+    )  # fmt: skip
+    def test_bad_input_is_refused_and_changes_nothing(self, device, changes, code):
+        error = refused(device, code, lambda: enrolment(device, **changes))
+        assert ID_NUMBER not in error.message
+
+
+class TestPhotos:
+    def test_photos_are_files_named_by_hash_private_and_indexed(self, device):
+        record = chronic(device, photos=[(JPEG, "诊断证明"), (PNG, "")])
+        attachments = record["body"]["attachments"]
+        assert [a["type"] for a in attachments] == ["image/jpeg", "image/png"]
+        assert attachments[1]["label"] == "照片2"
+        folder = device.data_dir / "attachments"
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        for item, data in zip(attachments, (JPEG, PNG), strict=True):
+            path = folder / item["sha256"]
+            assert path.read_bytes() == data and item["bytes"] == len(data)
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        view = sr.request(device.store, record["tx_id"])
+        assert [a["sha256"] for a in view.attachments] == [a["sha256"] for a in attachments]
+
+    def test_the_same_photo_in_two_requests_is_one_file(self, device):
+        first = chronic(device)
+        second = chronic(device)
+        assert first["body"]["attachments"] == second["body"]["attachments"]
+        assert len(list((device.data_dir / "attachments").iterdir())) == 1
+
+    @pytest.mark.parametrize(
+        ("photos", "code"),
+        [
+            ([], "PHOTO_REQUIRED"),
+            ([(JPEG, str(i)) for i in range(7)], "TOO_MANY_PHOTOS"),
+            ([(b"GIF89a" + b"x" * 50, "")], "PHOTO_TYPE"),
+            ([(b"", "")], "BAD_PHOTO"),
+            ([(b"\xff\xd8\xff" + b"x" * (3 * 1024 * 1024 - 2), "")], "PHOTO_TOO_LARGE"),
+            ([(b"\xff\xd8\xff" + bytes([i]) * (3 * 1024 * 1024 - 3), str(i)) for i in range(5)],
+             "PHOTOS_TOO_LARGE"),
+            ([(JPEG, "说明" * 30)], "BAD_PHOTO"),
+        ],
+    )  # fmt: skip
+    def test_out_of_bounds_photos_are_refused_and_no_file_is_left(self, device, photos, code):
+        refused(device, code, lambda: chronic(device, photos=photos))
+
+    def test_a_refusal_after_the_photos_were_checked_leaves_no_file(self, device):
+        refused(device, "UNKNOWN_PERSON", lambda: chronic(device, insured_id="99999999999999"))
+        refused(device, "UNKNOWN_OPERATOR", lambda: chronic(device, operator="nobody"))
+
+    def test_a_failure_while_signing_takes_back_the_new_photo(self, device, monkeypatch):
+        def broken(*args, **kwargs):
+            raise OSError("disk gone")
+
+        monkeypatch.setattr(device.store, "index_request", broken)
+        before = snapshot(device)
+        with pytest.raises(OSError):
+            chronic(device)
+        assert snapshot(device) == before
+
+
+class TestOtherKinds:
+    def test_renewal_filing_and_complaint(self, device):
+        settled = device.settle(NOW, RESIDENT)
+        requests = [
+            sr.new_request(device.store, device.identity, device.data_dir, kind=kind,
+                           operator=OPERATOR, insured_id=RESIDENT, details=details, now=NOW)
+            for kind, details in [
+                ("renewal", {"year": 2027, "premium_tx_id": None}),
+                ("cross_region_filing", {"filing_type": "referral", "destination": "南京市",
+                                         "valid_from": "2026-12-01", "valid_to": None,
+                                         "reason": "转诊"}),
+                ("complaint", {"settlement_tx_id": settled["tx_id"],
+                               "settlement_seq": settled["seq"], "grounds": "报销比例不对"}),
+            ]
+        ]  # fmt: skip
+        views = sr.requests(device.store)
+        assert [v.kind for v in views] == ["complaint", "cross_region_filing", "renewal"]
+        assert [v.seq for v in views] == [r.record["seq"] for r in reversed(requests)]
+        assert sr.requests(device.store, kind="renewal")[0].details["year"] == 2027
+        assert sr.request(device.store, str(requests[0].record["seq"])).kind == "renewal"
+
+    def test_a_complaint_names_an_unreversed_settlement_of_this_ledger(self, device):
+        settled = device.settle(NOW, RESIDENT)
+
+        def complaint(tx_id, seq, insured_id=RESIDENT):
+            details = {"settlement_tx_id": tx_id, "settlement_seq": seq, "grounds": "多收了"}
+            return sr.new_request(device.store, device.identity, device.data_dir,
+                                  kind="complaint", operator=OPERATOR, insured_id=insured_id,
+                                  details=details, now=NOW)  # fmt: skip
+
+        refused(device, "UNKNOWN_SETTLEMENT", lambda: complaint("no-such-tx", 1))
+        refused(device, "BAD_INPUT", lambda: complaint(settled["tx_id"], settled["seq"] + 1))
+        refused(device, "BAD_INPUT",
+                lambda: complaint(settled["tx_id"], settled["seq"], "32011500000002"))  # fmt: skip
+        services.reverse_settlement(device.store, device.identity, tx_id=settled["tx_id"],
+                                    reason="录错", operator=OPERATOR, now=NOW)  # fmt: skip
+        refused(device, "ALREADY_REVERSED", lambda: complaint(settled["tx_id"], settled["seq"]))
+
+    def test_an_unknown_kind_or_state_is_refused(self, device):
+        refused(device, "BAD_REQUEST_KIND", lambda: chronic(device, kind="lottery"))
+        with pytest.raises(Rejection):
+            sr.requests(device.store, state="lost")
+
+
+def decision_for(device, record, county, serial=1, outcome="approved", **changes) -> dict:
+    kind = record["body"]["kind"]
+    results = {
+        "enrolment": {"insured_id": "32011500009001", "roster_version": "2026.11.1"},
+        "chronic_certificate": {"disease_code": "I10", "valid_from": "2026-11-27",
+                                "valid_to": None, "roster_version": "2026.11.1"},
+    }  # fmt: skip
+    decision = {
+        "v": 1, "kind": "request_decision", "serial": serial,
+        "device_id": device.identity.device_id, "clinic": "C1",
+        "request_tx_id": record["tx_id"], "request_kind": kind, "outcome": outcome,
+        "reason": None if outcome == "approved" else "诊断证明不清楚",
+        "decided_by": "coord-t1", "decided_at": (NOW + timedelta(hours=2)).isoformat(),
+        "result": results[kind] if outcome == "approved" else None,
+    }  # fmt: skip
+    decision.update(changes)
+    return county.sign(decision)
+
+
+class TestDecisions:
+    def apply(self, device, county, document, key=None):
+        return sr.apply_decision(device.store, device.identity, document,
+                                 key or county.public_key, NOW + timedelta(hours=3))  # fmt: skip
+
+    def test_a_decision_is_kept_signed_as_an_event_and_shown(self, device, county):
+        record = enrolment(device)
+        device.store.db.execute("UPDATE device SET synced_seq = ?", [record["seq"]])
+        assert sr.request(device.store, record["tx_id"]).state == "submitted"
+        document = decision_for(device, record, county)
+        assert self.apply(device, county, document) == "applied"
+        view = sr.request(device.store, record["tx_id"])
+        assert (view.state, view.result["insured_id"]) == ("approved", "32011500009001")
+        assert [d["serial"] for d in view.decisions] == [1]
+        event = device.records()[-1]
+        assert event["kind"] == "event" and event["body"] == {
+            "event": "request_decided", "request_tx_id": record["tx_id"], "serial": 1,
+            "outcome": "approved",
+        }  # fmt: skip
+        assert self.apply(device, county, document) == "known"  # idempotent by serial
+        assert device.records()[-1] == event
+        assert device.store.last_decision_serial() == 1
+
+    def test_the_latest_decision_counts_and_more_info_allows_a_follow_up(self, device, county):
+        record = chronic(device)
+        refused(device, "NOT_ASKED", lambda: chronic(device, follow_up_of=record["tx_id"]))
+        self.apply(device, county, decision_for(device, record, county, 4, "more_info"))
+        view = sr.request(device.store, record["tx_id"])
+        assert (view.state, view.reason) == ("more_info", "诊断证明不清楚")
+        refused(device, "BAD_INPUT", lambda: enrolment(device, follow_up_of=record["tx_id"]))
+        follow_up = chronic(device, photos=[(PNG, "清晰的诊断证明")], follow_up_of=record["tx_id"])
+        assert sr.request(device.store, record["tx_id"]).follow_ups == [follow_up["tx_id"]]
+        self.apply(device, county, decision_for(device, record, county, 9, "rejected"))
+        assert sr.requests(device.store, state="rejected")[0].tx_id == record["tx_id"]
+        assert sr.request(device.store, follow_up["tx_id"]).state == "pending"
+
+    @pytest.mark.parametrize("problem", ["forged", "other_device", "unknown_request",
+                                         "wrong_kind", "no_reason", "not_a_document"])  # fmt: skip
+    def test_bad_decisions_are_refused_and_change_nothing(self, device, county, problem):
+        record = chronic(device)
+        document = decision_for(device, record, county)
+        code = "BAD_DECISION"
+        if problem == "forged":
+            document = County().sign(document["decision"])
+            code = "BAD_DECISION_SIGNATURE"
+        elif problem == "other_device":
+            document = decision_for(device, record, county, device_id="dev-someone-else")
+            code = "DECISION_OTHER_DEVICE"
+        elif problem == "unknown_request":
+            document = decision_for(device, record, county, request_tx_id="not-a-request")
+            code = "UNKNOWN_REQUEST"
+        elif problem == "wrong_kind":
+            document = decision_for(device, record, county, request_kind="renewal",
+                                    result={"year": 2027, "roster_version": "2026.11.1"})  # fmt: skip
+        elif problem == "no_reason":
+            document = decision_for(device, record, county, outcome="rejected", reason=None)
+        else:
+            document = {"decision": document["decision"]}
+        refused(device, code, lambda: self.apply(device, county, document))
+        assert sr.request(device.store, record["tx_id"]).state == "pending"
+
+    def test_a_changed_document_under_a_known_serial_is_refused(self, device, county):
+        record = chronic(device)
+        self.apply(device, county, decision_for(device, record, county, 3, "more_info"))
+        other = decision_for(device, record, county, 3, "rejected")
+        refused(device, "DECISION_CONFLICT", lambda: self.apply(device, county, other))
+
+
+def test_the_data_dir_files_are_private(device):
+    chronic(device)
+    for path in Path(device.data_dir, "attachments").iterdir():
+        assert os.stat(path).st_mode & 0o077 == 0
