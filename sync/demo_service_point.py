@@ -42,7 +42,7 @@ from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.domain.model import Rejection, Visit, VisitLine
 from edge.domain.money import format_yuan
 from edge.domain.records import CHINESE_NAMES, MONEY_FIELDS, NATIONAL_NAMES, payer_amounts
-from edge.domain.service_point import id_number_problem, mask_id_number
+from edge.domain.service_point import id_number_problem
 from sync import agent
 from sync import demo as sync_demo
 from sync.demo_month import CHINA, OPERATOR, SteppingClock
@@ -195,18 +195,15 @@ class Walkthrough:
 
     def enrol(self) -> None:
         self.clock.now = _at(self.day, 8, 30)
-        id_number = demo_id_number()
-        masked = mask_id_number(id_number)
         recorded = service_requests.new_request(
             self.store, self.identity, self.data_dir, kind="enrolment", operator=OPERATOR,
-            insured_id=None, applicant={**APPLICANT, "id_number_masked": masked},
-            id_number=id_number, details={"insurance_type": "resident", "category": None,
+            insured_id=None, applicant=APPLICANT, id_number=demo_id_number(), details={"insurance_type": "resident", "category": None,
                                           "village": VILLAGE},
             photos=[], note=None, follow_up_of=None, now=self.clock.now,
         )  # fmt: skip
-        del id_number  # nothing keeps it: the record holds the sealed form only
-        record = recorded.record
+        record = recorded.record  # the sealed number and the masked one only
         sealed = record["body"]["sealed_id_number"]
+        masked = record["body"]["applicant"]["id_number_masked"]
         self.facts["enrolment"] = {
             "tx_id": record["tx_id"],
             "seq": record["seq"],
@@ -363,8 +360,9 @@ class Walkthrough:
         self.say("")
         self.say(f"(c) 县医保局审核 the county decides ({COORDINATOR}, {self.facts['township']})")
         key = load_county_key(self.hub_dir)
-        valid_from = self.day
-        valid_to = self.day + relativedelta(years=1) - timedelta(days=1)
+        # A certificate for a year from the day of the approval (29 February: to the 27th).
+        valid_from = self.day.isoformat()
+        valid_to = (self.day + relativedelta(years=1) - timedelta(days=1)).isoformat()
         steps = [
             ("enrolment", "approved", None, {}),
             ("chronic", "approved", None, {"valid_from": valid_from, "valid_to": valid_to}),
@@ -378,7 +376,7 @@ class Walkthrough:
                     decided_by=COORDINATOR, township=self.facts["township"], now=self.clock.now,
                     **extra,
                 )  # fmt: skip
-                decision = decided["decision"] if "decision" in decided else decided
+                decision = decided["decision"]  # the signed document's
                 self.facts[name]["decision"] = {
                     "serial": decision["serial"],
                     "outcome": decision["outcome"],

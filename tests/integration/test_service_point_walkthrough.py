@@ -188,9 +188,12 @@ def test_no_id_number_in_clear_anywhere(walked, hub_backend):
     shown = "\n".join(walked["lines"] + walked["logs"]) + json.dumps(facts, ensure_ascii=False)
     assert ID_NUMBER not in shown and ID_NUMBER[:17] not in shown
     # The hub holds the sealed form only; the county's seal key opens it.
+    seal_key = read_sealing_key(Path(facts["hub_dir"]) / KEY_FILE)
+    tx_id = facts["enrolment"]["tx_id"]
     with hub_store(Path(facts["hub_dir"])) as store:
-        detail = hub_requests.request_detail(store, facts["enrolment"]["tx_id"], township=None)
-        assert ID_NUMBER not in json.dumps(detail, ensure_ascii=False, default=str)
-        sealed = detail["sealed_id_number"]
+        sealed = store.service_request(tx_id)["sealed_id_number"]
+        detail = hub_requests.request_detail(store, tx_id, township=None)
+        opened = hub_requests.request_detail(store, tx_id, township=None, seal_key=seal_key)
+    assert ID_NUMBER not in json.dumps(detail, ensure_ascii=False, default=str)
     assert sealed["key_id"] == facts["enrolment"]["key_id"]
-    assert open_sealed(sealed, read_sealing_key(Path(facts["hub_dir"]) / KEY_FILE)) == ID_NUMBER
+    assert open_sealed(sealed, seal_key) == opened["id_number"] == ID_NUMBER
