@@ -10,6 +10,8 @@ from edge.request_cli import COMMANDS as REQUEST_COMMANDS
 from sync.cli import COMMANDS as SYNC_COMMANDS
 from sync.cli import hub
 from sync.hub_release_cli import release as hub_release
+from sync.hub_requests_cli import premiums as hub_premiums
+from sync.hub_requests_cli import requests as hub_requests
 from sync.release_cli import COMMANDS as RELEASE_COMMANDS
 from sync.statement_cli import statement_command as statement
 from web_ui.cli import COMMANDS as UI_COMMANDS
@@ -27,6 +29,8 @@ for command in (
 ):
     main.add_command(command)
 hub.add_command(hub_release)
+hub.add_command(hub_requests)
+hub.add_command(hub_premiums)
 
 __all__ = ["main"]
 

@@ -106,6 +106,22 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "UNKNOWN_KIND": ("未知的更新类型", "unknown update kind"),
     "NO_UPDATE": ("县级平台尚未发布此类数据", "the county has published nothing of this kind"),
     "NOT_FOUND": ("未找到", "not found"),
+    "ATTACHMENT_HASH_MISMATCH": (
+        "照片内容与其 SHA-256 不符，未保存",
+        "the photo's bytes do not match its SHA-256: not stored",
+    ),
+    "ATTACHMENT_TOO_LARGE": (
+        "照片太大（每张最多 3 MiB），未保存",
+        "the photo is too large (at most 3 MiB): not stored",
+    ),
+    "ATTACHMENT_TYPE": (
+        "照片只能是 JPEG 或 PNG，未保存",
+        "a photo must be JPEG or PNG: not stored",
+    ),
+    "ATTACHMENT_UNKNOWN": (
+        "这台设备的申请中没有这张照片，未保存",
+        "no request of this device names this photo: not stored",
+    ),
     "HUB_UNREACHABLE": ("无法连接县级平台", "the county hub cannot be reached"),
     "HUB_ERROR": ("县级平台出错", "the county hub failed"),
     "BAD_RESPONSE": ("县级平台的回答不正确", "the county hub's answer is malformed"),

@@ -15,7 +15,14 @@ from flask import Blueprint, Response, current_app, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from sync.hub.runtime import hub_runtime, hub_store
-from sync.hub.services import enrollment, publishing, releases, statements, uploads
+from sync.hub.services import (
+    enrollment,
+    publishing,
+    releases,
+    service_requests,
+    statements,
+    uploads,
+)
 from sync.protocol import (
     API_PREFIX,
     HEADER_DEVICE,
@@ -46,6 +53,10 @@ HTTP_STATUS = {
     "ALREADY_ENROLLED": 409,
     "CODE_EXPIRED": 410,
     "TOO_LARGE": 413,
+    "ATTACHMENT_TOO_LARGE": 413,
+    "ATTACHMENT_HASH_MISMATCH": 400,
+    "ATTACHMENT_TYPE": 415,
+    "ATTACHMENT_UNKNOWN": 404,
     "BATCH_TOO_LARGE": 413,
     "ENROLL_THROTTLED": 429,
 }
@@ -115,6 +126,7 @@ def enroll_device() -> Response:
         raw_body=raw,
         now=hub_runtime().now(),
         client=client_address(),
+        encryption_key=hub_runtime().encryption_key,
     )
     return _json(answer)
 
@@ -208,6 +220,42 @@ def statement_reconciliation() -> Response:
     return _json(
         statements.record_report(hub_store(), device_id, _json_body(raw), hub_runtime().now())
     )
+
+
+@api.get("/encryption-key")
+def encryption_key() -> Response:
+    """The county's signed encryption key statement: what a device seals the ID number of
+    an enrolment to (`docs/service-point.md`)."""
+    _authenticated(b"")
+    return _json({"county_encryption_key": hub_runtime().encryption_key})
+
+
+@api.put("/attachments/<sha256>")
+def upload_attachment(sha256: str) -> Response:
+    """A photo a request of this device names (JPEG or PNG, at most 3 MiB), sent after
+    the request itself; the request's size limit bounds the body before it is read."""
+    raw = _body()
+    device_id = _authenticated(raw)
+    answer = service_requests.store_attachment(
+        hub_store(),
+        device_id,
+        sha256,
+        request.headers.get("Content-Type", ""),
+        raw,
+        hub_runtime().now(),
+    )
+    return _json(answer)
+
+
+@api.get("/decisions")
+def request_decisions() -> Response:
+    """The county's signed decisions on this device's requests after ?after=SERIAL, at
+    most 200 in serial order; `more` says whether to ask again."""
+    device_id = _authenticated(b"")
+    text = request.args.get("after", "0")
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise SyncError("BAD_REQUEST", "after must be a serial (a whole number)")
+    return _json(service_requests.decisions_for(hub_store(), device_id, int(text)))
 
 
 @api.get("/time")

@@ -18,9 +18,15 @@ from pathlib import Path
 
 from flask import Flask
 
+from edge.adapters.sealing import encryption_key_statement
 from edge.clock import configured_clock
 from sync.hub import console_statements  # noqa: F401  (its pages join the console)
-from sync.hub.adapters.county_key import load_county_key
+from sync.hub.adapters.county_key import (
+    ensure_seal_key,
+    load_county_key,
+    seal_key_made_at,
+    seal_public_key,
+)
 from sync.hub.api import api
 from sync.hub.bootstrap import open_hub_store
 from sync.hub.console import console
@@ -61,7 +67,19 @@ def create_app(config: Mapping | None = None) -> Flask:
     data_dir = Path(app.config["HUB_DATA_DIR"])
     open_hub_store(data_dir).close()  # the hub exists and its schema is current
     clock = app.config["CLOCK"] or configured_clock()
-    runtime = HubRuntime(data_dir, load_county_key(data_dir), clock)
+    county_key = load_county_key(data_dir)
+    # A hub made before the service point gets its encryption key now; one made since
+    # keeps the one `clinic hub init` made.
+    seal_key = ensure_seal_key(data_dir)
+    runtime = HubRuntime(
+        data_dir,
+        county_key,
+        clock,
+        seal_key=seal_key,
+        encryption_key=encryption_key_statement(
+            seal_public_key(seal_key), county_key, seal_key_made_at(data_dir)
+        ),
+    )
     if app.config["RECONCILE_INTERVAL_S"]:
         runtime.reconciler = BackgroundReconciler(
             data_dir, clock, float(app.config["RECONCILE_INTERVAL_S"])

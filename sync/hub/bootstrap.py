@@ -1,6 +1,7 @@
 """Which store a hub uses, and making a new hub.
 
-A hub's data directory holds its county signing key (`county.key`), the console's secret
+A hub's data directory holds its county signing key (`county.key`), its encryption key
+(`county-seal.key`, for the ID numbers sealed at enrolment), the console's secret
 and, for SQLite, the database (`hub.db`). A hub whose database is PostgreSQL names it in
 `database.url` there (`clinic hub init --database URL`); else `$CLINIC_HUB_DATABASE`
 names one; else it is SQLite. Every entry point (the `clinic hub` commands, `create_app`,
@@ -11,7 +12,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from sync.hub.adapters.county_key import create_county_key
+from sync.hub.adapters.county_key import create_county_key, ensure_seal_key
 from sync.hub.adapters.sqlite import SqliteHubStore
 from sync.hub.model import HubError
 from sync.hub.ports import HubStore
@@ -77,6 +78,7 @@ def init_hub(data_dir: Path, county_name: str, now: datetime, database: str | No
             with os.fdopen(fd, "w") as handle:
                 handle.write(database + "\n")
         key = create_county_key(data_dir)
+        ensure_seal_key(data_dir)
         return county.create_county(store, county_name, key.public_key(), now)
     finally:
         store.close()

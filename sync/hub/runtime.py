@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from flask import current_app, g
 
 from sync.hub.bootstrap import connect_hub_store
@@ -61,6 +62,9 @@ class HubRuntime:
     county_key: Ed25519PrivateKey
     clock: Callable[[], datetime]
     reconciler: BackgroundReconciler | None = None
+    # The county's X25519 encryption key and its signed statement (`docs/service-point.md`).
+    seal_key: X25519PrivateKey | None = None
+    encryption_key: dict | None = None
     extra: dict = field(default_factory=dict)
 
     def now(self) -> datetime:

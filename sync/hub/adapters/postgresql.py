@@ -27,6 +27,9 @@ from sync.hub.model import HubStoreError, Slot
 # Advisory lock key (any bigint): ingests hold it shared, the recomputation's barrier
 # exclusively.
 INGEST_BARRIER = 7_201_102
+# Advisory lock key held from handing out a decision's serial to the end of its unit of
+# work: serials then commit in order, and a device reading "after N" skips none.
+DECISION_SERIAL = 7_201_103
 
 POSTGRESQL = Dialect(
     arrival="position",
@@ -128,6 +131,10 @@ class PgHubStore(SqlHubStore):
         # Shared with other ingests, exclusive against the recomputation's barrier.
         self.conn.execute("SELECT pg_advisory_xact_lock_shared(?)", [INGEST_BARRIER])
         super().add_records(device_id, records, received_at)
+
+    def next_decision_serial(self) -> int:
+        self.conn.execute("SELECT pg_advisory_xact_lock(?)", [DECISION_SERIAL])
+        return super().next_decision_serial()
 
     def _recompute_window(self) -> tuple[int, int | None]:
         # One recomputation at a time across processes (the row lock lasts the unit).

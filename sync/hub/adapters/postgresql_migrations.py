@@ -184,6 +184,42 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 PRIMARY KEY (clinic_code, month, revision, device_id))""",
         ],
     ),
+    (
+        8,
+        "service point",
+        [
+            # Requests, the county's decisions, their photos and the premiums collected
+            # (sqlite m008_service_point). A decision's serial is handed out under a lock
+            # (`PgHubStore.next_decision_serial`), never by a sequence: devices read
+            # "after N", so a serial must never commit before a smaller one.
+            """CREATE TABLE service_request (
+                tx_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, clinic TEXT NOT NULL,
+                township TEXT NOT NULL, seq BIGINT NOT NULL, kind TEXT NOT NULL,
+                created_at TEXT NOT NULL, insured_id TEXT, applicant TEXT,
+                sealed_id_number TEXT, details TEXT NOT NULL, attachments TEXT NOT NULL,
+                note TEXT, follow_up_of TEXT, state TEXT NOT NULL, updated_at TEXT NOT NULL,
+                UNIQUE (device_id, seq))""",
+            "CREATE INDEX service_request_queue ON service_request (township, state, kind)",
+            "CREATE INDEX service_request_follow_up ON service_request (follow_up_of)",
+            """CREATE TABLE request_decision (
+                serial BIGINT PRIMARY KEY, request_tx_id TEXT NOT NULL,
+                device_id TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT, result TEXT,
+                decided_by TEXT NOT NULL, decided_at TEXT NOT NULL, document TEXT NOT NULL)""",
+            "CREATE INDEX request_decision_device ON request_decision (device_id, serial)",
+            "CREATE INDEX request_decision_request ON request_decision (request_tx_id, serial)",
+            """CREATE TABLE request_attachment (
+                sha256 TEXT PRIMARY KEY, device_id TEXT NOT NULL, content_type TEXT NOT NULL,
+                bytes BIGINT NOT NULL, data BYTEA NOT NULL, received_at TEXT NOT NULL)""",
+            """CREATE TABLE premium (
+                tx_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, clinic TEXT NOT NULL,
+                township TEXT NOT NULL, seq BIGINT NOT NULL, created_at TEXT NOT NULL,
+                year BIGINT NOT NULL, method TEXT NOT NULL, reference TEXT,
+                account_holder TEXT, amount BIGINT NOT NULL, state_paid BIGINT NOT NULL,
+                persons TEXT NOT NULL, reversed_by TEXT, reversed_at TEXT,
+                UNIQUE (device_id, seq))""",
+            "CREATE INDEX premium_year ON premium (year, township, clinic)",
+        ],
+    ),
 ]
 
 

@@ -103,6 +103,42 @@ IN_TOWNSHIP = " AND device_id IN (SELECT device_id FROM slot WHERE township = ?)
 ALARM_COLUMNS = ", ".join(f.name for f in fields(Alarm))
 ITEM_COLUMNS = "item_id, device_id, seq, tx_id, code, business_day, details, created_at"
 STATEMENT_COLUMNS = ", ".join(f.name for f in fields(StatementRevision))
+REQUEST_COLUMNS = (
+    "tx_id",
+    "device_id",
+    "clinic",
+    "township",
+    "seq",
+    "kind",
+    "created_at",
+    "insured_id",
+    "applicant",
+    "sealed_id_number",
+    "details",
+    "attachments",
+    "note",
+    "follow_up_of",
+    "state",
+    "updated_at",
+)
+REQUEST_JSON = ("applicant", "sealed_id_number", "details", "attachments")
+PREMIUM_COLUMNS = (
+    "tx_id",
+    "device_id",
+    "clinic",
+    "township",
+    "seq",
+    "created_at",
+    "year",
+    "method",
+    "reference",
+    "account_holder",
+    "amount",
+    "state_paid",
+    "persons",
+    "reversed_by",
+    "reversed_at",
+)
 
 
 class SqlHubStore:
@@ -1122,6 +1158,200 @@ class SqlHubStore:
                 [device_id, limit, offset],
             )
         ]
+
+    # ---- the service point: requests, decisions, photos, premiums (m008 / step 8) ----
+
+    def add_service_request(self, row: dict) -> bool:
+        """Index an uploaded request (`REQUEST_COLUMNS`, JSON members as values); False
+        when its tx_id is indexed already (a replay, or another device's tx_id)."""
+        values = [
+            dumps(row[c]) if c in REQUEST_JSON and row[c] is not None else row[c]
+            for c in REQUEST_COLUMNS
+        ]
+        cursor = self.conn.execute(
+            f"INSERT INTO service_request ({', '.join(REQUEST_COLUMNS)})"
+            f" VALUES ({marks(REQUEST_COLUMNS)}) ON CONFLICT DO NOTHING",
+            values,
+        )
+        return cursor.rowcount == 1
+
+    def set_request_state(self, tx_id: str, state: str, at: str, *, expected: str) -> bool:
+        """Move a request from the `expected` state; False when it is no longer in it."""
+        cursor = self.conn.execute(
+            "UPDATE service_request SET state = ?, updated_at = ? WHERE tx_id = ? AND state = ?",
+            [state, at, tx_id, expected],
+        )
+        return cursor.rowcount == 1
+
+    @staticmethod
+    def _request(row: Sequence) -> dict:
+        request = dict(zip(REQUEST_COLUMNS, row, strict=True))
+        for name in REQUEST_JSON:
+            request[name] = loads(request[name])
+        return request
+
+    def service_request(self, tx_id: str) -> dict | None:
+        row = self._one(
+            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM service_request WHERE tx_id = ?", [tx_id]
+        )
+        return None if row is None else self._request(row)
+
+    def service_requests(
+        self,
+        *,
+        township: str | None = None,
+        kind: str | None = None,
+        state: str | None = None,
+        follow_ups_of: str | None = None,
+        limit: int = 500,
+    ) -> list[dict]:
+        """Requests oldest first (the queue's order); without `follow_ups_of`, a request
+        that answers one the hub holds is left out (it is shown with that one)."""
+        sql = f"SELECT {', '.join(REQUEST_COLUMNS)} FROM service_request r WHERE 1 = 1"
+        params: list = []
+        for column, value in (("township", township), ("kind", kind), ("state", state)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        if follow_ups_of is not None:
+            sql += " AND follow_up_of = ?"
+            params.append(follow_ups_of)
+        else:
+            sql += (
+                " AND NOT EXISTS (SELECT 1 FROM service_request o WHERE o.tx_id ="
+                " r.follow_up_of AND o.device_id = r.device_id)"
+            )
+        sql += " ORDER BY created_at, tx_id LIMIT ?"
+        return [self._request(row) for row in self.conn.execute(sql, [*params, limit])]
+
+    def next_decision_serial(self) -> int:
+        """The serial the next decision takes (inside the unit of work that adds it)."""
+        return self._only("SELECT coalesce(max(serial), 0) + 1 FROM request_decision")[0]
+
+    def add_decision(self, decision: dict, document: dict) -> None:
+        """Keep a signed decision: `decision` is its signed member, `document` the whole."""
+        d = decision
+        self.conn.execute(
+            "INSERT INTO request_decision (serial, request_tx_id, device_id, outcome, reason,"
+            " result, decided_by, decided_at, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                d["serial"],
+                d["request_tx_id"],
+                d["device_id"],
+                d["outcome"],
+                d["reason"],
+                None if d["result"] is None else dumps(d["result"]),
+                d["decided_by"],
+                d["decided_at"],
+                dumps(document),
+            ],
+        )
+
+    def decisions_of_request(self, tx_id: str) -> list[dict]:
+        """The signed decision documents on a request, oldest first."""
+        return [
+            json.loads(text)
+            for (text,) in self.conn.execute(
+                "SELECT document FROM request_decision WHERE request_tx_id = ? ORDER BY serial",
+                [tx_id],
+            )
+        ]
+
+    def decisions_for_device(self, device_id: str, after: int, limit: int) -> list[dict]:
+        """A device's signed decision documents with a serial above `after`, ascending."""
+        return [
+            json.loads(text)
+            for (text,) in self.conn.execute(
+                "SELECT document FROM request_decision WHERE device_id = ? AND serial > ?"
+                " ORDER BY serial LIMIT ?",
+                [device_id, after, limit],
+            )
+        ]
+
+    def add_attachment(
+        self, sha256: str, device_id: str, content_type: str, data: bytes, received_at: str
+    ) -> bool:
+        """Keep a photo once; False when it is kept already."""
+        cursor = self.conn.execute(
+            "INSERT INTO request_attachment (sha256, device_id, content_type, bytes, data,"
+            " received_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [sha256, device_id, content_type, len(data), data, received_at],
+        )
+        return cursor.rowcount == 1
+
+    def attachment(self, sha256: str) -> tuple[str, str, bytes] | None:
+        """(device id, content type, bytes) of a kept photo."""
+        row = self._one(
+            "SELECT device_id, content_type, data FROM request_attachment WHERE sha256 = ?",
+            [sha256],
+        )
+        return None if row is None else (row[0], row[1], bytes(row[2]))
+
+    def attachments_received(self, sha256s: Iterable[str]) -> dict[str, tuple[str, int, str]]:
+        """sha256 -> (content type, bytes, received_at) of the photos kept among these."""
+        received: dict[str, tuple[str, int, str]] = {}
+        for chunk in chunks(sha256s):
+            for sha, content_type, size, at in self.conn.execute(
+                "SELECT sha256, content_type, bytes, received_at FROM request_attachment"
+                f" WHERE sha256 IN ({marks(chunk)})",
+                chunk,
+            ):
+                received[sha] = (content_type, size, at)
+        return received
+
+    def requests_naming_attachment(self, device_id: str, sha256: str) -> list[dict]:
+        """The device's indexed requests whose attachments name `sha256` (hex only, so the
+        pattern holds no wildcard); the caller reads their lists to be sure."""
+        rows = self.conn.execute(
+            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM service_request"
+            " WHERE device_id = ? AND attachments LIKE ?",
+            [device_id, f'%"{sha256}"%'],
+        )
+        return [self._request(row) for row in rows]
+
+    def add_premium(self, row: dict) -> bool:
+        """Index a collected premium (`PREMIUM_COLUMNS` but the reversal's); False when
+        its tx_id is indexed already."""
+        columns = PREMIUM_COLUMNS[:-2]
+        cursor = self.conn.execute(
+            f"INSERT INTO premium ({', '.join(columns)}) VALUES ({marks(columns)})"
+            " ON CONFLICT DO NOTHING",
+            [dumps(row[c]) if c == "persons" else row[c] for c in columns],
+        )
+        return cursor.rowcount == 1
+
+    def reverse_premium(self, device_id: str, tx_id: str, reversed_by: str, at: str) -> bool:
+        """Mark a device's premium reversed, once; False when it is not there or already."""
+        cursor = self.conn.execute(
+            "UPDATE premium SET reversed_by = ?, reversed_at = ? WHERE tx_id = ?"
+            " AND device_id = ? AND reversed_by IS NULL",
+            [reversed_by, at, tx_id, device_id],
+        )
+        return cursor.rowcount == 1
+
+    def premiums(self, *, year: int | None = None, township: str | None = None) -> list[dict]:
+        """Indexed premiums, by clinic then seq."""
+        sql = f"SELECT {', '.join(PREMIUM_COLUMNS)} FROM premium WHERE 1 = 1"
+        params: list = []
+        if year is not None:
+            sql += " AND year = ?"
+            params.append(year)
+        if township is not None:
+            sql += " AND township = ?"
+            params.append(township)
+        rows = self.conn.execute(sql + " ORDER BY clinic, device_id, seq", params)
+        return [
+            {**dict(zip(PREMIUM_COLUMNS, row, strict=True)), "persons": json.loads(row[12])}
+            for row in rows
+        ]
+
+    def move_account_balance(self, insured_id: str, by: int) -> bool:
+        """Add `by` fen to the county's account balance of a person; False: no such one."""
+        cursor = self.conn.execute(
+            "UPDATE person SET account_balance = account_balance + ? WHERE insured_id = ?",
+            [by, insured_id],
+        )
+        return cursor.rowcount == 1
 
     # ---- console users -------------------------------------------------------------------
 

@@ -202,3 +202,43 @@ def m007_clearing_statements(db: sqlite_utils.Database) -> None:
     ]
     for statement in statements:
         db.execute(statement)
+
+
+@migrations()
+def m008_service_point(db: sqlite_utils.Database) -> None:
+    """The village service point (`docs/service-point.md`): the requests devices upload
+    (`service_request` records) indexed for the county's queue, with their state; the
+    county's signed decisions in the order devices fetch them (serial); the photos a
+    request names, uploaded after it; the premiums collected (`premium` records) and
+    their reversal. The ledger records stay the evidence: these rows are made from them
+    at ingest, in the same transaction."""
+    statements = [
+        """CREATE TABLE service_request (
+            tx_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, clinic TEXT NOT NULL,
+            township TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
+            created_at TEXT NOT NULL, insured_id TEXT, applicant TEXT,
+            sealed_id_number TEXT, details TEXT NOT NULL, attachments TEXT NOT NULL,
+            note TEXT, follow_up_of TEXT, state TEXT NOT NULL, updated_at TEXT NOT NULL,
+            UNIQUE (device_id, seq)) STRICT""",
+        "CREATE INDEX service_request_queue ON service_request (township, state, kind)",
+        "CREATE INDEX service_request_follow_up ON service_request (follow_up_of)",
+        """CREATE TABLE request_decision (
+            serial INTEGER PRIMARY KEY, request_tx_id TEXT NOT NULL, device_id TEXT NOT NULL,
+            outcome TEXT NOT NULL, reason TEXT, result TEXT, decided_by TEXT NOT NULL,
+            decided_at TEXT NOT NULL, document TEXT NOT NULL) STRICT""",
+        "CREATE INDEX request_decision_device ON request_decision (device_id, serial)",
+        "CREATE INDEX request_decision_request ON request_decision (request_tx_id, serial)",
+        """CREATE TABLE request_attachment (
+            sha256 TEXT PRIMARY KEY, device_id TEXT NOT NULL, content_type TEXT NOT NULL,
+            bytes INTEGER NOT NULL, data BLOB NOT NULL, received_at TEXT NOT NULL) STRICT""",
+        """CREATE TABLE premium (
+            tx_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, clinic TEXT NOT NULL,
+            township TEXT NOT NULL, seq INTEGER NOT NULL, created_at TEXT NOT NULL,
+            year INTEGER NOT NULL, method TEXT NOT NULL, reference TEXT,
+            account_holder TEXT, amount INTEGER NOT NULL, state_paid INTEGER NOT NULL,
+            persons TEXT NOT NULL, reversed_by TEXT, reversed_at TEXT,
+            UNIQUE (device_id, seq)) STRICT""",
+        "CREATE INDEX premium_year ON premium (year, township, clinic)",
+    ]
+    for statement in statements:
+        db.execute(statement)

@@ -79,11 +79,13 @@ def enroll(
     raw_body: bytes,
     now: datetime,
     client: str,
+    encryption_key: dict | None = None,
 ) -> dict:
     """Register a device's existing id and public key into the slot its one-time code
     names. The request is signed by that key (proof of possession). A retry by the same
     device after a lost answer gets the same answer; any other second use is refused.
-    `client` is the address the request came from, which the throttle counts."""
+    `client` is the address the request came from, which the throttle counts;
+    `encryption_key`, the county's signed encryption key statement, goes in the answer."""
     window = iso(_window_start(now))
     counted = [f"enroll-client:{client}"]
     over_all = False
@@ -101,6 +103,8 @@ def enroll(
         answer = _enroll(
             store, headers, method=method, path=path, body=body, raw_body=raw_body, now=now
         )
+        if encryption_key is not None:
+            answer["county_encryption_key"] = encryption_key
     except SyncError:
         _failed(store, client, now)
         raise

@@ -93,6 +93,8 @@ def _recompute_one(
         return _recompute_settlement(store, versions, device_id, record, add_item)
     if kind == "reversal":
         return _apply_reversal(store, device_id, body, add_item)
+    if kind in ("premium", "premium_reversal"):
+        return _apply_premium_account(store, kind, body)
     if kind == "daily_close":
         previous = store.last_seq_of_kind(device_id, "daily_close", seq)
         covered = [
@@ -258,6 +260,19 @@ def _apply_reversal(
         current = store.balances(insured_id, visit_date, visit_type, holder)
         restored = reconcile.balances_unmoved(current, reconcile.device_movement(original["body"]))
     store.set_balances(insured_id, visit_date, visit_type, restored, holder)
+    return "ok"
+
+
+def _apply_premium_account(store: HubStore, kind: str, body: dict) -> str:
+    """A premium paid from an employee's personal account (家庭共济) takes it from the
+    county's balance of that account, and its reversal gives it back, as on the device:
+    a later settlement using the account is recomputed on the same balance."""
+    if body.get("method") != "family_account":
+        return "not_a_settlement"
+    holder, amount = body.get("account_holder"), body.get("amount")
+    if not isinstance(holder, str) or type(amount) is not int:
+        return "not_a_settlement"
+    store.move_account_balance(holder, amount if kind == "premium_reversal" else -amount)
     return "ok"
 
 

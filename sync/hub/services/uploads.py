@@ -10,6 +10,7 @@ from edge.domain.ledger import genesis_hash
 from sync.hub.ingest import Refusal, plan_ingest
 from sync.hub.model import HubError
 from sync.hub.ports import HubStore
+from sync.hub.services import service_requests
 from sync.hub.services.releases import software_report
 from sync.protocol import SyncError, canonical_json, iso, load_public_key, parse_time
 
@@ -80,6 +81,10 @@ def ingest(store: HubStore, device_id: str, batch: list[object], now: datetime) 
         if plan.malformed:  # kept as evidence, left out of every computation
             store.flag_malformed(
                 device_id, [(r.seq or 0, r.detail) for r in plan.malformed], received_at
+            )
+        if plan.accepted:  # requests and premiums for the county's queue and totals
+            service_requests.index_records(
+                store, current, plan.accepted, [r.seq or 0 for r in plan.malformed], received_at
             )
         if plan.head_seq != head_seq:
             store.set_head(device_id, plan.head_seq, plan.head_hash)

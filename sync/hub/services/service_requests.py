@@ -1,0 +1,615 @@
+"""The village service point at the county (`docs/service-point.md`): the requests and
+premiums devices upload, indexed at ingest; the queue the county decides from; the
+county's signed decisions, which devices fetch; approved enrolments, renewals and
+certificates published at once in a new roster version; the premiums collected per
+clinic with the cash each must hand over.
+
+The ledger records stay the evidence: the index is made from them in the ingest's own
+transaction, and a record flagged malformed is never indexed.
+"""
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from edge.adapters.sealing import open_sealed
+from edge.domain.ledger import b64url
+from sync.hub import reconcile
+from sync.hub.model import HubError, Slot
+from sync.hub.ports import HubStore
+from sync.hub.services import publishing
+from sync.protocol import SyncError, canonical_json, iso
+
+KINDS = ("enrolment", "renewal", "chronic_certificate", "cross_region_filing", "complaint")
+STATES = ("pending", "approved", "rejected", "more_info")
+OUTCOMES = ("approved", "rejected", "more_info")
+# Approving these changes a person: a new roster version is published at once.
+ROSTER_KINDS = ("enrolment", "renewal", "chronic_certificate")
+APPLICANT_FIELDS = ("name", "gender", "birth_date", "id_number_masked")
+DECISIONS_PAGE = 200
+# Photos (shared with the device): JPEG or PNG by their first bytes, each bounded.
+MAX_ATTACHMENT_BYTES = 3 * 2**20
+ATTACHMENT_TYPES = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n"}
+# A roster republished for a decision whose newest one has expired stays valid this long.
+ROSTER_VALIDITY = timedelta(days=90)
+METHODS = ("cash", "mobile", "family_account")
+
+
+class RequestNotFound(HubError):
+    """No such request, or not one of the township the caller may see (the same answer:
+    a coordinator learns nothing of other townships)."""
+
+
+# ---- indexing at ingest ---------------------------------------------------------------
+
+
+def index_records(
+    store: HubStore, slot: Slot, records: Sequence[dict], flagged: Iterable[int], at: str
+) -> None:
+    """Index the well-formed `service_request`, `premium` and `premium_reversal` records
+    just stored for `slot`'s device (inside the ingest's unit of work), in seq order: a
+    reversal in the same batch as its premium finds it."""
+    skip = set(flagged)
+    for record in records:
+        if record["seq"] in skip or not isinstance(record.get("body"), dict):
+            continue
+        kind = record["kind"]
+        if kind == "service_request":
+            _index_request(store, slot, record, at)
+        elif kind == "premium":
+            _index_premium(store, slot, record)
+        elif kind == "premium_reversal":
+            target = record["body"].get("reverses")
+            if isinstance(target, str):
+                store.reverse_premium(
+                    slot.device_id or "", target, record["tx_id"], record["created_at"]
+                )
+
+
+def _index_request(store: HubStore, slot: Slot, record: dict, at: str) -> None:
+    body = record["body"]
+    applicant = body.get("applicant")
+    follow_up_of = body.get("follow_up_of")
+    store.add_service_request(
+        {
+            "tx_id": record["tx_id"],
+            "device_id": slot.device_id,
+            "clinic": slot.clinic_code,
+            "township": slot.township,
+            "seq": record["seq"],
+            "kind": str(body.get("kind")),
+            "created_at": record["created_at"],
+            "insured_id": _text_or_none(body.get("insured_id")),
+            # Masked data only: whatever else a body carried stays in the record.
+            "applicant": (
+                {k: applicant.get(k) for k in APPLICANT_FIELDS}
+                if isinstance(applicant, dict)
+                else None
+            ),
+            "sealed_id_number": body.get("sealed_id_number") or None,
+            "details": body.get("details") if isinstance(body.get("details"), dict) else {},
+            "attachments": [a for a in body.get("attachments") or [] if isinstance(a, dict)],
+            "note": _text_or_none(body.get("note")),
+            "follow_up_of": _text_or_none(follow_up_of),
+            "state": "pending",
+            "updated_at": at,
+        }
+    )
+    if isinstance(follow_up_of, str):
+        # More information for a request the county asked about: back in the queue.
+        original = store.service_request(follow_up_of)
+        if original is not None and original["device_id"] == slot.device_id:
+            store.set_request_state(follow_up_of, "pending", at, expected="more_info")
+
+
+def _index_premium(store: HubStore, slot: Slot, record: dict) -> None:
+    body = record["body"]
+    year, amount, state_paid = body.get("year"), body.get("amount"), body.get("state_paid")
+    if not all(type(v) is int for v in (year, amount, state_paid)):
+        return  # only a body the foundation's schema let through is counted
+    store.add_premium(
+        {
+            "tx_id": record["tx_id"],
+            "device_id": slot.device_id,
+            "clinic": slot.clinic_code,
+            "township": slot.township,
+            "seq": record["seq"],
+            "created_at": record["created_at"],
+            "year": year,
+            "method": str(body.get("method")),
+            "reference": _text_or_none(body.get("reference")),
+            "account_holder": _text_or_none(body.get("account_holder")),
+            "amount": amount,
+            "state_paid": state_paid,
+            "persons": [p for p in body.get("persons") or [] if isinstance(p, dict)],
+        }
+    )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+# ---- the queue ------------------------------------------------------------------------
+
+
+def _summary(row: dict) -> dict:
+    """A request as listed: never the sealed ID number, only whether there is one."""
+    summary = {k: v for k, v in row.items() if k != "sealed_id_number"}
+    summary["id_number_sealed"] = row["sealed_id_number"] is not None
+    return summary
+
+
+def list_requests(
+    store: HubStore,
+    *,
+    township: str | None,
+    kind: str | None,
+    state: str | None,
+    limit: int = 500,
+) -> list[dict]:
+    """The requests of `township` (None: all; a coordinator passes their own), oldest
+    first; a follow-up is shown with the request it answers, not on its own."""
+    if kind is not None and kind not in KINDS:
+        raise HubError(f"未知的申请类型 / unknown request kind {kind!r}: {', '.join(KINDS)}")
+    if state is not None and state not in STATES:
+        raise HubError(f"未知的状态 / unknown state {state!r}: {', '.join(STATES)}")
+    rows = store.service_requests(township=township, kind=kind, state=state, limit=limit)
+    return [_summary(row) for row in rows]
+
+
+def _request_of(store: HubStore, tx_id: str, township: str | None) -> dict:
+    row = store.service_request(tx_id)
+    if row is None or (township is not None and row["township"] != township):
+        raise RequestNotFound(f"没有这个申请 / no request {tx_id!r}")
+    return row
+
+
+def request_detail(
+    store: HubStore,
+    tx_id: str,
+    *,
+    township: str | None,
+    seal_key: X25519PrivateKey | None = None,
+) -> dict:
+    """One request as the county decides it: its photos (received or not), the follow-ups
+    that answer it, the decisions so far; for a complaint, the settlement it names and
+    the county's recomputation of it beside the device's amounts. The ID number is opened
+    only with `seal_key` (shown on demand, never logged)."""
+    row = _request_of(store, tx_id, township)
+    detail = _summary(row)
+    detail["id_number"] = None
+    if seal_key is not None and row["sealed_id_number"] is not None:
+        try:
+            detail["id_number"] = open_sealed(row["sealed_id_number"], seal_key)
+        except (ValueError, KeyError, TypeError) as error:
+            detail["id_number_problem"] = f"无法解密 / cannot be opened: {type(error).__name__}"
+    follow_ups = [
+        _summary(r)
+        for r in store.service_requests(follow_ups_of=tx_id, limit=50)
+        if r["device_id"] == row["device_id"]
+    ]
+    named = [a for r in [row, *follow_ups] for a in r["attachments"]]
+    received = store.attachments_received(
+        a["sha256"] for a in named if isinstance(a.get("sha256"), str)
+    )
+    detail["attachments"] = _attachments(row["attachments"], received)
+    for follow_up in follow_ups:
+        follow_up["attachments"] = _attachments(follow_up["attachments"], received)
+    detail["follow_ups"] = follow_ups
+    detail["decisions"] = [d["decision"] for d in store.decisions_of_request(tx_id)]
+    if row["kind"] == "complaint":
+        detail["settlement"] = _disputed_settlement(store, row)
+    return detail
+
+
+def _attachments(named: list[dict], received: dict[str, tuple[str, int, str]]) -> list[dict]:
+    shown = []
+    for item in named:
+        sha = item.get("sha256")
+        got = received.get(sha) if isinstance(sha, str) else None
+        shown.append(
+            {
+                "sha256": sha,
+                "type": item.get("type"),
+                "bytes": item.get("bytes"),
+                "label": item.get("label"),
+                "received": got is not None,
+                "received_at": got[2] if got else None,
+            }
+        )
+    return shown
+
+
+def _money(result: dict | None) -> dict | None:
+    if not isinstance(result, dict):
+        return None
+    return {name: result[name] for name in reconcile.COMPARED_FIELDS if name in result}
+
+
+def _disputed_settlement(store: HubStore, row: dict) -> dict:
+    """The settlement a complaint names (of the same device), and the county's figures."""
+    settlement_tx = row["details"].get("settlement_tx_id")
+    record = (
+        store.record_by_tx(row["device_id"], settlement_tx)
+        if isinstance(settlement_tx, str)
+        else None
+    )
+    if record is None or record["kind"] != "settlement":
+        return {"tx_id": settlement_tx, "found": False}
+    recomputed = store.recomputation_of(row["device_id"], settlement_tx)
+    return {
+        "tx_id": settlement_tx,
+        "found": True,
+        "seq": record["seq"],
+        "created_at": record["created_at"],
+        "insured_id": record["body"].get("insured_id"),
+        "visit": record["body"].get("visit"),
+        "device": _money(record["body"].get("result")),
+        "recomputation_status": recomputed[0] if recomputed else None,
+        "recomputed": _money(recomputed[1]) if recomputed else None,
+    }
+
+
+def attachment(store: HubStore, sha256: str, *, township: str | None) -> tuple[str, bytes]:
+    """A received photo a request of `township` names: (content type, bytes)."""
+    kept = store.attachment(sha256)
+    if kept is None:
+        raise RequestNotFound(f"没有这张照片 / no photo {sha256[:16]}")
+    device_id, content_type, data = kept
+    naming = [
+        r
+        for r in store.requests_naming_attachment(device_id, sha256)
+        if any(a.get("sha256") == sha256 for a in r["attachments"])
+    ]
+    if not any(township is None or r["township"] == township for r in naming):
+        raise RequestNotFound(f"没有这张照片 / no photo {sha256[:16]}")
+    return content_type, data
+
+
+# ---- photos from the devices ----------------------------------------------------------
+
+
+def store_attachment(
+    store: HubStore, device_id: str, sha256: str, content_type: str, data: bytes, now: datetime
+) -> dict:
+    """Keep a photo an authenticated device uploads after the request naming it; a
+    refusal stores nothing; a repeat is stored again (no change)."""
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise SyncError("ATTACHMENT_HASH_MISMATCH", "the name is not a SHA-256 in lower-case hex")
+    if len(data) > MAX_ATTACHMENT_BYTES:
+        raise SyncError("ATTACHMENT_TOO_LARGE", f"{len(data)} bytes")
+    kind = content_type.split(";")[0].strip().lower()
+    magic = ATTACHMENT_TYPES.get(kind)
+    if magic is None or not data.startswith(magic):
+        raise SyncError("ATTACHMENT_TYPE", f"{kind[:40] or 'no type'}")
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise SyncError("ATTACHMENT_HASH_MISMATCH")
+    with store.unit_of_work():
+        named = [
+            a
+            for r in store.requests_naming_attachment(device_id, sha256)
+            for a in r["attachments"]
+            if a.get("sha256") == sha256
+        ]
+        if not named:
+            raise SyncError("ATTACHMENT_UNKNOWN", sha256[:16])
+        if any(a.get("type") != kind or a.get("bytes") != len(data) for a in named):
+            raise SyncError("ATTACHMENT_TYPE", "not the type or size the request names")
+        store.add_attachment(sha256, device_id, kind, data, iso(now))
+    return {"stored": True, "sha256": sha256}
+
+
+# ---- decisions ------------------------------------------------------------------------
+
+
+def decide(
+    store: HubStore,
+    county_key: Ed25519PrivateKey,
+    tx_id: str,
+    *,
+    outcome: str,
+    reason: str | None,
+    decided_by: str,
+    township: str | None,
+    now: datetime,
+    insured_id: str | None = None,
+    waiting_until: str | None = None,
+    valid_from: str | None = None,
+    valid_to: str | None = None,
+    filing_no: str | None = None,
+    answer: str | None = None,
+    correction: bool = False,
+) -> dict:
+    """Decide a pending request of `township` (None: any; an admin): sign the decision
+    for its device, move the request to `outcome`; an approved enrolment, renewal or
+    chronic certificate publishes the next roster version with the changed person, in
+    the same transaction. Returns the signed decision document."""
+    if outcome not in OUTCOMES:
+        raise HubError(f"未知的决定 / unknown outcome {outcome!r}: {', '.join(OUTCOMES)}")
+    reason = (reason or "").strip() or None
+    if outcome != "approved" and reason is None:
+        raise HubError("不批准或要求补充材料时必须写明原因 / a reason is required unless approved")
+    if not decided_by:
+        raise HubError("请写明决定人 / say who decides (--by)")
+    for name, value in (
+        ("waiting_until", waiting_until),
+        ("valid_from", valid_from),
+        ("valid_to", valid_to),
+    ):
+        if value is not None:
+            _date(value, name)
+    with store.unit_of_work():
+        row = _request_of(store, tx_id, township)
+        if row["state"] != "pending":
+            raise HubError(
+                f"这个申请不在待处理状态（{row['state']}）/ the request is {row['state']},"
+                " not pending"
+            )
+        original = row["follow_up_of"] and store.service_request(row["follow_up_of"])
+        if original and original["device_id"] == row["device_id"]:
+            raise HubError(
+                f"这是对申请 {original['tx_id']} 的补充材料，请处理原申请"
+                f" / this answers request {original['tx_id']}: decide that one"
+            )
+        result = None
+        if outcome == "approved" or row["kind"] == "complaint":
+            result = _result(
+                store,
+                county_key,
+                row,
+                outcome=outcome,
+                now=now,
+                insured_id=insured_id,
+                waiting_until=waiting_until,
+                valid_from=valid_from,
+                valid_to=valid_to,
+                filing_no=filing_no,
+                answer=answer,
+                correction=correction,
+            )
+        decision = {
+            "v": 1,
+            "kind": "request_decision",
+            "serial": store.next_decision_serial(),
+            "device_id": row["device_id"],
+            "clinic": row["clinic"],
+            "request_tx_id": tx_id,
+            "request_kind": row["kind"],
+            "outcome": outcome,
+            "reason": reason,
+            "decided_by": decided_by,
+            "decided_at": iso(now),
+            "result": result,
+        }
+        document = {
+            "decision": decision,
+            "signature": b64url(county_key.sign(canonical_json(decision))),
+        }
+        store.add_decision(decision, document)
+        if not store.set_request_state(tx_id, outcome, iso(now), expected="pending"):
+            raise HubError("这个申请刚被别人处理过 / someone decided the request meanwhile")
+    return document
+
+
+def _date(value: str, name: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise HubError(f"{name} 不是日期 / {name} is not a date YYYY-MM-DD: {value!r}") from None
+
+
+def _result(
+    store: HubStore,
+    county_key: Ed25519PrivateKey,
+    row: dict,
+    *,
+    outcome: str,
+    now: datetime,
+    insured_id: str | None,
+    waiting_until: str | None,
+    valid_from: str | None,
+    valid_to: str | None,
+    filing_no: str | None,
+    answer: str | None,
+    correction: bool,
+) -> dict:
+    kind, details = row["kind"], row["details"]
+    if kind == "complaint":
+        answer = (answer or "").strip()
+        if not answer:
+            raise HubError("投诉的答复不能为空 / a complaint needs an answer (--answer)")
+        disputed = _disputed_settlement(store, row)
+        return {
+            "answer": answer,
+            "recomputed": disputed.get("recomputed"),
+            "device": disputed.get("device"),
+            "correction": bool(correction) and outcome == "approved",
+        }
+    if kind == "cross_region_filing":
+        start = valid_from or details.get("valid_from") or now.date().isoformat()
+        end = valid_to if valid_to is not None else details.get("valid_to")
+        return {
+            "filing_no": filing_no or f"YD{now:%Y%m%d}{row['seq']:06d}",
+            "valid_from": start,
+            "valid_to": end,
+        }
+    if kind not in ROSTER_KINDS:
+        raise HubError(f"不能批准这种申请 / cannot approve a request of kind {kind!r}")
+    return _publish_person(
+        store,
+        county_key,
+        row,
+        now=now,
+        insured_id=insured_id,
+        waiting_until=waiting_until,
+        valid_from=valid_from,
+        valid_to=valid_to,
+    )
+
+
+def next_roster_version(version: str) -> str:
+    """2026.11 → 2026.11.1 → 2026.11.2: a decision's roster is a step of the newest one."""
+    parts = version.split(".")
+    if len(parts) >= 3 and parts[-1].isdigit():
+        return ".".join([*parts[:-1], str(int(parts[-1]) + 1)])
+    return version + ".1"
+
+
+def _publish_person(
+    store: HubStore,
+    county_key: Ed25519PrivateKey,
+    row: dict,
+    *,
+    now: datetime,
+    insured_id: str | None,
+    waiting_until: str | None,
+    valid_from: str | None,
+    valid_to: str | None,
+) -> dict:
+    latest = store.latest_publication("roster")
+    if latest is None:
+        raise HubError("县医保局尚未发布参保名单 / the county has published no roster yet")
+    persons = [dict(p) for p in latest.content.get("persons", [])]
+    by_id = {p["insured_id"]: i for i, p in enumerate(persons)}
+    kind, details = row["kind"], row["details"]
+    result: dict[str, Any]
+    if kind == "enrolment":
+        person = _new_person(row, persons, insured_id, waiting_until)
+        if person["insured_id"] in by_id:
+            raise HubError(
+                f"参保编号 {person['insured_id']} 已在名单中 / {person['insured_id']} is"
+                " already on the roster"
+            )
+        persons.append(person)
+        result = {"insured_id": person["insured_id"]}
+    else:
+        index = by_id.get(row["insured_id"] or "")
+        if index is None:
+            raise HubError(
+                f"名单中没有参保人 {row['insured_id']} / {row['insured_id']} is not on the roster"
+            )
+        person = dict(persons[index])
+        if kind == "renewal":
+            person["status"] = "active"
+            if waiting_until is not None:
+                person["waiting_until"] = waiting_until
+            result = {"year": details.get("year")}
+        else:
+            start = valid_from or now.date().isoformat()
+            certificate = {
+                "disease_code": details.get("disease_code"),
+                "valid_from": start,
+                "valid_to": valid_to,
+            }
+            person["chronic_certs"] = [
+                c
+                for c in person.get("chronic_certs") or []
+                if c.get("disease_code") != certificate["disease_code"]
+            ] + [certificate]
+            result = {k: certificate[k] for k in ("disease_code", "valid_from", "valid_to")}
+        persons[index] = person
+    version = next_roster_version(latest.version)
+    expires_at = max(datetime.fromisoformat(latest.expires_at), now + ROSTER_VALIDITY)
+    document = {**latest.content, "version": version, "persons": persons}
+    publishing.publish(
+        store,
+        county_key,
+        kind="roster",
+        version=version,
+        expires_at=expires_at,
+        now=now,
+        document=document,
+    )
+    return {**result, "roster_version": version}
+
+
+def _new_person(
+    row: dict, persons: list[dict], insured_id: str | None, waiting_until: str | None
+) -> dict:
+    applicant = row["applicant"] or {}
+    masked = applicant.get("id_number_masked")
+    if not isinstance(masked, str) or len(masked) != 18:
+        raise HubError("申请中没有脱敏身份证号 / the request names no masked ID number")
+    region = masked[:6]
+    if insured_id is None:
+        # region(6) + an 8-digit sequence after the roster's highest of that region
+        taken = [
+            int(p["insured_id"][6:])
+            for p in persons
+            if p["insured_id"].startswith(region)
+            and len(p["insured_id"]) == 14
+            and p["insured_id"][6:].isdigit()
+        ]
+        insured_id = f"{region}{max(taken, default=0) + 1:08d}"
+    category = row["details"].get("category")
+    person = {
+        "insured_id": insured_id,
+        "card_no": insured_id,
+        "name": applicant.get("name"),
+        "gender": applicant.get("gender"),
+        "birth_date": applicant.get("birth_date"),
+        "id_number_masked": masked,
+        "insurance_type": "resident",
+        "status": "active",
+        "categories": [category] if isinstance(category, str) and category else [],
+        "chronic_certs": [],
+        "account_balance": 0,
+        "region": region,
+    }
+    if waiting_until is not None:
+        person["waiting_until"] = waiting_until
+    return person
+
+
+def decisions_for(store: HubStore, device_id: str, after: int, limit: int = DECISIONS_PAGE) -> dict:
+    """A device's signed decisions with a serial above `after`, at most `limit`."""
+    documents = store.decisions_for_device(device_id, max(after, 0), limit + 1)
+    return {"decisions": documents[:limit], "more": len(documents) > limit}
+
+
+# ---- premiums -------------------------------------------------------------------------
+
+
+def premium_totals(store: HubStore, *, year: int | None, township: str | None) -> list[dict]:
+    """Per clinic: the premiums collected (count, persons, amount by method, what the
+    state paid), those reversed, and the cash the clinic must hand over (cash collected
+    less cash given back)."""
+    totals: dict[str, dict] = {}
+    for row in store.premiums(year=year, township=township):
+        clinic = totals.setdefault(
+            row["clinic"],
+            {
+                "clinic": row["clinic"],
+                "township": row["township"],
+                "count": 0,
+                "persons": 0,
+                "amount": 0,
+                **{method: 0 for method in METHODS},
+                "state_paid": 0,
+                "reversed_count": 0,
+                "reversed_amount": 0,
+                "reversed_cash": 0,
+                "reversed_state_paid": 0,
+            },
+        )
+        method = row["method"] if row["method"] in METHODS else "cash"
+        clinic["count"] += 1
+        clinic["persons"] += len(row["persons"])
+        clinic["amount"] += row["amount"]
+        clinic[method] += row["amount"]
+        clinic["state_paid"] += row["state_paid"]
+        if row["reversed_by"] is not None:
+            clinic["reversed_count"] += 1
+            clinic["reversed_amount"] += row["amount"]
+            clinic["reversed_state_paid"] += row["state_paid"]
+            if method == "cash":
+                clinic["reversed_cash"] += row["amount"]
+    for clinic in totals.values():
+        clinic["net_amount"] = clinic["amount"] - clinic["reversed_amount"]
+        clinic["cash_to_hand_over"] = clinic["cash"] - clinic["reversed_cash"]
+    return [totals[code] for code in sorted(totals)]

@@ -1,0 +1,459 @@
+"""The village service point at the county hub, against a real hub on both stores: a real
+device's signed requests and premiums uploaded and indexed, the county's decisions signed
+and fetched, an approved enrolment reaching the device in its roster, photos refused
+unless they are the ones a request names, premium totals, and the county's account
+balances following premiums paid from a family account."""
+
+import hashlib
+import json
+import os
+import stat
+from datetime import timedelta
+
+import pytest
+from click.testing import CliRunner
+from sync_helpers import NOW, OPERATOR, hub_store
+
+from edge import services
+from edge.adapters.sealing import seal, verified_encryption_key
+from edge.console import main
+from edge.domain.ledger import b64url_decode
+from sync import agent
+from sync.agent import state
+from sync.agent.client import HubClient, HubRefusal
+from sync.agent.jobs import client_for
+from sync.hub.adapters.county_key import SEAL_KEY_FILE, ensure_seal_key, seal_public_key
+from sync.hub.model import HubError
+from sync.hub.services import county, service_requests
+from sync.hub.services.reconciliation import reconcile_pending
+from sync.protocol import canonical_json, load_public_key
+
+ID_NUMBER = "32011519900307001X"  # a valid GB 11643 number (check digit X)
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
+JPEG = b"\xff\xd8\xff\xe0" + b"\x01" * 300
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def client(device):
+    return client_for(state.enrollment(device.store), device.identity, None)
+
+
+def sync(device, now=NOW) -> dict:
+    report = agent.sync_once(device.store, device.identity, device.data_dir, now)
+    assert report["ok"], report
+    return report
+
+
+def request(device, kind: str, now=NOW, **body) -> dict:
+    document = {
+        "kind": kind,
+        "operator": OPERATOR,
+        "insured_id": None,
+        "applicant": None,
+        "sealed_id_number": None,
+        "details": {},
+        "attachments": [],
+        "note": None,
+        "follow_up_of": None,
+        **body,
+    }
+    return services.append_record(device.store, device.identity, "service_request", document, now)
+
+
+def encryption_key(device) -> str:
+    answer = client(device)._call("GET", "/encryption-key", b"", NOW)
+    county_key = state.enrollment(device.store).county_public_key
+    return verified_encryption_key(answer["county_encryption_key"], county_key)
+
+
+def enrolment(device, now=NOW, **body) -> dict:
+    return request(
+        device,
+        "enrolment",
+        now,
+        applicant={
+            "name": "王小梅",
+            "gender": "F",
+            "birth_date": "1990-03-07",
+            "id_number_masked": "320115********001X",
+        },
+        sealed_id_number=seal(ID_NUMBER, encryption_key(device)),
+        details={"insurance_type": "resident", "category": None, "village": "东村"},
+        **body,
+    )
+
+
+def decide(hub_dir, hub, tx_id, outcome="approved", township=None, **options) -> dict:
+    with hub_store(hub_dir) as store:
+        return service_requests.decide(
+            store,
+            hub.app.extensions["clinic_hub"].county_key,
+            tx_id,
+            outcome=outcome,
+            reason=options.pop("reason", None),
+            decided_by="county-admin",
+            township=township,
+            now=NOW + timedelta(hours=1),
+            **options,
+        )
+
+
+def test_the_encryption_key_is_made_once_and_its_statement_verifies(
+    hub, hub_dir, make_device, make_enrolled_device
+):
+    path = hub_dir / SEAL_KEY_FILE
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    made = path.read_bytes()
+    assert seal_public_key(ensure_seal_key(hub_dir)) == seal_public_key(ensure_seal_key(hub_dir))
+    assert path.read_bytes() == made  # never overwritten
+
+    # The enrollment answer carries the statement, signed by the county key it pins.
+    device = make_device("fresh")
+    with hub_store(hub_dir) as store:
+        code = county.provision(store, clinic_code="C9", township="T9", now=NOW).code
+    answer = HubClient(hub.url, device.identity).enroll(
+        {
+            "code": code,
+            "device_id": device.identity.device_id,
+            "public_key": device.identity.public_key_b64,
+        },
+        NOW,
+    )
+    public = verified_encryption_key(answer["county_encryption_key"], answer["county_public_key"])
+    assert public == seal_public_key(ensure_seal_key(hub_dir))
+    assert (
+        answer["county_encryption_key"]["statement"]["key_id"]
+        == hashlib.sha256(b64url_decode(public)).hexdigest()[:16]
+    )
+
+    # And GET /encryption-key gives the same key, the answer signed like any other.
+    enrolled = make_enrolled_device("device")
+    assert encryption_key(enrolled) == public
+
+
+def test_an_approved_enrolment_reaches_the_device_and_the_person_settles(
+    hub, hub_dir, make_enrolled_device
+):
+    device = make_enrolled_device("device")
+    record = enrolment(device)
+    sync(device)
+    with hub_store(hub_dir) as store:
+        (listed,) = service_requests.list_requests(store, township=None, kind=None, state=None)
+        detail = service_requests.request_detail(store, record["tx_id"], township=None)
+        opened = service_requests.request_detail(
+            store, record["tx_id"], township=None, seal_key=ensure_seal_key(hub_dir)
+        )
+    assert listed["tx_id"] == record["tx_id"] and listed["state"] == "pending"
+    assert listed["id_number_sealed"] and "sealed_id_number" not in listed
+    assert detail["id_number"] is None and opened["id_number"] == ID_NUMBER
+    assert ID_NUMBER not in json.dumps(listed) + json.dumps(detail)
+
+    document = decide(hub_dir, hub, record["tx_id"])
+    decision = document["decision"]
+    new_id = decision["result"]["insured_id"]
+    assert new_id.startswith("320115") and len(new_id) == 14
+    assert decision["result"]["roster_version"] == "2026.11.3"
+    with pytest.raises(HubError, match="pending"):
+        decide(hub_dir, hub, record["tx_id"])  # decided once only
+
+    # The device fetches the signed decision and the new roster, then settles the person.
+    answer = client(device)._call("GET", "/decisions?after=0", b"", NOW)
+    assert answer["more"] is False
+    (fetched,) = answer["decisions"]
+    county_key = load_public_key(state.enrollment(device.store).county_public_key)
+    county_key.verify(b64url_decode(fetched["signature"]), canonical_json(fetched["decision"]))
+    assert fetched["decision"]["request_tx_id"] == record["tx_id"]
+    assert client(device)._call("GET", f"/decisions?after={decision['serial']}", b"", NOW) == {
+        "decisions": [],
+        "more": False,
+    }
+    sync(device, NOW + timedelta(hours=2))
+    settled = device.settle(NOW + timedelta(hours=2), insured_id=new_id)
+    assert settled["body"]["insured_id"] == new_id
+
+
+def test_a_reason_is_required_and_other_townships_see_nothing(hub, hub_dir, make_enrolled_device):
+    device = make_enrolled_device("device")  # 秣陵街道
+    record = request(
+        device,
+        "renewal",
+        insured_id="32011500000001",
+        details={"year": 2027, "premium_tx_id": None},
+    )
+    sync(device)
+    with pytest.raises(HubError, match="reason"):
+        decide(hub_dir, hub, record["tx_id"], "rejected")
+    with pytest.raises(service_requests.RequestNotFound):
+        decide(hub_dir, hub, record["tx_id"], "approved", township="江宁街道")
+    with hub_store(hub_dir) as store:
+        assert (
+            service_requests.list_requests(store, township="江宁街道", kind=None, state=None) == []
+        )
+        with pytest.raises(service_requests.RequestNotFound):
+            service_requests.request_detail(store, record["tx_id"], township="江宁街道")
+    decision = decide(hub_dir, hub, record["tx_id"], "more_info", reason="请补充缴费凭证")
+    assert decision["decision"]["result"] is None
+
+    # The clinic answers with more information: the request is back in the queue.
+    follow_up = request(
+        device,
+        "renewal",
+        insured_id="32011500000001",
+        details={"year": 2027, "premium_tx_id": None},
+        note="缴费凭证见附件",
+        follow_up_of=record["tx_id"],
+    )
+    sync(device)
+    with hub_store(hub_dir) as store:
+        (queued,) = service_requests.list_requests(store, township=None, kind=None, state=None)
+        detail = service_requests.request_detail(store, record["tx_id"], township="秣陵街道")
+    assert queued["tx_id"] == record["tx_id"] and queued["state"] == "pending"
+    assert [f["tx_id"] for f in detail["follow_ups"]] == [follow_up["tx_id"]]
+    approved = decide(hub_dir, hub, record["tx_id"], waiting_until="2027-03-31")
+    assert approved["decision"]["result"] == {"year": 2027, "roster_version": "2026.11.3"}
+    with hub_store(hub_dir) as store:
+        latest = store.latest_publication("roster")
+    # The person, active, now waits until March in the roster the device gets next.
+    (renewed,) = [p for p in latest.content["persons"] if p["insured_id"] == "32011500000001"]
+    assert renewed["waiting_until"] == "2027-03-31" and renewed["status"] == "active"
+
+
+def test_photos_are_kept_only_when_a_request_of_the_device_names_them(
+    hub, hub_dir, make_enrolled_device
+):
+    device, other = make_enrolled_device("device"), make_enrolled_device("other")
+    named = [
+        {"sha256": sha(PNG), "type": "image/png", "bytes": len(PNG), "label": "诊断证明"},
+        {"sha256": sha(JPEG), "type": "image/jpeg", "bytes": len(JPEG), "label": "病历"},
+    ]
+    record = request(
+        device,
+        "chronic_certificate",
+        insured_id="32011500000002",
+        details={
+            "disease_code": "I10",
+            "disease_name": "高血压",
+            "scheme": "two_diseases",
+            "hospital": None,
+            "diagnosed_on": None,
+        },
+        attachments=named,
+    )
+    sync(device)
+    sync(other)
+
+    def put(who, data, name, content_type="image/png"):
+        return client(who)._call("PUT", f"/attachments/{name}", data, NOW, content_type)
+
+    def refused(who, data, name, content_type="image/png") -> str:
+        with pytest.raises(HubRefusal) as caught:
+            put(who, data, name, content_type)
+        return caught.value.code
+
+    assert refused(device, PNG + b"x", sha(PNG)) == "ATTACHMENT_HASH_MISMATCH"
+    assert refused(device, b"GIF89a" + PNG, sha(b"GIF89a" + PNG)) == "ATTACHMENT_TYPE"
+    assert refused(device, JPEG, sha(JPEG), "image/png") == "ATTACHMENT_TYPE"
+    big = b"\x89PNG\r\n\x1a\n" + b"\x00" * (3 * 2**20)
+    assert refused(device, big, sha(big)) == "ATTACHMENT_TOO_LARGE"
+    assert refused(other, PNG, sha(PNG)) == "ATTACHMENT_UNKNOWN"  # not its request
+    stray = PNG + b"\x00"
+    assert refused(device, stray, sha(stray)) == "ATTACHMENT_UNKNOWN"
+    with hub_store(hub_dir) as store:
+        assert store.attachments_received([sha(PNG), sha(JPEG)]) == {}
+
+    assert put(device, PNG, sha(PNG)) == {"stored": True, "sha256": sha(PNG)}
+    assert put(device, PNG, sha(PNG)) == {"stored": True, "sha256": sha(PNG)}  # a repeat
+    assert put(device, JPEG, sha(JPEG), "image/jpeg")["stored"]
+    with hub_store(hub_dir) as store:
+        detail = service_requests.request_detail(store, record["tx_id"], township="秣陵街道")
+        assert service_requests.attachment(store, sha(PNG), township=None) == ("image/png", PNG)
+        with pytest.raises(service_requests.RequestNotFound):
+            service_requests.attachment(store, sha(PNG), township="江宁街道")
+    assert [a["received"] for a in detail["attachments"]] == [True, True]
+
+    decision = decide(hub_dir, hub, record["tx_id"], valid_to="2027-12-31")["decision"]
+    assert decision["result"] == {
+        "disease_code": "I10",
+        "valid_from": (NOW + timedelta(hours=1)).date().isoformat(),
+        "valid_to": "2027-12-31",
+        "roster_version": "2026.11.3",
+    }
+
+
+def test_the_decisions_endpoint_is_bounded_and_refuses_a_bad_serial(
+    hub, hub_dir, make_enrolled_device
+):
+    device, other = make_enrolled_device("device"), make_enrolled_device("other")
+    filings = [
+        request(
+            device,
+            "cross_region_filing",
+            insured_id="32011500000003",
+            details={
+                "filing_type": "temporary",
+                "destination": "上海市",
+                "valid_from": "2026-12-01",
+                "valid_to": None,
+                "reason": "探亲",
+            },
+        )
+        for _ in range(3)
+    ]
+    sync(device)
+    serials = [decide(hub_dir, hub, r["tx_id"])["decision"]["serial"] for r in filings]
+    assert serials == sorted(serials) and len(set(serials)) == 3
+    with hub_store(hub_dir) as store:
+        page = service_requests.decisions_for(store, device.identity.device_id, 0, limit=2)
+        rest = service_requests.decisions_for(store, device.identity.device_id, serials[1], 2)
+    assert [d["decision"]["serial"] for d in page["decisions"]] == serials[:2] and page["more"]
+    assert [d["decision"]["serial"] for d in rest["decisions"]] == serials[2:]
+    assert not rest["more"]
+    assert page["decisions"][0]["decision"]["result"]["valid_from"] == "2026-12-01"
+    assert client(other)._call("GET", "/decisions?after=0", b"", NOW)["decisions"] == []
+    with pytest.raises(HubRefusal) as caught:
+        client(device)._call("GET", "/decisions?after=-1", b"", NOW)
+    assert caught.value.code == "BAD_REQUEST"
+
+
+def premium(device, persons, method="cash", now=NOW, **body) -> dict:
+    document = {
+        "operator": OPERATOR,
+        "year": 2027,
+        "payer": {"name": "张建国", "insured_id": None},
+        "method": method,
+        "reference": None,
+        "account_holder": None,
+        "persons": persons,
+        "amount": sum(p["amount"] for p in persons),
+        "state_paid": sum(p["state_pays"] for p in persons),
+        "account_balance_after": None,
+        **body,
+    }
+    return services.append_record(device.store, device.identity, "premium", document, now)
+
+
+def person(insured_id, name, amount=40000, state_pays=0, categories=()):
+    return {
+        "insured_id": insured_id,
+        "name": name,
+        "categories": list(categories),
+        "due": amount + state_pays,
+        "state_pays": state_pays,
+        "amount": amount,
+    }
+
+
+def test_premium_totals_and_a_family_account_premium_in_the_recomputation(
+    hub, hub_dir, make_enrolled_device
+):
+    device = make_enrolled_device("device")
+    other = make_enrolled_device("other", clinic_code="320115-002", township="江宁街道")
+    family = premium(device, [person("32011500000001", "张建国"), person("32011500000002", "李")])
+    kept = premium(
+        device,
+        [person("32011500000003", "王", amount=20000, state_pays=20000)],
+        method="mobile",
+        reference="WX-0001",
+    )
+    holder = "32011500000511"  # an employee whose account pays a relative's premium
+    with device.store.write_transaction():
+        paid = premium(
+            device,
+            [person("32011500000027", "赵")],
+            method="family_account",
+            account_holder=holder,
+            account_balance_after=40000,
+        )
+        # What the device's premium use case does: its copy of the account pays.
+        device.store.db.execute(
+            "UPDATE person SET account_balance = account_balance - 40000 WHERE insured_id = ?",
+            [holder],
+        )
+    services.append_record(
+        device.store,
+        device.identity,
+        "premium_reversal",
+        {
+            "reverses": family["tx_id"],
+            "reverses_seq": family["seq"],
+            "operator": OPERATOR,
+            "reason": "重复收费",
+            "amount": 80000,
+            "method": "cash",
+            "account_holder": None,
+            "account_balance_after": None,
+        },
+        NOW,
+    )
+    premium(other, [person("32011500000004", "周")])
+    settled = device.settle(NOW + timedelta(minutes=5), insured_id=holder)
+    sync(device)
+    sync(other)
+
+    with hub_store(hub_dir) as store:
+        totals = service_requests.premium_totals(store, year=2027, township=None)
+        mine = service_requests.premium_totals(store, year=2027, township="秣陵街道")
+        assert service_requests.premium_totals(store, year=2026, township=None) == []
+        reconcile_pending(store, NOW + timedelta(hours=1))
+        assert store.person(holder)[1] == 80000 - 40000
+        status, hub_result = store.recomputation_of(device.identity.device_id, settled["tx_id"])
+    assert [t["clinic"] for t in mine] == ["320115-001"]
+    (first, second) = totals
+    assert first == {
+        "clinic": "320115-001",
+        "township": "秣陵街道",
+        "count": 3,
+        "persons": 4,
+        "amount": 80000 + 20000 + 40000,
+        "cash": 80000,
+        "mobile": 20000,
+        "family_account": 40000,
+        "state_paid": 20000,
+        "reversed_count": 1,
+        "reversed_amount": 80000,
+        "reversed_cash": 80000,
+        "reversed_state_paid": 0,
+        "net_amount": 60000,
+        "cash_to_hand_over": 0,
+    }
+    assert second["clinic"] == "320115-002" and second["cash_to_hand_over"] == 40000
+    assert kept["tx_id"] and paid["tx_id"]
+    # The county's balance of the account agrees with the device's when it settles.
+    assert status == "ok"
+    before = settled["body"]["accumulators_before"]
+    assert hub_result["accumulators_before"]["account_balance"] == before["account_balance"]
+
+
+def test_the_cli_lists_shows_decides_and_totals(hub, hub_dir, make_enrolled_device):
+    device = make_enrolled_device("device")
+    record = request(
+        device,
+        "complaint",
+        insured_id="32011500000001",
+        details={"settlement_tx_id": "none-such", "settlement_seq": 1, "grounds": "收费不对"},
+    )
+    sync(device)
+    runner = CliRunner()
+
+    def run(*args):
+        return runner.invoke(main, ["hub", *args, "--data-dir", str(hub_dir)])
+
+    listed = run("requests", "list", "--kind", "complaint", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [r["tx_id"] for r in json.loads(listed.output)] == [record["tx_id"]]
+    refused = run("requests", "decide", record["tx_id"], "--reject", "--by", "admin")
+    assert refused.exit_code == 1 and "reason" in refused.output
+    decided = run(
+        "requests", "decide", record["tx_id"], "--reject", "--reason", "结算无误",
+        "--answer", "县级重算与结算一致", "--by", "admin", "--json",
+    )  # fmt: skip
+    assert decided.exit_code == 0, decided.output
+    result = json.loads(decided.output)["decision"]["result"]
+    assert result["answer"] == "县级重算与结算一致" and result["correction"] is False
+    shown = run("requests", "show", record["tx_id"])
+    assert shown.exit_code == 0 and "rejected" in shown.output
+    totals = run("premiums", "--year", "2027", "--json")
+    assert totals.exit_code == 0 and json.loads(totals.output) == []
