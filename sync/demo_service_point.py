@@ -241,7 +241,7 @@ class Walkthrough:
             record, clinic=self.facts["clinic_code"], facts=receipt_facts(self.store, record)
         )
         qr = next(block.payload for block in receipt.blocks if isinstance(block, QrCode))
-        verified = verify_receipt_qr(qr, self.identity.public_key())
+        verified = verify_receipt_qr(qr, self.identity.public_key)
         self.facts["premium"] = {
             "tx_id": record["tx_id"],
             "seq": record["seq"],
@@ -418,9 +418,13 @@ class Walkthrough:
         }
         visit = self.settle(insured_id, GENERAL_VISIT)
         self.facts["new_resident"]["visit"] = visit
+        found = self.facts["new_resident"]
         self.say(
-            f"  {APPLICANT['name']} 新参保 newly insured {insured_id}: 普通门诊 general visit"
-            f" {format_yuan(visit['total'])} — {_paid(visit['amounts'])}"
+            f"  按医保号查到 looked up by the insured number {insured_id}: {found['name']}"
+            f" ({found['id_number_masked']}), 新参保 newly insured"
+        )
+        self.say(
+            f"    普通门诊 general visit {format_yuan(visit['total'])} — {_paid(visit['amounts'])}"
         )
         self.clock.now = _at(self.day, 15, 45)
         visit = self.settle(CHRONIC[0], CHRONIC_VISIT)
@@ -430,11 +434,13 @@ class Walkthrough:
             f" {format_yuan(visit['total'])} — {_paid(visit['amounts'])}"
         )
         self.clock.now = _at(self.day, 15, 50)
-        self.facts["rejected"]["visit_refused"] = self.refused(REJECTED[0], CHRONIC_VISIT)
+        code = self.refused(REJECTED[0], CHRONIC_VISIT)
+        self.facts["rejected"]["visit_refused"] = code
         self.say(
             f"  {REJECTED[0]} 慢病申请未通过 application rejected:"
             f" {self.facts['rejected']['reason']}"
         )
+        self.say(f"    慢病门诊仍被拒绝 the chronic visit is still refused: {code}")
 
     def reverse_and_close(self) -> None:
         self.say("")

@@ -43,6 +43,22 @@ def every_file(folder: Path) -> list[Path]:
     return [path for path in folder.rglob("*") if path.is_file()]
 
 
+def postgresql_rows(url: str) -> str:
+    """Every row of every table of the hub's PostgreSQL database, as text."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        tables = [row[0] for row in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema ="
+            " current_schema() AND table_type = 'BASE TABLE'"
+        )]  # fmt: skip
+        return "\n".join(
+            f"{table}: {row[0]}"
+            for table in tables
+            for row in conn.execute(f'SELECT t::text FROM "{table}" t')
+        )
+
+
 @pytest.fixture
 def walked(tmp_path, hub_backend, caplog, capfd):
     """The walkthrough's facts, its printed lines and every log line of the run."""
@@ -187,6 +203,10 @@ def test_no_id_number_in_clear_anywhere(walked, hub_backend):
         assert not any(number in data for number in clear), path
     shown = "\n".join(walked["lines"] + walked["logs"]) + json.dumps(facts, ensure_ascii=False)
     assert ID_NUMBER not in shown and ID_NUMBER[:17] not in shown
+    if hub_backend.database_url:  # the hub's data is not in its folder: every row of it
+        dumped = postgresql_rows(hub_backend.database_url)
+        assert "service_request" in dumped and facts["enrolment"]["tx_id"] in dumped
+        assert ID_NUMBER[:17] not in dumped
     # The hub holds the sealed form only; the county's seal key opens it.
     seal_key = read_sealing_key(Path(facts["hub_dir"]) / KEY_FILE)
     tx_id = facts["enrolment"]["tx_id"]
