@@ -1063,7 +1063,9 @@ def demo_service_point_command(base_dir: Path | None, keep: bool, as_json: bool)
     if as_json:
         print_json(facts)
     elif not temporary or keep:
-        click.echo(f"数据 kept in {folder} (console 管理台: clinic hub serve --data-dir {folder}/hub)")
+        click.echo(
+            f"数据 kept in {folder} (console 管理台: clinic hub serve --data-dir {folder}/hub)"
+        )
 
 
 COMMANDS.append(demo_service_point_command)

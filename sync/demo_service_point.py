@@ -86,7 +86,9 @@ def demo_png(rgb: tuple[int, int, int], size: int = 24) -> bytes:
     """A small real PNG (a coloured square with a white cross: the photo of a document)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     rows = []
     for y in range(size):
@@ -197,8 +199,8 @@ class Walkthrough:
         self.clock.now = _at(self.day, 8, 30)
         recorded = service_requests.new_request(
             self.store, self.identity, self.data_dir, kind="enrolment", operator=OPERATOR,
-            insured_id=None, applicant=APPLICANT, id_number=demo_id_number(), details={"insurance_type": "resident", "category": None,
-                                          "village": VILLAGE},
+            insured_id=None, applicant=APPLICANT, id_number=demo_id_number(),
+            details={"insurance_type": "resident", "category": None, "village": VILLAGE},
             photos=[], note=None, follow_up_of=None, now=self.clock.now,
         )  # fmt: skip
         record = recorded.record  # the sealed number and the masked one only
@@ -233,8 +235,9 @@ class Walkthrough:
         for person in body["persons"]:
             state = " 由政府全额资助 paid in full by the state" if person["amount"] == 0 else ""
             self.say(
-                f"    {person['name']} ({person['insured_id']}): 应缴 due {format_yuan(person['due'])},"
-                f" 政府资助 state {format_yuan(person['state_pays'])}, 实缴 paid"
+                f"    {person['name']} ({person['insured_id']}): 应缴 due"
+                f" {format_yuan(person['due'])}, 政府资助 state"
+                f" {format_yuan(person['state_pays'])}, 实缴 paid"
                 f" {format_yuan(person['amount'])}{state}"
             )
         receipt = layout_receipt(
@@ -256,7 +259,8 @@ class Walkthrough:
             "receipt_verified_tx_id": verified.record["tx_id"],
         }
         self.say(
-            f"    合计 total {format_yuan(body['amount'])} (政府资助 state {format_yuan(body['state_paid'])});"
+            f"    合计 total {format_yuan(body['amount'])}"
+            f" (政府资助 state {format_yuan(body['state_paid'])});"
             f" 收费凭证 receipt #{record['seq']} 二维码验签通过 QR verified: {verified.hash[:16]}…"
         )
 
@@ -347,7 +351,8 @@ class Walkthrough:
             {"content_type": content_type, "bytes": len(data)} for content_type, data in photos
         ]
         self.say(
-            f"    已上传 uploaded up to #{report.get('acked_seq')}; 县平台待审 pending at the county:"
+            f"    已上传 uploaded up to #{report.get('acked_seq')};"
+            " 县平台待审 pending at the county:"
             f" {len(rows)} 件申请 requests, {len(photos)} 张照片 photos received"
         )
         premiums_row = self.facts["hub_premiums_before_reversal"]
@@ -389,7 +394,9 @@ class Walkthrough:
 
     def deliver(self) -> None:
         self.say("")
-        self.say("(d) 同步 sync: 审核结果与名册更新下发 decisions and the roster update reach the clinic")
+        self.say(
+            "(d) 同步 sync: 审核结果与名册更新下发 decisions and the roster update reach the clinic"
+        )
         report = self.sync(_at(self.day, 15, 0))
         self.facts["roster_after"] = self.store.roster_version()
         for key in ("enrolment", "chronic", "rejected"):

@@ -51,8 +51,10 @@ def test_the_walkthrough_holds_on_the_products_own_date(tmp_path):
     )  # fmt: skip
     assert again.returncode == 0, again.stderr.decode()
     out = again.stdout.decode()
-    for step in ("(a) 离线 offline", "(b) 同步 sync", "(c) 县医保局审核", "(d) 同步 sync",
-                 "(e) 就诊 the visits", "(f) 保费冲正与日结", "由政府全额资助", "应上缴现金"):  # fmt: skip
+    steps = ["(a) 离线 offline", "(b) 同步 sync", "(c) 县医保局审核", "(d) 同步 sync",
+             "(e) 就诊 the visits", "(f) 保费冲正与日结", "由政府全额资助",
+             "应上缴现金"]  # fmt: skip
+    for step in steps:
         assert step in out, step
     assert "kept in" in out and (tmp_path / "again" / "clinic" / "clinic.db").exists()
     # A folder that is not empty is refused, and nothing is changed in it.

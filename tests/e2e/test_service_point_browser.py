@@ -127,12 +127,12 @@ def test_a_resident_enrolled_offline_is_approved_and_then_settles(terminal, page
     assert row["applicant"]["id_number_masked"] == masked
 
     # The coordinator of the clinic's township approves it in the county console.
-    desk.goto(f"{terminal["hub_url"]}/console/login")
+    desk.goto(f"{terminal['hub_url']}/console/login")
     desk.fill("input[name=username]", COORDINATOR[0])
     desk.fill("input[name=password]", COORDINATOR[1])
     with desk.expect_navigation():
         desk.click("button[type=submit]")
-    desk.goto(f"{terminal["hub_url"]}/console/requests?kind=enrolment")
+    desk.goto(f"{terminal['hub_url']}/console/requests?kind=enrolment")
     with desk.expect_navigation():
         desk.click(f'tr[data-tx="{tx_id}"] a')
     assert masked in desk.content() and ID_NUMBER not in desk.content()

@@ -99,7 +99,9 @@ def test_the_walkthrough_enrols_decides_settles_and_reverses(walked, hub_backend
     # (b) the sync: everything uploaded and pending at the county, both photos there.
     assert set(facts["upload"]["states"].values()) == {"submitted"}
     assert set(facts["hub_pending"]) == {
-        enrolment["tx_id"], facts["chronic"]["tx_id"], facts["rejected"]["tx_id"]
+        enrolment["tx_id"],
+        facts["chronic"]["tx_id"],
+        facts["rejected"]["tx_id"],
     }
     assert facts["hub_photos"] == [
         {"content_type": "image/png", "bytes": facts[key]["photo_bytes"]}
@@ -149,9 +151,10 @@ def test_the_walkthrough_enrols_decides_settles_and_reverses(walked, hub_backend
             assert sum(v for k, v in amounts.items() if k != "total") == visit["total"]
             assert amounts["fund"] > 0  # insured: the fund pays its share
         assert facts["chronic"]["visit"]["visit_type"] == "chronic"
-        assert device.record_by_tx(facts["chronic"]["visit"]["tx_id"])["body"]["visit"][
-            "visit_type"
-        ] == "chronic"
+        assert (
+            device.record_by_tx(facts["chronic"]["visit"]["tx_id"])["body"]["visit"]["visit_type"]
+            == "chronic"
+        )
     finally:
         device.close()
     assert facts["rejected"]["visit_refused"] == "CHRONIC_NOT_CERTIFIED"
