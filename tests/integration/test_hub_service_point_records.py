@@ -1,0 +1,135 @@
+"""The service point's records at a real county hub: a device signs service requests, a
+family's premium collected under the demo policy's rule, a premium reversal and a daily
+close with its premiums; the hub stores every one, flags none as malformed, never
+recomputes them as settlements, and finds the close's totals right. A malformed premium
+is kept as evidence and flagged. On each hub store (`hub_backend`), over real HTTP."""
+
+from datetime import timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from sync_helpers import NOW, OPERATOR, RESIDENT, hub_records, hub_store
+
+from edge import services
+from edge.adapters import sealing
+from edge.domain import service_point as sp
+from edge.domain.records import body_problem
+from sync import agent
+from sync.hub.services import reconciliation
+
+ID_NUMBER = "11010519491231002X"
+FAMILY = ("32011500000002", "32011500000003")
+
+
+@pytest.fixture
+def village(make_enrolled_device):
+    return make_enrolled_device("village", clinic_code="320115-101")
+
+
+def premium_body(device, insured_ids, *, method="cash", reference=None) -> dict:
+    """A premium for `insured_ids` as the device's policy and roster make it."""
+    store = device.store
+    rule = store.current_policy().premiums
+    year = sp.premium_year_choices(rule, NOW.date())[0]
+    persons = []
+    for insured_id in insured_ids:
+        entry = store.insured_person(insured_id, with_accumulators=False)
+        due, state_pays, amount = sp.premium_due(rule, entry.person, NOW.date())
+        persons.append({
+            "insured_id": insured_id, "name": entry.name,
+            "categories": sorted(entry.person.categories_on(NOW.date())),
+            "due": due, "state_pays": state_pays, "amount": amount,
+        })  # fmt: skip
+    return {
+        "operator": OPERATOR, "year": year,
+        "payer": {"name": persons[0]["name"], "insured_id": insured_ids[0]},
+        "method": method, "reference": reference, "account_holder": None, "persons": persons,
+        "amount": sum(p["amount"] for p in persons),
+        "state_paid": sum(p["state_pays"] for p in persons), "account_balance_after": None,
+    }  # fmt: skip
+
+
+def requests(settlement: dict) -> list[dict]:
+    county = sealing.public_key_b64(X25519PrivateKey.generate())
+    common = {"operator": OPERATOR, "attachments": [], "note": None, "follow_up_of": None}
+    photo = {"sha256": "cd" * 32, "type": "image/png", "bytes": 1000, "label": "病历"}
+    return [
+        {**common, "kind": "enrolment", "insured_id": None,
+         "applicant": {"name": "王小梅", "gender": "F", "birth_date": "1949-12-31",
+                       "id_number_masked": sp.mask_id_number(ID_NUMBER)},
+         "sealed_id_number": sealing.seal(ID_NUMBER, county),
+         "details": {"insurance_type": "resident", "category": None, "village": "东山村"}},
+        {**common, "kind": "chronic_certificate", "insured_id": RESIDENT, "applicant": None,
+         "sealed_id_number": None, "attachments": [photo],
+         "details": {"disease_code": "I10.x00", "disease_name": "高血压", "scheme": "two_diseases",
+                     "hospital": None, "diagnosed_on": None}},
+        {**common, "kind": "complaint", "insured_id": RESIDENT, "applicant": None,
+         "sealed_id_number": None,
+         "details": {"settlement_tx_id": settlement["tx_id"], "settlement_seq": settlement["seq"],
+                     "grounds": "自付部分比上次多"}},
+    ]  # fmt: skip
+
+
+def test_the_service_points_records_are_stored_and_never_recomputed(village, hub_dir):
+    device, later = village, NOW + timedelta(minutes=1)
+    settlement = device.settle(NOW, RESIDENT)
+    for body in requests(settlement):
+        assert body_problem("service_request", body) is None
+        services.append_record(device.store, device.identity, "service_request", body, later)
+    family = premium_body(device, FAMILY)
+    assert family["amount"] > 0, "the demo family pays something"
+    paid = services.append_record(device.store, device.identity, "premium", family, later)
+    mobile = premium_body(device, [RESIDENT], method="mobile", reference="4200001234")
+    wrong = services.append_record(device.store, device.identity, "premium", mobile, later)
+    undo = {
+        "reverses": wrong["tx_id"], "reverses_seq": wrong["seq"], "operator": OPERATOR,
+        "reason": "收错了人", "amount": mobile["amount"], "method": "mobile",
+        "account_holder": None, "account_balance_after": None,
+    }  # fmt: skip
+    services.append_record(device.store, device.identity, "premium_reversal", undo, later)
+    close = services.close_day(device.store, device.identity, operator=OPERATOR, now=later).record
+
+    premiums = close["body"]["premiums"]
+    assert premiums["collected"]["count"] == 2 and premiums["reversed"]["count"] == 1
+    assert premiums["collected"]["persons"] == len(FAMILY) + 1
+    assert premiums["net"] == {
+        "amount": family["amount"], "cash": family["amount"], "mobile": 0,
+        "family_account": 0, "state_paid": family["state_paid"],
+    }  # fmt: skip
+    assert close["body"]["settlements"]["count"] == 1
+    assert body_problem("daily_close", close["body"]) is None
+
+    report = agent.sync_once(device.store, device.identity, device.data_dir, later)
+    assert report["ok"], report["errors"]
+    device_id = device.identity.device_id
+    held = hub_records(hub_dir, device_id)
+    assert [r["kind"] for r in held if r["kind"] != "event"] == [
+        "settlement", "service_request", "service_request", "service_request",
+        "premium", "premium", "premium_reversal", "daily_close",
+    ]  # fmt: skip
+    assert ID_NUMBER not in str(held)
+    with hub_store(hub_dir) as store:
+        assert store.malformed_records(device_id) == {}
+        counts = reconciliation.reconcile_pending(store, later)
+        events = sum(r["kind"] == "event" for r in held)  # the enrollment's
+        assert counts == {"ok": 2, "not_a_settlement": 6 + events}, counts
+        assert store.recomputation_of(device_id, paid["tx_id"]) is None
+        assert [i.code for i in store.reconciliation_items([device_id])] == []
+        assert not [a for a in store.alarms(device_id) if a.code == "BODY_MALFORMED"]
+
+
+def test_a_malformed_premium_is_kept_as_evidence_and_flagged(village, hub_dir):
+    device = village
+    body = premium_body(device, FAMILY)
+    body["amount"] += 100  # more than the persons' amounts
+    services.append_record(device.store, device.identity, "premium", body, NOW)
+    report = agent.sync_once(device.store, device.identity, device.data_dir, NOW)
+    assert report["ok"], report["errors"]
+    device_id = device.identity.device_id
+    held = hub_records(hub_dir, device_id)
+    assert [r["kind"] for r in held if r["kind"] != "event"] == ["premium"]
+    with hub_store(hub_dir) as store:
+        flagged = store.malformed_records(device_id)
+        (seq,) = flagged
+        assert "sum of the persons' amounts" in flagged[seq] and held[seq - 1]["kind"] == "premium"
+        assert reconciliation.reconcile_pending(store, NOW).get("malformed") == 1
