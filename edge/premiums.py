@@ -16,6 +16,7 @@ from edge.adapters.identity import DeviceIdentity
 from edge.clock import CLINIC_TZ
 from edge.domain.documents import InsuredPerson
 from edge.domain.model import Rejection
+from edge.domain.records import body_problem
 from edge.domain.service_point import (
     MAX_PREMIUM_PERSONS,
     PAYMENT_METHODS,
@@ -196,27 +197,33 @@ def collect_premium(
             "state_paid": quote.state_paid,
             "account_balance_after": balance_after,
         }
+        _require_well_formed("premium", body)
         record = services.append_record(store, identity, "premium", body, now)
         if balance_after is not None and account_holder is not None:
             store.set_account_balance(account_holder, balance_after)
     return services.Recorded(record)
 
 
+def shared_account_holders(store: DeviceStore, insured_ids: list[str]) -> list[InsuredPerson]:
+    """The employees in the roster who shared their personal account with every one of
+    `insured_ids` (家庭共济; the roster's `family_account_holders`, as for a settlement):
+    those who may pay these persons' premiums from it."""
+    shared: dict[str, InsuredPerson] | None = None
+    for insured_id in insured_ids:
+        entry = store.insured_person(insured_id, with_accumulators=False)
+        holders = services.family_account_holders(store, entry) if entry else []
+        found = {h.insured_id: h for h in holders}
+        shared = found if shared is None else {k: v for k, v in shared.items() if k in found}
+    return list((shared or {}).values())
+
+
 def _family_account_holder(
     store: DeviceStore, holder_id: str | None, quote: PremiumQuote
 ) -> InsuredPerson:
     """The employee whose personal account pays: one who shared it with every person of
-    the payment (the roster's `family_account_holders`, as for a settlement)."""
-    shared: set[str] | None = None
-    for person in quote.persons:
-        entry = store.insured_person(person.insured_id, with_accumulators=False)
-        ids = (
-            {h.insured_id for h in services.family_account_holders(store, entry)}
-            if entry
-            else set()
-        )
-        shared = ids if shared is None else shared & ids
-    shared = shared or set()
+    the payment; may be left out when exactly one did."""
+    shared = {h.insured_id: h for h in shared_account_holders(
+        store, [p.insured_id for p in quote.persons])}  # fmt: skip
     if holder_id is None and len(shared) == 1:
         holder_id = next(iter(shared))
     if holder_id is None or holder_id not in shared:
@@ -229,9 +236,7 @@ def _family_account_holder(
             f"（可选：{'、'.join(sorted(shared))}）/ {holder_id!r} has not shared a personal"
             " account with every person",
         )
-    holder = store.insured_person(holder_id, with_accumulators=False)
-    assert holder is not None  # family_account_holders lists only persons in the roster
-    return holder
+    return shared[holder_id]
 
 
 def find_premium(store: DeviceStore, tx_or_seq: str) -> dict:
@@ -284,8 +289,14 @@ def reverse_premium(
         balance_after = None
         if body["method"] == "family_account" and holder_id:
             holder = store.insured_person(holder_id, with_accumulators=False)
-            if holder is not None:  # gone from the roster: the county gives it back
-                balance_after = holder.person.account_balance + body["amount"]
+            if holder is None:  # no account on this device to give the money back to
+                raise Rejection(
+                    "FAMILY_ACCOUNT_HOLDER_UNKNOWN",
+                    f"家庭共济账户持有人 {holder_id} 已不在名册中，请联系县医保局退费"
+                    f" / the account holder {holder_id!r} is no longer in the roster: the"
+                    " county refunds it",
+                )
+            balance_after = holder.person.account_balance + body["amount"]
         reversal = {
             "reverses": original["tx_id"],
             "reverses_seq": original["seq"],
@@ -296,10 +307,19 @@ def reverse_premium(
             "account_holder": holder_id if body["method"] == "family_account" else None,
             "account_balance_after": balance_after,
         }
+        _require_well_formed("premium_reversal", reversal)
         record = services.append_record(store, identity, "premium_reversal", reversal, now)
         if balance_after is not None:
             store.set_account_balance(holder_id, balance_after)
     return services.Recorded(record)
+
+
+def _require_well_formed(kind: str, body: dict) -> None:
+    """Never sign a body the hub would take for malformed (a roster name or category
+    longer than the record allows, say): refused, nothing written."""
+    problem = body_problem(kind, body)
+    if problem is not None:
+        raise Rejection("BAD_INPUT", f"无法记录 / cannot be recorded: {problem}")
 
 
 def premiums(

@@ -280,7 +280,7 @@ def report_lines(report: CloseReport, width: int = 32) -> list[PaperLine]:
         rule,
         columns("现金合计（应交）", format_yuan(report.cash_to_hand), width, bold=True),
     ]  # fmt: skip
-    lines += premium_lines(report.premiums, width)
+    lines += premium_lines(report.premiums, width, report.cash_to_hand)
     reversals = [t for t in report.transactions if t.kind == "reversal"]
     if reversals:
         lines += [rule, PaperLine("冲销明细", bold=True)]
@@ -301,9 +301,12 @@ def report_lines(report: CloseReport, width: int = 32) -> list[PaperLine]:
 PREMIUM_METHODS = {"cash": "现金", "mobile": "移动支付", "family_account": "家庭共济"}
 
 
-def premium_lines(premiums: Mapping[str, Any] | None, width: int) -> list[PaperLine]:
-    """The premiums (参保缴费) of a close: collected by method, reversed, and the cash to
-    hand over for them; nothing for a close without premiums."""
+def premium_lines(
+    premiums: Mapping[str, Any] | None, width: int, settlement_cash: int = 0
+) -> list[PaperLine]:
+    """The premiums (参保缴费) of a close: collected by method, reversed, the cash to hand
+    over for them (`net.cash`) and, with the settlements' cash, all the cash the doctor
+    hands over; nothing for a close without premiums."""
     if not premiums:
         return []
     collected, reversed_, net = premiums["collected"], premiums["reversed"], premiums["net"]
@@ -323,6 +326,9 @@ def premium_lines(premiums: Mapping[str, Any] | None, width: int) -> list[PaperL
         columns("保费净额", format_yuan(net["amount"]), width, bold=True),
         columns("  政府资助", format_yuan(net["state_paid"]), width),
         columns("保费应上缴现金", format_yuan(net["cash"]), width, bold=True),
+        columns(
+            "现金总计（结算+保费）", format_yuan(settlement_cash + net["cash"]), width, bold=True
+        ),
     ]
     return lines
 
@@ -473,7 +479,7 @@ def period_lines(
         rule,
         columns("现金合计", format_yuan(net.get("cash", 0)), width, bold=True),
     ]  # fmt: skip
-    lines += premium_lines(body.get("premiums"), width)
+    lines += premium_lines(body.get("premiums"), width, net.get("cash", 0))
     if body.get("needs_review"):
         lines.append(PaperLine(f"待县级复核 {body['needs_review']}笔"))
     if signed:

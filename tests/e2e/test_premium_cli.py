@@ -3,6 +3,7 @@ clock given by CLINIC_CLOCK), and the premiums in `clinic close-day` and the rec
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,11 @@ def test_collect_show_list_reverse_and_the_close(env):
                                         "family_account": 0, "state_paid": 0}  # fmt: skip
     receipt = clinic(env, "receipt", "show", str(mobile["seq"]))
     assert receipt.returncode == 0 and "收费凭证" in receipt.stdout and "WX900" in receipt.stdout
+    payload = re.search(r"\[QR (YBR1:[^\]]+)\]", receipt.stdout).group(1)
+    key = ok_json(env, "device", "show")["public_key"]
+    verified = clinic(env, "receipt", "verify", payload, "--public-key", key)
+    assert verified.returncode == 0 and "genuine: premium" in verified.stdout
+    assert "李秀英" in verified.stdout and "¥400.00" in verified.stdout
     day = clinic(env, "receipt", "show", str(close["seq"]))
     assert "收取保费 2笔" in day.stdout and "保费应上缴现金" in day.stdout
 

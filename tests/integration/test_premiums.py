@@ -138,6 +138,9 @@ def test_the_family_account_pays_and_gets_its_money_back(device):
     store, identity = device
     before = balance(store, KONG_DAUGHTER)
     assert before >= RESIDENT
+    holders = premiums.shared_account_holders(store, [KONG_MOTHER])
+    assert [h.insured_id for h in holders] == [KONG_DAUGHTER]
+    assert premiums.shared_account_holders(store, [KONG_MOTHER, ZHANG]) == []
     record = collect(store, identity, [KONG_MOTHER], method="family_account", payer="孔丽").record
     assert record["body"]["account_holder"] == KONG_DAUGHTER  # the one who shared it
     assert record["body"]["account_balance_after"] == before - RESIDENT
@@ -171,7 +174,7 @@ def test_the_daily_close_counts_premiums_and_the_cash_to_hand_over(device):
 
     text = report_text(close_report_of(store, close.record))
     assert "收取保费 3笔" in text and "其中移动支付" in text and "其中家庭共济" in text
-    assert "冲正 1笔" in text and "保费应上缴现金" in text
+    assert "冲正 1笔" in text and "保费应上缴现金" in text and "现金总计（结算+保费）" in text
 
 
 def test_the_premium_receipt_prints_over_a_pty_and_its_qr_verifies(device, tmp_path):
@@ -230,3 +233,44 @@ def test_the_month_close_shows_the_months_premiums(device):
 
     text = period_text(month)
     assert "参保缴费" in text and "收取保费 1笔 2人" in text and "¥600.00" in text
+
+
+def test_m015_indexes_the_premiums_a_ledger_already_holds(device, data_dir):
+    """A device restored from a ledger written before its index (or by a release that
+    indexed nothing) gets its premiums indexed by the migration."""
+    store, identity = device
+    first = collect(store, identity, [ZHANG]).record
+    premiums.reverse_premium(store, identity, first["tx_id"], operator="doc01", reason="退",
+                             now=NOW)  # fmt: skip
+    collect(store, identity, [LI])
+    with store.write_transaction():
+        store.db.execute("DROP TABLE premium_person")
+        store.db.execute("DROP TABLE premium")
+        store.db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm015_premiums'")
+    store.close()
+    from edge.adapters.sqlite_store import SqliteDeviceStore
+
+    again = SqliteDeviceStore.open(data_dir)
+    try:
+        rows = premiums.premiums(again)
+        assert [row["persons"][0]["insured_id"] for row in rows] == [LI, ZHANG]
+        assert rows[1]["reversal_seq"] == first["seq"] + 1
+        assert again.premium_paid(LI, NEXT_YEAR) and again.premium_paid(ZHANG, NEXT_YEAR) is None
+    finally:
+        again.close()
+
+
+def test_a_family_account_premium_whose_holder_left_the_roster_is_not_reversed_here(
+    device, monkeypatch
+):
+    store, identity = device
+    record = collect(store, identity, [KONG_MOTHER], method="family_account", payer="孔丽").record
+    roster = store.insured_person
+
+    def without_the_holder(insured_id, with_accumulators=True):
+        return None if insured_id == KONG_DAUGHTER else roster(insured_id, with_accumulators)
+
+    monkeypatch.setattr(store, "insured_person", without_the_holder)
+    refused("FAMILY_ACCOUNT_HOLDER_UNKNOWN", premiums.reverse_premium, store, identity,
+            record["tx_id"], operator="doc01", reason="退", now=NOW)  # fmt: skip
+    assert len(list(store.records())) == 1
