@@ -641,7 +641,11 @@ def layout_request_slip(
         lines.append(Line(f"有效期 {result['valid_from']} 至 {result.get('valid_to') or '长期'}"))
     if result.get("answer"):
         lines += _wrapped("答复 ", result["answer"], width)
-    lines += [rule, *_wrapped("申请编号 ", view["tx_id"], width), Line("请妥善保管，查询时出示", "center")]
+    lines += [
+        rule,
+        *_wrapped("申请编号 ", view["tx_id"], width),
+        Line("请妥善保管，查询时出示", "center"),
+    ]
     return Receipt(tuple(_fit(lines, width)), width, "业务申请回执")
 
 

@@ -60,8 +60,13 @@ def _id_number(source: str | None) -> str | None:
 @click.option("--year", type=int, help="renewal: the insurance year.")
 @click.option("--disease-code", help="chronic_certificate: e.g. I10.")
 @click.option("--disease-name", help="chronic_certificate.")
-@click.option("--scheme", type=click.Choice(["chronic", "two_diseases"]), default="chronic",
-              show_default=True, help="chronic_certificate: two_diseases for 两病.")  # fmt: skip
+@click.option(
+    "--scheme",
+    type=click.Choice(["chronic", "two_diseases"]),
+    default="chronic",
+    show_default=True,
+    help="chronic_certificate: two_diseases for 两病.",
+)
 @click.option("--hospital", help="chronic_certificate: where it was diagnosed.")
 @click.option("--diagnosed-on", help="chronic_certificate: YYYY-MM-DD.")
 @click.option("--filing-type", help="cross_region_filing: long_term_residence, referral, …")
@@ -85,42 +90,70 @@ def request_new(kind: str, data_dir: Path, operator_id: str, **options) -> None:
         details = _details(kind, options)
         if kind == "complaint":
             settlement = _settlement(store, options["settlement_ref"])
-            details = {"settlement_tx_id": settlement["tx_id"],
-                       "settlement_seq": settlement["seq"], "grounds": options["grounds"]}  # fmt: skip
+            details = {
+                "settlement_tx_id": settlement["tx_id"],
+                "settlement_seq": settlement["seq"],
+                "grounds": options["grounds"],
+            }
             insured_id = insured_id or settlement["body"]["insured_id"]
         applicant = None
         if kind == "enrolment":
-            applicant = {"name": options["name"], "gender": options["gender"],
-                         "birth_date": options["birth_date"]}  # fmt: skip
+            applicant = {
+                "name": options["name"],
+                "gender": options["gender"],
+                "birth_date": options["birth_date"],
+            }
         recorded = service_requests.new_request(
-            store, services.load_identity(store, data_dir), data_dir, kind=kind,
-            operator=operator_id, insured_id=insured_id, applicant=applicant,
-            id_number=id_number, details=details, photos=photos, note=options["note"],
-            follow_up_of=options["follow_up_of"], now=now(),
-        )  # fmt: skip
+            store,
+            services.load_identity(store, data_dir),
+            data_dir,
+            kind=kind,
+            operator=operator_id,
+            insured_id=insured_id,
+            applicant=applicant,
+            id_number=id_number,
+            details=details,
+            photos=photos,
+            note=options["note"],
+            follow_up_of=options["follow_up_of"],
+            now=now(),
+        )
         view = service_requests.request(store, recorded.record["tx_id"])
     if as_json:
         print_json(view.to_dict())
         return
-    click.echo(f"申请已记录 request recorded: {view.kind} seq {view.seq} {view.tx_id}"
-               f" ({view.state}, 同步后提交县医保局 / goes to the county at the next sync)")  # fmt: skip
+    click.echo(
+        f"申请已记录 request recorded: {view.kind} seq {view.seq} {view.tx_id}"
+        f" ({view.state}, 同步后提交县医保局 / goes to the county at the next sync)"
+    )
 
 
 def _details(kind: str, options: dict) -> dict:
     """The record's `details` from the options (checked by the use case)."""
     if kind == "enrolment":
-        return {"insurance_type": "resident", "category": options["category"],
-                "village": options["village"]}  # fmt: skip
+        return {
+            "insurance_type": "resident",
+            "category": options["category"],
+            "village": options["village"],
+        }
     if kind == "renewal":
         return {"year": options["year"], "premium_tx_id": None}
     if kind == "chronic_certificate":
-        return {"disease_code": options["disease_code"], "disease_name": options["disease_name"],
-                "scheme": options["scheme"], "hospital": options["hospital"],
-                "diagnosed_on": options["diagnosed_on"]}  # fmt: skip
+        return {
+            "disease_code": options["disease_code"],
+            "disease_name": options["disease_name"],
+            "scheme": options["scheme"],
+            "hospital": options["hospital"],
+            "diagnosed_on": options["diagnosed_on"],
+        }
     if kind == "cross_region_filing":
-        return {"filing_type": options["filing_type"], "destination": options["destination"],
-                "valid_from": options["valid_from"], "valid_to": options["valid_to"],
-                "reason": options["reason"]}  # fmt: skip
+        return {
+            "filing_type": options["filing_type"],
+            "destination": options["destination"],
+            "valid_from": options["valid_from"],
+            "valid_to": options["valid_to"],
+            "reason": options["reason"],
+        }
     return {}
 
 
@@ -135,8 +168,10 @@ def _settlement(store, reference: str | None) -> dict:
     else:
         record = store.record_by_tx(reference)
     if record is None or record["kind"] != "settlement":
-        raise Rejection("UNKNOWN_SETTLEMENT",
-                        f"本机台账中没有这笔结算 / no settlement {reference!r} on this device")  # fmt: skip
+        raise Rejection(
+            "UNKNOWN_SETTLEMENT",
+            f"本机台账中没有这笔结算 / no settlement {reference!r} on this device",
+        )
     return record
 
 
@@ -152,11 +187,15 @@ def request_show(tx: str, data_dir: Path, as_json: bool) -> None:
         print_json(view.to_dict())
         return
     click.echo(f"{view.kind} seq {view.seq} {view.tx_id} {view.created_at}")
-    click.echo(f"  {view.name or ''} {view.insured_id or ''}  state {view.state}"
-               + (f": {view.reason}" if view.reason else ""))  # fmt: skip
+    click.echo(
+        f"  {view.name or ''} {view.insured_id or ''}  state {view.state}"
+        + (f": {view.reason}" if view.reason else "")
+    )
     for item in view.attachments:
-        click.echo(f"  photo {item['sha256'][:16]} {item['type']} {item['bytes']} B"
-                   f" {item['label']} {'uploaded' if item['uploaded_at'] else 'not uploaded'}")  # fmt: skip
+        click.echo(
+            f"  photo {item['sha256'][:16]} {item['type']} {item['bytes']} B"
+            f" {item['label']} {'uploaded' if item['uploaded_at'] else 'not uploaded'}"
+        )
 
 
 @request_group.command("list")
@@ -172,22 +211,38 @@ def request_list(data_dir: Path, kind: str | None, state: str | None, as_json: b
         print_json([view.to_dict() for view in views])
         return
     for view in views:
-        click.echo(f"{view.seq:>6} {view.created_at[:16]} {view.kind:<20} {view.state:<10}"
-                   f" {view.name or ''} {view.insured_id or ''}")  # fmt: skip
+        click.echo(
+            f"{view.seq:>6} {view.created_at[:16]} {view.kind:<20} {view.state:<10}"
+            f" {view.name or ''} {view.insured_id or ''}"
+        )
 
 
 @request_group.command("slip")
 @click.argument("tx")
 @data_dir_option
-@click.option("--printer", "url", help="Serial port, pyserial URL or emulated:///FILE.bin;"
-              " none: print the slip as text.")  # fmt: skip
-@click.option("--clinic", envvar="CLINIC_NAME", default="村卫生室 Village clinic",
-              show_default=True, help="The clinic's name on the slip ($CLINIC_NAME).")  # fmt: skip
-@click.option("--paper", type=click.Choice(sorted(PAPER)), default="58", show_default=True,
-              help="Paper width in mm.")  # fmt: skip
+@click.option(
+    "--printer",
+    "url",
+    help="Serial port, pyserial URL or emulated:///FILE.bin; none: print the slip as text.",
+)
+@click.option(
+    "--clinic",
+    envvar="CLINIC_NAME",
+    default="村卫生室 Village clinic",
+    show_default=True,
+    help="The clinic's name on the slip ($CLINIC_NAME).",
+)
+@click.option(
+    "--paper",
+    type=click.Choice(sorted(PAPER)),
+    default="58",
+    show_default=True,
+    help="Paper width in mm.",
+)
 @click.option("--baudrate", default=9600, show_default=True)
-def request_slip(tx: str, data_dir: Path, url: str | None, clinic: str, paper: str,
-                 baudrate: int) -> None:  # fmt: skip
+def request_slip(
+    tx: str, data_dir: Path, url: str | None, clinic: str, paper: str, baudrate: int
+) -> None:
     """Print the slip of a request for the resident (masked data only)."""
     from drivers.printer import PrinterError, printer_for_url
     from drivers.receipt import layout_request_slip, receipt_escpos
@@ -195,9 +250,12 @@ def request_slip(tx: str, data_dir: Path, url: str | None, clinic: str, paper: s
     with device_store(data_dir) as store:
         view = service_requests.request(store, tx)
         device = store.device()
-    slip = layout_request_slip(view.to_dict(), clinic=clinic,
-                               device_id=device.device_id if device else "",
-                               width=PAPER[paper][0])  # fmt: skip
+    slip = layout_request_slip(
+        view.to_dict(),
+        clinic=clinic,
+        device_id=device.device_id if device else "",
+        width=PAPER[paper][0],
+    )
     if url is None:
         click.echo(slip.text())
         return

@@ -67,17 +67,25 @@ def new_request(
             services._require_operator(store, operator)
             services._require_not_revoked(store)
             body, name = _body(
-                store, kind=kind, operator=operator, insured_id=insured_id,
-                applicant=applicant, id_number=id_number, details=details,
-                attachments=attachments, note=note, follow_up_of=follow_up_of,
-            )  # fmt: skip
+                store,
+                kind=kind,
+                operator=operator,
+                insured_id=insured_id,
+                applicant=applicant,
+                id_number=id_number,
+                details=details,
+                attachments=attachments,
+                note=note,
+                follow_up_of=follow_up_of,
+            )
             # The photos are on disk before the record that names them is signed.
             for data in blobs:
                 digest, new = files.store(data)
                 if new:
                     written.append(digest)
-            record = services.append_record(store, identity, "service_request", body, now,
-                                            insured_id=body["insured_id"])  # fmt: skip
+            record = services.append_record(
+                store, identity, "service_request", body, now, insured_id=body["insured_id"]
+            )
             store.index_request(record, name=name, attachments=attachments)
     except BaseException:
         for digest in written:  # refused or failed: no stray photo stays behind
@@ -89,11 +97,17 @@ def new_request(
 def _checked_photos(kind: str, photos) -> tuple[list[dict], list[bytes]]:
     photos = list(photos or [])
     if len(photos) > sp.MAX_ATTACHMENTS:
-        raise _refuse("TOO_MANY_PHOTOS", f"照片最多 {sp.MAX_ATTACHMENTS} 张",
-                      f"at most {sp.MAX_ATTACHMENTS} photos")  # fmt: skip
+        raise _refuse(
+            "TOO_MANY_PHOTOS",
+            f"照片最多 {sp.MAX_ATTACHMENTS} 张",
+            f"at most {sp.MAX_ATTACHMENTS} photos",
+        )
     if kind == "chronic_certificate" and not photos:
-        raise _refuse("PHOTO_REQUIRED", "慢病申请至少需要一张诊断证明照片",
-                      "a chronic-disease application needs at least one photo")  # fmt: skip
+        raise _refuse(
+            "PHOTO_REQUIRED",
+            "慢病申请至少需要一张诊断证明照片",
+            "a chronic-disease application needs at least one photo",
+        )
     attachments, blobs, total = [], [], 0
     for index, (data, label) in enumerate(photos, 1):
         if not isinstance(data, bytes | bytearray) or not data:
@@ -101,30 +115,54 @@ def _checked_photos(kind: str, photos) -> tuple[list[dict], list[bytes]]:
         data = bytes(data)
         content_type = sp.attachment_type(data)
         if content_type is None:
-            raise _refuse("PHOTO_TYPE", f"第 {index} 张照片不是 JPEG 或 PNG 图片",
-                          f"photo {index} is not a JPEG or PNG image")  # fmt: skip
+            raise _refuse(
+                "PHOTO_TYPE",
+                f"第 {index} 张照片不是 JPEG 或 PNG 图片",
+                f"photo {index} is not a JPEG or PNG image",
+            )
         if len(data) > sp.MAX_ATTACHMENT_BYTES:
-            raise _refuse("PHOTO_TOO_LARGE", f"第 {index} 张照片超过 3 MB",
-                          f"photo {index} is over 3 MiB ({len(data)} bytes)")  # fmt: skip
+            raise _refuse(
+                "PHOTO_TOO_LARGE",
+                f"第 {index} 张照片超过 3 MB",
+                f"photo {index} is over 3 MiB ({len(data)} bytes)",
+            )
         total += len(data)
         if total > sp.MAX_REQUEST_BYTES:
-            raise _refuse("PHOTOS_TOO_LARGE", "照片合计超过 12 MB",
-                          "the photos are over 12 MiB in all")  # fmt: skip
+            raise _refuse(
+                "PHOTOS_TOO_LARGE", "照片合计超过 12 MB", "the photos are over 12 MiB in all"
+            )
         label = (label or "").strip() or f"照片{index}"
         if len(label) > MAX_LABEL:
-            raise _refuse("BAD_PHOTO", f"第 {index} 张照片的说明太长（最多 {MAX_LABEL} 字）",
-                          f"photo {index}'s label is over {MAX_LABEL} characters")  # fmt: skip
-        attachments.append({"sha256": hashlib.sha256(data).hexdigest(), "type": content_type,
-                            "bytes": len(data), "label": label})  # fmt: skip
+            raise _refuse(
+                "BAD_PHOTO",
+                f"第 {index} 张照片的说明太长（最多 {MAX_LABEL} 字）",
+                f"photo {index}'s label is over {MAX_LABEL} characters",
+            )
+        attachments.append(
+            {
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "type": content_type,
+                "bytes": len(data),
+                "label": label,
+            }
+        )
         blobs.append(data)
     return attachments, blobs
 
 
 def _body(
-    store: RequestStore, *, kind: str, operator: str, insured_id: str | None,
-    applicant: dict | None, id_number: str | None, details: dict, attachments: list[dict],
-    note: str | None, follow_up_of: str | None,
-) -> tuple[dict, str | None]:  # fmt: skip
+    store: RequestStore,
+    *,
+    kind: str,
+    operator: str,
+    insured_id: str | None,
+    applicant: dict | None,
+    id_number: str | None,
+    details: dict,
+    attachments: list[dict],
+    note: str | None,
+    follow_up_of: str | None,
+) -> tuple[dict, str | None]:
     """The record's body and the name the request list shows; refused on any problem."""
     if not isinstance(details, dict):
         raise _refuse("BAD_INPUT", "申请内容不完整", "the request's details are not an object")
@@ -134,40 +172,61 @@ def _body(
     sealed = None
     if kind == "enrolment":
         if insured_id:
-            raise _refuse("BAD_INPUT", "参保登记不填医保编号（由县医保局编号）",
-                          "an enrolment has no insured id (the county gives one)")  # fmt: skip
-        applicant = _applicant(applicant, id_number)
+            raise _refuse(
+                "BAD_INPUT",
+                "参保登记不填医保编号（由县医保局编号）",
+                "an enrolment has no insured id (the county gives one)",
+            )
         key = store.county_encryption_key()
         if key is None:
-            raise _refuse("ENCRYPTION_KEY_MISSING", "先同步一次以取得县医保局的加密公钥",
-                          "sync once first to get the county's encryption key")  # fmt: skip
+            raise _refuse(
+                "ENCRYPTION_KEY_MISSING",
+                "先同步一次以取得县医保局的加密公钥",
+                "sync once first to get the county's encryption key",
+            )
+        applicant = _applicant(applicant, id_number)
         sealed = seal(id_number, key)  # type: ignore[arg-type]  # checked by _applicant
         name = applicant["name"]
     else:
         if applicant is not None or id_number:
-            raise _refuse("BAD_INPUT", "只有参保登记才填申请人和身份证号",
-                          "only an enrolment takes an applicant and an ID number")  # fmt: skip
+            raise _refuse(
+                "BAD_INPUT",
+                "只有参保登记才填申请人和身份证号",
+                "only an enrolment takes an applicant and an ID number",
+            )
         entry = store.insured_person(insured_id or "", with_accumulators=False)
         if entry is None:
-            raise _refuse("UNKNOWN_PERSON", f"名册中没有参保人 {insured_id!r}",
-                          f"insured person {insured_id!r} is not in the roster")  # fmt: skip
+            raise _refuse(
+                "UNKNOWN_PERSON",
+                f"名册中没有参保人 {insured_id!r}",
+                f"insured person {insured_id!r} is not in the roster",
+            )
         name = entry.name
     if kind == "complaint":
         _check_complaint(store, details, insured_id)
     if kind == "renewal" and details.get("premium_tx_id") is not None:
         premium = store.record_by_tx(details["premium_tx_id"])
         if premium is None or premium["kind"] != "premium":
-            raise _refuse("UNKNOWN_PREMIUM", "本机台账中没有这笔缴费",
-                          f"no premium {details['premium_tx_id']!r} on this device")  # fmt: skip
+            raise _refuse(
+                "UNKNOWN_PREMIUM",
+                "本机台账中没有这笔缴费",
+                f"no premium {details['premium_tx_id']!r} on this device",
+            )
     if follow_up_of is not None:
         _check_follow_up(store, follow_up_of, kind)
     if note is not None:
         note = note.strip() or None
     body = {
-        "kind": kind, "operator": operator, "insured_id": insured_id or None,
-        "applicant": applicant, "sealed_id_number": sealed, "details": details,
-        "attachments": attachments, "note": note, "follow_up_of": follow_up_of,
-    }  # fmt: skip
+        "kind": kind,
+        "operator": operator,
+        "insured_id": insured_id or None,
+        "applicant": applicant,
+        "sealed_id_number": sealed,
+        "details": details,
+        "attachments": attachments,
+        "note": note,
+        "follow_up_of": follow_up_of,
+    }
     problem = rec.body_problem("service_request", body)
     if problem:
         raise _refuse("BAD_INPUT", f"申请不完整：{problem}", f"the request is not valid: {problem}")
@@ -177,52 +236,82 @@ def _body(
 def _applicant(applicant: dict | None, id_number: str | None) -> dict:
     """The applicant as the record keeps it: masked ID only, checked against the number."""
     if not isinstance(applicant, dict):
-        raise _refuse("BAD_INPUT", "参保登记需要申请人的姓名、性别和出生日期",
-                      "an enrolment needs the applicant's name, gender and birth date")  # fmt: skip
+        raise _refuse(
+            "BAD_INPUT",
+            "参保登记需要申请人的姓名、性别和出生日期",
+            "an enrolment needs the applicant's name, gender and birth date",
+        )
     if not id_number:
-        raise _refuse("ID_NUMBER_REQUIRED", "参保登记需要身份证号",
-                      "an enrolment needs the applicant's ID number")  # fmt: skip
+        raise _refuse(
+            "ID_NUMBER_REQUIRED",
+            "参保登记需要身份证号",
+            "an enrolment needs the applicant's ID number",
+        )
     id_number = id_number.strip().upper()
     problem = sp.id_number_problem(id_number)
-    if problem:  # the message never repeats the number
-        raise _refuse("BAD_ID_NUMBER", f"身份证号有误：{problem}", f"the ID number: {problem}")
+    if problem:  # bilingual already, and it never repeats the number
+        raise Rejection("BAD_ID_NUMBER", problem)
     name = str(applicant.get("name") or "").strip()
     gender = applicant.get("gender")
     birth = str(applicant.get("birth_date") or "")
     if not name or gender not in ("M", "F"):
-        raise _refuse("BAD_INPUT", "请填写申请人的姓名和性别（M/F）",
-                      "the applicant's name and gender (M or F) are required")  # fmt: skip
+        raise _refuse(
+            "BAD_INPUT",
+            "请填写申请人的姓名和性别（M/F）",
+            "the applicant's name and gender (M or F) are required",
+        )
     try:
         born = date.fromisoformat(birth)
     except ValueError:
-        raise _refuse("BAD_INPUT", "出生日期应形如 YYYY-MM-DD",
-                      "the birth date must be YYYY-MM-DD") from None  # fmt: skip
+        raise _refuse(
+            "BAD_INPUT", "出生日期应形如 YYYY-MM-DD", "the birth date must be YYYY-MM-DD"
+        ) from None
     # The number holds the birth date (digits 7-14) and the gender (17th: odd for men).
     if id_number[6:14] != born.strftime("%Y%m%d"):
-        raise _refuse("ID_NUMBER_MISMATCH", "身份证号中的出生日期与所填不符",
-                      "the ID number's birth date is not the one given")  # fmt: skip
+        raise _refuse(
+            "ID_NUMBER_MISMATCH",
+            "身份证号中的出生日期与所填不符",
+            "the ID number's birth date is not the one given",
+        )
     if ("M" if int(id_number[16]) % 2 else "F") != gender:
-        raise _refuse("ID_NUMBER_MISMATCH", "身份证号中的性别与所填不符",
-                      "the ID number's gender is not the one given")  # fmt: skip
-    return {"name": name, "gender": gender, "birth_date": born.isoformat(),
-            "id_number_masked": sp.mask_id_number(id_number)}  # fmt: skip
+        raise _refuse(
+            "ID_NUMBER_MISMATCH",
+            "身份证号中的性别与所填不符",
+            "the ID number's gender is not the one given",
+        )
+    return {
+        "name": name,
+        "gender": gender,
+        "birth_date": born.isoformat(),
+        "id_number_masked": sp.mask_id_number(id_number),
+    }
 
 
 def _check_complaint(store: RequestStore, details: dict, insured_id: str | None) -> None:
     settlement = store.record_by_tx(str(details.get("settlement_tx_id")))
     if settlement is None or settlement["kind"] != "settlement":
-        raise _refuse("UNKNOWN_SETTLEMENT", "本机台账中没有这笔结算",
-                      f"no settlement {details.get('settlement_tx_id')!r} on this device")  # fmt: skip
+        raise _refuse(
+            "UNKNOWN_SETTLEMENT",
+            "本机台账中没有这笔结算",
+            f"no settlement {details.get('settlement_tx_id')!r} on this device",
+        )
     if settlement["seq"] != details.get("settlement_seq"):
-        raise _refuse("BAD_INPUT", "结算流水号与交易号不符",
-                      "settlement_seq is not that settlement's seq")  # fmt: skip
+        raise _refuse(
+            "BAD_INPUT", "结算流水号与交易号不符", "settlement_seq is not that settlement's seq"
+        )
     if settlement["body"]["insured_id"] != insured_id:
-        raise _refuse("BAD_INPUT", "申诉人不是这笔结算的参保人",
-                      "the complaint's insured person is not the settlement's")  # fmt: skip
+        raise _refuse(
+            "BAD_INPUT",
+            "申诉人不是这笔结算的参保人",
+            "the complaint's insured person is not the settlement's",
+        )
     reversed_by = store.reversal_of(settlement["tx_id"])
     if reversed_by is not None:
-        raise _refuse("ALREADY_REVERSED", f"这笔结算已被冲销（流水号 {reversed_by}）",
-                      f"the settlement was reversed by record {reversed_by}")  # fmt: skip
+        raise _refuse(
+            "ALREADY_REVERSED",
+            f"这笔结算已被冲销（流水号 {reversed_by}）",
+            f"the settlement was reversed by record {reversed_by}",
+        )
 
 
 def _check_follow_up(store: RequestStore, tx_id: str, kind: str) -> None:
@@ -230,11 +319,17 @@ def _check_follow_up(store: RequestStore, tx_id: str, kind: str) -> None:
     if not rows:
         raise _refuse("UNKNOWN_REQUEST", "本机没有这项申请", f"no request {tx_id!r} on this device")
     if rows[0]["kind"] != kind:
-        raise _refuse("BAD_INPUT", "补充材料须与原申请同类",
-                      f"a follow-up of a {rows[0]['kind']} request is a {rows[0]['kind']}")  # fmt: skip
+        raise _refuse(
+            "BAD_INPUT",
+            "补充材料须与原申请同类",
+            f"a follow-up of a {rows[0]['kind']} request is a {rows[0]['kind']}",
+        )
     if rows[0]["state"] != "more_info":
-        raise _refuse("NOT_ASKED", "县医保局没有要求这项申请补充材料",
-                      "the county has not asked for more on this request")  # fmt: skip
+        raise _refuse(
+            "NOT_ASKED",
+            "县医保局没有要求这项申请补充材料",
+            "the county has not asked for more on this request",
+        )
 
 
 # ---- what the device shows -------------------------------------------------------------------
@@ -273,8 +368,10 @@ def requests(
         raise _refuse("BAD_INPUT", f"没有这种状态：{state!r}", f"no state {state!r}")
     if kind is not None and kind not in sp.REQUEST_KINDS:
         raise _refuse("BAD_REQUEST_KIND", f"没有这种申请：{kind!r}", f"no request kind {kind!r}")
-    return [_view(store, row, full=False) for row in store.request_rows(kind=kind, state=state,
-                                                                       limit=limit)]  # fmt: skip
+    return [
+        _view(store, row, full=False)
+        for row in store.request_rows(kind=kind, state=state, limit=limit)
+    ]
 
 
 def request(store: RequestStore, tx_id: str) -> RequestView:
@@ -294,21 +391,36 @@ def _view(store: RequestStore, row: dict, *, full: bool) -> RequestView:
     if full:
         for document in store.request_decisions(row["tx_id"]):
             decision = document["decision"]
-            decisions.append({
-                "serial": decision["serial"], "outcome": decision["outcome"],
-                "reason": decision.get("reason"), "result": decision.get("result"),
-                "decided_at": decision["decided_at"], "received_at": document["received_at"],
-            })  # fmt: skip
+            decisions.append(
+                {
+                    "serial": decision["serial"],
+                    "outcome": decision["outcome"],
+                    "reason": decision.get("reason"),
+                    "result": decision.get("result"),
+                    "decided_at": decision["decided_at"],
+                    "received_at": document["received_at"],
+                }
+            )
     return RequestView(
-        tx_id=row["tx_id"], seq=row["seq"], kind=row["kind"], created_at=row["created_at"],
-        insured_id=row["insured_id"], name=row["name"], state=row["state"],
-        reason=row["reason"], result=row["result"], decided_at=row["decided_at"],
+        tx_id=row["tx_id"],
+        seq=row["seq"],
+        kind=row["kind"],
+        created_at=row["created_at"],
+        insured_id=row["insured_id"],
+        name=row["name"],
+        state=row["state"],
+        reason=row["reason"],
+        result=row["result"],
+        decided_at=row["decided_at"],
         attachments=store.request_attachments(row["tx_id"]),
         follow_ups=store.request_follow_ups(row["tx_id"]) if full else [],
-        follow_up_of=row["follow_up_of"], details=dict(body.get("details") or {}),
-        applicant=body.get("applicant"), operator=body.get("operator", ""),
-        note=body.get("note"), decisions=decisions,
-    )  # fmt: skip
+        follow_up_of=row["follow_up_of"],
+        details=dict(body.get("details") or {}),
+        applicant=body.get("applicant"),
+        operator=body.get("operator", ""),
+        note=body.get("note"),
+        decisions=decisions,
+    )
 
 
 # ---- the county's decisions ------------------------------------------------------------------
@@ -327,39 +439,64 @@ def apply_decision(
     the pinned county key did not make, another device's, or one for a request this
     device never made."""
     if not isinstance(document, dict) or set(document) != {"decision", "signature"}:
-        raise _refuse("BAD_DECISION", "县医保局的决定格式有误",
-                      "not a decision document {decision, signature}")  # fmt: skip
+        raise _refuse(
+            "BAD_DECISION",
+            "县医保局的决定格式有误",
+            "not a decision document {decision, signature}",
+        )
     decision = document["decision"]
     problem = sp.decision_problem(decision) if isinstance(decision, dict) else "not an object"
     if problem:
-        raise _refuse("BAD_DECISION", f"县医保局的决定格式有误：{problem}",
-                      f"the decision is not valid: {problem}")  # fmt: skip
+        raise _refuse(
+            "BAD_DECISION",
+            f"县医保局的决定格式有误：{problem}",
+            f"the decision is not valid: {problem}",
+        )
     try:
         key = Ed25519PublicKey.from_public_bytes(b64url_decode(county_public_key_b64))
         key.verify(b64url_decode(str(document["signature"])), canonical(decision))
     except (InvalidSignature, ValueError, TypeError):
-        raise _refuse("BAD_DECISION_SIGNATURE", "决定的签名不是县医保局的",
-                      "the decision is not signed by the county's key") from None  # fmt: skip
+        raise _refuse(
+            "BAD_DECISION_SIGNATURE",
+            "决定的签名不是县医保局的",
+            "the decision is not signed by the county's key",
+        ) from None
     if decision["device_id"] != identity.device_id:
-        raise _refuse("DECISION_OTHER_DEVICE", "这项决定是给另一台设备的",
-                      f"the decision is for device {decision['device_id']}")  # fmt: skip
+        raise _refuse(
+            "DECISION_OTHER_DEVICE",
+            "这项决定是给另一台设备的",
+            f"the decision is for device {decision['device_id']}",
+        )
     with store.write_transaction():
         known = store.decision(decision["serial"])
         if known is not None:
             if known["decision"] != decision:
-                raise _refuse("DECISION_CONFLICT", "同一编号的决定内容不同",
-                              f"decision {decision['serial']} differs from the one kept")  # fmt: skip
+                raise _refuse(
+                    "DECISION_CONFLICT",
+                    "同一编号的决定内容不同",
+                    f"decision {decision['serial']} differs from the one kept",
+                )
             return "known"
         rows = store.request_rows(tx_id=decision["request_tx_id"], limit=1)
         if not rows:
-            raise _refuse("UNKNOWN_REQUEST", "本机没有这项申请",
-                          f"no request {decision['request_tx_id']!r} on this device")  # fmt: skip
+            raise _refuse(
+                "UNKNOWN_REQUEST",
+                "本机没有这项申请",
+                f"no request {decision['request_tx_id']!r} on this device",
+            )
         if rows[0]["kind"] != decision["request_kind"]:
-            raise _refuse("BAD_DECISION", "决定的申请类别与本机申请不符",
-                          "the decision's request_kind is not the request's")  # fmt: skip
+            raise _refuse(
+                "BAD_DECISION",
+                "决定的申请类别与本机申请不符",
+                "the decision's request_kind is not the request's",
+            )
         store.save_decision(document, _stamp(now))
-        event = {"event": "request_decided", "request_tx_id": decision["request_tx_id"],
-                 "serial": decision["serial"], "outcome": decision["outcome"]}  # fmt: skip
+        event = {
+            "event": "request_decided",
+            "request_tx_id": decision["request_tx_id"],
+            "serial": decision["serial"],
+            "outcome": decision["outcome"],
+        }
         services.record_event(store, identity, event, now)
     return "applied"
 

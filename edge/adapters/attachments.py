@@ -71,7 +71,9 @@ class AttachmentFiles:
         try:
             data = self.path(sha256).read_bytes()
         except FileNotFoundError:
-            raise AttachmentError("ATTACHMENT_MISSING", f"no photo {sha256} on this device") from None
+            raise AttachmentError(
+                "ATTACHMENT_MISSING", f"no photo {sha256} on this device"
+            ) from None
         if sha256_hex(data) != sha256:
             raise AttachmentError("ATTACHMENT_DAMAGED", f"photo {sha256} does not match its hash")
         return data

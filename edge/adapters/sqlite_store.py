@@ -1324,7 +1324,8 @@ class SqliteDeviceStore:
             "CASE WHEN d.outcome IS NOT NULL THEN d.outcome"
             " WHEN r.seq <= (SELECT synced_seq FROM device) THEN 'submitted' ELSE 'pending' END"
         )
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         if tx_id is not None:
             where.append("r.tx_id = ?")
             args.append(tx_id)
@@ -1343,8 +1344,10 @@ class SqliteDeviceStore:
             + " ORDER BY r.seq DESC LIMIT ?"
         )
         rows = self.db.execute(sql, [*args, limit]).fetchall()
-        names = ("tx_id", "seq", "kind", "created_at", "insured_id", "name", "follow_up_of",
-                 "uploaded", "outcome", "reason", "result", "serial", "decided_at", "state")  # fmt: skip
+        names = (
+            "tx_id", "seq", "kind", "created_at", "insured_id", "name", "follow_up_of",
+            "uploaded", "outcome", "reason", "result", "serial", "decided_at", "state",
+        )  # fmt: skip
         found = []
         for row in rows:
             item = dict(zip(names, row, strict=True))
@@ -1417,7 +1420,9 @@ class SqliteDeviceStore:
         )  # fmt: skip
 
     def last_decision_serial(self) -> int:
-        return self.db.execute("SELECT coalesce(max(serial), 0) FROM request_decision").fetchone()[0]
+        return self.db.execute("SELECT coalesce(max(serial), 0) FROM request_decision").fetchone()[
+            0
+        ]
 
     def records_of_kind(self, kind: str) -> list[dict]:
         return [

@@ -253,8 +253,10 @@ class HubClient:
             return _answered(self._call(method, path, b"", now))
         except SyncError as error:
             last = getattr(self, "_last_answer", None)
-            if error.code in ("ANSWER_UNSIGNED", "NOT_FOUND") and last is not None and (
-                last.status == 404 and last.path.split("?")[0].endswith(path.split("?")[0])
+            if (
+                error.code in ("ANSWER_UNSIGNED", "NOT_FOUND")
+                and last is not None
+                and (last.status == 404 and last.path.split("?")[0].endswith(path.split("?")[0]))
             ):
                 return None
             raise

@@ -32,15 +32,18 @@ def encryption_key_of(statement: object, county_public_key: str) -> str:
     """The county encryption key a signed statement carries, verified with the county
     signing key (SyncError BAD_ENCRYPTION_KEY otherwise)."""
     try:
-        return verified_encryption_key(statement, county_public_key)  # type: ignore[arg-type]
+        return verified_encryption_key(statement, county_public_key)
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise SyncError("BAD_ENCRYPTION_KEY", str(error)) from None
 
 
 def pin_encryption_key(
-    store: SqliteDeviceStore, identity: DeviceIdentity, statement: object,
-    county_public_key: str, now: datetime,
-) -> str:  # fmt: skip
+    store: SqliteDeviceStore,
+    identity: DeviceIdentity,
+    statement: object,
+    county_public_key: str,
+    now: datetime,
+) -> str:
     """Verify and pin the key of `statement`; signed as an event the first time."""
     public_key = encryption_key_of(statement, county_public_key)
     if state.pin_encryption_key(store, public_key):
@@ -50,9 +53,13 @@ def pin_encryption_key(
 
 
 def fetch_encryption_key(
-    store: SqliteDeviceStore, identity: DeviceIdentity, client: HubClient,
-    enrollment: state.Enrollment, now: datetime, report: dict,
-) -> None:  # fmt: skip
+    store: SqliteDeviceStore,
+    identity: DeviceIdentity,
+    client: HubClient,
+    enrollment: state.Enrollment,
+    now: datetime,
+    report: dict,
+) -> None:
     if store.county_encryption_key() is not None:
         return
     statement = client.encryption_key(now)
@@ -62,9 +69,14 @@ def fetch_encryption_key(
 
 
 def upload_attachments(
-    store: SqliteDeviceStore, client: HubClient, data_dir: Path, now: datetime, report: dict,
-    *, limit: int = ATTACHMENTS_PER_RUN,
-) -> None:  # fmt: skip
+    store: SqliteDeviceStore,
+    client: HubClient,
+    data_dir: Path,
+    now: datetime,
+    report: dict,
+    *,
+    limit: int = ATTACHMENTS_PER_RUN,
+) -> None:
     """PUT the photos of uploaded requests the hub does not have yet, oldest first."""
     files = AttachmentFiles(data_dir)
     for sha256, content_type in store.attachments_to_upload(limit):
@@ -78,9 +90,13 @@ def upload_attachments(
 
 
 def pull_decisions(
-    store: SqliteDeviceStore, identity: DeviceIdentity, client: HubClient,
-    enrollment: state.Enrollment, now: datetime, report: dict,
-) -> None:  # fmt: skip
+    store: SqliteDeviceStore,
+    identity: DeviceIdentity,
+    client: HubClient,
+    enrollment: state.Enrollment,
+    now: datetime,
+    report: dict,
+) -> None:
     """Fetch and apply the decisions after the last one kept, page after page."""
     fetch_encryption_key(store, identity, client, enrollment, now, report)
     after = store.last_decision_serial()
@@ -90,12 +106,14 @@ def pull_decisions(
         for document in page["decisions"]:
             serial = _serial(document)
             if serial is None or serial <= after:
-                raise SyncError("BAD_RESPONSE", "the decisions are not in serial order after"
-                                f" {after}")  # fmt: skip
+                raise SyncError(
+                    "BAD_RESPONSE", f"the decisions are not in serial order after {after}"
+                )
             serials.append(serial)
             try:
-                outcome = apply_decision(store, identity, document,
-                                         enrollment.county_public_key, now)  # fmt: skip
+                outcome = apply_decision(
+                    store, identity, document, enrollment.county_public_key, now
+                )
             except Rejection as refusal:
                 _refused(store, identity, serial, refusal, now, report)
                 continue
@@ -113,14 +131,20 @@ def _serial(document: object) -> int | None:
 
 
 def _refused(
-    store: SqliteDeviceStore, identity: DeviceIdentity, serial: int, refusal: Rejection,
-    now: datetime, report: dict,
-) -> None:  # fmt: skip
+    store: SqliteDeviceStore,
+    identity: DeviceIdentity,
+    serial: int,
+    refusal: Rejection,
+    now: datetime,
+    report: dict,
+) -> None:
     """A decision that does not verify is kept out; remembered once (and signed)."""
     zh, _, en = refusal.message.partition(" / ")
     report.setdefault("decisions_refused", []).append({"serial": serial, "code": refusal.code})
     if state.record_refusal(store, "decision", str(serial), refusal.code, en or zh, zh, now):
         services.record_event(
-            store, identity,
-            {"event": "decision_refused", "serial": serial, "code": refusal.code}, now,
-        )  # fmt: skip
+            store,
+            identity,
+            {"event": "decision_refused", "serial": serial, "code": refusal.code},
+            now,
+        )

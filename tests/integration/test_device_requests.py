@@ -71,34 +71,53 @@ def enroll_locally(device, county: County, *, pin: bool) -> None:
     """The enrollment row the agent keeps, as if a hub had answered (the agent's tests
     enroll with a real hub)."""
     value = state.Enrollment(
-        hub_url="http://127.0.0.1:9", device_id=device.identity.device_id, slot_id=1,
-        clinic_code="C1", township="T1", county_name="Demo", county_public_key=county.public_key,
-        enrolled_at=NOW.isoformat(), clock_offset_s=0,
+        hub_url="http://127.0.0.1:9",
+        device_id=device.identity.device_id,
+        slot_id=1,
+        clinic_code="C1",
+        township="T1",
+        county_name="Demo",
+        county_public_key=county.public_key,
+        enrolled_at=NOW.isoformat(),
+        clock_offset_s=0,
         county_encryption_key=public_key_b64(county.sealing) if pin else None,
-    )  # fmt: skip
+    )
     with device.store.write_transaction():
         state.save_enrollment(device.store, value)
 
 
 def enrolment(device, now=NOW, **changes) -> dict:
     arguments = {
-        "kind": "enrolment", "operator": OPERATOR, "insured_id": None,
+        "kind": "enrolment",
+        "operator": OPERATOR,
+        "insured_id": None,
         "applicant": {"name": "王小明", "gender": "M", "birth_date": "1990-01-01"},
         "id_number": ID_NUMBER,
         "details": {"insurance_type": "resident", "category": None, "village": "东村"},
-        "photos": [], "note": None, "follow_up_of": None, "now": now,
-    }  # fmt: skip
+        "photos": [],
+        "note": None,
+        "follow_up_of": None,
+        "now": now,
+    }
     arguments.update(changes)
     return sr.new_request(device.store, device.identity, device.data_dir, **arguments).record
 
 
 def chronic(device, photos=((JPEG, "诊断证明"),), now=NOW, **changes) -> dict:
     arguments = {
-        "kind": "chronic_certificate", "operator": OPERATOR, "insured_id": RESIDENT,
-        "details": {"disease_code": "I10", "disease_name": "高血压", "scheme": "two_diseases",
-                    "hospital": "县人民医院", "diagnosed_on": "2026-03-01"},
-        "photos": list(photos), "now": now,
-    }  # fmt: skip
+        "kind": "chronic_certificate",
+        "operator": OPERATOR,
+        "insured_id": RESIDENT,
+        "details": {
+            "disease_code": "I10",
+            "disease_name": "高血压",
+            "scheme": "two_diseases",
+            "hospital": "县人民医院",
+            "diagnosed_on": "2026-03-01",
+        },
+        "photos": list(photos),
+        "now": now,
+    }
     arguments.update(changes)
     return sr.new_request(device.store, device.identity, device.data_dir, **arguments).record
 
@@ -134,8 +153,12 @@ class TestEnrolment:
         body = record["body"]
         assert record["kind"] == "service_request"
         assert body["insured_id"] is None
-        assert body["applicant"] == {"name": "王小明", "gender": "M", "birth_date": "1990-01-01",
-                                     "id_number_masked": "320115********" + ID_NUMBER[-4:]}  # fmt: skip
+        assert body["applicant"] == {
+            "name": "王小明",
+            "gender": "M",
+            "birth_date": "1990-01-01",
+            "id_number_masked": "320115********" + ID_NUMBER[-4:],
+        }
         assert open_sealed(body["sealed_id_number"], county.sealing) == ID_NUMBER
         assert services.verify_ledger(device.store).ok
         view = sr.request(device.store, record["tx_id"])
@@ -146,7 +169,9 @@ class TestEnrolment:
         enrolment(device)
         chronic(device)
         export = tmp_path / "ledger.jsonl"
-        export.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in device.records()))
+        export.write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in device.records())
+        )
         device.store.close()  # the WAL as it stands, and then checkpointed
         for path in [*device.data_dir.rglob("*"), export]:
             if path.is_file():
@@ -163,20 +188,28 @@ class TestEnrolment:
     @pytest.mark.parametrize(
         ("changes", "code"),
         [
-            ({"id_number": ID_NUMBER[:-1] + ("0" if ID_NUMBER[-1] != "0" else "1")},
-             "BAD_ID_NUMBER"),
+            (
+                {"id_number": ID_NUMBER[:-1] + ("0" if ID_NUMBER[-1] != "0" else "1")},
+                "BAD_ID_NUMBER",
+            ),
             ({"id_number": None}, "ID_NUMBER_REQUIRED"),
-            ({"applicant": {"name": "王小明", "gender": "F", "birth_date": "1990-01-01"}},
-             "ID_NUMBER_MISMATCH"),
-            ({"applicant": {"name": "王小明", "gender": "M", "birth_date": "1991-01-01"}},
-             "ID_NUMBER_MISMATCH"),
+            (
+                {"applicant": {"name": "王小明", "gender": "F", "birth_date": "1990-01-01"}},
+                "ID_NUMBER_MISMATCH",
+            ),
+            (
+                {"applicant": {"name": "王小明", "gender": "M", "birth_date": "1991-01-01"}},
+                "ID_NUMBER_MISMATCH",
+            ),
             ({"applicant": None}, "BAD_INPUT"),
             ({"insured_id": RESIDENT}, "BAD_INPUT"),
-            ({"details": {"insurance_type": "employee", "category": None, "village": None}},
-             "BAD_INPUT"),
+            (
+                {"details": {"insurance_type": "employee", "category": None, "village": None}},
+                "BAD_INPUT",
+            ),
             ({"operator": "nobody"}, "UNKNOWN_OPERATOR"),
         ],
-    )  # fmt: skip
+    )
     def test_bad_input_is_refused_and_changes_nothing(self, device, changes, code):
         error = refused(device, code, lambda: enrolment(device, **changes))
         assert ID_NUMBER not in error.message
@@ -211,11 +244,13 @@ class TestPhotos:
             ([(b"GIF89a" + b"x" * 50, "")], "PHOTO_TYPE"),
             ([(b"", "")], "BAD_PHOTO"),
             ([(b"\xff\xd8\xff" + b"x" * (3 * 1024 * 1024 - 2), "")], "PHOTO_TOO_LARGE"),
-            ([(b"\xff\xd8\xff" + bytes([i]) * (3 * 1024 * 1024 - 3), str(i)) for i in range(5)],
-             "PHOTOS_TOO_LARGE"),
+            (
+                [(b"\xff\xd8\xff" + bytes([i]) * (3 * 1024 * 1024 - 3), str(i)) for i in range(5)],
+                "PHOTOS_TOO_LARGE",
+            ),
             ([(JPEG, "说明" * 30)], "BAD_PHOTO"),
         ],
-    )  # fmt: skip
+    )
     def test_out_of_bounds_photos_are_refused_and_no_file_is_left(self, device, photos, code):
         refused(device, code, lambda: chronic(device, photos=photos))
 
@@ -238,17 +273,38 @@ class TestOtherKinds:
     def test_renewal_filing_and_complaint(self, device):
         settled = device.settle(NOW, RESIDENT)
         requests = [
-            sr.new_request(device.store, device.identity, device.data_dir, kind=kind,
-                           operator=OPERATOR, insured_id=RESIDENT, details=details, now=NOW)
+            sr.new_request(
+                device.store,
+                device.identity,
+                device.data_dir,
+                kind=kind,
+                operator=OPERATOR,
+                insured_id=RESIDENT,
+                details=details,
+                now=NOW,
+            )
             for kind, details in [
                 ("renewal", {"year": 2027, "premium_tx_id": None}),
-                ("cross_region_filing", {"filing_type": "referral", "destination": "南京市",
-                                         "valid_from": "2026-12-01", "valid_to": None,
-                                         "reason": "转诊"}),
-                ("complaint", {"settlement_tx_id": settled["tx_id"],
-                               "settlement_seq": settled["seq"], "grounds": "报销比例不对"}),
+                (
+                    "cross_region_filing",
+                    {
+                        "filing_type": "referral",
+                        "destination": "南京市",
+                        "valid_from": "2026-12-01",
+                        "valid_to": None,
+                        "reason": "转诊",
+                    },
+                ),
+                (
+                    "complaint",
+                    {
+                        "settlement_tx_id": settled["tx_id"],
+                        "settlement_seq": settled["seq"],
+                        "grounds": "报销比例不对",
+                    },
+                ),
             ]
-        ]  # fmt: skip
+        ]
         views = sr.requests(device.store)
         assert [v.kind for v in views] == ["complaint", "cross_region_filing", "renewal"]
         assert [v.seq for v in views] == [r.record["seq"] for r in reversed(requests)]
@@ -260,16 +316,32 @@ class TestOtherKinds:
 
         def complaint(tx_id, seq, insured_id=RESIDENT):
             details = {"settlement_tx_id": tx_id, "settlement_seq": seq, "grounds": "多收了"}
-            return sr.new_request(device.store, device.identity, device.data_dir,
-                                  kind="complaint", operator=OPERATOR, insured_id=insured_id,
-                                  details=details, now=NOW)  # fmt: skip
+            return sr.new_request(
+                device.store,
+                device.identity,
+                device.data_dir,
+                kind="complaint",
+                operator=OPERATOR,
+                insured_id=insured_id,
+                details=details,
+                now=NOW,
+            )
 
         refused(device, "UNKNOWN_SETTLEMENT", lambda: complaint("no-such-tx", 1))
         refused(device, "BAD_INPUT", lambda: complaint(settled["tx_id"], settled["seq"] + 1))
-        refused(device, "BAD_INPUT",
-                lambda: complaint(settled["tx_id"], settled["seq"], "32011500000002"))  # fmt: skip
-        services.reverse_settlement(device.store, device.identity, tx_id=settled["tx_id"],
-                                    reason="录错", operator=OPERATOR, now=NOW)  # fmt: skip
+        refused(
+            device,
+            "BAD_INPUT",
+            lambda: complaint(settled["tx_id"], settled["seq"], "32011500000002"),
+        )
+        services.reverse_settlement(
+            device.store,
+            device.identity,
+            tx_id=settled["tx_id"],
+            reason="录错",
+            operator=OPERATOR,
+            now=NOW,
+        )
         refused(device, "ALREADY_REVERSED", lambda: complaint(settled["tx_id"], settled["seq"]))
 
     def test_an_unknown_kind_or_state_is_refused(self, device):
@@ -282,25 +354,40 @@ def decision_for(device, record, county, serial=1, outcome="approved", **changes
     kind = record["body"]["kind"]
     results = {
         "enrolment": {"insured_id": "32011500009001", "roster_version": "2026.11.1"},
-        "chronic_certificate": {"disease_code": "I10", "valid_from": "2026-11-27",
-                                "valid_to": None, "roster_version": "2026.11.1"},
-    }  # fmt: skip
+        "chronic_certificate": {
+            "disease_code": "I10",
+            "valid_from": "2026-11-27",
+            "valid_to": None,
+            "roster_version": "2026.11.1",
+        },
+    }
     decision = {
-        "v": 1, "kind": "request_decision", "serial": serial,
-        "device_id": device.identity.device_id, "clinic": "C1",
-        "request_tx_id": record["tx_id"], "request_kind": kind, "outcome": outcome,
+        "v": 1,
+        "kind": "request_decision",
+        "serial": serial,
+        "device_id": device.identity.device_id,
+        "clinic": "C1",
+        "request_tx_id": record["tx_id"],
+        "request_kind": kind,
+        "outcome": outcome,
         "reason": None if outcome == "approved" else "诊断证明不清楚",
-        "decided_by": "coord-t1", "decided_at": (NOW + timedelta(hours=2)).isoformat(),
+        "decided_by": "coord-t1",
+        "decided_at": (NOW + timedelta(hours=2)).isoformat(),
         "result": results[kind] if outcome == "approved" else None,
-    }  # fmt: skip
+    }
     decision.update(changes)
     return county.sign(decision)
 
 
 class TestDecisions:
     def apply(self, device, county, document, key=None):
-        return sr.apply_decision(device.store, device.identity, document,
-                                 key or county.public_key, NOW + timedelta(hours=3))  # fmt: skip
+        return sr.apply_decision(
+            device.store,
+            device.identity,
+            document,
+            key or county.public_key,
+            NOW + timedelta(hours=3),
+        )
 
     def test_a_decision_is_kept_signed_as_an_event_and_shown(self, device, county):
         record = enrolment(device)
@@ -313,9 +400,11 @@ class TestDecisions:
         assert [d["serial"] for d in view.decisions] == [1]
         event = device.records()[-1]
         assert event["kind"] == "event" and event["body"] == {
-            "event": "request_decided", "request_tx_id": record["tx_id"], "serial": 1,
+            "event": "request_decided",
+            "request_tx_id": record["tx_id"],
+            "serial": 1,
             "outcome": "approved",
-        }  # fmt: skip
+        }
         assert self.apply(device, county, document) == "known"  # idempotent by serial
         assert device.records()[-1] == event
         assert device.store.last_decision_serial() == 1
@@ -333,8 +422,10 @@ class TestDecisions:
         assert sr.requests(device.store, state="rejected")[0].tx_id == record["tx_id"]
         assert sr.request(device.store, follow_up["tx_id"]).state == "pending"
 
-    @pytest.mark.parametrize("problem", ["forged", "other_device", "unknown_request",
-                                         "wrong_kind", "no_reason", "not_a_document"])  # fmt: skip
+    @pytest.mark.parametrize(
+        "problem",
+        ["forged", "other_device", "unknown_request", "wrong_kind", "no_reason", "not_a_document"],
+    )
     def test_bad_decisions_are_refused_and_change_nothing(self, device, county, problem):
         record = chronic(device)
         document = decision_for(device, record, county)
@@ -349,8 +440,13 @@ class TestDecisions:
             document = decision_for(device, record, county, request_tx_id="not-a-request")
             code = "UNKNOWN_REQUEST"
         elif problem == "wrong_kind":
-            document = decision_for(device, record, county, request_kind="renewal",
-                                    result={"year": 2027, "roster_version": "2026.11.1"})  # fmt: skip
+            document = decision_for(
+                device,
+                record,
+                county,
+                request_kind="renewal",
+                result={"year": 2027, "roster_version": "2026.11.1"},
+            )
         elif problem == "no_reason":
             document = decision_for(device, record, county, outcome="rejected", reason=None)
         else:
