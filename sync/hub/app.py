@@ -18,14 +18,13 @@ from pathlib import Path
 
 from flask import Flask
 
-from edge.adapters.sealing import encryption_key_statement
+from edge.adapters.sealing import encryption_key_statement, public_key_b64
 from edge.clock import configured_clock
 from sync.hub import console_statements  # noqa: F401  (its pages join the console)
 from sync.hub.adapters.county_key import (
     ensure_seal_key,
     load_county_key,
     seal_key_made_at,
-    seal_public_key,
 )
 from sync.hub.api import api
 from sync.hub.bootstrap import open_hub_store
@@ -77,7 +76,7 @@ def create_app(config: Mapping | None = None) -> Flask:
         clock,
         seal_key=seal_key,
         encryption_key=encryption_key_statement(
-            seal_public_key(seal_key), county_key, seal_key_made_at(data_dir)
+            public_key_b64(seal_key), county_key, seal_key_made_at(data_dir)
         ),
     )
     if app.config["RECONCILE_INTERVAL_S"]:

@@ -15,14 +15,15 @@ from click.testing import CliRunner
 from sync_helpers import NOW, OPERATOR, hub_store
 
 from edge import services
-from edge.adapters.sealing import seal, verified_encryption_key
+from edge.adapters.sealing import public_key_b64, seal, verified_encryption_key
 from edge.console import main
 from edge.domain.ledger import b64url_decode
+from edge.domain.records import body_problem
 from sync import agent
 from sync.agent import state
 from sync.agent.client import HubClient, HubRefusal
 from sync.agent.jobs import client_for
-from sync.hub.adapters.county_key import SEAL_KEY_FILE, ensure_seal_key, seal_public_key
+from sync.hub.adapters.county_key import SEAL_KEY_FILE, ensure_seal_key
 from sync.hub.model import HubError
 from sync.hub.services import county, service_requests
 from sync.hub.services.reconciliation import reconcile_pending
@@ -60,6 +61,7 @@ def request(device, kind: str, now=NOW, **body) -> dict:
         "follow_up_of": None,
         **body,
     }
+    assert body_problem("service_request", document) is None  # one the hub indexes
     return services.append_record(device.store, device.identity, "service_request", document, now)
 
 
@@ -107,7 +109,7 @@ def test_the_encryption_key_is_made_once_and_its_statement_verifies(
     path = hub_dir / SEAL_KEY_FILE
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     made = path.read_bytes()
-    assert seal_public_key(ensure_seal_key(hub_dir)) == seal_public_key(ensure_seal_key(hub_dir))
+    assert public_key_b64(ensure_seal_key(hub_dir)) == public_key_b64(ensure_seal_key(hub_dir))
     assert path.read_bytes() == made  # never overwritten
 
     # The enrollment answer carries the statement, signed by the county key it pins.
@@ -123,7 +125,7 @@ def test_the_encryption_key_is_made_once_and_its_statement_verifies(
         NOW,
     )
     public = verified_encryption_key(answer["county_encryption_key"], answer["county_public_key"])
-    assert public == seal_public_key(ensure_seal_key(hub_dir))
+    assert public == public_key_b64(ensure_seal_key(hub_dir))
     assert (
         answer["county_encryption_key"]["statement"]["key_id"]
         == hashlib.sha256(b64url_decode(public)).hexdigest()[:16]
@@ -332,6 +334,7 @@ def premium(device, persons, method="cash", now=NOW, **body) -> dict:
         "account_balance_after": None,
         **body,
     }
+    assert body_problem("premium", document) is None
     return services.append_record(device.store, device.identity, "premium", document, now)
 
 
@@ -372,22 +375,18 @@ def test_premium_totals_and_a_family_account_premium_in_the_recomputation(
             "UPDATE person SET account_balance = account_balance - 40000 WHERE insured_id = ?",
             [holder],
         )
-    services.append_record(
-        device.store,
-        device.identity,
-        "premium_reversal",
-        {
-            "reverses": family["tx_id"],
-            "reverses_seq": family["seq"],
-            "operator": OPERATOR,
-            "reason": "重复收费",
-            "amount": 80000,
-            "method": "cash",
-            "account_holder": None,
-            "account_balance_after": None,
-        },
-        NOW,
-    )
+    reversal = {
+        "reverses": family["tx_id"],
+        "reverses_seq": family["seq"],
+        "operator": OPERATOR,
+        "reason": "重复收费",
+        "amount": 80000,
+        "method": "cash",
+        "account_holder": None,
+        "account_balance_after": None,
+    }
+    assert body_problem("premium_reversal", reversal) is None
+    services.append_record(device.store, device.identity, "premium_reversal", reversal, NOW)
     premium(other, [person("32011500000004", "周")])
     settled = device.settle(NOW + timedelta(minutes=5), insured_id=holder)
     sync(device)
@@ -429,13 +428,25 @@ def test_premium_totals_and_a_family_account_premium_in_the_recomputation(
 
 def test_the_cli_lists_shows_decides_and_totals(hub, hub_dir, make_enrolled_device):
     device = make_enrolled_device("device")
+    settled = device.settle(NOW, insured_id="32011500000001")
     record = request(
         device,
         "complaint",
         insured_id="32011500000001",
-        details={"settlement_tx_id": "none-such", "settlement_seq": 1, "grounds": "收费不对"},
+        details={
+            "settlement_tx_id": settled["tx_id"],
+            "settlement_seq": settled["seq"],
+            "grounds": "收费不对",
+        },
     )
     sync(device)
+    with hub_store(hub_dir) as store:
+        reconcile_pending(store, NOW)
+        detail = service_requests.request_detail(store, record["tx_id"], township=None)
+    disputed = detail["settlement"]
+    assert disputed["recomputation_status"] == "ok"
+    assert disputed["device"] == disputed["recomputed"]
+    assert disputed["device"]["medfee_sumamt"] == settled["body"]["result"]["total"]
     runner = CliRunner()
 
     def run(*args):
@@ -453,6 +464,7 @@ def test_the_cli_lists_shows_decides_and_totals(hub, hub_dir, make_enrolled_devi
     assert decided.exit_code == 0, decided.output
     result = json.loads(decided.output)["decision"]["result"]
     assert result["answer"] == "县级重算与结算一致" and result["correction"] is False
+    assert result["recomputed"] == result["device"] == disputed["device"]
     shown = run("requests", "show", record["tx_id"])
     assert shown.exit_code == 0 and "rejected" in shown.output
     totals = run("premiums", "--year", "2027", "--json")

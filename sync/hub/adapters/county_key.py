@@ -3,23 +3,15 @@ made once and never overwritten: the Ed25519 signing key `county.key`, and the X
 encryption key `county-seal.key` that ID numbers captured at enrolment are sealed to
 (`edge.adapters.sealing`, `docs/service-point.md`)."""
 
-import os
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-    load_pem_private_key,
-)
 
 from edge.adapters.identity import IdentityError, read_private_key, write_new_private_key
-from edge.domain.ledger import b64url
+from edge.adapters.sealing import read_sealing_key, write_new_sealing_key
 from sync.hub.model import HubError
 
 COUNTY_KEY_FILE = "county.key"
@@ -49,46 +41,27 @@ def ensure_seal_key(data_dir: Path) -> X25519PrivateKey:
     """The county's encryption key, made (0600) when the hub has none yet: `clinic hub
     init` makes it, and a hub made before it existed gets it when it next starts. An
     existing key is never replaced (sealed ID numbers would no longer open)."""
-    path = Path(data_dir) / SEAL_KEY_FILE
-    key = X25519PrivateKey.generate()
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        return write_new_sealing_key(Path(data_dir) / SEAL_KEY_FILE)
     except FileExistsError:
         return load_seal_key(data_dir)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return key
 
 
 def load_seal_key(data_dir: Path) -> X25519PrivateKey:
     """The county's encryption key, refusing one others can read."""
     path = Path(data_dir) / SEAL_KEY_FILE
     try:
-        mode, data = path.stat().st_mode, path.read_bytes()
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise HubError(
+                f"the county encryption key {path} is readable by others (mode {mode:o});"
+                f" run 'chmod 600 {path}'"
+            )
+        return read_sealing_key(path)
     except FileNotFoundError:
         raise HubError(f"the county encryption key {path} is missing") from None
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise HubError(f"the county encryption key {path} cannot be read: {error}") from None
-    if stat.S_IMODE(mode) & 0o077:
-        raise HubError(
-            f"the county encryption key {path} is readable by others"
-            f" (mode {stat.S_IMODE(mode):o}); run 'chmod 600 {path}'"
-        )
-    try:
-        key = load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
-        raise HubError(f"the county encryption key {path} is damaged") from None
-    if not isinstance(key, X25519PrivateKey):
-        raise HubError(f"the county encryption key {path} is not an X25519 key")
-    return key
-
-
-def seal_public_key(key: X25519PrivateKey) -> str:
-    """The encryption key's public half: base64url of its 32 raw bytes."""
-    return b64url(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
 
 
 def seal_key_made_at(data_dir: Path) -> datetime:

@@ -18,25 +18,28 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from edge.adapters.sealing import open_sealed
 from edge.domain.ledger import b64url
-from sync.hub import reconcile
+from edge.domain.records import MONEY_FIELDS, NATIONAL_NAMES, payer_amounts
+from edge.domain.service_point import (
+    MAX_ATTACHMENT_BYTES,
+    OUTCOMES,
+    PAYMENT_METHODS,
+    REQUEST_KINDS,
+    ROSTER_KINDS,
+    attachment_type,
+    decision_problem,
+    next_roster_version,
+)
 from sync.hub.model import HubError, Slot
 from sync.hub.ports import HubStore
 from sync.hub.services import publishing
 from sync.protocol import SyncError, canonical_json, iso
 
-KINDS = ("enrolment", "renewal", "chronic_certificate", "cross_region_filing", "complaint")
-STATES = ("pending", "approved", "rejected", "more_info")
-OUTCOMES = ("approved", "rejected", "more_info")
-# Approving these changes a person: a new roster version is published at once.
-ROSTER_KINDS = ("enrolment", "renewal", "chronic_certificate")
+KINDS = REQUEST_KINDS
+STATES = ("pending", *OUTCOMES)
 APPLICANT_FIELDS = ("name", "gender", "birth_date", "id_number_masked")
 DECISIONS_PAGE = 200
-# Photos (shared with the device): JPEG or PNG by their first bytes, each bounded.
-MAX_ATTACHMENT_BYTES = 3 * 2**20
-ATTACHMENT_TYPES = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n"}
 # A roster republished for a decision whose newest one has expired stays valid this long.
 ROSTER_VALIDITY = timedelta(days=90)
-METHODS = ("cash", "mobile", "family_account")
 
 
 class RequestNotFound(HubError):
@@ -225,10 +228,12 @@ def _attachments(named: list[dict], received: dict[str, tuple[str, int, str]]) -
     return shown
 
 
-def _money(result: dict | None) -> dict | None:
+def _payers(result: dict | None) -> dict[str, int] | None:
+    """A settlement result's split by national payer name ({hifp_pay: fen, …})."""
     if not isinstance(result, dict):
         return None
-    return {name: result[name] for name in reconcile.COMPARED_FIELDS if name in result}
+    amounts = payer_amounts(result)
+    return {NATIONAL_NAMES[name]: amounts[name] for name in MONEY_FIELDS}
 
 
 def _disputed_settlement(store: HubStore, row: dict) -> dict:
@@ -249,9 +254,9 @@ def _disputed_settlement(store: HubStore, row: dict) -> dict:
         "created_at": record["created_at"],
         "insured_id": record["body"].get("insured_id"),
         "visit": record["body"].get("visit"),
-        "device": _money(record["body"].get("result")),
+        "device": _payers(record["body"].get("result")),
         "recomputation_status": recomputed[0] if recomputed else None,
-        "recomputed": _money(recomputed[1]) if recomputed else None,
+        "recomputed": _payers(recomputed[1]) if recomputed else None,
     }
 
 
@@ -284,8 +289,7 @@ def store_attachment(
     if len(data) > MAX_ATTACHMENT_BYTES:
         raise SyncError("ATTACHMENT_TOO_LARGE", f"{len(data)} bytes")
     kind = content_type.split(";")[0].strip().lower()
-    magic = ATTACHMENT_TYPES.get(kind)
-    if magic is None or not data.startswith(magic):
+    if attachment_type(data) is None or attachment_type(data) != kind:
         raise SyncError("ATTACHMENT_TYPE", f"{kind[:40] or 'no type'}")
     if hashlib.sha256(data).hexdigest() != sha256:
         raise SyncError("ATTACHMENT_HASH_MISMATCH")
@@ -357,7 +361,8 @@ def decide(
                 f" / this answers request {original['tx_id']}: decide that one"
             )
         result = None
-        if outcome == "approved" or row["kind"] == "complaint":
+        # A complaint's answer travels whether it is upheld or the settlement stands.
+        if outcome == "approved" or (row["kind"] == "complaint" and outcome == "rejected"):
             result = _result(
                 store,
                 county_key,
@@ -386,6 +391,9 @@ def decide(
             "decided_at": iso(now),
             "result": result,
         }
+        problem = decision_problem(decision)
+        if problem is not None:  # e.g. a date the county typed that is not one
+            raise HubError(f"决定格式不正确，未保存 / the decision is not well-formed: {problem}")
         document = {
             "decision": decision,
             "signature": b64url(county_key.sign(canonical_json(decision))),
@@ -450,14 +458,6 @@ def _result(
         valid_from=valid_from,
         valid_to=valid_to,
     )
-
-
-def next_roster_version(version: str) -> str:
-    """2026.11 → 2026.11.1 → 2026.11.2: a decision's roster is a step of the newest one."""
-    parts = version.split(".")
-    if len(parts) >= 3 and parts[-1].isdigit():
-        return ".".join([*parts[:-1], str(int(parts[-1]) + 1)])
-    return version + ".1"
 
 
 def _publish_person(
@@ -589,7 +589,7 @@ def premium_totals(store: HubStore, *, year: int | None, township: str | None) -
                 "count": 0,
                 "persons": 0,
                 "amount": 0,
-                **{method: 0 for method in METHODS},
+                **dict.fromkeys(PAYMENT_METHODS, 0),
                 "state_paid": 0,
                 "reversed_count": 0,
                 "reversed_amount": 0,
@@ -597,7 +597,7 @@ def premium_totals(store: HubStore, *, year: int | None, township: str | None) -
                 "reversed_state_paid": 0,
             },
         )
-        method = row["method"] if row["method"] in METHODS else "cash"
+        method = row["method"] if row["method"] in PAYMENT_METHODS else "cash"
         clinic["count"] += 1
         clinic["persons"] += len(row["persons"])
         clinic["amount"] += row["amount"]
