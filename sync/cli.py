@@ -1051,7 +1051,7 @@ def demo_service_point_command(base_dir: Path | None, keep: bool, as_json: bool)
     from sync import demo_service_point
 
     temporary = base_dir is None
-    folder = Path(tempfile.mkdtemp(prefix="demo-service-point-")) if temporary else base_dir
+    folder = base_dir or Path(tempfile.mkdtemp(prefix="demo-service-point-"))
     say = (lambda line: None) if as_json else click.echo
     try:
         facts = demo_service_point.run_service_point(folder, _now(), say)

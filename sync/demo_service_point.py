@@ -32,6 +32,7 @@ never printed, logged or written anywhere (the integration test greps every file
 import struct
 import zlib
 from collections.abc import Callable
+from contextlib import closing
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -48,7 +49,8 @@ from sync import demo as sync_demo
 from sync.demo_month import CHINA, OPERATOR, SteppingClock
 from sync.hub.adapters.county_key import load_county_key
 from sync.hub.bootstrap import open_hub_store
-from sync.hub.server import serve_in_background
+from sync.hub.ports import HubStore
+from sync.hub.server import RunningHub, serve_in_background
 from sync.hub.services import service_requests as hub_requests
 
 COORDINATOR = sync_demo.DEMO_CONSOLE_USERS[1][0]  # molin-coord, of the clinic's township
@@ -139,23 +141,29 @@ class Walkthrough:
             "hub_dir": str(self.hub_dir),
             "data_dir": str(self.data_dir),
         }
-        self.hub = None
+        self.hub: RunningHub | None = None
         self.port = 0
-        self.store: SqliteDeviceStore | None = None
+        self._store: SqliteDeviceStore | None = None
+
+    @property
+    def store(self) -> SqliteDeviceStore:
+        if self._store is None:
+            raise RuntimeError("the walkthrough's terminal is not made yet")
+        return self._store
 
     # ---- the parts ------------------------------------------------------------------
 
     def setup(self) -> None:
         self.clock.now = _at(self.day, 7, 30)
-        self.hub = sync_demo.start_demo_hub(self.hub_dir, self.clock, reconcile_interval_s=None)
-        self.port = self.hub.port
+        hub = sync_demo.start_demo_hub(self.hub_dir, self.clock, reconcile_interval_s=None)
+        self.hub, self.port = hub, hub.port
         self.data_dir.mkdir(parents=True)
-        self.store = SqliteDeviceStore.open(self.data_dir, create=True)
+        self._store = SqliteDeviceStore.open(self.data_dir, create=True)
         list(demo.install(self.store, self.clock.now))
         self.identity = services.init_device(self.store, self.data_dir, self.clock.now)
         clinic = sync_demo.provision_and_enroll(
             self.store, self.identity, self.data_dir, hub_dir=self.hub_dir,
-            hub_url=self.hub.url, now=self.clock.now,
+            hub_url=hub.url, now=self.clock.now,
         )  # fmt: skip
         self.facts.update(
             clinic_code=clinic["clinic_code"],
@@ -164,7 +172,7 @@ class Walkthrough:
             roster_before=self.store.roster_version(),
         )
         self.say(
-            f"准备 setup: 县平台 county hub {self.hub.url}; 卫生室 clinic {clinic['clinic_code']}"
+            f"准备 setup: 县平台 county hub {hub.url}; 卫生室 clinic {clinic['clinic_code']}"
             f" ({clinic['township']}) 已注册 enrolled, 名册 roster {self.store.roster_version()}"
         )
 
@@ -390,7 +398,8 @@ class Walkthrough:
                 result = decision["result"] or {}
                 shown = ", ".join(f"{k} {v}" for k, v in result.items()) or reason
                 self.say(f"  {name}: {outcome} — {shown}")
-            self.facts["hub_roster"] = store.latest_publication("roster").version
+            roster = store.latest_publication("roster")
+            self.facts["hub_roster"] = roster.version if roster else None
 
     def deliver(self) -> None:
         self.say("")
@@ -487,10 +496,11 @@ class Walkthrough:
 
     # ---- helpers ----------------------------------------------------------------------
 
-    def _hub(self):
-        return _HubStore(self.hub_dir)
+    def _hub(self) -> "closing[HubStore]":
+        """The hub's store for one step, opened beside the serving hub."""
+        return closing(open_hub_store(self.hub_dir))
 
-    def _hub_premiums(self, store) -> dict:
+    def _hub_premiums(self, store: HubStore) -> dict:
         rows = hub_requests.premium_totals(
             store, year=self.facts["premium"]["year"], township=self.facts["township"]
         )
@@ -501,22 +511,8 @@ class Walkthrough:
 
     def close(self) -> None:
         self.stop_hub()
-        if self.store is not None:
-            self.store.close()
-
-
-class _HubStore:
-    """The hub's store for one step (`with`), opened beside the serving hub."""
-
-    def __init__(self, hub_dir: Path) -> None:
-        self.hub_dir = hub_dir
-
-    def __enter__(self):
-        self.store = open_hub_store(self.hub_dir)
-        return self.store
-
-    def __exit__(self, *exc) -> None:
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
 
 
 def run_service_point(base_dir: Path, now: datetime, say: Say = lambda line: None) -> dict:
