@@ -161,6 +161,41 @@ class FakeDeviceStore:
             if r["kind"] == "settlement" and self.days[r["seq"]] == (day, insured_id)
         )  # fmt: skip
 
+    def premium_paid(self, insured_id: str, year: int) -> str | None:
+        return next(
+            (row["tx_id"] for row in reversed(self.premium_rows(year=year, limit=len(self.ledger)))
+             if row["reversed_by"] is None
+             and any(p["insured_id"] == insured_id for p in row["persons"])),
+            None,
+        )  # fmt: skip
+
+    def premium_rows(
+        self, *, year: int | None = None, day: str | None = None, tx_id: str | None = None,
+        limit: int = 200,
+    ) -> list[dict]:  # fmt: skip
+        undone = {r["body"]["reverses"]: r for r in self.ledger if r["kind"] == "premium_reversal"}
+        rows = []
+        for r in reversed(self.ledger):
+            body, reversal = r["body"], undone.get(r["tx_id"])
+            if r["kind"] != "premium" or (year is not None and body["year"] != year) or (
+                day is not None and self.days[r["seq"]][0] != day) or (
+                tx_id is not None and r["tx_id"] != tx_id):  # fmt: skip
+                continue
+            rows.append({
+                "tx_id": r["tx_id"], "seq": r["seq"], "year": body["year"],
+                "created_at": r["created_at"], "day": self.days[r["seq"]][0],
+                "payer_name": body["payer"]["name"], "method": body["method"],
+                "reference": body["reference"], "account_holder": body["account_holder"],
+                "amount": body["amount"], "state_paid": body["state_paid"],
+                "persons": body["persons"],
+                "reversed_by": reversal["tx_id"] if reversal else None,
+                "reversal_seq": reversal["seq"] if reversal else None,
+            })  # fmt: skip
+        return rows[:limit]
+
+    def set_account_balance(self, insured_id: str, balance: int) -> None:
+        self._set_balance(insured_id, balance)
+
 
 def _checked(store: FakeDeviceStore) -> DeviceStore:
     return store  # mypy: the fake satisfies the protocol

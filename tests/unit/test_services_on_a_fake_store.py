@@ -94,3 +94,43 @@ def test_a_refused_settlement_leaves_the_fake_untouched(tmp_path):
         services.settle_visit(store, identity, insured_id="32011500000503",
                               visit=visit(("NO-SUCH", "1")), operator="doc01", now=NOW)  # fmt: skip
     assert (store.ledger, store.sums, store.persons["32011500000503"]) == before
+
+
+def premium_day(store, data_dir) -> list[dict]:
+    """Premiums: a family in cash (one 特困 pays nothing), 家庭共济, a reversal, the close."""
+    from edge import premiums
+
+    identity = services.init_device(store, data_dir, NOW - timedelta(hours=1))
+
+    def collect(insured_ids, **how):
+        return premiums.collect_premium(
+            store, identity, operator="doc01", payer_name="付款人", payer_insured_id=None,
+            insured_ids=insured_ids, year=None, reference=None, account_holder=None, now=NOW,
+            **{"method": "cash", **how},
+        )  # fmt: skip
+
+    family = collect(["32011500000001", "32011500000005", "32011500000008"])
+    collect(["32011500000027"], method="family_account")
+    with pytest.raises(Rejection):
+        collect(["32011500000001"])  # already paid
+    premiums.reverse_premium(store, identity, family.record["tx_id"], operator="doc01",
+                             reason="退费", now=NOW)  # fmt: skip
+    assert premiums.premiums(store)[1]["reversal_seq"] == 3
+    assert store.premium_paid("32011500000001", NOW.year + 1) is None
+    services.close_day(store, identity, operator="doc01", now=NOW + timedelta(hours=1))
+    balance = store.insured_person("32011500000511", with_accumulators=False).person
+    return [*(unsigned(r) for r in store.records()), {"holder_balance": balance.account_balance}]
+
+
+def test_premiums_are_recorded_the_same_on_the_fake_as_on_sqlite(tmp_path):
+    on_fake = premium_day(fake_device(tmp_path / "fake"), tmp_path / "fake")
+    sqlite = sqlite_device(tmp_path / "sqlite")
+    try:
+        on_sqlite = premium_day(sqlite, tmp_path / "sqlite")
+    finally:
+        sqlite.close()
+    assert [r.get("kind") for r in on_fake] == [
+        "premium", "premium", "premium_reversal", "daily_close", None,
+    ]  # fmt: skip
+    assert on_fake == on_sqlite
+    assert on_fake[-1] == {"holder_balance": 80000 - 40000}
