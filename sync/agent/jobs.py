@@ -150,12 +150,15 @@ def enroll(
             "county_key_fingerprint": fingerprint,
             "hub_certificate_fingerprint": certificate_fingerprint_,
             "plain_http_lab": plain_http_lab,
+            # the county encryption key pinned with it (a later pin signs its own event)
+            **(
+                {"encryption_key_id": key_id(value.county_encryption_key)}
+                if value.county_encryption_key
+                else {}
+            ),
         },
         now,
     )
-    if value.county_encryption_key is not None:
-        event = {"event": "encryption_key_pinned", "key_id": key_id(value.county_encryption_key)}
-        services.record_event(store, identity, event, now)
     return {
         "device_id": value.device_id,
         "clinic_code": value.clinic_code,

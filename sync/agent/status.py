@@ -110,14 +110,15 @@ def connection(jobs: dict[str, state.JobState], now: datetime | None) -> dict:
     """Whether the hub answered the agent's latest request: "online" (recently, when `now`
     is given), "offline" (not reached, with the error), "refused" (the hub answered no),
     or "unknown" (never asked, or not lately: the
-    agent is not running). A heartbeat or an updates check always asks the hub; an upload
-    that succeeds may have had nothing to send, so only its failures count."""
+    agent is not running). A heartbeat, an updates or a decisions check always asks the
+    hub; an upload or a photo upload that succeeds may have had nothing to send, so only
+    their failures count."""
     outcomes = []
     for job in jobs.values():
         if job.last_attempt_at is None or job.job == RELEASE_JOB:
             continue  # a release download's trouble is shown apart (`software`)
         failed = job.last_error_code is not None
-        if failed or job.job != "upload":
+        if failed or job.job not in ("upload", "attachments"):  # may have had nothing to send
             outcomes.append((datetime.fromisoformat(job.last_attempt_at), failed, job))
     if not outcomes:
         return {"state": "unknown", "checked_at": None, "error": None}
