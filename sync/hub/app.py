@@ -20,7 +20,7 @@ from flask import Flask
 
 from edge.adapters.sealing import encryption_key_statement, public_key_b64
 from edge.clock import configured_clock
-from sync.hub import console_statements  # noqa: F401  (its pages join the console)
+from sync.hub import console_requests, console_statements  # noqa: F401  (pages of the console)
 from sync.hub.adapters.county_key import (
     ensure_seal_key,
     load_county_key,

@@ -19,6 +19,7 @@ CATALOGS = MessageCatalogs(
         ("console.py", "python"),
         ("console_statements.py", "python"),
         ("console_reports.py", "python"),
+        ("console_requests.py", "python"),
         ("templates/console/**.html", "jinja2"),
     ],
     project="clinic-terminal county console",
