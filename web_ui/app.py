@@ -119,6 +119,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
 
     app.before_request(_trusted_host)  # first: a foreign Host gets nothing else
+    app.before_request(_upload_limit)  # before the CSRF check reads the form
     csrf.init_app(app)
     app.before_request(_readable_json)
     babel.init_app(app, locale_selector=_locale)
@@ -126,9 +127,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.after_request(_security_headers)
     _error_handlers(app)
 
-    from web_ui import admin, auth, ime, month, records, settle, status, tester
+    from web_ui import admin, auth, ime, month, records, service_point, settle, status, tester
 
-    for module in (auth, settle, records, month, status, tester, admin, ime):
+    for module in (auth, settle, records, month, service_point, status, tester, admin, ime):
         app.register_blueprint(module.bp)
     auth.install(app)
     return app
@@ -186,6 +187,15 @@ def _in(lang: str, message) -> str:
         return str(message)
 
 
+def _upload_limit():
+    """A request's photos may be larger than every other body the terminal takes
+    (`MAX_CONTENT_LENGTH`): their form alone has the photos' own bound."""
+    from web_ui.service_point import UPLOAD_ENDPOINTS, UPLOAD_LIMIT
+
+    if request.endpoint in UPLOAD_ENDPOINTS:
+        request.max_content_length = UPLOAD_LIMIT
+
+
 def _readable_json():
     """A JSON body that cannot be read (malformed, too deeply nested) is refused here with
     a clear message, before any page code sees it; one too large is a 413."""
@@ -234,7 +244,10 @@ def _error_handlers(app: Flask) -> None:
             403: _("Your role may not open this page."),
             404: _("There is no such page or record."),
             405: _("This page does not take that kind of request."),
-            413: _("The request is too large."),
+            413: _(
+                "The request is too large: nothing was changed. Photos: at most 6, each up"
+                " to 3 MB, 12 MB in all."
+            ),
         }
         code = error.code or 500
         return error_response(

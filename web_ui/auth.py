@@ -146,9 +146,11 @@ def _template_globals() -> dict:
                 ("settle.page", _("Settle")),
                 ("records.today", _("Today")),
                 ("records.close_page", _("Daily close")),
+                ("service.index", _("Insurance services")),
             ]
         if role == "coordinator":
             nav.append(("records.today", _("Today")))
+            nav.append(("service.index", _("Insurance services")))
         if role in ("coordinator", "admin", "tester"):
             nav.append(("status.page", _("Status")))
         if role == "tester" or demo:

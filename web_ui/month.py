@@ -27,7 +27,7 @@ from edge.domain.records import MONEY_FIELDS, MONTH, grouped_totals, previous_mo
 from web_ui import messages, syncing
 from web_ui.auth import now, require
 from web_ui.context import get_store
-from web_ui.records import READERS, SETTLERS, _print
+from web_ui.records import READERS, SETTLERS, _print, premiums_totals
 
 bp = Blueprint("month", __name__)
 # The county's statement's status (docs/statements.md).
@@ -164,6 +164,7 @@ def month_page():
         by_visit_type=_groups(preview["by_visit_type"], reports.PERIOD_VISIT_TYPES),
         operators=_operators(store, records),
         needs_review=preview["needs_review"],
+        premiums=premiums_totals(preview.get("premiums")),
         closes=[
             {
                 "seq": c["seq"],

@@ -123,3 +123,20 @@ def claim_visit_token(store: SqliteDeviceStore, token: str, at: datetime) -> Non
         )
         if not token or cursor.rowcount != 1:
             raise Rejection("ALREADY_SETTLED", "this visit has already been settled")
+
+
+def search_persons(store: SqliteDeviceStore, query: str, limit: int = 8) -> list[dict]:
+    """Roster persons by name (characters anywhere), insured number or card number (from
+    their start, 6 characters or more), for picking who a premium or request is for."""
+    query = "".join(query.split())
+    if not query:
+        return []
+    prefix = f"{query}%" if len(query) >= MIN_PREFIX else None
+    rows = store.db.execute(
+        "SELECT insured_id, name, insurance_type, status FROM person"
+        " WHERE name LIKE ? OR insured_id LIKE ? OR card_no LIKE ? OR insured_id = ?"
+        " ORDER BY name, insured_id LIMIT ?",
+        [f"%{query}%", prefix, prefix, query, limit],
+    )
+    keys = ("insured_id", "name", "insurance_type", "status")
+    return [dict(zip(keys, row, strict=True)) for row in rows]

@@ -125,6 +125,8 @@ def _family_holder_text(store, record: dict) -> str:
 def detail(tx_id: str):
     store = get_store()
     record = _record_or_404(tx_id)
+    if record["kind"] in SERVICE_PAGES:
+        return redirect(url_for(SERVICE_PAGES[record["kind"]], tx_id=tx_id))
     body = record["body"]
     genuine = queries.record_is_genuine(store, record, services.public_key_of(store))
     view = None
@@ -224,6 +226,14 @@ PRINTED = {
     "daily_close": _l("Daily close report printed."),
     "monthly_close": _l("Month close report printed."),
     "yearly_close": _l("Year close report printed."),
+    "premium": _l("Premium receipt printed."),
+    "premium_reversal": _l("Premium reversal printed."),
+}
+# The service point's records have their own pages (web_ui/service_point.py).
+SERVICE_PAGES = {
+    "premium": "service.premium_receipt",
+    "premium_reversal": "service.premium_receipt",
+    "service_request": "service.request_page",
 }
 
 
@@ -233,6 +243,8 @@ def receipt(tx_id: str):
     """The receipt on screen: the split at once; the paper layout (whose QR code takes a
     while to fit) is fetched by the page from `receipt_text`."""
     record = _record_or_404(tx_id)
+    if record["kind"] in SERVICE_PAGES:
+        return redirect(url_for(SERVICE_PAGES[record["kind"]], tx_id=tx_id))
     if record["kind"] not in ("settlement", "reversal", "daily_close"):
         return redirect(url_for("records.detail", tx_id=tx_id))
     body = record["body"]
@@ -426,10 +438,12 @@ def close_report(tx_id: str):
         from flask import abort
 
         abort(404)
+    report = presenters_close(close_report_of(get_store(), record))
+    report["premiums"] = report["premiums"] or premiums_totals(record["body"].get("premiums"))
     return render_template(
         "close_report.html",
         record=record,
-        report=presenters_close(close_report_of(get_store(), record)),
+        report=report,
         can_print=bool(current_app.config["PRINTER"]),
     )
 
@@ -487,6 +501,24 @@ def presenters_close(report: reports.CloseReport) -> dict:
         "warnings": list(report.warnings),
         "hash": report.hash[:16],
         "empty": not report.transactions and not report.settlements["count"],
+        "premiums": premiums_totals(getattr(report, "premiums", None)),
+    }
+
+
+def premiums_totals(premiums: dict | None) -> dict | None:
+    """A close's premiums (docs/service-point.md), formatted; None when it has none (a close
+    made before premiums were collected) or nothing was collected or reversed."""
+    if not premiums or not (premiums["collected"]["count"] or premiums["reversed"]["count"]):
+        return None
+    return {
+        "collected_count": premiums["collected"]["count"],
+        "collected_persons": premiums["collected"]["persons"],
+        "reversed_count": premiums["reversed"]["count"],
+        **{
+            f"{part}_{name}": format_yuan(premiums[part][name])
+            for part in ("collected", "reversed", "net")
+            for name in ("amount", "cash", "mobile", "family_account", "state_paid")
+        },
     }
 
 
