@@ -20,7 +20,7 @@ from sync.hub.services import service_requests as hub_requests
 
 SPEED = 4  # the product's clock runs four times faster than the wall clock
 ID_NUMBER = "320115198503080067"  # a demo number: born 1985-03-08, a woman, check digit 7
-NAME = "王芳"
+NAME = "王玉兰"  # the pinyin keyboard offers characters of the catalog and diagnoses
 COORDINATOR = ("molin-coord", "demo-coord-2026")  # the demo county's, of 秣陵街道
 CANDIDATES = '#osk [role="group"][aria-label="候选汉字"]'
 
@@ -97,7 +97,8 @@ def test_a_resident_enrolled_offline_is_approved_and_then_settles(terminal, page
     page.locator("#name").tap()
     page.wait_for_selector("#osk:not([hidden])")
     tap_chinese(page, "wang", "王")
-    tap_chinese(page, "fang", "芳")
+    tap_chinese(page, "yu", "玉")
+    tap_chinese(page, "lan", "兰")
     assert page.input_value("#name") == NAME
     page.locator('label.choice:has(input[name="gender"][value="F"])').tap()
     page.locator("#birth_date").tap()
@@ -136,10 +137,11 @@ def test_a_resident_enrolled_offline_is_approved_and_then_settles(terminal, page
     with desk.expect_navigation():
         desk.click(f'tr[data-tx="{tx_id}"] a')
     assert masked in desk.content() and ID_NUMBER not in desk.content()
-    Shots(desk, "service-point-enrolment-console")("request")
+    desk_shot(shot, desk, "console-request")
     with desk.expect_navigation():
         desk.click('button[name="outcome"][value="approved"]')
     desk.wait_for_selector('p.notice[data-outcome="approved"]')
+    desk_shot(shot, desk, "console-approved")
     decided = hub_request(hub_dir, tx_id)
     assert decided["state"] == "approved"
 
@@ -147,6 +149,9 @@ def test_a_resident_enrolled_offline_is_approved_and_then_settles(terminal, page
     page.goto(f"{url}/service/requests/{tx_id}")
     page.locator("#strip-sync").tap()
     wait_for(lambda: _device_state(data_dir, tx_id) == "approved")
+    with hub_store(hub_dir) as store:
+        published = store.latest_publication("roster").version
+    assert _roster_version(data_dir) == published  # the roster update holding her
     page.reload()
     page.wait_for_selector('#request-state[data-state="approved"]')
     insured_id = _device_request(data_dir, tx_id).result["insured_id"]
@@ -180,6 +185,20 @@ def test_a_resident_enrolled_offline_is_approved_and_then_settles(terminal, page
         if path.is_file():
             assert ID_NUMBER.encode() not in path.read_bytes(), path
     assert page.problems == []
+
+
+def desk_shot(shot: Shots, desk, step: str) -> None:
+    """A screenshot of the county console, numbered with the terminal's in one folder."""
+    shot.count += 1
+    desk.screenshot(path=shot.folder / f"{shot.count:02d}-{step}.png")
+
+
+def _roster_version(data_dir) -> str | None:
+    store = SqliteDeviceStore.open(data_dir)
+    try:
+        return store.roster_version()
+    finally:
+        store.close()
 
 
 def _device_request(data_dir, tx_id: str):
