@@ -54,7 +54,7 @@ from sync.hub.server import RunningHub, serve_in_background
 from sync.hub.services import service_requests as hub_requests
 
 COORDINATOR = sync_demo.DEMO_CONSOLE_USERS[1][0]  # molin-coord, of the clinic's township
-# The new resident. Their ID number is made here (region 320115, born on BIRTH_DATE, a
+# The new resident. Their ID number is made here (region 320115, the birth date, a
 # sequence number and the GB 11643 check digit): a demo number, nobody's.
 APPLICANT = {"name": "钱小梅", "gender": "F", "birth_date": "1990-05-12"}
 ID_SEQUENCE = "002"
@@ -201,7 +201,17 @@ class Walkthrough:
         self.collect_premium()
         self.refused_chronic_visit()
         self.chronic_applications()
-        self.say(f"    待上传 waiting to upload: {self.store.outbox_count()} 笔记录 records")
+        # The terminal tries, as its agent would: the hub is out of reach, nothing is lost.
+        self.clock.now = _at(self.day, 10, 0)
+        tried = agent.sync_once(self.store, self.identity, self.data_dir, self.clock.now)
+        self.facts["offline_sync"] = {
+            "errors": sorted({error["code"] for error in tried["errors"]}),
+            "records_waiting": tried["records_waiting"],
+        }
+        self.say(
+            f"    同步失败 sync tried: {', '.join(self.facts['offline_sync']['errors'])};"
+            f" 待上传 waiting to upload: {tried['records_waiting']} 笔记录 records"
+        )
 
     def enrol(self) -> None:
         self.clock.now = _at(self.day, 8, 30)

@@ -95,6 +95,8 @@ def test_the_walkthrough_enrols_decides_settles_and_reverses(walked, hub_backend
     assert premium["amount"] == 80000 and premium["state_paid"] == 40000
     assert premium["receipt_verified_tx_id"] == premium["tx_id"]
     assert facts["chronic_refused_before"] == "CHRONIC_NOT_CERTIFIED"
+    offline = facts["offline_sync"]  # the hub was really out of reach: all of it waited
+    assert offline["errors"] and offline["records_waiting"] >= 5
 
     # (b) the sync: everything uploaded and pending at the county, both photos there.
     assert set(facts["upload"]["states"].values()) == {"submitted"}
