@@ -86,7 +86,8 @@ class CloseReport:
     by_payer: tuple[tuple[str, str, int], ...]  # (payer, label, net fen), every payer that paid
     hash: str = ""
     warnings: tuple[str, ...] = field(default=())
-    premiums: Mapping[str, Any] | None = None  # the close's `premiums` member (保费), if any
+    # the close's `premiums` member (docs/service-point.md), None when it has none
+    premiums: Mapping[str, Mapping[str, int]] | None = None
 
     @property
     def cash_to_hand(self) -> int:

@@ -22,6 +22,7 @@ from edge.domain.records import (
     daily_close_body,
     restored_accumulators,
 )
+from edge.domain.service_point import premium_totals
 from edge.domain.settlement import settle
 from sync.hub.model import Balances
 
@@ -247,14 +248,19 @@ def balances_unmoved(current: Balances, movement: dict[str, Any]) -> Balances:
     return balances_from_json(restored_accumulators({}, movement, balances_as_json(current)))
 
 
-def daily_close_differences(close_body: dict, records_in_range: list[dict]) -> dict[str, dict]:
+def daily_close_differences(
+    close_body: dict, records_in_range: list[dict], originals: dict[str, dict] | None = None
+) -> dict[str, dict]:
     """Compare a device's signed daily close with the totals of the records it covers, as
     the hub holds them: {"settlements.fund": {"device": …, "hub": …}, …}. A version 1
-    close totals five payers: a payer it does not name counts as 0."""
+    close totals five payers: a payer it does not name counts as 0. Its premiums too
+    (`premiums.net.cash` …), when either side has any; `originals`: the premiums, by
+    tx_id, that premium reversals in the range undo."""
     expected = daily_close_body(
         records_in_range,
         business_day=close_body.get("business_day", ""),
         operator=close_body.get("operator", ""),
+        originals=originals,
     )
     result = {}
     for section in ("settlements", "reversals", "net"):
@@ -264,6 +270,14 @@ def daily_close_differences(close_body: dict, records_in_range: list[dict]) -> d
             device = claimed.get(name) if named_by_version_1 else claimed.get(name, 0)
             if device != value:
                 result[f"{section}.{name}"] = {"device": device, "hub": value}
+    claimed_premiums, held_premiums = close_body.get("premiums"), expected.get("premiums")
+    if claimed_premiums is not None or held_premiums is not None:
+        for section, held in (held_premiums or premium_totals([])).items():
+            claimed = (claimed_premiums or {}).get(section) or {}
+            for name, value in held.items():
+                if claimed.get(name) != value:
+                    device = claimed.get(name)
+                    result[f"premiums.{section}.{name}"] = {"device": device, "hub": value}
     if close_body.get("needs_review") != expected["needs_review"]:
         result["needs_review"] = {
             "device": close_body.get("needs_review"),

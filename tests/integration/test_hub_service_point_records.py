@@ -10,12 +10,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sync_helpers import NOW, OPERATOR, RESIDENT, hub_records, hub_store
 
-from edge import services
+from edge import demo, services
 from edge.adapters import sealing
+from edge.domain import records as rec
 from edge.domain import service_point as sp
 from edge.domain.records import body_problem
 from sync import agent
-from sync.hub.services import reconciliation
+from sync.hub.adapters.county_key import load_county_key
+from sync.hub.model import HubError
+from sync.hub.services import publishing, reconciliation
 
 ID_NUMBER = "11010519491231002X"
 FAMILY = ("32011500000002", "32011500000003")
@@ -133,3 +136,63 @@ def test_a_malformed_premium_is_kept_as_evidence_and_flagged(village, hub_dir):
         (seq,) = flagged
         assert "sum of the persons' amounts" in flagged[seq] and held[seq - 1]["kind"] == "premium"
         assert reconciliation.reconcile_pending(store, NOW).get("malformed") == 1
+
+
+def test_the_policys_premium_rule_travels_whole_and_a_bad_one_is_not_published(village, hub_dir):
+    policy = {**demo.load_json("policy.json"), "version": "2026.3"}
+    policy["premiums"] = {**policy["premiums"], "resident": 42000}
+    bad = {**policy, "version": "2026.4", "premiums": {**policy["premiums"], "resident": 420.5}}
+    with hub_store(hub_dir) as store:
+        key = load_county_key(hub_dir)
+        expires = NOW + timedelta(days=90)
+        with pytest.raises(HubError, match=r"policy\.premiums\.resident"):
+            publishing.publish(
+                store, key, kind="policy", version="2026.4", expires_at=expires, now=NOW,
+                document=bad,
+            )  # fmt: skip
+        publishing.publish(
+            store, key, kind="policy", version="2026.3", expires_at=expires, now=NOW,
+            document=policy,
+        )  # fmt: skip
+    report = agent.sync_once(village.store, village.identity, village.data_dir, NOW)
+    assert report["ok"], report["errors"]
+    rule = village.store.current_policy().premiums
+    assert village.store.current_policy().version == "2026.3"
+    assert rule.resident == 42000 and rule.fixed == {"severe_disability": 20000}
+    opened = NOW.month >= 9  # collection opens on 1 September
+    assert sp.premium_year_choices(rule, NOW.date())[0] == NOW.year + opened
+
+
+def test_the_hub_checks_a_closes_premiums_across_days(village, hub_dir):
+    device, day_2 = village, NOW + timedelta(days=1)
+    family = premium_body(device, FAMILY)
+    paid = services.append_record(device.store, device.identity, "premium", family, NOW)
+    services.close_day(device.store, device.identity, operator=OPERATOR, now=NOW)
+    undo = {
+        "reverses": paid["tx_id"], "reverses_seq": paid["seq"], "operator": OPERATOR,
+        "reason": "重复收取", "amount": family["amount"], "method": "cash",
+        "account_holder": None, "account_balance_after": None,
+    }  # fmt: skip
+    services.append_record(device.store, device.identity, "premium_reversal", undo, day_2)
+    since = list(device.store.records(after_seq=device.store.last_seq_of_kind("daily_close")))
+    body = rec.daily_close_body(
+        since, business_day=day_2.date().isoformat(), operator=OPERATOR,
+        originals=services.premium_originals(device.store, since),
+    )  # fmt: skip
+    reversed_ = body["premiums"]["reversed"]
+    assert reversed_["persons"] == len(FAMILY) and reversed_["state_paid"] == family["state_paid"]
+    assert body["premiums"]["net"]["cash"] == -family["amount"]
+    # A close that claims no premium cash was given back.
+    body["premiums"]["net"]["cash"] = 0
+    services.append_record(device.store, device.identity, "daily_close", body, day_2)
+
+    report = agent.sync_once(device.store, device.identity, device.data_dir, day_2)
+    assert report["ok"], report["errors"]
+    device_id = device.identity.device_id
+    with hub_store(hub_dir) as store:
+        counts = reconciliation.reconcile_pending(store, day_2)
+        items = store.reconciliation_items([device_id])
+    assert counts["differs"] == 1 and counts["ok"] == 1, counts
+    (item,) = items
+    assert item.code == "DAILY_CLOSE_DIFFERS"
+    assert item.details["fields"] == {"premiums.net.cash": {"device": 0, "hub": -family["amount"]}}

@@ -6,6 +6,7 @@ import copy
 import pytest
 
 from edge.domain import records as rec
+from edge.domain import reports
 from edge.domain.records import body_problem
 
 SEALED = {
@@ -252,3 +253,25 @@ class TestCloses:
         assert "premiums.net.cash" in body_problem("daily_close", broken)
         del broken["premiums"]["net"]
         assert "lacks net" in body_problem("daily_close", broken)
+
+
+class TestTheDailyReport:
+    def test_the_printed_close_shows_the_premiums_and_their_cash(self):
+        records = [SETTLEMENT, PAID, MOBILE, UNDONE]
+        body = rec.daily_close_body(records, business_day="2026-11-27", operator="doc01")
+        report = reports.close_report(
+            body, records, device_id="dev-1", created_at="2026-11-27T18:00:00+08:00"
+        )
+        assert report.premiums == body["premiums"] and report.warnings == ()
+        text = "\n".join(line.text for line in reports.report_lines(report, 32))
+        assert "参保缴费" in text and "收取保费 2笔 4人" in text and "冲正 1笔" in text
+        assert "保费应上缴现金" in text and "600.00" in text
+        assert "政府资助" in text and "200.00" in text
+
+    def test_a_close_without_premiums_prints_as_before(self):
+        body = rec.daily_close_body([SETTLEMENT], business_day="2026-11-27", operator="doc01")
+        report = reports.close_report(
+            body, None, device_id="d", created_at=SETTLEMENT["created_at"]
+        )
+        assert report.premiums is None
+        assert "参保缴费" not in "\n".join(line.text for line in reports.report_lines(report))

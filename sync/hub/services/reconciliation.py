@@ -102,7 +102,12 @@ def _recompute_one(
             for r in store.records(device_id, after_seq=previous, to_seq=seq - 1, well_formed=True)
             if body_problem(r["kind"], r["body"]) is None  # one stored before bodies were checked
         ]
-        diff = reconcile.daily_close_differences(body, covered)
+        originals = {}  # the premiums that premium reversals in the range undo
+        for reversal in (r for r in covered if r["kind"] == "premium_reversal"):
+            original = store.record_by_tx(device_id, reversal["body"]["reverses"])
+            if original is not None:
+                originals[original["tx_id"]] = original
+        diff = reconcile.daily_close_differences(body, covered, originals)
         if diff:
             add_item(reconcile.DAILY_CLOSE_DIFFERS, {"fields": diff})
             return "differs"
