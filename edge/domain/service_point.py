@@ -15,8 +15,6 @@ from typing import Any
 from edge.domain import shapes as sh
 from edge.domain.model import Person, PremiumRule, Rejection
 
-__all__ = ["PremiumRule"]  # kept here too: the premium rule belongs to the service point
-
 REQUEST_KINDS = ("enrolment", "renewal", "chronic_certificate", "cross_region_filing", "complaint")
 # Requests whose approval publishes a roster version holding the changed person.
 ROSTER_KINDS = ("enrolment", "renewal", "chronic_certificate")
@@ -260,24 +258,6 @@ def _moment(value: Any, where: str) -> str | None:
     return f"{where} must be an ISO time with its offset, not {sh.shown(value)}"
 
 
-def decision_problem(decision: Any) -> str | None:
-    """Why `decision` (the signed "decision" object of a county decision) is not one, or
-    None: its members, a reason unless approved, the result its kind and outcome carry
-    (approved: the kind's result; a complaint's answer either way; otherwise none)."""
-    problem = _DECISION_MEMBERS(decision, "decision")
-    if problem is not None:
-        return problem
-    kind, outcome, result = decision["request_kind"], decision["outcome"], decision["result"]
-    if outcome != "approved" and not (decision["reason"] or "").strip():
-        return "decision.reason is required unless the request is approved"
-    carries = outcome == "approved" or (kind == "complaint" and outcome == "rejected")
-    if not carries:
-        return None if result is None else f"decision.result must be null when {outcome}"
-    if result is None:
-        return f"decision.result is required for an {outcome} {kind}"
-    return _RESULTS[kind](result, "decision.result")
-
-
 # A decision's members, its result any object (decision_problem checks it by kind).
 _DECISION_MEMBERS = sh.object(
     {
@@ -295,6 +275,24 @@ _DECISION_MEMBERS = sh.object(
         "result": sh.optional(sh.map_of(lambda value, where: None)),
     }
 )
+
+
+def decision_problem(decision: Any) -> str | None:
+    """Why `decision` (the signed "decision" object of a county decision) is not one, or
+    None: its members, a reason unless approved, the result its kind and outcome carry
+    (approved: the kind's result; a complaint's answer either way; otherwise none)."""
+    problem = _DECISION_MEMBERS(decision, "decision")
+    if problem is not None:
+        return problem
+    kind, outcome, result = decision["request_kind"], decision["outcome"], decision["result"]
+    if outcome != "approved" and not (decision["reason"] or "").strip():
+        return "decision.reason is required unless the request is approved"
+    carries = outcome == "approved" or (kind == "complaint" and outcome == "rejected")
+    if not carries:
+        return None if result is None else f"decision.result must be null when {outcome}"
+    if result is None:
+        return f"decision.result is required for an {outcome} {kind}"
+    return _RESULTS[kind](result, "decision.result")
 
 
 # ---- roster versions -------------------------------------------------------------------

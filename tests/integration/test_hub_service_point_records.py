@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sync_helpers import NOW, OPERATOR, RESIDENT, hub_records, hub_store
+from test_hub_console import PASSWORD, signed_in
 
 from edge import demo, services
 from edge.adapters import sealing
@@ -16,6 +17,7 @@ from edge.domain import records as rec
 from edge.domain import service_point as sp
 from edge.domain.records import body_problem
 from sync import agent
+from sync.hub import console_auth
 from sync.hub.adapters.county_key import load_county_key
 from sync.hub.model import HubError
 from sync.hub.services import publishing, reconciliation
@@ -73,7 +75,7 @@ def requests(settlement: dict) -> list[dict]:
     ]  # fmt: skip
 
 
-def test_the_service_points_records_are_stored_and_never_recomputed(village, hub_dir):
+def test_the_service_points_records_are_stored_and_never_recomputed(village, hub, hub_dir):
     device, later = village, NOW + timedelta(minutes=1)
     settlement = device.settle(NOW, RESIDENT)
     for body in requests(settlement):
@@ -119,6 +121,18 @@ def test_the_service_points_records_are_stored_and_never_recomputed(village, hub
         assert store.recomputation_of(device_id, paid["tx_id"]) is None
         assert [i.code for i in store.reconciliation_items([device_id])] == []
         assert not [a for a in store.alarms(device_id) if a.code == "BODY_MALFORMED"]
+        console_auth.add_user(store, "admin", PASSWORD, "admin", None, later)
+    # The console's pages and exports over a ledger with the new kinds.
+    console = signed_in(hub, "admin")
+    for page in (
+        f"/console/devices/{device_id}",
+        "/console/",
+        "/console/reconciliation",
+        "/console/export/settlements.csv",
+        "/console/export/reconciliation.csv",
+    ):
+        assert console.get(page).status_code == 200, page
+    assert settlement["tx_id"] in console.get("/console/export/settlements.csv").get_data(True)
 
 
 def test_a_malformed_premium_is_kept_as_evidence_and_flagged(village, hub_dir):
