@@ -355,7 +355,7 @@ def run_job(
     rng: Callable[[], float],
 ) -> None:
     """One job, with its outcome recorded (and, after a failure, when to try again)."""
-    batches = report["batches"]
+    batches, photos = report["batches"], report["attachments_uploaded"]
     try:
         if job == "upload":
             upload_outbox(store, client, now, report)
@@ -405,6 +405,8 @@ def run_job(
         state.record_job_outcome(store, job, now)
         if job == "upload" and report["batches"] == batches:
             return  # nothing to send: the hub was not asked
+        if job == "attachments" and report["attachments_uploaded"] == photos:
+            return  # the same: no photo to send
         if state.clear_revoked(store, now):
             services.record_event(
                 store, identity, {"event": "device_reinstated", "hub_url": client.base_url}, now
