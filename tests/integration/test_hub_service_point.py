@@ -23,7 +23,9 @@ from sync import agent
 from sync.agent import state
 from sync.agent.client import HubClient, HubRefusal
 from sync.agent.jobs import client_for
-from sync.hub.adapters.county_key import SEAL_KEY_FILE, ensure_seal_key
+from sync.hub.adapters.county_key import SEAL_KEY_FILE, ensure_seal_key, load_seal_key
+from sync.hub.app import create_app
+from sync.hub.bootstrap import init_hub
 from sync.hub.model import HubError
 from sync.hub.services import county, service_requests
 from sync.hub.services.reconciliation import reconcile_pending
@@ -134,6 +136,23 @@ def test_the_encryption_key_is_made_once_and_its_statement_verifies(
     # And GET /encryption-key gives the same key, the answer signed like any other.
     enrolled = make_enrolled_device("device")
     assert encryption_key(enrolled) == public
+
+
+@pytest.mark.parametrize("hub_backend", ["sqlite"], indirect=True)
+def test_a_hub_made_before_gets_its_encryption_key_when_it_starts(tmp_path, hub_backend):
+    hub_dir = tmp_path / "hub"
+    init_hub(hub_dir, "示范县 Demo County", NOW)
+    (hub_dir / SEAL_KEY_FILE).unlink()  # as a hub made before the service point
+    app = create_app({"HUB_DATA_DIR": str(hub_dir), "CLOCK": lambda: NOW, "CONSOLE": False})
+    statement = app.extensions["clinic_hub"].encryption_key
+    made = public_key_b64(load_seal_key(hub_dir))
+    assert stat.S_IMODE(os.stat(hub_dir / SEAL_KEY_FILE).st_mode) == 0o600
+    with hub_store(hub_dir) as store:
+        county_key = store.county().public_key
+    assert verified_encryption_key(statement, county_key) == made
+    again = create_app({"HUB_DATA_DIR": str(hub_dir), "CLOCK": lambda: NOW, "CONSOLE": False})
+    assert again.extensions["clinic_hub"].encryption_key == statement  # the same key, kept
+    assert [p.name for p in hub_dir.iterdir() if p.name.startswith(".")] == []
 
 
 def test_an_approved_enrolment_reaches_the_device_and_the_person_settles(
@@ -419,11 +438,53 @@ def test_premium_totals_and_a_family_account_premium_in_the_recomputation(
         "cash_to_hand_over": 0,
     }
     assert second["clinic"] == "320115-002" and second["cash_to_hand_over"] == 40000
-    assert kept["tx_id"] and paid["tx_id"]
+    assert kept["tx_id"]
     # The county's balance of the account agrees with the device's when it settles.
     assert status == "ok"
     before = settled["body"]["accumulators_before"]
     assert hub_result["accumulators_before"]["account_balance"] == before["account_balance"]
+
+    # Its reversal gives the account its money back at the county too.
+    back = {
+        "reverses": paid["tx_id"],
+        "reverses_seq": paid["seq"],
+        "operator": OPERATOR,
+        "reason": "退费",
+        "amount": 40000,
+        "method": "family_account",
+        "account_holder": holder,
+        "account_balance_after": before["account_balance"] + 40000,
+    }
+    assert body_problem("premium_reversal", back) is None
+    services.append_record(device.store, device.identity, "premium_reversal", back, NOW)
+    sync(device)
+    with hub_store(hub_dir) as store:
+        reconcile_pending(store, NOW + timedelta(hours=1))
+        assert store.person(holder)[1] == 80000
+        (again, _) = service_requests.premium_totals(store, year=2027, township=None)
+    assert again["reversed_count"] == 2 and again["reversed_amount"] == 120000
+
+
+def test_a_malformed_request_is_kept_flagged_and_never_queued(hub, hub_dir, make_enrolled_device):
+    device = make_enrolled_device("device")
+    body = {
+        "kind": "enrolment",
+        "operator": OPERATOR,
+        "insured_id": None,
+        "applicant": None,  # an enrolment without its applicant and sealed number
+        "sealed_id_number": None,
+        "details": {"insurance_type": "resident", "category": None, "village": None},
+        "attachments": [],
+        "note": None,
+        "follow_up_of": None,
+    }
+    assert body_problem("service_request", body) is not None
+    record = services.append_record(device.store, device.identity, "service_request", body, NOW)
+    sync(device)
+    with hub_store(hub_dir) as store:
+        assert record["seq"] in store.malformed_records(device.identity.device_id)
+        assert store.service_request(record["tx_id"]) is None
+        assert service_requests.list_requests(store, township=None, kind=None, state=None) == []
 
 
 def test_the_cli_lists_shows_decides_and_totals(hub, hub_dir, make_enrolled_device):

@@ -3,6 +3,7 @@ made once and never overwritten: the Ed25519 signing key `county.key`, and the X
 encryption key `county-seal.key` that ID numbers captured at enrolment are sealed to
 (`edge.adapters.sealing`, `docs/service-point.md`)."""
 
+import os
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,10 +42,20 @@ def ensure_seal_key(data_dir: Path) -> X25519PrivateKey:
     """The county's encryption key, made (0600) when the hub has none yet: `clinic hub
     init` makes it, and a hub made before it existed gets it when it next starts. An
     existing key is never replaced (sealed ID numbers would no longer open)."""
-    try:
-        return write_new_sealing_key(Path(data_dir) / SEAL_KEY_FILE)
-    except FileExistsError:
-        return load_seal_key(data_dir)
+    path = Path(data_dir) / SEAL_KEY_FILE
+    if not path.exists():
+        # Written aside and linked into place: several hub workers starting at once make
+        # one key between them, and none reads a half-written file.
+        aside = path.with_name(f".{SEAL_KEY_FILE}.{os.getpid()}")
+        aside.unlink(missing_ok=True)
+        write_new_sealing_key(aside)
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass  # another made it first: that one is the county's
+        finally:
+            aside.unlink()
+    return load_seal_key(data_dir)
 
 
 def load_seal_key(data_dir: Path) -> X25519PrivateKey:
