@@ -16,7 +16,11 @@ from flask import Response, abort, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from edge.domain.documents import premium_rule_from_json
+from edge.domain.model import Rejection
 from edge.domain.records import NATIONAL_NAMES
+from edge.domain.service_point import premium_year_choices
+from sync.hub.adapters.audit_log import append_audit
 from sync.hub.adapters.county_key import load_seal_key
 from sync.hub.console import PAYER_NAMES, chosen_township, console, render, signed_in
 from sync.hub.console_auth import Viewer
@@ -24,7 +28,8 @@ from sync.hub.model import HubError
 from sync.hub.runtime import hub_runtime, hub_store
 from sync.hub.services import month_reports, service_requests
 
-# Who opened which request's ID number, and when: never the number itself.
+# Who opened which request's ID number, and when (also in the hub's `console-audit.log`,
+# `sync.hub.adapters.audit_log`): never the number itself.
 audit = logging.getLogger("sync.hub.audit")
 
 REQUEST_KINDS = {
@@ -134,7 +139,7 @@ def complaint_rows(settlement: dict | None) -> list[tuple[str, int | None, int |
 
 
 def _queue_order(row: dict) -> tuple:
-    return (STATE_ORDER.get(row.get("state"), len(STATE_ORDER)), row.get("created_at") or "")
+    return (STATE_ORDER.get(str(row.get("state")), len(STATE_ORDER)), row.get("created_at") or "")
 
 
 @console.get("/requests")
@@ -212,22 +217,27 @@ def service_request(viewer: Viewer, tx_id: str):
 @signed_in()
 def reveal_id_number(viewer: Viewer, tx_id: str):
     """The applicant's ID number, opened with the county's seal key for this answer only
-    (a POST: never in a URL, a history or a cache), and who opened it, in the audit log."""
+    (a POST: never in a URL, a history or a cache); who opened it and when is audited."""
     shown = _detail(viewer, tx_id)  # 404 before the key is read
     try:
         seal_key = load_seal_key(hub_runtime().data_dir)
     except HubError as refused:
         return _request_page(viewer, shown, error=str(refused))
     detail = _detail(viewer, tx_id, seal_key=seal_key)
-    audit.info(
-        "console user %s opened the ID number of request %s at %s",
-        viewer.username,
-        tx_id,
-        hub_runtime().now().isoformat(),
-    )
     if detail.get("id_number") is None:
         problem = detail.get("id_number_problem") or _("This request has no sealed ID number.")
         return _request_page(viewer, detail, error=problem)
+    # Audited before it is shown: when the audit cannot be written, nothing is shown.
+    append_audit(
+        hub_runtime().data_dir,
+        {
+            "at": hub_runtime().now().isoformat(),
+            "user": viewer.username,
+            "action": "open_id_number",
+            "request": tx_id,
+        },
+    )
+    audit.info("console user %s opened the ID number of request %s", viewer.username, tx_id)
     return _request_page(viewer, detail, id_number=detail["id_number"])
 
 
@@ -308,19 +318,26 @@ PREMIUM_FIGURES = (
 )
 
 
-def _year() -> int | None:
-    """The insurance year asked for, by default the one the clinics collect for now."""
+def _year() -> int:
+    """The insurance year asked for, by default the one the clinics collect for now (the
+    published policy's rule: next year's from `collection_opens` on)."""
     year = request.args.get("year", "")
     if year.isdigit() and 2000 <= int(year) <= 2099:
         return int(year)
     if year:
         abort(404)
-    now = hub_runtime().now()
-    # Collection for next year opens in the autumn (the demo policy: 09-01).
-    return now.year + 1 if now.month >= 9 else now.year
+    today = hub_runtime().now().date()
+    policy = hub_store().latest_publication("policy")
+    member = policy.content.get("premiums") if policy and isinstance(policy.content, dict) else None
+    if member is None:
+        return today.year
+    try:
+        return premium_year_choices(premium_rule_from_json(member, "premiums"), today)[0]
+    except Rejection:  # a policy the county published is checked then; this is the fallback
+        return today.year
 
 
-def _premium_rows(viewer: Viewer) -> tuple[int | None, str | None, list[dict], dict]:
+def _premium_rows(viewer: Viewer) -> tuple[int, str | None, list[dict], dict]:
     township = chosen_township(viewer)
     year = _year()
     rows = service_requests.premium_totals(hub_store(), year=year, township=township)

@@ -3,7 +3,6 @@ enrolment queue, sees the clinic's request with its photo, approves it, and the 
 confirms it; the decision is signed and names the roster version published for it.
 Screenshots in test-artifacts/web-e2e/hub-requests/."""
 
-
 import pytest
 from browser_support import Shots
 from hub_request_helpers import enrolment, png, put_photo, upload

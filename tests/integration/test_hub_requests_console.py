@@ -28,6 +28,7 @@ from sync_helpers import NOW, hub_store
 
 from edge.domain.money import format_yuan
 from sync.hub import console_auth
+from sync.hub.adapters.audit_log import AUDIT_FILE, read_audit
 from sync.hub.services import reconciliation, service_requests
 
 PASSWORD = "correct horse 42"
@@ -191,7 +192,9 @@ def test_an_approved_enrolment_names_the_new_person_and_the_roster_version(count
         assert len(decisions(store, tx)) == 1
 
 
-def test_the_id_number_is_shown_only_on_the_post_and_the_opening_is_audited(county, hub, caplog):
+def test_the_id_number_is_shown_only_on_the_post_and_the_opening_is_audited(
+    county, hub, hub_dir, caplog
+):
     li = signed_in(hub.app, "li")
     tx = county["requests"]["ml"]["tx_id"]
     path = f"/console/requests/{tx}"
@@ -206,6 +209,10 @@ def test_the_id_number_is_shown_only_on_the_post_and_the_opening_is_audited(coun
     assert opened.headers["Cache-Control"] == "no-store"
     audit = [r.getMessage() for r in caplog.records if r.name == "sync.hub.audit"]
     assert len(audit) == 1 and "li" in audit[0] and tx in audit[0]
+    (entry,) = read_audit(hub_dir)
+    assert entry == {"at": NOW.isoformat(), "user": "li", "action": "open_id_number", "request": tx}
+    assert (hub_dir / AUDIT_FILE).stat().st_mode & 0o777 == 0o600
+    assert APPLICANT_ID not in (hub_dir / AUDIT_FILE).read_text(encoding="utf-8")
     assert all(APPLICANT_ID not in r.getMessage() for r in caplog.records)
     # Shown once: the page read again has the masked number only.
     assert APPLICANT_ID not in page(li, path)
@@ -236,6 +243,8 @@ def test_premiums_per_clinic_with_the_cash_to_hand_over_and_the_csv(county, hub)
     year = NOW.year + 1
     li, admin = signed_in(hub.app, "li"), signed_in(hub.app, "admin")
     shown = page(li, f"/console/premiums?year={year}")
+    # By default the year being collected: the demo policy opens next year's in September.
+    assert f"{year} 年度保费收缴" in page(li, "/console/premiums")
     assert "现金应上缴" in shown
     row = re.search(r'<tr data-clinic="ML-01">(.*?)</tr>', shown, re.S).group(1)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
