@@ -244,12 +244,16 @@ def _error_handlers(app: Flask) -> None:
             403: _("Your role may not open this page."),
             404: _("There is no such page or record."),
             405: _("This page does not take that kind of request."),
-            413: _(
-                "The request is too large: nothing was changed. Photos: at most 6, each up"
-                " to 3 MB, 12 MB in all."
-            ),
+            413: _("The request is too large."),
         }
         code = error.code or 500
+        from web_ui.service_point import UPLOAD_ENDPOINTS
+
+        if code == 413 and request.endpoint in UPLOAD_ENDPOINTS:
+            messages[413] = _(
+                "The request is too large: nothing was changed. Photos: at most 6, each up"
+                " to 3 MB, 12 MB in all."
+            )
         return error_response(
             code, messages.get(code, _("The request was refused.")), f"HTTP_{code}"
         )

@@ -8,6 +8,7 @@ import re
 import pytest
 from axe import describe, violations
 from browser_support import Shots, wait_until
+from web_service_support import png
 from web_support import FakeClock, app_config, make_demo_device, served
 
 AMOXICILLIN = "XJ01CAA040A001"
@@ -145,6 +146,33 @@ def test_every_terminal_page_has_no_serious_accessibility_finding_and_big_target
     page.wait_for_url("**/close/**")
     check("close-signed")
 
+    # The service point: premiums (a family, its receipt) and a request with a photo.
+    page.goto(f"{terminal}/service")
+    check("service-menu")
+    page.goto(
+        f"{terminal}/service/premium?ids=32011500000001&ids=32011500000005&ids=32011500000501"
+    )
+    check("premium-family")
+    page.goto(f"{terminal}/service/premium?ids=32011500000001")
+    with page.expect_navigation():
+        page.locator("#collect").tap()
+    page.wait_for_selector("#receipt-qr")
+    check("premium-receipt")
+    page.goto(f"{terminal}/service/requests/new")
+    check("request-kinds")
+    page.goto(f"{terminal}/service/requests/new/chronic_certificate")
+    check("request-form")
+    page.locator("#insured_id").fill("32011500000001")
+    page.fill("#disease-q", "gxy")
+    page.locator('#disease-results li[data-code="I10.x00"]').tap()
+    page.set_input_files("#photo-files", files=[{"name": "a.png", "mimeType": "image/png",
+                                                 "buffer": png()}])  # fmt: skip
+    with page.expect_navigation():
+        page.locator("#submit-request").tap()
+    check("request-page")
+    page.goto(f"{terminal}/service/requests")
+    check("request-list")
+
     # An expired card: the look-up by insured number; a patient sharing a family account.
     insert_card(page, terminal, "expired")
     page.goto(f"{terminal}/settle")
@@ -179,7 +207,8 @@ def test_every_terminal_page_has_no_serious_accessibility_finding_and_big_target
     # The coordinator: the records, a record, the close, the status page.
     sign_in(page, terminal, "李协管员", "2222")
     for name, path in (("records-coordinator", "/records"), ("status-coordinator", "/status"),
-                       ("close-coordinator", "/close")):  # fmt: skip
+                       ("close-coordinator", "/close"),
+                       ("requests-coordinator", "/service/requests")):  # fmt: skip
         page.goto(f"{terminal}{path}")
         check(name)
     page.goto(f"{terminal}/records")

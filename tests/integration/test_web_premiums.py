@@ -126,3 +126,18 @@ def test_the_receipt_prints(doctor, app):
     assert printed.location.endswith(f"/service/premium/{tx_id}")
     paper = PrinterEmulator(Path(app.config["PRINTER"].removeprefix("emulated://"))).text()
     assert "收费凭证" in paper
+
+
+def test_the_signed_close_and_the_month_show_the_premiums(doctor, app):
+    collect(doctor, ZHANG, HUANG)  # ¥400 + ¥200, cash
+    closed = doctor.post("/close", {})
+    assert "/close/" in closed.location
+    signed = doctor.client.get(closed.location).get_data(as_text=True)
+    assert 'data-amount="premiums-collected">¥600.00<' in signed
+    assert 'id="premiums-cash">¥600.00<' in signed and "保费现金应上缴" in signed
+    month = doctor.client.get("/month").get_data(as_text=True)
+    assert 'id="premiums-cash">¥600.00<' in month
+
+
+def test_a_close_without_premiums_shows_none(doctor):
+    assert 'id="premium-totals"' not in doctor.client.get("/close").get_data(as_text=True)
