@@ -36,8 +36,6 @@ from contextlib import closing
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
-from dateutil.relativedelta import relativedelta
-
 from edge import demo, premiums, service_requests, services
 from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.domain.model import Rejection, Visit, VisitLine
@@ -106,6 +104,16 @@ def demo_png(rgb: tuple[int, int, int], size: int = 24) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"".join(rows), 9))
         + chunk(b"IEND", b"")
     )
+
+
+def certificate_end(start: date) -> date:
+    """The last day of a certificate valid for a year from `start`: the day before its
+    anniversary (a start on 29 February has its anniversary on 1 March)."""
+    try:
+        anniversary = start.replace(year=start.year + 1)
+    except ValueError:  # 29 February
+        anniversary = date(start.year + 1, 3, 1)
+    return anniversary - timedelta(days=1)
 
 
 def _at(day: date, hour: int, minute: int = 0) -> datetime:
@@ -383,9 +391,7 @@ class Walkthrough:
         self.say("")
         self.say(f"(c) 县医保局审核 the county decides ({COORDINATOR}, {self.facts['township']})")
         key = load_county_key(self.hub_dir)
-        # A certificate for a year from the day of the approval (29 February: to the 27th).
-        valid_from = self.day.isoformat()
-        valid_to = (self.day + relativedelta(years=1) - timedelta(days=1)).isoformat()
+        valid_from, valid_to = self.day.isoformat(), certificate_end(self.day).isoformat()
         steps = [
             ("enrolment", "approved", None, {}),
             ("chronic", "approved", None, {"valid_from": valid_from, "valid_to": valid_to}),
