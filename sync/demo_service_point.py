@@ -391,19 +391,19 @@ class Walkthrough:
         self.say("")
         self.say(f"(c) 县医保局审核 the county decides ({COORDINATOR}, {self.facts['township']})")
         key = load_county_key(self.hub_dir)
-        valid_from, valid_to = self.day.isoformat(), certificate_end(self.day).isoformat()
-        steps = [
-            ("enrolment", "approved", None, {}),
-            ("chronic", "approved", None, {"valid_from": valid_from, "valid_to": valid_to}),
-            ("rejected", "rejected", REJECT_REASON, {}),
+        certificate = (self.day.isoformat(), certificate_end(self.day).isoformat())
+        steps: list[tuple[str, str, str | None, tuple[str, str] | tuple[None, None]]] = [
+            ("enrolment", "approved", None, (None, None)),  # the county makes the number
+            ("chronic", "approved", None, certificate),
+            ("rejected", "rejected", REJECT_REASON, (None, None)),
         ]
         with self._hub() as store:
-            for minute, (name, outcome, reason, extra) in enumerate(steps):
+            for minute, (name, outcome, reason, (valid_from, valid_to)) in enumerate(steps):
                 self.clock.now = _at(self.day, 14, 10 * minute)
                 decided = hub_requests.decide(
                     store, key, self.facts[name]["tx_id"], outcome=outcome, reason=reason,
                     decided_by=COORDINATOR, township=self.facts["township"], now=self.clock.now,
-                    **extra,
+                    valid_from=valid_from, valid_to=valid_to,
                 )  # fmt: skip
                 decision = decided["decision"]  # the signed document's
                 self.facts[name]["decision"] = {
