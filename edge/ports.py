@@ -87,14 +87,11 @@ class DeviceStore(Protocol):
 
 class RequestStore(DeviceStore, Protocol):
     """What the service point's requests (`edge.service_requests`) need besides the
-    ledger: the county's encryption key the agent pinned, the requests' index, their
-    photos and the county's decisions."""
+    ledger: the county's encryption key the agent pinned, the requests' index (the store
+    writes it as it appends a `service_request` record), their photos and the county's
+    decisions."""
 
     def county_encryption_key(self) -> str | None: ...
-    def index_request(
-        self, record: dict[str, Any], *, name: str | None,
-        attachments: Iterable[Mapping[str, Any]],
-    ) -> None: ...  # fmt: skip
     def request_rows(
         self, *, kind: str | None = None, state: str | None = None, limit: int = 200,
         tx_id: str | None = None, seq: int | None = None,

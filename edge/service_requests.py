@@ -66,7 +66,7 @@ def new_request(
         with store.write_transaction():
             services._require_operator(store, operator)
             services._require_not_revoked(store)
-            body, name = _body(
+            body = _body(
                 store,
                 kind=kind,
                 operator=operator,
@@ -86,7 +86,6 @@ def new_request(
             record = services.append_record(
                 store, identity, "service_request", body, now, insured_id=body["insured_id"]
             )
-            store.index_request(record, name=name, attachments=attachments)
     except BaseException:
         for digest in written:  # refused or failed: no stray photo stays behind
             files.remove(digest)
@@ -162,8 +161,8 @@ def _body(
     attachments: list[dict],
     note: str | None,
     follow_up_of: str | None,
-) -> tuple[dict, str | None]:
-    """The record's body and the name the request list shows; refused on any problem."""
+) -> dict:
+    """The record's body (the store indexes it as it appends it); refused on any problem."""
     if not isinstance(details, dict):
         raise _refuse("BAD_INPUT", "申请内容不完整", "the request's details are not an object")
     problem = sp.details_problem(kind, details)
@@ -186,7 +185,6 @@ def _body(
             )
         applicant = _applicant(applicant, id_number)
         sealed = seal(id_number, key)  # type: ignore[arg-type]  # checked by _applicant
-        name = applicant["name"]
     else:
         if applicant is not None or id_number:
             raise _refuse(
@@ -201,7 +199,6 @@ def _body(
                 f"名册中没有参保人 {insured_id!r}",
                 f"insured person {insured_id!r} is not in the roster",
             )
-        name = entry.name
     if kind == "complaint":
         _check_complaint(store, details, insured_id)
     if kind == "renewal" and details.get("premium_tx_id") is not None:
@@ -230,7 +227,7 @@ def _body(
     problem = rec.body_problem("service_request", body)
     if problem:
         raise _refuse("BAD_INPUT", f"申请不完整：{problem}", f"the request is not valid: {problem}")
-    return body, name
+    return body
 
 
 def _applicant(applicant: dict | None, id_number: str | None) -> dict:

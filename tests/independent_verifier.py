@@ -67,7 +67,7 @@ def verify_records(lines, public_key_b64: str) -> dict:
     raw_key = b64url_decode(public_key_b64)
     expected_seq = 1
     prev_hash = hashlib.sha256(raw_key).hexdigest()  # genesis: SHA-256 of the raw key
-    settlements: set[str] = set()
+    cancellable: dict[str, set[str]] = {"settlement": set(), "premium": set()}
     cancelled: set[str] = set()
 
     def broken(reason: str) -> dict:
@@ -99,15 +99,16 @@ def verify_records(lines, public_key_b64: str) -> dict:
             return broken("signature does not verify")
         kind = record.get("kind")
         body = record.get("body")
-        if kind == "reversal":
+        if kind in ("reversal", "premium_reversal"):
+            target_kind = "settlement" if kind == "reversal" else "premium"
             target = body.get("reverses") if isinstance(body, dict) else None
-            if target not in settlements:
-                return broken(f"reversal names {target!r}, not an earlier settlement")
+            if target not in cancellable[target_kind]:
+                return broken(f"{kind} names {target!r}, not an earlier {target_kind}")
             if target in cancelled:
-                return broken(f"settlement {target!r} is already reversed")
+                return broken(f"{target_kind} {target!r} is already reversed")
             cancelled.add(target)
-        elif kind == "settlement":
-            settlements.add(record.get("tx_id"))
+        elif kind in cancellable:
+            cancellable[kind].add(record.get("tx_id"))
         prev_hash = digest
         expected_seq += 1
     return result(expected_seq - 1)

@@ -394,6 +394,33 @@ def m014_service_requests(db: sqlite_utils.Database) -> None:
     ]
     for statement in statements:
         db.execute(statement)
+    for (text,) in db.execute(
+        "SELECT record FROM ledger WHERE kind = 'service_request' ORDER BY seq"
+    ).fetchall():  # none before this step, but a restored ledger may hold some
+        index_request_record(db.conn, json.loads(text))
+
+
+def index_request_record(conn: sqlite3.Connection, record: dict) -> None:
+    """Index one signed `service_request` record and the photos it names (the store calls
+    it as it appends one, m014 for those already in the ledger). The name shown is the
+    applicant's, or the roster's for an insured person."""
+    body = record["body"]
+    name = (body.get("applicant") or {}).get("name")
+    if name is None and body.get("insured_id"):
+        row = conn.execute("SELECT name FROM person WHERE insured_id = ?", [body["insured_id"]])
+        name = next(iter(row.fetchone() or ()), None)
+    conn.execute(
+        "INSERT INTO service_request (tx_id, seq, kind, created_at, insured_id, name,"
+        " follow_up_of) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [record["tx_id"], record["seq"], body.get("kind"), record["created_at"],
+         body.get("insured_id"), name, body.get("follow_up_of")],
+    )  # fmt: skip
+    for item in body.get("attachments") or []:
+        conn.execute(
+            "INSERT OR IGNORE INTO request_attachment (sha256, request_tx_id, content_type,"
+            " bytes, label) VALUES (?, ?, ?, ?, ?)",
+            [item["sha256"], record["tx_id"], item["type"], item["bytes"], item["label"]],
+        )
 
 
 @migrations()

@@ -29,7 +29,12 @@ from typing import Any
 
 import sqlite_utils
 
-from edge.adapters.schema import index_premium_record, migrations, unknown_migrations
+from edge.adapters.schema import (
+    index_premium_record,
+    index_request_record,
+    migrations,
+    unknown_migrations,
+)
 from edge.domain.documents import (
     YEAR_WIDE,
     InsuredPerson,
@@ -1233,6 +1238,8 @@ class SqliteDeviceStore:
             self._count_picks(record, day)
         elif record["kind"] in ("premium", "premium_reversal"):
             index_premium_record(self.db.conn, record, day)
+        elif record["kind"] == "service_request":
+            index_request_record(self.db.conn, record)
 
     def records(self, after_seq: int = 0) -> Iterator[dict]:
         """Stored records in `seq` order, as stored (not verified)."""
@@ -1284,25 +1291,6 @@ class SqliteDeviceStore:
         """The county's X25519 public key (base64url) the agent pinned, or None."""
         row = self.db.execute("SELECT county_encryption_key FROM sync_enrollment").fetchone()
         return None if row is None else row[0]
-
-    def index_request(
-        self, record: dict, *, name: str | None, attachments: Iterable[Mapping[str, Any]]
-    ) -> None:
-        """Index a `service_request` record just appended, with the photos it names
-        (inside the `write_transaction` that appended it)."""
-        body = record["body"]
-        self.db.execute(
-            "INSERT INTO service_request (tx_id, seq, kind, created_at, insured_id, name,"
-            " follow_up_of) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [record["tx_id"], record["seq"], body["kind"], record["created_at"],
-             body.get("insured_id"), name, body.get("follow_up_of")],
-        )  # fmt: skip
-        for item in attachments:
-            self.db.execute(
-                "INSERT OR IGNORE INTO request_attachment (sha256, request_tx_id, content_type,"
-                " bytes, label) VALUES (?, ?, ?, ?, ?)",
-                [item["sha256"], record["tx_id"], item["type"], item["bytes"], item["label"]],
-            )
 
     _REQUEST_COLUMNS = (
         "r.tx_id, r.seq, r.kind, r.created_at, r.insured_id, r.name, r.follow_up_of,"

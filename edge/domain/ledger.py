@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 RECORD_VERSION = 1
+# The kinds that cancel an earlier record of the same ledger, at most once: and which kind.
+REVERSES = {"reversal": "settlement", "premium_reversal": "premium"}
 KINDS = (
     "settlement", "reversal", "daily_close", "monthly_close", "yearly_close", "event",
     "service_request", "premium", "premium_reversal",
@@ -119,17 +121,18 @@ def verify_chain(records: Iterable[dict[str, Any]], public_key: Ed25519PublicKey
     """Check records in `seq` order; report the first that breaks the chain, and why."""
     expected_seq = 1
     prev_hash = genesis_hash(public_key)
-    settlements: set[str] = set()
+    seen: dict[str, set[str]] = {kind: set() for kind in REVERSES.values()}
     reversed_tx: set[str] = set()
     for record in records:
         problem = _record_problem(record, expected_seq, prev_hash, public_key)
-        if problem is None and record["kind"] == "reversal":
-            problem = _reversal_problem(record["body"], settlements, reversed_tx)
+        if problem is None and record["kind"] in REVERSES:
+            target_kind = REVERSES[record["kind"]]
+            problem = _reversal_problem(record["body"], target_kind, seen[target_kind], reversed_tx)
         if problem is not None:
             # The first seq whose record is not what it must be (missing, moved, altered).
             return Verification(expected_seq - 1, expected_seq, problem, prev_hash)
-        if record["kind"] == "settlement":
-            settlements.add(record["tx_id"])
+        if record["kind"] in seen:
+            seen[record["kind"]].add(record["tx_id"])
         prev_hash = record["hash"]
         expected_seq += 1
     return Verification(expected_seq - 1, last_hash=prev_hash)
@@ -183,12 +186,12 @@ def _holds_a_float(value: object) -> bool:
 
 
 def _reversal_problem(
-    body: dict[str, Any], settlements: set[str], reversed_tx: set[str]
+    body: dict[str, Any], target_kind: str, earlier: set[str], reversed_tx: set[str]
 ) -> str | None:
     target = body.get("reverses")
-    if target not in settlements:
-        return f"reversal names {target!r}, not an earlier settlement"
+    if target not in earlier:
+        return f"reversal names {target!r}, not an earlier {target_kind}"
     if target in reversed_tx:
-        return f"settlement {target} is reversed twice"
+        return f"{target_kind} {target} is reversed twice"
     reversed_tx.add(target)
     return None

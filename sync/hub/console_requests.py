@@ -152,23 +152,42 @@ def requests_queue(viewer: Viewer):
     state = request.args.get("state") or None
     if kind not in REQUEST_KINDS or (state is not None and state not in REQUEST_STATES):
         abort(404)
+    store = hub_store()
     try:
-        rows = service_requests.list_requests(
-            hub_store(), township=township, kind=None, state=state, limit=QUEUE_LIMIT
-        )
+        # One state at a time, in the queue's order: however many requests were decided
+        # long ago, the waiting ones are read first and always shown.
+        rows: list[dict] = []
+        for each in [state] if state else list(REQUEST_STATES):
+            rows += service_requests.list_requests(
+                store, township=township, kind=kind, state=each, limit=QUEUE_LIMIT + 1 - len(rows)
+            )
+            if len(rows) > QUEUE_LIMIT:
+                break
+        # A tab counts the requests in the chosen state, or those waiting for the county.
+        counts = {
+            k: len(
+                service_requests.list_requests(
+                    store,
+                    township=township,
+                    kind=k,
+                    state=state or "pending",
+                    limit=QUEUE_LIMIT + 1,
+                )
+            )
+            for k in REQUEST_KINDS
+        }
     except HubError as refused:
         return render("error.html", message=str(refused)), 400
-    counts = {k: sum(1 for r in rows if r["kind"] == k) for k in REQUEST_KINDS}
-    shown = sorted((r for r in rows if r["kind"] == kind), key=_queue_order)
     return render(
         "requests.html",
-        rows=shown,
+        rows=sorted(rows[:QUEUE_LIMIT], key=_queue_order),
         kind=kind,
         state=state,
-        counts=counts,
-        capped=len(rows) >= QUEUE_LIMIT,
+        counts={k: f"{QUEUE_LIMIT}+" if n > QUEUE_LIMIT else str(n) for k, n in counts.items()},
+        capped=len(rows) > QUEUE_LIMIT,
+        queue_limit=QUEUE_LIMIT,
         township=township,
-        townships=hub_store().townships() if viewer.is_admin else [],
+        townships=store.townships() if viewer.is_admin else [],
         request_kinds=REQUEST_KINDS,
         request_states=REQUEST_STATES,
     )

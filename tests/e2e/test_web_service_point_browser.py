@@ -2,15 +2,17 @@
 with touch and zh-CN, every character tapped on the on-screen keyboard: a family's
 premium collected (one 特困 member pays nothing), its 收费凭证 whose QR code verifies,
 its reversal, and both in the 日结; a chronic-disease application with a photo, listed
-as waiting to upload. Screenshots go to test-artifacts/web-e2e/service-*/."""
+as waiting to upload; an enrolment whose ID number is shown masked only, kept by neither
+the page nor the ledger. Screenshots go to test-artifacts/web-e2e/service-*/."""
 
 import pytest
 from browser_support import Shots, no_sideways_scroll, tap_keys, tap_pin, wait_until
-from web_service_support import png
+from web_service_support import ID_NUMBER, County, png
 from web_support import FakeClock, app_config, make_demo_device, served, store_of
 
 from drivers.receipt import verify_receipt_qr
 from edge import services
+from edge.domain.service_point import mask_id_number
 
 ZHANG_CARD, ZHANG = "A32011501", "32011500000001"
 CHEN = "32011500000005"  # 特困: the state pays his premium in full
@@ -26,6 +28,23 @@ def terminal(tmp_path):
                                 CARD_POLL_MS=200, SESSION_IDLE_MINUTES=60))  # fmt: skip
     with served(app) as url:
         yield url, app
+
+
+@pytest.fixture
+def county_pinned(terminal):
+    """The county's encryption key pinned, as the first sync does."""
+    store = store_of(terminal[1])
+    try:
+        County().pin_on(store, store.device().device_id)
+    finally:
+        store.close()
+    return terminal
+
+
+def tap_chinese(page, pinyin: str, character: str) -> None:
+    """A character typed as the doctor types it: its pinyin, then its candidate."""
+    tap_keys(page, pinyin)
+    page.locator(f'#osk [data-osk-char="{character}"]').first.tap()
 
 
 def tap_to(page, selector: str) -> None:
@@ -167,4 +186,47 @@ def test_a_chronic_application_with_a_photo_by_tapping_is_listed_waiting(termina
     assert "门诊慢特病申报" in row.text_content() and "张建国" in row.text_content()
     no_sideways_scroll(page)
     shot("list")
+    assert page.problems == []
+
+
+def test_an_enrolment_typed_by_tapping_shows_the_id_number_masked_only(county_pinned, page):
+    url, app = county_pinned
+    shot = Shots(page, "service-enrolment")
+    sign_in(page, url)
+    tap_to(page, 'nav a[href="/service"]')
+    tap_to(page, "#go-new-request")
+    tap_to(page, "#new-enrolment")
+
+    page.locator("#name").tap()
+    for pinyin, character in (("wang", "王"), ("xiao", "小"), ("ming", "明")):
+        tap_chinese(page, pinyin, character)
+    assert page.input_value("#name") == "王小明"
+    page.locator("#osk button[data-osk-key=done]").tap()
+    page.locator("#applicant label.choice", has_text="男").tap()
+    page.locator("#birth_date").tap()
+    tap_keys(page, "19900101")
+    page.locator("#osk button[data-osk-key=done]").tap()
+    page.locator("#id_number").tap()
+    tap_keys(page, ID_NUMBER.lower())
+    page.locator("#osk button[data-osk-key=done]").tap()
+    no_sideways_scroll(page)
+    shot("filled")
+
+    tap_to(page, "#submit-request")
+    masked = mask_id_number(ID_NUMBER)
+    assert page.text_content("#id-masked") == masked
+    assert page.text_content("#request-state") == "待上传"
+    assert ID_NUMBER not in page.content()
+    # Nothing of it kept by the page's own storage, and the form comes back empty.
+    assert page.evaluate("() => localStorage.length + sessionStorage.length") == 0
+    shot("request")
+    page.go_back()
+    page.wait_for_selector("#id_number")
+    assert page.input_value("#id_number") == ""
+    store = store_of(app)
+    try:
+        ledger = [row[0] for row in store.db.execute("SELECT record FROM ledger")]
+    finally:
+        store.close()
+    assert ledger and not any(ID_NUMBER in text for text in ledger)
     assert page.problems == []

@@ -3,6 +3,7 @@ county encryption key pinned at enrollment (or fetched later), requests taken on
 device reaching the hub with their photos, and the county's decisions coming back,
 applied and shown, with the roster update that lets the new person settle."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -30,6 +31,13 @@ CHRONIC = {
     "scheme": "two_diseases",
     "hospital": None,
     "diagnosed_on": None,
+}
+FILING = {
+    "filing_type": "temporary",
+    "destination": "上海市",
+    "valid_from": "2026-12-01",
+    "valid_to": None,
+    "reason": "探亲",
 }
 
 
@@ -179,3 +187,36 @@ def test_a_more_info_request_is_answered_by_a_follow_up(hub, hub_dir, make_enrol
         followed = hub_requests.request_detail(store, follow_up["tx_id"], township=None)
     assert detail["state"] == "pending"  # the county has it in its queue again
     assert [a["received"] for a in followed["attachments"]] == [True]
+
+
+def test_a_decision_that_does_not_verify_is_kept_out_and_signed_once(
+    hub, hub_dir, make_enrolled_device
+):
+    device = make_enrolled_device("device")
+    first = new(device, "cross_region_filing", insured_id="32011500000003", details=FILING)
+    second = new(device, "cross_region_filing", insured_id="32011500000003", details=FILING)
+    sync(device)
+    tampered = decide(hub_dir, hub, first["tx_id"])
+    tampered["decision"]["result"]["filing_no"] = "FORGED-1"  # altered after signing
+    with hub_store(hub_dir) as store, store.unit_of_work():
+        store.conn.execute(
+            "UPDATE request_decision SET document = ? WHERE serial = ?",
+            [json.dumps(tampered, ensure_ascii=False), tampered["decision"]["serial"]],
+        )
+    good = decide(hub_dir, hub, second["tx_id"])["decision"]
+    later = NOW + timedelta(hours=2)
+    report = agent.sync_once(device.store, device.identity, device.data_dir, later)
+    assert report["decisions_refused"] == [
+        {"serial": tampered["decision"]["serial"], "code": "BAD_DECISION_SIGNATURE"}
+    ]
+    assert report["decisions_applied"] == [good["serial"]]
+    assert sr.request(device.store, first["tx_id"]).state == "submitted"
+    assert (
+        sr.request(device.store, second["tx_id"]).result["filing_no"]
+        == (good["result"]["filing_no"])
+    )
+    agent.sync_once(device.store, device.identity, device.data_dir, later)
+    # signed once; the next run starts past it
+    assert len(events(device, "decision_refused")) == 1
+    (refusal,) = [r for r in state.refusals(device.store) if r.kind == "decision"]
+    assert refusal.code == "BAD_DECISION_SIGNATURE" and refusal.message_zh.startswith("决定")

@@ -262,7 +262,8 @@ class TestPhotos:
         def broken(*args, **kwargs):
             raise OSError("disk gone")
 
-        monkeypatch.setattr(device.store, "index_request", broken)
+        # the index is written as the record is appended, in the same transaction
+        monkeypatch.setattr("edge.adapters.sqlite_store.index_request_record", broken)
         before = snapshot(device)
         with pytest.raises(OSError):
             chronic(device)

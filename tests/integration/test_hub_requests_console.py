@@ -116,6 +116,19 @@ def test_the_queue_shows_a_tab_per_kind_with_counts_and_the_requests(county, hub
     assert county["requests"]["ml"]["tx_id"] not in page(admin, "/console/requests?kind=complaint")
     assert "没有申请" in page(admin, "/console/requests?kind=enrolment&state=approved")
     assert admin.get("/console/requests?kind=nothing").status_code == 404
+    # Waiting ones first: the older request, once the county asked for more, comes after.
+    older, newer = county["requests"]["ml"]["tx_id"], county["requests"]["gl"]["tx_id"]
+    assert queue.index(older) < queue.index(newer)
+    asked = admin.post(
+        f"/console/requests/{older}/decision",
+        data={"outcome": "more_info", "reason": "缺少照片", "csrf_token": token(queue)},
+    )
+    assert asked.status_code == 302
+    queue = page(admin, "/console/requests")
+    assert queue.index(newer) < queue.index(older)
+    assert re.search(r'data-kind="enrolment"[^>]*>参保登记 <span class="count">1</span>', queue)
+    waiting = page(admin, "/console/requests?state=more_info")
+    assert older in waiting and newer not in waiting
 
 
 def test_coordinators_see_and_decide_their_own_township_only(county, hub):
@@ -237,6 +250,21 @@ def test_a_photo_is_served_as_the_image_it_is_and_only_when_the_request_names_it
     admin = signed_in(hub.app, "admin")
     assert admin.get(f"/console/requests/{tx}/attachments/{other}").status_code == 404
     assert admin.get(f"/console/requests/{tx}/attachments/{'0' * 64}").status_code == 404
+
+
+def test_a_kept_file_that_is_not_an_image_is_never_served(county, hub, hub_dir):
+    """Whatever a store holds under a named hash (written past the device API here), the
+    console serves JPEG and PNG only."""
+    device, data = county["ml"], b"<script>alert(1)</script>"
+    request = enrolment(device, hub_dir, NOW + timedelta(minutes=40), [data])
+    upload(device, NOW)
+    sha = hashlib.sha256(data).hexdigest()
+    with hub_store(hub_dir) as store, store.unit_of_work():
+        store.add_attachment(sha, device.identity.device_id, "text/html", data, NOW.isoformat())
+    admin = signed_in(hub.app, "admin")
+    answer = admin.get(f"/console/requests/{request['tx_id']}/attachments/{sha}")
+    assert answer.status_code == 404
+    assert b"<script>" not in answer.get_data()
 
 
 def test_premiums_per_clinic_with_the_cash_to_hand_over_and_the_csv(county, hub):

@@ -16,8 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sync_helpers import NOW, FakeClock, enroll, new_device, start_hub
 
+from edge.adapters.sealing import encryption_key_statement, public_key_b64
 from sync import agent
 from sync.agent import state as agent_state
 from sync.agent.client import HubClient
@@ -408,3 +410,59 @@ def test_the_hubs_time_answer_is_signed_too(hub, hub_dir):
         status=200,
         body=body,
     )
+
+
+# ---- the service point's endpoints (docs/sync-protocol.md) ------------------------------
+
+
+def unpin(device) -> None:
+    with device.store.write_transaction():
+        device.store.db.execute("UPDATE sync_enrollment SET county_encryption_key = NULL")
+
+
+NEW_ENDPOINTS = ("/api/v1/encryption-key", "/api/v1/decisions", "/api/v1/attachments/")
+
+
+def test_a_hub_older_than_the_service_point_is_no_error(device, hub, fake):
+    """Its web server's plain 404 for the new endpoints means nothing is offered."""
+
+    def older(request: Request) -> Answer:
+        if request.path.startswith(NEW_ENDPOINTS):
+            return Answer(404, {"Content-Type": "text/html"}, b"<h1>Not Found</h1>")
+        return forward(hub.url, request)
+
+    unpin(device)
+    server = fake(older)
+    report = sync(device, hub_url=server.url)
+    assert report["ok"], report
+    assert any(r.path.startswith("/api/v1/decisions") for r in server.requests)
+    assert device.store.county_encryption_key() is None
+    assert sync_state(device)["outbox"] == []
+
+
+def test_forged_decisions_and_encryption_keys_count_for_nothing(device, hub, hub_dir, fake):
+    county_key = load_county_key(hub_dir)
+    impostor = Ed25519PrivateKey.generate()
+    statement = encryption_key_statement(
+        public_key_b64(X25519PrivateKey.generate()), impostor, LATER
+    )
+
+    def forging(request: Request) -> Answer:
+        if request.path.startswith("/api/v1/encryption-key"):  # the answer signed, not the key
+            return signed(county_key, request, 200, {"county_encryption_key": statement})
+        if request.path.startswith("/api/v1/decisions"):
+            return unsigned(200, {"decisions": [{"decision": {"serial": 1}}], "more": False})
+        return forward(hub.url, request)
+
+    unpin(device)
+    server = fake(forging)
+    head = device.store.ledger_head().seq
+    report = sync(device, hub_url=server.url)
+    assert {e["job"]: e["code"] for e in report["errors"]} == {"decisions": "BAD_ENCRYPTION_KEY"}
+    assert device.store.county_encryption_key() is None
+    # With a key pinned the job asks for the decisions: an unsigned answer is no answer.
+    agent_state.pin_encryption_key(device.store, public_key_b64(X25519PrivateKey.generate()))
+    report = sync(device, hub_url=server.url)
+    assert {e["job"]: e["code"] for e in report["errors"]} == {"decisions": "ANSWER_UNSIGNED"}
+    assert device.store.last_decision_serial() == 0
+    assert [e["job"] for e in refused_events(device, head)] == ["decisions"]

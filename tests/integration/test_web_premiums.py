@@ -141,3 +141,14 @@ def test_the_signed_close_and_the_month_show_the_premiums(doctor, app):
 
 def test_a_close_without_premiums_shows_none(doctor):
     assert 'id="premium-totals"' not in doctor.client.get("/close").get_data(as_text=True)
+
+
+def test_the_pages_read_in_english_too(doctor):
+    doctor.post("/lang", {"lang": "en", "next": "/service"})
+    page = page_of(doctor, ZHANG, CHEN, EMPLOYEE)
+    assert "Collect premiums" in page and "Paid in full by the state" in page
+    assert "an employee pays no resident premium" in page  # the use case's own words
+    kinds = ("enrolment", "chronic_certificate", "cross_region_filing", "renewal")
+    paths = ["/service", "/service/requests", "/service/requests/new"]
+    for path in paths + [f"/service/requests/new/{kind}" for kind in kinds]:
+        assert doctor.client.get(path).status_code == 200, path

@@ -2,12 +2,28 @@
 premium, premium_reversal) and the `premiums` member of daily, month and year closes."""
 
 import copy
+import json
 
+import independent_verifier
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge.domain import records as rec
 from edge.domain import reports
+from edge.domain.ledger import (
+    b64url,
+    b64url_decode,
+    genesis_hash,
+    new_record,
+    raw_public_key,
+    verify_chain,
+)
 from edge.domain.records import body_problem
+
+
+def load_public(public_key_b64: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(b64url_decode(public_key_b64))
+
 
 SEALED = {
     "alg": "X25519-HKDF-SHA256-AES256GCM", "key_id": "aaa8fff703b50b22",
@@ -275,3 +291,50 @@ class TestTheDailyReport:
         )
         assert report.premiums is None
         assert "参保缴费" not in "\n".join(line.text for line in reports.report_lines(report))
+
+
+def chain(kinds_and_targets) -> tuple[list[dict], str]:
+    """Signed records of (kind, tx_id, the tx_id it reverses or None), and the public key."""
+    key = Ed25519PrivateKey.generate()
+    records, prev = [], genesis_hash(key.public_key())
+    for seq, (kind, tx_id, target) in enumerate(kinds_and_targets, start=1):
+        body = {"reverses": target} if target else {"n": seq}
+        record = new_record(
+            device_id="dev-1", seq=seq, kind=kind, tx_id=tx_id,
+            created_at="2026-11-27T09:00:00+08:00", prev_hash=prev, body=body, private_key=key,
+        )  # fmt: skip
+        records.append(record)
+        prev = record["hash"]
+    return records, b64url(raw_public_key(key.public_key()))
+
+
+class TestVerifyingALedgerWithPremiums:
+    """Step 8 of docs/ledger.md's verification for premiums, in the code's verifier and
+    the independent one."""
+
+    @staticmethod
+    def both(records, public_key_b64):
+        ours = verify_chain(records, load_public(public_key_b64))
+        lines = [json.dumps(r, ensure_ascii=False) for r in records]
+        theirs = independent_verifier.verify_records(lines, public_key_b64)
+        assert (ours.first_bad_seq, ours.count) == (theirs["first_bad_seq"], theirs["records"])
+        return ours
+
+    def test_a_premium_reversed_once_verifies(self):
+        records, key = chain([("premium", "p1", None), ("premium_reversal", "x1", "p1")])
+        assert self.both(records, key).ok
+
+    def test_a_premium_reversed_twice_is_broken(self):
+        records, key = chain([
+            ("premium", "p1", None), ("premium_reversal", "x1", "p1"),
+            ("premium_reversal", "x2", "p1"),
+        ])  # fmt: skip
+        verification = self.both(records, key)
+        assert verification.first_bad_seq == 3 and "reversed twice" in verification.reason
+
+    def test_a_premium_reversal_must_name_a_premium_and_a_reversal_a_settlement(self):
+        records, key = chain([("settlement", "s1", None), ("premium_reversal", "x1", "s1")])
+        verification = self.both(records, key)
+        assert verification.first_bad_seq == 2 and "not an earlier premium" in verification.reason
+        records, key = chain([("premium", "p1", None), ("reversal", "r1", "p1")])
+        assert self.both(records, key).first_bad_seq == 2
