@@ -828,6 +828,15 @@ def sync_once_command(data_dir: Path, hub_url: str | None, as_json: bool) -> Non
                 f" / {refusal['message_zh']}",
                 err=True,
             )
+        if report["attachments_uploaded"] or report["decisions_applied"]:
+            click.echo(
+                f"上传照片 {report['attachments_uploaded']} 张，收到审批决定"
+                f" {len(report['decisions_applied'])} 项 / photos sent"
+                f" {report['attachments_uploaded']}, county decisions received"
+                f" {len(report['decisions_applied'])}"
+            )
+        for refused in report["decisions_refused"]:
+            click.echo(f"refused decision {refused['serial']}: {refused['code']}", err=True)
     for error in report["errors"]:
         click.echo(
             f"{error['job'] or 'sync'}: {error['message']} / {error['message_zh']}", err=True

@@ -369,7 +369,8 @@ def m014_service_requests(db: sqlite_utils.Database) -> None:
     """The village service point's requests (docs/service-point.md): an index of the
     signed `service_request` records (the ledger holds them; whether one is uploaded is
     its seq against `device.synced_seq`, never a copy), the photos they name (the bytes
-    are files in DATA_DIR/attachments, `uploaded_at` once the hub took them), the
+    are files in DATA_DIR/attachments, `uploaded_at` once the hub took them, `missing_at`
+    when the device found its file gone or damaged and stopped trying), the
     county's signed decisions as they arrived, and the county's encryption key the ID
     numbers of enrolments are sealed to (pinned once, verified with the county key)."""
     statements = [
@@ -382,7 +383,7 @@ def m014_service_requests(db: sqlite_utils.Database) -> None:
         """CREATE TABLE request_attachment (
             sha256 TEXT NOT NULL, request_tx_id TEXT NOT NULL REFERENCES service_request(tx_id),
             content_type TEXT NOT NULL, bytes INTEGER NOT NULL, label TEXT NOT NULL,
-            uploaded_at TEXT, PRIMARY KEY (sha256, request_tx_id)) STRICT""",
+            uploaded_at TEXT, missing_at TEXT, PRIMARY KEY (sha256, request_tx_id)) STRICT""",
         """CREATE TABLE request_decision (
             serial INTEGER PRIMARY KEY, request_tx_id TEXT NOT NULL
                 REFERENCES service_request(tx_id),

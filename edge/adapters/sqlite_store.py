@@ -1346,11 +1346,11 @@ class SqliteDeviceStore:
 
     def request_attachments(self, tx_id: str) -> list[dict]:
         rows = self.db.execute(
-            "SELECT sha256, content_type, bytes, label, uploaded_at FROM request_attachment"
-            " WHERE request_tx_id = ? ORDER BY rowid",
+            "SELECT sha256, content_type, bytes, label, uploaded_at, missing_at"
+            " FROM request_attachment WHERE request_tx_id = ? ORDER BY rowid",
             [tx_id],
         )
-        names = ("sha256", "type", "bytes", "label", "uploaded_at")
+        names = ("sha256", "type", "bytes", "label", "uploaded_at", "missing_at")
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     def request_follow_ups(self, tx_id: str) -> list[str]:
@@ -1365,7 +1365,8 @@ class SqliteDeviceStore:
         rows = self.db.execute(
             "SELECT a.sha256, min(a.content_type) FROM request_attachment a"
             " JOIN service_request r ON r.tx_id = a.request_tx_id"
-            " WHERE a.uploaded_at IS NULL AND r.seq <= (SELECT synced_seq FROM device)"
+            " WHERE a.uploaded_at IS NULL AND a.missing_at IS NULL"
+            " AND r.seq <= (SELECT synced_seq FROM device)"
             " GROUP BY a.sha256 ORDER BY min(r.seq), a.sha256 LIMIT ?",
             [limit],
         )
@@ -1376,6 +1377,15 @@ class SqliteDeviceStore:
             self.db.execute(
                 "UPDATE request_attachment SET uploaded_at = ? WHERE sha256 = ?"
                 " AND uploaded_at IS NULL",
+                [at, sha256],
+            )
+
+    def mark_attachment_missing(self, sha256: str, at: str) -> None:
+        """The photo's file is gone or damaged: the agent stops trying to send it."""
+        with self.write_transaction():
+            self.db.execute(
+                "UPDATE request_attachment SET missing_at = ? WHERE sha256 = ?"
+                " AND uploaded_at IS NULL AND missing_at IS NULL",
                 [at, sha256],
             )
 

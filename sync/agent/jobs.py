@@ -4,11 +4,12 @@
   nothing leaves the outbox before the hub's acknowledgement, and the ledger itself is
   never touched;
 - `updates`: signed county versions (`county_updates.py`);
+- `attachments`, `decisions`: the service point's (`service_point.py`);
 - `heartbeat`: versions, records waiting, disk free, the device clock, the software.
 
 The `release` job (`releases.py`) runs apart, on the scheduler only. Each job runs once
 at a time (a lock per data directory and job); after a failure it records when to try
-again (`sync.planner.backoff_delay`). `sync_once` runs all three now.
+again (`sync.planner.backoff_delay`). `sync_once` runs all five now.
 """
 
 import random
@@ -362,7 +363,7 @@ def run_job(
         elif job == "updates":
             pull_updates(store, identity, client, enrollment.county_public_key, now, report)
         elif job == "attachments":
-            service_point.upload_attachments(store, client, data_dir, now, report)
+            service_point.upload_attachments(store, identity, client, data_dir, now, report)
         elif job == "decisions":
             service_point.pull_decisions(store, identity, client, enrollment, now, report)
         else:
@@ -455,7 +456,7 @@ def sync_once(
     *,
     stop_when_unreached: bool = False,
 ) -> dict:
-    """Run upload, updates and heartbeat now ("sync now"), whatever their backoff says.
+    """Run every job of `JOBS` now ("sync now"), whatever their backoff says.
     `hub_url` overrides the enrolled address for this run (diagnostics). With
     `stop_when_unreached`, a job that cannot reach the hub ends the run (the terminal's
     "sync now": one wait for a silent network, not three). Returns a report: records sent

@@ -22,7 +22,7 @@ from edge.domain.model import Rejection
 from edge.service_requests import apply_decision
 from sync.agent import state
 from sync.agent.client import HubClient
-from sync.protocol import SyncError
+from sync.protocol import MESSAGES, SyncError
 
 ATTACHMENTS_PER_RUN = 12  # photos a run uploads at most (two requests' worth)
 DECISION_PAGES_PER_RUN = 10  # pages of at most 200 decisions
@@ -70,6 +70,7 @@ def fetch_encryption_key(
 
 def upload_attachments(
     store: SqliteDeviceStore,
+    identity: DeviceIdentity,
     client: HubClient,
     data_dir: Path,
     now: datetime,
@@ -83,7 +84,16 @@ def upload_attachments(
         try:
             data = files.read(sha256)
         except AttachmentError as error:
-            raise SyncError("ATTACHMENT_MISSING", str(error)) from None
+            # Gone or damaged (a disk fault, a restore without the photos): no sync brings
+            # it back, so it is set aside, remembered and signed once, and the photos after
+            # it still go.
+            store.mark_attachment_missing(sha256, state.stamp(now))
+            zh, en = MESSAGES["ATTACHMENT_MISSING"]
+            if state.record_refusal(store, "attachment", sha256, error.code, en, zh, now):
+                event = {"event": "attachment_missing", "sha256": sha256, "code": error.code}
+                services.record_event(store, identity, event, now)
+            report.setdefault("attachments_missing", []).append(sha256)
+            continue
         client.put_attachment(sha256, data, content_type, now)
         store.mark_attachment_uploaded(sha256, state.stamp(now))
         report["attachments_uploaded"] = report.get("attachments_uploaded", 0) + 1

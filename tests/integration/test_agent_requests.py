@@ -220,3 +220,26 @@ def test_a_decision_that_does_not_verify_is_kept_out_and_signed_once(
     assert len(events(device, "decision_refused")) == 1
     (refusal,) = [r for r in state.refusals(device.store) if r.kind == "decision"]
     assert refusal.code == "BAD_DECISION_SIGNATURE" and refusal.message_zh.startswith("决定")
+
+
+def test_a_photo_gone_from_the_device_is_set_aside_and_the_others_still_go(
+    hub, hub_dir, make_enrolled_device
+):
+    device = make_enrolled_device("device")
+    lost = new(device, "chronic_certificate", insured_id="32011500000002", details=CHRONIC,
+               photos=[(PNG, "诊断证明")])  # fmt: skip
+    kept = new(device, "chronic_certificate", insured_id="32011500000003", details=CHRONIC,
+               photos=[(JPEG, "病历")])  # fmt: skip
+    (device.data_dir / "attachments" / lost["body"]["attachments"][0]["sha256"]).unlink()
+    report = sync(device)
+    assert report["attachments_missing"] == [lost["body"]["attachments"][0]["sha256"]]
+    assert report["attachments_uploaded"] == 1
+    assert sr.request(device.store, kept["tx_id"]).attachments[0]["uploaded_at"]
+    assert sr.request(device.store, lost["tx_id"]).attachments[0]["missing_at"]
+    assert sync(device)["attachments_uploaded"] == 0  # not tried again
+    assert [e["sha256"] for e in events(device, "attachment_missing")] == [
+        lost["body"]["attachments"][0]["sha256"]
+    ]
+    assert [r.code for r in state.refusals(device.store) if r.kind == "attachment"] == [
+        "ATTACHMENT_MISSING"
+    ]
