@@ -17,6 +17,7 @@ from sync_helpers import NOW, OPERATOR, hub_store
 from edge import services
 from edge.adapters.sealing import public_key_b64, seal, verified_encryption_key
 from edge.console import main
+from edge.domain import records
 from edge.domain.ledger import b64url_decode
 from edge.domain.records import body_problem
 from sync import agent
@@ -463,6 +464,31 @@ def test_premium_totals_and_a_family_account_premium_in_the_recomputation(
         assert store.person(holder)[1] == 80000
         (again, _) = service_requests.premium_totals(store, year=2027, township=None)
     assert again["reversed_count"] == 2 and again["reversed_amount"] == 120000
+
+    # The 日结 counts the premiums; the county's totals of the same records agree with it,
+    # and a close whose premiums are not the records' is a difference.
+    later = NOW + timedelta(hours=3)
+    close = services.close_day(device.store, device.identity, operator=OPERATOR, now=later)
+    assert close.record["body"]["premiums"]["net"]["family_account"] == 0
+    premium(device, [person("32011500000005", "孙")], now=later)
+    since = list(device.store.records(after_seq=close.record["seq"]))
+    body = records.daily_close_body(
+        since,
+        business_day=later.date().isoformat(),
+        operator=OPERATOR,
+        originals=services.premium_originals(device.store, since),
+    )
+    body["premiums"]["net"]["cash"] += 100  # a close whose cash is not the records'
+    forged = services.append_record(device.store, device.identity, "daily_close", body, later)
+    sync(device, later)
+    with hub_store(hub_dir) as store:
+        reconcile_pending(store, later)
+        items = [
+            (i.seq, i.code, sorted(i.details["fields"]))
+            for i in store.reconciliation_items([device.identity.device_id])
+            if i.code == "DAILY_CLOSE_DIFFERS"
+        ]
+    assert items == [(forged["seq"], "DAILY_CLOSE_DIFFERS", ["premiums.net.cash"])]
 
 
 def test_a_malformed_request_is_kept_flagged_and_never_queued(hub, hub_dir, make_enrolled_device):

@@ -360,6 +360,9 @@ def decide(
                 f"这是对申请 {original['tx_id']} 的补充材料，请处理原申请"
                 f" / this answers request {original['tx_id']}: decide that one"
             )
+        # Taken first: on PostgreSQL it locks decisions to the end of this unit of work, so
+        # two approvals never build the same next roster version from the same base.
+        serial = store.next_decision_serial()
         result = None
         # A complaint's answer travels whether it is upheld or the settlement stands.
         if outcome == "approved" or (row["kind"] == "complaint" and outcome == "rejected"):
@@ -380,7 +383,7 @@ def decide(
         decision = {
             "v": 1,
             "kind": "request_decision",
-            "serial": store.next_decision_serial(),
+            "serial": serial,
             "device_id": row["device_id"],
             "clinic": row["clinic"],
             "request_tx_id": tx_id,
