@@ -1036,3 +1036,45 @@ def demo_month_lines(made: dict) -> list[str]:
 
 
 COMMANDS.append(demo_month_command)
+
+
+@click.command("demo-service-point")
+@click.option(
+    "--data-dir",
+    "base_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A new or empty folder to keep it all in: the hub in DATA_DIR/hub, the clinic's "
+    "terminal in DATA_DIR/clinic (default: a fresh temporary folder, removed at the end "
+    "unless --keep).",
+)
+@click.option("--keep", is_flag=True, help="Keep the temporary folder and print where it is.")
+@json_option
+def demo_service_point_command(base_dir: Path | None, keep: bool, as_json: bool) -> None:
+    """The village service point's walkthrough: a resident enrolled, a family premium
+    collected and its receipt verified, chronic applications with photos, all offline;
+    the county's decisions; the roster update, the visits that then settle, the premium
+    reversed and the 日结 (sync/demo_service_point.py)."""
+    import shutil
+    import tempfile
+
+    from sync import demo_service_point
+
+    temporary = base_dir is None
+    folder = base_dir or Path(tempfile.mkdtemp(prefix="demo-service-point-"))
+    say = (lambda line: None) if as_json else click.echo
+    try:
+        facts = demo_service_point.run_service_point(folder, _now(), say)
+    except FileExistsError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        if temporary and not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    if as_json:
+        print_json(facts)
+    elif not temporary or keep:
+        click.echo(
+            f"数据 kept in {folder} (console 管理台: clinic hub serve --data-dir {folder}/hub)"
+        )
+
+
+COMMANDS.append(demo_service_point_command)

@@ -109,7 +109,8 @@ def store_of(app) -> SqliteDeviceStore:
 def enrolled_terminal(tmp_path: Path, clock, **config) -> Iterator[dict]:
     """A demo terminal enrolled with a real county hub on loopback, its sync agent running
     every half second and its UI served with `config`: the terminal's `url`, `app`,
-    `clock`, `data_dir`, `hub_dir`, and `stop_hub`/`start_hub` (the same port and data)."""
+    `clock`, `data_dir`, `hub_dir`, `hub_url`, and `stop_hub`/`start_hub` (the same port
+    and data)."""
     from hub_server import serve_in_background
     from sync_helpers import start_hub
 
@@ -155,6 +156,7 @@ def enrolled_terminal(tmp_path: Path, clock, **config) -> Iterator[dict]:
                 "clock": clock,
                 "data_dir": data_dir,
                 "hub_dir": hub_dir,
+                "hub_url": hub["running"].url,  # the same after start_hub
                 "stop_hub": stop_hub,
                 "start_hub": start_hub_again,
             }

@@ -666,10 +666,18 @@ def _request_or_404(tx_id: str) -> service_requests.RequestView:
 def request_page(tx_id: str):
     view = request_view(_request_or_404(tx_id))
     result = view["result"]
+    # A resident the county enrolled has no card yet: once the roster update holding them
+    # is installed, the doctor settles their visit by a look-up of the new insured number.
+    settle_as = None
+    if view["kind"] == "enrolment" and view["state"] == "approved":
+        insured_id = result.get("insured_id")
+        if insured_id and get_store().insured_person(insured_id, False) is not None:
+            settle_as = insured_id
     return render_template(
         "service/request.html",
         r=view,
         result=result,
+        settle_as=settle_as if g.operator.role in SETTLERS else None,
         recomputed=_payer_rows(result.get("recomputed")),
         device=_payer_rows(result.get("device")),
         can_print=bool(current_app.config["PRINTER"]),

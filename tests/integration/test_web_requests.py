@@ -235,6 +235,23 @@ class TestDecisions:
         page = doctor.client.get(f"/service/requests/{tx_id}").get_data(as_text=True)
         assert "已批准" in page, re.search(r"request-state.*", page).group(0)
         assert "32011500009001" in page and "名册更新后可结算" in page
+        assert 'id="settle-new-insured"' not in page  # not in the installed roster yet
+
+    def test_once_the_roster_holds_the_new_resident_the_page_offers_the_look_up(
+        self, doctor, app, county
+    ):
+        tx_id = post(doctor, "enrolment", enrolment_form()).location.rsplit("/", 1)[1]
+        # 32011500000001 stands for a number the roster update brought (the demo's 张建国)
+        self.decide(app, county, tx_id, "approved",
+                    {"insured_id": "32011500000001", "roster_version": "2026.11.3"})  # fmt: skip
+        page = doctor.client.get(f"/service/requests/{tx_id}").get_data(as_text=True)
+        assert 'id="settle-new-insured"' in page and "为其结算就诊" in page
+        looked_up = doctor.post(
+            "/settle/lookup", {"insured_id": "32011500000001", "reason": "other"}
+        )
+        assert looked_up.status_code == 302
+        settle = doctor.client.get("/settle").get_data(as_text=True)
+        assert "张建国" in settle and 'id="looked-up"' in settle
 
     def test_more_information_is_answered_by_a_follow_up(self, doctor, app, county):
         tx_id = post(doctor, "chronic_certificate", chronic_form()).location.rsplit("/", 1)[1]

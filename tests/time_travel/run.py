@@ -1,16 +1,18 @@
-"""`make test-dates`: the date-sensitive tests and `clinic demo --walkthrough`, run with the
-wall clock of every Python process moved to the moments most likely to break them, under
-several machine time zones. Settlement days, accumulator years and validity checks must
-follow China time whatever the date and the machine's zone.
+"""`make test-dates`: the date-sensitive tests, `clinic demo --walkthrough` and `clinic
+demo-service-point`, run with the wall clock of every Python process moved to the moments
+most likely to break them, under several machine time zones. Settlement days, accumulator
+years and validity checks must follow China time whatever the date and the machine's zone.
 
     python tests/time_travel/run.py [--only NAME] [PYTEST ARGS...]
 
 Each run sets CLINIC_TEST_TIME_SHIFT_S (read by `sitecustomize.py` beside this file) and
 TZ, checks that a child process really reads the moved clock and runs the tests; the
 walkthrough is tests/e2e/test_cli.py's, which runs `clinic demo --walkthrough` twice as
-child processes. PostgreSQL and Chromium keep the real
-clock, so their tests are not part of these runs: the hub's scenarios run on SQLite only
-here (-m "not postgresql" leaves out their PostgreSQL runs, tests/hub_fixtures.py).
+child processes; the service point's is tests/e2e/test_demo_service_point.py's (the premium
+year the policy offers and the certificate's year on that day). PostgreSQL and Chromium
+keep the real clock, so their tests are not part of these runs: the hub's scenarios run on
+SQLite only here (-m "not postgresql" leaves out their PostgreSQL runs,
+tests/hub_fixtures.py).
 """
 
 import argparse
@@ -38,6 +40,7 @@ CORE = [
     "tests/integration/test_web_settle.py",
     "tests/integration/test_web_records.py",
     "tests/e2e/test_cli.py::test_demo_walkthrough_settles_verifies_and_syncs_with_the_local_hub",
+    "tests/e2e/test_demo_service_point.py",
 ]
 TESTS = [
     "tests/unit/test_clock.py",
@@ -63,6 +66,7 @@ TESTS = [
     "tests/integration/test_drivers_vouchers.py",
     "tests/integration/test_drivers_receipts.py",
     "tests/integration/test_ledger_robustness.py",
+    "tests/e2e/test_demo_service_point.py",
 ]
 
 
