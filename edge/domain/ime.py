@@ -5,6 +5,10 @@ doctor can enter 西林 by tapping and the search finds 阿莫西林胶囊; ever
 occurs in some name, so every one can be found.
 
 Built once per installed catalog (the caller caches it); a look-up runs no pypinyin.
+
+Free text — a resident's name, a village, a hospital — needs characters no catalog holds:
+its index adds the 3,755 characters in common use (GB 2312 level 1) after those of the
+installed names, so 村 and 梅 can be typed too.
 """
 
 import re
@@ -69,14 +73,30 @@ def readings(ch: str) -> list[str]:
     return list(dict.fromkeys(usual))
 
 
-def build_index(names: Iterable[str]) -> CharacterIndex:
-    """The characters of `names`, each counted once per name that contains it."""
+def common_characters() -> list[str]:
+    """GB 2312's level 1: the 3,755 characters in common use, in its order (by pinyin)."""
+    chars = []
+    for row in range(0xB0, 0xD8):
+        for cell in range(0xA1, 0xFF):
+            try:
+                chars.append(bytes((row, cell)).decode("gb2312"))
+            except UnicodeDecodeError:  # the end of row 55 is empty
+                continue
+    return chars
+
+
+def build_index(names: Iterable[str], also: Iterable[str] = ()) -> CharacterIndex:
+    """The characters of `names`, each counted once per name that contains it, and then
+    the characters of `also` that no name holds (counted 0, in the order given)."""
     counts: Counter[str] = Counter()
     for name in names:
         counts.update({ch for ch in name if is_han(ch)})
+    order = {ch: i for i, ch in enumerate(dict.fromkeys(also))}
+    for ch in order:
+        counts.setdefault(ch, 0)
     entries = []
     for ch, n in counts.items():
         if found := readings(ch):
             entries.append(Entry(ch, found[0], tuple(found[1:]), n))
-    entries.sort(key=lambda e: (-e.names, e.char))
+    entries.sort(key=lambda e: (-e.names, order[e.char] if e.names == 0 else -1, e.char))
     return CharacterIndex(tuple(entries))

@@ -62,9 +62,21 @@ class TestCandidates:
         response = ime(doctor, query)
         assert response.status_code == 200 and response.json["candidates"] == []
 
+    def test_free_text_also_offers_the_characters_in_common_use_after_the_named(self, doctor):
+        """A resident's name or village holds characters no catalog name does (村, 梅)."""
+        for typed, char in (("cun", "村"), ("mei", "梅")):
+            assert char not in ime(doctor, f"pinyin={typed}").json["candidates"]
+            assert char in ime(doctor, f"pinyin={typed}&set=text&limit=12").json["candidates"]
+        # the installed names' characters keep their rank: the same order, ahead of the rest
+        named = ime(doctor, "pinyin=xi").json["candidates"]
+        text = ime(doctor, "pinyin=xi&set=text").json["candidates"]
+        assert text[0] == named[0] == "西"
+        assert [ch for ch in text if ch in named] == [ch for ch in named if ch in text]
+
     @pytest.mark.parametrize(
         "query", ["pinyin=xi1", "pinyin=西", "pinyin=x-i", "pinyin=" + "a" * 33,
-                  "pinyin=xi&limit=0", "pinyin=xi&limit=13", "pinyin=xi&limit=many"],
+                  "pinyin=xi&limit=0", "pinyin=xi&limit=13", "pinyin=xi&limit=many",
+                  "pinyin=xi&set=all"],
     )  # fmt: skip
     def test_bad_input_is_a_clear_400_in_chinese(self, doctor, query):
         response = ime(doctor, query)

@@ -2,7 +2,7 @@
 offered for a syllable or its start, the usual reading exactly first, then by how many
 names contain them."""
 
-from edge.domain.ime import MAX_CANDIDATES, build_index
+from edge.domain.ime import MAX_CANDIDATES, build_index, common_characters
 
 NAMES = ["阿莫西林胶囊", "西咪替丁片", "复方甘草片", "心脑康胶囊", "小儿感冒颗粒", "血塞通片"]
 
@@ -48,3 +48,15 @@ def test_nothing_for_empty_unknown_or_not_pinyin():
 
 def test_u_umlaut_is_typed_as_v():
     assert chars(build_index(["复方氯化钠", "铝碳酸镁"]), "lv") == ["氯", "铝"]
+
+
+def test_the_characters_in_common_use_are_gb2312_level_1():
+    chars = common_characters()
+    assert len(chars) == len(set(chars)) == 3755
+    assert chars[0] == "啊" and chars[-1] == "座" and "村" in chars
+
+
+def test_characters_of_also_come_after_every_named_one_in_their_order():
+    index = build_index(["西林"], also=["希", "西", "喜"])
+    assert [e.char for e in index.candidates("xi")] == ["西", "希", "喜"]
+    assert [e.names for e in index.entries] == [1, 1, 0, 0]

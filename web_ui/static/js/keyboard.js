@@ -177,7 +177,11 @@ export class OnScreenKeyboard {
       this.showCandidates([]);
       return;
     }
-    const { status, data } = await getJSON(`/api/ime?pinyin=${encodeURIComponent(run.pinyin)}`);
+    // Free text (a name, a village) draws on the characters in common use too.
+    const set = this.field.dataset.oskIme === "text" ? "text" : "names";
+    const { status, data } = await getJSON(
+      `/api/ime?pinyin=${encodeURIComponent(run.pinyin)}&set=${set}`,
+    );
     if (asked !== this.asked) return;
     this.showCandidates(status === 200 && data ? data.candidates : []);
   }
