@@ -1359,6 +1359,13 @@ class SqliteDeviceStore:
         )
         return [row[0] for row in rows]
 
+    def attachment_named(self, sha256: str) -> bool:
+        """Whether a stored request names the photo (its file must then stay)."""
+        row = self.db.execute(
+            "SELECT 1 FROM request_attachment WHERE sha256 = ? LIMIT 1", [sha256]
+        ).fetchone()
+        return row is not None
+
     def attachments_to_upload(self, limit: int) -> list[tuple[str, str]]:
         """(sha256, content type) of photos the hub does not have yet, of requests whose
         record it already holds (it refuses a photo no stored request names)."""
