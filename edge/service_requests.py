@@ -327,7 +327,9 @@ def _check_renewal_premium(store: RequestStore, details: dict, insured_id: str |
     tx_id = str(details["premium_tx_id"])
     premium = store.record_by_tx(tx_id)
     if premium is None or premium["kind"] != "premium":
-        raise _refuse("UNKNOWN_PREMIUM", "本机台账中没有这笔缴费", f"no premium {tx_id!r} on this device")
+        raise _refuse(
+            "UNKNOWN_PREMIUM", "本机台账中没有这笔缴费", f"no premium {tx_id!r} on this device"
+        )
     rows = store.premium_rows(tx_id=tx_id, limit=1)
     if rows and rows[0]["reversed_by"] is not None:
         raise _refuse(

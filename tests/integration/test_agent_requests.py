@@ -265,8 +265,9 @@ def test_a_photo_the_hub_refuses_is_set_aside_and_the_next_requests_photos_still
         "applicant": None,
         "sealed_id_number": None,
         "details": {**CHRONIC, "scheme": "bogus"},
-        "attachments": [{"sha256": digest, "type": "image/png", "bytes": len(PNG),
-                         "label": "诊断证明"}],  # fmt: skip
+        "attachments": [
+            {"sha256": digest, "type": "image/png", "bytes": len(PNG), "label": "诊断证明"}
+        ],
         "note": None,
         "follow_up_of": None,
     }
