@@ -1396,6 +1396,17 @@ class SqliteDeviceStore:
                 [at, sha256],
             )
 
+    def attachments_set_aside(self) -> list[tuple[str, str | None]]:
+        """(sha256, the refusal's code) of the photos the agent stopped trying to send,
+        oldest first: gone or damaged here, or refused by the hub for good."""
+        rows = self.db.execute(
+            "SELECT a.sha256, (SELECT code FROM sync_refusal WHERE kind = 'attachment'"
+            " AND version = a.sha256 ORDER BY refusal_id DESC LIMIT 1)"
+            " FROM request_attachment a WHERE a.missing_at IS NOT NULL AND a.uploaded_at IS NULL"
+            " GROUP BY a.sha256 ORDER BY min(a.missing_at), a.sha256"
+        )
+        return [(row[0], row[1]) for row in rows]
+
     def decision(self, serial: int) -> dict | None:
         row = self.db.execute(
             "SELECT document FROM request_decision WHERE serial = ?", [serial]

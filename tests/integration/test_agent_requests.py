@@ -15,6 +15,7 @@ from edge.adapters.attachments import AttachmentFiles
 from edge.adapters.sealing import key_id, public_key_b64
 from edge.domain.model import Rejection
 from edge.domain.records import body_problem
+from edge.maintenance import probes
 from sync import agent
 from sync.agent import service_point, state
 from sync.agent.client import HubClient
@@ -298,6 +299,11 @@ def test_a_photo_the_hub_refuses_is_set_aside_and_the_next_requests_photos_still
         r["kind"] == "attachment" and r["version"] == digest
         for r in sync_status(device.store)["refused_updates"]
     )
+    # and the doctor names it, with the hub's reason
+    said = probes.sync(device.store, NOW, NOW.isoformat())
+    assert said.status == "warning"
+    assert f"{digest[:12]} ATTACHMENT_UNKNOWN" in said.message.zh
+    assert "1 request photos could not be uploaded" in said.message.en
 
 
 def test_a_hub_that_fails_keeps_the_photo_for_the_next_try(hub, make_enrolled_device, monkeypatch):
