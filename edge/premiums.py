@@ -336,3 +336,16 @@ def premium(store: DeviceStore, tx_id: str) -> dict | None:
     if not rows:
         return None
     return {**rows[0], "record": store.record_by_tx(tx_id)}
+
+
+def person_premiums(store: DeviceStore, insured_id: str, years: list[int]) -> list[dict]:
+    """The premiums not reversed that paid `insured_id`'s insurance for one of `years`,
+    newest first: what a renewal may name as the premium that paid it."""
+    found = []
+    for year in years:
+        for row in store.premium_rows(year=year):
+            if row["reversed_by"] is None and any(
+                p["insured_id"] == insured_id for p in row["persons"]
+            ):
+                found.append(row)
+    return sorted(found, key=lambda row: -row["seq"])

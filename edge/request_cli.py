@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from edge import service_requests, services
+from edge import premiums, service_requests, services
 from edge.cli_options import data_dir_option, device_store, json_option, now, print_json
 from edge.domain import service_point as sp
 from edge.domain.model import Rejection
@@ -58,6 +58,9 @@ def _id_number(source: str | None) -> str | None:
 @click.option("--category", help="enrolment: an assistance category, e.g. extreme_poverty.")
 @click.option("--village", help="enrolment.")
 @click.option("--year", type=int, help="renewal: the insurance year.")
+@click.option(
+    "--premium", "premium_ref", help="renewal: the premium that paid it (tx_id or seq), optional."
+)
 @click.option("--disease-code", help="chronic_certificate: e.g. I10.")
 @click.option("--disease-name", help="chronic_certificate.")
 @click.option(
@@ -88,6 +91,10 @@ def request_new(kind: str, data_dir: Path, operator_id: str, **options) -> None:
     with device_store(data_dir) as store:
         insured_id = options["insured_id"]
         details = _details(kind, options)
+        if options["premium_ref"]:
+            if kind != "renewal":
+                raise click.UsageError("--premium names the premium that paid a renewal")
+            details["premium_tx_id"] = premiums.find_premium(store, options["premium_ref"])["tx_id"]
         if kind == "complaint":
             settlement = _settlement(store, options["settlement_ref"])
             details = {

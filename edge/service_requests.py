@@ -7,6 +7,7 @@ message Chinese first) leaves no record and no photo file behind. The ID number 
 enrolment is sealed to the county's encryption key at once and never kept in clear.
 """
 
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -88,10 +89,22 @@ def new_request(
                 store, identity, "service_request", body, now, insured_id=body["insured_id"]
             )
     except BaseException:
-        for digest in written:  # refused or failed: no stray photo stays behind
-            files.remove(digest)
+        _take_back(store, files, written)
         raise
     return services.Recorded(record)
+
+
+def _take_back(store: RequestStore, files: AttachmentFiles, written: list[str]) -> None:
+    """Refused or failed: remove the photo files this call wrote, but only under the write
+    lock and only those no stored request names — another request naming the same photo
+    may have committed between our rollback and now, and its file must stay."""
+    if not written:
+        return
+    # A stray file left when even this fails is harmless; the refusal is what counts.
+    with contextlib.suppress(Exception), store.write_transaction():
+        for digest in written:
+            if not store.attachment_named(digest):
+                files.remove(digest)
 
 
 def _checked_photos(
@@ -205,13 +218,7 @@ def _body(
     if kind == "complaint":
         _check_complaint(store, details, insured_id)
     if kind == "renewal" and details.get("premium_tx_id") is not None:
-        premium = store.record_by_tx(details["premium_tx_id"])
-        if premium is None or premium["kind"] != "premium":
-            raise _refuse(
-                "UNKNOWN_PREMIUM",
-                "本机台账中没有这笔缴费",
-                f"no premium {details['premium_tx_id']!r} on this device",
-            )
+        _check_renewal_premium(store, details, insured_id)
     if follow_up_of is not None:
         _check_follow_up(store, follow_up_of, kind)
     if note is not None:
@@ -311,6 +318,37 @@ def _check_complaint(store: RequestStore, details: dict, insured_id: str | None)
             "ALREADY_REVERSED",
             f"这笔结算已被冲销（流水号 {reversed_by}）",
             f"the settlement was reversed by record {reversed_by}",
+        )
+
+
+def _check_renewal_premium(store: RequestStore, details: dict, insured_id: str | None) -> None:
+    """The premium a renewal names must be what paid it: a premium of this ledger, not
+    reversed, for this person and the year renewed (the county renews on its strength)."""
+    tx_id = str(details["premium_tx_id"])
+    premium = store.record_by_tx(tx_id)
+    if premium is None or premium["kind"] != "premium":
+        raise _refuse(
+            "UNKNOWN_PREMIUM", "本机台账中没有这笔缴费", f"no premium {tx_id!r} on this device"
+        )
+    rows = store.premium_rows(tx_id=tx_id, limit=1)
+    if rows and rows[0]["reversed_by"] is not None:
+        raise _refuse(
+            "PREMIUM_REVERSED",
+            f"这笔缴费（记录 {premium['seq']}）已冲正，不能用于续保",
+            f"premium {premium['seq']} was reversed: it cannot pay a renewal",
+        )
+    if insured_id not in [p.get("insured_id") for p in premium["body"]["persons"]]:
+        raise _refuse(
+            "PREMIUM_OTHER_PERSON",
+            f"这笔缴费（记录 {premium['seq']}）不包括该参保人",
+            f"premium {premium['seq']} does not cover this insured person",
+        )
+    if premium["body"]["year"] != details.get("year"):
+        raise _refuse(
+            "PREMIUM_OTHER_YEAR",
+            f"这笔缴费是 {premium['body']['year']} 年度的，不是续保的 {details.get('year')} 年度",
+            f"premium {premium['seq']} is for {premium['body']['year']},"
+            f" not the year renewed ({details.get('year')})",
         )
 
 

@@ -487,9 +487,21 @@ def _form_context(kind: str, follow_up_of: str | None, settlement: dict | None) 
         "schemes": [(c, str(label)) for c, label in SCHEMES.items()],
         "filing_types": [(c, str(label)) for c, label in FILING_TYPES.items()],
         "years": [today.year, today.year + 1],
+        "premiums": _renewal_premiums(store, kind, request.values.get("insured_id", "")),
         "form": {k: v for k, v in request.form.items() if k != "id_number"},
         "max_photos": sp.MAX_ATTACHMENTS,
     }
+
+
+def _renewal_premiums(store, kind: str, insured_id: str) -> list[dict]:
+    """A renewal's choice of the premium that paid it: the person's premiums not reversed
+    of the years a renewal offers (this year and next)."""
+    insured_id = "".join((insured_id or "").split())[:32]
+    if kind != "renewal" or not insured_id:
+        return []
+    years = [now().date().year, now().date().year + 1]
+    rows = premium_cases.person_premiums(store, insured_id, years)
+    return [{**row, "amount": format_yuan(row["amount"])} for row in rows]
 
 
 def _follow_up_arg() -> str | None:
@@ -536,6 +548,9 @@ def new_request(kind: str):
             context["form"] = {"insured_id": original["body"].get("insured_id") or ""}
         if request.args.get("insured_id"):
             context["form"]["insured_id"] = request.args["insured_id"][:32]
+        context["premiums"] = _renewal_premiums(
+            get_store(), kind, context["form"].get("insured_id", "")
+        )
         return render_template("service/request_form.html", **context)
     store = get_store()
     try:

@@ -1359,6 +1359,13 @@ class SqliteDeviceStore:
         )
         return [row[0] for row in rows]
 
+    def attachment_named(self, sha256: str) -> bool:
+        """Whether a stored request names the photo (its file must then stay)."""
+        row = self.db.execute(
+            "SELECT 1 FROM request_attachment WHERE sha256 = ? LIMIT 1", [sha256]
+        ).fetchone()
+        return row is not None
+
     def attachments_to_upload(self, limit: int) -> list[tuple[str, str]]:
         """(sha256, content type) of photos the hub does not have yet, of requests whose
         record it already holds (it refuses a photo no stored request names)."""
@@ -1388,6 +1395,17 @@ class SqliteDeviceStore:
                 " AND uploaded_at IS NULL AND missing_at IS NULL",
                 [at, sha256],
             )
+
+    def attachments_set_aside(self) -> list[tuple[str, str | None]]:
+        """(sha256, the refusal's code) of the photos the agent stopped trying to send,
+        oldest first: gone or damaged here, or refused by the hub for good."""
+        rows = self.db.execute(
+            "SELECT a.sha256, (SELECT code FROM sync_refusal WHERE kind = 'attachment'"
+            " AND version = a.sha256 ORDER BY refusal_id DESC LIMIT 1)"
+            " FROM request_attachment a WHERE a.missing_at IS NOT NULL AND a.uploaded_at IS NULL"
+            " GROUP BY a.sha256 ORDER BY min(a.missing_at), a.sha256"
+        )
+        return [(row[0], row[1]) for row in rows]
 
     def decision(self, serial: int) -> dict | None:
         row = self.db.execute(

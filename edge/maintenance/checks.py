@@ -497,6 +497,35 @@ def check_clock(
 
 
 def check_sync(
+    now: datetime,
+    *,
+    last_sync_at: datetime | None,
+    max_hours: int | None,
+    waiting: int,
+    photos_set_aside: Sequence[tuple[str, str | None]] = (),
+) -> Finding:
+    """`photos_set_aside`: (sha256, code) of request photos the agent gave up on (gone or
+    damaged here, or refused by the hub): no sync sends them, so they are always said."""
+    finding = _sync_age(now, last_sync_at=last_sync_at, max_hours=max_hours, waiting=waiting)
+    if not photos_set_aside:
+        return finding
+    named = "; ".join(f"{sha[:12]} {code or '?'}" for sha, code in photos_set_aside[:5])
+    more = len(photos_set_aside) - 5
+    named += f" … (+{more})" if more > 0 else ""
+    count = len(photos_set_aside)
+    message = Text(
+        f"{finding.message.zh}；{count} 张申请照片未能上传：{named}",
+        f"{finding.message.en}; {count} request photos could not be uploaded: {named}",
+    )
+    advice = Text(
+        "clinic sync status 列出原因；请重新拍照并补交申请（补充材料），或联系县医保局",
+        "clinic sync status says why; take the photo again and send it with a follow-up"
+        " request, or call the county",
+    )
+    return Finding(WARNING if finding.status == OK else finding.status, message, advice)
+
+
+def _sync_age(
     now: datetime, *, last_sync_at: datetime | None, max_hours: int | None, waiting: int
 ) -> Finding:
     hours = max_hours or DEFAULT_MAX_SYNC_HOURS

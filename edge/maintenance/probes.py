@@ -252,4 +252,5 @@ def sync(store: SqliteDeviceStore, now: datetime, last_sync_at: str | None) -> F
         last_sync_at=datetime.fromisoformat(last_sync_at) if last_sync_at else None,
         max_hours=max_hours,
         waiting=store.outbox_count(),
+        photos_set_aside=store.attachments_set_aside(),
     )

@@ -4,7 +4,8 @@
   enrolled before, fetched (`GET /encryption-key`) by the `decisions` job until pinned;
   always verified with the pinned county key, and never replaced by another;
 - `attachments`: the photos of requests the hub already holds, a bounded number a run,
-  each marked uploaded once the hub says it stored it;
+  each marked uploaded once the hub says it stored it; one the hub refuses for good is
+  set aside, as a missing one is;
 - `decisions`: the county's signed decisions after the last one kept, each checked and
   applied (`edge.service_requests.apply_decision`); a refused one is remembered as a
   refused update and signed as an event once.
@@ -26,6 +27,10 @@ from sync.protocol import MESSAGES, SyncError
 
 ATTACHMENTS_PER_RUN = 12  # photos a run uploads at most (two requests' worth)
 DECISION_PAGES_PER_RUN = 10  # pages of at most 200 decisions
+# The hub's refusals of one photo (docs/sync-protocol.md): final for that photo.
+REFUSED_FOR_GOOD = frozenset(
+    {"ATTACHMENT_UNKNOWN", "ATTACHMENT_TYPE", "ATTACHMENT_TOO_LARGE", "ATTACHMENT_HASH_MISMATCH"}
+)
 
 
 def encryption_key_of(statement: object, county_public_key: str) -> str:
@@ -94,7 +99,24 @@ def upload_attachments(
                 services.record_event(store, identity, event, now)
             report.setdefault("attachments_missing", []).append(sha256)
             continue
-        client.put_attachment(sha256, data, content_type, now)
+        try:
+            client.put_attachment(sha256, data, content_type, now)
+        except SyncError as error:
+            if error.code not in REFUSED_FOR_GOOD:
+                raise  # the hub is down or failed: the job retries with its backoff
+            # The hub said no to this very photo (it flagged the request naming it, say, or
+            # the photo is not what the request names): asking again brings the same answer,
+            # so it is set aside like a missing file, and the photos after it still go.
+            store.mark_attachment_missing(sha256, state.stamp(now))
+            if state.record_refusal(
+                store, "attachment", sha256, error.code, error.message_en, error.message_zh, now
+            ):
+                event = {"event": "attachment_refused", "sha256": sha256, "code": error.code}
+                services.record_event(store, identity, event, now)
+            report.setdefault("attachments_refused", []).append(
+                {"sha256": sha256, "code": error.code}
+            )
+            continue
         store.mark_attachment_uploaded(sha256, state.stamp(now))
         report["attachments_uploaded"] = report.get("attachments_uploaded", 0) + 1
 

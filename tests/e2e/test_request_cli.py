@@ -175,3 +175,45 @@ def test_a_complaint_names_a_settlement_by_seq_and_bad_photos_are_refused(device
     assert [v["tx_id"] for v in listed] == [complaint["tx_id"]]
     shown = ok(clinic(device, "request", "show", complaint["tx_id"]))
     assert "complaint" in shown and "pending" in shown
+
+
+def test_a_renewal_names_the_premium_that_paid_it(device):
+    year = NOW.year + 1  # the demo policy collects next year's premium on the test day
+    paid = json.loads(ok(clinic(
+        device, "premium", "collect", "--insured-id", "32011500000001", "--payer-name", "张建国",
+        "--operator", "doc01", "--year", str(year), "--json",
+    )))  # fmt: skip
+    other = json.loads(ok(clinic(
+        device, "premium", "collect", "--insured-id", "32011500000002", "--payer-name", "李秀英",
+        "--operator", "doc01", "--year", str(year), "--json",
+    )))  # fmt: skip
+
+    def renewal(*args: str) -> subprocess.CompletedProcess:
+        return clinic(device, "request", "new", "renewal", "--operator", "doc01",
+                      "--insured-id", "32011500000001", *args)  # fmt: skip
+
+    before = ledger(device)
+    wrong_person = renewal("--year", str(year), "--premium", str(other["seq"]))
+    assert wrong_person.returncode == 1 and "PREMIUM_OTHER_PERSON" in wrong_person.stderr.decode()
+    assert "不包括该参保人" in wrong_person.stderr.decode()
+    wrong_year = renewal("--year", str(NOW.year), "--premium", paid["tx_id"])
+    assert wrong_year.returncode == 1 and "PREMIUM_OTHER_YEAR" in wrong_year.stderr.decode()
+    unknown = renewal("--year", str(year), "--premium", "999")
+    assert unknown.returncode == 1 and "UNKNOWN_PREMIUM" in unknown.stderr.decode()
+    not_renewal = clinic(
+        device,
+        "request",
+        "new",
+        "cross_region_filing",
+        "--operator",
+        "doc01",
+        "--insured-id",
+        "32011500000001",
+        "--premium",
+        str(paid["seq"]),
+    )
+    assert not_renewal.returncode == 2 and "--premium" in not_renewal.stderr.decode()
+    assert ledger(device) == before
+
+    view = json.loads(ok(renewal("--year", str(year), "--premium", str(paid["seq"]), "--json")))
+    assert view["details"] == {"year": year, "premium_tx_id": paid["tx_id"]}

@@ -10,11 +10,17 @@ import pytest
 from sync_helpers import NOW, OPERATOR, hub_store
 
 from edge import service_requests as sr
+from edge import services
+from edge.adapters.attachments import AttachmentFiles
 from edge.adapters.sealing import key_id, public_key_b64
 from edge.domain.model import Rejection
+from edge.domain.records import body_problem
+from edge.maintenance import probes
 from sync import agent
 from sync.agent import service_point, state
+from sync.agent.client import HubClient
 from sync.agent.jobs import client_for
+from sync.agent.status import sync_status
 from sync.hub.adapters.county_key import ensure_seal_key
 from sync.hub.services import service_requests as hub_requests
 from sync.protocol import SyncError
@@ -243,3 +249,78 @@ def test_a_photo_gone_from_the_device_is_set_aside_and_the_others_still_go(
     assert [r.code for r in state.refusals(device.store) if r.kind == "attachment"] == [
         "ATTACHMENT_MISSING"
     ]
+
+
+def test_a_photo_the_hub_refuses_is_set_aside_and_the_next_requests_photos_still_go(
+    hub, hub_dir, make_enrolled_device
+):
+    device = make_enrolled_device("device")
+    # A request the hub flags as malformed (a scheme no county knows) names a photo: the hub
+    # holds no stored request naming it, so it refuses the photo (ATTACHMENT_UNKNOWN), on
+    # every try alike.
+    digest, _ = AttachmentFiles(device.data_dir).store(PNG)
+    body = {
+        "kind": "chronic_certificate",
+        "operator": OPERATOR,
+        "insured_id": "32011500000002",
+        "applicant": None,
+        "sealed_id_number": None,
+        "details": {**CHRONIC, "scheme": "bogus"},
+        "attachments": [
+            {"sha256": digest, "type": "image/png", "bytes": len(PNG), "label": "诊断证明"}
+        ],
+        "note": None,
+        "follow_up_of": None,
+    }
+    assert body_problem("service_request", body) is not None
+    flagged = services.append_record(device.store, device.identity, "service_request", body, NOW)
+    kept = new(device, "chronic_certificate", insured_id="32011500000003", details=CHRONIC,
+               photos=[(JPEG, "病历")])  # fmt: skip
+
+    report = sync(device)
+    assert report["attachments_refused"] == [{"sha256": digest, "code": "ATTACHMENT_UNKNOWN"}]
+    assert report["attachments_uploaded"] == 1
+    assert sr.request(device.store, kept["tx_id"]).attachments[0]["uploaded_at"]
+    with hub_store(hub_dir) as store:
+        jpeg = kept["body"]["attachments"][0]["sha256"]
+        assert hub_requests.attachment(store, jpeg, township=None) == ("image/jpeg", JPEG)
+    # Set aside: never tried again, remembered and signed once under the hub's code.
+    (photo,) = device.store.request_attachments(flagged["tx_id"])
+    assert photo["missing_at"] and photo["uploaded_at"] is None
+    later = sync(device, NOW + timedelta(minutes=5))
+    assert "attachments_refused" not in later and later["attachments_uploaded"] == 0
+    assert events(device, "attachment_refused") == [
+        {"event": "attachment_refused", "sha256": digest, "code": "ATTACHMENT_UNKNOWN"}
+    ]
+    (refusal,) = [r for r in state.refusals(device.store) if r.kind == "attachment"]
+    assert (refusal.version, refusal.code) == (digest, "ATTACHMENT_UNKNOWN")
+    assert refusal.message_zh.startswith("这台设备的申请中没有这张照片")
+    assert any(
+        r["kind"] == "attachment" and r["version"] == digest
+        for r in sync_status(device.store)["refused_updates"]
+    )
+    # and the doctor names it, with the hub's reason
+    said = probes.sync(device.store, NOW, NOW.isoformat())
+    assert said.status == "warning"
+    assert f"{digest[:12]} ATTACHMENT_UNKNOWN" in said.message.zh
+    assert "1 request photos could not be uploaded" in said.message.en
+
+
+def test_a_hub_that_fails_keeps_the_photo_for_the_next_try(hub, make_enrolled_device, monkeypatch):
+    device = make_enrolled_device("device")
+    record = new(device, "chronic_certificate", insured_id="32011500000002", details=CHRONIC,
+                 photos=[(PNG, "诊断证明")])  # fmt: skip
+    sync(device)  # records and photo go
+    device.store.db.execute("UPDATE request_attachment SET uploaded_at = NULL")
+
+    def failing(self, sha256, data, content_type, now):
+        raise SyncError("HUB_ERROR", "500", retryable=True)
+
+    with monkeypatch.context() as patched:  # a 5xx as the client raises it
+        patched.setattr(HubClient, "put_attachment", failing)
+        report = agent.sync_once(device.store, device.identity, device.data_dir, NOW)
+    assert not report["ok"]
+    (photo,) = sr.request(device.store, record["tx_id"]).attachments
+    assert photo["missing_at"] is None and photo["uploaded_at"] is None
+    assert events(device, "attachment_refused") == []
+    assert sync(device, NOW + timedelta(minutes=5))["attachments_uploaded"] == 1

@@ -2,9 +2,11 @@
 signed, what is refused with nothing changed, the photos' bounds and files, the ID number
 never in clear on disk, and the county's decisions applied, or refused."""
 
+import hashlib
 import json
 import os
 import stat
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,9 +16,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sync_helpers import OPERATOR, RESIDENT, new_device
 
+from edge import premiums, services
 from edge import service_requests as sr
-from edge import services
+from edge.adapters.attachments import AttachmentFiles
 from edge.adapters.sealing import open_sealed, public_key_b64
+from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.domain.ledger import b64url, canonical
 from edge.domain.model import Rejection
 from edge.ports import RequestStore
@@ -487,3 +491,114 @@ def test_m014_indexes_the_requests_a_restored_ledger_already_holds(device):
     device.store.close()
     device.store = SqliteDeviceStore.open(device.data_dir)
     assert sr.request(device.store, record["tx_id"]).to_dict() == expected
+
+
+class TestRenewalPremium:
+    """A renewal names the premium that paid it: of this ledger, not reversed, covering the
+    person, for the year renewed."""
+
+    @staticmethod
+    def collect(device, insured_ids, year):
+        return premiums.collect_premium(
+            device.store, device.identity, operator=OPERATOR, payer_name="张建国",
+            payer_insured_id=None, insured_ids=insured_ids, year=year, method="cash",
+            reference=None, account_holder=None, now=NOW,
+        ).record  # fmt: skip
+
+    @staticmethod
+    def renewal(device, year, premium_tx_id, insured_id=RESIDENT):
+        return sr.new_request(
+            device.store, device.identity, device.data_dir, kind="renewal", operator=OPERATOR,
+            insured_id=insured_id, details={"year": year, "premium_tx_id": premium_tx_id},
+            now=NOW,
+        ).record  # fmt: skip
+
+    def test_only_the_persons_unreversed_premium_of_that_year(self, device):
+        year, other_year = premiums.premium_quote(device.store, [RESIDENT], None, NOW.date()
+                                                  ).year_choices  # fmt: skip
+        family = self.collect(device, [RESIDENT, "32011500000002"], year)
+        neighbour = self.collect(device, ["32011500000003"], year)
+        earlier = self.collect(device, [RESIDENT], other_year)
+        settled = device.settle(NOW, "32011500000004")
+
+        def check(code, premium_tx_id, renewed=year):
+            error = refused(device, code, lambda: self.renewal(device, renewed, premium_tx_id))
+            assert " / " in error.message  # Chinese first, then English
+            return error
+
+        check("UNKNOWN_PREMIUM", settled["tx_id"])
+        check("UNKNOWN_PREMIUM", "no-such-tx")
+        check("PREMIUM_OTHER_PERSON", neighbour["tx_id"])
+        check("PREMIUM_OTHER_YEAR", earlier["tx_id"])
+        assert "年度" in check("PREMIUM_OTHER_YEAR", family["tx_id"], other_year).message
+        premiums.reverse_premium(device.store, device.identity, earlier["tx_id"],
+                                 operator=OPERATOR, reason="重复缴费", now=NOW)  # fmt: skip
+        check("PREMIUM_REVERSED", earlier["tx_id"], other_year)
+
+        record = self.renewal(device, year, family["tx_id"])
+        assert record["body"]["details"] == {"year": year, "premium_tx_id": family["tx_id"]}
+        # the person's premiums a renewal may name, as the terminal offers them
+        offered = premiums.person_premiums(device.store, RESIDENT, [year, other_year])
+        assert [row["tx_id"] for row in offered] == [family["tx_id"]]
+
+
+def test_a_refused_request_never_removes_a_photo_another_request_recorded_meanwhile(
+    device, monkeypatch
+):
+    """Two requests name the same photo at once; the first is refused after it wrote the
+    file, and the second is recorded between the first's rollback and its clean-up (it
+    found the file there): the file stays, since a stored request names it."""
+    other = SqliteDeviceStore.open(device.data_dir)
+    original_append = services.append_record
+    original_transaction = device.store.write_transaction
+    second: list[dict] = []
+
+    def failing_append(*args, **kwargs):
+        raise RuntimeError("the disk is full")
+
+    @contextmanager
+    def transaction_then_the_other_request():
+        outermost = device.store._write_depth == 0
+        try:
+            with original_transaction():
+                yield
+        except RuntimeError:
+            if outermost and not second:  # right after the first request's rollback
+                with monkeypatch.context() as restored:
+                    restored.setattr(services, "append_record", original_append)
+                    second.append(
+                        sr.new_request(
+                            other, device.identity, device.data_dir, kind="chronic_certificate",
+                            operator=OPERATOR, insured_id="32011500000002",
+                            details=chronic_details(), photos=[(JPEG, "诊断证明")], now=NOW,
+                        ).record
+                    )  # fmt: skip
+            raise
+
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(services, "append_record", failing_append)
+            patched.setattr(device.store, "write_transaction", transaction_then_the_other_request)
+            with pytest.raises(RuntimeError):
+                chronic(device)
+        (recorded,) = second
+        digest = recorded["body"]["attachments"][0]["sha256"]
+        assert (device.data_dir / "attachments" / digest).read_bytes() == JPEG
+        assert AttachmentFiles(device.data_dir).read(digest) == JPEG
+        # Refused with no other request naming it: the file this call wrote goes.
+        with monkeypatch.context() as patched:
+            patched.setattr(services, "append_record", failing_append)
+            with pytest.raises(RuntimeError):
+                chronic(device, photos=[(PNG, "病历")])
+        assert not (device.data_dir / "attachments" / sr_digest(PNG)).exists()
+    finally:
+        other.close()
+
+
+def chronic_details() -> dict:
+    return {"disease_code": "I10", "disease_name": "高血压", "scheme": "two_diseases",
+            "hospital": None, "diagnosed_on": None}  # fmt: skip
+
+
+def sr_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -445,6 +445,12 @@ def test_sync_rules():
     assert policy.status == m.OK
     never = m.check_sync(NOW, last_sync_at=None, max_hours=72, waiting=1)
     assert never.status == m.WARNING and "clinic enroll" in never.advice.en
+    photos = [("ab" * 32, "ATTACHMENT_MISSING"), ("cd" * 32, "ATTACHMENT_TYPE")]
+    aside = m.check_sync(NOW, last_sync_at=NOW - timedelta(hours=2), max_hours=None, waiting=0,
+                         photos_set_aside=photos)  # fmt: skip
+    assert aside.status == m.WARNING and "2 张申请照片未能上传" in aside.message.zh
+    assert "abababababab ATTACHMENT_MISSING; cdcdcdcdcdcd ATTACHMENT_TYPE" in aside.message.en
+    assert "clinic sync status" in aside.advice.en
 
 
 def test_version_rules():

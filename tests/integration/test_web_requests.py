@@ -317,3 +317,40 @@ def test_the_slip_prints_for_the_resident(doctor, app):
     assert "申请回执已打印" in doctor.client.get(answer.location).get_data(as_text=True)
     paper = PrinterEmulator(Path(app.config["PRINTER"].removeprefix("emulated://"))).text()
     assert "业务申请回执" in paper and "张建国" in paper
+
+
+def test_a_renewal_offers_the_persons_unreversed_premiums_to_link(doctor, app):
+    def collect(insured_id):
+        answer = doctor.post("/service/premium", {"ids": [insured_id], "method": "cash",
+                                                  "year": "2027"})  # fmt: skip
+        assert answer.status_code == 302, answer.get_data(as_text=True)
+        return answer.location.rsplit("/", 1)[1]
+
+    reversed_one = collect(ZHANG)
+    answer = doctor.post(f"/service/premium/{reversed_one}/reverse",
+                         {"reason": "duplicate"})  # fmt: skip
+    assert answer.status_code == 302
+    paid, other = collect(ZHANG), collect("32011500000002")
+
+    page = doctor.client.get(f"/service/requests/new/renewal?insured_id={ZHANG}")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'id="premium-choice"' in text
+    offered = re.findall(r'name="premium_tx_id" value="([^"]*)"', text)
+    assert offered == ["", paid]  # none (optional), and ZHANG's premium not reversed
+    assert "所缴保费（可选）" in text and 'id="find-premiums"' in text
+
+    before = snapshot(app)
+    bad = post(doctor, "renewal", {"insured_id": ZHANG, "year": "2027", "premium_tx_id": other})
+    assert bad.status_code == 400 and "这笔缴费" in bad.get_data(as_text=True)
+    assert snapshot(app) == before
+
+    answer = post(doctor, "renewal", {"insured_id": ZHANG, "year": "2027", "premium_tx_id": paid})
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    body = recorded(app, answer.location.rsplit("/", 1)[1])["body"]
+    assert body["details"] == {"year": 2027, "premium_tx_id": paid}
+    # Someone with no premium: nothing to choose but "none", and the page says so.
+    text = doctor.client.get("/service/requests/new/renewal?insured_id=32011500000003").get_data(
+        as_text=True
+    )
+    assert re.findall(r'name="premium_tx_id" value="([^"]*)"', text) == [""]
+    assert 'id="no-premiums"' in text
