@@ -634,6 +634,30 @@ class SqlHubStore:
         )
         return None if row is None else (json.loads(row[0]), row[1])
 
+    def person_figures(self, insured_id: str) -> dict:
+        """The county's running figures of a person as a roster carries them
+        (`{year: {visit type: {deductible_used, fund_paid}, assistance_paid, ci_selfpay,
+        ci_paid, supplements_paid}}`, years as text)."""
+        years: dict[str, dict] = {}
+        for year, scope, deductible, fund, assistance, ci_selfpay, ci_paid in self.conn.execute(
+            "SELECT year, scope, deductible_used, fund_paid, assistance_paid, ci_selfpay,"
+            " ci_paid FROM accumulator WHERE insured_id = ? ORDER BY year, scope",
+            [insured_id],
+        ):
+            figures = years.setdefault(str(year), {})
+            if scope == YEAR_WIDE:
+                figures.update(assistance_paid=assistance, ci_selfpay=ci_selfpay, ci_paid=ci_paid)
+            else:
+                figures[scope] = {"deductible_used": deductible, "fund_paid": fund}
+        for year, name, paid in self.conn.execute(
+            "SELECT year, name, paid FROM supplement_accumulator WHERE insured_id = ?"
+            " ORDER BY year, name",
+            [insured_id],
+        ):
+            figures = years.setdefault(str(year), {})
+            figures.setdefault("supplements_paid", {})[name] = paid
+        return years
+
     def seed_accumulator(
         self, insured_id: str, year: int, scope: str, figures: Accumulators
     ) -> None:

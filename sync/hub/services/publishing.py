@@ -4,7 +4,7 @@ version), and what a new catalog would change.
 """
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -67,9 +67,12 @@ def publish(
     now: datetime,
     items: Iterable[CatalogItem] | None = None,
     document: dict | None = None,
+    changed: Collection[str] | None = None,
 ) -> dict:
     """Sign and publish a new catalog (`items`), policy or roster (`document`) version;
-    returns its manifest. Older or equal versions and past expiries are refused."""
+    returns its manifest. Older or equal versions and past expiries are refused. A roster
+    whose `changed` persons are the only ones that differ from the newest (a decision's
+    point release) re-applies those alone."""
     if kind not in KINDS:
         raise HubError(f"unknown kind {kind!r}: catalog, policy, roster or aliases")
     try:
@@ -127,7 +130,8 @@ def publish(
                 version, ((pid, _dumps(doc)) for pid, doc in entries.items())
             )
             for entry in persons:
-                _adopt_person(store, entries[entry.insured_id], version)
+                if changed is None or entry.insured_id in changed:
+                    _adopt_person(store, entries[entry.insured_id], version)
     return manifest
 
 

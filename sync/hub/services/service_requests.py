@@ -515,6 +515,14 @@ def _publish_person(
                 if c.get("disease_code") != certificate["disease_code"]
             ] + [certificate]
             result = {k: certificate[k] for k in ("disease_code", "valid_from", "valid_to")}
+        # The county's running balance and figures, not the last roster's copy: money
+        # spent since that roster must not come back when the device installs this one.
+        kept = store.person(person["insured_id"])
+        if kept is not None and ("account_balance" in person or kept[1]):
+            person["account_balance"] = kept[1]
+        figures = store.person_figures(person["insured_id"])
+        if figures:
+            person["accumulators"] = figures
         persons[index] = person
     version = next_roster_version(latest.version)
     expires_at = max(datetime.fromisoformat(latest.expires_at), now + ROSTER_VALIDITY)
@@ -527,6 +535,7 @@ def _publish_person(
         expires_at=expires_at,
         now=now,
         document=document,
+        changed=[person["insured_id"]],
     )
     return {**result, "roster_version": version}
 

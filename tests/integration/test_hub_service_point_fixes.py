@@ -1,0 +1,137 @@
+"""The county's service point: money and custody — a point release never moves a
+balance, a premium reversal is checked before it credits an account, the county's
+encryption key is never silently remade, photos are kept per device."""
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+from sync_helpers import NOW, OPERATOR, hub_store
+
+from edge import service_requests as device_requests
+from edge import services
+from edge.domain.records import body_problem
+from sync import agent
+from sync.agent import state
+from sync.agent.jobs import client_for
+from sync.hub.services import service_requests
+from sync.hub.services.reconciliation import reconcile_pending
+
+EMPLOYEE = "32011500000511"  # an employee of the demo roster with a personal account
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
+CERTIFICATE = {
+    "disease_code": "I10",
+    "disease_name": "高血压",
+    "scheme": "two_diseases",
+    "hospital": None,
+    "diagnosed_on": None,
+}
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sync(device, now=NOW) -> dict:
+    report = agent.sync_once(device.store, device.identity, device.data_dir, now)
+    assert report["ok"], report["errors"]
+    return report
+
+
+def decide(hub_dir, hub, tx_id, now=NOW + timedelta(hours=1), **options) -> dict:
+    with hub_store(hub_dir) as store:
+        return service_requests.decide(
+            store,
+            hub.app.extensions["clinic_hub"].county_key,
+            tx_id,
+            outcome="approved",
+            reason=None,
+            decided_by="county-admin",
+            township=None,
+            now=now,
+            **options,
+        )
+
+
+def certificate_request(device, insured_id: str, photo: bytes = PNG) -> dict:
+    return device_requests.new_request(
+        device.store,
+        device.identity,
+        device.data_dir,
+        kind="chronic_certificate",
+        operator=OPERATOR,
+        insured_id=insured_id,
+        details=CERTIFICATE,
+        photos=[(photo, "诊断证明")],
+        now=NOW,
+    ).record
+
+
+def family_premium(device, holder: str, amount: int, relative="32011500000027") -> dict:
+    """A premium paid from `holder`'s personal account, as the device's use case makes it."""
+    document = {
+        "operator": OPERATOR,
+        "year": 2027,
+        "payer": {"name": "张建国", "insured_id": holder},
+        "method": "family_account",
+        "reference": None,
+        "account_holder": holder,
+        "persons": [
+            {
+                "insured_id": relative,
+                "name": "赵",
+                "categories": [],
+                "due": amount,
+                "state_pays": 0,
+                "amount": amount,
+            }
+        ],
+        "amount": amount,
+        "state_paid": 0,
+        "account_balance_after": device_balance(device, holder) - amount,
+    }
+    assert body_problem("premium", document) is None
+    with device.store.write_transaction():
+        record = services.append_record(device.store, device.identity, "premium", document, NOW)
+        device.store.db.execute(
+            "UPDATE person SET account_balance = account_balance - ? WHERE insured_id = ?",
+            [amount, holder],
+        )
+    return record
+
+
+def device_balance(device, insured_id: str) -> int:
+    (balance,) = device.store.db.execute(
+        "SELECT account_balance FROM person WHERE insured_id = ?", [insured_id]
+    ).fetchone()
+    return balance
+
+
+def test_an_approved_certificate_keeps_the_balance_spent_since_the_roster(
+    hub, hub_dir, make_enrolled_device
+):
+    device = make_enrolled_device("device")
+    before = device_balance(device, EMPLOYEE)
+    family_premium(device, EMPLOYEE, 40000)  # the account pays a relative's premium
+    settled = device.settle(NOW + timedelta(minutes=5), insured_id=EMPLOYEE)
+    spent = device_balance(device, EMPLOYEE)
+    assert spent == before - 40000
+    record = certificate_request(device, EMPLOYEE)
+    sync(device)
+    with hub_store(hub_dir) as store:
+        reconcile_pending(store, NOW + timedelta(minutes=30))
+        assert store.recomputation_of(device.identity.device_id, settled["tx_id"])[0] == "ok"
+        assert store.person(EMPLOYEE)[1] == spent
+        figures = store.person_figures(EMPLOYEE)
+
+    version = decide(hub_dir, hub, record["tx_id"])["decision"]["result"]["roster_version"]
+    with hub_store(hub_dir) as store:
+        published = store.roster_changes("2026.11.2", version)
+        assert store.person(EMPLOYEE)[1] == spent  # the county's figure, unmoved
+    (person,) = published
+    assert person["insured_id"] == EMPLOYEE and person["account_balance"] == spent
+    assert person["accumulators"] == figures and figures
+
+    sync(device, NOW + timedelta(hours=2))
+    assert device.store.roster_version() == version
+    assert device_balance(device, EMPLOYEE) == spent  # the money spent stays spent
