@@ -5,15 +5,12 @@ encryption key is never silently remade, photos are kept per device."""
 import hashlib
 from datetime import timedelta
 
-import pytest
 from sync_helpers import NOW, OPERATOR, hub_store
 
 from edge import service_requests as device_requests
 from edge import services
 from edge.domain.records import body_problem
 from sync import agent
-from sync.agent import state
-from sync.agent.jobs import client_for
 from sync.hub.services import service_requests
 from sync.hub.services.reconciliation import reconcile_pending
 
