@@ -132,3 +132,56 @@ def test_an_approved_certificate_keeps_the_balance_spent_since_the_roster(
     sync(device, NOW + timedelta(hours=2))
     assert device.store.roster_version() == version
     assert device_balance(device, EMPLOYEE) == spent  # the money spent stays spent
+
+
+def premium_reversal(device, original: dict, **changes) -> dict:
+    body = original["body"]
+    document = {
+        "reverses": original["tx_id"],
+        "reverses_seq": original["seq"],
+        "operator": OPERATOR,
+        "reason": "退费",
+        "amount": body["amount"],
+        "method": body["method"],
+        "account_holder": body["account_holder"],
+        "account_balance_after": device_balance(device, body["account_holder"])
+        + changes.get("amount", body["amount"]),
+        **changes,
+    }
+    assert body_problem("premium_reversal", document) is None
+    return services.append_record(device.store, device.identity, "premium_reversal", document, NOW)
+
+
+def test_a_repeated_or_inflated_premium_reversal_gives_nothing_back(
+    hub, hub_dir, make_enrolled_device
+):
+    device = make_enrolled_device("device")
+    start = device_balance(device, EMPLOYEE)
+    first = family_premium(device, EMPLOYEE, 30000)
+    second = family_premium(device, EMPLOYEE, 20000, relative="32011500000028")
+    undone = premium_reversal(device, first)
+    again = premium_reversal(device, first)  # the same premium reversed twice
+    inflated = premium_reversal(device, second, amount=50000)  # more than was paid
+    sync(device)
+    with hub_store(hub_dir) as store:
+        reconcile_pending(store, NOW + timedelta(hours=1))
+        # Only the first reversal gives its 30000 back; the second premium stays paid.
+        assert store.person(EMPLOYEE)[1] == start - 20000
+        flagged = sorted(
+            (item.tx_id, item.details["problem"])
+            for item in store.reconciliation_items([device.identity.device_id])
+            if item.code == "PREMIUM_REVERSAL_REFUSED"
+        )
+        assert (
+            store.premium_of(device.identity.device_id, first["tx_id"])["reversed_by"]
+            == (undone["tx_id"])
+        )
+        assert store.premium_of(device.identity.device_id, second["tx_id"])["reversed_by"] is None
+        (totals,) = service_requests.premium_totals(store, year=2027, township=None)
+    assert flagged == sorted(
+        [
+            (again["tx_id"], "the premium is reversed by another record"),
+            (inflated["tx_id"], "its amount is not the premium's"),
+        ]
+    )
+    assert totals["reversed_count"] == 1 and totals["reversed_amount"] == 30000

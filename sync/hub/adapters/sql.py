@@ -1353,6 +1353,16 @@ class SqlHubStore:
         )
         return cursor.rowcount == 1
 
+    def premium_of(self, device_id: str, tx_id: str) -> dict | None:
+        """A device's indexed premium (`PREMIUM_COLUMNS`, persons decoded)."""
+        row = self._one(
+            f"SELECT {', '.join(PREMIUM_COLUMNS)} FROM premium WHERE device_id = ? AND tx_id = ?",
+            [device_id, tx_id],
+        )
+        if row is None:
+            return None
+        return {**dict(zip(PREMIUM_COLUMNS, row, strict=True)), "persons": json.loads(row[12])}
+
     def premiums(self, *, year: int | None = None, township: str | None = None) -> list[dict]:
         """Indexed premiums, by clinic then seq."""
         sql = f"SELECT {', '.join(PREMIUM_COLUMNS)} FROM premium WHERE 1 = 1"

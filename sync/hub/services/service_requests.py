@@ -66,11 +66,21 @@ def index_records(
         elif kind == "premium":
             _index_premium(store, slot, record)
         elif kind == "premium_reversal":
-            target = record["body"].get("reverses")
-            if isinstance(target, str):
-                store.reverse_premium(
-                    slot.device_id or "", target, record["tx_id"], record["created_at"]
-                )
+            _index_reversal(store, slot.device_id or "", record)
+
+
+def _index_reversal(store: HubStore, device_id: str, record: dict) -> None:
+    """Mark the premium a reversal undoes, once, and only when the reversal gives back
+    what it took (amount, method, account): one that does not is flagged at
+    recomputation and counts nowhere."""
+    body = record["body"]
+    target = body.get("reverses")
+    original = store.premium_of(device_id, target) if isinstance(target, str) else None
+    if original is None or any(
+        body.get(name) != original[name] for name in ("amount", "method", "account_holder")
+    ):
+        return
+    store.reverse_premium(device_id, original["tx_id"], record["tx_id"], record["created_at"])
 
 
 def _index_request(store: HubStore, slot: Slot, record: dict, at: str) -> None:
