@@ -308,7 +308,7 @@ def request_attachment(viewer: Viewer, tx_id: str, sha256: str):
         abort(404)
     try:
         content_type, data = service_requests.attachment(
-            hub_store(), sha256, township=viewer.township
+            hub_store(), sha256, township=viewer.township, device_id=detail["device_id"]
         )
     except HubError:
         abort(404)

@@ -297,7 +297,7 @@ def test_photos_are_kept_only_when_a_request_of_the_device_names_them(
     stray = PNG + b"\x00"
     assert refused(device, stray, sha(stray)) == "ATTACHMENT_UNKNOWN"
     with hub_store(hub_dir) as store:  # a refusal stores nothing
-        assert store.attachments_received([sha(big), sha(stray)]) == {}
+        assert store.attachments_received(device.identity.device_id, [sha(big), sha(stray)]) == {}
 
     decision = decide(hub_dir, hub, record["tx_id"], valid_to="2027-12-31")["decision"]
     assert decision["result"] == {

@@ -5,6 +5,7 @@ encryption key is never silently remade, photos are kept per device."""
 import hashlib
 from datetime import timedelta
 
+import pytest
 from sync_helpers import NOW, OPERATOR, hub_store
 
 from edge import service_requests as device_requests
@@ -185,3 +186,66 @@ def test_a_repeated_or_inflated_premium_reversal_gives_nothing_back(
         ]
     )
     assert totals["reversed_count"] == 1 and totals["reversed_amount"] == 30000
+
+
+SERVICE_POINT_TABLES = ("service_request", "request_decision", "request_attachment", "premium")
+
+
+def as_before_the_service_point(hub_dir, hub_backend) -> None:
+    """The hub as one made before the service point holds what its devices uploaded:
+    the records, without the index the service point's schema step makes."""
+    with hub_store(hub_dir) as store:
+        for table in SERVICE_POINT_TABLES:
+            store.conn.execute(f"DROP TABLE {table}")
+        if hub_backend.name == "sqlite":
+            store.conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm008_service_point'")
+        else:
+            store.conn.execute("DELETE FROM schema_migration WHERE version = 8")
+
+
+def test_the_service_point_step_indexes_the_records_an_older_hub_stored(
+    hub, hub_dir, hub_backend, make_enrolled_device
+):
+    device = make_enrolled_device("device")
+    record = certificate_request(device, EMPLOYEE)
+    kept = family_premium(device, EMPLOYEE, 30000)
+    undone = family_premium(device, EMPLOYEE, 20000, relative="32011500000028")
+    reversal = premium_reversal(device, undone)
+    sync(device)
+    as_before_the_service_point(hub_dir, hub_backend)
+
+    with hub_store(hub_dir) as store:  # opening it applies the step again
+        (queued,) = service_requests.list_requests(store, township=None, kind=None, state="pending")
+        (totals,) = service_requests.premium_totals(store, year=2027, township=None)
+        premium = store.premium_of(device.identity.device_id, undone["tx_id"])
+    assert queued["tx_id"] == record["tx_id"] and queued["kind"] == "chronic_certificate"
+    assert totals["count"] == 2 and totals["family_account"] == 50000
+    assert totals["reversed_count"] == 1 and totals["reversed_amount"] == 20000
+    assert premium["reversed_by"] == reversal["tx_id"] and kept["tx_id"]
+
+
+def test_the_same_photo_from_two_devices_is_kept_for_each(hub, hub_dir, make_enrolled_device):
+    device = make_enrolled_device("device")
+    other = make_enrolled_device("other", clinic_code="320115-002", township="江宁街道")
+    mine = certificate_request(device, EMPLOYEE)
+    theirs = certificate_request(other, "32011500000002")  # the same bytes
+    sync(device)
+    sync(other)
+    with hub_store(hub_dir) as store:
+        for who, record, township in (
+            (device, mine, "秣陵街道"),
+            (other, theirs, "江宁街道"),
+        ):
+            detail = service_requests.request_detail(store, record["tx_id"], township=township)
+            assert [a["received"] for a in detail["attachments"]] == [True]
+            # Each township's coordinator sees the photo of their own device's request.
+            assert service_requests.attachment(
+                store, sha(PNG), township=township, device_id=who.identity.device_id
+            ) == ("image/png", PNG)
+        assert sorted(store.attachment_devices(sha(PNG))) == sorted(
+            [device.identity.device_id, other.identity.device_id]
+        )
+        with pytest.raises(service_requests.RequestNotFound):
+            service_requests.attachment(
+                store, sha(PNG), township="江宁街道", device_id=device.identity.device_id
+            )

@@ -55,6 +55,13 @@ class Dialect:
     on_record_conflict: str
 
 
+SQLITE = Dialect(arrival="rowid", seq_is="IS ?", on_record_conflict="")
+POSTGRESQL = Dialect(
+    arrival="position",
+    seq_is="IS NOT DISTINCT FROM ?::bigint",
+    on_record_conflict=" ON CONFLICT DO NOTHING",
+)
+
 SLOT_COLUMNS = ", ".join(f.name for f in fields(Slot))
 PUBLICATION_COLUMNS = ", ".join(f.name for f in fields(Publication))
 RELEASE_COLUMNS = ", ".join(f.name for f in fields(PublishedRelease))
@@ -345,6 +352,16 @@ class SqlHubStore:
             sql += WELL_FORMED
         for (text,) in self.conn.execute(sql + " ORDER BY seq", params):
             yield json.loads(text)
+
+    def records_of_kinds(self, device_id: str, kinds: Sequence[str]) -> list[dict]:
+        """A device's unflagged records of these kinds, in seq order."""
+        rows = self.conn.execute(
+            f"SELECT record FROM record r WHERE device_id = ? AND kind IN ({marks(kinds)})"
+            + WELL_FORMED
+            + " ORDER BY seq",
+            [device_id, *kinds],
+        )
+        return [json.loads(text) for (text,) in rows]
 
     def record_counts(self, device_ids: Iterable[str] | None = None) -> dict[str, tuple[int, int]]:
         """device_id -> (records held, records held beyond a gap), of every device or of
@@ -1295,7 +1312,7 @@ class SqlHubStore:
     def add_attachment(
         self, sha256: str, device_id: str, content_type: str, data: bytes, received_at: str
     ) -> bool:
-        """Keep a photo once; False when it is kept already."""
+        """Keep a device's photo once; False when that device's copy is kept already."""
         cursor = self.conn.execute(
             "INSERT INTO request_attachment (sha256, device_id, content_type, bytes, data,"
             " received_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -1303,22 +1320,35 @@ class SqlHubStore:
         )
         return cursor.rowcount == 1
 
-    def attachment(self, sha256: str) -> tuple[str, str, bytes] | None:
-        """(device id, content type, bytes) of a kept photo."""
-        row = self._one(
-            "SELECT device_id, content_type, data FROM request_attachment WHERE sha256 = ?",
-            [sha256],
-        )
-        return None if row is None else (row[0], row[1], bytes(row[2]))
+    def attachment_devices(self, sha256: str) -> list[str]:
+        """The devices whose copy of a photo is kept."""
+        return [
+            device_id
+            for (device_id,) in self.conn.execute(
+                "SELECT device_id FROM request_attachment WHERE sha256 = ? ORDER BY device_id",
+                [sha256],
+            )
+        ]
 
-    def attachments_received(self, sha256s: Iterable[str]) -> dict[str, tuple[str, int, str]]:
-        """sha256 -> (content type, bytes, received_at) of the photos kept among these."""
+    def attachment(self, sha256: str, device_id: str) -> tuple[str, bytes] | None:
+        """(content type, bytes) of a device's kept photo."""
+        row = self._one(
+            "SELECT content_type, data FROM request_attachment WHERE sha256 = ? AND device_id = ?",
+            [sha256, device_id],
+        )
+        return None if row is None else (row[0], bytes(row[1]))
+
+    def attachments_received(
+        self, device_id: str, sha256s: Iterable[str]
+    ) -> dict[str, tuple[str, int, str]]:
+        """sha256 -> (content type, bytes, received_at) of a device's photos kept among
+        these."""
         received: dict[str, tuple[str, int, str]] = {}
         for chunk in chunks(sha256s):
             for sha, content_type, size, at in self.conn.execute(
                 "SELECT sha256, content_type, bytes, received_at FROM request_attachment"
-                f" WHERE sha256 IN ({marks(chunk)})",
-                chunk,
+                f" WHERE device_id = ? AND sha256 IN ({marks(chunk)})",
+                [device_id, *chunk],
             ):
                 received[sha] = (content_type, size, at)
         return received

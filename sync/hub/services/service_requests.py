@@ -1,15 +1,11 @@
 """The village service point at the county (`docs/service-point.md`): the requests and
-premiums devices upload, indexed at ingest; the queue the county decides from; the
-county's signed decisions, which devices fetch; approved enrolments, renewals and
-certificates published at once in a new roster version; the premiums collected per
-clinic with the cash each must hand over.
-
-The ledger records stay the evidence: the index is made from them in the ingest's own
-transaction, and a record flagged malformed is never indexed.
+premiums devices upload, indexed at ingest (`sync.hub.service_index`); the queue the
+county decides from; the county's signed decisions, which devices fetch; approved
+enrolments, renewals and certificates published at once in a new roster version; the
+premiums collected per clinic with the cash each must hand over.
 """
 
 import hashlib
-from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -29,14 +25,13 @@ from edge.domain.service_point import (
     decision_problem,
     next_roster_version,
 )
-from sync.hub.model import HubError, Slot
+from sync.hub.model import HubError
 from sync.hub.ports import HubStore
 from sync.hub.services import publishing
 from sync.protocol import SyncError, canonical_json, iso
 
 KINDS = REQUEST_KINDS
 STATES = ("pending", *OUTCOMES)
-APPLICANT_FIELDS = ("name", "gender", "birth_date", "id_number_masked")
 DECISIONS_PAGE = 200
 # A roster republished for a decision whose newest one has expired stays valid this long.
 ROSTER_VALIDITY = timedelta(days=90)
@@ -45,106 +40,6 @@ ROSTER_VALIDITY = timedelta(days=90)
 class RequestNotFound(HubError):
     """No such request, or not one of the township the caller may see (the same answer:
     a coordinator learns nothing of other townships)."""
-
-
-# ---- indexing at ingest ---------------------------------------------------------------
-
-
-def index_records(
-    store: HubStore, slot: Slot, records: Sequence[dict], flagged: Iterable[int], at: str
-) -> None:
-    """Index the well-formed `service_request`, `premium` and `premium_reversal` records
-    just stored for `slot`'s device (inside the ingest's unit of work), in seq order: a
-    reversal in the same batch as its premium finds it."""
-    skip = set(flagged)
-    for record in records:
-        if record["seq"] in skip or not isinstance(record.get("body"), dict):
-            continue
-        kind = record["kind"]
-        if kind == "service_request":
-            _index_request(store, slot, record, at)
-        elif kind == "premium":
-            _index_premium(store, slot, record)
-        elif kind == "premium_reversal":
-            _index_reversal(store, slot.device_id or "", record)
-
-
-def _index_reversal(store: HubStore, device_id: str, record: dict) -> None:
-    """Mark the premium a reversal undoes, once, and only when the reversal gives back
-    what it took (amount, method, account): one that does not is flagged at
-    recomputation and counts nowhere."""
-    body = record["body"]
-    target = body.get("reverses")
-    original = store.premium_of(device_id, target) if isinstance(target, str) else None
-    if original is None or any(
-        body.get(name) != original[name] for name in ("amount", "method", "account_holder")
-    ):
-        return
-    store.reverse_premium(device_id, original["tx_id"], record["tx_id"], record["created_at"])
-
-
-def _index_request(store: HubStore, slot: Slot, record: dict, at: str) -> None:
-    body = record["body"]
-    applicant = body.get("applicant")
-    follow_up_of = body.get("follow_up_of")
-    store.add_service_request(
-        {
-            "tx_id": record["tx_id"],
-            "device_id": slot.device_id,
-            "clinic": slot.clinic_code,
-            "township": slot.township,
-            "seq": record["seq"],
-            "kind": str(body.get("kind")),
-            "created_at": record["created_at"],
-            "insured_id": _text_or_none(body.get("insured_id")),
-            # Masked data only: whatever else a body carried stays in the record.
-            "applicant": (
-                {k: applicant.get(k) for k in APPLICANT_FIELDS}
-                if isinstance(applicant, dict)
-                else None
-            ),
-            "sealed_id_number": body.get("sealed_id_number") or None,
-            "details": body.get("details") if isinstance(body.get("details"), dict) else {},
-            "attachments": [a for a in body.get("attachments") or [] if isinstance(a, dict)],
-            "note": _text_or_none(body.get("note")),
-            "follow_up_of": _text_or_none(follow_up_of),
-            "state": "pending",
-            "updated_at": at,
-        }
-    )
-    if isinstance(follow_up_of, str):
-        # More information for a request the county asked about: back in the queue.
-        original = store.service_request(follow_up_of)
-        if original is not None and original["device_id"] == slot.device_id:
-            store.set_request_state(follow_up_of, "pending", at, expected="more_info")
-
-
-def _index_premium(store: HubStore, slot: Slot, record: dict) -> None:
-    body = record["body"]
-    year, amount, state_paid = body.get("year"), body.get("amount"), body.get("state_paid")
-    if not all(type(v) is int for v in (year, amount, state_paid)):
-        return  # only a body the foundation's schema let through is counted
-    store.add_premium(
-        {
-            "tx_id": record["tx_id"],
-            "device_id": slot.device_id,
-            "clinic": slot.clinic_code,
-            "township": slot.township,
-            "seq": record["seq"],
-            "created_at": record["created_at"],
-            "year": year,
-            "method": str(body.get("method")),
-            "reference": _text_or_none(body.get("reference")),
-            "account_holder": _text_or_none(body.get("account_holder")),
-            "amount": amount,
-            "state_paid": state_paid,
-            "persons": [p for p in body.get("persons") or [] if isinstance(p, dict)],
-        }
-    )
-
-
-def _text_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 # ---- the queue ------------------------------------------------------------------------
@@ -208,7 +103,7 @@ def request_detail(
     ]
     named = [a for r in [row, *follow_ups] for a in r["attachments"]]
     received = store.attachments_received(
-        a["sha256"] for a in named if isinstance(a.get("sha256"), str)
+        row["device_id"], (a["sha256"] for a in named if isinstance(a.get("sha256"), str))
     )
     detail["attachments"] = _attachments(row["attachments"], received)
     for follow_up in follow_ups:
@@ -270,20 +165,24 @@ def _disputed_settlement(store: HubStore, row: dict) -> dict:
     }
 
 
-def attachment(store: HubStore, sha256: str, *, township: str | None) -> tuple[str, bytes]:
-    """A received photo a request of `township` names: (content type, bytes)."""
-    kept = store.attachment(sha256)
-    if kept is None:
-        raise RequestNotFound(f"没有这张照片 / no photo {sha256[:16]}")
-    device_id, content_type, data = kept
-    naming = [
-        r
-        for r in store.requests_naming_attachment(device_id, sha256)
-        if any(a.get("sha256") == sha256 for a in r["attachments"])
-    ]
-    if not any(township is None or r["township"] == township for r in naming):
-        raise RequestNotFound(f"没有这张照片 / no photo {sha256[:16]}")
-    return content_type, data
+def attachment(
+    store: HubStore, sha256: str, *, township: str | None, device_id: str | None = None
+) -> tuple[str, bytes]:
+    """A received photo a request of `township` names (of `device_id`'s requests when
+    given): (content type, bytes). Each device's copy is its own: the same bytes from
+    two devices are two photos, each shown to whoever may see that device's request."""
+    for holder in store.attachment_devices(sha256):
+        if device_id is not None and holder != device_id:
+            continue
+        naming = [
+            r
+            for r in store.requests_naming_attachment(holder, sha256)
+            if any(a.get("sha256") == sha256 for a in r["attachments"])
+        ]
+        kept = store.attachment(sha256, holder)
+        if kept is not None and any(township is None or r["township"] == township for r in naming):
+            return kept
+    raise RequestNotFound(f"没有这张照片 / no photo {sha256[:16]}")
 
 
 # ---- photos from the devices ----------------------------------------------------------
