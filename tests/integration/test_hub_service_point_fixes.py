@@ -10,8 +10,13 @@ from sync_helpers import NOW, OPERATOR, hub_store
 
 from edge import service_requests as device_requests
 from edge import services
+from edge.adapters.sealing import key_id, public_key_b64, write_new_sealing_key
 from edge.domain.records import body_problem
 from sync import agent
+from sync.hub.adapters.county_key import SEAL_KEY_FILE, load_seal_key
+from sync.hub.app import create_app
+from sync.hub.bootstrap import init_hub
+from sync.hub.model import HubError
 from sync.hub.services import service_requests
 from sync.hub.services.reconciliation import reconcile_pending
 
@@ -188,7 +193,13 @@ def test_a_repeated_or_inflated_premium_reversal_gives_nothing_back(
     assert totals["reversed_count"] == 1 and totals["reversed_amount"] == 30000
 
 
-SERVICE_POINT_TABLES = ("service_request", "request_decision", "request_attachment", "premium")
+SERVICE_POINT_TABLES = (
+    "service_request",
+    "request_decision",
+    "request_attachment",
+    "premium",
+    "county_seal_key",
+)
 
 
 def as_before_the_service_point(hub_dir, hub_backend) -> None:
@@ -249,3 +260,42 @@ def test_the_same_photo_from_two_devices_is_kept_for_each(hub, hub_dir, make_enr
             service_requests.attachment(
                 store, sha(PNG), township="江宁街道", device_id=device.identity.device_id
             )
+
+
+def start(hub_dir):
+    return create_app({"HUB_DATA_DIR": str(hub_dir), "CLOCK": lambda: NOW, "CONSOLE": False})
+
+
+def test_a_missing_or_other_encryption_key_stops_the_hub(tmp_path, hub_backend):
+    hub_dir = tmp_path / "hub"
+    init_hub(hub_dir, "示范县 Demo County", NOW)
+    path = hub_dir / SEAL_KEY_FILE
+    original = path.read_bytes()
+    with hub_store(hub_dir) as store:
+        recorded = store.seal_key_id()
+    assert recorded == key_id(public_key_b64(load_seal_key(hub_dir)))
+
+    path.unlink()  # lost: never silently made again
+    with pytest.raises(HubError, match=r"不见了.*restore it from the backup"):
+        start(hub_dir)
+    assert not path.exists()
+
+    write_new_sealing_key(path)  # another key in its place
+    with pytest.raises(HubError, match=r"不是本县记录的密钥.*recorded encryption key"):
+        start(hub_dir)
+
+    path.unlink()
+    path.write_bytes(original)  # restored from the backup
+    path.chmod(0o600)
+    assert start(hub_dir).extensions["clinic_hub"].seal_key is not None
+
+
+@pytest.mark.parametrize("hub_backend", ["sqlite"], indirect=True)
+def test_a_key_file_made_before_its_id_was_recorded_is_recorded(tmp_path, hub_backend):
+    hub_dir = tmp_path / "hub"
+    init_hub(hub_dir, "示范县 Demo County", NOW)
+    with hub_store(hub_dir) as store:
+        store.conn.execute("DELETE FROM county_seal_key")  # a hub from before the record
+    start(hub_dir)
+    with hub_store(hub_dir) as store:
+        assert store.seal_key_id() == key_id(public_key_b64(load_seal_key(hub_dir)))

@@ -229,6 +229,9 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
                 persons TEXT NOT NULL, reversed_by TEXT, reversed_at TEXT,
                 UNIQUE (device_id, seq))""",
             "CREATE INDEX premium_year ON premium (year, township, clinic)",
+            """CREATE TABLE county_seal_key (
+                id INTEGER PRIMARY KEY CHECK (id = 1), key_id TEXT NOT NULL,
+                recorded_at TEXT NOT NULL)""",
             # the records stored before (devices upgraded first), as ingest indexes them
             index_stored,
         ],

@@ -1417,6 +1417,26 @@ class SqlHubStore:
         )
         return cursor.rowcount == 1
 
+    def seal_key_id(self) -> str | None:
+        """The id of the county's encryption key as recorded when the hub first had it."""
+        row = self._one("SELECT key_id FROM county_seal_key WHERE id = 1")
+        return None if row is None else row[0]
+
+    def record_seal_key_id(self, key_id: str, at: str) -> None:
+        """Record the encryption key's id, once (a second call changes nothing)."""
+        self.conn.execute(
+            "INSERT INTO county_seal_key (id, key_id, recorded_at) VALUES (1, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [key_id, at],
+        )
+
+    def holds_sealed_id_numbers(self) -> bool:
+        """Whether a request the hub indexed carries a sealed ID number."""
+        return (
+            self._one("SELECT 1 FROM service_request WHERE sealed_id_number IS NOT NULL LIMIT 1")
+            is not None
+        )
+
     # ---- console users -------------------------------------------------------------------
 
     def add_console_user(

@@ -258,6 +258,11 @@ def m008_service_point(db: sqlite_utils.Database) -> None:
             persons TEXT NOT NULL, reversed_by TEXT, reversed_at TEXT,
             UNIQUE (device_id, seq)) STRICT""",
         "CREATE INDEX premium_year ON premium (year, township, clinic)",
+        # The id of the encryption key the ID numbers are sealed to, recorded when the hub
+        # first has it: a missing or different key file then stops the hub.
+        """CREATE TABLE county_seal_key (
+            id INTEGER PRIMARY KEY CHECK (id = 1), key_id TEXT NOT NULL,
+            recorded_at TEXT NOT NULL) STRICT""",
     ]
     for statement in statements:
         db.execute(statement)
