@@ -3,16 +3,22 @@ balance, a premium reversal is checked before it credits an account, the county'
 encryption key is never silently remade, photos are kept per device."""
 
 import hashlib
+import re
 from datetime import timedelta
 
 import pytest
+from click.testing import CliRunner
+from hub_request_helpers import APPLICANT_ID, enrolment, upload
 from sync_helpers import NOW, OPERATOR, hub_store
 
 from edge import service_requests as device_requests
 from edge import services
 from edge.adapters.sealing import key_id, public_key_b64, write_new_sealing_key
+from edge.console import main
 from edge.domain.records import body_problem
 from sync import agent
+from sync.hub import console_auth
+from sync.hub.adapters.audit_log import read_audit
 from sync.hub.adapters.county_key import SEAL_KEY_FILE, load_seal_key
 from sync.hub.app import create_app
 from sync.hub.bootstrap import init_hub
@@ -22,6 +28,7 @@ from sync.hub.services.reconciliation import reconcile_pending
 
 EMPLOYEE = "32011500000511"  # an employee of the demo roster with a personal account
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
+PASSWORD = "correct horse 42"
 CERTIFICATE = {
     "disease_code": "I10",
     "disease_name": "高血压",
@@ -29,6 +36,10 @@ CERTIFICATE = {
     "hospital": None,
     "diagnosed_on": None,
 }
+
+
+def csrf(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
 def sha(data: bytes) -> str:
@@ -299,3 +310,48 @@ def test_a_key_file_made_before_its_id_was_recorded_is_recorded(tmp_path, hub_ba
     start(hub_dir)
     with hub_store(hub_dir) as store:
         assert store.seal_key_id() == key_id(public_key_b64(load_seal_key(hub_dir)))
+
+
+def test_opening_an_id_number_from_the_cli_is_audited_and_a_wrong_mask_is_warned(
+    hub, hub_dir, make_enrolled_device
+):
+    device = make_enrolled_device("device")
+    right = enrolment(device, hub_dir, NOW, [])
+    wrong = enrolment(device, hub_dir, NOW, [], name="赵大海", masked="320115********0000")
+    upload(device, NOW)
+    runner = CliRunner()
+
+    def show(tx_id: str) -> str:
+        args = ["hub", "requests", "show", tx_id, "--show-id-number", "--data-dir", str(hub_dir)]
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert APPLICANT_ID in show(right["tx_id"]) and "不一致" not in show(right["tx_id"])
+    shown = show(wrong["tx_id"])
+    assert APPLICANT_ID in shown
+    assert "与申请中的脱敏号码不一致" in shown and "not the masked number" in shown
+    audit = read_audit(hub_dir)
+    assert [(e["action"], e["request"]) for e in audit] == [
+        ("open_id_number", right["tx_id"]),
+        ("open_id_number", right["tx_id"]),
+        ("open_id_number", wrong["tx_id"]),
+    ]
+    assert all(e["user"].startswith("cli:") and APPLICANT_ID not in str(e) for e in audit)
+
+    # The console warns the same way.
+    with hub_store(hub_dir) as store:
+        console_auth.add_user(store, "admin", PASSWORD, "admin", None, NOW)
+    client = hub.app.test_client()
+    login = client.get("/console/login").get_data(as_text=True)
+    client.post(
+        "/console/login",
+        data={"username": "admin", "password": PASSWORD, "csrf_token": csrf(login)},
+    )
+    for record, warned in ((right, False), (wrong, True)):
+        path = f"/console/requests/{record['tx_id']}"
+        page = client.get(path).get_data(as_text=True)
+        opened = client.post(f"{path}/id-number", data={"csrf_token": csrf(page)})
+        text = opened.get_data(as_text=True)
+        assert opened.status_code == 200 and APPLICANT_ID in text
+        assert ("data-id-number-warning" in text) is warned

@@ -23,6 +23,7 @@ from edge.domain.service_point import (
     ROSTER_KINDS,
     attachment_type,
     decision_problem,
+    mask_id_number,
     next_roster_version,
 )
 from sync.hub.model import HubError
@@ -91,11 +92,17 @@ def request_detail(
     row = _request_of(store, tx_id, township)
     detail = _summary(row)
     detail["id_number"] = None
+    detail["id_number_differs_from_mask"] = False
     if seal_key is not None and row["sealed_id_number"] is not None:
         try:
             detail["id_number"] = open_sealed(row["sealed_id_number"], seal_key)
         except (ValueError, KeyError, TypeError) as error:
             detail["id_number_problem"] = f"无法解密 / cannot be opened: {type(error).__name__}"
+        else:
+            # The mask was typed beside the number on the device: one that is not this
+            # number's means the record (or the device) is not to be trusted as it is.
+            masked = (row["applicant"] or {}).get("id_number_masked")
+            detail["id_number_differs_from_mask"] = masked != mask_id_number(detail["id_number"])
     follow_ups = [
         _summary(r)
         for r in store.service_requests(follow_ups_of=tx_id, limit=50)
