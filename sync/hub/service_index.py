@@ -113,6 +113,7 @@ def _index_premium(store: HubStore, slot: Slot, record: dict) -> None:
     year, amount, state_paid = body.get("year"), body.get("amount"), body.get("state_paid")
     if not all(type(v) is int for v in (year, amount, state_paid)):
         return  # only a body the foundation's schema let through is counted
+    persons = [p for p in body.get("persons") or [] if isinstance(p, dict)]
     store.add_premium(
         {
             "tx_id": record["tx_id"],
@@ -127,7 +128,8 @@ def _index_premium(store: HubStore, slot: Slot, record: dict) -> None:
             "account_holder": _text_or_none(body.get("account_holder")),
             "amount": amount,
             "state_paid": state_paid,
-            "persons": [p for p in body.get("persons") or [] if isinstance(p, dict)],
+            "persons": persons,
+            "person_count": len(persons),
         }
     )
 

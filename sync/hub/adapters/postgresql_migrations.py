@@ -226,7 +226,8 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
                 township TEXT NOT NULL, seq BIGINT NOT NULL, created_at TEXT NOT NULL,
                 year BIGINT NOT NULL, method TEXT NOT NULL, reference TEXT,
                 account_holder TEXT, amount BIGINT NOT NULL, state_paid BIGINT NOT NULL,
-                persons TEXT NOT NULL, reversed_by TEXT, reversed_at TEXT,
+                persons TEXT NOT NULL, person_count BIGINT NOT NULL,
+                reversed_by TEXT, reversed_at TEXT,
                 UNIQUE (device_id, seq))""",
             "CREATE INDEX premium_year ON premium (year, township, clinic)",
             """CREATE TABLE county_seal_key (

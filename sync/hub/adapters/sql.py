@@ -143,6 +143,7 @@ PREMIUM_COLUMNS = (
     "amount",
     "state_paid",
     "persons",
+    "person_count",
     "reversed_by",
     "reversed_at",
 )
@@ -1393,9 +1394,30 @@ class SqlHubStore:
             return None
         return {**dict(zip(PREMIUM_COLUMNS, row, strict=True)), "persons": json.loads(row[12])}
 
-    def premiums(self, *, year: int | None = None, township: str | None = None) -> list[dict]:
-        """Indexed premiums, by clinic then seq."""
-        sql = f"SELECT {', '.join(PREMIUM_COLUMNS)} FROM premium WHERE 1 = 1"
+    def premium_sums(self, *, year: int | None = None, township: str | None = None) -> list[dict]:
+        """Per clinic (by code), summed in the database: `count`, `persons`, `amount`, by
+        method (`cash`, `mobile`, `family_account`), `state_paid`, and of those reversed
+        `reversed_count`, `reversed_amount`, `reversed_cash`, `reversed_state_paid`."""
+
+        def total(value: str, when: str = "1 = 1") -> str:
+            return f"CAST(coalesce(sum(CASE WHEN {when} THEN {value} ELSE 0 END), 0) AS BIGINT)"
+
+        cash = "method NOT IN ('mobile', 'family_account')"  # as the close counts them
+        reversed_ = "reversed_by IS NOT NULL"
+        sums = {
+            "count": total("1"),
+            "persons": total("person_count"),
+            "amount": total("amount"),
+            "cash": total("amount", cash),
+            "mobile": total("amount", "method = 'mobile'"),
+            "family_account": total("amount", "method = 'family_account'"),
+            "state_paid": total("state_paid"),
+            "reversed_count": total("1", reversed_),
+            "reversed_amount": total("amount", reversed_),
+            "reversed_cash": total("amount", f"{reversed_} AND {cash}"),
+            "reversed_state_paid": total("state_paid", reversed_),
+        }
+        sql = f"SELECT clinic, min(township), {', '.join(sums.values())} FROM premium WHERE 1 = 1"
         params: list = []
         if year is not None:
             sql += " AND year = ?"
@@ -1403,10 +1425,10 @@ class SqlHubStore:
         if township is not None:
             sql += " AND township = ?"
             params.append(township)
-        rows = self.conn.execute(sql + " ORDER BY clinic, device_id, seq", params)
+        rows = self.conn.execute(sql + " GROUP BY clinic ORDER BY clinic", params)
         return [
-            {**dict(zip(PREMIUM_COLUMNS, row, strict=True)), "persons": json.loads(row[12])}
-            for row in rows
+            {"clinic": clinic, "township": township_, **dict(zip(sums, values, strict=True))}
+            for clinic, township_, *values in rows
         ]
 
     def move_account_balance(self, insured_id: str, by: int) -> bool:

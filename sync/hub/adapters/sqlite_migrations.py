@@ -255,7 +255,8 @@ def m008_service_point(db: sqlite_utils.Database) -> None:
             township TEXT NOT NULL, seq INTEGER NOT NULL, created_at TEXT NOT NULL,
             year INTEGER NOT NULL, method TEXT NOT NULL, reference TEXT,
             account_holder TEXT, amount INTEGER NOT NULL, state_paid INTEGER NOT NULL,
-            persons TEXT NOT NULL, reversed_by TEXT, reversed_at TEXT,
+            persons TEXT NOT NULL, person_count INTEGER NOT NULL,
+            reversed_by TEXT, reversed_at TEXT,
             UNIQUE (device_id, seq)) STRICT""",
         "CREATE INDEX premium_year ON premium (year, township, clinic)",
         # The id of the encryption key the ID numbers are sealed to, recorded when the hub

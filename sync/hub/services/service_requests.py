@@ -18,7 +18,6 @@ from edge.domain.records import MONEY_FIELDS, NATIONAL_NAMES, payer_amounts
 from edge.domain.service_point import (
     MAX_ATTACHMENT_BYTES,
     OUTCOMES,
-    PAYMENT_METHODS,
     REQUEST_KINDS,
     ROSTER_KINDS,
     attachment_type,
@@ -506,38 +505,9 @@ def decisions_for(store: HubStore, device_id: str, after: int, limit: int = DECI
 def premium_totals(store: HubStore, *, year: int | None, township: str | None) -> list[dict]:
     """Per clinic: the premiums collected (count, persons, amount by method, what the
     state paid), those reversed, and the cash the clinic must hand over (cash collected
-    less cash given back)."""
-    totals: dict[str, dict] = {}
-    for row in store.premiums(year=year, township=township):
-        clinic = totals.setdefault(
-            row["clinic"],
-            {
-                "clinic": row["clinic"],
-                "township": row["township"],
-                "count": 0,
-                "persons": 0,
-                "amount": 0,
-                **dict.fromkeys(PAYMENT_METHODS, 0),
-                "state_paid": 0,
-                "reversed_count": 0,
-                "reversed_amount": 0,
-                "reversed_cash": 0,
-                "reversed_state_paid": 0,
-            },
-        )
-        method = row["method"] if row["method"] in PAYMENT_METHODS else "cash"
-        clinic["count"] += 1
-        clinic["persons"] += len(row["persons"])
-        clinic["amount"] += row["amount"]
-        clinic[method] += row["amount"]
-        clinic["state_paid"] += row["state_paid"]
-        if row["reversed_by"] is not None:
-            clinic["reversed_count"] += 1
-            clinic["reversed_amount"] += row["amount"]
-            clinic["reversed_state_paid"] += row["state_paid"]
-            if method == "cash":
-                clinic["reversed_cash"] += row["amount"]
-    for clinic in totals.values():
+    less cash given back), summed by the store."""
+    totals = store.premium_sums(year=year, township=township)
+    for clinic in totals:
         clinic["net_amount"] = clinic["amount"] - clinic["reversed_amount"]
         clinic["cash_to_hand_over"] = clinic["cash"] - clinic["reversed_cash"]
-    return [totals[code] for code in sorted(totals)]
+    return totals
