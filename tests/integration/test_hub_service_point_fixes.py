@@ -23,7 +23,7 @@ from sync.hub.adapters.county_key import SEAL_KEY_FILE, load_seal_key
 from sync.hub.app import create_app
 from sync.hub.bootstrap import init_hub
 from sync.hub.model import HubError
-from sync.hub.services import service_requests
+from sync.hub.services import publishing, service_requests
 from sync.hub.services.reconciliation import reconcile_pending
 
 EMPLOYEE = "32011500000511"  # an employee of the demo roster with a personal account
@@ -355,3 +355,54 @@ def test_opening_an_id_number_from_the_cli_is_audited_and_a_wrong_mask_is_warned
         text = opened.get_data(as_text=True)
         assert opened.status_code == 200 and APPLICANT_ID in text
         assert ("data-id-number-warning" in text) is warned
+
+
+class StaleRoster:
+    """The store as an approval sees it when another roster is published between its
+    reading the newest roster and adding its own: the first read is the older one."""
+
+    def __init__(self, store, stale):
+        self._store, self._stale = store, stale
+
+    def latest_publication(self, kind):
+        if kind == "roster" and self._stale is not None:
+            stale, self._stale = self._stale, None
+            return stale
+        return self._store.latest_publication(kind)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_an_approval_that_meets_a_roster_published_meanwhile_is_refused_in_both_languages(
+    hub, hub_dir, make_enrolled_device
+):
+    device = make_enrolled_device("device")
+    record = certificate_request(device, EMPLOYEE)
+    sync(device)
+    county_key = hub.app.extensions["clinic_hub"].county_key
+    with hub_store(hub_dir) as store:
+        before = store.latest_publication("roster")
+        publishing.publish(  # the admin's roster, published meanwhile
+            store,
+            county_key,
+            kind="roster",
+            version="2026.11.3",
+            expires_at=NOW + timedelta(days=30),
+            now=NOW,
+            document={**before.content, "version": "2026.11.3"},
+        )
+        with pytest.raises(HubError, match=r"^审批时参保名单刚被另一次发布更新.* / the roster"):
+            service_requests.decide(
+                StaleRoster(store, before),
+                county_key,
+                record["tx_id"],
+                outcome="approved",
+                reason=None,
+                decided_by="county-admin",
+                township=None,
+                now=NOW + timedelta(hours=1),
+            )
+        assert store.service_request(record["tx_id"])["state"] == "pending"  # nothing decided
+        assert store.latest_publication("roster").version == "2026.11.3"
+        assert store.decisions_of_request(record["tx_id"]) == []

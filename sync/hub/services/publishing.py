@@ -33,6 +33,10 @@ from sync.updates import (
 )
 
 
+class NotNewer(HubError):
+    """The version is not newer than the one published (perhaps meanwhile)."""
+
+
 def _check_new_version(
     store: HubStore, kind: str, version: str, expires_at: datetime, now: datetime
 ) -> None:
@@ -43,7 +47,10 @@ def _check_new_version(
         raise HubError(f"{kind} not published: {problem} / 版本号不合规（应为 年.序号）")
     latest = store.latest_publication(kind)
     if latest is not None and not supersedes(version, latest.version, now.date()):
-        raise HubError(f"{kind} version {version} is not newer than the published {latest.version}")
+        raise NotNewer(
+            f"{kind} 版本 {version} 不比已发布的 {latest.version} 新"
+            f" / {kind} version {version} is not newer than the published {latest.version}"
+        )
     if expires_at <= now:
         raise HubError(f"the expiry {iso(expires_at)} is not in the future")
 

@@ -25,7 +25,7 @@ from edge.domain.service_point import (
     mask_id_number,
     next_roster_version,
 )
-from sync.hub.model import HubError
+from sync.hub.model import HubError, HubStoreError
 from sync.hub.ports import HubStore
 from sync.hub.services import publishing
 from sync.protocol import SyncError, canonical_json, iso
@@ -442,16 +442,24 @@ def _publish_person(
     version = next_roster_version(latest.version)
     expires_at = max(datetime.fromisoformat(latest.expires_at), now + ROSTER_VALIDITY)
     document = {**latest.content, "version": version, "persons": persons}
-    publishing.publish(
-        store,
-        county_key,
-        kind="roster",
-        version=version,
-        expires_at=expires_at,
-        now=now,
-        document=document,
-        changed=[person["insured_id"]],
-    )
+    try:
+        publishing.publish(
+            store,
+            county_key,
+            kind="roster",
+            version=version,
+            expires_at=expires_at,
+            now=now,
+            document=document,
+            changed=[person["insured_id"]],
+        )
+    except (publishing.NotNewer, HubStoreError):
+        # Another roster was published between reading the newest and adding this one.
+        raise HubError(
+            f"审批时参保名单刚被另一次发布更新，未作决定，请重新审批"
+            f" / the roster was published meanwhile ({version} was taken): nothing was"
+            " decided, decide again"
+        ) from None
     return {**result, "roster_version": version}
 
 
