@@ -22,6 +22,7 @@ from edge.domain.service_point import (
     ROSTER_KINDS,
     attachment_type,
     decision_problem,
+    is_sha256_hex,
     mask_id_number,
     next_roster_version,
 )
@@ -199,7 +200,7 @@ def store_attachment(
 ) -> dict:
     """Keep a photo an authenticated device uploads after the request naming it; a
     refusal stores nothing; a repeat is stored again (no change)."""
-    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+    if not is_sha256_hex(sha256):
         raise SyncError("ATTACHMENT_HASH_MISMATCH", "the name is not a SHA-256 in lower-case hex")
     if len(data) > MAX_ATTACHMENT_BYTES:
         raise SyncError("ATTACHMENT_TOO_LARGE", f"{len(data)} bytes")
