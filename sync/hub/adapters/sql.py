@@ -523,6 +523,15 @@ class SqlHubStore:
         )
         return None if row is None else self._publication(row)
 
+    def latest_version(self, kind: str) -> str | None:
+        """The newest published version of `kind`, without reading its content."""
+        row = self._one(
+            f"SELECT version FROM publication WHERE kind = ?"
+            f" ORDER BY {self.dialect.arrival} DESC LIMIT 1",
+            [kind],
+        )
+        return None if row is None else row[0]
+
     def publications(self, kind: str | None = None) -> list[Publication]:
         sql = "SELECT kind, version, published_at, expires_at, manifest, signature, '{}'"
         sql += " FROM publication"
