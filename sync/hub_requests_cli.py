@@ -1,6 +1,7 @@
 """`clinic hub requests …` and `clinic hub premiums`: the village service point at the
 county hub (`docs/service-point.md`). `edge.console` adds them to `clinic hub`."""
 
+import getpass
 from pathlib import Path
 
 import click
@@ -70,12 +71,25 @@ def requests_list(
 def requests_show(hub_dir: Path, tx_id: str, show_id_number: bool, as_json: bool) -> None:
     """One request: its details, photos, follow-ups and decisions; a complaint's
     settlement beside the county's recomputation."""
+    from sync.hub.adapters.audit_log import append_audit
     from sync.hub.adapters.county_key import load_seal_key
     from sync.hub.services import service_requests
 
     with open_hub(hub_dir) as store, plain_errors():
         seal_key = load_seal_key(hub_dir) if show_id_number else None
         detail = service_requests.request_detail(store, tx_id, township=None, seal_key=seal_key)
+        if detail["id_number"] is not None:
+            # Audited as the console's opening is, before the number is shown: who (the
+            # system user at the hub's shell), which request, when; never the number.
+            append_audit(
+                hub_dir,
+                {
+                    "at": _now().isoformat(),
+                    "user": f"cli:{getpass.getuser()}",
+                    "action": "open_id_number",
+                    "request": tx_id,
+                },
+            )
     if as_json:
         print_json(detail)
         return
@@ -94,6 +108,14 @@ def requests_show(hub_dir: Path, tx_id: str, show_id_number: bool, as_json: bool
         )
     if detail["id_number"]:
         lines.append(f"  身份证号 ID number: {detail['id_number']}")
+        if detail["id_number_differs_from_mask"]:
+            lines.append(
+                "  注意：解密的身份证号与申请中的脱敏号码不一致，决定前请与卫生室核实"
+                " / warning: the opened ID number is not the masked number the request"
+                " shows; check with the clinic before deciding"
+            )
+    elif show_id_number and detail.get("id_number_problem"):
+        lines.append(f"  身份证号 ID number: {detail['id_number_problem']}")
     lines.append(f"  内容 details: {detail['details']}")
     if detail["note"]:
         lines.append(f"  备注 note: {detail['note']}")

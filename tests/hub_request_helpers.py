@@ -84,7 +84,12 @@ def keep_photos(device: Device, photos: list[bytes]) -> None:
 
 
 def enrolment(
-    device: Device, hub_dir: Path, at: datetime, photos: list[bytes], name: str = "王小梅"
+    device: Device,
+    hub_dir: Path,
+    at: datetime,
+    photos: list[bytes],
+    name: str = "王小梅",
+    masked: str = APPLICANT_ID[:6] + "********" + APPLICANT_ID[-4:],
 ) -> dict:
     keep_photos(device, photos)
     return append(
@@ -98,7 +103,7 @@ def enrolment(
                 "name": name,
                 "gender": "F",
                 "birth_date": "1970-01-02",
-                "id_number_masked": APPLICANT_ID[:6] + "********" + APPLICANT_ID[-4:],
+                "id_number_masked": masked,
             },
             "sealed_id_number": seal(APPLICANT_ID, county_public_b64(hub_dir)),
             "details": {"insurance_type": "resident", "category": None, "village": "东村"},

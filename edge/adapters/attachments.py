@@ -8,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from edge.domain.service_point import is_sha256_hex
+
 DIRECTORY = "attachments"
 
 
@@ -28,7 +30,7 @@ class AttachmentFiles:
         self.directory = Path(data_dir) / DIRECTORY
 
     def path(self, sha256: str) -> Path:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        if not is_sha256_hex(sha256):
             raise AttachmentError("BAD_ATTACHMENT", f"{sha256!r} is not a SHA-256 in hex")
         return self.directory / sha256
 

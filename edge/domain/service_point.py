@@ -39,6 +39,11 @@ SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 MONTH_DAY = re.compile(r"(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])")
 
 
+def is_sha256_hex(value: object) -> bool:
+    """A SHA-256 as photos are named: 64 lower-case hex digits (the one check of it)."""
+    return isinstance(value, str) and SHA256_HEX.fullmatch(value) is not None
+
+
 # ---- ID numbers (GB 11643) --------------------------------------------------------------
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)

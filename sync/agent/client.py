@@ -26,7 +26,6 @@ import http.client
 import ipaddress
 import json
 import os
-import re
 import secrets
 import ssl
 import urllib.error
@@ -41,6 +40,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.adapters.identity import DeviceIdentity
+from edge.domain.service_point import is_sha256_hex
 from sync.protocol import (
     API_PREFIX,
     BATCH_CONTENT_TYPE,
@@ -226,7 +226,7 @@ class HubClient:
     def put_attachment(self, sha256: str, data: bytes, content_type: str, now: datetime) -> dict:
         """Upload one photo of a request the hub holds; answers {"stored": true} (again
         for a repeat)."""
-        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        if not is_sha256_hex(sha256):
             raise SyncError("BAD_REQUEST", f"{sha256!r} is not a SHA-256 in hex")
         answer = _answered(self._call("PUT", f"/attachments/{sha256}", data, now, content_type))
         if answer.get("stored") is not True:

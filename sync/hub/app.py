@@ -21,13 +21,9 @@ from flask import Flask
 from edge.adapters.sealing import encryption_key_statement, public_key_b64
 from edge.clock import configured_clock
 from sync.hub import console_requests, console_statements  # noqa: F401  (pages of the console)
-from sync.hub.adapters.county_key import (
-    ensure_seal_key,
-    load_county_key,
-    seal_key_made_at,
-)
+from sync.hub.adapters.county_key import load_county_key, seal_key_made_at
 from sync.hub.api import api
-from sync.hub.bootstrap import open_hub_store
+from sync.hub.bootstrap import county_seal_key, open_hub_store
 from sync.hub.console import console
 from sync.hub.console_reports import month_report  # noqa: F401  (its routes join the console)
 from sync.hub.model import HubError
@@ -67,9 +63,9 @@ def create_app(config: Mapping | None = None) -> Flask:
     open_hub_store(data_dir).close()  # the hub exists and its schema is current
     clock = app.config["CLOCK"] or configured_clock()
     county_key = load_county_key(data_dir)
-    # A hub made before the service point gets its encryption key now; one made since
-    # keeps the one `clinic hub init` made.
-    seal_key = ensure_seal_key(data_dir)
+    # A hub made before the service point gets its encryption key now; a missing or
+    # replaced key file stops the hub (restore it from the backup).
+    seal_key = county_seal_key(data_dir, clock())
     runtime = HubRuntime(
         data_dir,
         county_key,

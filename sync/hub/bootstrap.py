@@ -9,14 +9,24 @@ the background recomputation, the demo) opens its store here.
 """
 
 import os
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
-from sync.hub.adapters.county_key import create_county_key, ensure_seal_key
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from edge.adapters.sealing import key_id, public_key_b64
+from sync.hub.adapters.county_key import (
+    SEAL_KEY_FILE,
+    create_county_key,
+    ensure_seal_key,
+    load_seal_key,
+)
 from sync.hub.adapters.sqlite import SqliteHubStore
 from sync.hub.model import HubError
 from sync.hub.ports import HubStore
 from sync.hub.services import county
+from sync.protocol import iso
 
 DATABASE_URL_FILE = "database.url"
 DATABASE_ENV = "CLINIC_HUB_DATABASE"
@@ -78,7 +88,52 @@ def init_hub(data_dir: Path, county_name: str, now: datetime, database: str | No
             with os.fdopen(fd, "w") as handle:
                 handle.write(database + "\n")
         key = create_county_key(data_dir)
-        ensure_seal_key(data_dir)
+        seal_key = ensure_seal_key(data_dir)
+        with store.unit_of_work():
+            store.record_seal_key_id(key_id(public_key_b64(seal_key)), iso(now))
         return county.create_county(store, county_name, key.public_key(), now)
     finally:
         store.close()
+
+
+def county_seal_key(data_dir: Path, now: datetime) -> X25519PrivateKey:
+    """The county's encryption key as the hub starts with it. Its id is recorded in the
+    database when the hub first has it (a hub made before the service point makes the
+    key now; one whose key file predates the record has that file's recorded). From then
+    on a missing key file, or one with another key, stops the hub: a new key would leave
+    every sealed ID number unreadable, so the file must be restored from the backup."""
+    data_dir = Path(data_dir)
+    path = data_dir / SEAL_KEY_FILE
+    with closing(open_hub_store(data_dir)) as store:
+        recorded = store.seal_key_id()
+        if recorded is None:
+            if not path.exists() and store.holds_sealed_id_numbers():
+                raise HubError(_seal_key_missing(path, None))
+            made = ensure_seal_key(data_dir)
+            with store.unit_of_work():
+                store.record_seal_key_id(key_id(public_key_b64(made)), iso(now))
+            recorded = store.seal_key_id()
+    if not path.exists():
+        raise HubError(_seal_key_missing(path, recorded))
+    key = load_seal_key(data_dir)
+    found = key_id(public_key_b64(key))
+    if found != recorded:
+        raise HubError(
+            f"县医保局加密密钥 {path} 不是本县记录的密钥（记录 {recorded}，文件 {found}），"
+            "请从备份恢复原文件，不要另换密钥"
+            f" / {path} is not the county's recorded encryption key (recorded {recorded},"
+            f" file {found}): restore the original from the backup, never another key"
+        )
+    return key
+
+
+def _seal_key_missing(path: Path, recorded: str | None) -> str:
+    which = f"（密钥编号 {recorded}）" if recorded else ""
+    which_en = f" (key id {recorded})" if recorded else ""
+    return (
+        f"县医保局加密密钥 {path} 不见了{which}：请从备份恢复该文件（与 county.key 一起备份），"
+        "不要重新生成，否则已密封的身份证号都无法打开"
+        f" / the county encryption key {path} is missing{which_en}: restore it from the"
+        " backup (kept with county.key); a new key would leave every sealed ID number"
+        " unreadable"
+    )

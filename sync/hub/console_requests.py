@@ -257,7 +257,19 @@ def reveal_id_number(viewer: Viewer, tx_id: str):
         },
     )
     audit.info("console user %s opened the ID number of request %s", viewer.username, tx_id)
-    return _request_page(viewer, detail, id_number=detail["id_number"])
+    return _request_page(
+        viewer,
+        detail,
+        id_number=detail["id_number"],
+        id_number_warning=(
+            _(
+                "The opened ID number is not the masked number the request shows:"
+                " check the request with the clinic before deciding."
+            )
+            if detail["id_number_differs_from_mask"]
+            else None
+        ),
+    )
 
 
 def _field(name: str) -> str | None:
@@ -308,7 +320,7 @@ def request_attachment(viewer: Viewer, tx_id: str, sha256: str):
         abort(404)
     try:
         content_type, data = service_requests.attachment(
-            hub_store(), sha256, township=viewer.township
+            hub_store(), sha256, township=viewer.township, device_id=detail["device_id"]
         )
     except HubError:
         abort(404)

@@ -56,6 +56,9 @@ SETTLEMENT_DIFFERS = "SETTLEMENT_DIFFERS"
 NOT_RECOMPUTABLE = "NOT_RECOMPUTABLE"  # the hub lacks a version or the person
 REFUSED_BY_COUNTY = "REFUSED_BY_COUNTY"  # the engine rejects the visit with county data
 REVERSAL_UNKNOWN = "REVERSAL_OF_UNKNOWN_SETTLEMENT"
+# a premium reversal that names no premium of its device it may undo (not that premium's
+# amount, method or account, or the premium was reversed already): it gives nothing back
+PREMIUM_REVERSAL_REFUSED = "PREMIUM_REVERSAL_REFUSED"
 DAILY_CLOSE_DIFFERS = "DAILY_CLOSE_DIFFERS"
 NEEDS_REVIEW = "NEEDS_REVIEW"  # the device flagged it (offline limits)
 

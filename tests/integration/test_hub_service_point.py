@@ -16,7 +16,7 @@ from sync_helpers import NOW, OPERATOR, hub_store
 
 from edge import service_requests as device_requests
 from edge import services
-from edge.adapters.sealing import public_key_b64, seal, verified_encryption_key
+from edge.adapters.sealing import key_id, public_key_b64, seal, verified_encryption_key
 from edge.console import main
 from edge.domain import records
 from edge.domain.ledger import b64url_decode
@@ -145,6 +145,8 @@ def test_a_hub_made_before_gets_its_encryption_key_when_it_starts(tmp_path, hub_
     hub_dir = tmp_path / "hub"
     init_hub(hub_dir, "示范县 Demo County", NOW)
     (hub_dir / SEAL_KEY_FILE).unlink()  # as a hub made before the service point
+    with hub_store(hub_dir) as store:
+        store.conn.execute("DELETE FROM county_seal_key")
     app = create_app({"HUB_DATA_DIR": str(hub_dir), "CLOCK": lambda: NOW, "CONSOLE": False})
     statement = app.extensions["clinic_hub"].encryption_key
     made = public_key_b64(load_seal_key(hub_dir))
@@ -154,6 +156,8 @@ def test_a_hub_made_before_gets_its_encryption_key_when_it_starts(tmp_path, hub_
     assert verified_encryption_key(statement, county_key) == made
     again = create_app({"HUB_DATA_DIR": str(hub_dir), "CLOCK": lambda: NOW, "CONSOLE": False})
     assert again.extensions["clinic_hub"].encryption_key == statement  # the same key, kept
+    with hub_store(hub_dir) as store:  # and its id recorded: the file is now required
+        assert store.seal_key_id() == key_id(made)
     assert [p.name for p in hub_dir.iterdir() if p.name.startswith(".")] == []
 
 
@@ -297,7 +301,7 @@ def test_photos_are_kept_only_when_a_request_of_the_device_names_them(
     stray = PNG + b"\x00"
     assert refused(device, stray, sha(stray)) == "ATTACHMENT_UNKNOWN"
     with hub_store(hub_dir) as store:  # a refusal stores nothing
-        assert store.attachments_received([sha(big), sha(stray)]) == {}
+        assert store.attachments_received(device.identity.device_id, [sha(big), sha(stray)]) == {}
 
     decision = decide(hub_dir, hub, record["tx_id"], valid_to="2027-12-31")["decision"]
     assert decision["result"] == {

@@ -301,3 +301,9 @@ def test_photos_are_known_by_their_first_bytes():
     assert sp.attachment_type(b"\x89PNG\r\n\x1a\nrest") == "image/png"
     assert sp.attachment_type(b"GIF89a") is None and sp.attachment_type(b"") is None
     assert sp.MAX_ATTACHMENT_BYTES == 3145728 and sp.MAX_REQUEST_BYTES == 12582912
+
+
+def test_a_photo_name_is_a_sha256_in_lower_case_hex():
+    assert sp.is_sha256_hex("0" * 64) and sp.is_sha256_hex("ab" * 32)
+    for bad in ("A" * 64, "0" * 63, "0" * 65, "g" * 64, "0" * 63 + "\n", None, 7):
+        assert not sp.is_sha256_hex(bad)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import psycopg
 
 from sync.hub.adapters.postgresql_migrations import MIGRATIONS, migrate, pending_migrations
-from sync.hub.adapters.sql import Dialect, SqlHubStore
+from sync.hub.adapters.sql import POSTGRESQL, SqlHubStore
 from sync.hub.model import HubStoreError, Slot
 
 # Advisory lock key (any bigint): ingests hold it shared, the recomputation's barrier
@@ -30,12 +30,6 @@ INGEST_BARRIER = 7_201_102
 # Advisory lock key held from handing out a decision's serial to the end of its unit of
 # work: serials then commit in order, and a device reading "after N" skips none.
 DECISION_SERIAL = 7_201_103
-
-POSTGRESQL = Dialect(
-    arrival="position",
-    seq_is="IS NOT DISTINCT FROM ?::bigint",
-    on_record_conflict=" ON CONFLICT DO NOTHING",
-)
 
 
 class _Connection:
@@ -99,7 +93,7 @@ class PgHubStore(SqlHubStore):
                     f"no county hub in {redacted(url)}: run 'clinic hub init --database …'"
                 )
             if pending:
-                migrate(conn)
+                migrate(conn, cls)
         except BaseException:
             conn.close()
             raise

@@ -4,12 +4,21 @@ several processes starting at once apply each step once. Hubs made by earlier co
 these versions recorded: a change is a new step, never an edit of one.
 """
 
+from collections.abc import Callable
+
 import psycopg
+
+from sync.hub.ports import HubStore
+from sync.hub.service_index import index_stored
 
 # Advisory lock key (any bigint) held while migrating.
 MIGRATION_LOCK = 7_201_101
 
-MIGRATIONS: list[tuple[int, str, list[str]]] = [
+# A step is DDL text, or a function of the store on the step's connection (inside its
+# transaction) for data the step must make from what the hub holds.
+Step = str | Callable[[HubStore], object]
+
+MIGRATIONS: list[tuple[int, str, list[Step]]] = [
     (
         1,
         "hub",
@@ -207,17 +216,25 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 decided_by TEXT NOT NULL, decided_at TEXT NOT NULL, document TEXT NOT NULL)""",
             "CREATE INDEX request_decision_device ON request_decision (device_id, serial)",
             "CREATE INDEX request_decision_request ON request_decision (request_tx_id, serial)",
+            # A photo is kept per device that uploads it: two may send the same bytes.
             """CREATE TABLE request_attachment (
-                sha256 TEXT PRIMARY KEY, device_id TEXT NOT NULL, content_type TEXT NOT NULL,
-                bytes BIGINT NOT NULL, data BYTEA NOT NULL, received_at TEXT NOT NULL)""",
+                sha256 TEXT NOT NULL, device_id TEXT NOT NULL, content_type TEXT NOT NULL,
+                bytes BIGINT NOT NULL, data BYTEA NOT NULL, received_at TEXT NOT NULL,
+                PRIMARY KEY (sha256, device_id))""",
             """CREATE TABLE premium (
                 tx_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, clinic TEXT NOT NULL,
                 township TEXT NOT NULL, seq BIGINT NOT NULL, created_at TEXT NOT NULL,
                 year BIGINT NOT NULL, method TEXT NOT NULL, reference TEXT,
                 account_holder TEXT, amount BIGINT NOT NULL, state_paid BIGINT NOT NULL,
-                persons TEXT NOT NULL, reversed_by TEXT, reversed_at TEXT,
+                persons TEXT NOT NULL, person_count BIGINT NOT NULL,
+                reversed_by TEXT, reversed_at TEXT,
                 UNIQUE (device_id, seq))""",
             "CREATE INDEX premium_year ON premium (year, township, clinic)",
+            """CREATE TABLE county_seal_key (
+                id INTEGER PRIMARY KEY CHECK (id = 1), key_id TEXT NOT NULL,
+                recorded_at TEXT NOT NULL)""",
+            # the records stored before (devices upgraded first), as ingest indexes them
+            index_stored,
         ],
     ),
 ]
@@ -231,8 +248,11 @@ def pending_migrations(conn: psycopg.Connection) -> list[int]:
     return [version for version, _name, _steps in MIGRATIONS if version not in done]
 
 
-def migrate(conn: psycopg.Connection) -> list[int]:
-    """Apply the pending steps, each in one transaction; safe with several processes."""
+def migrate(
+    conn: psycopg.Connection, store_on: Callable[[psycopg.Connection], HubStore]
+) -> list[int]:
+    """Apply the pending steps, each in one transaction; safe with several processes.
+    `store_on` makes the store on `conn` for the steps that are functions."""
     applied = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
@@ -249,7 +269,10 @@ def migrate(conn: psycopg.Connection) -> list[int]:
             if done:
                 continue
             for step in steps:
-                conn.execute(step)
+                if isinstance(step, str):
+                    conn.execute(step)
+                else:
+                    step(store_on(conn))
             conn.execute(
                 "INSERT INTO schema_migration (version, name) VALUES (%s, %s)", [version, name]
             )

@@ -55,6 +55,13 @@ class Dialect:
     on_record_conflict: str
 
 
+SQLITE = Dialect(arrival="rowid", seq_is="IS ?", on_record_conflict="")
+POSTGRESQL = Dialect(
+    arrival="position",
+    seq_is="IS NOT DISTINCT FROM ?::bigint",
+    on_record_conflict=" ON CONFLICT DO NOTHING",
+)
+
 SLOT_COLUMNS = ", ".join(f.name for f in fields(Slot))
 PUBLICATION_COLUMNS = ", ".join(f.name for f in fields(Publication))
 RELEASE_COLUMNS = ", ".join(f.name for f in fields(PublishedRelease))
@@ -136,6 +143,7 @@ PREMIUM_COLUMNS = (
     "amount",
     "state_paid",
     "persons",
+    "person_count",
     "reversed_by",
     "reversed_at",
 )
@@ -346,6 +354,16 @@ class SqlHubStore:
         for (text,) in self.conn.execute(sql + " ORDER BY seq", params):
             yield json.loads(text)
 
+    def records_of_kinds(self, device_id: str, kinds: Sequence[str]) -> list[dict]:
+        """A device's unflagged records of these kinds, in seq order."""
+        rows = self.conn.execute(
+            f"SELECT record FROM record r WHERE device_id = ? AND kind IN ({marks(kinds)})"
+            + WELL_FORMED
+            + " ORDER BY seq",
+            [device_id, *kinds],
+        )
+        return [json.loads(text) for (text,) in rows]
+
     def record_counts(self, device_ids: Iterable[str] | None = None) -> dict[str, tuple[int, int]]:
         """device_id -> (records held, records held beyond a gap), of every device or of
         `device_ids` (a console page's: counted through the (device_id, seq) keys)."""
@@ -505,6 +523,15 @@ class SqlHubStore:
         )
         return None if row is None else self._publication(row)
 
+    def latest_version(self, kind: str) -> str | None:
+        """The newest published version of `kind`, without reading its content."""
+        row = self._one(
+            f"SELECT version FROM publication WHERE kind = ?"
+            f" ORDER BY {self.dialect.arrival} DESC LIMIT 1",
+            [kind],
+        )
+        return None if row is None else row[0]
+
     def publications(self, kind: str | None = None) -> list[Publication]:
         sql = "SELECT kind, version, published_at, expires_at, manifest, signature, '{}'"
         sql += " FROM publication"
@@ -633,6 +660,30 @@ class SqlHubStore:
             "SELECT person, account_balance FROM person WHERE insured_id = ?", [insured_id]
         )
         return None if row is None else (json.loads(row[0]), row[1])
+
+    def person_figures(self, insured_id: str) -> dict:
+        """The county's running figures of a person as a roster carries them
+        (`{year: {visit type: {deductible_used, fund_paid}, assistance_paid, ci_selfpay,
+        ci_paid, supplements_paid}}`, years as text)."""
+        years: dict[str, dict] = {}
+        for year, scope, deductible, fund, assistance, ci_selfpay, ci_paid in self.conn.execute(
+            "SELECT year, scope, deductible_used, fund_paid, assistance_paid, ci_selfpay,"
+            " ci_paid FROM accumulator WHERE insured_id = ? ORDER BY year, scope",
+            [insured_id],
+        ):
+            figures = years.setdefault(str(year), {})
+            if scope == YEAR_WIDE:
+                figures.update(assistance_paid=assistance, ci_selfpay=ci_selfpay, ci_paid=ci_paid)
+            else:
+                figures[scope] = {"deductible_used": deductible, "fund_paid": fund}
+        for year, name, paid in self.conn.execute(
+            "SELECT year, name, paid FROM supplement_accumulator WHERE insured_id = ?"
+            " ORDER BY year, name",
+            [insured_id],
+        ):
+            figures = years.setdefault(str(year), {})
+            figures.setdefault("supplements_paid", {})[name] = paid
+        return years
 
     def seed_accumulator(
         self, insured_id: str, year: int, scope: str, figures: Accumulators
@@ -1271,7 +1322,7 @@ class SqlHubStore:
     def add_attachment(
         self, sha256: str, device_id: str, content_type: str, data: bytes, received_at: str
     ) -> bool:
-        """Keep a photo once; False when it is kept already."""
+        """Keep a device's photo once; False when that device's copy is kept already."""
         cursor = self.conn.execute(
             "INSERT INTO request_attachment (sha256, device_id, content_type, bytes, data,"
             " received_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -1279,22 +1330,35 @@ class SqlHubStore:
         )
         return cursor.rowcount == 1
 
-    def attachment(self, sha256: str) -> tuple[str, str, bytes] | None:
-        """(device id, content type, bytes) of a kept photo."""
-        row = self._one(
-            "SELECT device_id, content_type, data FROM request_attachment WHERE sha256 = ?",
-            [sha256],
-        )
-        return None if row is None else (row[0], row[1], bytes(row[2]))
+    def attachment_devices(self, sha256: str) -> list[str]:
+        """The devices whose copy of a photo is kept."""
+        return [
+            device_id
+            for (device_id,) in self.conn.execute(
+                "SELECT device_id FROM request_attachment WHERE sha256 = ? ORDER BY device_id",
+                [sha256],
+            )
+        ]
 
-    def attachments_received(self, sha256s: Iterable[str]) -> dict[str, tuple[str, int, str]]:
-        """sha256 -> (content type, bytes, received_at) of the photos kept among these."""
+    def attachment(self, sha256: str, device_id: str) -> tuple[str, bytes] | None:
+        """(content type, bytes) of a device's kept photo."""
+        row = self._one(
+            "SELECT content_type, data FROM request_attachment WHERE sha256 = ? AND device_id = ?",
+            [sha256, device_id],
+        )
+        return None if row is None else (row[0], bytes(row[1]))
+
+    def attachments_received(
+        self, device_id: str, sha256s: Iterable[str]
+    ) -> dict[str, tuple[str, int, str]]:
+        """sha256 -> (content type, bytes, received_at) of a device's photos kept among
+        these."""
         received: dict[str, tuple[str, int, str]] = {}
         for chunk in chunks(sha256s):
             for sha, content_type, size, at in self.conn.execute(
                 "SELECT sha256, content_type, bytes, received_at FROM request_attachment"
-                f" WHERE sha256 IN ({marks(chunk)})",
-                chunk,
+                f" WHERE device_id = ? AND sha256 IN ({marks(chunk)})",
+                [device_id, *chunk],
             ):
                 received[sha] = (content_type, size, at)
         return received
@@ -1329,9 +1393,40 @@ class SqlHubStore:
         )
         return cursor.rowcount == 1
 
-    def premiums(self, *, year: int | None = None, township: str | None = None) -> list[dict]:
-        """Indexed premiums, by clinic then seq."""
-        sql = f"SELECT {', '.join(PREMIUM_COLUMNS)} FROM premium WHERE 1 = 1"
+    def premium_of(self, device_id: str, tx_id: str) -> dict | None:
+        """A device's indexed premium (`PREMIUM_COLUMNS`, persons decoded)."""
+        row = self._one(
+            f"SELECT {', '.join(PREMIUM_COLUMNS)} FROM premium WHERE device_id = ? AND tx_id = ?",
+            [device_id, tx_id],
+        )
+        if row is None:
+            return None
+        return {**dict(zip(PREMIUM_COLUMNS, row, strict=True)), "persons": json.loads(row[12])}
+
+    def premium_sums(self, *, year: int | None = None, township: str | None = None) -> list[dict]:
+        """Per clinic (by code), summed in the database: `count`, `persons`, `amount`, by
+        method (`cash`, `mobile`, `family_account`), `state_paid`, and of those reversed
+        `reversed_count`, `reversed_amount`, `reversed_cash`, `reversed_state_paid`."""
+
+        def total(value: str, when: str = "1 = 1") -> str:
+            return f"CAST(coalesce(sum(CASE WHEN {when} THEN {value} ELSE 0 END), 0) AS BIGINT)"
+
+        cash = "method NOT IN ('mobile', 'family_account')"  # as the close counts them
+        reversed_ = "reversed_by IS NOT NULL"
+        sums = {
+            "count": total("1"),
+            "persons": total("person_count"),
+            "amount": total("amount"),
+            "cash": total("amount", cash),
+            "mobile": total("amount", "method = 'mobile'"),
+            "family_account": total("amount", "method = 'family_account'"),
+            "state_paid": total("state_paid"),
+            "reversed_count": total("1", reversed_),
+            "reversed_amount": total("amount", reversed_),
+            "reversed_cash": total("amount", f"{reversed_} AND {cash}"),
+            "reversed_state_paid": total("state_paid", reversed_),
+        }
+        sql = f"SELECT clinic, min(township), {', '.join(sums.values())} FROM premium WHERE 1 = 1"
         params: list = []
         if year is not None:
             sql += " AND year = ?"
@@ -1339,10 +1434,10 @@ class SqlHubStore:
         if township is not None:
             sql += " AND township = ?"
             params.append(township)
-        rows = self.conn.execute(sql + " ORDER BY clinic, device_id, seq", params)
+        rows = self.conn.execute(sql + " GROUP BY clinic ORDER BY clinic", params)
         return [
-            {**dict(zip(PREMIUM_COLUMNS, row, strict=True)), "persons": json.loads(row[12])}
-            for row in rows
+            {"clinic": clinic, "township": township_, **dict(zip(sums, values, strict=True))}
+            for clinic, township_, *values in rows
         ]
 
     def move_account_balance(self, insured_id: str, by: int) -> bool:
@@ -1352,6 +1447,26 @@ class SqlHubStore:
             [by, insured_id],
         )
         return cursor.rowcount == 1
+
+    def seal_key_id(self) -> str | None:
+        """The id of the county's encryption key as recorded when the hub first had it."""
+        row = self._one("SELECT key_id FROM county_seal_key WHERE id = 1")
+        return None if row is None else row[0]
+
+    def record_seal_key_id(self, key_id: str, at: str) -> None:
+        """Record the encryption key's id, once (a second call changes nothing)."""
+        self.conn.execute(
+            "INSERT INTO county_seal_key (id, key_id, recorded_at) VALUES (1, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [key_id, at],
+        )
+
+    def holds_sealed_id_numbers(self) -> bool:
+        """Whether a request the hub indexed carries a sealed ID number."""
+        return (
+            self._one("SELECT 1 FROM service_request WHERE sealed_id_number IS NOT NULL LIMIT 1")
+            is not None
+        )
 
     # ---- console users -------------------------------------------------------------------
 

@@ -12,13 +12,11 @@ from pathlib import Path
 import sqlite_utils
 
 from edge.adapters.sqlite_store import private_database_file
-from sync.hub.adapters.sql import Dialect, SqlHubStore
+from sync.hub.adapters.sql import SQLITE, SqlHubStore
 from sync.hub.adapters.sqlite_migrations import migrations
 from sync.hub.model import HubStoreError
 
 DATABASE_FILE = "hub.db"
-
-SQLITE = Dialect(arrival="rowid", seq_is="IS ?", on_record_conflict="")
 
 
 class SqliteHubStore(SqlHubStore):

@@ -3,10 +3,26 @@
 names: a change is a new step, never an edit of one.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from sync.hub.adapters.sql import SQLITE, SqlHubStore
+from sync.hub.service_index import index_stored
+
 migrations = Migrations("clinic-hub")
+
+
+class _MigratingStore(SqlHubStore):
+    """The store's queries on the connection a step runs in (inside its transaction)."""
+
+    dialect = SQLITE
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[None]:
+        yield  # the step's own transaction
 
 
 @migrations()
@@ -211,7 +227,9 @@ def m008_service_point(db: sqlite_utils.Database) -> None:
     county's signed decisions in the order devices fetch them (serial); the photos a
     request names, uploaded after it; the premiums collected (`premium` records) and
     their reversal. The ledger records stay the evidence: these rows are made from them
-    at ingest, in the same transaction."""
+    at ingest, in the same transaction; the records a hub stored before (its devices
+    upgraded first) are indexed here. A photo is kept per device that uploads it: two
+    devices may send the same bytes."""
     statements = [
         """CREATE TABLE service_request (
             tx_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, clinic TEXT NOT NULL,
@@ -229,16 +247,24 @@ def m008_service_point(db: sqlite_utils.Database) -> None:
         "CREATE INDEX request_decision_device ON request_decision (device_id, serial)",
         "CREATE INDEX request_decision_request ON request_decision (request_tx_id, serial)",
         """CREATE TABLE request_attachment (
-            sha256 TEXT PRIMARY KEY, device_id TEXT NOT NULL, content_type TEXT NOT NULL,
-            bytes INTEGER NOT NULL, data BLOB NOT NULL, received_at TEXT NOT NULL) STRICT""",
+            sha256 TEXT NOT NULL, device_id TEXT NOT NULL, content_type TEXT NOT NULL,
+            bytes INTEGER NOT NULL, data BLOB NOT NULL, received_at TEXT NOT NULL,
+            PRIMARY KEY (sha256, device_id)) STRICT""",
         """CREATE TABLE premium (
             tx_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, clinic TEXT NOT NULL,
             township TEXT NOT NULL, seq INTEGER NOT NULL, created_at TEXT NOT NULL,
             year INTEGER NOT NULL, method TEXT NOT NULL, reference TEXT,
             account_holder TEXT, amount INTEGER NOT NULL, state_paid INTEGER NOT NULL,
-            persons TEXT NOT NULL, reversed_by TEXT, reversed_at TEXT,
+            persons TEXT NOT NULL, person_count INTEGER NOT NULL,
+            reversed_by TEXT, reversed_at TEXT,
             UNIQUE (device_id, seq)) STRICT""",
         "CREATE INDEX premium_year ON premium (year, township, clinic)",
+        # The id of the encryption key the ID numbers are sealed to, recorded when the hub
+        # first has it: a missing or different key file then stops the hub.
+        """CREATE TABLE county_seal_key (
+            id INTEGER PRIMARY KEY CHECK (id = 1), key_id TEXT NOT NULL,
+            recorded_at TEXT NOT NULL) STRICT""",
     ]
     for statement in statements:
         db.execute(statement)
+    index_stored(_MigratingStore(db.conn))

@@ -4,7 +4,7 @@ version), and what a new catalog would change.
 """
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,10 @@ from sync.updates import (
 )
 
 
+class NotNewer(HubError):
+    """The version is not newer than the one published (perhaps meanwhile)."""
+
+
 def _check_new_version(
     store: HubStore, kind: str, version: str, expires_at: datetime, now: datetime
 ) -> None:
@@ -41,9 +45,12 @@ def _check_new_version(
     problem = version_problem(version, now.date())
     if problem is not None:
         raise HubError(f"{kind} not published: {problem} / 版本号不合规（应为 年.序号）")
-    latest = store.latest_publication(kind)
-    if latest is not None and not supersedes(version, latest.version, now.date()):
-        raise HubError(f"{kind} version {version} is not newer than the published {latest.version}")
+    latest = store.latest_version(kind)  # the version only: a roster's content is large
+    if latest is not None and not supersedes(version, latest, now.date()):
+        raise NotNewer(
+            f"{kind} 版本 {version} 不比已发布的 {latest} 新"
+            f" / {kind} version {version} is not newer than the published {latest}"
+        )
     if expires_at <= now:
         raise HubError(f"the expiry {iso(expires_at)} is not in the future")
 
@@ -67,9 +74,12 @@ def publish(
     now: datetime,
     items: Iterable[CatalogItem] | None = None,
     document: dict | None = None,
+    changed: Collection[str] | None = None,
 ) -> dict:
     """Sign and publish a new catalog (`items`), policy or roster (`document`) version;
-    returns its manifest. Older or equal versions and past expiries are refused."""
+    returns its manifest. Older or equal versions and past expiries are refused. A roster
+    whose `changed` persons are the only ones that differ from the newest (a decision's
+    point release) re-applies those alone."""
     if kind not in KINDS:
         raise HubError(f"unknown kind {kind!r}: catalog, policy, roster or aliases")
     try:
@@ -92,7 +102,7 @@ def publish(
                 raise HubError(f"the policy document says version {named}, not {version}")
         else:
             content = obj(document, kind)
-            named, persons = roster_from_json(content)
+            named, persons = _roster(content, changed)
             version = version or named
             if named != version:
                 raise HubError(f"the roster document says version {named}, not {version}")
@@ -127,8 +137,33 @@ def publish(
                 version, ((pid, _dumps(doc)) for pid, doc in entries.items())
             )
             for entry in persons:
-                _adopt_person(store, entries[entry.insured_id], version)
+                if changed is None or entry.insured_id in changed:
+                    _adopt_person(store, entries[entry.insured_id], version)
     return manifest
+
+
+def _roster(content: dict, changed: Collection[str] | None) -> tuple[str, list]:
+    """The roster's version and persons to adopt. A point release (`changed`) is the
+    published roster with those persons changed: the others were checked when it was
+    published, so only the changed ones are parsed (a 20,000-person roster would take
+    most of an approval's time), and no person or card may repeat."""
+    if changed is None:
+        return roster_from_json(content)
+    persons = content.get("persons")
+    if not isinstance(persons, list) or not all(isinstance(p, dict) for p in persons):
+        raise HubError("roster not published, nothing changed: roster.persons is not a list")
+    seen: set = set()
+    for index, person in enumerate(persons):
+        for key in (person.get("insured_id"), f"card:{person.get('card_no')}"):
+            if key in seen:
+                raise HubError(
+                    f"roster not published, nothing changed: roster.persons[{index}]"
+                    f" repeats {key!r}"
+                )
+            seen.add(key)
+    return roster_from_json(
+        {**content, "persons": [p for p in persons if p.get("insured_id") in changed]}
+    )
 
 
 def _adopt_person(store: HubStore, document: dict, version: str) -> None:

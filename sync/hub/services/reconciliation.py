@@ -93,8 +93,17 @@ def _recompute_one(
         return _recompute_settlement(store, versions, device_id, record, add_item)
     if kind == "reversal":
         return _apply_reversal(store, device_id, body, add_item)
-    if kind in ("premium", "premium_reversal"):
-        return _apply_premium_account(store, kind, body)
+    if kind == "premium":
+        return _apply_premium_account(store, body, 1)
+    if kind == "premium_reversal":
+        problem = premium_reversal_problem(store, device_id, record)
+        if problem is not None:
+            add_item(
+                reconcile.PREMIUM_REVERSAL_REFUSED,
+                {"reverses": body.get("reverses"), "problem": problem},
+            )
+            return "differs"
+        return _apply_premium_account(store, body, -1)
     if kind == "daily_close":
         previous = store.last_seq_of_kind(device_id, "daily_close", seq)
         covered = [
@@ -268,16 +277,35 @@ def _apply_reversal(
     return "ok"
 
 
-def _apply_premium_account(store: HubStore, kind: str, body: dict) -> str:
+def premium_reversal_problem(store: HubStore, device_id: str, record: dict) -> str | None:
+    """Why a premium reversal may not give anything back (None: it may): it must undo a
+    premium of the same device, with that premium's amount, method and account holder,
+    and be the reversal the county indexed for it (a premium is reversed once)."""
+    body = record["body"]
+    target = body.get("reverses")
+    original = store.record_by_tx(device_id, target) if isinstance(target, str) else None
+    if original is None or original["kind"] != "premium":
+        return "names no premium of this device"
+    for name in ("amount", "method", "account_holder"):
+        if body.get(name) != original["body"].get(name):
+            return f"its {name} is not the premium's"
+    indexed = store.premium_of(device_id, target)
+    if indexed is None or indexed["reversed_by"] != record["tx_id"]:
+        return "the premium is reversed by another record"
+    return None
+
+
+def _apply_premium_account(store: HubStore, body: dict, sign: int) -> str:
     """A premium paid from an employee's personal account (家庭共济) takes it from the
-    county's balance of that account, and its reversal gives it back, as on the device:
-    a later settlement using the account is recomputed on the same balance."""
+    county's balance of that account (`sign` 1), and its reversal gives it back (-1), as
+    on the device: a later settlement using the account is recomputed on the same
+    balance."""
     if body.get("method") != "family_account":
         return "not_a_settlement"
     holder, amount = body.get("account_holder"), body.get("amount")
     if not isinstance(holder, str) or type(amount) is not int:
         return "not_a_settlement"
-    store.move_account_balance(holder, amount if kind == "premium_reversal" else -amount)
+    store.move_account_balance(holder, -sign * amount)
     return "ok"
 
 

@@ -1,15 +1,11 @@
 """The village service point at the county (`docs/service-point.md`): the requests and
-premiums devices upload, indexed at ingest; the queue the county decides from; the
-county's signed decisions, which devices fetch; approved enrolments, renewals and
-certificates published at once in a new roster version; the premiums collected per
-clinic with the cash each must hand over.
-
-The ledger records stay the evidence: the index is made from them in the ingest's own
-transaction, and a record flagged malformed is never indexed.
+premiums devices upload, indexed at ingest (`sync.hub.service_index`); the queue the
+county decides from; the county's signed decisions, which devices fetch; approved
+enrolments, renewals and certificates published at once in a new roster version; the
+premiums collected per clinic with the cash each must hand over.
 """
 
 import hashlib
-from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -22,21 +18,21 @@ from edge.domain.records import MONEY_FIELDS, NATIONAL_NAMES, payer_amounts
 from edge.domain.service_point import (
     MAX_ATTACHMENT_BYTES,
     OUTCOMES,
-    PAYMENT_METHODS,
     REQUEST_KINDS,
     ROSTER_KINDS,
     attachment_type,
     decision_problem,
+    is_sha256_hex,
+    mask_id_number,
     next_roster_version,
 )
-from sync.hub.model import HubError, Slot
+from sync.hub.model import HubError, HubStoreError
 from sync.hub.ports import HubStore
 from sync.hub.services import publishing
 from sync.protocol import SyncError, canonical_json, iso
 
 KINDS = REQUEST_KINDS
 STATES = ("pending", *OUTCOMES)
-APPLICANT_FIELDS = ("name", "gender", "birth_date", "id_number_masked")
 DECISIONS_PAGE = 200
 # A roster republished for a decision whose newest one has expired stays valid this long.
 ROSTER_VALIDITY = timedelta(days=90)
@@ -45,96 +41,6 @@ ROSTER_VALIDITY = timedelta(days=90)
 class RequestNotFound(HubError):
     """No such request, or not one of the township the caller may see (the same answer:
     a coordinator learns nothing of other townships)."""
-
-
-# ---- indexing at ingest ---------------------------------------------------------------
-
-
-def index_records(
-    store: HubStore, slot: Slot, records: Sequence[dict], flagged: Iterable[int], at: str
-) -> None:
-    """Index the well-formed `service_request`, `premium` and `premium_reversal` records
-    just stored for `slot`'s device (inside the ingest's unit of work), in seq order: a
-    reversal in the same batch as its premium finds it."""
-    skip = set(flagged)
-    for record in records:
-        if record["seq"] in skip or not isinstance(record.get("body"), dict):
-            continue
-        kind = record["kind"]
-        if kind == "service_request":
-            _index_request(store, slot, record, at)
-        elif kind == "premium":
-            _index_premium(store, slot, record)
-        elif kind == "premium_reversal":
-            target = record["body"].get("reverses")
-            if isinstance(target, str):
-                store.reverse_premium(
-                    slot.device_id or "", target, record["tx_id"], record["created_at"]
-                )
-
-
-def _index_request(store: HubStore, slot: Slot, record: dict, at: str) -> None:
-    body = record["body"]
-    applicant = body.get("applicant")
-    follow_up_of = body.get("follow_up_of")
-    store.add_service_request(
-        {
-            "tx_id": record["tx_id"],
-            "device_id": slot.device_id,
-            "clinic": slot.clinic_code,
-            "township": slot.township,
-            "seq": record["seq"],
-            "kind": str(body.get("kind")),
-            "created_at": record["created_at"],
-            "insured_id": _text_or_none(body.get("insured_id")),
-            # Masked data only: whatever else a body carried stays in the record.
-            "applicant": (
-                {k: applicant.get(k) for k in APPLICANT_FIELDS}
-                if isinstance(applicant, dict)
-                else None
-            ),
-            "sealed_id_number": body.get("sealed_id_number") or None,
-            "details": body.get("details") if isinstance(body.get("details"), dict) else {},
-            "attachments": [a for a in body.get("attachments") or [] if isinstance(a, dict)],
-            "note": _text_or_none(body.get("note")),
-            "follow_up_of": _text_or_none(follow_up_of),
-            "state": "pending",
-            "updated_at": at,
-        }
-    )
-    if isinstance(follow_up_of, str):
-        # More information for a request the county asked about: back in the queue.
-        original = store.service_request(follow_up_of)
-        if original is not None and original["device_id"] == slot.device_id:
-            store.set_request_state(follow_up_of, "pending", at, expected="more_info")
-
-
-def _index_premium(store: HubStore, slot: Slot, record: dict) -> None:
-    body = record["body"]
-    year, amount, state_paid = body.get("year"), body.get("amount"), body.get("state_paid")
-    if not all(type(v) is int for v in (year, amount, state_paid)):
-        return  # only a body the foundation's schema let through is counted
-    store.add_premium(
-        {
-            "tx_id": record["tx_id"],
-            "device_id": slot.device_id,
-            "clinic": slot.clinic_code,
-            "township": slot.township,
-            "seq": record["seq"],
-            "created_at": record["created_at"],
-            "year": year,
-            "method": str(body.get("method")),
-            "reference": _text_or_none(body.get("reference")),
-            "account_holder": _text_or_none(body.get("account_holder")),
-            "amount": amount,
-            "state_paid": state_paid,
-            "persons": [p for p in body.get("persons") or [] if isinstance(p, dict)],
-        }
-    )
-
-
-def _text_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 # ---- the queue ------------------------------------------------------------------------
@@ -186,11 +92,17 @@ def request_detail(
     row = _request_of(store, tx_id, township)
     detail = _summary(row)
     detail["id_number"] = None
+    detail["id_number_differs_from_mask"] = False
     if seal_key is not None and row["sealed_id_number"] is not None:
         try:
             detail["id_number"] = open_sealed(row["sealed_id_number"], seal_key)
         except (ValueError, KeyError, TypeError) as error:
             detail["id_number_problem"] = f"无法解密 / cannot be opened: {type(error).__name__}"
+        else:
+            # The mask was typed beside the number on the device: one that is not this
+            # number's means the record (or the device) is not to be trusted as it is.
+            masked = (row["applicant"] or {}).get("id_number_masked")
+            detail["id_number_differs_from_mask"] = masked != mask_id_number(detail["id_number"])
     follow_ups = [
         _summary(r)
         for r in store.service_requests(follow_ups_of=tx_id, limit=50)
@@ -198,7 +110,7 @@ def request_detail(
     ]
     named = [a for r in [row, *follow_ups] for a in r["attachments"]]
     received = store.attachments_received(
-        a["sha256"] for a in named if isinstance(a.get("sha256"), str)
+        row["device_id"], (a["sha256"] for a in named if isinstance(a.get("sha256"), str))
     )
     detail["attachments"] = _attachments(row["attachments"], received)
     for follow_up in follow_ups:
@@ -260,20 +172,24 @@ def _disputed_settlement(store: HubStore, row: dict) -> dict:
     }
 
 
-def attachment(store: HubStore, sha256: str, *, township: str | None) -> tuple[str, bytes]:
-    """A received photo a request of `township` names: (content type, bytes)."""
-    kept = store.attachment(sha256)
-    if kept is None:
-        raise RequestNotFound(f"没有这张照片 / no photo {sha256[:16]}")
-    device_id, content_type, data = kept
-    naming = [
-        r
-        for r in store.requests_naming_attachment(device_id, sha256)
-        if any(a.get("sha256") == sha256 for a in r["attachments"])
-    ]
-    if not any(township is None or r["township"] == township for r in naming):
-        raise RequestNotFound(f"没有这张照片 / no photo {sha256[:16]}")
-    return content_type, data
+def attachment(
+    store: HubStore, sha256: str, *, township: str | None, device_id: str | None = None
+) -> tuple[str, bytes]:
+    """A received photo a request of `township` names (of `device_id`'s requests when
+    given): (content type, bytes). Each device's copy is its own: the same bytes from
+    two devices are two photos, each shown to whoever may see that device's request."""
+    for holder in store.attachment_devices(sha256):
+        if device_id is not None and holder != device_id:
+            continue
+        naming = [
+            r
+            for r in store.requests_naming_attachment(holder, sha256)
+            if any(a.get("sha256") == sha256 for a in r["attachments"])
+        ]
+        kept = store.attachment(sha256, holder)
+        if kept is not None and any(township is None or r["township"] == township for r in naming):
+            return kept
+    raise RequestNotFound(f"没有这张照片 / no photo {sha256[:16]}")
 
 
 # ---- photos from the devices ----------------------------------------------------------
@@ -284,7 +200,7 @@ def store_attachment(
 ) -> dict:
     """Keep a photo an authenticated device uploads after the request naming it; a
     refusal stores nothing; a repeat is stored again (no change)."""
-    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+    if not is_sha256_hex(sha256):
         raise SyncError("ATTACHMENT_HASH_MISMATCH", "the name is not a SHA-256 in lower-case hex")
     if len(data) > MAX_ATTACHMENT_BYTES:
         raise SyncError("ATTACHMENT_TOO_LARGE", f"{len(data)} bytes")
@@ -515,19 +431,36 @@ def _publish_person(
                 if c.get("disease_code") != certificate["disease_code"]
             ] + [certificate]
             result = {k: certificate[k] for k in ("disease_code", "valid_from", "valid_to")}
+        # The county's running balance and figures, not the last roster's copy: money
+        # spent since that roster must not come back when the device installs this one.
+        kept = store.person(person["insured_id"])
+        if kept is not None and ("account_balance" in person or kept[1]):
+            person["account_balance"] = kept[1]
+        figures = store.person_figures(person["insured_id"])
+        if figures:
+            person["accumulators"] = figures
         persons[index] = person
     version = next_roster_version(latest.version)
     expires_at = max(datetime.fromisoformat(latest.expires_at), now + ROSTER_VALIDITY)
     document = {**latest.content, "version": version, "persons": persons}
-    publishing.publish(
-        store,
-        county_key,
-        kind="roster",
-        version=version,
-        expires_at=expires_at,
-        now=now,
-        document=document,
-    )
+    try:
+        publishing.publish(
+            store,
+            county_key,
+            kind="roster",
+            version=version,
+            expires_at=expires_at,
+            now=now,
+            document=document,
+            changed=[person["insured_id"]],
+        )
+    except (publishing.NotNewer, HubStoreError):
+        # Another roster was published between reading the newest and adding this one.
+        raise HubError(
+            f"审批时参保名单刚被另一次发布更新，未作决定，请重新审批"
+            f" / the roster was published meanwhile ({version} was taken): nothing was"
+            " decided, decide again"
+        ) from None
     return {**result, "roster_version": version}
 
 
@@ -581,38 +514,9 @@ def decisions_for(store: HubStore, device_id: str, after: int, limit: int = DECI
 def premium_totals(store: HubStore, *, year: int | None, township: str | None) -> list[dict]:
     """Per clinic: the premiums collected (count, persons, amount by method, what the
     state paid), those reversed, and the cash the clinic must hand over (cash collected
-    less cash given back)."""
-    totals: dict[str, dict] = {}
-    for row in store.premiums(year=year, township=township):
-        clinic = totals.setdefault(
-            row["clinic"],
-            {
-                "clinic": row["clinic"],
-                "township": row["township"],
-                "count": 0,
-                "persons": 0,
-                "amount": 0,
-                **dict.fromkeys(PAYMENT_METHODS, 0),
-                "state_paid": 0,
-                "reversed_count": 0,
-                "reversed_amount": 0,
-                "reversed_cash": 0,
-                "reversed_state_paid": 0,
-            },
-        )
-        method = row["method"] if row["method"] in PAYMENT_METHODS else "cash"
-        clinic["count"] += 1
-        clinic["persons"] += len(row["persons"])
-        clinic["amount"] += row["amount"]
-        clinic[method] += row["amount"]
-        clinic["state_paid"] += row["state_paid"]
-        if row["reversed_by"] is not None:
-            clinic["reversed_count"] += 1
-            clinic["reversed_amount"] += row["amount"]
-            clinic["reversed_state_paid"] += row["state_paid"]
-            if method == "cash":
-                clinic["reversed_cash"] += row["amount"]
-    for clinic in totals.values():
+    less cash given back), summed by the store."""
+    totals = store.premium_sums(year=year, township=township)
+    for clinic in totals:
         clinic["net_amount"] = clinic["amount"] - clinic["reversed_amount"]
         clinic["cash_to_hand_over"] = clinic["cash"] - clinic["reversed_cash"]
-    return [totals[code] for code in sorted(totals)]
+    return totals

@@ -7,10 +7,10 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from edge.domain.ledger import genesis_hash
+from sync.hub import service_index
 from sync.hub.ingest import Refusal, plan_ingest
 from sync.hub.model import HubError
 from sync.hub.ports import HubStore
-from sync.hub.services import service_requests
 from sync.hub.services.releases import software_report
 from sync.protocol import SyncError, canonical_json, iso, load_public_key, parse_time
 
@@ -83,7 +83,7 @@ def ingest(store: HubStore, device_id: str, batch: list[object], now: datetime) 
                 device_id, [(r.seq or 0, r.detail) for r in plan.malformed], received_at
             )
         if plan.accepted:  # requests and premiums for the county's queue and totals
-            service_requests.index_records(
+            service_index.index_records(
                 store, current, plan.accepted, [r.seq or 0 for r in plan.malformed], received_at
             )
         if plan.head_seq != head_seq:
