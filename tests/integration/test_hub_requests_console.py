@@ -258,7 +258,8 @@ def test_a_kept_file_that_is_not_an_image_is_never_served(county, hub, hub_dir):
     console serves JPEG and PNG only."""
     device, data = county["ml"], b"<script>alert(1)</script>"
     request = enrolment(device, hub_dir, NOW + timedelta(minutes=40), [data])
-    upload(device, NOW, photos_too=False)  # the hub refuses the page's upload
+    refused = upload(device, NOW)["attachments_refused"]  # the hub refused the upload
+    assert refused == [{"sha256": hashlib.sha256(data).hexdigest(), "code": "ATTACHMENT_TYPE"}]
     sha = hashlib.sha256(data).hexdigest()
     with hub_store(hub_dir) as store, store.unit_of_work():
         store.add_attachment(sha, device.identity.device_id, "text/html", data, NOW.isoformat())
