@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sync_helpers import NOW, Device, signed_call
+from web_service_support import with_check_digit
 
 from edge.adapters.attachments import AttachmentFiles
 from edge.adapters.sealing import seal
@@ -19,15 +20,7 @@ from sync import agent
 from sync.hub.adapters.county_key import load_seal_key
 from sync.hub.server import RunningHub
 
-
-def id_number_with_check(first17: str) -> str:
-    """An ID number with its GB 11643 check digit."""
-    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
-    total = sum(int(c) * w for c, w in zip(first17, weights, strict=True))
-    return first17 + "10X98765432"[total % 11]
-
-
-APPLICANT_ID = id_number_with_check("32011519700102123")
+APPLICANT_ID = with_check_digit("32011519700102123")
 
 
 def png(seed: int) -> bytes:

@@ -49,13 +49,14 @@ class County:
     def public_key(self) -> str:
         return b64url(raw_public_key(self.signing.public_key()))
 
-    def pin_on(self, store, device_id: str) -> None:
-        """The enrollment row the agent keeps, as if this county's hub had answered."""
+    def pin_on(self, store, device_id: str, *, encryption_key: bool = True) -> None:
+        """The enrollment row the agent keeps, as if this county's hub had answered (with
+        its encryption key, unless told: a device enrolled before the service point)."""
         value = state.Enrollment(
             hub_url="http://127.0.0.1:9", device_id=device_id, slot_id=1, clinic_code="C1",
             township="T1", county_name="Demo", county_public_key=self.public_key,
             enrolled_at=NOW.isoformat(), clock_offset_s=0,
-            county_encryption_key=public_key_b64(self.sealing),
+            county_encryption_key=public_key_b64(self.sealing) if encryption_key else None,
         )  # fmt: skip
         with store.write_transaction():
             state.save_enrollment(store, value)
@@ -69,4 +70,7 @@ class County:
             "decided_by": "coord-t1", "decided_at": (NOW + timedelta(hours=2)).isoformat(),
             "result": result,
         }  # fmt: skip
+        return self.sign(decision)
+
+    def sign(self, decision: dict) -> dict:
         return {"decision": decision, "signature": b64url(self.signing.sign(canonical(decision)))}

@@ -50,13 +50,18 @@ def write_new_private_key(path: Path) -> Ed25519PrivateKey:
     """A new Ed25519 key in a file only its owner can read; FileExistsError rather than
     overwrite one."""
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    write_new_key_file(path, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return key
+
+
+def write_new_key_file(path: Path, pem: bytes) -> None:
+    """A private key's PEM in a new file only its owner can read, on disk before this
+    returns; FileExistsError rather than overwrite one."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
         handle.flush()
         os.fsync(handle.fileno())
-    return key
 
 
 def read_private_key(path: Path, label: str) -> Ed25519PrivateKey:

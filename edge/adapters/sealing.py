@@ -8,7 +8,6 @@ signing key the device already pinned, so nobody between can swap it.
 """
 
 import hashlib
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from edge.adapters.identity import write_new_key_file
 from edge.domain.ledger import b64url, b64url_decode, canonical
 
 ALG = "X25519-HKDF-SHA256-AES256GCM"
@@ -147,12 +147,7 @@ def write_new_sealing_key(path: Path) -> X25519PrivateKey:
     """A new X25519 key in a file only its owner can read (PKCS8 PEM); FileExistsError
     rather than overwrite one: numbers sealed to it could never be opened again."""
     key = X25519PrivateKey.generate()
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-        handle.flush()
-        os.fsync(handle.fileno())
+    write_new_key_file(path, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
     return key
 
 

@@ -12,50 +12,19 @@ from pathlib import Path
 
 import pytest
 from clock import NOW
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sync_helpers import OPERATOR, RESIDENT, new_device
+from web_service_support import ID_NUMBER, County
 
 from edge import premiums, services
 from edge import service_requests as sr
 from edge.adapters.attachments import AttachmentFiles
-from edge.adapters.sealing import open_sealed, public_key_b64
+from edge.adapters.sealing import open_sealed
 from edge.adapters.sqlite_store import SqliteDeviceStore
-from edge.domain.ledger import b64url, canonical
 from edge.domain.model import Rejection
 from edge.ports import RequestStore
-from sync.agent import state
 
 JPEG = b"\xff\xd8\xff\xe0" + b"photo" * 20
 PNG = b"\x89PNG\r\n\x1a\n" + b"scan" * 20
-
-
-def with_check_digit(first17: str) -> str:
-    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-    total = sum(int(d) * w for d, w in zip(first17, weights, strict=True))
-    return first17 + "10X98765432"[total % 11]
-
-
-# A valid GB 11643 number: born 1990-01-01, a man (17th digit odd), its check digit.
-ID_NUMBER = with_check_digit("32011519900101123")
-
-
-class County:
-    """The county's two keys, as a hub holds them: the signing key the device pins at
-    enrollment and the encryption key its ID numbers are sealed to."""
-
-    def __init__(self) -> None:
-        self.signing = Ed25519PrivateKey.generate()
-        self.sealing = X25519PrivateKey.generate()
-
-    @property
-    def public_key(self) -> str:
-        from edge.domain.ledger import raw_public_key
-
-        return b64url(raw_public_key(self.signing.public_key()))
-
-    def sign(self, decision: dict) -> dict:
-        return {"decision": decision, "signature": b64url(self.signing.sign(canonical(decision)))}
 
 
 @pytest.fixture
@@ -66,28 +35,9 @@ def county() -> County:
 @pytest.fixture
 def device(tmp_path, county):
     device = new_device(tmp_path / "device")
-    enroll_locally(device, county, pin=True)
+    county.pin_on(device.store, device.identity.device_id)
     yield device
     device.store.close()
-
-
-def enroll_locally(device, county: County, *, pin: bool) -> None:
-    """The enrollment row the agent keeps, as if a hub had answered (the agent's tests
-    enroll with a real hub)."""
-    value = state.Enrollment(
-        hub_url="http://127.0.0.1:9",
-        device_id=device.identity.device_id,
-        slot_id=1,
-        clinic_code="C1",
-        township="T1",
-        county_name="Demo",
-        county_public_key=county.public_key,
-        enrolled_at=NOW.isoformat(),
-        clock_offset_s=0,
-        county_encryption_key=public_key_b64(county.sealing) if pin else None,
-    )
-    with device.store.write_transaction():
-        state.save_enrollment(device.store, value)
 
 
 def enrolment(device, now=NOW, **changes) -> dict:
@@ -185,7 +135,7 @@ class TestEnrolment:
 
     def test_without_the_county_encryption_key_it_is_refused(self, tmp_path, county):
         device = new_device(tmp_path / "unpinned")
-        enroll_locally(device, county, pin=False)
+        county.pin_on(device.store, device.identity.device_id, encryption_key=False)
         error = refused(device, "ENCRYPTION_KEY_MISSING", lambda: enrolment(device))
         assert error.message.startswith("先同步一次以取得县医保局的加密公钥")
 
