@@ -74,6 +74,23 @@ def tap_keys(page, text: str) -> None:
         page.locator(f'#osk button[data-osk-key="{ch}"]').tap()
 
 
+CANDIDATES = '#osk [role="group"][aria-label="候选汉字"]'
+
+
+def candidates_for(page, pinyin: str) -> str:
+    """The candidate row once it answers these letters (not a shorter start of them),
+    waited for: a slow answer to "x" must not pass for the answer to "xi"."""
+    row = f'{CANDIDATES}[data-pinyin="{pinyin}"]'
+    page.wait_for_selector(f"{row} button")
+    return row
+
+
+def tap_chinese(page, pinyin: str, character: str) -> None:
+    """A character typed as the doctor types it: its pinyin, then its candidate."""
+    tap_keys(page, pinyin)
+    page.locator(f'{candidates_for(page, pinyin)} button[data-osk-char="{character}"]').tap()
+
+
 def tap_pin(page, pin: str) -> None:
     """Enter a password on the sign-in or lock screen's number pad."""
     for key in pin:

@@ -11,7 +11,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from browser_support import Shots, no_sideways_scroll, tap_keys, tap_pin, wait_until
+from browser_support import Shots, no_sideways_scroll, tap_chinese, tap_keys, tap_pin, wait_until
 from sync_helpers import hub_store
 from web_support import NOW, enrolled_terminal
 
@@ -22,7 +22,6 @@ SPEED = 4  # the product's clock runs four times faster than the wall clock
 ID_NUMBER = "320115198503080067"  # a demo number: born 1985-03-08, a woman, check digit 7
 NAME = "王玉兰"  # the pinyin keyboard offers characters of the catalog and diagnoses
 COORDINATOR = ("molin-coord", "demo-coord-2026")  # the demo county's, of 秣陵街道
-CANDIDATES = '#osk [role="group"][aria-label="候选汉字"]'
 
 
 class FastClock:
@@ -66,11 +65,6 @@ def wait_for(check, timeout: float = 60.0):
         assert time.monotonic() < deadline, f"timed out waiting for {check}"
         time.sleep(0.2)
     return found
-
-
-def tap_chinese(page, pinyin: str, character: str) -> None:
-    tap_keys(page, pinyin)
-    page.locator(f'{CANDIDATES} button[data-osk-char="{character}"]').tap()
 
 
 def test_a_resident_enrolled_offline_is_approved_and_then_settles(terminal, page, desk):

@@ -22,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from browser_support import Shots, no_sideways_scroll, tap_keys, tap_pin, wait_until
+from browser_support import Shots, no_sideways_scroll, tap_chinese, tap_keys, tap_pin, wait_until
 from web_support import NOW, enrolled_terminal
 
 from drivers.printer import PrinterEmulator
@@ -174,10 +174,8 @@ def test_a_doctors_whole_day_by_touch_alone(day, page):
     # (x i → 西, l i n → 林); the search finds 阿莫西林胶囊 by the characters inside it.
     page.locator("#item-search").tap()
     page.wait_for_selector("#osk:not([hidden])")
-    tap_keys(page, "xi")
-    page.locator('#osk .osk-candidates button[data-osk-char="西"]').tap()
-    tap_keys(page, "lin")
-    page.locator('#osk .osk-candidates button[data-osk-char="林"]').tap()
+    tap_chinese(page, "xi", "西")
+    tap_chinese(page, "lin", "林")
     assert page.input_value("#item-search") == "西林"
     page.wait_for_selector('#item-results[data-query="西林"] li[role=option]')
     assert any(name.startswith("阿莫西林") for name in result_names(page))

@@ -5,11 +5,17 @@ initials search as before). Nothing is typed but by tapping. Screenshots go to
 test-artifacts/web-e2e/pinyin-input/."""
 
 import pytest
-from browser_support import Shots, no_sideways_scroll, tap_keys
+from browser_support import (
+    CANDIDATES,
+    Shots,
+    candidates_for,
+    no_sideways_scroll,
+    tap_chinese,
+    tap_keys,
+)
 from web_support import FakeClock, app_config, make_demo_device, served
 
 AMOXICILLIN = "XJ01CAA040A001"  # 阿莫西林胶囊
-CANDIDATES = '#osk [role="group"][aria-label="候选汉字"]'
 
 
 @pytest.fixture
@@ -23,13 +29,9 @@ def terminal(tmp_path):
         yield url
 
 
-def tap_candidate(page, ch: str) -> None:
-    page.locator(f'{CANDIDATES} button[data-osk-char="{ch}"]').tap()
-
-
-def candidate_boxes(page) -> list:
+def candidate_boxes(page, pinyin: str) -> list:
     return page.eval_on_selector_all(
-        f"{CANDIDATES} button",
+        f"{candidates_for(page, pinyin)} button",
         "nodes => nodes.map(n => { const r = n.getBoundingClientRect();"
         " return [n.textContent, r.left, r.right, r.width, r.height]; })",
     )
@@ -54,8 +56,7 @@ def test_a_doctor_taps_pinyin_into_chinese_and_finds_amoxicillin(terminal, page)
     assert page.locator(CANDIDATES).is_hidden()  # nothing typed, nothing offered
 
     tap_keys(page, "xi")
-    page.wait_for_selector(f'{CANDIDATES} button[data-osk-char="西"]')
-    offered = candidate_boxes(page)
+    offered = candidate_boxes(page, "xi")
     assert offered[0][0] == "西" and 1 < len(offered) <= 12
     for _, left, right, width, height in offered:
         assert left >= 0 and right <= 800 and width >= 44 and height >= 44
@@ -66,13 +67,13 @@ def test_a_doctor_taps_pinyin_into_chinese_and_finds_amoxicillin(terminal, page)
     row = page.locator(CANDIDATES).bounding_box()
     assert results["height"] >= 44 and results["y"] + results["height"] <= row["y"] + 1
     shot("xi-candidates")
-    tap_candidate(page, "西")
+    page.locator(f'{CANDIDATES} button[data-osk-char="西"]').tap()
     assert page.input_value("#item-search") == "西"
     page.wait_for_selector(CANDIDATES, state="hidden")  # the letters are used up
 
     tap_keys(page, "lin")
     assert page.input_value("#item-search") == "西lin"
-    tap_candidate(page, "林")
+    page.locator(f'{candidates_for(page, "lin")} button[data-osk-char="林"]').tap()
     assert page.input_value("#item-search") == "西林"
     assert page.evaluate("() => document.activeElement.id") == "item-search"
     page.wait_for_selector(f'#item-results li[data-code="{AMOXICILLIN}"]')
@@ -91,8 +92,7 @@ def test_a_doctor_taps_pinyin_into_chinese_and_finds_amoxicillin(terminal, page)
     # The diagnosis search takes Chinese too: 感 from gan.
     page.locator("#osk button[data-osk-key=done]").tap()
     page.locator("#diagnosis-search").tap()
-    tap_keys(page, "gan")
-    tap_candidate(page, "感")
+    tap_chinese(page, "gan", "感")
     assert page.input_value("#diagnosis-search") == "感"
     page.wait_for_selector("#diagnosis-results li")
     assert page.problems == []

@@ -6,7 +6,7 @@ as waiting to upload; an enrolment whose ID number is shown masked only, kept by
 the page nor the ledger. Screenshots go to test-artifacts/web-e2e/service-*/."""
 
 import pytest
-from browser_support import Shots, no_sideways_scroll, tap_keys, tap_pin, wait_until
+from browser_support import Shots, no_sideways_scroll, tap_chinese, tap_keys, tap_pin, wait_until
 from web_service_support import ID_NUMBER, County, png
 from web_support import FakeClock, app_config, make_demo_device, served, store_of
 
@@ -39,12 +39,6 @@ def county_pinned(terminal):
     finally:
         store.close()
     return terminal
-
-
-def tap_chinese(page, pinyin: str, character: str) -> None:
-    """A character typed as the doctor types it: its pinyin, then its candidate."""
-    tap_keys(page, pinyin)
-    page.locator(f'#osk [data-osk-char="{character}"]').first.tap()
 
 
 def tap_to(page, selector: str) -> None:

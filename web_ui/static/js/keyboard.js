@@ -183,10 +183,13 @@ export class OnScreenKeyboard {
       `/api/ime?pinyin=${encodeURIComponent(run.pinyin)}&set=${set}`,
     );
     if (asked !== this.asked) return;
-    this.showCandidates(status === 200 && data ? data.candidates : []);
+    this.showCandidates(status === 200 && data ? data.candidates : [], run.pinyin);
   }
 
-  showCandidates(chars) {
+  // The row says which letters it answers (data-pinyin): an answer to fewer letters is
+  // never mistaken for the answer to what is typed now.
+  showCandidates(chars, pinyin = "") {
+    this.candidates.dataset.pinyin = pinyin;
     this.candidates.replaceChildren(
       ...chars.map((ch) =>
         el("button", { type: "button", tabIndex: -1, "data-osk-char": ch, text: ch }),
