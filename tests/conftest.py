@@ -9,6 +9,7 @@ from edge.adapters.sqlite_store import SqliteDeviceStore
 pytest_plugins = [
     "hub_fixtures",  # the county hub's: hub_backend, hub, enrolled_device...
     "browser_support",  # the kiosk browser's: browser, page
+    "console_support",  # the county office's desktop page: desk
 ]
 
 EXAMPLE_POLICY = {

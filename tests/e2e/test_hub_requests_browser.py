@@ -5,23 +5,12 @@ Screenshots in test-artifacts/web-e2e/hub-requests/."""
 
 import pytest
 from browser_support import Shots
+from console_support import PASSWORD, console_sign_in
 from hub_request_helpers import enrolment, png, put_photo, upload
 from sync_helpers import NOW, hub_store
 
 from sync.hub import console_auth
 from sync.hub.services import service_requests
-
-PASSWORD = "correct horse 42"
-
-
-@pytest.fixture
-def desk(browser):
-    """The county office's screen: a desktop browser, zh-CN."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    yield page
-    context.close()
 
 
 @pytest.mark.parametrize("hub_backend", ["sqlite"], indirect=True)
@@ -37,11 +26,7 @@ def test_a_coordinator_approves_an_enrolment_from_the_queue(
     put_photo(hub, device, photo, NOW)
     shots = Shots(desk, "hub-requests")
 
-    desk.goto(f"{hub.url}/console/login")
-    desk.fill("input[name=username]", "li")
-    desk.fill("input[name=password]", PASSWORD)
-    with desk.expect_navigation():
-        desk.click("button[type=submit]")
+    console_sign_in(desk, hub.url, "li")
     with desk.expect_navigation():
         desk.click("header >> text=医保服务申请")
     assert desk.locator('nav.tabs a[data-kind="enrolment"] .count').inner_text() == "1"

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from browser_support import Shots
+from console_support import PASSWORD, console_sign_in
 from sync_helpers import NOW, hub_store
 
 from edge.clock import CLINIC_TZ
@@ -17,19 +18,8 @@ from sync.hub.adapters.county_key import load_county_key
 from sync.hub.services import reconciliation, statements
 from sync.statements import PAYERS
 
-PASSWORD = "correct horse 42"
 MONTH = NOW.strftime("%Y-%m")
 NEXT_MONTH = datetime(NOW.year + NOW.month // 12, NOW.month % 12 + 1, 2, 9, tzinfo=CLINIC_TZ)
-
-
-@pytest.fixture
-def desk(browser):
-    """The county office's screen: a desktop browser, zh-CN."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    yield page
-    context.close()
 
 
 @pytest.mark.parametrize("hub_backend", ["sqlite"], indirect=True)
@@ -47,11 +37,7 @@ def test_a_coordinator_prints_the_statement_and_its_totals_are_the_signed_ones(
     hub_clock.now = NEXT_MONTH
     shots = Shots(desk, "hub-statement")
 
-    desk.goto(f"{hub.url}/console/login")
-    desk.fill("input[name=username]", "li")
-    desk.fill("input[name=password]", PASSWORD)
-    with desk.expect_navigation():
-        desk.click("button[type=submit]")
+    console_sign_in(desk, hub.url, "li")
     desk.goto(f"{hub.url}/console/clearing?month={MONTH}")
     shots("clearing")
     with desk.expect_navigation():

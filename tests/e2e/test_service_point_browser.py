@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 from browser_support import Shots, no_sideways_scroll, tap_chinese, tap_keys, tap_pin, wait_until
+from console_support import console_sign_in
 from sync_helpers import hub_store
 from web_support import NOW, enrolled_terminal
 
@@ -41,16 +42,6 @@ def terminal(tmp_path):
         tmp_path, FastClock(), STATUS_POLL_MS=300, SESSION_IDLE_MINUTES=600
     ) as terminal:
         yield terminal
-
-
-@pytest.fixture
-def desk(browser):
-    """The county office's screen: a desktop page of the same browser, zh-CN."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    yield page
-    context.close()
 
 
 def hub_request(hub_dir, tx_id: str) -> dict | None:
@@ -122,11 +113,7 @@ def test_a_resident_enrolled_offline_is_approved_and_then_settles(terminal, page
     assert row["applicant"]["id_number_masked"] == masked
 
     # The coordinator of the clinic's township approves it in the county console.
-    desk.goto(f"{terminal['hub_url']}/console/login")
-    desk.fill("input[name=username]", COORDINATOR[0])
-    desk.fill("input[name=password]", COORDINATOR[1])
-    with desk.expect_navigation():
-        desk.click("button[type=submit]")
+    console_sign_in(desk, terminal["hub_url"], *COORDINATOR)
     desk.goto(f"{terminal['hub_url']}/console/requests?kind=enrolment")
     with desk.expect_navigation():
         desk.click(f'tr[data-tx="{tx_id}"] a')

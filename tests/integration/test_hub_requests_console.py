@@ -14,6 +14,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from console_support import PASSWORD, page, signed_in, token
 from hub_request_helpers import (
     APPLICANT_ID,
     append,
@@ -32,7 +33,6 @@ from sync.hub import console_auth
 from sync.hub.adapters.audit_log import AUDIT_FILE, read_audit
 from sync.hub.services import reconciliation, service_requests
 
-PASSWORD = "correct horse 42"
 CLINIC, OTHER = "ML-01", "GL-01"
 
 
@@ -82,27 +82,6 @@ def county(hub, hub_dir, make_enrolled_device):
 
 def decisions(store, tx_id: str) -> list[dict]:
     return service_requests.request_detail(store, tx_id, township=None)["decisions"]
-
-
-def token(page: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
-def signed_in(app, username: str):
-    client = app.test_client()
-    page = client.get("/console/login").get_data(as_text=True)
-    answer = client.post(
-        "/console/login",
-        data={"username": username, "password": PASSWORD, "csrf_token": token(page)},
-    )
-    assert answer.status_code == 302
-    return client
-
-
-def page(client, path: str) -> str:
-    answer = client.get(path)
-    assert answer.status_code == 200, answer.get_data(as_text=True)
-    return answer.get_data(as_text=True)
 
 
 def test_the_queue_shows_a_tab_per_kind_with_counts_and_the_requests(county, hub):

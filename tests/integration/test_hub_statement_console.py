@@ -4,11 +4,11 @@ reconciliation shown with both sides' figures, exports; coordinators see their o
 township only. On each hub store (`hub_backend`)."""
 
 import io
-import re
 from datetime import datetime, timedelta
 
 import openpyxl
 import pytest
+from console_support import PASSWORD, page, signed_in, token
 from hub_server import serve_in_background
 from sync_helpers import NOW, hub_store
 
@@ -20,7 +20,6 @@ from sync.agent.jobs import client_for
 from sync.hub import console_auth
 from sync.hub.services import reconciliation
 
-PASSWORD = "correct horse 42"
 MONTH = NOW.strftime("%Y-%m")
 CLINIC, OTHER = "ML-01", "GL-01"
 NEXT_MONTH = datetime(NOW.year + NOW.month // 12, NOW.month % 12 + 1, 2, 9, tzinfo=CLINIC_TZ)
@@ -46,27 +45,6 @@ def county(hub, hub_dir, hub_clock, make_enrolled_device):
         reconciliation.reconcile_pending(store, NOW)
     hub_clock.now = NEXT_MONTH
     return devices
-
-
-def token(page: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
-def signed_in(app, username: str):
-    client = app.test_client()
-    page = client.get("/console/login").get_data(as_text=True)
-    answer = client.post(
-        "/console/login",
-        data={"username": username, "password": PASSWORD, "csrf_token": token(page)},
-    )
-    assert answer.status_code == 302
-    return client
-
-
-def page(client, path: str) -> str:
-    answer = client.get(path)
-    assert answer.status_code == 200, answer.get_data(as_text=True)
-    return answer.get_data(as_text=True)
 
 
 STATEMENT = f"/console/statements/{CLINIC}/{MONTH}"
