@@ -17,6 +17,7 @@ import stat
 import threading
 import time
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from edge.adapters.schema import (
     migrations,
     unknown_migrations,
 )
+from edge.domain import records as rec
 from edge.domain.documents import (
     YEAR_WIDE,
     InsuredPerson,
@@ -995,7 +997,9 @@ class SqliteDeviceStore:
         `person_staged` and the roster upserted there in short transactions, then one
         transaction swaps the tables. Balances settlements changed meanwhile are carried
         over (a trigger notes whose); for a person the roster lists, the roster's balance
-        stands, as if the settlement had come just before the import. The roster's
+        stands, as if the settlement had come just before the import, unless the county
+        computed it (`account_as_of`): then what this terminal's later records moved is
+        applied on top (`_apply_own_account_movements`). The roster's
         accumulator figures only ever raise a figure (max), so they are merged after the
         swap in short transactions, from a table a crash leaves for the next import."""
         version, persons = roster_from_json(document)
@@ -1008,6 +1012,7 @@ class SqliteDeviceStore:
                     self.db.execute(_UPSERT_PERSON.format(table="person"), _person_row(entry))
                     for kind, params in _figure_rows(entry):
                         self.db.execute(_MERGE_FIGURE[kind], params)
+                self._apply_own_account_movements(persons)
                 self.db.execute(
                     "INSERT INTO roster_version VALUES (?, ?, ?)",
                     [version, len(persons), _installed_at(now)],
@@ -1037,6 +1042,7 @@ class SqliteDeviceStore:
                     f" AND insured_id NOT IN (SELECT insured_id FROM roster_id{_STAGED})"
                 )
                 self._swap_staged(_ROSTER_TABLES)
+                self._apply_own_account_movements(persons)
                 self.db.execute(f"ALTER TABLE roster_figure{_STAGED} RENAME TO roster_figure")
                 self.db.execute(
                     "INSERT INTO roster_version VALUES (?, ?, ?)",
@@ -1047,6 +1053,38 @@ class SqliteDeviceStore:
             self._drop_tables(("balance_noted", "roster_id"), _STAGED)
         self.merge_pending_roster_figures()
         return len(persons)
+
+    def _apply_own_account_movements(self, persons: list[InsuredPerson]) -> None:
+        """For each person whose balance the county computed (`account_as_of`), apply on top
+        what this terminal's records after the seq it names for this terminal moved: a
+        visit paid from the account offline, not yet counted by the county, must not give
+        the money back. Never below zero (as the county's balances)."""
+        device = self.device()
+        counted = {
+            entry.insured_id: entry.account_as_of.get(device.device_id if device else "", 0)
+            for entry in persons
+            if entry.account_as_of is not None
+        }
+        if not counted:
+            return
+        moved: Counter[str] = Counter()
+        kinds = ", ".join(f"'{kind}'" for kind in rec.ACCOUNT_KINDS)
+        rows = self.db.execute(
+            f"SELECT seq, kind, record, (SELECT o.record FROM ledger o WHERE o.tx_id = l.reverses)"
+            f" FROM ledger l WHERE seq > ? AND kind IN ({kinds}) ORDER BY seq",
+            [min(counted.values())],
+        )
+        for seq, kind, text, reversed_text in rows:
+            original = json.loads(reversed_text)["body"] if reversed_text else None
+            for insured_id, amount in rec.account_movements(
+                kind, json.loads(text)["body"], original
+            ).items():
+                if seq > counted.get(insured_id, seq):
+                    moved[insured_id] += amount
+        self.db.conn.executemany(
+            "UPDATE person SET account_balance = max(0, account_balance + ?) WHERE insured_id = ?",
+            [(amount, insured_id) for insured_id, amount in moved.items() if amount],
+        )
 
     def _insert_roster_rows(self, prepared: tuple[list[list], list[tuple[str, str]]]) -> None:
         persons, figures = prepared

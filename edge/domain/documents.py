@@ -470,6 +470,9 @@ class InsuredPerson:
     accumulators: Mapping[tuple[int, str], Accumulators]
     # 家庭共济: the employees who authorised this person to use their personal account
     family_account_holders: tuple[str, ...] = ()
+    # A balance the county computed (a point release): each device's last seq whose
+    # records it includes; a device not named has none in it. None: the roster's balance.
+    account_as_of: Mapping[str, int] | None = None
 
 
 def masked_id_number(value: Any, path: str) -> str:
@@ -506,6 +509,18 @@ def _year_accumulators(value: Any, path: str) -> dict[str, Accumulators]:
     return result
 
 
+def seq_by_device(value: Any, path: str) -> dict[str, int]:
+    """`{device id: seq}`: how far the county had counted each device's records."""
+    result = {}
+    for device_id, seq in obj(value, path).items():
+        if not isinstance(device_id, str) or not 0 < len(device_id) <= 64:
+            raise bad(path, f"names a device as {device_id!r}")
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= 10**12:
+            raise bad(f"{path}.{device_id}", f"must be a record number (got {seq!r})")
+        result[device_id] = seq
+    return result
+
+
 def insured_person_from_json(value: Any, path: str) -> InsuredPerson:
     doc = obj(value, path)
     accumulators = {}
@@ -524,6 +539,7 @@ def insured_person_from_json(value: Any, path: str) -> InsuredPerson:
         person=person_from_json(doc, path),
         accumulators=accumulators,
         family_account_holders=field(doc, "family_account_holders", path, list_of(text), ()),
+        account_as_of=field(doc, "account_as_of", path, seq_by_device, None),
     )
 
 

@@ -148,6 +148,44 @@ def restored_accumulators(
     return restored
 
 
+# The kinds that move a personal account's balance (`account_movements`).
+ACCOUNT_KINDS = ("settlement", "reversal", *sp.PREMIUM_KINDS)
+
+
+def account_movements(
+    kind: str, body: dict[str, Any], reversed_body: dict[str, Any] | None = None
+) -> dict[str, int]:
+    """What one record moved personal-account balances by, per insured number (fen,
+    negative when paid from the account): a settlement its person's account and the family
+    account holder's (家庭共济, its accumulators after − before, as the terminal applied
+    them), a premium paid from a family account its holder's, a reversal the opposite of
+    what its original settlement (`reversed_body`) moved."""
+    if kind == "reversal":
+        if reversed_body is None:
+            return {}
+        original = account_movements("settlement", reversed_body)
+        return {insured_id: -amount for insured_id, amount in original.items()}
+    if kind in sp.PREMIUM_KINDS:
+        holder, amount = body.get("account_holder"), body.get("amount")
+        if body.get("method") != "family_account" or not holder or type(amount) is not int:
+            return {}
+        return {holder: -amount if kind == "premium" else amount}
+    if kind != "settlement":
+        return {}
+    before = body.get("accumulators_before") or {}
+    after = (body.get("result") or {}).get("accumulators_after") or {}
+
+    def moved(name: str) -> int:
+        was, now = before.get(name), after.get(name)
+        return now - was if type(was) is int and type(now) is int else 0
+
+    moves = {body["insured_id"]: moved("account_balance")}
+    holder = (body.get("visit") or {}).get("family_account_holder")
+    if holder:
+        moves[holder] = moves.get(holder, 0) + moved("family_account_balance")
+    return {insured_id: amount for insured_id, amount in moves.items() if amount}
+
+
 # The kinds whose money a close totals.
 CLOSED_KINDS = ("settlement", "reversal", *sp.PREMIUM_KINDS)
 

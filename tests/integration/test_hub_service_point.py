@@ -19,10 +19,11 @@ from edge import services
 from edge.adapters.sealing import key_id, public_key_b64, seal, verified_encryption_key
 from edge.console import main
 from edge.domain import records
+from edge.domain.documents import visit_from_json
 from edge.domain.ledger import b64url_decode
 from edge.domain.records import body_problem
 from sync import agent
-from sync.agent import state
+from sync.agent import county_updates, state
 from sync.agent.client import HubClient, HubRefusal
 from sync.agent.jobs import client_for
 from sync.hub.adapters.county_key import SEAL_KEY_FILE, ensure_seal_key, load_seal_key
@@ -200,6 +201,64 @@ def test_an_approved_enrolment_reaches_the_device_and_the_person_settles(
     sync(device, NOW + timedelta(hours=2))
     settled = device.settle(NOW + timedelta(hours=2), insured_id=new_id)
     assert settled["body"]["insured_id"] == new_id
+
+
+def test_a_renewal_keeps_the_money_a_device_paid_from_an_account_since_the_county_counted(
+    hub, hub_dir, make_enrolled_device
+):
+    employee = "32011500000502"  # has a personal account
+    device = make_enrolled_device("device")
+    device_id = device.identity.device_id
+
+    def paid_from_account(minutes: int) -> int:
+        now = NOW + timedelta(minutes=minutes)
+        visit = visit_from_json(
+            {
+                "date": now.date().isoformat(),
+                "visit_type": "general",
+                "diagnoses": ["J06.900"],
+                "lines": [{"code": "XJ01CAA040A001", "quantity": "2"}],
+                "use_personal_account": True,
+            }
+        )
+        settled = services.settle_visit(
+            device.store, device.identity, insured_id=employee, visit=visit,
+            operator=OPERATOR, now=now,
+        ).record  # fmt: skip
+        return settled["body"]["result"]["personal_account"]
+
+    def balance() -> int:
+        return device.store.insured_person(employee, with_accumulators=False).person.account_balance
+
+    assert paid_from_account(1) > 0
+    renewal = request(
+        device, "renewal", insured_id=employee, details={"year": 2027, "premium_tx_id": None}
+    )
+    sync(device)
+    with hub_store(hub_dir) as store:
+        reconcile_pending(store, NOW + timedelta(minutes=30))
+        counted = store.person(employee)[1]
+    assert counted == balance()
+    second = paid_from_account(40)  # offline: the county has not seen it
+    assert balance() == counted - second
+
+    decision = decide(hub_dir, hub, renewal["tx_id"])["decision"]
+    with hub_store(hub_dir) as store:
+        published = store.publication("roster", decision["result"]["roster_version"])
+    (entry,) = (p for p in published.content["persons"] if p["insured_id"] == employee)
+    assert entry["account_balance"] == counted
+    assert entry["account_as_of"][device_id] == renewal["seq"]
+
+    # The device installs the point release without uploading first: the second visit's
+    # money stays paid (the roster alone would have given it back).
+    report: dict = {"updates_applied": [], "updates_refused": []}
+    county_updates.pull_updates(
+        device.store, device.identity, client(device),
+        state.enrollment(device.store).county_public_key, NOW + timedelta(hours=2), report,
+    )  # fmt: skip
+    assert report["updates_applied"] and not report["updates_refused"]
+    assert device.store.roster_version() == decision["result"]["roster_version"]
+    assert balance() == counted - second
 
 
 def test_a_reason_is_required_and_other_townships_see_nothing(hub, hub_dir, make_enrolled_device):

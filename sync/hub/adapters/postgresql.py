@@ -130,6 +130,13 @@ class PgHubStore(SqlHubStore):
         self.conn.execute("SELECT pg_advisory_xact_lock(?)", [DECISION_SERIAL])
         return super().next_decision_serial()
 
+    def _recomputed_through(self) -> int:
+        # In a unit of work, wait for a recomputation in flight and hold the next one off,
+        # so the balances read next match the seqs counted.
+        lock = " FOR SHARE" if self._depth else ""
+        (through,) = self._only(f"SELECT recomputed_through FROM hub_state{lock}")
+        return through
+
     def _recompute_window(self) -> tuple[int, int | None]:
         # One recomputation at a time across processes (the row lock lasts the unit).
         (through,) = self._only("SELECT recomputed_through FROM hub_state FOR UPDATE")

@@ -661,6 +661,23 @@ class SqlHubStore:
         )
         return None if row is None else (json.loads(row[0]), row[1])
 
+    def records_counted(self) -> dict[str, int]:
+        """Each device's last seq the recomputation has counted: the running balances and
+        figures include its records up to there (a device's records arrive in seq order).
+        Read before the balances, in the same unit of work."""
+        through = self._recomputed_through()
+        rows = self.conn.execute(
+            f"SELECT s.device_id, (SELECT max(r.seq) FROM record r WHERE r.device_id ="
+            f" s.device_id AND r.{self.dialect.arrival} <= ?) FROM slot s"
+            " WHERE s.device_id IS NOT NULL",
+            [through],
+        )
+        return {device_id: seq for device_id, seq in rows if seq is not None}
+
+    def _recomputed_through(self) -> int:
+        (through,) = self._only("SELECT recomputed_through FROM hub_state")
+        return through
+
     def person_figures(self, insured_id: str) -> dict:
         """The county's running figures of a person as a roster carries them
         (`{year: {visit type: {deductible_used, fund_paid}, assistance_paid, ci_selfpay,
@@ -809,8 +826,7 @@ class SqlHubStore:
 
     def _recompute_window(self) -> tuple[int, int | None]:
         """(the last position recomputed, the last one that may be read; None: any)."""
-        (through,) = self._only("SELECT recomputed_through FROM hub_state")
-        return through, None
+        return self._recomputed_through(), None
 
     def records_to_recompute(self, limit: int) -> list[StoredRecord]:
         through, visible = self._recompute_window()

@@ -433,9 +433,13 @@ def _publish_person(
             result = {k: certificate[k] for k in ("disease_code", "valid_from", "valid_to")}
         # The county's running balance and figures, not the last roster's copy: money
         # spent since that roster must not come back when the device installs this one.
+        # The balance names how far it counted each device's records (read first, under
+        # the recomputation's lock): a device applies its later ones on top.
+        counted = store.records_counted()
         kept = store.person(person["insured_id"])
         if kept is not None and ("account_balance" in person or kept[1]):
             person["account_balance"] = kept[1]
+            person["account_as_of"] = counted
         figures = store.person_figures(person["insured_id"])
         if figures:
             person["accumulators"] = figures
