@@ -152,6 +152,22 @@ def restored_accumulators(
 ACCOUNT_KINDS = ("settlement", "reversal", *sp.PREMIUM_KINDS)
 
 
+def account_persons(kind: str, body: dict[str, Any]) -> set[str]:
+    """Whose personal account a record may move (`account_movements` names no one else,
+    a reversal's family account holder being its original settlement's)."""
+    if kind == "settlement":
+        visit = body.get("visit")
+        holder = visit.get("family_account_holder") if isinstance(visit, dict) else None
+        names = [body.get("insured_id"), holder]
+    elif kind == "reversal":
+        names = [body.get("insured_id")]
+    elif kind in sp.PREMIUM_KINDS:
+        names = [body.get("account_holder")]
+    else:
+        names = []
+    return {name for name in names if isinstance(name, str) and name}
+
+
 def account_movements(
     kind: str, body: dict[str, Any], reversed_body: dict[str, Any] | None = None
 ) -> dict[str, int]:

@@ -1,7 +1,9 @@
 """The service point's index at the county (`docs/service-point.md`): the well-formed
 `service_request`, `premium` and `premium_reversal` records a device uploads, indexed in
 the ingest's own transaction for the county's queue and totals. The ledger records stay
-the evidence: a record flagged malformed is never indexed.
+the evidence: a record flagged malformed is never indexed. With them, whose personal
+account each settlement, reversal and premium may move, by which device
+(`index_account_devices`).
 
 It is also how the hub's schema step that adds the index (SQLite m008, PostgreSQL step
 8) indexes the records a hub stored before it had one, so the store may call it.
@@ -10,7 +12,7 @@ It is also how the hub's schema step that adds the index (SQLite m008, PostgreSQ
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from edge.domain.records import body_problem
+from edge.domain.records import ACCOUNT_KINDS, account_persons, body_problem
 from sync.hub.model import Slot
 from sync.hub.ports import HubStore
 
@@ -46,6 +48,7 @@ def index_records(
     just stored for `slot`'s device (inside the ingest's unit of work), in seq order: a
     reversal in the same batch as its premium finds it."""
     skip = set(flagged)
+    index_account_devices(store, slot.device_id or "", [r for r in records if r["seq"] not in skip])
     for record in records:
         if record["seq"] in skip or not isinstance(record.get("body"), dict):
             continue
@@ -56,6 +59,36 @@ def index_records(
             _index_premium(store, slot, record)
         elif kind == "premium_reversal":
             _index_reversal(store, slot.device_id or "", record)
+
+
+def index_account_devices(store: HubStore, device_id: str, records: Iterable[dict]) -> None:
+    """Note whose personal account each well-formed record may move, as moved by this
+    device: a balance the county computes names how far it counted each of those
+    devices' records (`HubStore.records_counted`), and only those."""
+    persons = set()
+    for record in records:
+        body = record.get("body")
+        if record.get("kind") in ACCOUNT_KINDS and isinstance(body, dict):
+            persons |= account_persons(record["kind"], body)
+    if persons:
+        store.add_account_devices(device_id, sorted(persons))
+
+
+def index_stored_account_devices(store: HubStore) -> None:
+    """`index_account_devices` for the records a hub stored before it kept the index
+    (SQLite m009, PostgreSQL step 9)."""
+    for slot in store.slots():
+        if slot.device_id is not None:
+            flagged = store.malformed_records(slot.device_id)
+            index_account_devices(
+                store,
+                slot.device_id,
+                (
+                    r
+                    for r in store.records_of_kinds(slot.device_id, ACCOUNT_KINDS)
+                    if r["seq"] not in flagged and body_problem(r["kind"], r["body"]) is None
+                ),
+            )
 
 
 def _index_reversal(store: HubStore, device_id: str, record: dict) -> None:

@@ -406,3 +406,29 @@ def test_an_approval_that_meets_a_roster_published_meanwhile_is_refused_in_both_
         assert store.service_request(record["tx_id"])["state"] == "pending"  # nothing decided
         assert store.latest_publication("roster").version == "2026.11.3"
         assert store.decisions_of_request(record["tx_id"]) == []
+
+
+def test_the_account_step_names_the_devices_of_the_records_an_older_hub_stored(
+    hub, hub_dir, hub_backend, make_enrolled_device
+):
+    device = make_enrolled_device("device")
+    other = make_enrolled_device("other", clinic_code="320115-002", township="江宁街道")
+    family_premium(device, EMPLOYEE, 30000, relative="32011500000028")
+    other.settle(NOW, insured_id="32011500000001")
+    sync(device)
+    sync(other)
+    with hub_store(hub_dir) as store:
+        reconcile_pending(store, NOW)
+        named = {who: store.records_counted(who) for who in (EMPLOYEE, "32011500000001")}
+        store.conn.execute("DROP TABLE account_device")
+        if hub_backend.name == "sqlite":
+            store.conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm009_account_devices'")
+        else:
+            store.conn.execute("DELETE FROM schema_migration WHERE version = 9")
+    last = {d.identity.device_id: d.records()[-1]["seq"] for d in (device, other)}
+    assert named[EMPLOYEE] == {device.identity.device_id: last[device.identity.device_id]}
+    assert named["32011500000001"] == {other.identity.device_id: last[other.identity.device_id]}
+
+    with hub_store(hub_dir) as store:  # opening it applies the step again
+        assert {who: store.records_counted(who) for who in named} == named
+        assert store.records_counted("32011500000028") == {}  # a cash-paying relative

@@ -1,7 +1,7 @@
 """What one record moves personal-account balances by (`records.account_movements`), the
 figures a terminal applies on top of a balance the county computed."""
 
-from edge.domain.records import account_movements
+from edge.domain.records import account_movements, account_persons
 
 
 def settlement(before: dict, after: dict, holder: str | None = None) -> dict:
@@ -45,3 +45,15 @@ def test_premiums_move_the_holders_account_only_when_paid_from_it():
 def test_other_kinds_move_nothing():
     assert account_movements("daily_close", {"count": 3}) == {}
     assert account_movements("service_request", {"kind": "renewal"}) == {}
+
+
+def test_the_persons_whose_account_a_record_may_move():
+    family = settlement({}, {}, holder="H")
+    assert account_persons("settlement", family) == {"P", "H"}
+    assert account_persons("reversal", {"insured_id": "P"}) == {"P"}
+    paid = {"method": "family_account", "account_holder": "H", "amount": 1}
+    assert account_persons("premium", paid) == {"H"}
+    assert account_persons("premium_reversal", {"method": "cash", "account_holder": None}) == set()
+    assert account_persons("daily_close", {"insured_id": "P"}) == set()
+    # every person a record moves is one it may move
+    assert account_movements("settlement", family).keys() <= account_persons("settlement", family)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import psycopg
 
 from sync.hub.ports import HubStore
-from sync.hub.service_index import index_stored
+from sync.hub.service_index import index_stored, index_stored_account_devices
 
 # Advisory lock key (any bigint) held while migrating.
 MIGRATION_LOCK = 7_201_101
@@ -235,6 +235,17 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
                 recorded_at TEXT NOT NULL)""",
             # the records stored before (devices upgraded first), as ingest indexes them
             index_stored,
+        ],
+    ),
+    (
+        9,
+        "account devices",
+        [
+            # Which devices may have moved each person's account (sqlite m009).
+            """CREATE TABLE account_device (
+                insured_id TEXT NOT NULL, device_id TEXT NOT NULL,
+                PRIMARY KEY (insured_id, device_id))""",
+            index_stored_account_devices,
         ],
     ),
 ]

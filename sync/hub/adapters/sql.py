@@ -661,16 +661,24 @@ class SqlHubStore:
         )
         return None if row is None else (json.loads(row[0]), row[1])
 
-    def records_counted(self) -> dict[str, int]:
-        """Each device's last seq the recomputation has counted: the running balances and
-        figures include its records up to there (a device's records arrive in seq order).
-        Read before the balances, in the same unit of work."""
+    def add_account_devices(self, device_id: str, insured_ids: Sequence[str]) -> None:
+        self.conn.executemany(
+            "INSERT INTO account_device (insured_id, device_id) VALUES (?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [(insured_id, device_id) for insured_id in insured_ids],
+        )
+
+    def records_counted(self, insured_id: str) -> dict[str, int]:
+        """For each device that may have moved this person's account, its last seq the
+        recomputation has counted: the running balance includes its records up to there
+        (a device's records arrive in seq order); a device left out has none counted.
+        Read before the balance, in the same unit of work."""
         through = self._recomputed_through()
         rows = self.conn.execute(
-            f"SELECT s.device_id, (SELECT max(r.seq) FROM record r WHERE r.device_id ="
-            f" s.device_id AND r.{self.dialect.arrival} <= ?) FROM slot s"
-            " WHERE s.device_id IS NOT NULL",
-            [through],
+            f"SELECT a.device_id, (SELECT max(r.seq) FROM record r WHERE r.device_id ="
+            f" a.device_id AND r.{self.dialect.arrival} <= ?) FROM account_device a"
+            " WHERE a.insured_id = ?",
+            [through, insured_id],
         )
         return {device_id: seq for device_id, seq in rows if seq is not None}
 

@@ -10,7 +10,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from sync.hub.adapters.sql import SQLITE, SqlHubStore
-from sync.hub.service_index import index_stored
+from sync.hub.service_index import index_stored, index_stored_account_devices
 
 migrations = Migrations("clinic-hub")
 
@@ -268,3 +268,16 @@ def m008_service_point(db: sqlite_utils.Database) -> None:
     for statement in statements:
         db.execute(statement)
     index_stored(_MigratingStore(db.conn))
+
+
+@migrations()
+def m009_account_devices(db: sqlite_utils.Database) -> None:
+    """Which devices may have moved each person's account (`service_index`): a balance
+    the county computes for a point release names how far it counted those devices'
+    records. Filled from the records stored before."""
+    db.execute(
+        """CREATE TABLE account_device (
+            insured_id TEXT NOT NULL, device_id TEXT NOT NULL,
+            PRIMARY KEY (insured_id, device_id)) STRICT, WITHOUT ROWID"""
+    )
+    index_stored_account_devices(_MigratingStore(db.conn))

@@ -435,7 +435,7 @@ def _publish_person(
         # spent since that roster must not come back when the device installs this one.
         # The balance names how far it counted each device's records (read first, under
         # the recomputation's lock): a device applies its later ones on top.
-        counted = store.records_counted()
+        counted = store.records_counted(person["insured_id"])
         kept = store.person(person["insured_id"])
         if kept is not None and ("account_balance" in person or kept[1]):
             person["account_balance"] = kept[1]
