@@ -13,6 +13,8 @@ import sqlite3
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from edge.domain import records as rec
+
 migrations = Migrations("clinic-device")
 MIGRATION_SET = "clinic-device"
 
@@ -473,4 +475,44 @@ def index_premium_record(conn: sqlite3.Connection, record: dict, day: str) -> No
     conn.executemany(
         "INSERT OR IGNORE INTO premium_person VALUES (?, ?, ?)",
         [(person["insured_id"], body["year"], record["tx_id"]) for person in body["persons"]],
+    )
+
+
+@migrations()
+def m016_account_movements(db: sqlite_utils.Database) -> None:
+    """What each record moved personal-account balances by (`records.account_movements`),
+    one row per record and person: a roster whose balance the county computed asks "what
+    did this terminal's records after seq N move this person's account by", one indexed
+    look-up instead of reading the ledger. The records already in the ledger are indexed
+    here."""
+    db.execute(
+        """CREATE TABLE account_movement (
+            insured_id TEXT NOT NULL, seq INTEGER NOT NULL REFERENCES ledger(seq),
+            amount INTEGER NOT NULL, PRIMARY KEY (insured_id, seq)) STRICT, WITHOUT ROWID"""
+    )
+    kinds = ", ".join(f"'{kind}'" for kind in rec.ACCOUNT_KINDS)
+    for (text,) in db.execute(
+        f"SELECT record FROM ledger WHERE kind IN ({kinds}) ORDER BY seq"
+    ).fetchall():
+        index_account_movements(db.conn, json.loads(text))
+
+
+def index_account_movements(conn: sqlite3.Connection, record: dict) -> None:
+    """Index what one signed record moved accounts by (the store calls it as it appends
+    one; m016 for those already in the ledger). A reversal's are its original's, undone."""
+    if record["kind"] not in rec.ACCOUNT_KINDS:
+        return
+    body = record["body"]
+    original = None
+    if record["kind"] == "reversal":
+        row = conn.execute(
+            "SELECT record FROM ledger WHERE tx_id = ?", [body.get("reverses")]
+        ).fetchone()
+        original = json.loads(row[0])["body"] if row else None
+    conn.executemany(
+        "INSERT INTO account_movement VALUES (?, ?, ?)",
+        [
+            (insured_id, record["seq"], amount)
+            for insured_id, amount in rec.account_movements(record["kind"], body, original).items()
+        ],
     )

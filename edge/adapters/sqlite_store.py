@@ -17,7 +17,6 @@ import stat
 import threading
 import time
 from bisect import bisect_right
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -31,12 +30,12 @@ from typing import Any
 import sqlite_utils
 
 from edge.adapters.schema import (
+    index_account_movements,
     index_premium_record,
     index_request_record,
     migrations,
     unknown_migrations,
 )
-from edge.domain import records as rec
 from edge.domain.documents import (
     YEAR_WIDE,
     InsuredPerson,
@@ -1056,34 +1055,24 @@ class SqliteDeviceStore:
 
     def _apply_own_account_movements(self, persons: list[InsuredPerson]) -> None:
         """For each person whose balance the county computed (`account_as_of`), apply on top
-        what this terminal's records after the seq it names for this terminal moved: a
-        visit paid from the account offline, not yet counted by the county, must not give
-        the money back. Never below zero (as the county's balances)."""
+        what this terminal's records after the seq it names for this terminal moved
+        (`account_movement`): a visit paid from the account offline, not yet counted by
+        the county, must not give the money back. Never below zero (as the county's)."""
         device = self.device()
-        counted = {
-            entry.insured_id: entry.account_as_of.get(device.device_id if device else "", 0)
-            for entry in persons
-            if entry.account_as_of is not None
-        }
-        if not counted:
-            return
-        moved: Counter[str] = Counter()
-        kinds = ", ".join(f"'{kind}'" for kind in rec.ACCOUNT_KINDS)
-        rows = self.db.execute(
-            f"SELECT seq, kind, record, (SELECT o.record FROM ledger o WHERE o.tx_id = l.reverses)"
-            f" FROM ledger l WHERE seq > ? AND kind IN ({kinds}) ORDER BY seq",
-            [min(counted.values())],
-        )
-        for seq, kind, text, reversed_text in rows:
-            original = json.loads(reversed_text)["body"] if reversed_text else None
-            for insured_id, amount in rec.account_movements(
-                kind, json.loads(text)["body"], original
-            ).items():
-                if seq > counted.get(insured_id, seq):
-                    moved[insured_id] += amount
+        device_id = device.device_id if device else ""
+        moved = []
+        for entry in persons:
+            if entry.account_as_of is not None:
+                (amount,) = self.db.execute(
+                    "SELECT coalesce(sum(amount), 0) FROM account_movement"
+                    " WHERE insured_id = ? AND seq > ?",
+                    [entry.insured_id, entry.account_as_of.get(device_id, 0)],
+                ).fetchone()
+                if amount:
+                    moved.append((amount, entry.insured_id))
         self.db.conn.executemany(
             "UPDATE person SET account_balance = max(0, account_balance + ?) WHERE insured_id = ?",
-            [(amount, insured_id) for insured_id, amount in moved.items() if amount],
+            moved,
         )
 
     def _insert_roster_rows(self, prepared: tuple[list[list], list[tuple[str, str]]]) -> None:
@@ -1272,6 +1261,7 @@ class SqliteDeviceStore:
         )  # fmt: skip
         self._trusted_head = (record["seq"], text, record)
         self.db.execute("INSERT INTO outbox VALUES (?, ?)", [record["seq"], record["created_at"]])
+        index_account_movements(self.db.conn, record)
         if record["kind"] == "settlement":
             self._count_picks(record, day)
         elif record["kind"] in ("premium", "premium_reversal"):

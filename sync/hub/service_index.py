@@ -74,23 +74,6 @@ def index_account_devices(store: HubStore, device_id: str, records: Iterable[dic
         store.add_account_devices(device_id, sorted(persons))
 
 
-def index_stored_account_devices(store: HubStore) -> None:
-    """`index_account_devices` for the records a hub stored before it kept the index
-    (SQLite m009, PostgreSQL step 9)."""
-    for slot in store.slots():
-        if slot.device_id is not None:
-            flagged = store.malformed_records(slot.device_id)
-            index_account_devices(
-                store,
-                slot.device_id,
-                (
-                    r
-                    for r in store.records_of_kinds(slot.device_id, ACCOUNT_KINDS)
-                    if r["seq"] not in flagged and body_problem(r["kind"], r["body"]) is None
-                ),
-            )
-
-
 def _index_reversal(store: HubStore, device_id: str, record: dict) -> None:
     """Mark the premium a reversal undoes, once, and only when the reversal gives back
     what it took (amount, method, account): one that does not is flagged at

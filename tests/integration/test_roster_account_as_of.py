@@ -11,6 +11,7 @@ from sync_helpers import NOW, OPERATOR, new_device
 
 from benchmarks.roster_data import write_roster_json
 from edge import demo, services
+from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.domain.documents import visit_from_json
 from edge.domain.model import Rejection
 from edge.domain.service_point import next_roster_version
@@ -133,3 +134,26 @@ def test_a_malformed_as_of_is_refused_and_changes_nothing(device, as_of, problem
     with pytest.raises(Rejection, match=problem):
         install(device, county_entry(20000, as_of))
     assert balance(device) == before and device.store.roster_version() == version
+
+
+def test_the_movements_of_records_already_in_the_ledger_are_indexed_by_the_schema_step(device):
+    paid_from_account(device, 1)
+    reversed_one = paid_from_account(device, 2)
+    services.reverse_settlement(
+        device.store, device.identity, tx_id=reversed_one["tx_id"], reason="录错",
+        operator=OPERATOR, now=NOW + timedelta(minutes=3),
+    )  # fmt: skip
+    indexed = device.store.db.execute("SELECT * FROM account_movement ORDER BY seq").fetchall()
+    amount = reversed_one["body"]["result"]["personal_account"]
+    assert [row[2] for row in indexed][-2:] == [-amount, amount]  # the visit, its reversal
+    with device.store.write_transaction():  # as a terminal before this step
+        device.store.db.execute("DROP TABLE account_movement")
+        device.store.db.execute(
+            "DELETE FROM _sqlite_migrations WHERE name = 'm016_account_movements'"
+        )
+    device.store.close()
+
+    device.store = SqliteDeviceStore.open(device.data_dir)  # applies the step again
+    assert (
+        device.store.db.execute("SELECT * FROM account_movement ORDER BY seq").fetchall() == indexed
+    )

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import psycopg
 
 from sync.hub.ports import HubStore
-from sync.hub.service_index import index_stored, index_stored_account_devices
+from sync.hub.service_index import index_stored
 
 # Advisory lock key (any bigint) held while migrating.
 MIGRATION_LOCK = 7_201_101
@@ -245,7 +245,17 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
             """CREATE TABLE account_device (
                 insured_id TEXT NOT NULL, device_id TEXT NOT NULL,
                 PRIMARY KEY (insured_id, device_id))""",
-            index_stored_account_devices,
+            # Filled from the records stored before, in SQL (see sqlite m009).
+            """INSERT INTO account_device (insured_id, device_id)
+            SELECT DISTINCT person, device_id FROM (
+                SELECT record::jsonb #>> '{body,insured_id}' AS person, device_id
+                    FROM record WHERE kind IN ('settlement', 'reversal')
+                UNION ALL SELECT record::jsonb #>> '{body,visit,family_account_holder}',
+                    device_id FROM record WHERE kind = 'settlement'
+                UNION ALL SELECT record::jsonb #>> '{body,account_holder}', device_id
+                    FROM record WHERE kind IN ('premium', 'premium_reversal')) AS named
+            WHERE person IS NOT NULL AND person <> ''
+            ON CONFLICT DO NOTHING""",
         ],
     ),
 ]

@@ -10,7 +10,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from sync.hub.adapters.sql import SQLITE, SqlHubStore
-from sync.hub.service_index import index_stored, index_stored_account_devices
+from sync.hub.service_index import index_stored
 
 migrations = Migrations("clinic-hub")
 
@@ -274,10 +274,22 @@ def m008_service_point(db: sqlite_utils.Database) -> None:
 def m009_account_devices(db: sqlite_utils.Database) -> None:
     """Which devices may have moved each person's account (`service_index`): a balance
     the county computes for a point release names how far it counted those devices'
-    records. Filled from the records stored before."""
+    records. Filled from the records stored before, in SQL (a county's records would not
+    fit in memory): a few more names than ingest would note (a malformed record's) only
+    name a device whose counted seq is then given, which is never wrong."""
     db.execute(
         """CREATE TABLE account_device (
             insured_id TEXT NOT NULL, device_id TEXT NOT NULL,
             PRIMARY KEY (insured_id, device_id)) STRICT, WITHOUT ROWID"""
     )
-    index_stored_account_devices(_MigratingStore(db.conn))
+    db.execute(
+        """INSERT OR IGNORE INTO account_device (insured_id, device_id)
+        SELECT DISTINCT person, device_id FROM (
+            SELECT json_extract(record, '$.body.insured_id') AS person, device_id
+                FROM record WHERE kind IN ('settlement', 'reversal')
+            UNION ALL SELECT json_extract(record, '$.body.visit.family_account_holder'),
+                device_id FROM record WHERE kind = 'settlement'
+            UNION ALL SELECT json_extract(record, '$.body.account_holder'), device_id
+                FROM record WHERE kind IN ('premium', 'premium_reversal'))
+        WHERE typeof(person) = 'text' AND person != ''"""
+    )
