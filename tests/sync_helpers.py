@@ -72,7 +72,8 @@ class Device:
         return list(self.store.records())
 
 
-def general_visit(now: datetime, lines=None) -> Visit:
+def general_visit(now: datetime, lines=None, **paying) -> Visit:
+    """A general visit of `now`'s day; `paying`: use_personal_account=True and the like."""
     return visit_from_json(
         {
             "date": now.date().isoformat(),
@@ -82,8 +83,23 @@ def general_visit(now: datetime, lines=None) -> Visit:
                 {"code": code, "quantity": qty}
                 for code, qty in lines or [("XJ01CAA040A001", "2"), ("110200005000000", "1")]
             ],
+            **paying,
         }
     )
+
+
+def paid_from_account(device: "Device", insured_id: str, now: datetime) -> dict:
+    """A visit of `insured_id` paid from their personal account: the signed record."""
+    record = services.settle_visit(
+        device.store,
+        device.identity,
+        insured_id=insured_id,
+        visit=general_visit(now, [("XJ01CAA040A001", "2")], use_personal_account=True),
+        operator=OPERATOR,
+        now=now,
+    ).record
+    assert record["body"]["result"]["personal_account"] > 0
+    return record
 
 
 def new_device(data_dir: Path, now: datetime = NOW) -> Device:

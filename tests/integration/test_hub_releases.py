@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from console_support import PASSWORD, signed_in, token
 from sync_helpers import NOW, FakeClock, hub_store, raw_call, signed_call
 
 from edge.console import main
@@ -23,7 +24,6 @@ from sync.hub.services import county, releases
 from sync.protocol import SyncError, iso, load_public_key
 from sync.releases import ReleaseFile, make_release_manifest, verify_release
 
-PASSWORD = "correct horse 42"
 SCHEMA = ["m001_initial", "m002_more"]
 
 
@@ -411,21 +411,6 @@ class TestHeartbeat:
             assert len(releases.software_of(slot)["release"]["detail"]) == releases.MAX_DETAIL
 
 
-def token(page: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
-def signed_in(hub, username: str):
-    client = hub.app.test_client()
-    page = client.get("/console/login").get_data(as_text=True)
-    answer = client.post(
-        "/console/login",
-        data={"username": username, "password": PASSWORD, "csrf_token": token(page)},
-    )
-    assert answer.status_code == 302
-    return client
-
-
 class TestConsole:
     @pytest.fixture
     def fleet(self, hub, hub_dir, tmp_path, make_device):
@@ -461,20 +446,20 @@ class TestConsole:
         return hub
 
     def test_the_releases_page_counts_each_state_and_a_coordinator_sees_their_township(self, fleet):
-        page = signed_in(fleet, "admin").get("/console/releases").get_data(as_text=True)
+        page = signed_in(fleet.app, "admin").get("/console/releases").get_data(as_text=True)
         assert "软件版本" in page and "0.3.0" in page and "0.2.0" in page
         rows = re.findall(r"<tr>\s*<td><a [^>]*>(0\.[23]\.0)</a>(.*?)</tr>", page, re.S)
         counts = {v: re.findall(r'class="num[^"]*">(\d+)</td>', rest) for v, rest in rows}
         # states: pending, downloading, ready, installing, installed, rolled back, refused
         assert counts["0.3.0"] == ["0", "1", "0", "0", "1", "1", "0"]
         assert counts["0.2.0"] == ["0", "0", "0", "0", "3", "0", "0"]
-        page = signed_in(fleet, "li").get("/console/releases").get_data(as_text=True)
+        page = signed_in(fleet.app, "li").get("/console/releases").get_data(as_text=True)
         rows = re.findall(r"<tr>\s*<td><a [^>]*>(0\.[23]\.0)</a>(.*?)</tr>", page, re.S)
         counts = {v: re.findall(r'class="num[^"]*">(\d+)</td>', rest) for v, rest in rows}
         assert counts["0.3.0"] == ["0", "0", "0", "0", "1", "1", "0"]
 
     def test_a_release_page_shows_each_device_and_the_reason_of_a_rollback(self, fleet):
-        client = signed_in(fleet, "li")
+        client = signed_in(fleet.app, "li")
         page = client.get("/console/releases/0.3.0/aarch64").get_data(as_text=True)
         assert fleet.ids["ml1"] in page and fleet.ids["ml2"] in page
         assert fleet.ids["gl1"] not in page  # another township
@@ -483,15 +468,15 @@ class TestConsole:
         assert client.get("/console/releases/9.9.9/aarch64").status_code == 404
 
     def test_the_fleet_page_shows_each_device_s_version_and_update(self, fleet):
-        page = signed_in(fleet, "admin").get("/console/").get_data(as_text=True)
+        page = signed_in(fleet.app, "admin").get("/console/").get_data(as_text=True)
         assert "0.3.0: 已回退" in page and "0.3.0: 下载中" in page
 
     def test_an_admin_withdraws_a_release_a_coordinator_cannot(self, fleet, hub_dir):
-        li = signed_in(fleet, "li")
+        li = signed_in(fleet.app, "li")
         path = "/console/admin/releases/0.3.0/aarch64/withdraw"
         answer = li.post(path, data={"csrf_token": token(li.get("/console/").get_data(True))})
         assert answer.status_code == 403
-        admin = signed_in(fleet, "admin")
+        admin = signed_in(fleet.app, "admin")
         assert admin.post(path).status_code == 400  # no CSRF token
         page = admin.get("/console/releases/0.3.0/aarch64").get_data(as_text=True)
         answer = admin.post(path, data={"csrf_token": token(page)})

@@ -11,6 +11,7 @@ import stat
 from datetime import timedelta
 
 import pytest
+import sync_helpers
 from click.testing import CliRunner
 from sync_helpers import NOW, OPERATOR, hub_store
 
@@ -19,7 +20,6 @@ from edge import services
 from edge.adapters.sealing import key_id, public_key_b64, seal, verified_encryption_key
 from edge.console import main
 from edge.domain import records
-from edge.domain.documents import visit_from_json
 from edge.domain.ledger import b64url_decode
 from edge.domain.records import body_problem
 from sync import agent
@@ -214,21 +214,8 @@ def test_a_renewal_keeps_the_money_a_device_paid_from_an_account_since_the_count
     sync(other)
 
     def paid_from_account(minutes: int) -> int:
-        now = NOW + timedelta(minutes=minutes)
-        visit = visit_from_json(
-            {
-                "date": now.date().isoformat(),
-                "visit_type": "general",
-                "diagnoses": ["J06.900"],
-                "lines": [{"code": "XJ01CAA040A001", "quantity": "2"}],
-                "use_personal_account": True,
-            }
-        )
-        settled = services.settle_visit(
-            device.store, device.identity, insured_id=employee, visit=visit,
-            operator=OPERATOR, now=now,
-        ).record  # fmt: skip
-        return settled["body"]["result"]["personal_account"]
+        record = sync_helpers.paid_from_account(device, employee, NOW + timedelta(minutes=minutes))
+        return record["body"]["result"]["personal_account"]
 
     def balance() -> int:
         return device.store.insured_person(employee, with_accumulators=False).person.account_balance

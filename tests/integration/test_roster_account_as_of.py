@@ -7,12 +7,12 @@ import json
 from datetime import timedelta
 
 import pytest
+import sync_helpers
 from sync_helpers import NOW, OPERATOR, new_device
 
 from benchmarks.roster_data import write_roster_json
 from edge import demo, services
 from edge.adapters.sqlite_store import SqliteDeviceStore
-from edge.domain.documents import visit_from_json
 from edge.domain.model import Rejection
 from edge.domain.service_point import next_roster_version
 
@@ -32,22 +32,7 @@ def balance(device, insured_id: str = EMPLOYEE) -> int:
 
 
 def paid_from_account(device, minutes: int) -> dict:
-    """A visit of EMPLOYEE paid from the personal account: the signed record."""
-    now = NOW + timedelta(minutes=minutes)
-    visit = visit_from_json(
-        {
-            "date": now.date().isoformat(),
-            "visit_type": "general",
-            "diagnoses": ["J06.900"],
-            "lines": [{"code": "XJ01CAA040A001", "quantity": "2"}],
-            "use_personal_account": True,
-        }
-    )
-    record = services.settle_visit(
-        device.store, device.identity, insured_id=EMPLOYEE, visit=visit, operator=OPERATOR, now=now
-    ).record
-    assert record["body"]["result"]["personal_account"] > 0
-    return record
+    return sync_helpers.paid_from_account(device, EMPLOYEE, NOW + timedelta(minutes=minutes))
 
 
 def county_entry(balance: int, as_of: dict | None) -> dict:
