@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge import services
-from edge.adapters.attachments import AttachmentFiles
+from edge.adapters.attachments import PART_PREFIX, AttachmentFiles
 from edge.adapters.identity import DeviceIdentity
 from edge.adapters.sealing import seal
 from edge.clock import CLINIC_TZ
@@ -105,6 +105,23 @@ def _take_back(store: RequestStore, files: AttachmentFiles, written: list[str]) 
         for digest in written:
             if not store.attachment_named(digest):
                 files.remove(digest)
+
+
+def sweep_unnamed_photos(store: RequestStore, data_dir: Path) -> int:
+    """Remove the photo files no stored request names, and unfinished ones: left by a crash
+    between writing a request's photos and committing it. Photos are written inside the
+    request's write transaction, so none is in flight while this holds the lock. Returns
+    how many files it removed."""
+    files = AttachmentFiles(data_dir)
+    removed = 0
+    with store.write_transaction():
+        for name in files.stored_names():
+            if name.startswith(PART_PREFIX) or (
+                sp.is_sha256_hex(name) and not store.attachment_named(name)
+            ):
+                files.remove_name(name)
+                removed += 1
+    return removed
 
 
 def _checked_photos(

@@ -11,6 +11,7 @@ from pathlib import Path
 from edge.domain.service_point import is_sha256_hex
 
 DIRECTORY = "attachments"
+PART_PREFIX = ".part-"  # a photo being written
 
 
 class AttachmentError(Exception):
@@ -46,7 +47,7 @@ class AttachmentFiles:
             return digest, False
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
-        fd, temporary = tempfile.mkstemp(prefix=".part-", dir=self.directory)
+        fd, temporary = tempfile.mkstemp(prefix=PART_PREFIX, dir=self.directory)
         try:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "wb") as file:
@@ -63,6 +64,19 @@ class AttachmentFiles:
         finally:
             os.close(directory)
         return digest, True
+
+    def stored_names(self) -> list[str]:
+        """The names in the folder: photos (their SHA-256) and unfinished `.part-` files."""
+        try:
+            return sorted(entry.name for entry in os.scandir(self.directory) if entry.is_file())
+        except FileNotFoundError:
+            return []
+
+    def remove_name(self, name: str) -> None:
+        """Remove a photo or an unfinished file by its name in the folder (nothing else)."""
+        if not (is_sha256_hex(name) or name.startswith(PART_PREFIX)) or "/" in name:
+            raise AttachmentError("BAD_ATTACHMENT", f"{name!r} is not a photo file's name")
+        (self.directory / name).unlink(missing_ok=True)
 
     def remove(self, sha256: str) -> None:
         """Take back a file this process just wrote for a request that was then refused."""

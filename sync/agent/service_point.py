@@ -14,7 +14,7 @@
 from datetime import datetime
 from pathlib import Path
 
-from edge import services
+from edge import service_requests, services
 from edge.adapters.attachments import AttachmentError, AttachmentFiles
 from edge.adapters.identity import DeviceIdentity
 from edge.adapters.sealing import key_id, verified_encryption_key
@@ -83,7 +83,11 @@ def upload_attachments(
     *,
     limit: int = ATTACHMENTS_PER_RUN,
 ) -> None:
-    """PUT the photos of uploaded requests the hub does not have yet, oldest first."""
+    """PUT the photos of uploaded requests the hub does not have yet, oldest first; first
+    remove the files a crash left that no request names."""
+    swept = service_requests.sweep_unnamed_photos(store, data_dir)
+    if swept:
+        report["attachments_swept"] = swept
     files = AttachmentFiles(data_dir)
     for sha256, content_type in store.attachments_to_upload(limit):
         try:

@@ -150,9 +150,13 @@ def test_photos_follow_their_request_and_a_rejection_says_why(hub, hub_dir, make
     device = make_enrolled_device("device")
     record = new(device, "chronic_certificate", insured_id="32011500000002", details=CHRONIC,
                  photos=[(PNG, "诊断证明"), (JPEG, "病历")])  # fmt: skip
+    # A photo a crash left (written, its request never committed) is swept by the sync.
+    AttachmentFiles(device.data_dir).store(JPEG + b"never named")
     # Before the record is acknowledged the hub would refuse the photos: none is sent.
     report = agent.sync_once(device.store, device.identity, device.data_dir, NOW)
     assert report["ok"] and report["attachments_uploaded"] == 2
+    assert report["attachments_swept"] == 1
+    assert len(AttachmentFiles(device.data_dir).stored_names()) == 2
     assert all(a["uploaded_at"] for a in sr.request(device.store, record["tx_id"]).attachments)
     with hub_store(hub_dir) as store:
         assert hub_requests.attachment(store, record["body"]["attachments"][0]["sha256"],

@@ -17,7 +17,7 @@ from web_service_support import ID_NUMBER, County
 
 from edge import premiums, services
 from edge import service_requests as sr
-from edge.adapters.attachments import AttachmentFiles
+from edge.adapters.attachments import AttachmentError, AttachmentFiles
 from edge.adapters.sealing import open_sealed
 from edge.adapters.sqlite_store import SqliteDeviceStore
 from edge.domain.model import Rejection
@@ -222,6 +222,18 @@ class TestPhotos:
         with pytest.raises(OSError):
             chronic(device)
         assert snapshot(device) == before
+
+    def test_photos_a_crash_left_unnamed_are_swept_and_named_ones_stay(self, device):
+        named = chronic(device)["body"]["attachments"][0]["sha256"]
+        files = AttachmentFiles(device.data_dir)
+        # A crash after writing a request's photo, before its record was committed:
+        assert files.store(PNG)[1]  # written: no request names it
+        (device.data_dir / "attachments" / ".part-x1y2").write_bytes(b"half a photo")
+        assert sr.sweep_unnamed_photos(device.store, device.data_dir) == 2
+        assert files.stored_names() == [named] and files.read(named) == JPEG
+        assert sr.sweep_unnamed_photos(device.store, device.data_dir) == 0
+        with pytest.raises(AttachmentError):
+            files.remove_name("../clinic.db")
 
 
 class TestOtherKinds:
