@@ -28,6 +28,11 @@ CLEARING_NAMES = {
     "paid": _l("paid"),
     month_reports.NO_STATEMENT: _l("no statement yet"),
 }
+CHECK_NAMES = {
+    "agrees": _l("the clinic agrees"),
+    "disagrees": _l("the clinic disagrees"),
+    "unchecked": _l("not checked by the clinic"),
+}
 
 
 def _month(now: datetime) -> str:
@@ -101,6 +106,7 @@ def month_report(viewer: Viewer):
         clinic_codes=clinic_codes,
         exports=EXPORTS,
         clearing_names=CLEARING_NAMES,
+        check_names=CHECK_NAMES,
         payers=PAYERS,
         fund=FUND,
     )

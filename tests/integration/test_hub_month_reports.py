@@ -12,6 +12,7 @@ to the clinic and shown to the coordinator with both figures."""
 import csv
 import io
 import json
+import re
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -240,7 +241,7 @@ def test_the_demo_month_s_closes_statements_and_checks_agree_and_match_the_repor
         assert clinic["agrees"] and clinic["reported"]
         assert clinic["differences"] == clinic["missing_at_county"] == []
         assert clearing[code]["devices_agree"] is True and clearing[code]["status"] == "draft"
-        assert rows[code].clearing == "draft"
+        assert rows[code].clearing == "draft" and rows[code].clinic_check == "agrees"
         for payer in PAYERS:
             summed[payer] += total[payer]
         if index == LATE_CLINIC:
@@ -320,6 +321,15 @@ def test_a_settlement_altered_at_the_county_is_named_to_the_clinic_and_to_the_co
     assert "卫生室金额" in page and "县级金额" in page
     other_township = made["clinics"][-1]["clinic_code"]
     assert coordinator.get(f"/console/statements/{other_township}/{MONTH}").status_code == 404
+    # The month report says which clinic disagrees, on the page and in the export.
+    page = coordinator.get(f"/console/reports?month={MONTH}").get_data(as_text=True)
+    checks = re.findall(r'<td class="check[^"]*" data-check="(\w+)">', page)
+    assert checks[0] == "disagrees" and set(checks[1:]) == {"agrees"}
+    answer = coordinator.get(f"/console/reports/clinics.csv?month={MONTH}")
+    rows = list(csv.reader(io.StringIO(answer.get_data(as_text=True).lstrip("\ufeff"))))
+    checked = {row[2]: row[rows[0].index("卫生室核对")] for row in rows[1:]}
+    assert checked[first["clinic_code"]] == "不一致"
+    assert set(checked.values()) == {"不一致", "一致"}
 
 
 def test_a_record_belongs_to_its_china_time_month_and_a_reversal_to_the_month_it_was_made(

@@ -1106,6 +1106,25 @@ class SqlHubStore:
             for clinic, month_, revision, device, at, agrees, report in rows
         ]
 
+    def statement_checks(self, month: str, clinic_codes: Iterable[str]) -> dict[str, bool]:
+        """clinic_code -> whether its devices agree with the latest revision of `month`'s
+        statement they reported on (every one of them); a clinic without a report is
+        absent."""
+        checks: dict[str, bool] = {}
+        for chunk in chunks(clinic_codes):
+            checks.update(
+                (code, bool(agrees))
+                for code, agrees in self.conn.execute(
+                    "SELECT r.clinic_code, min(r.agrees) FROM statement_report r"
+                    f" WHERE r.month = ? AND r.clinic_code IN ({marks(chunk)}) AND r.revision ="
+                    " (SELECT max(l.revision) FROM statement_report l"
+                    " WHERE l.clinic_code = r.clinic_code AND l.month = r.month)"
+                    " GROUP BY r.clinic_code",
+                    [month, *chunk],
+                )
+            )
+        return checks
+
     def activity_between(
         self, device_ids: Iterable[str], created_from: str, created_to: str
     ) -> Iterator[tuple[dict, str | None, dict | None]]:

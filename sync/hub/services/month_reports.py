@@ -41,6 +41,7 @@ CLEARING_STATUSES = ("draft", "agreed", "paid")
 NO_STATEMENT = "none"
 PAYER_HEADERS = {NATIONAL_NAMES[name]: CHINESE_NAMES[name] for name in MONEY_FIELDS}
 STATUS_HEADERS = {"draft": "草稿", "agreed": "已确认", "paid": "已支付", NO_STATEMENT: "无结算单"}
+CHECK_HEADERS = {"agrees": "一致", "disagrees": "不一致", "unchecked": "未核对"}
 
 
 def month_start(month: str) -> datetime:
@@ -138,6 +139,7 @@ class ClinicRow:
     device_ids: list[str]
     figures: Figures
     clearing: str  # draft, agreed, paid, or "none"
+    clinic_check: str = "unchecked"  # the clinic's check of its statement: "agrees", "disagrees"
 
 
 @dataclass
@@ -253,10 +255,14 @@ def month_report(
             item.name = item.name or name
             item.amount += entry.sign * amount
             item.times += entry.sign
-    statuses = store.statement_statuses(month, sorted({code for _, code in clinics}))
+    codes = sorted({code for _, code in clinics})
+    statuses = store.statement_statuses(month, codes)
+    checks = store.statement_checks(month, codes)
     for (_, code), row in clinics.items():
         status = statuses.get(code)
         row.clearing = status if status in CLEARING_STATUSES else NO_STATEMENT
+        if code in checks:
+            row.clinic_check = "agrees" if checks[code] else "disagrees"
     return MonthReport(
         month=month,
         township=township,
@@ -321,6 +327,7 @@ def tables(report: MonthReport) -> dict[str, Table]:
                 ("卫生室编码", "text"),
                 *FIGURE_COLUMNS,
                 ("清算状态", "text"),
+                ("卫生室核对", "text"),
             ],
             [
                 [
@@ -329,6 +336,7 @@ def tables(report: MonthReport) -> dict[str, Table]:
                     row.clinic_code,
                     *_figure_cells(row.figures),
                     STATUS_HEADERS[row.clearing],
+                    CHECK_HEADERS[row.clinic_check],
                 ]
                 for row in report.clinics
             ],
