@@ -91,6 +91,26 @@ def tap_chinese(page, pinyin: str, character: str) -> None:
     page.locator(f'{candidates_for(page, pinyin)} button[data-osk-char="{character}"]').tap()
 
 
+def patient_ready(page) -> None:
+    """The settle page of a patient, its script ready. `#settle[data-ready]` alone is met by
+    the page before the card was read too (it reloads to the patient's page after), whose
+    script would be gone by the next tap."""
+    page.wait_for_selector('#settle[data-has-patient="1"][data-ready]')
+
+
+def draft_kept_and_quoted(page) -> None:
+    """The terminal holds the visit as it is now, and the split shown answers it (not an
+    earlier quote: the confirm button stays enabled while a new one is asked)."""
+    wait_until(page, "document.getElementById('settle').dataset.draftPending === '0'")
+    wait_until(page, "document.getElementById('settle').dataset.quotePending !== '1'")
+    wait_until(page, "!document.getElementById('confirm').disabled")
+
+
+def receipt_shown(page) -> None:
+    """The receipt page with its text (fetched after the page is shown)."""
+    wait_until(page, "document.getElementById('receipt-text')?.textContent.trim()")
+
+
 def tap_pin(page, pin: str) -> None:
     """Enter a password on the sign-in or lock screen's number pad."""
     for key in pin:

@@ -11,7 +11,15 @@ import time
 from datetime import timedelta
 
 import pytest
-from browser_support import Shots, no_sideways_scroll, tap_chinese, tap_keys, tap_pin, wait_until
+from browser_support import (
+    Shots,
+    no_sideways_scroll,
+    patient_ready,
+    tap_chinese,
+    tap_keys,
+    tap_pin,
+    wait_until,
+)
 from console_support import console_sign_in
 from sync_helpers import hub_store
 from web_support import NOW, enrolled_terminal
@@ -143,7 +151,7 @@ def test_a_resident_enrolled_offline_is_approved_and_then_settles(terminal, page
     # The resident's visit settles, looked up by the insured number the county gave.
     with page.expect_navigation():
         page.locator("#settle-new-insured").tap()
-    page.wait_for_selector("#settle[data-ready]")
+    patient_ready(page)
     assert page.text_content("#patient-name").strip() == NAME
     assert page.locator("#looked-up").count() == 1
     page.wait_for_selector("#bundle-list button.bundle")

@@ -7,7 +7,7 @@ import re
 
 import pytest
 from axe import describe, violations
-from browser_support import Shots, wait_until
+from browser_support import Shots, draft_kept_and_quoted, patient_ready, receipt_shown
 from web_service_support import png
 from web_support import FakeClock, app_config, make_demo_device, served
 
@@ -104,7 +104,7 @@ def test_every_terminal_page_has_no_serious_accessibility_finding_and_big_target
     check("settle-no-patient")
     insert_card(page, terminal, "A32011505")
     page.goto(f"{terminal}/settle")
-    page.wait_for_selector("#settle[data-ready]")
+    patient_ready(page)
     check("settle-patient")
     page.locator("#item-search").tap()
     page.wait_for_selector("#osk:not([hidden])")
@@ -125,11 +125,11 @@ def test_every_terminal_page_has_no_serious_accessibility_finding_and_big_target
     page.wait_for_selector("#keypad:not([hidden])")
     check("settle-quantity-keypad")
     page.locator("#keypad-ok").tap()
-    wait_until(page, "!document.getElementById('confirm').disabled")
+    draft_kept_and_quoted(page)
     check("settle-split")
     page.locator("#confirm").tap()
     page.wait_for_url("**/receipt/**")
-    page.wait_for_selector("#receipt-text")
+    receipt_shown(page)
     check("receipt")
     page.goto(f"{terminal}/records")
     check("records")
@@ -139,6 +139,7 @@ def test_every_terminal_page_has_no_serious_accessibility_finding_and_big_target
     page.locator("#reversal-reasons label.choice").first.tap()
     page.locator("#reverse").tap()
     page.wait_for_url("**/receipt/**")
+    receipt_shown(page)
     check("receipt-reversed")
     page.goto(f"{terminal}/close")
     check("close-preview")
@@ -157,6 +158,7 @@ def test_every_terminal_page_has_no_serious_accessibility_finding_and_big_target
     with page.expect_navigation():
         page.locator("#collect").tap()
     page.wait_for_selector("#receipt-qr")
+    receipt_shown(page)
     check("premium-receipt")
     page.goto(f"{terminal}/service/requests/new")
     check("request-kinds")

@@ -6,7 +6,7 @@ Screenshots of every step at 800×480 go to test-artifacts/web-e2e/."""
 import json
 
 import pytest
-from browser_support import Shots, wait_until
+from browser_support import Shots, patient_ready, wait_until
 from web_support import NOW, FakeClock, app_config, make_demo_device, served
 
 from edge.demo import load_json
@@ -73,7 +73,7 @@ def test_a_doctor_settles_reverses_and_closes_the_day_in_the_browser(terminal, p
     shot("tester-card-inserted")
     page.goto(f"{terminal}/settle")
     page.wait_for_selector("#patient-name")
-    page.wait_for_selector("#settle[data-ready]")
+    patient_ready(page)
     assert page.text_content("#patient-name") == "陈志强"
     assert "320115********5999" in page.text_content(".patient")
     shot("patient-read")
@@ -183,7 +183,7 @@ def test_a_rejection_appears_next_to_its_line_and_a_broken_card_in_plain_words(t
         page.locator('button[data-card="A32011517"]').click()  # suspended
     page.goto(f"{terminal}/settle")
     page.wait_for_selector("#patient-name")
-    page.wait_for_selector("#settle[data-ready]")
+    patient_ready(page)
     assert "今日不享受医保待遇" in page.text_content("#eligibility")
     page.fill("#item-search", "NOSUCHCODE")
     page.wait_for_selector("#item-results li.none")
@@ -222,7 +222,7 @@ def test_a_patient_whose_daughter_shares_her_account_pays_from_it(terminal, page
         page.locator('button[data-card="A32011527"]').click()
     page.goto(f"{terminal}/settle")
     page.wait_for_selector("#patient-name")
-    page.wait_for_selector("#settle[data-ready]")
+    patient_ready(page)
     assert page.text_content("#patient-name") == "孔凤英"
     offer = page.text_content('[data-field="family_account"] label')
     assert "使用家庭共济账户：孔丽的个人账户，余额 ¥800.00" in offer
@@ -256,7 +256,7 @@ def test_a_patient_whose_daughter_shares_her_account_pays_from_it(terminal, page
     with page.expect_navigation():
         page.locator('button[data-card="A32011527"]').click()
     page.goto(f"{terminal}/settle")
-    page.wait_for_selector("#settle[data-ready]")
+    patient_ready(page)
     left = format_yuan(80000 - int(paid.removeprefix("¥").replace(".", "").replace(",", "")))
     assert f"余额 {left}" in page.text_content('[data-field="family_account"] label')
     assert page.problems == []

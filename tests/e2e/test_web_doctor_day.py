@@ -22,7 +22,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from browser_support import Shots, no_sideways_scroll, tap_chinese, tap_keys, tap_pin, wait_until
+from browser_support import (
+    Shots,
+    draft_kept_and_quoted,
+    no_sideways_scroll,
+    patient_ready,
+    tap_chinese,
+    tap_keys,
+    tap_pin,
+    wait_until,
+)
 from web_support import NOW, enrolled_terminal
 
 from drivers.printer import PrinterEmulator
@@ -93,12 +102,6 @@ def strip_is(page, state: str, timeout: float = 20) -> None:
     wait_until(page, f"document.querySelector('#status-strip[data-state=\"{state}\"]')", timeout)
 
 
-def draft_saved_and_quoted(page) -> None:
-    """The terminal holds the visit as it is now, and the split shown answers it."""
-    wait_until(page, "document.getElementById('settle').dataset.draftPending === '0'")
-    wait_until(page, "document.getElementById('settle').dataset.quotePending !== '1'")
-
-
 # ---- the day --------------------------------------------------------------------------------
 
 
@@ -125,7 +128,7 @@ def test_a_doctors_whole_day_by_touch_alone(day, page):
     )
     assert inserted.ok
     page.wait_for_selector("#patient-name")
-    page.wait_for_selector("#settle[data-ready]")
+    patient_ready(page)
     assert page.text_content("#patient-name") == PATIENT_NAME
     shot("card-read-by-itself")
 
@@ -184,16 +187,14 @@ def test_a_doctors_whole_day_by_touch_alone(day, page):
     page.locator("#osk button[data-osk-key=done]").tap()
     page.wait_for_selector("#osk", state="hidden")
 
-    draft_saved_and_quoted(page)
-    wait_until(page, "!document.getElementById('confirm').disabled")
+    draft_kept_and_quoted(page)
     built = lines_on(page)
     assert len(built) == 4 and built[-1][0] == AMLODIPINE
     cash = page.text_content('#split [data-amount="cash"]')
 
-    # A reload mid-visit (the screen's idle time is short from here): all of it is there.
-    app.config["SESSION_IDLE_MINUTES"] = IDLE_SECONDS / 60
+    # A reload mid-visit: all of it is there.
     page.reload()
-    page.wait_for_selector("#settle[data-ready]")
+    patient_ready(page)
     wait_until(page, "!document.getElementById('confirm').disabled")
     assert lines_on(page) == built
     assert page.locator('#diagnoses .chip[data-code="J06.900"]').count() == 1
@@ -201,7 +202,11 @@ def test_a_doctors_whole_day_by_touch_alone(day, page):
     assert page.text_content("#patient-name") == PATIENT_NAME
     shot("after-reload")
 
-    # The doctor steps away: the screen locks by itself and says why.
+    # The doctor steps away (the idle time short from here): the screen locks by itself
+    # and says why.
+    app.config["SESSION_IDLE_MINUTES"] = IDLE_SECONDS / 60
+    page.reload()
+    patient_ready(page)
     page.wait_for_url("**/signin**", timeout=(IDLE_SECONDS + 20) * 1000)
     reason = page.text_content("#signin-reason")
     assert "屏幕已锁定" in reason and "王医生" in reason and "未完成的就诊已保留" in reason
@@ -213,7 +218,7 @@ def test_a_doctors_whole_day_by_touch_alone(day, page):
     tap_pin(page, "1111")
     page.locator("#signin-submit").tap()
     page.wait_for_url("**/settle")
-    page.wait_for_selector("#settle[data-ready]")
+    patient_ready(page)
     wait_until(page, "!document.getElementById('confirm').disabled")
     assert lines_on(page) == built
     assert page.text_content('#split [data-amount="cash"]') == cash

@@ -5,25 +5,40 @@ with a preset reason. Nothing is typed but by tapping. Screenshots go to
 test-artifacts/web-e2e/draft-lock-keyboard/."""
 
 import pytest
-from browser_support import Shots, no_sideways_scroll, tap_keys, tap_pin, wait_until
+from browser_support import (
+    Shots,
+    draft_kept_and_quoted,
+    no_sideways_scroll,
+    patient_ready,
+    tap_keys,
+    tap_pin,
+    wait_until,
+)
 from web_support import FakeClock, app_config, make_demo_device, served
 
-IDLE_SECONDS = 8  # the test's idle time: long enough for a tap or two, short to wait for
+IDLE_SECONDS = 8  # the lock step's idle time: long enough for a tap or two, short to wait for
+WORKING_IDLE_MINUTES = 60  # the rest of the test: a slow machine never locks it mid-step
 AMOXICILLIN = "XJ01CAA040A001"  # 阿莫西林胶囊, by the box
 CONSULTATION = "110200005000000"  # 一般诊疗费
 
 
 @pytest.fixture
-def terminal(tmp_path):
+def terminal_app(tmp_path):
+    """The terminal served (its URL) and its app (the test shortens the idle time)."""
     from web_ui.app import create_app
 
     data_dir = tmp_path / "device"
     make_demo_device(data_dir)
     app = create_app(app_config(data_dir, FakeClock(), TESTING=False, CARD_WAIT_SECONDS=2.0,
                                 CARD_POLL_MS=200,
-                                SESSION_IDLE_MINUTES=IDLE_SECONDS / 60))  # fmt: skip
+                                SESSION_IDLE_MINUTES=WORKING_IDLE_MINUTES))  # fmt: skip
     with served(app) as url:
-        yield url
+        yield url, app
+
+
+@pytest.fixture
+def terminal(terminal_app) -> str:
+    return terminal_app[0]
 
 
 def small_targets(page, selector: str) -> list:
@@ -43,8 +58,9 @@ def lines_on(page) -> list:
 
 
 def test_a_visit_built_by_tapping_survives_a_reload_and_the_lock_then_settles_and_reverses(
-    terminal, page
+    terminal_app, page
 ):
+    terminal, app = terminal_app
     shot = Shots(page, "draft-lock-keyboard")
 
     # Sign in: the first operator offered is a doctor, not the administrator; PIN pad only.
@@ -60,7 +76,7 @@ def test_a_visit_built_by_tapping_survives_a_reload_and_the_lock_then_settles_an
         page.locator('button[data-card="A32011505"]').tap()
     page.goto(f"{terminal}/settle")
     page.wait_for_selector("#patient-name")
-    page.wait_for_selector("#settle[data-ready]")
+    patient_ready(page)
 
     # The diagnosis by pinyin initials on the on-screen keyboard.
     page.locator("#diagnosis-search").tap()
@@ -71,7 +87,7 @@ def test_a_visit_built_by_tapping_survives_a_reload_and_the_lock_then_settles_an
     tap_keys(page, "jxsh")
     assert page.input_value("#diagnosis-search") == "jxsh"
     shot("keyboard-diagnosis")
-    page.locator('#diagnosis-results li[data-code="J06.900"]').tap()
+    page.locator('#diagnosis-results[data-query="jxsh"] li[data-code="J06.900"]').tap()
 
     # Two items, each by tapping its initials; a mistake corrected with the delete key.
     page.locator("#item-search").tap()
@@ -79,7 +95,7 @@ def test_a_visit_built_by_tapping_survives_a_reload_and_the_lock_then_settles_an
     page.locator('#osk button[data-osk-key="back"]').tap()
     tap_keys(page, "l")
     assert page.input_value("#item-search") == "amxl"
-    page.wait_for_selector(f'#item-results li[data-code="{AMOXICILLIN}"]')
+    page.wait_for_selector(f'#item-results[data-query="amxl"] li[data-code="{AMOXICILLIN}"]')
     shot("keyboard-items")
     page.locator(f'#item-results li[data-code="{AMOXICILLIN}"]').tap()
     page.locator("#item-search").tap()
@@ -96,22 +112,25 @@ def test_a_visit_built_by_tapping_survives_a_reload_and_the_lock_then_settles_an
     shot("quantity-whole-boxes")
     page.locator("#keypad-ok").tap()
     wait_until(page, "document.querySelector('#lines input.qty').value === '2'")
-    wait_until(page, "!document.getElementById('confirm').disabled")
+    draft_kept_and_quoted(page)
     built = lines_on(page)
     assert len(built) == 2 and built[0] == [AMOXICILLIN, "2"]
     cash = page.text_content('#split [data-amount="cash"]')
-    wait_until(page, "document.getElementById('settle').dataset.draftPending === '0'")
 
     # A reload mid-visit: everything is still there, the split too.
     page.reload()
-    page.wait_for_selector("#settle[data-ready]")
+    patient_ready(page)
     wait_until(page, "!document.getElementById('confirm').disabled")
     assert lines_on(page) == built
     assert page.locator('#diagnoses .chip[data-code="J06.900"]').count() == 1
     assert page.text_content('#split [data-amount="cash"]') == cash
     shot("after-reload")
 
-    # Left alone, the screen locks; the lock screen says why and offers the same doctor.
+    # Left alone (the idle time short from here), the screen locks; the lock screen says
+    # why and offers the same doctor.
+    app.config["SESSION_IDLE_MINUTES"] = IDLE_SECONDS / 60
+    page.reload()
+    patient_ready(page)
     page.wait_for_url("**/signin**", timeout=(IDLE_SECONDS + 20) * 1000)
     reason = page.text_content("#signin-reason")
     assert "屏幕已锁定" in reason and "王医生" in reason and "未完成的就诊已保留" in reason
@@ -119,10 +138,11 @@ def test_a_visit_built_by_tapping_survives_a_reload_and_the_lock_then_settles_an
     visible = page.inner_text("body")
     assert "PIN" not in visible and "doc01" not in visible
     shot("locked")
+    app.config["SESSION_IDLE_MINUTES"] = WORKING_IDLE_MINUTES
     tap_pin(page, "1111")
     page.locator("#signin-submit").tap()
     page.wait_for_url("**/settle")
-    page.wait_for_selector("#settle[data-ready]")
+    patient_ready(page)
     wait_until(page, "!document.getElementById('confirm').disabled")
     assert lines_on(page) == built
     assert page.text_content('#split [data-amount="cash"]') == cash

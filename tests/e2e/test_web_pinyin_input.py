@@ -10,6 +10,7 @@ from browser_support import (
     Shots,
     candidates_for,
     no_sideways_scroll,
+    patient_ready,
     tap_chinese,
     tap_keys,
 )
@@ -49,7 +50,7 @@ def test_a_doctor_taps_pinyin_into_chinese_and_finds_amoxicillin(terminal, page)
     with page.expect_navigation():
         page.locator('button[data-card="A32011501"]').tap()  # 张建国
     page.goto(f"{terminal}/settle")
-    page.wait_for_selector("#settle[data-ready]")
+    patient_ready(page)
 
     page.locator("#item-search").tap()
     page.wait_for_selector("#osk:not([hidden])")
@@ -62,7 +63,7 @@ def test_a_doctor_taps_pinyin_into_chinese_and_finds_amoxicillin(terminal, page)
         assert left >= 0 and right <= 800 and width >= 44 and height >= 44
     no_sideways_scroll(page)
     # what `xi` finds as pinyin shows above the candidates, not under them
-    page.wait_for_selector("#item-results li")
+    page.wait_for_selector('#item-results[data-query="xi"] li')
     results = page.locator("#item-results").bounding_box()
     row = page.locator(CANDIDATES).bounding_box()
     assert results["height"] >= 44 and results["y"] + results["height"] <= row["y"] + 1
@@ -76,7 +77,7 @@ def test_a_doctor_taps_pinyin_into_chinese_and_finds_amoxicillin(terminal, page)
     page.locator(f'{candidates_for(page, "lin")} button[data-osk-char="林"]').tap()
     assert page.input_value("#item-search") == "西林"
     assert page.evaluate("() => document.activeElement.id") == "item-search"
-    page.wait_for_selector(f'#item-results li[data-code="{AMOXICILLIN}"]')
+    page.wait_for_selector(f'#item-results[data-query="西林"] li[data-code="{AMOXICILLIN}"]')
     found = page.locator(f'#item-results li[data-code="{AMOXICILLIN}"]').inner_text()
     assert "阿莫西林胶囊" in found
     no_sideways_scroll(page)
@@ -86,7 +87,7 @@ def test_a_doctor_taps_pinyin_into_chinese_and_finds_amoxicillin(terminal, page)
     page.locator('#osk button[data-osk-key="clear"]').tap()
     tap_keys(page, "amxl")
     assert page.input_value("#item-search") == "amxl"
-    page.wait_for_selector(f'#item-results li[data-code="{AMOXICILLIN}"]')
+    page.wait_for_selector(f'#item-results[data-query="amxl"] li[data-code="{AMOXICILLIN}"]')
     shot("initials-still-search")
 
     # The diagnosis search takes Chinese too: 感 from gan.
@@ -94,5 +95,5 @@ def test_a_doctor_taps_pinyin_into_chinese_and_finds_amoxicillin(terminal, page)
     page.locator("#diagnosis-search").tap()
     tap_chinese(page, "gan", "感")
     assert page.input_value("#diagnosis-search") == "感"
-    page.wait_for_selector("#diagnosis-results li")
+    page.wait_for_selector('#diagnosis-results[data-query="感"] li')
     assert page.problems == []

@@ -4,7 +4,7 @@ visit as a bundle of the clinic's own, and the result list closes on a tap outsi
 never covers the quantity fields. Screenshots to test-artifacts/web-e2e/search-bundles/."""
 
 import pytest
-from browser_support import Shots, wait_until
+from browser_support import Shots, patient_ready, wait_until
 from web_support import FakeClock, app_config, make_demo_device, served
 
 AMLODIPINE = "XC08CAA130A001"  # 苯磺酸氨氯地平片 5mg*28片
@@ -45,7 +45,7 @@ def test_a_doctor_finds_by_initials_applies_a_bundle_and_saves_one(terminal, pag
     with page.expect_navigation():
         page.locator('button[data-card="A32011501"]').tap()  # 张建国
     page.goto(f"{terminal}/settle")
-    page.wait_for_selector("#settle[data-ready]")
+    patient_ready(page)
     page.wait_for_selector("#bundle-list button.bundle")
 
     # The county's bundles, one tap each: 感冒 brings three lines and the diagnosis.
@@ -117,7 +117,7 @@ def test_a_doctor_finds_by_initials_applies_a_bundle_and_saves_one(terminal, pag
     with page.expect_navigation():
         page.locator('button[data-card="A32011505"]').tap()
     page.goto(f"{terminal}/settle")
-    page.wait_for_selector("#settle[data-ready]")
+    patient_ready(page)
     page.fill("#item-search", "pian")
     first = page.wait_for_selector("#item-results li[role=option]")
     assert first.get_attribute("data-code") in (AMLODIPINE, "XR05XAA202A001")

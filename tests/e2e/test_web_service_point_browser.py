@@ -152,7 +152,7 @@ def test_a_chronic_application_with_a_photo_by_tapping_is_listed_waiting(termina
     page.locator("#disease-q").tap()
     tap_keys(page, "gxy")
     page.locator("#osk button[data-osk-key=done]").tap()
-    option = page.locator('#disease-results li[data-code="I10.x00"]')
+    option = page.locator('#disease-results[data-query="gxy"] li[data-code="I10.x00"]')
     option.wait_for()
     option.tap()
     assert "高血压" in page.text_content("#disease-chosen")

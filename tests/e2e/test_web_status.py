@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from browser_support import Shots, wait_until
+from browser_support import Shots, patient_ready, wait_until
 from sync_helpers import hub_store
 from web_support import NOW, enrolled_terminal
 
@@ -58,7 +58,10 @@ def test_the_strip_goes_offline_and_back_online_as_the_hub_stops_and_starts(
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 800
     shot("online")
 
-    # A record waits, the hub goes away: within the strip's minute it says so by itself.
+    # The hub goes away, a record waits (in this order: the agent uploads every half
+    # second, so a record made first could be gone before the hub is): within the strip's
+    # minute it says so by itself.
+    terminal["stop_hub"]()
     data_dir = terminal["data_dir"]
     store = SqliteDeviceStore.open(data_dir)
     try:
@@ -70,8 +73,8 @@ def test_the_strip_goes_offline_and_back_online_as_the_hub_stops_and_starts(
         )
     finally:
         store.close()
-    terminal["stop_hub"]()
     wait_until(page, "document.querySelector('#status-strip[data-state=\"offline\"]')", 20)
+    wait_until(page, "document.querySelector('#status-strip').textContent.includes('笔待上传')", 20)
     text = page.text_content("#status-strip")
     assert "离线" in text and "笔待上传" in text and "上次同步" in text
     assert "Errno" not in text and "[" not in text
@@ -90,7 +93,7 @@ def test_the_strip_goes_offline_and_back_online_as_the_hub_stops_and_starts(
     with page.expect_navigation():
         page.locator('button[data-card="A32011505"]').tap()
     page.goto(f"{terminal['url']}/settle")
-    page.wait_for_selector("#settle[data-ready]")
+    patient_ready(page)
     page.fill("#item-search", "amxl")
     page.locator('#item-results li[data-code="XJ01CAA040A001"]').tap()
     wait_until(page, "!document.getElementById('confirm').disabled")
@@ -112,7 +115,7 @@ def test_the_strip_goes_offline_and_back_online_as_the_hub_stops_and_starts(
     assert "县医保局已停用本终端：不能结算" in page.text_content("#confirm-withdrawn")
     shot("revoked")
     page.reload()
-    page.wait_for_selector("#settle[data-ready]")
+    patient_ready(page)
     page.wait_for_selector("#confirm-withdrawn:not([hidden])")
     wait_until(page, "document.getElementById('settle').dataset.quoted")  # the kept visit
     assert page.locator("#confirm").is_disabled()

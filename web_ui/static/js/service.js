@@ -30,15 +30,18 @@ if (diseaseQuery) {
   const chosen = document.getElementById("disease-chosen");
   let asked = 0;
   const choose = (hit) => {
+    asked += 1; // an answer still on its way must not bring the list back
     code.value = hit.code;
     chosen.textContent = `${hit.code} ${hit.name}`;
     results.replaceChildren();
+    delete results.dataset.query;
   };
   diseaseQuery.addEventListener("input", async () => {
     const query = diseaseQuery.value.trim();
     const mine = ++asked;
     if (!query) {
       results.replaceChildren();
+      delete results.dataset.query;
       return;
     }
     const { status, data } = await getJSON(`${diseaseQuery.dataset.src}?q=${encodeURIComponent(query)}`);
@@ -57,6 +60,7 @@ if (diseaseQuery) {
         return option;
       }),
     );
+    results.dataset.query = query; // what the list answers (the tests wait on it)
   });
 }
 

@@ -56,6 +56,7 @@ const keypad = new QuantityKeypad(document.getElementById("keypad"));
 let quoteSeq = 0;
 let quoteOk = false;
 let draftRev = 0;
+let draftKept = 0; // the newest rev the terminal has acknowledged
 let draftSent = draft ? JSON.stringify(draftBody(visitDocument())) : "";
 
 function draftBody(visit) {
@@ -71,9 +72,11 @@ function keepDraft(leaving = false) {
   const body = draftBody(visitDocument());
   const text = JSON.stringify(body);
   if (text === draftSent) {
-    if (!leaving) root.dataset.draftPending = "0";
+    // Nothing new to send; "0" only once what was sent is kept (it may be on its way).
+    if (!leaving && draftKept === draftRev) root.dataset.draftPending = "0";
     return;
   }
+  if (!leaving) root.dataset.draftPending = "1";
   draftSent = text;
   draftRev = Math.max(Date.now(), draftRev + 1);
   const sent = draftRev;
@@ -86,7 +89,9 @@ function keepDraft(leaving = false) {
   fetch("/api/draft", { method: "POST", headers, body: payload, keepalive: leaving,
     credentials: "same-origin" })
     .then((response) => {
-      if (response.ok && sent === draftRev) root.dataset.draftPending = "0";
+      if (!response.ok) return;
+      draftKept = Math.max(draftKept, sent);
+      if (sent === draftRev) root.dataset.draftPending = "0";
     })
     .catch(() => { if (!leaving) draftSent = ""; });
 }
