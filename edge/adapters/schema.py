@@ -491,9 +491,10 @@ def m016_account_movements(db: sqlite_utils.Database) -> None:
             amount INTEGER NOT NULL, PRIMARY KEY (insured_id, seq)) STRICT, WITHOUT ROWID"""
     )
     kinds = ", ".join(f"'{kind}'" for kind in rec.ACCOUNT_KINDS)
-    for (text,) in db.execute(
+    # One record at a time: a terminal's years of settlements need not fit in memory.
+    for (text,) in db.conn.execute(
         f"SELECT record FROM ledger WHERE kind IN ({kinds}) ORDER BY seq"
-    ).fetchall():
+    ):
         index_account_movements(db.conn, json.loads(text))
 
 
