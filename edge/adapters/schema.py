@@ -491,11 +491,18 @@ def m016_account_movements(db: sqlite_utils.Database) -> None:
             amount INTEGER NOT NULL, PRIMARY KEY (insured_id, seq)) STRICT, WITHOUT ROWID"""
     )
     kinds = ", ".join(f"'{kind}'" for kind in rec.ACCOUNT_KINDS)
-    # One record at a time: a terminal's years of settlements need not fit in memory.
-    for (text,) in db.conn.execute(
-        f"SELECT record FROM ledger WHERE kind IN ({kinds}) ORDER BY seq"
+    # One record at a time (a terminal's years of settlements need not fit in memory), by
+    # the row's own seq and kind: a damaged record's text indexes nothing and never stops
+    # the terminal from opening (`clinic ledger verify` is what names it).
+    for seq, kind, text in db.conn.execute(
+        f"SELECT seq, kind, record FROM ledger WHERE kind IN ({kinds}) ORDER BY seq"
     ):
-        index_account_movements(db.conn, json.loads(text))
+        try:
+            body = json.loads(text).get("body")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(body, dict):
+            index_account_movements(db.conn, {"seq": seq, "kind": kind, "body": body})
 
 
 def index_account_movements(conn: sqlite3.Connection, record: dict) -> None:
@@ -509,7 +516,7 @@ def index_account_movements(conn: sqlite3.Connection, record: dict) -> None:
         row = conn.execute(
             "SELECT record FROM ledger WHERE tx_id = ?", [body.get("reverses")]
         ).fetchone()
-        original = json.loads(row[0])["body"] if row else None
+        original = json.loads(row[0]).get("body") if row else None
     conn.executemany(
         "INSERT INTO account_movement VALUES (?, ?, ?)",
         [

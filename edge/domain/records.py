@@ -177,27 +177,33 @@ def account_movements(
     them), a premium paid from a family account its holder's, a reversal the opposite of
     what its original settlement (`reversed_body`) moved."""
     if kind == "reversal":
-        if reversed_body is None:
+        if not isinstance(reversed_body, dict):
             return {}
         original = account_movements("settlement", reversed_body)
         return {insured_id: -amount for insured_id, amount in original.items()}
     if kind in sp.PREMIUM_KINDS:
         holder, amount = body.get("account_holder"), body.get("amount")
-        if body.get("method") != "family_account" or not holder or type(amount) is not int:
+        if body.get("method") != "family_account" or not isinstance(holder, str) or not holder:
+            return {}
+        if type(amount) is not int:
             return {}
         return {holder: -amount if kind == "premium" else amount}
     if kind != "settlement":
         return {}
-    before = body.get("accumulators_before") or {}
-    after = (body.get("result") or {}).get("accumulators_after") or {}
+    result, before = body.get("result"), body.get("accumulators_before")
+    after = result.get("accumulators_after") if isinstance(result, dict) else None
 
     def moved(name: str) -> int:
-        was, now = before.get(name), after.get(name)
+        was = before.get(name) if isinstance(before, dict) else None
+        now = after.get(name) if isinstance(after, dict) else None
         return now - was if type(was) is int and type(now) is int else 0
 
-    moves = {body["insured_id"]: moved("account_balance")}
-    holder = (body.get("visit") or {}).get("family_account_holder")
-    if holder:
+    insured_id, visit = body.get("insured_id"), body.get("visit")
+    holder = visit.get("family_account_holder") if isinstance(visit, dict) else None
+    moves: dict[str, int] = {}
+    if isinstance(insured_id, str):
+        moves[insured_id] = moved("account_balance")
+    if isinstance(holder, str) and holder:
         moves[holder] = moves.get(holder, 0) + moved("family_account_balance")
     return {insured_id: amount for insured_id, amount in moves.items() if amount}
 

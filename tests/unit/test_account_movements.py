@@ -57,3 +57,12 @@ def test_the_persons_whose_account_a_record_may_move():
     assert account_persons("daily_close", {"insured_id": "P"}) == set()
     # every person a record moves is one it may move
     assert account_movements("settlement", family).keys() <= account_persons("settlement", family)
+
+
+def test_a_damaged_body_moves_nothing_and_raises_nothing():
+    # what a damaged ledger row may hold: the schema step that indexes old records reads it
+    for body in ({}, {"insured_id": 7, "visit": "x", "result": [], "accumulators_before": 3}):
+        assert account_movements("settlement", body) == {}
+        assert account_movements("reversal", body, body) == {}
+    assert account_movements("premium", {"method": "family_account", "account_holder": 5}) == {}
+    assert account_movements("reversal", {}, "not a body") == {}
