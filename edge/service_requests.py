@@ -89,22 +89,14 @@ def new_request(
                 store, identity, "service_request", body, now, insured_id=body["insured_id"]
             )
     except BaseException:
-        _take_back(store, files, written)
+        if written:
+            # Refused or failed: the photos no stored request names go again (another
+            # request naming the same photo may have committed meanwhile: its file stays).
+            # A stray file left when even this fails is taken by the next sweep.
+            with contextlib.suppress(Exception):
+                sweep_unnamed_photos(store, data_dir)
         raise
     return services.Recorded(record)
-
-
-def _take_back(store: RequestStore, files: AttachmentFiles, written: list[str]) -> None:
-    """Refused or failed: remove the photo files this call wrote, but only under the write
-    lock and only those no stored request names — another request naming the same photo
-    may have committed between our rollback and now, and its file must stay."""
-    if not written:
-        return
-    # A stray file left when even this fails is harmless; the refusal is what counts.
-    with contextlib.suppress(Exception), store.write_transaction():
-        for digest in written:
-            if not store.attachment_named(digest):
-                files.remove(digest)
 
 
 def sweep_unnamed_photos(store: RequestStore, data_dir: Path) -> int:

@@ -78,10 +78,6 @@ class AttachmentFiles:
             raise AttachmentError("BAD_ATTACHMENT", f"{name!r} is not a photo file's name")
         (self.directory / name).unlink(missing_ok=True)
 
-    def remove(self, sha256: str) -> None:
-        """Take back a file this process just wrote for a request that was then refused."""
-        self.path(sha256).unlink(missing_ok=True)
-
     def read(self, sha256: str) -> bytes:
         """The photo's bytes, checked against its name (a damaged file is refused)."""
         try:

@@ -3,7 +3,8 @@
 the ingest's own transaction for the county's queue and totals. The ledger records stay
 the evidence: a record flagged malformed is never indexed. With them, whose personal
 account each settlement, reversal and premium may move, by which device
-(`index_account_devices`).
+(`index_account_devices`, called by the ingest; SQLite m009 / PostgreSQL step 9 fill
+that table from stored records themselves, after m008 ran).
 
 It is also how the hub's schema step that adds the index (SQLite m008, PostgreSQL step
 8) indexes the records a hub stored before it had one, so the store may call it.
@@ -48,7 +49,6 @@ def index_records(
     just stored for `slot`'s device (inside the ingest's unit of work), in seq order: a
     reversal in the same batch as its premium finds it."""
     skip = set(flagged)
-    index_account_devices(store, slot.device_id or "", [r for r in records if r["seq"] not in skip])
     for record in records:
         if record["seq"] in skip or not isinstance(record.get("body"), dict):
             continue

@@ -215,14 +215,18 @@ SERVICE_POINT_TABLES = (
 
 def as_before_the_service_point(hub_dir, hub_backend) -> None:
     """The hub as one made before the service point holds what its devices uploaded:
-    the records, without the index the service point's schema step makes."""
+    the records, without the index the service point's schema steps make (m008 and the
+    account step m009 after it, which m008 must not need)."""
     with hub_store(hub_dir) as store:
-        for table in SERVICE_POINT_TABLES:
+        for table in (*SERVICE_POINT_TABLES, "account_device"):
             store.conn.execute(f"DROP TABLE {table}")
         if hub_backend.name == "sqlite":
-            store.conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm008_service_point'")
+            store.conn.execute(
+                "DELETE FROM _sqlite_migrations"
+                " WHERE name IN ('m008_service_point', 'm009_account_devices')"
+            )
         else:
-            store.conn.execute("DELETE FROM schema_migration WHERE version = 8")
+            store.conn.execute("DELETE FROM schema_migration WHERE version IN (8, 9)")
 
 
 def test_the_service_point_step_indexes_the_records_an_older_hub_stored(
@@ -240,10 +244,15 @@ def test_the_service_point_step_indexes_the_records_an_older_hub_stored(
         (queued,) = service_requests.list_requests(store, township=None, kind=None, state="pending")
         (totals,) = service_requests.premium_totals(store, year=2027, township=None)
         premium = store.premium_of(device.identity.device_id, undone["tx_id"])
+        accounts = store.conn.execute(
+            "SELECT device_id FROM account_device WHERE insured_id = ?", [EMPLOYEE]
+        ).fetchall()
     assert queued["tx_id"] == record["tx_id"] and queued["kind"] == "chronic_certificate"
     assert totals["count"] == 2 and totals["family_account"] == 50000
     assert totals["reversed_count"] == 1 and totals["reversed_amount"] == 20000
     assert premium["reversed_by"] == reversal["tx_id"] and kept["tx_id"]
+    # m009 named the device for the account its family-account premiums paid from.
+    assert [tuple(row) for row in accounts] == [(device.identity.device_id,)]
 
 
 def test_the_same_photo_from_two_devices_is_kept_for_each(hub, hub_dir, make_enrolled_device):

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from edge.domain.documents import policy_from_json
 from edge.domain.model import Policy, Rejection
-from edge.domain.records import body_problem
+from edge.domain.records import account_movements, body_problem
 from sync.hub import reconcile
 from sync.hub.model import StoredRecord
 from sync.hub.ports import HubStore
@@ -94,7 +94,7 @@ def _recompute_one(
     if kind == "reversal":
         return _apply_reversal(store, device_id, body, add_item)
     if kind == "premium":
-        return _apply_premium_account(store, body, 1)
+        return _apply_premium_account(store, kind, body)
     if kind == "premium_reversal":
         problem = premium_reversal_problem(store, device_id, record)
         if problem is not None:
@@ -103,7 +103,7 @@ def _recompute_one(
                 {"reverses": body.get("reverses"), "problem": problem},
             )
             return "differs"
-        return _apply_premium_account(store, body, -1)
+        return _apply_premium_account(store, kind, body)
     if kind == "daily_close":
         previous = store.last_seq_of_kind(device_id, "daily_close", seq)
         covered = [
@@ -295,18 +295,15 @@ def premium_reversal_problem(store: HubStore, device_id: str, record: dict) -> s
     return None
 
 
-def _apply_premium_account(store: HubStore, body: dict, sign: int) -> str:
+def _apply_premium_account(store: HubStore, kind: str, body: dict) -> str:
     """A premium paid from an employee's personal account (家庭共济) takes it from the
-    county's balance of that account (`sign` 1), and its reversal gives it back (-1), as
-    on the device: a later settlement using the account is recomputed on the same
-    balance."""
-    if body.get("method") != "family_account":
-        return "not_a_settlement"
-    holder, amount = body.get("account_holder"), body.get("amount")
-    if not isinstance(holder, str) or type(amount) is not int:
-        return "not_a_settlement"
-    store.move_account_balance(holder, -sign * amount)
-    return "ok"
+    county's balance of that account, and its reversal gives it back, by the movement the
+    device applied (`records.account_movements`): a later settlement using the account is
+    recomputed on the same balance."""
+    moved = account_movements(kind, body)
+    for holder, amount in moved.items():
+        store.move_account_balance(holder, amount)
+    return "ok" if moved else "not_a_settlement"
 
 
 def _money(result: dict) -> dict:

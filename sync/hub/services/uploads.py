@@ -83,8 +83,10 @@ def ingest(store: HubStore, device_id: str, batch: list[object], now: datetime) 
                 device_id, [(r.seq or 0, r.detail) for r in plan.malformed], received_at
             )
         if plan.accepted:  # requests and premiums for the county's queue and totals
-            service_index.index_records(
-                store, current, plan.accepted, [r.seq or 0 for r in plan.malformed], received_at
+            flagged = {r.seq or 0 for r in plan.malformed}
+            service_index.index_records(store, current, plan.accepted, flagged, received_at)
+            service_index.index_account_devices(
+                store, device_id, [r for r in plan.accepted if r["seq"] not in flagged]
             )
         if plan.head_seq != head_seq:
             store.set_head(device_id, plan.head_seq, plan.head_hash)
